@@ -1,0 +1,136 @@
+/**
+ * HTTP for registries: bounded retries with backoff on 429, 5xx and dropped
+ * connections (honouring `Retry-After`), redirects followed by hand so that
+ * `Authorization` never reaches another host, and a timeout until the
+ * response headers arrive.
+ *
+ * @module
+ */
+
+import { RegistryError } from "./errors.ts";
+
+/** How requests are sent and retried. */
+export interface TransportOptions {
+  /** The fetch implementation. @default globalThis.fetch */
+  fetch?: typeof fetch;
+  /** Retries after the first attempt on 429, 5xx and network errors. @default 3 */
+  retries?: number;
+  /** Milliseconds before the first retry; doubles each time. @default 250 */
+  backoffMs?: number;
+  /** The longest `Retry-After` that is waited for, in milliseconds. @default 30000 */
+  maxRetryAfterMs?: number;
+  /** Redirects followed before giving up. @default 5 */
+  maxRedirects?: number;
+  /** Milliseconds to wait for a response's headers. @default 30000 */
+  headersTimeoutMs?: number;
+}
+
+/** One request: the registry host names the target in messages. */
+export interface TransportRequest {
+  url: string;
+  method: "GET" | "HEAD";
+  headers: Record<string, string>;
+  /** The registry host, for messages. */
+  host: string;
+}
+
+/** The statuses after which the same request may succeed. */
+const RETRYABLE_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
+
+/**
+ * Send a request with retries and manual redirects.
+ *
+ * @throws {RegistryError} when the host cannot be reached after the retries,
+ *   or redirects more often than allowed.
+ * @example
+ * ```ts
+ * import { sendRequest } from "./transport.ts";
+ * const response = await sendRequest(
+ *   { url: "http://127.0.0.1:5000/v2/", method: "GET", headers: {}, host: "127.0.0.1:5000" },
+ * ).catch(() => undefined);
+ * ```
+ */
+export async function sendRequest(request: TransportRequest, options: TransportOptions = {}): Promise<Response> {
+  const retries = options.retries ?? 3;
+  const backoffMs = options.backoffMs ?? 250;
+  for (let attempt = 0; ; attempt++) {
+    let response: Response;
+    try {
+      response = await followRedirects(request, options);
+    } catch (error) {
+      if (error instanceof RegistryError || attempt >= retries) throw toRegistryError(error, request.host);
+      await Bun.sleep(backoffMs * 2 ** attempt);
+      continue;
+    }
+    if (!RETRYABLE_STATUSES.has(response.status) || attempt >= retries) return response;
+    const wait = retryAfterMs(response.headers.get("retry-after")) ?? backoffMs * 2 ** attempt;
+    if (wait > (options.maxRetryAfterMs ?? 30_000)) return response;
+    await response.body?.cancel();
+    await Bun.sleep(wait);
+  }
+}
+
+async function followRedirects(request: TransportRequest, options: TransportOptions): Promise<Response> {
+  const doFetch = options.fetch ?? fetch;
+  const maxRedirects = options.maxRedirects ?? 5;
+  const origin = new URL(request.url).origin;
+  let url = request.url;
+  for (let hop = 0; hop <= maxRedirects; hop++) {
+    const headers = { ...request.headers };
+    if (new URL(url).origin !== origin) delete headers.Authorization;
+    const response = await withHeadersTimeout(options.headersTimeoutMs ?? 30_000, request.host, (signal) =>
+      doFetch(url, { method: request.method, headers, redirect: "manual", signal }),
+    );
+    const location = response.headers.get("location");
+    if (response.status < 300 || response.status >= 400 || response.status === 304 || location === null) return response;
+    await response.body?.cancel();
+    url = new URL(location, url).href;
+    if (!url.startsWith("http://") && !url.startsWith("https://")) {
+      throw new RegistryError(`Cannot follow redirect from "${request.host}": unsupported location "${location.slice(0, 80)}"`);
+    }
+  }
+  throw new RegistryError(`Cannot fetch from "${request.host}": more than ${maxRedirects} redirects`);
+}
+
+async function withHeadersTimeout(
+  timeoutMs: number,
+  host: string,
+  run: (signal: AbortSignal) => Promise<Response>,
+): Promise<Response> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new RegistryError(`Cannot reach "${host}": no response within ${timeoutMs} ms`)), timeoutMs);
+  try {
+    return await run(controller.signal);
+  } catch (error) {
+    if (controller.signal.aborted) throw controller.signal.reason;
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Seconds or an HTTP date (RFC 9110, section 10.2.3), as milliseconds from now. */
+function retryAfterMs(value: string | null): number | undefined {
+  if (value === null) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+/** Turn a network failure into the one-line error a user can act on. */
+function toRegistryError(error: unknown, host: string): RegistryError {
+  if (error instanceof RegistryError) return error;
+  const code = (error as { code?: string }).code ?? "";
+  const reason = NETWORK_REASONS[code] ?? (error instanceof Error ? error.message : String(error));
+  return new RegistryError(`Cannot reach "${host}": ${reason} (use --offline to use the cache only)`, { cause: error });
+}
+
+const NETWORK_REASONS: Record<string, string> = {
+  ConnectionRefused: "connection refused",
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  ConnectionClosed: "connection closed",
+  ENOTFOUND: "host not found",
+  FailedToOpenSocket: "cannot open a socket",
+  ETIMEDOUT: "timed out",
+};
