@@ -6,6 +6,7 @@
  * @module
  */
 
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { BlobResult, Cache, Resolved } from "./cache.ts";
 import { digestHex, type Digest } from "./digest.ts";
@@ -15,6 +16,7 @@ import { DERIVED_ANNOTATION, findDerived, parseDerived, readIndex, type DerivedF
 import { placeFile, placeRange, removeQuietly } from "./output.ts";
 import { describe, formatPlatform, selectManifest, type PlatformWant } from "./platform.ts";
 import type { Reference } from "./reference.ts";
+import { describeFsError } from "./store.ts";
 import { findTarMember } from "./tar.ts";
 
 /** What to pull and where to put it. */
@@ -139,6 +141,7 @@ async function pullFiles(
   const layers = [...new Map(files.map((f) => [f.layer.digest, f.layer])).values()];
   const fallbacks = new Map<Digest, string>();
   const results = new Map<Digest, BlobResult>();
+  if (options.outDir !== undefined) makeOutDir(options.outDir);
   try {
     await mapLimit(layers, options.concurrency ?? 4, async (layer) => {
       const fallbackPath = options.outDir === undefined ? undefined : join(options.outDir, `.ocicache-${digestHex(layer.digest).slice(0, 16)}.layer`);
@@ -194,6 +197,14 @@ function placeMember(cache: Cache, file: ImageFile, layer: BlobResult, known: De
   if (dest === undefined) throw noPlace(file, cache);
   const digest = placeRange(layerPath, range.offset, range.size, dest);
   return { ...base, path: dest, digest, size: range.size, hit: false, cached: false };
+}
+
+function makeOutDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (error) {
+    throw new StoreError(`Cannot create "${dir}": ${describeFsError(error)}`, { cause: error });
+  }
 }
 
 function requirePath(layer: BlobResult, file: ImageFile): string {

@@ -1,0 +1,105 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { digestOf } from "../lib/digest.ts";
+import { OCI_LAYOUT, Store } from "../lib/store.ts";
+import { mountTmpfs } from "./helpers/mount.ts";
+
+let root: string;
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), "ocicache-store-"));
+});
+afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+const bytes = new TextEncoder().encode("initrd content");
+const expected = { digest: digestOf(bytes), size: bytes.length };
+
+describe("Store", () => {
+  test("init() lays out an OCI image layout", () => {
+    expect(new Store(root).init()).toBeUndefined();
+    expect(readFileSync(join(root, "oci-layout"), "utf8")).toBe(OCI_LAYOUT);
+    expect(statSync(join(root, "blobs", "sha256")).isDirectory()).toBe(true);
+    expect(statSync(join(root, "tmp")).isDirectory()).toBe(true);
+  });
+
+  test("putBytes() commits a read-only blob by rename and leaves tmp/ empty", () => {
+    const store = new Store(root);
+    store.init();
+    const result = store.putBytes(expected, bytes);
+    expect(result).toEqual({ status: "committed", path: store.blobPath(expected.digest) });
+    expect(readFileSync(store.blobPath(expected.digest))).toEqual(Buffer.from(bytes));
+    expect(statSync(store.blobPath(expected.digest)).mode & 0o777).toBe(0o444);
+    expect(readdirSync(store.tmpDir)).toEqual([]);
+  });
+
+  test("a writer with fewer bytes than expected fails its commit and leaves nothing in blobs/", () => {
+    const store = new Store(root);
+    store.init();
+    const writer = store.createWriter(expected);
+    writer.write(bytes.subarray(2));
+    const result = writer.commit();
+    expect(result.status).toBe("failed");
+    writer.abort();
+    expect(store.stat(expected.digest)).toBeUndefined();
+    expect(readdirSync(store.tmpDir)).toEqual([]);
+  });
+
+  test("an aborted writer leaves no file behind", () => {
+    const store = new Store(root);
+    store.init();
+    const writer = store.createWriter(expected);
+    writer.write(bytes);
+    writer.abort();
+    expect(existsSync(store.blobPath(expected.digest))).toBe(false);
+    expect(readdirSync(store.tmpDir)).toEqual([]);
+  });
+
+  test("touch() sets the last use to now", () => {
+    const store = new Store(root);
+    store.init();
+    store.putBytes(expected, bytes);
+    utimesSync(store.blobPath(expected.digest), new Date(0), new Date(0));
+    store.touch(expected.digest);
+    expect(Date.now() - store.stat(expected.digest)!.mtimeMs).toBeLessThan(60_000);
+  });
+
+  test("putRange() stores a slice as a blob named by its digest", () => {
+    const store = new Store(root);
+    store.init();
+    store.putBytes(expected, bytes);
+    const result = store.putRange(store.blobPath(expected.digest), 2, 5);
+    expect(result.status).toBe("committed");
+    expect(result.digest).toBe(digestOf(bytes.subarray(2, 7)));
+  });
+
+  test("a read-only file system is reported, not thrown, and putBytes() says skipped", () => {
+    const fs = mountTmpfs(1024 * 1024);
+    try {
+      new Store(fs.dir).init();
+      fs.readOnly();
+      const store = new Store(fs.dir);
+      expect(store.init()).toBeUndefined();
+      const result = store.putBytes(expected, bytes);
+      expect(result).toEqual({ status: "skipped", reason: "read-only file system" });
+      expect(store.stat(expected.digest)).toBeUndefined();
+    } finally {
+      fs.unmount();
+    }
+  });
+
+  test("a full file system fails the write and leaves tmp/ empty", () => {
+    const fs = mountTmpfs(64 * 1024);
+    try {
+      const store = new Store(fs.dir);
+      store.init();
+      const big = new Uint8Array(256 * 1024);
+      const result = store.putBytes({ digest: digestOf(big), size: big.length }, big);
+      expect(result.status).toBe("failed");
+      expect(result.status === "failed" && (result.error as NodeJS.ErrnoException).code).toBe("ENOSPC");
+      expect(readdirSync(store.tmpDir)).toEqual([]);
+    } finally {
+      fs.unmount();
+    }
+  });
+});
