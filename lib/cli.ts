@@ -116,10 +116,9 @@ async function runPull(input: string, flags: Flags): Promise<number> {
     link: flags.link === true,
     debugKernel: flags["debug-kernel"] === true,
   };
-  const result = layout !== undefined
-    ? pullLayout(layout, { ...options, verify: flags.verify === true })
-    : await withProgress(flags, input, (cache) => pullImage(cache, parseReference(input), options));
-  return printResult(result, flags);
+  if (layout !== undefined) return printResult(pullLayout(layout, { ...options, verify: flags.verify === true }), flags);
+  const ref = parseReference(input);
+  return printResult(await withProgress(flags, input, (cache) => pullImage(cache, ref, options)), flags);
 }
 
 async function runPath(input: string, flags: Flags): Promise<number> {
@@ -135,8 +134,8 @@ async function runPath(input: string, flags: Flags): Promise<number> {
     if (blob.path === undefined || !blob.cached) throw new UsageError(`Cannot give a path for "${input}": the cache cannot be written`);
     return print(blob.path);
   }
-  const result = await withProgress(flags, input, (cache) =>
-    pullImage(cache, ref, { platform: parsePlatform(flags.platform, flags.plat), roles: [role] }));
+  const platform = parsePlatform(flags.platform, flags.plat);
+  const result = await withProgress(flags, input, (cache) => pullImage(cache, ref, { platform, roles: [role] }));
   return print(result.files[0]!.path);
 }
 
@@ -144,8 +143,9 @@ async function runCat(input: string, flags: Flags): Promise<number> {
   const role = parseRole(flags.role);
   let path: string | undefined;
   if (role !== undefined) {
-    const result = await withProgress(flags, input, (cache) =>
-      pullImage(cache, parseReference(input), { platform: parsePlatform(flags.platform, flags.plat), roles: [role] }));
+    const ref = parseReference(input);
+    const platform = parsePlatform(flags.platform, flags.plat);
+    const result = await withProgress(flags, input, (cache) => pullImage(cache, ref, { platform, roles: [role] }));
     path = result.files[0]!.path;
   } else {
     const ref = requireDigest(parseReference(input), "cat");

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { parseDigest } from "../lib/digest.ts";
 import { UsageError } from "../lib/errors.ts";
 import { formatReference, parseLayoutSource, parseReference } from "../lib/reference.ts";
 
@@ -16,13 +17,13 @@ describe("parseReference()", () => {
   });
 
   test("a digest without a tag pins the content and adds no tag", () => {
-    expect(parseReference(`localhost:5000/app@sha256:${HEX}`)).toEqual({ registry: "localhost:5000", repository: "app", digest: `sha256:${HEX}` });
+    expect(parseReference(`localhost:5000/app@sha256:${HEX}`)).toEqual({ registry: "localhost:5000", repository: "app", digest: parseDigest(`sha256:${HEX}`) });
   });
 
   test("keeps both tag and digest when both are given", () => {
     const ref = parseReference(`unikraft.org/nginx:1.25@sha256:${HEX}`);
     expect(ref.tag).toBe("1.25");
-    expect(ref.digest).toBe(`sha256:${HEX}`);
+    expect(ref.digest).toBe(parseDigest(`sha256:${HEX}`));
   });
 
   test.each([

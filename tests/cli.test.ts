@@ -1,0 +1,269 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { digestHex, type Digest } from "../lib/digest.ts";
+import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
+import { startProxy } from "./helpers/proxy.ts";
+import { sharedRegistry, startRegistry, type RegistryHandle } from "./helpers/registry.ts";
+
+const MOD = join(import.meta.dir, "..", "mod.ts");
+const host = process.arch === "arm64" ? "arm64" : "amd64";
+const run = Math.random().toString(36).slice(2, 8);
+
+let registry: RegistryHandle;
+let spec: SampleImage;
+let big: SampleImage;
+
+beforeAll(async () => {
+  registry = await sharedRegistry();
+  spec = await pushSampleImage(registry.url, `cli-${run}/nginx`, "1.25", { format: "spec", romBytes: [3000] });
+  big = await pushSampleImage(registry.url, `cli-${run}/big`, "1", { format: "kraftkit", kernelBytes: 4 * 1024 * 1024, initrdBytes: 1024 });
+});
+afterAll(() => registry.stop());
+
+let dir: string;
+let cacheDir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "ocicache-cli-"));
+  cacheDir = join(dir, "cache");
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+  bytes: Uint8Array;
+}
+
+async function ocicache(args: string[], env: Record<string, string> = {}): Promise<Ran> {
+  const proc = Bun.spawn(["bun", MOD, ...args], {
+    env: { ...process.env, OCICACHE_DIR: cacheDir, ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [bytes, stderr, code] = await Promise.all([new Response(proc.stdout).bytes(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, stdout: new TextDecoder().decode(bytes), stderr, bytes };
+}
+
+function blobs(): string[] {
+  const path = join(cacheDir, "blobs", "sha256");
+  return existsSync(path) ? readdirSync(path) : [];
+}
+
+describe("ocicache pull", () => {
+  test("writes the files into -o DIR and prints their paths; the second pull is a hit", async () => {
+    const out = join(dir, ".unikraft");
+    const first = await ocicache(["pull", spec.ref, "-o", out]);
+    expect(first.code).toBe(0);
+    expect(first.stderr).toBe("");
+    expect(first.stdout.trim().split("\n")).toEqual(["kernel", "initrd", "rom0"].map((f) => join(out, f)));
+    expect(readFileSync(join(out, "kernel"))).toEqual(Buffer.from(spec.manifests[host].files.kernel));
+
+    const second = await ocicache(["pull", spec.ref, "-o", out, "--json"]);
+    expect(second.code).toBe(0);
+    const result = JSON.parse(second.stdout);
+    expect(result.hit).toBe(true);
+    expect(result.reference).toBe(spec.ref);
+    expect(result.digest).toBe(spec.indexDigest);
+    expect(result.manifest).toBe(spec.manifests[host].digest);
+    expect(result.files.map((f: { name: string; hit: boolean }) => [f.name, f.hit])).toEqual([["kernel", true], ["initrd", true], ["rom0", true]]);
+  });
+
+  test("--platform chooses another architecture; a missing one is exit 3 with what is offered", async () => {
+    const other = host === "amd64" ? "arm64" : "amd64";
+    const ok = await ocicache(["pull", spec.ref, "-o", join(dir, "o"), "--platform", `linux/${other === "amd64" ? "x86_64" : other}`]);
+    expect(ok.code).toBe(0);
+    expect(readFileSync(join(dir, "o", "initrd"))).toEqual(Buffer.from(spec.manifests[other].files.initrd));
+    const missing = await ocicache(["pull", spec.ref, "--platform", "linux/riscv64"]);
+    expect(missing.code).toBe(3);
+    expect(missing.stderr).toContain("offers linux/amd64 (qemu), linux/arm64 (qemu)");
+    expect(missing.stderr.trim().split("\n")).toHaveLength(1);
+  });
+
+  test.each([
+    [["pull", "Bad/Ref"], 2, "bad repository component"],
+    [["pull", "repo@sha256:../../etc/passwd"], 2, "bad digest"],
+    [["pull"], 2, "expected one reference"],
+    [["pull", "a", "--no-such-flag"], 2, "Cannot parse arguments"],
+    [["frobnicate", "x"], 2, "Unknown command"],
+    [["path", "127.0.0.1:5000/a:1", "--role", "bios"], 2, 'Unknown role "bios"'],
+    [["pull", "127.0.0.1:5000/a:1", "--fresh-for", "soon"], 2, "--fresh-for"],
+  ])("%j exits %i with one line naming the problem", async (args, code, part) => {
+    const ran = await ocicache(args);
+    expect(ran.code).toBe(code);
+    expect(ran.stderr).toContain(part);
+    expect(ran.stderr.trim().split("\n")).toHaveLength(1);
+    expect(ran.stderr).not.toContain("    at ");
+    expect(existsSync(join(cacheDir, "blobs"))).toBe(false);
+  });
+
+  test("an unknown tag is exit 3; an unreachable registry is exit 5", async () => {
+    const unknown = await ocicache(["pull", `${spec.name}:nope`]);
+    expect(unknown.code).toBe(3);
+    const proxy = startProxy(registry.url);
+    await proxy.stop();
+    const down = await ocicache(["pull", `${proxy.host}/cli-${run}/nginx:1.25`]);
+    expect(down.code).toBe(5);
+    expect(down.stderr).toBe(`ocicache: error: Cannot reach "${proxy.host}": connection refused (use --offline to use the cache only)\n`);
+  });
+
+  test("a registry serving wrong bytes is exit 4 and nothing reaches blobs/", async () => {
+    const proxy = startProxy(registry.url, async (request, forward) => {
+      const response = await forward();
+      if (request.method !== "GET" || !request.url.includes("/blobs/")) return response;
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      bytes[bytes.length - 1]! ^= 1;
+      return new Response(bytes, { headers: response.headers });
+    });
+    try {
+      const ran = await ocicache(["pull", `${proxy.host}/cli-${run}/big:1`, "-o", join(dir, "o")]);
+      expect(ran.code).toBe(4);
+      expect(ran.stderr).toContain("Cannot verify blob");
+      const layers = big.manifests[host].layers.map((l) => digestHex(l.digest as Digest));
+      expect(blobs().filter((b) => layers.includes(b))).toEqual([]);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test("--debug adds the stack trace to the one-line error", async () => {
+    const ran = await ocicache(["pull", `${spec.name}:nope`, "--debug"]);
+    expect(ran.code).toBe(3);
+    expect(ran.stderr).toContain("    at ");
+  });
+});
+
+describe("a pull killed with SIGKILL mid-download", () => {
+  test("leaves no file under blobs/ for that blob, and the next pull succeeds", async () => {
+    const kernel = big.manifests[host].layers[0]!;
+    const proxy = startProxy(registry.url, async (request, forward) => {
+      const response = await forward();
+      if (request.method !== "GET" || !request.url.includes(kernel.digest)) return response;
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          await Bun.sleep(20);
+          const end = Math.min(sent + 64 * 1024, bytes.length);
+          controller.enqueue(bytes.subarray(sent, end));
+          sent = end;
+          if (sent === bytes.length) controller.close();
+        },
+      });
+      return new Response(body, { headers: response.headers });
+    });
+    try {
+      const proc = Bun.spawn(["bun", MOD, "pull", `${proxy.host}/cli-${run}/big:1`, "-o", join(dir, "o")], {
+        env: { ...process.env, OCICACHE_DIR: cacheDir },
+        stdout: "ignore",
+        stderr: "ignore",
+      });
+      const tmp = join(cacheDir, "tmp");
+      const deadline = Date.now() + 20_000;
+      let partial = "";
+      while (Date.now() < deadline && partial === "") {
+        await Bun.sleep(20);
+        const parts = existsSync(tmp) ? readdirSync(tmp).filter((f) => f.startsWith(digestHex(kernel.digest as Digest))) : [];
+        if (parts.length > 0 && statSync(join(tmp, parts[0]!)).size > 256 * 1024) partial = parts[0]!;
+      }
+      expect(partial).not.toBe("");
+      proc.kill("SIGKILL");
+      expect(await proc.exited).not.toBe(0);
+      expect(blobs()).not.toContain(digestHex(kernel.digest as Digest));
+    } finally {
+      await proxy.stop();
+    }
+    const again = await ocicache(["pull", `${big.name}:1`, "-o", join(dir, "o")]);
+    expect(again.code).toBe(0);
+    expect(readFileSync(join(dir, "o", "kernel"))).toEqual(Buffer.from(big.manifests[host].files.kernel));
+  });
+});
+
+describe("ocicache path and cat", () => {
+  test("path --role prints the cached kernel of a digest-pinned image, with no network the second time", async () => {
+    const proxy = startProxy(registry.url);
+    const pinned = `${proxy.host}/cli-${run}/nginx@${spec.indexDigest}`;
+    const first = await ocicache(["path", pinned, "--role", "kernel"]);
+    expect(first.code).toBe(0);
+    const path = first.stdout.trim();
+    expect(path.startsWith(join(cacheDir, "blobs", "sha256"))).toBe(true);
+    expect(readFileSync(path)).toEqual(Buffer.from(spec.manifests[host].files.kernel));
+    await proxy.stop();
+    const second = await ocicache(["path", pinned, "--role", "kernel"]);
+    expect(second).toMatchObject({ code: 0, stdout: `${path}\n`, stderr: "" });
+  });
+
+  test("cat writes one blob to stdout, verified, from the registry and then from the cache", async () => {
+    const layer = spec.manifests[host].layers[1]!;
+    const ref = `${spec.name}@${layer.digest}`;
+    const first = await ocicache(["cat", ref]);
+    expect(first.code).toBe(0);
+    expect(first.bytes).toEqual(new Uint8Array(spec.manifests[host].files.roms[0]!));
+    expect(blobs()).toContain(digestHex(layer.digest as Digest));
+    const second = await ocicache(["cat", ref, "--offline"]);
+    expect(second.bytes).toEqual(new Uint8Array(spec.manifests[host].files.roms[0]!));
+  });
+
+  test("cat --role writes a file taken out of the tar layer", async () => {
+    const ran = await ocicache(["cat", spec.ref, "--role", "initrd"]);
+    expect(ran.code).toBe(0);
+    expect(ran.bytes).toEqual(new Uint8Array(spec.manifests[host].files.initrd));
+  });
+
+  test("path and cat of a tag without --role are usage errors", async () => {
+    expect((await ocicache(["path", spec.ref])).code).toBe(2);
+    expect((await ocicache(["cat", spec.ref])).code).toBe(2);
+  });
+});
+
+describe("credentials from the docker config", () => {
+  let secured: RegistryHandle;
+  beforeAll(async () => {
+    const htpasswd = join(tmpdir(), `ocicache-htpasswd-${run}`);
+    expect(Bun.spawnSync(["htpasswd", "-Bbc", htpasswd, "dave", "hunter2-secret"]).exitCode).toBe(0);
+    secured = await startRegistry({ htpasswd });
+    await pushSampleImage(secured.url, "private/app", "1", { format: "kraftkit", headers: { Authorization: `Basic ${btoa("dave:hunter2-secret")}` } });
+  });
+  afterAll(() => secured.stop());
+
+  function config(password: string): string {
+    const configDir = join(dir, "docker");
+    mkdirSync(configDir, { recursive: true });
+    writeFileSync(join(configDir, "config.json"), JSON.stringify({ auths: { [secured.host]: { auth: btoa(`dave:${password}`) } } }));
+    return configDir;
+  }
+
+  test("pulls with the credentials in $DOCKER_CONFIG/config.json", async () => {
+    const ran = await ocicache(["pull", `${secured.host}/private/app:1`, "-o", join(dir, "o")], { DOCKER_CONFIG: config("hunter2-secret") });
+    expect(ran.code).toBe(0);
+    expect(existsSync(join(dir, "o", "kernel"))).toBe(true);
+  });
+
+  test("wrong credentials exit 6, and the secret appears nowhere", async () => {
+    const ran = await ocicache(["pull", `${secured.host}/private/app:1`, "--debug"], { DOCKER_CONFIG: config("wrong-hunter3") });
+    expect(ran.code).toBe(6);
+    expect(ran.stderr + ran.stdout).not.toContain("hunter3");
+    expect(ran.stderr + ran.stdout).not.toContain(btoa("dave:wrong-hunter3"));
+  });
+});
+
+describe("a local OCI layout as the source", () => {
+  test("oci:DIR:tag (written by skopeo) is read in place and nothing enters the cache", async () => {
+    const layout = join(dir, "layout");
+    const copied = Bun.spawnSync(["skopeo", "copy", "--all", "--preserve-digests", "--src-tls-verify=false", `docker://${spec.ref}`, `oci:${layout}:1.25`]);
+    expect(copied.exitCode).toBe(0);
+    const out = join(dir, "out");
+    const ran = await ocicache(["pull", `oci:${layout}:1.25`, "-o", out]);
+    expect(ran.code).toBe(0);
+    expect(readFileSync(join(out, "kernel"))).toEqual(Buffer.from(spec.manifests[host].files.kernel));
+    expect(readFileSync(join(out, "rom0"))).toEqual(Buffer.from(spec.manifests[host].files.roms[0]!));
+    expect(blobs()).toEqual([]);
+  });
+});
+
+test("--version prints the package version", async () => {
+  const ran = await ocicache(["--version"]);
+  expect(ran.stdout.trim()).toBe((await Bun.file(join(import.meta.dir, "..", "package.json")).json()).version);
+});
