@@ -10,6 +10,7 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, w
 import { join } from "node:path";
 import { isDigest, type Digest } from "./digest.ts";
 import { acquireLock } from "./lock.ts";
+import { tempName } from "./store.ts";
 
 /** The annotation that names a reference in an OCI image layout. */
 export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
@@ -101,7 +102,7 @@ export async function updateIndex(
   try {
     const entries = mutate(readIndex(root));
     const body = `${JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: entries }, null, 2)}\n`;
-    const tmpPath = join(tmpDir, `index.json.${process.pid}.${Math.random().toString(36).slice(2, 10)}`);
+    const tmpPath = join(tmpDir, tempName("index.json"));
     const fd = openSync(tmpPath, "wx", 0o644);
     try {
       writeSync(fd, body);

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import type { BlobResult, Cache, Resolved } from "./cache.ts";
 import { digestHex, type Digest } from "./digest.ts";
 import { IntegrityError, NotFoundError, StoreError } from "./errors.ts";
-import { findImageFiles, parseManifest, type ImageFile, type Manifest, type Role } from "./image.ts";
+import { findImageFiles, parseManifest, type Descriptor, type ImageFile, type Manifest, type Role } from "./image.ts";
 import { DERIVED_ANNOTATION, findDerived, parseDerived, readIndex, type DerivedFile } from "./layout.ts";
 import { placeFile, placeRange, removeQuietly } from "./output.ts";
 import { describe, formatPlatform, selectManifest, type PlatformWant } from "./platform.ts";
@@ -101,7 +101,7 @@ export async function pullImage(cache: Cache, ref: Reference, options: PullOptio
     const what = options.roles?.join(", ") ?? "kernel, initrd or rom";
     throw new NotFoundError(`Cannot find a ${what} in "${resolved.name}": no layer is a unikraft ${what} (see the README's image formats)`);
   }
-  const pulled = await pullFiles(cache, ref, resolved, files, options);
+  const [pulled] = await Promise.all([pullFiles(cache, ref, resolved, files, options), keepConfig(cache, ref, image.config)]);
   await cache.record(resolved, { mediaType: topManifest.mediaType || mediaTypeOf(topManifest), digest: resolved.digest, size: top.bytes.byteLength }, pulled.annotations);
   return {
     reference: resolved.name,
@@ -130,6 +130,22 @@ export async function pullBlob(
   const result = await cache.fetchBlob(ref, { mediaType: "application/octet-stream", digest: ref.digest, size }, options);
   return { ...result, size };
 }
+
+/**
+ * Keep the image's config blob too (it is small), so that the cache is a
+ * complete OCI layout for other tools; a failure only warns.
+ */
+async function keepConfig(cache: Cache, ref: Reference, config: Descriptor): Promise<void> {
+  if (!cache.writable || config.size > MAX_CONFIG_BYTES) return;
+  try {
+    await cache.fetchBlob(ref, config);
+  } catch (error) {
+    cache.warn(`Cannot keep the config blob "${config.digest}": ${(error as Error).message}`);
+  }
+}
+
+/** The largest config blob kept (the spec's manifest limit). */
+const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 
 async function pullFiles(
   cache: Cache,

@@ -127,7 +127,7 @@ export class Store {
    * @throws {Error} the file system's error when `tmp/` cannot take a file.
    */
   createWriter(expected: Expected): BlobWriter {
-    const path = join(this.tmpDir, `${digestHex(expected.digest)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.part`);
+    const path = join(this.tmpDir, tempName(digestHex(expected.digest)));
     return new BlobWriter(path, this.blobPath(expected.digest), expected.size, 0o444);
   }
 
@@ -139,7 +139,7 @@ export class Store {
     let tmpPath: string;
     let fd: number;
     try {
-      tmpPath = join(this.tmpDir, `range.${process.pid}.${Math.random().toString(36).slice(2, 10)}.part`);
+      tmpPath = join(this.tmpDir, tempName("range"));
       fd = openSync(tmpPath, "wx", 0o644);
     } catch (error) {
       return { status: "skipped", reason: describeFsError(error) };
@@ -270,6 +270,18 @@ export class BlobWriter {
       // Gone already, or on a file system that refuses; cleanup removes stale temp files.
     }
   }
+}
+
+/** A temp file name in the cache's `tmp/` that names its owner: `<prefix>.<pid>.<random>.part`. */
+export function tempName(prefix: string): string {
+  return `${prefix}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.part`;
+}
+
+/** The pid that owns a temp file named by `tempName`, if the name is one. */
+export function tempOwner(name: string): number | undefined {
+  const fields = name.split(".");
+  const pid = Number(fields.at(-3));
+  return fields.at(-1) === "part" && Number.isInteger(pid) && pid > 0 ? pid : undefined;
 }
 
 /**

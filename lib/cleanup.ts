@@ -1,0 +1,191 @@
+/**
+ * mtime-based cleanup as named steps, each with its own figures: remove stale
+ * temp files, expire units unused for longer than `maxAge`, evict the least
+ * recently used while the cache is over `maxSize`, then rewrite the index and
+ * delete. Never a unit used within `grace`, a download in progress, or a lock
+ * that a live process holds.
+ *
+ * @module
+ */
+
+import { readdirSync, statSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { takeInventory, type Unit } from "./inventory.ts";
+import { acquireLock, isAlive, isStale } from "./lock.ts";
+import { lockCleanup, removeUnits, type RemovedUnit } from "./remove.ts";
+import { tempOwner, type Store } from "./store.ts";
+
+/** What may be removed. */
+export interface CleanupPolicy {
+  /** Remove units unused for longer than this. @default 30 days */
+  maxAgeMs: number;
+  /** Then evict the least recently used while over this many bytes. @default 10 GiB */
+  maxSizeBytes: number;
+  /** Never remove what was used this recently. @default 10 minutes */
+  graceMs: number;
+  /** Report what would go, remove nothing. @default false */
+  dryRun?: boolean;
+  /** Stop choosing more units after this time (epoch ms): a bound for automatic cleanup. */
+  deadline?: number;
+  /** The current time, for tests. @default Date.now() */
+  now?: number;
+}
+
+/** What a cleanup did, step by step. */
+export interface CleanupReport {
+  dryRun: boolean;
+  removed: RemovedUnit[];
+  freedBytes: number;
+  /** Bytes in `blobs/` after the cleanup (before it, in a dry run, less what would go). */
+  remainingBytes: number;
+  steps: Array<{ name: string; count: number; bytes: number }>;
+  /** Whether the deadline cut it short. */
+  incomplete: boolean;
+  durationMs: number;
+}
+
+/**
+ * Run a cleanup under the cleanup lock.
+ *
+ * @throws {StoreError} when another cleanup holds the lock past 30 s.
+ * @example
+ * ```ts
+ * import { pruneCache } from "./cleanup.ts";
+ * import { Store } from "./store.ts";
+ * const report = await pruneCache(new Store("/tmp/ocicache-example"), { maxAgeMs: 7 * 86_400_000, maxSizeBytes: 2 ** 30, graceMs: 600_000, dryRun: true });
+ * console.log(report.freedBytes);
+ * ```
+ */
+export async function pruneCache(store: Store, policy: CleanupPolicy): Promise<CleanupReport> {
+  const lock = await lockCleanup(store);
+  try {
+    return await cleanLocked(store, policy);
+  } finally {
+    lock.release();
+  }
+}
+
+/**
+ * The automatic cleanup after a pull that fetched something: runs when the
+ * last one (its stamp, `tmp/gc.stamp`) is older than `intervalMs`, never
+ * while another process cleans, and stops choosing after `budgetMs`.
+ *
+ * @returns the report, or `undefined` when it was not due or another process was cleaning.
+ */
+export async function autoClean(store: Store, policy: CleanupPolicy, intervalMs: number, budgetMs = 2000): Promise<CleanupReport | undefined> {
+  if (intervalMs <= 0) return undefined;
+  const stamp = join(store.tmpDir, "gc.stamp");
+  const now = policy.now ?? Date.now();
+  try {
+    if (now - statSync(stamp).mtimeMs < intervalMs) return undefined;
+  } catch {
+    // Never cleaned: due now.
+  }
+  let lock;
+  try {
+    lock = await acquireLock(join(store.tmpDir, "gc.lock"), { timeoutMs: 0 });
+  } catch {
+    return undefined;
+  }
+  try {
+    writeFileSync(stamp, "");
+    utimesSync(stamp, new Date(now), new Date(now));
+    return await cleanLocked(store, { ...policy, deadline: now + budgetMs });
+  } finally {
+    lock.release();
+  }
+}
+
+async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<CleanupReport> {
+  const started = Date.now();
+  const now = policy.now ?? started;
+  const dryRun = policy.dryRun === true;
+  const stale = removeStaleTemp(store, policy.graceMs, now, dryRun);
+  const inventory = takeInventory(store);
+  const chosen: Array<{ unit: Unit; reason: RemovedUnit["reason"] }> = [];
+  const protectedAfter = now - policy.graceMs;
+  const overdue = (deadline?: number) => deadline !== undefined && Date.now() > deadline;
+  const ageCutoff = now - policy.maxAgeMs;
+  for (const unit of inventory.units) {
+    if (overdue(policy.deadline)) break;
+    if (unit.lastUseMs < ageCutoff && unit.lastUseMs < protectedAfter) chosen.push({ unit, reason: "age" });
+  }
+  const refs = new Map<string, number>();
+  for (const unit of inventory.units) for (const digest of unit.blobs) refs.set(digest, (refs.get(digest) ?? 0) + 1);
+  let total = inventory.totalBytes;
+  const release = (unit: Unit) => {
+    for (const digest of unit.blobs) {
+      const left = (refs.get(digest) ?? 1) - 1;
+      refs.set(digest, left);
+      if (left === 0) total -= inventory.blobs.get(digest)?.size ?? 0;
+    }
+  };
+  for (const { unit } of chosen) release(unit);
+  const ageCount = chosen.length;
+  const byLastUse = inventory.units.filter((u) => !chosen.some((c) => c.unit === u)).sort((a, b) => a.lastUseMs - b.lastUseMs);
+  for (const unit of byLastUse) {
+    if (total <= policy.maxSizeBytes || overdue(policy.deadline)) break;
+    if (unit.lastUseMs >= protectedAfter) continue;
+    chosen.push({ unit, reason: "size" });
+    release(unit);
+  }
+  const result = await removeUnits(store, inventory, chosen, { graceMs: policy.graceMs, dryRun, now });
+  const sum = (reason: RemovedUnit["reason"]) => result.removed.filter((r) => r.reason === reason).reduce((s, r) => s + r.bytes, 0);
+  return {
+    dryRun,
+    removed: result.removed,
+    freedBytes: result.freedBytes,
+    remainingBytes: inventory.totalBytes - result.freedBytes,
+    steps: [
+      { name: "remove stale temp files", count: stale.count, bytes: stale.bytes },
+      { name: "expire by age", count: ageCount, bytes: sum("age") },
+      { name: "evict by size", count: chosen.length - ageCount, bytes: sum("size") },
+      { name: "rewrite the index and delete", count: result.removed.length, bytes: result.freedBytes },
+    ],
+    incomplete: overdue(policy.deadline),
+    durationMs: Date.now() - started,
+  };
+}
+
+/**
+ * Remove temp files whose owner is dead and that are older than the grace
+ * period, and locks whose owner is dead. Partial downloads name their owner's
+ * pid: `<hex>.<pid>.<random>.part`.
+ */
+function removeStaleTemp(store: Store, graceMs: number, now: number, dryRun: boolean): { count: number; bytes: number } {
+  let names: string[];
+  try {
+    names = readdirSync(store.tmpDir);
+  } catch {
+    return { count: 0, bytes: 0 };
+  }
+  let count = 0;
+  let bytes = 0;
+  for (const name of names) {
+    if (name === "gc.stamp" || name === "gc.lock") continue;
+    const path = join(store.tmpDir, name);
+    let stale: boolean;
+    let size = 0;
+    try {
+      const stat = statSync(path);
+      size = stat.size;
+      if (name.endsWith(".lock")) stale = isStale(path);
+      else {
+        const pid = tempOwner(name);
+        stale = now - stat.mtimeMs > graceMs && !(pid !== undefined && isAlive(pid));
+      }
+    } catch {
+      continue;
+    }
+    if (!stale) continue;
+    count++;
+    bytes += size;
+    if (dryRun) continue;
+    try {
+      unlinkSync(path);
+    } catch {
+      // Taken over or removed by its owner meanwhile.
+    }
+  }
+  return { count, bytes };
+}

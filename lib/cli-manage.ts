@@ -1,0 +1,161 @@
+/**
+ * The cache management commands: `ls`, `du`/`stats`, `gc`, `verify`, `rm`,
+ * `prune --all`. Loaded only when one of them runs.
+ *
+ * @module
+ */
+
+import { pruneCache } from "./cleanup.ts";
+import type { Context } from "./cli.ts";
+import { isDigest, type Digest } from "./digest.ts";
+import { EXIT_CODES, UsageError } from "./errors.ts";
+import { takeInventory, type Inventory } from "./inventory.ts";
+import { formatReference, parseReference } from "./reference.ts";
+import { pruneAll, removeTargets, type RemovalResult } from "./remove.ts";
+import { Store } from "./store.ts";
+import { formatBytes, formatDuration } from "./units.ts";
+import { verifyCache } from "./verify.ts";
+
+/** The commands of this module, by name. */
+export const MANAGE_COMMANDS = { ls: runLs, du: runStats, stats: runStats, gc: runGc, verify: runVerify, rm: runRm, prune: runPrune };
+
+async function runLs(context: Context): Promise<number> {
+  noArgs(context);
+  const inventory = takeInventory(openStore(context));
+  const now = Date.now();
+  if (context.flags.blobs) {
+    const users = usersOf(inventory);
+    const blobs = [...inventory.blobs.values()].sort((a, b) => b.mtimeMs - a.mtimeMs)
+      .map((b) => ({ digest: b.digest, size: b.size, lastUse: iso(b.mtimeMs), references: users.get(b.digest) ?? [] }));
+    if (context.flags.json) return json(context, blobs);
+    context.print(table(["DIGEST", "SIZE", "LAST USE", "REFERENCES"], blobs.map((b) => [b.digest, formatBytes(b.size), ago(now, Date.parse(b.lastUse)), String(b.references.length)])));
+    return EXIT_CODES.ok;
+  }
+  const refs = inventory.units.filter((u) => u.kind === "reference")
+    .map((u) => ({ reference: u.name, digest: u.digest, mediaType: u.entry!.mediaType, platforms: u.platforms, size: u.size, lastUse: iso(u.lastUseMs), blobs: u.blobs.size }));
+  if (context.flags.json) return json(context, refs);
+  context.print(table(["REFERENCE", "DIGEST", "PLATFORMS", "SIZE", "LAST USE"], refs.map((r) => [r.reference, r.digest.slice(7, 19), r.platforms.join(", ") || "-", formatBytes(r.size), ago(now, Date.parse(r.lastUse))])));
+  return EXIT_CODES.ok;
+}
+
+async function runStats(context: Context): Promise<number> {
+  noArgs(context);
+  const { config } = context;
+  const inventory = takeInventory(openStore(context));
+  const now = Date.now();
+  const uses = [...inventory.blobs.values()].map((b) => b.mtimeMs);
+  const stale = inventory.units.filter((u) => u.lastUseMs < now - config.maxAgeMs);
+  const staleBytes = stale.reduce((sum, u) => sum + u.size, 0);
+  const stats = {
+    cacheDir: config.cacheDir,
+    references: inventory.units.filter((u) => u.kind === "reference").length,
+    blobs: inventory.blobs.size,
+    bytes: inventory.totalBytes,
+    oldestUse: uses.length > 0 ? iso(Math.min(...uses)) : null,
+    newestUse: uses.length > 0 ? iso(Math.max(...uses)) : null,
+    maxSize: config.maxSizeBytes,
+    overMaxSize: Math.max(0, inventory.totalBytes - config.maxSizeBytes),
+    maxAgeMs: config.maxAgeMs,
+    overMaxAge: staleBytes,
+  };
+  if (context.flags.json) return json(context, stats);
+  context.print([
+    `cache       ${stats.cacheDir}`,
+    `references  ${stats.references}`,
+    `blobs       ${stats.blobs}`,
+    `size        ${formatBytes(stats.bytes)} (limit ${formatBytes(stats.maxSize)}, ${formatBytes(stats.overMaxSize)} over)`,
+    `oldest use  ${stats.oldestUse === null ? "-" : `${ago(now, Date.parse(stats.oldestUse))}`}`,
+    `newest use  ${stats.newestUse === null ? "-" : `${ago(now, Date.parse(stats.newestUse))}`}`,
+    `unused for longer than ${formatDuration(stats.maxAgeMs)}: ${formatBytes(stats.overMaxAge)}`,
+  ].join("\n"));
+  return EXIT_CODES.ok;
+}
+
+async function runGc(context: Context): Promise<number> {
+  noArgs(context);
+  const { config, flags } = context;
+  const report = await pruneCache(openStore(context), {
+    maxAgeMs: config.maxAgeMs,
+    maxSizeBytes: config.maxSizeBytes,
+    graceMs: config.graceMs,
+    dryRun: flags["dry-run"] === true,
+  });
+  if (flags.json) return json(context, { ...report, removed: report.removed.map((r) => ({ ...r, lastUse: iso(r.lastUseMs) })) });
+  const verb = report.dryRun ? "would remove" : "removed";
+  const now = Date.now();
+  const lines = report.removed.map((r) => `${verb} ${r.name} (${formatBytes(r.bytes)}, last used ${ago(now, r.lastUseMs)}, by ${r.reason})`);
+  lines.push(`${report.dryRun ? "would free" : "freed"} ${formatBytes(report.freedBytes)}; ${formatBytes(report.remainingBytes)} remain`);
+  context.print(lines.join("\n"));
+  return EXIT_CODES.ok;
+}
+
+async function runVerify(context: Context): Promise<number> {
+  noArgs(context);
+  const report = await verifyCache(openStore(context), { repair: context.flags.repair === true });
+  const failed = report.corrupt.length > 0 && !report.repaired;
+  if (context.flags.json) {
+    context.print(JSON.stringify(report, null, 2));
+  } else {
+    const lines = [
+      ...report.corrupt.map((c) => `${report.repaired ? "removed corrupt" : "corrupt"} ${c.digest} (its content hashes to ${c.actual})`),
+      ...report.missing.map((m) => `missing ${m.digest} of ${m.reference}`),
+      `checked ${report.checked} blobs (${formatBytes(report.bytes)}) in ${formatDuration(report.durationMs)}: ${report.corrupt.length} corrupt, ${report.missing.length} missing`,
+    ];
+    context.print(lines.join("\n"));
+  }
+  return failed ? EXIT_CODES.integrity : EXIT_CODES.ok;
+}
+
+async function runRm(context: Context): Promise<number> {
+  if (context.args.length === 0) throw new UsageError("Cannot run rm: expected one or more references or digests");
+  const targets = context.args.map((arg): { name: string } | { digest: Digest } =>
+    isDigest(arg) ? { digest: arg } : { name: arg.includes("@") || arg.includes(":") || arg.includes("/") ? formatReference(parseReference(arg)) : arg });
+  return printRemoval(context, await removeTargets(openStore(context), targets));
+}
+
+async function runPrune(context: Context): Promise<number> {
+  noArgs(context);
+  if (!context.flags.all) throw new UsageError("Cannot run prune without --all (to remove by age or size, use gc)");
+  return printRemoval(context, await pruneAll(openStore(context)));
+}
+
+function printRemoval(context: Context, result: RemovalResult): number {
+  if (context.flags.json) return json(context, result);
+  context.print([...result.removed.map((r) => `removed ${r.name} (${formatBytes(r.bytes)})`), `freed ${formatBytes(result.freedBytes)}`].join("\n"));
+  return EXIT_CODES.ok;
+}
+
+function openStore(context: Context): Store {
+  return new Store(context.config.cacheDir);
+}
+
+function usersOf(inventory: Inventory): Map<Digest, string[]> {
+  const users = new Map<Digest, string[]>();
+  for (const unit of inventory.units) {
+    if (unit.kind !== "reference") continue;
+    for (const digest of unit.blobs) users.set(digest, [...(users.get(digest) ?? []), unit.name]);
+  }
+  return users;
+}
+
+function noArgs(context: Context): void {
+  if (context.args.length > 0) throw new UsageError(`Cannot run this command with arguments: "${context.args[0]}"`);
+}
+
+function json(context: Context, value: unknown): number {
+  context.print(JSON.stringify(value, null, 2));
+  return EXIT_CODES.ok;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [header, ...rows].map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ")).join("\n");
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function ago(now: number, ms: number): string {
+  return `${formatDuration(Math.max(0, now - ms))} ago`;
+}

@@ -1,0 +1,150 @@
+/**
+ * The pull commands: `pull`, `path` and `cat`, with progress on a TTY and the
+ * automatic cleanup after a pull that fetched something.
+ *
+ * @module
+ */
+
+import { writeSync } from "node:fs";
+import { Cache } from "./cache.ts";
+import { autoClean } from "./cleanup.ts";
+import type { Context } from "./cli.ts";
+import { one } from "./cli.ts";
+import { EXIT_CODES, UsageError } from "./errors.ts";
+import type { Role } from "./image.ts";
+import { pullLayout } from "./local.ts";
+import { parsePlatform } from "./platform.ts";
+import { ProgressBar } from "./progress.ts";
+import { pullBlob, pullImage, type PullResult } from "./pull.ts";
+import { parseLayoutSource, parseReference, type Reference } from "./reference.ts";
+
+const ROLES: Role[] = ["kernel", "initrd", "kernel.dbg", "rom"];
+
+/** The commands of this module, by name. */
+export const PULL_COMMANDS = { pull: runPull, path: runPath, cat: runCat };
+
+async function runPull(context: Context): Promise<number> {
+  const { flags } = context;
+  const input = one(context);
+  const options = {
+    platform: parsePlatform(flags.platform, flags.plat),
+    ...(flags.output !== undefined && { outDir: flags.output }),
+    link: flags.link === true,
+    debugKernel: flags["debug-kernel"] === true,
+    concurrency: context.config.concurrency,
+  };
+  const layout = parseLayoutSource(input);
+  if (layout !== undefined) return printResult(context, pullLayout(layout, { ...options, verify: flags.verify === true }));
+  const ref = parseReference(input);
+  return printResult(context, await withCache(context, input, (cache) => pullImage(cache, ref, options)));
+}
+
+async function runPath(context: Context): Promise<number> {
+  const { flags } = context;
+  const input = one(context);
+  const role = parseRole(flags.role);
+  const platform = parsePlatform(flags.platform, flags.plat);
+  const layout = parseLayoutSource(input);
+  if (layout !== undefined) {
+    context.print(pullLayout(layout, { platform, roles: [role ?? "kernel"] }).files[0]!.path);
+    return EXIT_CODES.ok;
+  }
+  const ref = parseReference(input);
+  if (role === undefined) {
+    const pinned = requireDigest(ref, "path");
+    const blob = await withCache(context, input, (cache) => pullBlob(cache, pinned));
+    if (blob.path === undefined || !blob.cached) throw new UsageError(`Cannot give a path for "${input}": the cache cannot be written`);
+    context.print(blob.path);
+    return EXIT_CODES.ok;
+  }
+  const result = await withCache(context, input, (cache) => pullImage(cache, ref, { platform, roles: [role] }));
+  context.print(result.files[0]!.path);
+  return EXIT_CODES.ok;
+}
+
+async function runCat(context: Context): Promise<number> {
+  const { flags } = context;
+  const input = one(context);
+  const role = parseRole(flags.role);
+  let path: string | undefined;
+  if (role !== undefined) {
+    const ref = parseReference(input);
+    const platform = parsePlatform(flags.platform, flags.plat);
+    path = (await withCache(context, input, (cache) => pullImage(cache, ref, { platform, roles: [role] }))).files[0]!.path;
+  } else {
+    const ref = requireDigest(parseReference(input), "cat");
+    const blob = await withCache(context, input, async (cache) => {
+      if (cache.store.stat(ref.digest) !== undefined) return pullBlob(cache, ref);
+      return pullBlob(cache, ref, { onChunk: writeStdout });
+    });
+    if (!blob.hit) return EXIT_CODES.ok;
+    path = blob.path;
+  }
+  await Bun.write(Bun.stdout, Bun.file(path!));
+  return EXIT_CODES.ok;
+}
+
+function printResult(context: Context, result: PullResult): number {
+  context.print(context.flags.json ? JSON.stringify(result, null, 2) : result.files.map((f) => f.path).join("\n"));
+  return EXIT_CODES.ok;
+}
+
+/** Open the cache from the configuration, run, draw progress on a TTY, then clean up automatically when due. */
+async function withCache<T extends { hit: boolean }>(context: Context, label: string, run: (cache: Cache) => Promise<T>): Promise<T> {
+  const { flags, config } = context;
+  const bar = process.stderr.isTTY && !flags.quiet && !flags.json
+    ? new ProgressBar(label, (text) => process.stderr.write(text))
+    : undefined;
+  const cache = new Cache({
+    dir: config.cacheDir,
+    offline: config.offline,
+    freshForMs: config.freshForMs,
+    refresh: flags.refresh === true,
+    verify: flags.verify === true,
+    registry: { insecureRegistries: config.insecureRegistries },
+    onWarning: (message) => {
+      bar?.done();
+      context.warn(message);
+    },
+    ...(bar !== undefined && { onProgress: (progress) => bar.update(progress) }),
+  });
+  let result: T;
+  try {
+    result = await run(cache);
+  } finally {
+    bar?.done();
+  }
+  if (!result.hit && cache.writable) {
+    try {
+      await autoClean(cache.store, { maxAgeMs: config.maxAgeMs, maxSizeBytes: config.maxSizeBytes, graceMs: config.graceMs }, config.autoCleanIntervalMs);
+    } catch (error) {
+      context.warn(`Cannot clean the cache automatically: ${(error as Error).message}`);
+    }
+  }
+  return result;
+}
+
+function parseRole(role: string | undefined): Role | undefined {
+  if (role === undefined) return undefined;
+  if (!ROLES.includes(role as Role)) throw new UsageError(`Unknown role "${role}" (expected ${ROLES.join(", ")})`);
+  return role as Role;
+}
+
+function requireDigest(ref: Reference, command: string): Reference & { digest: NonNullable<Reference["digest"]> } {
+  if (ref.digest === undefined) {
+    throw new UsageError(`Cannot run "${command}" on a tag: give a blob digest (REF@sha256:…) or --role`);
+  }
+  return ref as Reference & { digest: NonNullable<Reference["digest"]> };
+}
+
+/** Write to fd 1 synchronously, waiting out a full non-blocking pipe. */
+function writeStdout(chunk: Uint8Array): void {
+  for (let offset = 0; offset < chunk.byteLength;) {
+    try {
+      offset += writeSync(1, chunk, offset, chunk.byteLength - offset);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EAGAIN") throw error;
+      Bun.sleepSync(1);
+    }
+  }
+}

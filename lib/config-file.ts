@@ -1,0 +1,58 @@
+/**
+ * The config file, validated with zod: a JSON object whose keys are those of
+ * `KEYS` in `config.ts`; unknown keys and values of the wrong type are errors
+ * that name the key. Loaded only when a config file exists.
+ *
+ * @module
+ */
+
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { UsageError } from "./errors.ts";
+import type { RawConfig } from "./config.ts";
+
+const text = z.string().min(1);
+const SCHEMA = z.strictObject({
+  cacheDir: text.optional(),
+  maxAge: text.optional(),
+  maxSize: z.union([text, z.number().int().nonnegative()]).optional(),
+  grace: text.optional(),
+  autoCleanInterval: text.optional(),
+  freshFor: text.optional(),
+  offline: z.boolean().optional(),
+  insecureRegistries: z.array(text).optional(),
+  concurrency: z.number().int().min(1).max(64).optional(),
+});
+
+/**
+ * Read and check a config file; values come back as strings for the common
+ * parsers, which check durations and sizes.
+ *
+ * @throws {UsageError} when the file is missing, not JSON, or has a bad key or value.
+ * @example
+ * ```ts
+ * import { readConfigFile } from "./config-file.ts";
+ * const raw = (() => { try { return readConfigFile("/etc/ocicache.json"); } catch { return {}; } })();
+ * ```
+ */
+export function readConfigFile(path: string): RawConfig {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, "utf8"));
+  } catch (cause) {
+    const reason = (cause as NodeJS.ErrnoException).code === "ENOENT" ? "it does not exist" : "it is not valid JSON";
+    throw new UsageError(`Cannot load config "${path}": ${reason}`, { cause });
+  }
+  const result = SCHEMA.safeParse(json);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const key = issue.code === "unrecognized_keys" ? issue.keys.join(", ") : issue.path.join(".") || "(top level)";
+    const reason = issue.code === "unrecognized_keys" ? "unknown key" : issue.message;
+    throw new UsageError(`Cannot load config "${path}": "${key}": ${reason}`);
+  }
+  const raw: RawConfig = {};
+  for (const [key, value] of Object.entries(result.data)) {
+    if (value !== undefined) raw[key as keyof RawConfig] = Array.isArray(value) ? value.join(",") : String(value);
+  }
+  return raw;
+}

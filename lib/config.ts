@@ -1,0 +1,156 @@
+/**
+ * Configuration from flags, the environment (`OCICACHE_*`) and a config file
+ * (`$XDG_CONFIG_HOME/ocicache/config.json` or `--config`), with precedence
+ * flags > env > file > defaults. Flags and env are checked by hand here; the
+ * file is validated with zod in `config-file.ts`, loaded only when a file
+ * exists, so a cache hit without one never loads zod.
+ *
+ * @module
+ */
+
+import { statSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { UsageError } from "./errors.ts";
+import { parseDuration, parseSize } from "./units.ts";
+
+/** Every setting, resolved. */
+export interface Config {
+  /** The cache directory. */
+  cacheDir: string;
+  /** Remove what was not used for this long (milliseconds). */
+  maxAgeMs: number;
+  /** Evict the least recently used until the cache is at most this large (bytes). */
+  maxSizeBytes: number;
+  /** Never remove what was used this recently (milliseconds). */
+  graceMs: number;
+  /** Clean automatically after a pull that fetched something, at most this often; 0 turns it off. */
+  autoCleanIntervalMs: number;
+  /** Trust a tag confirmed this recently (milliseconds). */
+  freshForMs: number;
+  /** Never contact a registry. */
+  offline: boolean;
+  /** Hosts spoken to over plain HTTP. */
+  insecureRegistries: string[];
+  /** Layers downloaded at once. */
+  concurrency: number;
+}
+
+/** Settings as strings, the way flags, env and the file give them. */
+export type RawConfig = Partial<Record<keyof typeof KEYS, string>>;
+
+/** The defaults, in the units of `Config`. */
+export const DEFAULTS: Omit<Config, "cacheDir"> = {
+  maxAgeMs: 30 * 86_400_000,
+  maxSizeBytes: 10 * 2 ** 30,
+  graceMs: 10 * 60_000,
+  autoCleanIntervalMs: 24 * 3_600_000,
+  freshForMs: 0,
+  offline: false,
+  insecureRegistries: [],
+  concurrency: 4,
+};
+
+/** Each key: its flag, its environment variable, and how its string is parsed. */
+export const KEYS = {
+  cacheDir: { flag: "--cache-dir", env: "OCICACHE_DIR", parse: (v: string) => v },
+  maxAge: { flag: "--max-age", env: "OCICACHE_MAX_AGE", parse: parseDuration },
+  maxSize: { flag: "--max-size", env: "OCICACHE_MAX_SIZE", parse: parseSize },
+  grace: { flag: "--grace", env: "OCICACHE_GRACE", parse: parseDuration },
+  autoCleanInterval: { flag: "--auto-clean-interval", env: "OCICACHE_AUTO_CLEAN_INTERVAL", parse: parseDuration },
+  freshFor: { flag: "--fresh-for", env: "OCICACHE_FRESH_FOR", parse: parseDuration },
+  offline: { flag: "--offline", env: "OCICACHE_OFFLINE", parse: parseBoolean },
+  insecureRegistries: { flag: "--insecure-registry", env: "OCICACHE_INSECURE_REGISTRIES", parse: parseList },
+  concurrency: { flag: "--concurrency", env: "OCICACHE_CONCURRENCY", parse: parseConcurrency },
+} as const;
+
+/** Where settings come from. */
+export interface ConfigSources {
+  /** Settings given as flags. */
+  flags?: RawConfig;
+  /** `--config`: a file that must exist. */
+  configPath?: string;
+  /** The environment. @default process.env */
+  env?: Record<string, string | undefined>;
+}
+
+/**
+ * Resolve the configuration. A config file is read only when one exists (or
+ * `--config`/`OCICACHE_CONFIG` names one, which then must exist).
+ *
+ * @throws {UsageError} naming the key, its source and the bad value.
+ * @example
+ * ```ts
+ * import { loadConfig } from "./config.ts";
+ * const config = await loadConfig({ flags: { maxAge: "7d" } });
+ * console.log(config.maxAgeMs); // 604800000
+ * ```
+ */
+export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
+  const env = sources.env ?? process.env;
+  const named = sources.configPath ?? (env.OCICACHE_CONFIG || undefined);
+  const path = named ?? join(env.XDG_CONFIG_HOME || join(env.HOME || homedir(), ".config"), "ocicache", "config.json");
+  let file: RawConfig = {};
+  if (named !== undefined || exists(path)) {
+    const { readConfigFile } = await import("./config-file.ts");
+    file = readConfigFile(path);
+  }
+  const fromEnv: RawConfig = {};
+  for (const [key, spec] of Object.entries(KEYS) as [keyof typeof KEYS, (typeof KEYS)[keyof typeof KEYS]][]) {
+    const value = env[spec.env];
+    if (value !== undefined && value !== "") fromEnv[key] = value;
+  }
+  const pick = (key: keyof typeof KEYS) => {
+    for (const [source, raw] of [[KEYS[key].flag, sources.flags?.[key]], [KEYS[key].env, fromEnv[key]], [`"${key}" in ${path}`, file[key]]] as const) {
+      if (raw !== undefined) return { raw, source };
+    }
+    return undefined;
+  };
+  const value = <T>(key: keyof typeof KEYS, fallback: T): T => {
+    const found = pick(key);
+    if (found === undefined) return fallback;
+    try {
+      return KEYS[key].parse(found.raw, found.source) as T;
+    } catch (error) {
+      if (error instanceof UsageError) throw new UsageError(error.message.replace("Cannot parse", "Cannot use"));
+      throw error;
+    }
+  };
+  return {
+    cacheDir: value("cacheDir", join(env.XDG_CACHE_HOME || join(env.HOME || homedir(), ".cache"), "ocicache")),
+    maxAgeMs: value("maxAge", DEFAULTS.maxAgeMs),
+    maxSizeBytes: value("maxSize", DEFAULTS.maxSizeBytes),
+    graceMs: value("grace", DEFAULTS.graceMs),
+    autoCleanIntervalMs: value("autoCleanInterval", DEFAULTS.autoCleanIntervalMs),
+    freshForMs: value("freshFor", DEFAULTS.freshForMs),
+    offline: value("offline", DEFAULTS.offline),
+    insecureRegistries: value("insecureRegistries", DEFAULTS.insecureRegistries),
+    concurrency: value("concurrency", DEFAULTS.concurrency),
+  };
+}
+
+function parseBoolean(input: string, what: string): boolean {
+  const lower = input.trim().toLowerCase();
+  if (["1", "true", "yes", "on"].includes(lower)) return true;
+  if (["0", "false", "no", "off"].includes(lower)) return false;
+  throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected true or false`);
+}
+
+function parseList(input: string): string[] {
+  return input.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
+
+function parseConcurrency(input: string, what: string): number {
+  const n = Number(input);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a whole number from 1 to 64`);
+  return n;
+}
+
+function exists(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
