@@ -82,7 +82,7 @@ export async function pushSampleImage(url: string, repo: string, tag: string, op
       ...(options.debugKernelBytes !== undefined && { "kernel.dbg": randomBytes(options.debugKernelBytes) }),
     };
     const layers = options.format === "spec" ? await specLayers(url, repo, files, headers) : await kraftkitLayers(url, repo, files, headers);
-    const config = JSON.stringify({ architecture: arch, os: "linux" });
+    const config = JSON.stringify({ architecture: arch, os: "linux", config: { Labels: { sample: randomBytes(8).toString("hex") } } });
     const configDigest = await pushBlob(url, repo, new TextEncoder().encode(config), headers);
     const manifest = JSON.stringify({
       schemaVersion: 2,

@@ -1,0 +1,262 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { digestHex, digestOf, type Digest } from "../lib/digest.ts";
+import { readIndex } from "../lib/layout.ts";
+import { Store } from "../lib/store.ts";
+import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
+import { startProxy } from "./helpers/proxy.ts";
+import { sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";
+
+const MOD = join(import.meta.dir, "..", "mod.ts");
+const DAY_MS = 86_400_000;
+const host = process.arch === "arm64" ? "arm64" : "amd64";
+const run = Math.random().toString(36).slice(2, 8);
+
+let registry: RegistryHandle;
+let spec: SampleImage;
+let small: SampleImage;
+let slow: SampleImage;
+
+beforeAll(async () => {
+  registry = await sharedRegistry();
+  spec = await pushSampleImage(registry.url, `manage-${run}/spec`, "1", { format: "spec", romBytes: [2000] });
+  small = await pushSampleImage(registry.url, `manage-${run}/small`, "1", { format: "kraftkit" });
+  slow = await pushSampleImage(registry.url, `manage-${run}/slow`, "1", { format: "kraftkit", kernelBytes: 2 * 1024 * 1024 });
+});
+afterAll(() => registry.stop());
+
+let dir: string;
+let cacheDir: string;
+let store: Store;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "ocicache-manage-"));
+  cacheDir = join(dir, "cache");
+  store = new Store(cacheDir);
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const baseEnv = () => ({ ...process.env, OCICACHE_DIR: cacheDir, XDG_CONFIG_HOME: join(dir, "config"), OCICACHE_AUTO_CLEAN_INTERVAL: "0" });
+
+async function ocicache(args: string[], env: Record<string, string> = {}) {
+  const proc = Bun.spawn(["bun", MOD, ...args], { env: { ...baseEnv(), ...env }, stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, stdout, stderr };
+}
+
+async function pull(ref: string, env: Record<string, string> = {}) {
+  const ran = await ocicache(["pull", ref, "-o", join(dir, "out")], env);
+  expect(ran.code).toBe(0);
+  return ran;
+}
+
+function orphan(text: string, daysAgo: number): Digest {
+  store.init();
+  const bytes = new TextEncoder().encode(text);
+  const digest = digestOf(bytes);
+  store.putBytes({ digest, size: bytes.length }, bytes);
+  const when = new Date(Date.now() - daysAgo * DAY_MS);
+  utimesSync(store.blobPath(digest), when, when);
+  return digest;
+}
+
+describe("ls, stats", () => {
+  test("ls lists each cached reference with digest, platform, size and last use; --blobs every blob", async () => {
+    await pull(spec.ref);
+    await pull(small.ref);
+    const refs = JSON.parse((await ocicache(["ls", "--json"])).stdout);
+    expect(refs.map((r: { reference: string }) => r.reference).sort()).toEqual([small.ref, spec.ref].sort());
+    const specRow = refs.find((r: { reference: string }) => r.reference === spec.ref);
+    expect(specRow.digest).toBe(spec.indexDigest);
+    expect(specRow.platforms).toEqual([`linux/${host} (qemu)`]);
+    expect(specRow.size).toBeGreaterThan(spec.manifests[host].files.initrd.length);
+    const text = await ocicache(["ls"]);
+    expect(text.stdout.split("\n")[0]).toMatch(/^REFERENCE\s+DIGEST\s+PLATFORMS\s+SIZE\s+LAST USE$/);
+    const blobs = JSON.parse((await ocicache(["ls", "--blobs", "--json"])).stdout);
+    expect(blobs.length).toBe(readdirSync(join(cacheDir, "blobs", "sha256")).length);
+    expect(blobs.every((b: { references: string[] }) => b.references.length === 1)).toBe(true);
+  });
+
+  test("stats counts references, blobs and bytes, and the bytes over the limits", async () => {
+    await pull(small.ref);
+    orphan("old", 40);
+    const stats = JSON.parse((await ocicache(["stats", "--json", "--max-size", "1KB"])).stdout);
+    expect(stats.references).toBe(1);
+    expect(stats.blobs).toBe(readdirSync(join(cacheDir, "blobs", "sha256")).length);
+    expect(stats.bytes).toBeGreaterThan(small.manifests[host].files.kernel.length);
+    expect(stats.overMaxSize).toBe(stats.bytes - 1000);
+    expect(stats.overMaxAge).toBe(3);
+    expect((await ocicache(["du"])).stdout).toContain("references  1");
+  });
+});
+
+describe("gc", () => {
+  test("prints what it removed and the bytes freed; --dry-run removes nothing", async () => {
+    await pull(small.ref);
+    const old = orphan("unused for 40 days", 40);
+    const dry = await ocicache(["gc", "--dry-run"]);
+    expect(dry.stdout).toContain(`would remove ${old}`);
+    expect(store.stat(old)).toBeDefined();
+    const report = JSON.parse((await ocicache(["gc", "--json"])).stdout);
+    expect(report.removed.map((r: { name: string }) => r.name)).toEqual([old]);
+    expect(report.freedBytes).toBe(18);
+    expect(store.stat(old)).toBeUndefined();
+    expect(readIndex(cacheDir)).toHaveLength(1);
+  });
+
+  test("--max-age from the environment and --max-size from the config file", async () => {
+    await pull(small.ref);
+    const a = orphan("three days", 3);
+    mkdirSync(join(dir, "config", "ocicache"), { recursive: true });
+    writeFileSync(join(dir, "config", "ocicache", "config.json"), JSON.stringify({ maxSize: "1MB" }));
+    const ran = await ocicache(["gc", "--json"], { OCICACHE_MAX_AGE: "2d" });
+    expect(JSON.parse(ran.stdout).removed.map((r: { name: string }) => r.name)).toEqual([a]);
+    const bad = await ocicache(["gc"], { OCICACHE_MAX_AGE: "2 days" });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("OCICACHE_MAX_AGE");
+  });
+
+  test("a cleanup running while another process pulls removes nothing the pull needs", async () => {
+    const proxy = startProxy(registry.url, async (request, forward) => {
+      const response = await forward();
+      if (request.method !== "GET" || !request.url.includes("/blobs/")) return response;
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      let sent = 0;
+      return new Response(new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          await Bun.sleep(15);
+          const end = Math.min(sent + 128 * 1024, bytes.length);
+          controller.enqueue(bytes.subarray(sent, end));
+          sent = end;
+          if (sent === bytes.length) controller.close();
+        },
+      }), { headers: response.headers });
+    });
+    try {
+      await pull(small.ref);
+      const puller = ocicache(["pull", `${proxy.host}/manage-${run}/slow:1`, "-o", join(dir, "slow")]);
+      for (let i = 0; i < 10; i++) {
+        await Bun.sleep(40);
+        expect((await ocicache(["gc", "--max-size", "0"])).code).toBe(0);
+      }
+      const pulled = await puller;
+      expect(pulled.code).toBe(0);
+      expect(readFileSync(join(dir, "slow", "kernel"))).toEqual(Buffer.from(slow.manifests[host].files.kernel));
+      expect((await ocicache(["verify"])).code).toBe(0);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test("a cleanup killed midway leaves the cache consistent and verify clean", async () => {
+    await pull(small.ref);
+    await pull(spec.ref);
+    const blobs = join(cacheDir, "blobs", "sha256");
+    const old = new Date(Date.now() - 40 * DAY_MS);
+    for (let i = 0; i < 3000; i++) {
+      const bytes = new TextEncoder().encode(`orphan ${i}`);
+      const path = join(blobs, digestHex(digestOf(bytes)));
+      writeFileSync(path, bytes);
+      utimesSync(path, old, old);
+    }
+    for (const name of readdirSync(blobs)) utimesSync(join(blobs, name), old, old);
+    const before = readdirSync(blobs).length;
+    const proc = Bun.spawn(["bun", MOD, "gc"], { env: baseEnv(), stdout: "ignore", stderr: "ignore" });
+    let left = before;
+    const deadline = Date.now() + 20_000;
+    while (left === before && Date.now() < deadline) left = readdirSync(blobs).length;
+    proc.kill("SIGKILL");
+    await proc.exited;
+    expect(left).toBeGreaterThan(0);
+    expect(left).toBeLessThan(before);
+    for (const entry of readIndex(cacheDir)) expect(existsSync(store.blobPath(entry.digest))).toBe(true);
+    const verify = JSON.parse((await ocicache(["verify", "--json"])).stdout);
+    expect(verify.corrupt).toEqual([]);
+    expect(verify.missing).toEqual([]);
+    expect((await ocicache(["gc"])).code).toBe(0);
+    expect(readdirSync(blobs)).toEqual([]);
+  });
+});
+
+describe("verify, rm, prune", () => {
+  test("verify finds a flipped byte (exit 4); --repair removes it; the next pull fetches it again", async () => {
+    await pull(small.ref);
+    const kernel = small.manifests[host].layers[0]!.digest as Digest;
+    const path = store.blobPath(kernel);
+    const bytes = readFileSync(path);
+    bytes[7]! ^= 0x10;
+    chmodSync(path, 0o644);
+    writeFileSync(path, bytes);
+    const found = await ocicache(["verify"]);
+    expect(found.code).toBe(4);
+    expect(found.stdout).toContain(`corrupt ${kernel}`);
+    const repaired = await ocicache(["verify", "--repair"]);
+    expect(repaired.code).toBe(0);
+    expect(existsSync(path)).toBe(false);
+    await pull(small.ref);
+    expect(readFileSync(path)).toEqual(Buffer.from(small.manifests[host].files.kernel));
+    expect((await ocicache(["verify"])).code).toBe(0);
+  });
+
+  test("rm removes a reference or a blob; prune --all empties the cache", async () => {
+    await pull(small.ref);
+    await pull(spec.ref);
+    const rm = await ocicache(["rm", small.ref]);
+    expect(rm.code).toBe(0);
+    expect(rm.stdout).toContain(`removed ${small.ref}`);
+    expect(readIndex(cacheDir).map((e) => e.annotations["org.opencontainers.image.ref.name"])).toEqual([spec.ref]);
+    const rom = spec.manifests[host].layers[1]!.digest as Digest;
+    expect((await ocicache(["rm", rom])).code).toBe(0);
+    expect(store.stat(rom)).toBeUndefined();
+    expect((await ocicache(["rm", `${small.name}:1`])).code).toBe(3);
+    expect((await ocicache(["prune"])).code).toBe(2);
+    expect((await ocicache(["prune", "--all"])).code).toBe(0);
+    expect(readdirSync(join(cacheDir, "blobs", "sha256"))).toEqual([]);
+  });
+});
+
+describe("automatic cleanup after a pull that fetched something", () => {
+  test("runs at most once per interval, and never when the interval is 0", async () => {
+    const first = orphan("first", 40);
+    await pull(small.ref, { OCICACHE_AUTO_CLEAN_INTERVAL: "0" });
+    expect(store.stat(first)).toBeDefined();
+    await pull(spec.ref, { OCICACHE_AUTO_CLEAN_INTERVAL: "1h" });
+    expect(store.stat(first)).toBeUndefined();
+    expect(existsSync(join(cacheDir, "tmp", "gc.stamp"))).toBe(true);
+    const second = orphan("second", 40);
+    await pull(slow.ref, { OCICACHE_AUTO_CLEAN_INTERVAL: "1h" });
+    expect(store.stat(second)).toBeDefined();
+  });
+});
+
+describe("the cache is an OCI image layout", () => {
+  test("skopeo inspects and copies a reference out of it", async () => {
+    await pull(spec.ref);
+    const inspect = Bun.spawnSync(["skopeo", "inspect", "--raw", `oci:${cacheDir}:${spec.ref}`]);
+    expect(inspect.exitCode).toBe(0);
+    expect(digestOf(inspect.stdout.toString()) as string).toBe(spec.indexDigest);
+    const out = join(dir, "copied");
+    const copy = Bun.spawnSync(["skopeo", "copy", `oci:${cacheDir}:${spec.ref}`, `dir:${out}`]);
+    expect(copy.exitCode).toBe(0);
+    const tar = spec.manifests[host].layers[0]!.digest as Digest;
+    expect(readFileSync(join(out, digestHex(tar)))).toEqual(readFileSync(store.blobPath(tar)));
+  });
+});
+
+describe("the warm path stays light", () => {
+  test("a cached path and pull load neither hono nor zod", async () => {
+    await pull(spec.ref);
+    const pinned = `${spec.name}@${spec.indexDigest}`;
+    const script = `
+      import { main } from ${JSON.stringify(join(import.meta.dir, "..", "lib", "cli.ts"))};
+      const code = await main(["path", ${JSON.stringify(pinned)}, "--role", "kernel"]) + await main(["pull", ${JSON.stringify(pinned)}, "-o", ${JSON.stringify(join(dir, "warm"))}]);
+      const loaded = Object.keys(require.cache).filter((k) => /node_modules\\/(hono|zod)\\//.test(k));
+      console.error(JSON.stringify({ code, loaded }));`;
+    writeFileSync(join(dir, "warm.ts"), script);
+    const proc = Bun.spawn(["bun", join(dir, "warm.ts")], { env: baseEnv(), stdout: "ignore", stderr: "pipe" });
+    const stderr = await new Response(proc.stderr).text();
+    expect(await proc.exited).toBe(0);
+    expect(JSON.parse(stderr.trim().split("\n").at(-1)!)).toEqual({ code: 0, loaded: [] });
+  });
+});
