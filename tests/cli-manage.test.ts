@@ -244,6 +244,16 @@ describe("the cache is an OCI image layout", () => {
   });
 });
 
+describe("index.json under concurrent pulls", () => {
+  test("six processes pulling six references into one cache leave all six in index.json", async () => {
+    const refs = [spec, small, slow].flatMap((image) => [image.ref, `${image.name}@${image.indexDigest}`]);
+    const results = await Promise.all(refs.map((ref, i) => ocicache(["pull", ref, "-o", join(dir, `out${i}`)])));
+    expect(results.map((r) => r.code)).toEqual(refs.map(() => 0));
+    expect(readIndex(cacheDir).map((e) => e.annotations["org.opencontainers.image.ref.name"]).sort()).toEqual([...refs].sort());
+    expect(readdirSync(join(cacheDir, "tmp")).filter((f) => f !== "gc.stamp")).toEqual([]);
+  });
+});
+
 describe("the warm path stays light", () => {
   test("a cached path and pull load neither hono nor zod", async () => {
     await pull(spec.ref);
