@@ -6,14 +6,15 @@
  * @module
  */
 
-import { closeSync, openSync, readSync } from "node:fs";
-import { digestOf, hashFile, Verifier, type Digest } from "./digest.ts";
-import { IntegrityError, NotFoundError, OcicacheError, RegistryError } from "./errors.ts";
+import { digestOf, hashFile, type Digest } from "./digest.ts";
+import { downloadBlob, type BlobResult } from "./download.ts";
+import { IntegrityError, NotFoundError, RegistryError } from "./errors.ts";
 import type { Descriptor } from "./image.ts";
 import { CHECKED_ANNOTATION, findEntry, readIndex, updateIndex, upsertEntry, type IndexEntry } from "./layout.ts";
 import { formatReference, type Reference } from "./reference.ts";
 import { RegistryClient, type RegistryClientOptions } from "./registry.ts";
-import { BlobWriter, describeFsError, Store, type WriteResult } from "./store.ts";
+import { Store } from "./store.ts";
+import { describeFsError, type WriteResult } from "./writer.ts";
 
 /** How a cache behaves. */
 export interface CacheOptions {
@@ -33,7 +34,16 @@ export interface CacheOptions {
   onWarning?: (message: string) => void;
   /** Called as blob bytes arrive from a registry. */
   onProgress?: (progress: BlobProgress) => void;
+  /** A registry that sends nothing for this long fails a download. @default 30000 */
+  idleTimeoutMs?: number;
+  /** How long to wait for another process downloading the same blob before fetching it too. @default 600000 */
+  lockTimeoutMs?: number;
 }
+
+/** The idle timeout of a download, in milliseconds. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+/** How long a pull waits for another process's download of the same blob. */
+export const DEFAULT_LOCK_TIMEOUT_MS = 10 * 60_000;
 
 /** Progress of one blob download. */
 export interface BlobProgress {
@@ -53,14 +63,7 @@ export interface Resolved {
   checked: boolean;
 }
 
-/** Where a verified blob is, and whether the cache already had it. */
-export interface BlobResult {
-  /** The cached blob, the fallback file, or `undefined` when neither could be written. */
-  path: string | undefined;
-  hit: boolean;
-  /** Whether `path` is in the cache's `blobs/`. */
-  cached: boolean;
-}
+export type { BlobResult };
 
 /** Options of `Cache.fetchBlob`. */
 export interface FetchBlobOptions {
@@ -207,7 +210,18 @@ export class Cache {
       }
     }
     if (this.options.offline) throw new NotFoundError(`Cannot fetch blob "${digest}" offline: it is not in the cache`);
-    return this.#download(ref, descriptor, options);
+    return downloadBlob({
+      store: this.store,
+      client: this.client,
+      ref,
+      descriptor,
+      writable: this.writable,
+      ...options,
+      onProgress: (received) => this.options.onProgress?.({ digest, received, total: descriptor.size }),
+      onCacheFailed: (error) => this.#cacheFailed(error),
+      idleTimeoutMs: this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+      lockTimeoutMs: this.options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,
+    });
   }
 
   /**
@@ -249,80 +263,6 @@ export class Cache {
     }
   }
 
-  async #download(ref: Reference, descriptor: Descriptor, options: FetchBlobOptions): Promise<BlobResult> {
-    const response = await this.client.getBlob(ref, descriptor.digest);
-    const verifier = new Verifier(descriptor, `blob "${descriptor.digest}"`);
-    let writer = this.#openCacheWriter(descriptor);
-    let fallback = writer === undefined ? this.#openFallback(options.fallbackPath, descriptor) : undefined;
-    try {
-      for await (const chunk of readBody(response, ref, descriptor, verifier)) {
-        const before = verifier.received;
-        verifier.update(chunk);
-        options.onChunk?.(chunk);
-        if (writer !== undefined) {
-          try {
-            writer.write(chunk);
-          } catch (error) {
-            this.#cacheFailed(error);
-            fallback = this.#moveToFallback(writer, options.fallbackPath, descriptor, chunk.subarray(writer.written - before));
-            writer = undefined;
-          }
-        } else {
-          fallback?.write(chunk);
-        }
-        this.options.onProgress?.({ digest: descriptor.digest, received: verifier.received, total: descriptor.size });
-      }
-      verifier.finish();
-    } catch (error) {
-      writer?.abort();
-      fallback?.abort();
-      throw error;
-    }
-    if (writer !== undefined) {
-      const result = writer.commit();
-      if (result.status === "committed") return { path: result.path, hit: false, cached: true };
-      this.#noteWrite(result);
-      fallback = this.#moveToFallback(writer, options.fallbackPath, descriptor, new Uint8Array());
-    }
-    const result = fallback?.commit();
-    if (result?.status === "committed") return { path: result.path, hit: false, cached: false };
-    fallback?.abort();
-    if (result?.status === "failed") throw result.error;
-    return { path: undefined, hit: false, cached: false };
-  }
-
-  #openCacheWriter(descriptor: Descriptor): BlobWriter | undefined {
-    if (!this.writable) {
-      this.#cacheFailed(undefined);
-      return undefined;
-    }
-    try {
-      return this.store.createWriter(descriptor);
-    } catch (error) {
-      this.#cacheFailed(error);
-      return undefined;
-    }
-  }
-
-  #openFallback(path: string | undefined, descriptor: Descriptor): BlobWriter | undefined {
-    if (path === undefined) return undefined;
-    return new BlobWriter(`${path}.${process.pid}.part`, path, descriptor.size, 0o644);
-  }
-
-  /** The cache failed mid-stream: carry what it has over to the fallback file, then go on there. */
-  #moveToFallback(writer: BlobWriter, path: string | undefined, descriptor: Descriptor, rest: Uint8Array): BlobWriter | undefined {
-    try {
-      const fallback = this.#openFallback(path, descriptor);
-      if (fallback !== undefined) {
-        copyPrefix(writer.tmpPath, writer.written, fallback);
-        fallback.write(rest);
-      }
-      return fallback;
-    } finally {
-      writer.abort();
-    }
-  }
-
   #noteWrite(result: WriteResult): void {
     if (result.status === "failed") this.#cacheFailed(result.error);
     if (result.status === "skipped") this.#cacheFailed(new Error(result.reason));
@@ -331,35 +271,5 @@ export class Cache {
   #cacheFailed(error: unknown): void {
     if (error !== undefined) this.#unwritable = describeFsError(error);
     this.warn(`Cannot write to the cache "${this.store.root}": ${this.#unwritable}; continuing without caching`);
-  }
-}
-
-/** The body's chunks, with a dropped connection turned into a registry error. */
-async function* readBody(response: Response, ref: Reference, descriptor: Descriptor, verifier: Verifier): AsyncGenerator<Uint8Array> {
-  if (response.body === null) return;
-  try {
-    for await (const chunk of response.body) yield chunk;
-  } catch (error) {
-    if (error instanceof OcicacheError) throw error;
-    throw new RegistryError(
-      `Cannot download blob "${descriptor.digest}" from "${ref.registry}": the connection dropped after ${verifier.received} of ${descriptor.size} bytes`,
-      { cause: error },
-    );
-  }
-}
-
-/** Copy the first `length` bytes of a file into a writer. */
-function copyPrefix(path: string, length: number, writer: BlobWriter): void {
-  const fd = openSync(path, "r");
-  const buffer = Buffer.allocUnsafe(1024 * 1024);
-  try {
-    for (let copied = 0; copied < length;) {
-      const n = readSync(fd, buffer, 0, Math.min(buffer.length, length - copied), copied);
-      if (n === 0) break;
-      writer.write(buffer.subarray(0, n));
-      copied += n;
-    }
-  } finally {
-    closeSync(fd);
   }
 }

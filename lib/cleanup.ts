@@ -8,12 +8,13 @@
  * @module
  */
 
-import { readdirSync, statSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, statSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { takeInventory, type Unit } from "./inventory.ts";
 import { acquireLock, isAlive, isStale } from "./lock.ts";
 import { lockCleanup, removeUnits, type RemovedUnit } from "./remove.ts";
-import { tempOwner, type Store } from "./store.ts";
+import type { Store } from "./store.ts";
+import { tempOwner } from "./writer.ts";
 
 /** What may be removed. */
 export interface CleanupPolicy {
@@ -149,8 +150,9 @@ async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<Cleanup
 
 /**
  * Remove temp files whose owner is dead and that are older than the grace
- * period, and locks whose owner is dead. Partial downloads name their owner's
- * pid: `<hex>.<pid>.<random>.part`.
+ * period, and locks whose owner is dead. Temp files name their owner's pid
+ * (`<name>.<pid>.<random>.part`); a resumable download (`<hex>.partial`) is
+ * owned by whoever holds `<hex>.lock`.
  */
 function removeStaleTemp(store: Store, graceMs: number, now: number, dryRun: boolean): { count: number; bytes: number } {
   let names: string[];
@@ -170,7 +172,10 @@ function removeStaleTemp(store: Store, graceMs: number, now: number, dryRun: boo
       const stat = statSync(path);
       size = stat.size;
       if (name.endsWith(".lock")) stale = isStale(path);
-      else {
+      else if (name.endsWith(".partial")) {
+        const lock = join(store.tmpDir, name.replace(/\.partial$/, ".lock"));
+        stale = now - stat.mtimeMs > graceMs && (!existsSync(lock) || isStale(lock));
+      } else {
         const pid = tempOwner(name);
         stale = now - stat.mtimeMs > graceMs && !(pid !== undefined && isAlive(pid));
       }

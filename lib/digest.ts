@@ -89,6 +89,12 @@ export class Verifier {
     this.what = what;
   }
 
+  /** Forget every byte counted, to start over. */
+  reset(): void {
+    this.#hasher = new Bun.CryptoHasher("sha256");
+    this.#received = 0;
+  }
+
   /** The bytes counted so far. */
   get received(): number {
     return this.#received;

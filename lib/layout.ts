@@ -10,7 +10,7 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, w
 import { join } from "node:path";
 import { isDigest, type Digest } from "./digest.ts";
 import { acquireLock } from "./lock.ts";
-import { tempName } from "./store.ts";
+import { tempName } from "./writer.ts";
 
 /** The annotation that names a reference in an OCI image layout. */
 export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";

@@ -35,8 +35,25 @@ export interface Lock {
  */
 export async function acquireLock(path: string, options: LockOptions = {}): Promise<Lock> {
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
-  const token = `${process.pid} ${Date.now()} ${Math.random().toString(36).slice(2)}`;
   for (;;) {
+    const lock = tryLock(path);
+    if (lock !== undefined) return lock;
+    if (Date.now() > deadline) {
+      throw new StoreError(`Cannot lock "${path}": another ocicache process holds it (pid ${readOwner(path)?.pid ?? "unknown"})`);
+    }
+    await Bun.sleep(options.pollMs ?? 10);
+  }
+}
+
+/**
+ * Take the lock file at `path` if no live process holds it (a dead owner's
+ * lock is taken over), else return `undefined` at once.
+ *
+ * @throws {Error} the file system's error when `tmp/` cannot take the file.
+ */
+export function tryLock(path: string): Lock | undefined {
+  const token = `${process.pid} ${Date.now()} ${Math.random().toString(36).slice(2)}`;
+  for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fd = openSync(path, "wx", 0o644);
       try {
@@ -44,20 +61,24 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
       } finally {
         closeSync(fd);
       }
-      return { path, release: () => releaseLock(path, token) };
+      const lock = { path, release: () => { HELD.delete(lock); releaseLock(path, token); } };
+      HELD.add(lock);
+      return lock;
     } catch (error) {
       if (!isErrno(error, "EEXIST")) throw error;
     }
-    if (isStale(path)) {
-      removeIfUnchanged(path);
-      continue;
-    }
-    if (Date.now() > deadline) {
-      throw new StoreError(`Cannot lock "${path}": another ocicache process holds it (pid ${readOwner(path)?.pid ?? "unknown"})`);
-    }
-    await Bun.sleep(options.pollMs ?? 10);
+    if (!isStale(path)) return undefined;
+    removeIfUnchanged(path);
   }
+  return undefined;
 }
+
+/** Release every lock this process holds: on exit, so that a signal leaves none behind. */
+export function releaseAllLocks(): void {
+  for (const lock of [...HELD]) lock.release();
+}
+
+const HELD = new Set<Lock>();
 
 /** Whether the process that wrote a lock file is gone. */
 export function isStale(path: string): boolean {

@@ -9,7 +9,7 @@
 import { chmodSync, constants, copyFileSync, linkSync, mkdirSync, renameSync, unlinkSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { StoreError } from "./errors.ts";
-import { BlobWriter, copyRange, describeFsError } from "./store.ts";
+import { BlobWriter, copyRange, describeFsError } from "./writer.ts";
 import type { Digest } from "./digest.ts";
 
 /** How a file is placed. */

@@ -16,7 +16,7 @@ import { DERIVED_ANNOTATION, findDerived, parseDerived, readIndex, type DerivedF
 import { placeFile, placeRange, removeQuietly } from "./output.ts";
 import { describe, formatPlatform, selectManifest, type PlatformWant } from "./platform.ts";
 import type { Reference } from "./reference.ts";
-import { describeFsError } from "./store.ts";
+import { describeFsError } from "./writer.ts";
 import { findTarMember } from "./tar.ts";
 
 /** What to pull and where to put it. */

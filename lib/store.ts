@@ -6,22 +6,14 @@
  * @module
  */
 
-import { chmodSync, closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { digestHex, type Digest, type Expected } from "./digest.ts";
-import { isErrno, SizeMismatchError } from "./errors.ts";
+import { isErrno } from "./errors.ts";
+import { BlobWriter, copyRange, describeFsError, tempName, writeAll, type WriteResult } from "./writer.ts";
 
 /** The content of the `oci-layout` file (image-spec, image-layout.md). */
 export const OCI_LAYOUT = '{"imageLayoutVersion":"1.0.0"}';
-
-/**
- * The outcome of writing a blob: only `committed` means the cache has it.
- * `skipped` and `failed` say why it does not, and the pull goes on without it.
- */
-export type WriteResult =
-  | { status: "committed"; path: string }
-  | { status: "skipped"; reason: string }
-  | { status: "failed"; error: Error };
 
 /** A blob's size and last use. */
 export interface BlobStat {
@@ -186,146 +178,4 @@ export class Store {
     if (result.status !== "committed") writer.abort();
     return result;
   }
-}
-
-/**
- * One file being written beside its destination: `commit()` renames it into
- * place with `mode`, `abort()` removes it. A failed commit leaves the
- * temporary file for the caller to use or abort.
- */
-export class BlobWriter {
-  /** The temporary file. */
-  readonly tmpPath: string;
-  readonly #finalPath: string;
-  readonly #size: number;
-  readonly #mode: number;
-  #fd: number | undefined;
-  #written = 0;
-
-  /** @throws {Error} the file system's error when the temporary file cannot be created. */
-  constructor(tmpPath: string, finalPath: string, size: number, mode: number) {
-    this.tmpPath = tmpPath;
-    this.#finalPath = finalPath;
-    this.#size = size;
-    this.#mode = mode;
-    this.#fd = openSync(tmpPath, "wx", 0o644);
-  }
-
-  /** Bytes written so far. */
-  get written(): number {
-    return this.#written;
-  }
-
-  /**
-   * Append a chunk.
-   *
-   * @throws {Error} the file system's error (ENOSPC, EIO); the writer is then aborted by its owner.
-   */
-  write(chunk: Uint8Array): void {
-    if (this.#fd === undefined) throw new TypeError("BlobWriter is closed");
-    writeAll(this.#fd, chunk, (n) => {
-      this.#written += n;
-    });
-  }
-
-  /**
-   * Flush, set the mode and rename into place. The caller has verified the
-   * bytes; the size is checked again on the renamed file.
-   */
-  commit(): WriteResult {
-    if (this.#fd === undefined) throw new TypeError("BlobWriter is closed");
-    try {
-      if (this.#written !== this.#size) throw new SizeMismatchError(this.#size, this.#written);
-      fsyncSync(this.#fd);
-      closeSync(this.#fd);
-      this.#fd = undefined;
-      chmodSync(this.tmpPath, this.#mode);
-      renameSync(this.tmpPath, this.#finalPath);
-      const fd = openSync(this.#finalPath, "r");
-      try {
-        const size = fstatSync(fd).size;
-        if (size !== this.#size) throw new SizeMismatchError(this.#size, size);
-      } finally {
-        closeSync(fd);
-      }
-      return { status: "committed", path: this.#finalPath };
-    } catch (error) {
-      return { status: "failed", error: error as Error };
-    }
-  }
-
-  /** Close and remove the temporary file. */
-  abort(): void {
-    if (this.#fd !== undefined) {
-      try {
-        closeSync(this.#fd);
-      } catch {
-        // Already unusable; the file is removed next.
-      }
-      this.#fd = undefined;
-    }
-    try {
-      unlinkSync(this.tmpPath);
-    } catch {
-      // Gone already, or on a file system that refuses; cleanup removes stale temp files.
-    }
-  }
-}
-
-/** A temp file name in the cache's `tmp/` that names its owner: `<prefix>.<pid>.<random>.part`. */
-export function tempName(prefix: string): string {
-  return `${prefix}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.part`;
-}
-
-/** The pid that owns a temp file named by `tempName`, if the name is one. */
-export function tempOwner(name: string): number | undefined {
-  const fields = name.split(".");
-  const pid = Number(fields.at(-3));
-  return fields.at(-1) === "part" && Number.isInteger(pid) && pid > 0 ? pid : undefined;
-}
-
-/**
- * Write a whole chunk, looping over short writes; `onWritten` sees each
- * write so that a failure midway still tells how much landed.
- */
-export function writeAll(fd: number, chunk: Uint8Array, onWritten?: (n: number) => void): number {
-  let offset = 0;
-  while (offset < chunk.byteLength) {
-    const n = writeSync(fd, chunk, offset, chunk.byteLength - offset);
-    offset += n;
-    onWritten?.(n);
-  }
-  return offset;
-}
-
-/** Read `length` bytes of a file from `offset`, in 1 MiB chunks. */
-export function copyRange(source: string, offset: number, length: number, onChunk: (chunk: Uint8Array) => void): void {
-  const fd = openSync(source, "r");
-  const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK_BYTES, Math.max(length, 1)));
-  try {
-    for (let done = 0; done < length;) {
-      const n = readSync(fd, buffer, 0, Math.min(buffer.length, length - done), offset + done);
-      if (n === 0) throw new SizeMismatchError(length, done, `range of "${source}"`);
-      onChunk(buffer.subarray(0, n));
-      done += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
-
-const COPY_CHUNK_BYTES = 1024 * 1024;
-
-/** One line for a file-system failure: `read-only file system`, `no space left on device`. */
-export function describeFsError(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  const reasons: Record<string, string> = {
-    EROFS: "read-only file system",
-    ENOSPC: "no space left on device",
-    EACCES: "permission denied",
-    EPERM: "operation not permitted",
-    EDQUOT: "disk quota exceeded",
-    EIO: "input/output error",
-  };
-  return (code !== undefined ? reasons[code] : undefined) ?? (error instanceof Error ? error.message : String(error));
 }

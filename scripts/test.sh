@@ -8,4 +8,4 @@ source scripts/setup.sh
 echo "test: type check (tsc --noEmit)"
 bun x tsc --noEmit -p .
 echo "test: bun test"
-bun scripts/with-registry.ts -- bun test "$@"
+bun scripts/with-registry.ts -- bun test --timeout 60000 "$@"

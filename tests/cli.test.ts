@@ -165,7 +165,7 @@ describe("a pull killed with SIGKILL mid-download", () => {
       let partial = "";
       while (Date.now() < deadline && partial === "") {
         await Bun.sleep(20);
-        const parts = existsSync(tmp) ? readdirSync(tmp).filter((f) => f.startsWith(digestHex(kernel.digest as Digest))) : [];
+        const parts = existsSync(tmp) ? readdirSync(tmp).filter((f) => f === `${digestHex(kernel.digest as Digest)}.partial`) : [];
         if (parts.length > 0 && statSync(join(tmp, parts[0]!)).size > 256 * 1024) partial = parts[0]!;
       }
       expect(partial).not.toBe("");
