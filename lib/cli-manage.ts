@@ -74,7 +74,7 @@ async function runStats(context: Context): Promise<number> {
 async function runGc(context: Context): Promise<number> {
   noArgs(context);
   const { config, flags } = context;
-  const report = await pruneCache(openStore(context), {
+  const report = await pruneCache(openStore(context, true), {
     maxAgeMs: config.maxAgeMs,
     maxSizeBytes: config.maxSizeBytes,
     graceMs: config.graceMs,
@@ -91,7 +91,7 @@ async function runGc(context: Context): Promise<number> {
 
 async function runVerify(context: Context): Promise<number> {
   noArgs(context);
-  const report = await verifyCache(openStore(context), { repair: context.flags.repair === true });
+  const report = await verifyCache(openStore(context, context.flags.repair === true), { repair: context.flags.repair === true });
   const failed = report.corrupt.length > 0 && !report.repaired;
   if (context.flags.json) {
     context.print(JSON.stringify(report, null, 2));
@@ -110,13 +110,13 @@ async function runRm(context: Context): Promise<number> {
   if (context.args.length === 0) throw new UsageError("Cannot run rm: expected one or more references or digests");
   const targets = context.args.map((arg): { name: string } | { digest: Digest } =>
     isDigest(arg) ? { digest: arg } : { name: arg.includes("@") || arg.includes(":") || arg.includes("/") ? formatReference(parseReference(arg)) : arg });
-  return printRemoval(context, await removeTargets(openStore(context), targets));
+  return printRemoval(context, await removeTargets(openStore(context, true), targets));
 }
 
 async function runPrune(context: Context): Promise<number> {
   noArgs(context);
   if (!context.flags.all) throw new UsageError("Cannot run prune without --all (to remove by age or size, use gc)");
-  return printRemoval(context, await pruneAll(openStore(context)));
+  return printRemoval(context, await pruneAll(openStore(context, true)));
 }
 
 function printRemoval(context: Context, result: RemovalResult): number {
@@ -125,8 +125,11 @@ function printRemoval(context: Context, result: RemovalResult): number {
   return EXIT_CODES.ok;
 }
 
-function openStore(context: Context): Store {
-  return new Store(context.config.cacheDir);
+/** The cache's store; the commands that change it lay out a missing cache first. */
+function openStore(context: Context, changes = false): Store {
+  const store = new Store(context.config.cacheDir);
+  if (changes) store.init();
+  return store;
 }
 
 function usersOf(inventory: Inventory): Map<Digest, string[]> {

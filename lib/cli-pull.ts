@@ -101,7 +101,9 @@ async function withCache<T extends { hit: boolean }>(context: Context, label: st
     freshForMs: config.freshForMs,
     refresh: flags.refresh === true,
     verify: flags.verify === true,
-    registry: { insecureRegistries: config.insecureRegistries },
+    registry: { insecureRegistries: config.insecureRegistries, connectTimeoutMs: config.connectTimeoutMs },
+    idleTimeoutMs: config.idleTimeoutMs,
+    lockTimeoutMs: config.lockTimeoutMs,
     onWarning: (message) => {
       bar?.done();
       context.warn(message);

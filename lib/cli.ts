@@ -10,6 +10,8 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import pkg from "../package.json" with { type: "json" };
 import { loadConfig, type Config, type RawConfig } from "./config.ts";
 import { EXIT_CODES, OcicacheError, UsageError } from "./errors.ts";
+import { releaseAllLocks } from "./lock.ts";
+import { removeUnfinished } from "./writer.ts";
 
 const USAGE = `Usage: ocicache <command> [options]
 
@@ -43,6 +45,8 @@ Options:
       --verify               Re-hash cached blobs before using them
       --insecure-registry HOST  Use plain HTTP for HOST (repeatable)
       --concurrency N        Layers downloaded at once (default 4)
+      --connect-timeout D    How long a registry may take to answer (default 30s)
+      --idle-timeout D       How long a download may stall (default 30s)
       --max-age DURATION     gc: remove what was unused this long (default 30d)
       --max-size SIZE        gc: evict down to SIZE (default 10GiB)
       --grace DURATION       gc: never remove what was used this recently (default 10m)
@@ -73,6 +77,8 @@ const OPTIONS = {
   verify: { type: "boolean" },
   "insecure-registry": { type: "string", multiple: true },
   concurrency: { type: "string" },
+  "connect-timeout": { type: "string" },
+  "idle-timeout": { type: "string" },
   "max-age": { type: "string" },
   "max-size": { type: "string" },
   grace: { type: "string" },
@@ -140,6 +146,7 @@ async function findCommand(command: string): Promise<(context: Context) => Promi
     case "pull":
     case "path":
     case "cat":
+      exitOnSignals();
       return (await import("./cli-pull.ts")).PULL_COMMANDS[command];
     case "ls":
     case "du":
@@ -151,6 +158,22 @@ async function findCommand(command: string): Promise<(context: Context) => Promi
       return (await import("./cli-manage.ts")).MANAGE_COMMANDS[command];
     default:
       throw new UsageError(`Unknown command "${command}" (see ocicache --help)`);
+  }
+}
+
+/**
+ * SIGINT and SIGTERM end a pull with 130 and 143: nothing is removed from
+ * `blobs/`, partial downloads stay in `tmp/` for the next pull to resume, and
+ * this process's locks and unfinished temp files go.
+ */
+function exitOnSignals(): void {
+  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+    process.once(signal, () => {
+      releaseAllLocks();
+      removeUnfinished();
+      process.stderr.write(`ocicache: error: Interrupted by ${signal}; partial downloads are kept to resume\n`);
+      process.exit(code);
+    });
   }
 }
 
@@ -170,6 +193,8 @@ function rawFlags(flags: Flags): RawConfig {
   if (flags.offline) raw.offline = "true";
   if (flags["insecure-registry"] !== undefined) raw.insecureRegistries = flags["insecure-registry"].join(",");
   if (flags.concurrency !== undefined) raw.concurrency = flags.concurrency;
+  if (flags["connect-timeout"] !== undefined) raw.connectTimeout = flags["connect-timeout"];
+  if (flags["idle-timeout"] !== undefined) raw.idleTimeout = flags["idle-timeout"];
   return raw;
 }
 

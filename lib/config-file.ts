@@ -22,6 +22,9 @@ const SCHEMA = z.strictObject({
   offline: z.boolean().optional(),
   insecureRegistries: z.array(text).optional(),
   concurrency: z.number().int().min(1).max(64).optional(),
+  connectTimeout: text.optional(),
+  idleTimeout: text.optional(),
+  lockTimeout: text.optional(),
 });
 
 /**

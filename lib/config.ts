@@ -34,6 +34,12 @@ export interface Config {
   insecureRegistries: string[];
   /** Layers downloaded at once. */
   concurrency: number;
+  /** How long a registry may take to answer (connection and headers). */
+  connectTimeoutMs: number;
+  /** How long a download may receive nothing before it fails. */
+  idleTimeoutMs: number;
+  /** How long to wait for another process downloading the same blob. */
+  lockTimeoutMs: number;
 }
 
 /** Settings as strings, the way flags, env and the file give them. */
@@ -49,6 +55,9 @@ export const DEFAULTS: Omit<Config, "cacheDir"> = {
   offline: false,
   insecureRegistries: [],
   concurrency: 4,
+  connectTimeoutMs: 30_000,
+  idleTimeoutMs: 30_000,
+  lockTimeoutMs: 10 * 60_000,
 };
 
 /** Each key: its flag, its environment variable, and how its string is parsed. */
@@ -62,6 +71,9 @@ export const KEYS = {
   offline: { flag: "--offline", env: "OCICACHE_OFFLINE", parse: parseBoolean },
   insecureRegistries: { flag: "--insecure-registry", env: "OCICACHE_INSECURE_REGISTRIES", parse: parseList },
   concurrency: { flag: "--concurrency", env: "OCICACHE_CONCURRENCY", parse: parseConcurrency },
+  connectTimeout: { flag: "--connect-timeout", env: "OCICACHE_CONNECT_TIMEOUT", parse: parsePositiveDuration },
+  idleTimeout: { flag: "--idle-timeout", env: "OCICACHE_IDLE_TIMEOUT", parse: parsePositiveDuration },
+  lockTimeout: { flag: "--lock-timeout", env: "OCICACHE_LOCK_TIMEOUT", parse: parseDuration },
 } as const;
 
 /** Where settings come from. */
@@ -126,7 +138,16 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
     offline: value("offline", DEFAULTS.offline),
     insecureRegistries: value("insecureRegistries", DEFAULTS.insecureRegistries),
     concurrency: value("concurrency", DEFAULTS.concurrency),
+    connectTimeoutMs: value("connectTimeout", DEFAULTS.connectTimeoutMs),
+    idleTimeoutMs: value("idleTimeout", DEFAULTS.idleTimeoutMs),
+    lockTimeoutMs: value("lockTimeout", DEFAULTS.lockTimeoutMs),
   };
+}
+
+function parsePositiveDuration(input: string, what: string): number {
+  const ms = parseDuration(input, what);
+  if (ms <= 0) throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a duration longer than 0`);
+  return ms;
 }
 
 function parseBoolean(input: string, what: string): boolean {

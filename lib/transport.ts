@@ -2,7 +2,7 @@
  * HTTP for registries: bounded retries with backoff on 429, 5xx and dropped
  * connections (honouring `Retry-After`), redirects followed by hand so that
  * `Authorization` never reaches another host, and a timeout until the
- * response headers arrive.
+ * registry answers (connection and response headers).
  *
  * @module
  */
@@ -21,8 +21,8 @@ export interface TransportOptions {
   maxRetryAfterMs?: number;
   /** Redirects followed before giving up. @default 5 */
   maxRedirects?: number;
-  /** Milliseconds to wait for a response's headers. @default 30000 */
-  headersTimeoutMs?: number;
+  /** Milliseconds to wait for a registry to answer: the connection and the response headers. @default 30000 */
+  connectTimeoutMs?: number;
 }
 
 /** One request: the registry host names the target in messages. */
@@ -78,7 +78,7 @@ async function followRedirects(request: TransportRequest, options: TransportOpti
   for (let hop = 0; hop <= maxRedirects; hop++) {
     const headers = { ...request.headers };
     if (new URL(url).origin !== origin) delete headers.Authorization;
-    const response = await withHeadersTimeout(options.headersTimeoutMs ?? 30_000, request.host, (signal) =>
+    const response = await withTimeout(options.connectTimeoutMs ?? 30_000, request.host, (signal) =>
       doFetch(url, { method: request.method, headers, redirect: "manual", signal }),
     );
     const location = response.headers.get("location");
@@ -92,7 +92,7 @@ async function followRedirects(request: TransportRequest, options: TransportOpti
   throw new RegistryError(`Cannot fetch from "${request.host}": more than ${maxRedirects} redirects`);
 }
 
-async function withHeadersTimeout(
+async function withTimeout(
   timeoutMs: number,
   host: string,
   run: (signal: AbortSignal) => Promise<Response>,

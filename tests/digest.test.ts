@@ -94,3 +94,27 @@ describe("hashFile()", () => {
     }
   });
 });
+
+describe("parseDigest() on random input", () => {
+  test("parses to a value that round-trips, or throws a usage error; never anything else", () => {
+    const alphabet = "sha256:SHA512abcdef0123456789./\\\0 \n%-_+";
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    let parsed = 0;
+    for (let i = 0; i < 5000; i++) {
+      let input = random() < 0.3 ? "sha256:" : "";
+      const length = random() < 0.3 ? 64 : Math.floor(random() * 80);
+      const hexOnly = random() < 0.5;
+      for (let j = 0; j < length; j++) input += hexOnly || random() < 0.8 ? "0123456789abcdef"[Math.floor(random() * 16)] : alphabet[Math.floor(random() * alphabet.length)];
+      try {
+        const digest = parseDigest(input);
+        expect(parseDigest(digest)).toBe(digest);
+        expect(digest).toMatch(/^sha256:[a-f0-9]{64}$/);
+        parsed++;
+      } catch (error) {
+        expect(error).toBeInstanceOf(UsageError);
+      }
+    }
+    expect(parsed).toBeGreaterThan(0);
+  });
+});
