@@ -7,8 +7,8 @@
  */
 
 import { readFileSync } from "node:fs";
-import { homedir } from "node:os";
 import { join } from "node:path";
+import { homeDir } from "./home.ts";
 import { isErrno, UsageError } from "./errors.ts";
 
 /** A username and password (or token) for one registry. */
@@ -61,7 +61,7 @@ function loadDockerConfig(env: Record<string, string | undefined>): DockerConfig
   let text = env.DOCKER_AUTH_CONFIG;
   let where = "$DOCKER_AUTH_CONFIG";
   if (text === undefined || text === "") {
-    where = join(env.DOCKER_CONFIG || join(env.HOME || homedir(), ".docker"), "config.json");
+    where = join(env.DOCKER_CONFIG || join(homeDir(env), ".docker"), "config.json");
     try {
       text = readFileSync(where, "utf8");
     } catch (error) {

@@ -6,15 +6,13 @@
  */
 
 import { writeSync } from "node:fs";
-import { Cache } from "./cache.ts";
-import { autoClean } from "./cleanup.ts";
+import { Cache, type BlobProgress } from "./cache.ts";
 import type { Context } from "./cli.ts";
 import { one } from "./cli.ts";
 import { EXIT_CODES, UsageError } from "./errors.ts";
 import type { Role } from "./image.ts";
-import { pullLayout } from "./local.ts";
-import { parsePlatform } from "./platform.ts";
 import { ProgressBar } from "./progress.ts";
+import { parsePlatform } from "./platform.ts";
 import { pullBlob, pullImage, type PullResult } from "./pull.ts";
 import { parseLayoutSource, parseReference, type Reference } from "./reference.ts";
 
@@ -34,7 +32,10 @@ async function runPull(context: Context): Promise<number> {
     concurrency: context.config.concurrency,
   };
   const layout = parseLayoutSource(input);
-  if (layout !== undefined) return printResult(context, pullLayout(layout, { ...options, verify: flags.verify === true }));
+  if (layout !== undefined) {
+    const { pullLayout } = await import("./local.ts");
+    return printResult(context, pullLayout(layout, { ...options, verify: flags.verify === true }));
+  }
   const ref = parseReference(input);
   return printResult(context, await withCache(context, input, (cache) => pullImage(cache, ref, options)));
 }
@@ -46,6 +47,7 @@ async function runPath(context: Context): Promise<number> {
   const platform = parsePlatform(flags.platform, flags.plat);
   const layout = parseLayoutSource(input);
   if (layout !== undefined) {
+    const { pullLayout } = await import("./local.ts");
     context.print(pullLayout(layout, { platform, roles: [role ?? "kernel"] }).files[0]!.path);
     return EXIT_CODES.ok;
   }
@@ -92,9 +94,16 @@ function printResult(context: Context, result: PullResult): number {
 /** Open the cache from the configuration, run, draw progress on a TTY, then clean up automatically when due. */
 async function withCache<T extends { hit: boolean }>(context: Context, label: string, run: (cache: Cache) => Promise<T>): Promise<T> {
   const { flags, config } = context;
-  const bar = process.stderr.isTTY && !flags.quiet && !flags.json
-    ? new ProgressBar(label, (text) => process.stderr.write(text))
-    : undefined;
+  // The bar is made on the first progress, a miss: asking whether stderr is a TTY costs a start about 20 ms.
+  let bar: ProgressBar | undefined;
+  let drawing = !flags.quiet && !flags.json;
+  const progress = (update: BlobProgress) => {
+    if (bar === undefined && drawing) {
+      drawing = process.stderr.isTTY === true;
+      if (drawing) bar = new ProgressBar(label, (text) => process.stderr.write(text));
+    }
+    bar?.update(update);
+  };
   const cache = new Cache({
     dir: config.cacheDir,
     offline: config.offline,
@@ -108,7 +117,7 @@ async function withCache<T extends { hit: boolean }>(context: Context, label: st
       bar?.done();
       context.warn(message);
     },
-    ...(bar !== undefined && { onProgress: (progress) => bar.update(progress) }),
+    onProgress: progress,
   });
   let result: T;
   try {
@@ -118,6 +127,7 @@ async function withCache<T extends { hit: boolean }>(context: Context, label: st
   }
   if (!result.hit && cache.writable) {
     try {
+      const { autoClean } = await import("./cleanup.ts");
       await autoClean(cache.store, { maxAgeMs: config.maxAgeMs, maxSizeBytes: config.maxSizeBytes, graceMs: config.graceMs }, config.autoCleanIntervalMs);
     } catch (error) {
       context.warn(`Cannot clean the cache automatically: ${(error as Error).message}`);

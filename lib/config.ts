@@ -9,9 +9,9 @@
  */
 
 import { statSync } from "node:fs";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import { UsageError } from "./errors.ts";
+import { homeDir } from "./home.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
 /** Every setting, resolved. */
@@ -101,7 +101,7 @@ export interface ConfigSources {
 export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
   const env = sources.env ?? process.env;
   const named = sources.configPath ?? (env.OCICACHE_CONFIG || undefined);
-  const path = named ?? join(env.XDG_CONFIG_HOME || join(env.HOME || homedir(), ".config"), "ocicache", "config.json");
+  const path = named ?? join(env.XDG_CONFIG_HOME || join(homeDir(env), ".config"), "ocicache", "config.json");
   let file: RawConfig = {};
   if (named !== undefined || exists(path)) {
     const { readConfigFile } = await import("./config-file.ts");
@@ -129,7 +129,7 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
     }
   };
   return {
-    cacheDir: value("cacheDir", join(env.XDG_CACHE_HOME || join(env.HOME || homedir(), ".cache"), "ocicache")),
+    cacheDir: value("cacheDir", join(env.XDG_CACHE_HOME || join(homeDir(env), ".cache"), "ocicache")),
     maxAgeMs: value("maxAge", DEFAULTS.maxAgeMs),
     maxSizeBytes: value("maxSize", DEFAULTS.maxSizeBytes),
     graceMs: value("grace", DEFAULTS.graceMs),
