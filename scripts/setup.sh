@@ -18,6 +18,7 @@ command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v skopeo >/dev/null || missing+=(skopeo)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v curl >/dev/null || missing+=(curl)
 command -v tar >/dev/null || missing+=(tar)
 command -v /usr/bin/time >/dev/null || missing+=(time)
 if [ ${#missing[@]} -gt 0 ]; then

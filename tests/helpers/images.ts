@@ -62,6 +62,17 @@ export async function pushBlob(url: string, repo: string, bytes: Uint8Array | Bl
   return digest;
 }
 
+/** Upload a file as one blob, streamed (for blobs too large to hold in memory). */
+export async function pushBlobFile(url: string, repo: string, path: string, digest: string): Promise<void> {
+  const start = await fetch(`${url}/v2/${repo}/blobs/uploads/`, { method: "POST" });
+  if (start.status !== 202) throw new Error(`blob upload start: ${start.status} ${await start.text()}`);
+  const location = new URL(start.headers.get("location")!, url);
+  location.searchParams.set("digest", digest);
+  const file = Bun.file(path);
+  const put = await fetch(location, { method: "PUT", body: file, headers: { "Content-Type": "application/octet-stream", "Content-Length": String(file.size) } });
+  if (put.status !== 201) throw new Error(`blob upload: ${put.status} ${await put.text()}`);
+}
+
 /** PUT a manifest under a tag or digest. */
 export async function pushManifest(url: string, repo: string, reference: string, mediaType: string, body: string, headers: Record<string, string> = {}): Promise<string> {
   const response = await fetch(`${url}/v2/${repo}/manifests/${reference}`, { method: "PUT", body, headers: { ...headers, "Content-Type": mediaType } });

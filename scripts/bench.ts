@@ -1,0 +1,208 @@
+/**
+ * The benchmark: `bun run bench [--runs N] [--sizes small,medium,large]`.
+ *
+ * Starts the real registry on 127.0.0.1, pushes kraftkit-style images of
+ * three sizes (kernel + initrd: 1 + 4, 8 + 64, 16 + 512 MiB), and times,
+ * interleaved, ocicache (via `bun mod.ts` and the compiled binary) against
+ * the floors (`curl -o` + `openssl dgst -sha256`, `cp`) and skopeo, with the
+ * peak RSS of each from `/usr/bin/time`. Prints a Markdown table, the
+ * targets of issue 6 marked met or not.
+ */
+import { randomFillSync } from "node:crypto";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { hashFile } from "../lib/digest.ts";
+import { pushBlob, pushBlobFile, pushManifest } from "../tests/helpers/images.ts";
+import { startRegistry } from "../tests/helpers/registry.ts";
+
+const MiB = 1024 * 1024;
+const SIZES = { small: [1, 4], medium: [8, 64], large: [16, 512] } as const;
+type SizeName = keyof typeof SIZES;
+
+const arg = (name: string) => {
+  const i = Bun.argv.indexOf(name);
+  return i === -1 ? undefined : Bun.argv[i + 1];
+};
+const RUNS = Number(arg("--runs") ?? 3);
+const chosen = (arg("--sizes") ?? "small,medium,large").split(",") as SizeName[];
+
+const root = join(import.meta.dir, "..");
+const MOD = join(root, "mod.ts");
+const BIN = join(root, "dist", "ocicache");
+const work = mkdtempSync(join(tmpdir(), "ocicache-bench-"));
+const arch = process.arch === "arm64" ? "arm64" : "amd64";
+
+/** Whether this run measures peak RSS (under /usr/bin/time) instead of time. */
+let measuringRss = false;
+
+/** One command: its wall time from here, or (when measuring RSS) its peak RSS from /usr/bin/time. */
+function measure(argv: string[], env: Record<string, string> = {}): number {
+  const wrapped = measuringRss ? ["/usr/bin/time", "-f", "%M", ...argv] : argv;
+  const started = performance.now();
+  const result = Bun.spawnSync(wrapped, { env: { ...process.env, ...env }, stdout: "ignore", stderr: "pipe" });
+  const ms = performance.now() - started;
+  const stderr = result.stderr.toString().trim().split("\n");
+  if (result.exitCode !== 0) throw new Error(`${argv.join(" ")} exited ${result.exitCode}: ${stderr.slice(-3).join(" | ")}`);
+  return measuringRss ? Number(stderr.at(-1)) : ms;
+}
+
+function randomFile(path: string, bytes: number): void {
+  const fd = openSync(path, "w");
+  const chunk = Buffer.allocUnsafe(8 * MiB);
+  for (let left = bytes; left > 0; left -= chunk.length) {
+    const n = Math.min(left, chunk.length);
+    randomFillSync(chunk, 0, n);
+    writeSync(fd, chunk, 0, n);
+  }
+  closeSync(fd);
+}
+
+interface Image {
+  ref: string;
+  pinned: string;
+  blobUrls: string[];
+}
+
+async function pushImage(url: string, size: SizeName): Promise<Image> {
+  const [kernelMiB, initrdMiB] = SIZES[size];
+  const repo = `bench/${size}`;
+  const layers = [];
+  for (const [name, mib, mediaType] of [["kernel", kernelMiB, "application/vnd.unikraft.kernel.v1"], ["initrd", initrdMiB, "application/vnd.unikraft.initrd.v1"]] as const) {
+    const path = join(work, `${size}-${name}`);
+    randomFile(path, mib * MiB);
+    const { digest } = hashFile(path);
+    await pushBlobFile(url, repo, path, digest);
+    rmSync(path);
+    layers.push({ mediaType, digest, size: mib * MiB });
+  }
+  const config = JSON.stringify({ architecture: arch, os: "linux" });
+  const configDigest = await pushBlob(url, repo, new TextEncoder().encode(config));
+  const manifest = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: configDigest, size: config.length },
+    layers,
+  });
+  const manifestDigest = await pushManifest(url, repo, `sha256:${new Bun.CryptoHasher("sha256").update(manifest).digest("hex")}`, "application/vnd.oci.image.manifest.v1+json", manifest);
+  const index = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: "application/vnd.oci.image.index.v1+json",
+    manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", digest: manifestDigest, size: manifest.length, platform: { os: "linux", architecture: arch } }],
+  });
+  const indexDigest = await pushManifest(url, repo, "1", "application/vnd.oci.image.index.v1+json", index);
+  const host = new URL(url).host;
+  return { ref: `${host}/${repo}:1`, pinned: `${host}/${repo}@${indexDigest}`, blobUrls: layers.map((l) => `${url}/v2/${repo}/blobs/${l.digest}`) };
+}
+
+type Scenario = { name: string; group: string; run: (i: number) => number };
+
+function scenarios(image: Image, size: SizeName): Scenario[] {
+  const dir = join(work, size);
+  mkdirSync(dir, { recursive: true });
+  const warmCache = join(dir, "warm-cache");
+  const env = (cache: string) => ({ OCICACHE_DIR: cache, OCICACHE_AUTO_CLEAN_INTERVAL: "0", XDG_CONFIG_HOME: join(work, "no-config") });
+  const fresh = (name: string) => {
+    const path = join(dir, name);
+    rmSync(path, { recursive: true, force: true });
+    return path;
+  };
+  measure(["bun", MOD, "pull", image.ref, "-o", fresh("prime")], env(warmCache));
+  measure(["bun", MOD, "pull", image.pinned, "-o", fresh("prime-pinned")], env(warmCache));
+  const cached = ["kernel", "initrd"].map((f) => join(dir, "prime", f));
+  const skopeoWarm = join(dir, "skopeo-warm");
+  measure(["skopeo", "copy", "-q", "--src-tls-verify=false", `docker://${image.ref}`, `oci:${skopeoWarm}:1`]);
+  const cold = (cli: string[], extra: string[] = []) => (i: number) => measure([...cli, "pull", image.ref, "-o", fresh(`out-${i}`), ...extra], env(fresh(`cold-cache-${i}`)));
+  return [
+    { group: "cold", name: "curl -o + openssl dgst (floor)", run: (i) => measure(["bash", "-c", `cd ${mkdirFresh(fresh(`curl-${i}`))} && curl -sf -o kernel ${image.blobUrls[0]} && curl -sf -o initrd ${image.blobUrls[1]} && openssl dgst -sha256 kernel initrd >/dev/null`]) },
+    { group: "cold", name: "ocicache pull (bun mod.ts)", run: cold(["bun", MOD]) },
+    { group: "cold", name: "ocicache pull (binary)", run: cold([BIN]) },
+    { group: "cold", name: "ocicache pull --concurrency 1 (binary)", run: cold([BIN], ["--concurrency", "1"]) },
+    { group: "cold", name: "skopeo copy docker:// oci: (empty)", run: (i) => measure(["skopeo", "copy", "-q", "--src-tls-verify=false", `docker://${image.ref}`, `oci:${fresh(`skopeo-${i}`)}:1`]) },
+    { group: "warm", name: "cp of the cached files (floor)", run: (i) => measure(["cp", ...cached, mkdirFresh(fresh(`cp-${i}`))]) },
+    { group: "warm", name: "ocicache pull -o (bun mod.ts)", run: (i) => measure(["bun", MOD, "pull", image.ref, "-o", fresh(`warm-${i}`)], env(warmCache)) },
+    { group: "warm", name: "ocicache pull -o (binary)", run: (i) => measure([BIN, "pull", image.ref, "-o", fresh(`warm-${i}`)], env(warmCache)) },
+    { group: "warm", name: "ocicache pull -o --link (binary)", run: (i) => measure([BIN, "pull", image.ref, "-o", fresh(`link-${i}`), "--link"], env(warmCache)) },
+    { group: "warm", name: "ocicache path, digest-pinned (bun mod.ts)", run: () => measure(["bun", MOD, "path", image.pinned, "--role", "kernel"], env(warmCache)) },
+    { group: "warm", name: "ocicache path, digest-pinned (binary)", run: () => measure([BIN, "path", image.pinned, "--role", "kernel"], env(warmCache)) },
+    { group: "warm", name: "skopeo copy docker:// oci: (all blobs present)", run: () => measure(["skopeo", "copy", "-q", "--src-tls-verify=false", `docker://${image.ref}`, `oci:${skopeoWarm}:1`]) },
+  ];
+}
+
+function mkdirFresh(path: string): string {
+  mkdirSync(path, { recursive: true });
+  return path;
+}
+
+function stats(values: number[]): { median: number; min: number; max: number } {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return { median: sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2, min: sorted[0]!, max: sorted.at(-1)! };
+}
+
+/** SHA-256 in-process, 1 MiB chunks, as the download loop feeds it. */
+function hashThroughput(): number {
+  const chunk = new Uint8Array(MiB);
+  randomFillSync(chunk);
+  const hasher = new Bun.CryptoHasher("sha256");
+  const started = performance.now();
+  for (let i = 0; i < 512; i++) hasher.update(chunk);
+  hasher.digest();
+  return (512 * MiB) / ((performance.now() - started) / 1000) / 1e9;
+}
+
+const fmtMs = (ms: number) => (ms < 100 ? ms.toFixed(1) : ms.toFixed(0));
+
+if (!existsSync(BIN)) Bun.spawnSync(["bun", join(root, "scripts", "build.ts")], { stdout: "inherit", stderr: "inherit" });
+const registry = await startRegistry();
+const lines: string[] = [];
+try {
+  const sha = hashThroughput();
+  for (const size of chosen) {
+    const image = await pushImage(registry.url, size);
+    const list = scenarios(image, size);
+    const results = new Map<string, { ms: number[]; rss: number[] }>(list.map((s) => [s.name, { ms: [], rss: [] }]));
+    for (let i = 0; i <= RUNS; i++) {
+      measuringRss = i === RUNS;
+      for (const scenario of list) {
+        const value = scenario.run(i);
+        results.get(scenario.name)![measuringRss ? "rss" : "ms"].push(value);
+      }
+    }
+    measuringRss = false;
+    const spawn = stats(Array.from({ length: 5 }, () => measure(["true"]))).median;
+    const [k, n] = SIZES[size];
+    lines.push(``, `#### ${size}: kernel ${k} MiB + initrd ${n} MiB (${RUNS} runs each, interleaved; starting a process costs ${spawn.toFixed(1)} ms here)`, ``);
+    lines.push(`| command | median ms | min–max ms | vs floor | peak RSS MiB |`, `| --- | ---: | ---: | ---: | ---: |`);
+    const median = (name: string) => stats(results.get(name)!.ms).median;
+    for (const scenario of list) {
+      const r = results.get(scenario.name)!;
+      const s = stats(r.ms);
+      const floor = scenario.group === "cold" ? median("curl -o + openssl dgst (floor)") : median("cp of the cached files (floor)");
+      lines.push(`| ${scenario.name} | ${fmtMs(s.median)} | ${fmtMs(s.min)}–${fmtMs(s.max)} | ${(s.median / floor).toFixed(2)} × | ${(Math.max(...r.rss) / 1024).toFixed(0)} |`);
+    }
+    if (size === "large" || chosen.length === 1) {
+      const coldBin = median("ocicache pull (binary)");
+      const targets = [
+        [`cold pull ≤ 1.0 × curl + openssl`, coldBin / median("curl -o + openssl dgst (floor)"), (x: number) => x <= 1.0, (x: number) => `${x.toFixed(2)} ×`],
+        [`cold pull ≥ 3 × faster than skopeo`, median("skopeo copy docker:// oci: (empty)") / coldBin, (x: number) => x >= 3, (x: number) => `${x.toFixed(1)} × faster`],
+        [`SHA-256 ≥ 1 GB/s`, sha, (x: number) => x >= 1, (x: number) => `${x.toFixed(2)} GB/s`],
+        [`warm pull -o ≤ 1.1 × cp`, median("ocicache pull -o (binary)") / median("cp of the cached files (floor)"), (x: number) => x <= 1.1, (x: number) => `${x.toFixed(2)} ×`],
+        [`warm pull -o --link ≤ 20 ms`, median("ocicache pull -o --link (binary)"), (x: number) => x <= 20, (x: number) => `${x.toFixed(1)} ms`],
+        [`warm path ≤ 15 ms (binary)`, median("ocicache path, digest-pinned (binary)"), (x: number) => x <= 15, (x: number) => `${x.toFixed(1)} ms`],
+        [`warm path ≤ 30 ms (bun mod.ts)`, median("ocicache path, digest-pinned (bun mod.ts)"), (x: number) => x <= 30, (x: number) => `${x.toFixed(1)} ms`],
+        [`peak RSS ≤ 64 MiB pulling it cold`, Math.max(...results.get("ocicache pull (binary)")!.rss) / 1024, (x: number) => x <= 64, (x: number) => `${x.toFixed(0)} MiB`],
+        [`parallel layers beat one at a time`, median("ocicache pull --concurrency 1 (binary)") / coldBin, (x: number) => x > 1, (x: number) => `${x.toFixed(2)} × (concurrency 1 / 4)`],
+      ] as const;
+      lines.push(``, `| target (${size}) | measured | met |`, `| --- | ---: | :---: |`);
+      for (const [name, value, ok, show] of targets) lines.push(`| ${name} | ${show(value)} | ${ok(value) ? "yes" : "no"} |`);
+    }
+    rmSync(join(work, size), { recursive: true, force: true });
+  }
+} finally {
+  await registry.stop();
+  rmSync(work, { recursive: true, force: true });
+}
+const cpus = navigator.hardwareConcurrency;
+console.log(`### Benchmark (${new Date().toISOString().slice(0, 10)}, ${cpus} cores, Bun ${Bun.version}, registry on 127.0.0.1)`);
+console.log(lines.join("\n"));

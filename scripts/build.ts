@@ -1,0 +1,18 @@
+/**
+ * The release binary: `bun run build` makes `dist/ocicache` for this machine
+ * with `bun build --compile` (minified, with bytecode, ESM); `--all` also
+ * makes `dist/ocicache-linux-x64` and `dist/ocicache-linux-arm64`.
+ */
+import { join } from "node:path";
+
+const root = join(import.meta.dir, "..");
+const targets: Array<{ outfile: string; target?: string }> = [{ outfile: "dist/ocicache" }];
+if (Bun.argv.includes("--all")) {
+  targets.push({ outfile: "dist/ocicache-linux-x64", target: "bun-linux-x64" }, { outfile: "dist/ocicache-linux-arm64", target: "bun-linux-arm64" });
+}
+for (const { outfile, target } of targets) {
+  const argv = ["bun", "build", "mod.ts", "--compile", "--minify", "--bytecode", "--format=esm", "--outfile", outfile, ...(target === undefined ? [] : [`--target=${target}`])];
+  const result = Bun.spawnSync(argv, { cwd: root, stdout: "inherit", stderr: "inherit" });
+  if (result.exitCode !== 0) process.exit(result.exitCode ?? 1);
+  console.log(`build: ${outfile}${target === undefined ? "" : ` (${target})`}`);
+}

@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
+import { sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";
+
+const ROOT = join(import.meta.dir, "..");
+const host = process.arch === "arm64" ? "arm64" : "amd64";
+const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
+
+let registry: RegistryHandle;
+let image: SampleImage;
+let dir: string;
+
+beforeAll(async () => {
+  registry = await sharedRegistry();
+  image = await pushSampleImage(registry.url, `release-${Math.random().toString(36).slice(2, 8)}/app`, "1", { format: "spec", romBytes: [1000] });
+  dir = mkdtempSync(join(tmpdir(), "ocicache-release-"));
+});
+afterAll(async () => {
+  await registry.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function run(argv: string[], env: Record<string, string> = {}) {
+  const result = Bun.spawnSync(argv, { env: { ...process.env, OCICACHE_DIR: join(dir, "cache"), ...env }, stdout: "pipe", stderr: "pipe" });
+  return { code: result.exitCode, stdout: result.stdout.toString(), stderr: result.stderr.toString() };
+}
+
+describe("the compiled binary (bun run build)", () => {
+  test("pulls, hits, prints a path and cleans up on the real registry", () => {
+    const build = run(["bun", join(ROOT, "scripts", "build.ts")]);
+    expect(build.code).toBe(0);
+    const bin = join(ROOT, "dist", "ocicache");
+    expect(run([bin, "--version"]).stdout.trim()).toBe(pkg.version);
+    const first = run([bin, "pull", image.ref, "-o", join(dir, "one"), "--json"]);
+    expect(first.code).toBe(0);
+    expect(JSON.parse(first.stdout).hit).toBe(false);
+    expect(readFileSync(join(dir, "one", "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));
+    const second = run([bin, "pull", image.ref, "-o", join(dir, "two"), "--json"]);
+    expect(JSON.parse(second.stdout).hit).toBe(true);
+    const path = run([bin, "path", `${image.name}@${image.indexDigest}`, "--role", "initrd", "--offline"]);
+    expect(path.code).toBe(0);
+    expect(readFileSync(path.stdout.trim())).toEqual(Buffer.from(image.manifests[host].files.initrd));
+    const gc = run([bin, "gc", "--max-size", "0", "--grace", "0", "--json"]);
+    expect(gc.code).toBe(0);
+    expect(JSON.parse(gc.stdout).removed.length).toBeGreaterThan(0);
+    expect(readdirSync(join(dir, "cache", "blobs", "sha256"))).toEqual([]);
+  }, 120_000);
+});
+
+describe("bunx from a packed tarball", () => {
+  test("npm pack, then bunx runs the CLI from it", () => {
+    const packDir = join(dir, "pack");
+    mkdirSync(packDir);
+    expect(Bun.spawnSync(["npm", "pack", "--pack-destination", packDir], { cwd: ROOT, stdout: "ignore", stderr: "ignore" }).exitCode).toBe(0);
+    const tarball = join(packDir, `ocicache-${pkg.version}.tgz`);
+    expect(existsSync(tarball)).toBe(true);
+    const isolated = { BUN_INSTALL_CACHE_DIR: join(dir, "bun-cache") };
+    const version = run(["bunx", "--package", tarball, "ocicache", "--version"], isolated);
+    expect(version.stdout.trim()).toBe(pkg.version);
+    const pulled = run(["bunx", "--package", tarball, "ocicache", "pull", image.ref, "-o", join(dir, "bunx")], isolated);
+    expect(pulled.code).toBe(0);
+    expect(readFileSync(join(dir, "bunx", "initrd"))).toEqual(Buffer.from(image.manifests[host].files.initrd));
+  }, 120_000);
+});
