@@ -34,6 +34,8 @@ export interface CacheOptions {
   onWarning?: (message: string) => void;
   /** Called as blob bytes arrive from a registry. */
   onProgress?: (progress: BlobProgress) => void;
+  /** Told of each blob hit, download and verification failure (for metrics). */
+  onEvent?: (event: CacheEvent) => void;
   /** A registry that sends nothing for this long fails a download. @default 30000 */
   idleTimeoutMs?: number;
   /** How long to wait for another process downloading the same blob before fetching it too. @default 600000 */
@@ -44,6 +46,12 @@ export interface CacheOptions {
 export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 /** How long a pull waits for another process's download of the same blob. */
 export const DEFAULT_LOCK_TIMEOUT_MS = 10 * 60_000;
+
+/** What happened to a blob: served from the cache, fetched (with its bytes), or refused by verification. */
+export type CacheEvent =
+  | { type: "hit"; bytes: number }
+  | { type: "fetched"; bytes: number }
+  | { type: "verification-failure" };
 
 /** Progress of one blob download. */
 export interface BlobProgress {
@@ -206,11 +214,14 @@ export class Cache {
         this.#drop(digest);
       } else {
         this.store.touch(digest);
+        this.options.onEvent?.({ type: "hit", bytes: stat.size });
         return { path, hit: true, cached: true };
       }
     }
     if (this.options.offline) throw new NotFoundError(`Cannot fetch blob "${digest}" offline: it is not in the cache`);
-    return downloadBlob({
+    let result: BlobResult;
+    try {
+      result = await downloadBlob({
       store: this.store,
       client: this.client,
       ref,
@@ -221,7 +232,13 @@ export class Cache {
       onCacheFailed: (error) => this.#cacheFailed(error),
       idleTimeoutMs: this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       lockTimeoutMs: this.options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,
-    });
+      });
+    } catch (error) {
+      if (error instanceof IntegrityError) this.options.onEvent?.({ type: "verification-failure" });
+      throw error;
+    }
+    this.options.onEvent?.(result.hit ? { type: "hit", bytes: descriptor.size } : { type: "fetched", bytes: descriptor.size });
+    return result;
   }
 
   /**

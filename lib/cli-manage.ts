@@ -9,9 +9,10 @@ import { pruneCache } from "./cleanup.ts";
 import type { Context } from "./cli.ts";
 import { isDigest, type Digest } from "./digest.ts";
 import { EXIT_CODES, UsageError } from "./errors.ts";
-import { takeInventory, type Inventory } from "./inventory.ts";
+import { takeInventory } from "./inventory.ts";
 import { formatReference, parseReference } from "./reference.ts";
 import { pruneAll, removeTargets, type RemovalResult } from "./remove.ts";
+import { blobRows, cacheStats, iso, referenceRows } from "./report.ts";
 import { Store } from "./store.ts";
 import { formatBytes, formatDuration } from "./units.ts";
 import { verifyCache } from "./verify.ts";
@@ -24,15 +25,12 @@ async function runLs(context: Context): Promise<number> {
   const inventory = takeInventory(openStore(context));
   const now = Date.now();
   if (context.flags.blobs) {
-    const users = usersOf(inventory);
-    const blobs = [...inventory.blobs.values()].sort((a, b) => b.mtimeMs - a.mtimeMs)
-      .map((b) => ({ digest: b.digest, size: b.size, lastUse: iso(b.mtimeMs), references: users.get(b.digest) ?? [] }));
+    const blobs = blobRows(inventory);
     if (context.flags.json) return json(context, blobs);
     context.print(table(["DIGEST", "SIZE", "LAST USE", "REFERENCES"], blobs.map((b) => [b.digest, formatBytes(b.size), ago(now, Date.parse(b.lastUse)), String(b.references.length)])));
     return EXIT_CODES.ok;
   }
-  const refs = inventory.units.filter((u) => u.kind === "reference")
-    .map((u) => ({ reference: u.name, digest: u.digest, mediaType: u.entry!.mediaType, platforms: u.platforms, size: u.size, lastUse: iso(u.lastUseMs), blobs: u.blobs.size }));
+  const refs = referenceRows(inventory);
   if (context.flags.json) return json(context, refs);
   context.print(table(["REFERENCE", "DIGEST", "PLATFORMS", "SIZE", "LAST USE"], refs.map((r) => [r.reference, r.digest.slice(7, 19), r.platforms.join(", ") || "-", formatBytes(r.size), ago(now, Date.parse(r.lastUse))])));
   return EXIT_CODES.ok;
@@ -40,24 +38,8 @@ async function runLs(context: Context): Promise<number> {
 
 async function runStats(context: Context): Promise<number> {
   noArgs(context);
-  const { config } = context;
-  const inventory = takeInventory(openStore(context));
   const now = Date.now();
-  const uses = [...inventory.blobs.values()].map((b) => b.mtimeMs);
-  const stale = inventory.units.filter((u) => u.lastUseMs < now - config.maxAgeMs);
-  const staleBytes = stale.reduce((sum, u) => sum + u.size, 0);
-  const stats = {
-    cacheDir: config.cacheDir,
-    references: inventory.units.filter((u) => u.kind === "reference").length,
-    blobs: inventory.blobs.size,
-    bytes: inventory.totalBytes,
-    oldestUse: uses.length > 0 ? iso(Math.min(...uses)) : null,
-    newestUse: uses.length > 0 ? iso(Math.max(...uses)) : null,
-    maxSize: config.maxSizeBytes,
-    overMaxSize: Math.max(0, inventory.totalBytes - config.maxSizeBytes),
-    maxAgeMs: config.maxAgeMs,
-    overMaxAge: staleBytes,
-  };
+  const stats = cacheStats(takeInventory(openStore(context)), context.config, now);
   if (context.flags.json) return json(context, stats);
   context.print([
     `cache       ${stats.cacheDir}`,
@@ -132,15 +114,6 @@ function openStore(context: Context, changes = false): Store {
   return store;
 }
 
-function usersOf(inventory: Inventory): Map<Digest, string[]> {
-  const users = new Map<Digest, string[]>();
-  for (const unit of inventory.units) {
-    if (unit.kind !== "reference") continue;
-    for (const digest of unit.blobs) users.set(digest, [...(users.get(digest) ?? []), unit.name]);
-  }
-  return users;
-}
-
 function noArgs(context: Context): void {
   if (context.args.length > 0) throw new UsageError(`Cannot run this command with arguments: "${context.args[0]}"`);
 }
@@ -153,10 +126,6 @@ function json(context: Context, value: unknown): number {
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [header, ...rows].map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ")).join("\n");
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
 }
 
 function ago(now: number, ms: number): string {

@@ -26,6 +26,8 @@ Commands:
   verify [--repair]          Re-hash every blob; --repair removes corrupt ones
   rm REF|DIGEST…             Remove references (with their unshared blobs) or blobs
   prune --all                Empty the cache
+  serve [--listen H:P] [--upstream HOST]
+                             The admin API, and with --upstream a registry mirror
 
 REF is [host[:port]/]repo[:tag][@sha256:<hex>], or oci:DIR[:tag] for a local OCI layout.
 ROLE is kernel, initrd, kernel.dbg or rom.
@@ -54,6 +56,8 @@ Options:
       --blobs                ls: every blob
       --repair               verify: remove corrupt blobs
       --all                  prune: everything
+      --listen HOST:PORT     serve: where to listen (default 127.0.0.1:5050)
+      --upstream HOST        serve: the registry the /v2/ mirror pulls through
       --json                 Print the result as JSON
   -q, --quiet                No progress and no warnings
       --debug                Show stack traces
@@ -79,6 +83,8 @@ const OPTIONS = {
   concurrency: { type: "string" },
   "connect-timeout": { type: "string" },
   "idle-timeout": { type: "string" },
+  listen: { type: "string" },
+  upstream: { type: "string" },
   "max-age": { type: "string" },
   "max-size": { type: "string" },
   grace: { type: "string" },
@@ -156,6 +162,8 @@ async function findCommand(command: string): Promise<(context: Context) => Promi
     case "rm":
     case "prune":
       return (await import("./cli-manage.ts")).MANAGE_COMMANDS[command];
+    case "serve":
+      return (await import("./cli-serve.ts")).runServe;
     default:
       throw new UsageError(`Unknown command "${command}" (see ocicache --help)`);
   }
@@ -195,6 +203,8 @@ function rawFlags(flags: Flags): RawConfig {
   if (flags.concurrency !== undefined) raw.concurrency = flags.concurrency;
   if (flags["connect-timeout"] !== undefined) raw.connectTimeout = flags["connect-timeout"];
   if (flags["idle-timeout"] !== undefined) raw.idleTimeout = flags["idle-timeout"];
+  if (flags.listen !== undefined) raw.listen = flags.listen;
+  if (flags.upstream !== undefined) raw.upstream = flags.upstream;
   return raw;
 }
 

@@ -25,6 +25,8 @@ const SCHEMA = z.strictObject({
   connectTimeout: text.optional(),
   idleTimeout: text.optional(),
   lockTimeout: text.optional(),
+  listen: text.optional(),
+  upstream: text.optional(),
 });
 
 /**

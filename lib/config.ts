@@ -40,6 +40,10 @@ export interface Config {
   idleTimeoutMs: number;
   /** How long to wait for another process downloading the same blob. */
   lockTimeoutMs: number;
+  /** Where `serve` listens: `host:port`. */
+  listen: string;
+  /** The registry the `serve` mirror pulls through, if any. */
+  upstream: string | undefined;
 }
 
 /** Settings as strings, the way flags, env and the file give them. */
@@ -58,6 +62,8 @@ export const DEFAULTS: Omit<Config, "cacheDir"> = {
   connectTimeoutMs: 30_000,
   idleTimeoutMs: 30_000,
   lockTimeoutMs: 10 * 60_000,
+  listen: "127.0.0.1:5050",
+  upstream: undefined,
 };
 
 /** Each key: its flag, its environment variable, and how its string is parsed. */
@@ -74,6 +80,8 @@ export const KEYS = {
   connectTimeout: { flag: "--connect-timeout", env: "OCICACHE_CONNECT_TIMEOUT", parse: parsePositiveDuration },
   idleTimeout: { flag: "--idle-timeout", env: "OCICACHE_IDLE_TIMEOUT", parse: parsePositiveDuration },
   lockTimeout: { flag: "--lock-timeout", env: "OCICACHE_LOCK_TIMEOUT", parse: parseDuration },
+  listen: { flag: "--listen", env: "OCICACHE_LISTEN", parse: parseListen },
+  upstream: { flag: "--upstream", env: "OCICACHE_UPSTREAM", parse: parseHost },
 } as const;
 
 /** Where settings come from. */
@@ -141,6 +149,8 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
     connectTimeoutMs: value("connectTimeout", DEFAULTS.connectTimeoutMs),
     idleTimeoutMs: value("idleTimeout", DEFAULTS.idleTimeoutMs),
     lockTimeoutMs: value("lockTimeout", DEFAULTS.lockTimeoutMs),
+    listen: value("listen", DEFAULTS.listen),
+    upstream: value("upstream", DEFAULTS.upstream),
   };
 }
 
@@ -148,6 +158,21 @@ function parsePositiveDuration(input: string, what: string): number {
   const ms = parseDuration(input, what);
   if (ms <= 0) throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a duration longer than 0`);
   return ms;
+}
+
+/** `host:port`, `[v6]:port`; port 0 picks a free one. */
+function parseListen(input: string, what: string): string {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(input.trim());
+  if (match === null || Number(match[2]) > 65535) throw new UsageError(`Cannot parse ${what} "${input.slice(0, 60)}": expected host:port, e.g. 127.0.0.1:5050`);
+  return input.trim();
+}
+
+/** A registry host with an optional port, as in a reference. */
+function parseHost(input: string, what: string): string {
+  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(input.trim())) {
+    throw new UsageError(`Cannot parse ${what} "${input.slice(0, 60)}": expected a registry host such as 127.0.0.1:5000`);
+  }
+  return input.trim();
 }
 
 function parseBoolean(input: string, what: string): boolean {

@@ -38,6 +38,8 @@ let measuringRss = false;
 
 /** One command: its wall time from here, or (when measuring RSS) its peak RSS from /usr/bin/time. */
 function measure(argv: string[], env: Record<string, string> = {}): number {
+  // Each command starts with no dirty pages of the one before: writeback would be charged to whoever comes next.
+  Bun.spawnSync(["sync"]);
   const wrapped = measuringRss ? ["/usr/bin/time", "-f", "%M", ...argv] : argv;
   const started = performance.now();
   const result = Bun.spawnSync(wrapped, { env: { ...process.env, ...env }, stdout: "ignore", stderr: "pipe" });

@@ -1,0 +1,80 @@
+/**
+ * `ocicache serve`: the admin API (and, with an upstream, the registry
+ * mirror) on 127.0.0.1 by default. Mutating routes need the admin token:
+ * `OCICACHE_ADMIN_TOKEN`, or one generated at start into a file only the
+ * owner can read. A non-loopback address needs `OCICACHE_ADMIN_TOKEN`.
+ * SIGTERM and SIGINT stop accepting, finish the requests in flight, exit 0.
+ *
+ * @module
+ */
+
+import { randomBytes } from "node:crypto";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { Cache } from "./cache.ts";
+import type { Context } from "./cli.ts";
+import { EXIT_CODES, UsageError } from "./errors.ts";
+import { homeDir } from "./home.ts";
+import { Metrics } from "./metrics.ts";
+import { createAdminApp } from "./server.ts";
+
+/**
+ * Run the server until SIGTERM or SIGINT.
+ *
+ * @throws {UsageError} for arguments, or a non-loopback address without a token.
+ */
+export async function runServe(context: Context): Promise<number> {
+  if (context.args.length > 0) throw new UsageError(`Cannot run serve with arguments: "${context.args[0]}"`);
+  const { config } = context;
+  const { hostname, port } = splitListen(config.listen);
+  const loopback = hostname === "localhost" || hostname === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+  const fromEnv = process.env.OCICACHE_ADMIN_TOKEN;
+  if (!loopback && (fromEnv === undefined || fromEnv.length < 16)) {
+    throw new UsageError(`Cannot listen on "${config.listen}" without an admin token: set OCICACHE_ADMIN_TOKEN (16 characters or more), or listen on 127.0.0.1`);
+  }
+  const generated = fromEnv !== undefined && fromEnv !== "" ? undefined : generateToken();
+  const token = generated?.value ?? fromEnv!;
+  const metrics = new Metrics();
+  const cache = new Cache({
+    dir: config.cacheDir,
+    offline: config.offline,
+    freshForMs: config.freshForMs,
+    registry: { insecureRegistries: config.insecureRegistries, connectTimeoutMs: config.connectTimeoutMs },
+    idleTimeoutMs: config.idleTimeoutMs,
+    lockTimeoutMs: config.lockTimeoutMs,
+    onWarning: (message) => context.warn(message),
+    onEvent: (event) => metrics.record(event),
+  });
+  const app = createAdminApp({ config, cache, metrics, token, ...(config.upstream !== undefined && { upstream: config.upstream }) });
+  const stopped = new Promise<string>((resolve) => {
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+    process.once("SIGINT", () => resolve("SIGINT"));
+  });
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server = Bun.serve({ hostname: hostname.replace(/^\[|\]$/g, ""), port, fetch: app.fetch, idleTimeout: 0 });
+  } catch (cause) {
+    throw new UsageError(`Cannot listen on "${config.listen}": ${(cause as Error).message.replace(/\.$/, "")}`, { cause });
+  }
+  const where = generated === undefined ? "from OCICACHE_ADMIN_TOKEN" : `in ${generated.file}`;
+  context.print(`listening on http://${hostname}:${server.port}${config.upstream === undefined ? "" : `, mirroring ${config.upstream}`} (admin token ${where})`);
+  const signal = await stopped;
+  context.warn(`${signal}: finishing the requests in flight`);
+  await server.stop(false);
+  return EXIT_CODES.ok;
+}
+
+/** A random token, written to `$XDG_CONFIG_HOME/ocicache/admin-token` with mode 0600. */
+function generateToken(): { value: string; file: string } {
+  const value = randomBytes(32).toString("hex");
+  const file = join(process.env.XDG_CONFIG_HOME || join(homeDir(process.env), ".config"), "ocicache", "admin-token");
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  writeFileSync(file, `${value}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return { value, file };
+}
+
+function splitListen(listen: string): { hostname: string; port: number } {
+  const colon = listen.lastIndexOf(":");
+  return { hostname: listen.slice(0, colon), port: Number(listen.slice(colon + 1)) };
+}

@@ -1,0 +1,169 @@
+/**
+ * The read side of the OCI distribution API (spec v1.1, "Pull"), answered
+ * through the cache: any OCI client can use `ocicache serve --upstream` as a
+ * mirror. A miss streams to the client while it is written to the cache and
+ * verified; concurrent requests for one missing blob cause one upstream
+ * fetch; with the upstream down, what is cached is still served.
+ *
+ * @module
+ */
+
+import type { Context, Hono } from "hono";
+import type { Cache } from "./cache.ts";
+import { isDigest, type Digest } from "./digest.ts";
+import { AuthError, IntegrityError, NotFoundError, OcicacheError, UsageError } from "./errors.ts";
+import type { Metrics } from "./metrics.ts";
+import { pullBlob } from "./pull.ts";
+import { parseReference, type Reference } from "./reference.ts";
+
+/** What the mirror needs. */
+export interface MirrorDeps {
+  cache: Cache;
+  metrics: Metrics;
+  /** The registry pulled through, e.g. `127.0.0.1:5000`. */
+  upstream: string;
+}
+
+const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/;
+const API_HEADER = { "Docker-Distribution-API-Version": "registry/2.0" };
+
+/**
+ * Add the `/v2/` routes to an app.
+ *
+ * @example
+ * ```ts
+ * import { Hono } from "hono";
+ * import { mountMirror } from "./mirror.ts";
+ * // mountMirror(new Hono(), { cache, metrics, upstream: "127.0.0.1:5000" });
+ * ```
+ */
+export function mountMirror(app: Hono, deps: MirrorDeps): void {
+  app.get("/v2/", (c) => c.json({}, 200, API_HEADER));
+  app.on(["GET", "HEAD"], "/v2/*", async (c) => {
+    const match = ROUTE_RE.exec(new URL(c.req.url).pathname);
+    if (match === null) return registryError(c, 404, "NAME_UNKNOWN", "No such repository route");
+    const [, name, kind, reference] = match as unknown as [string, string, "manifests" | "blobs", string];
+    try {
+      return kind === "manifests" ? await serveManifest(c, deps, name, reference) : await serveBlob(c, deps, name, reference);
+    } catch (error) {
+      return mirrorError(c, error, kind);
+    }
+  });
+  app.on(["POST", "PUT", "PATCH", "DELETE"], "/v2/*", (c) => registryError(c, 405, "UNSUPPORTED", "ocicache is a read-only mirror"));
+}
+
+async function serveManifest(c: Context, deps: MirrorDeps, name: string, reference: string): Promise<Response> {
+  const ref = toReference(deps.upstream, name, reference);
+  const resolved = await deps.cache.resolve(ref);
+  const { bytes } = await deps.cache.manifestBytes(ref, resolved.digest);
+  const mediaType = mediaTypeOf(bytes);
+  await deps.cache.record(resolved, { mediaType, digest: resolved.digest, size: bytes.byteLength }, {});
+  const headers = { ...API_HEADER, "Content-Type": mediaType, "Content-Length": String(bytes.byteLength), "Docker-Content-Digest": resolved.digest, ETag: `"${resolved.digest}"` };
+  return new Response(c.req.method === "HEAD" ? null : bytes, { status: 200, headers });
+}
+
+async function serveBlob(c: Context, deps: MirrorDeps, name: string, reference: string): Promise<Response> {
+  if (!isDigest(reference)) return registryError(c, 400, "DIGEST_INVALID", `"${reference.slice(0, 80)}" is not a sha256 digest`);
+  const ref = toReference(deps.upstream, name, reference) as Reference & { digest: Digest };
+  const { cache, metrics } = deps;
+  const range = c.req.header("range");
+  if (cache.store.stat(ref.digest) === undefined && c.req.method === "GET" && range === undefined) {
+    return streamMiss(deps, ref);
+  }
+  const blob = await pullBlob(cache, ref);
+  if (blob.path === undefined) throw new OcicacheError("ESTORE", 1, `Cannot serve blob "${ref.digest}": the cache cannot be written`);
+  const file = Bun.file(blob.path);
+  const headers: Record<string, string> = { ...API_HEADER, "Content-Type": "application/octet-stream", "Docker-Content-Digest": ref.digest, "Accept-Ranges": "bytes", ETag: `"${ref.digest}"` };
+  if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: { ...headers, "Content-Length": String(blob.size) } });
+  if (range === undefined) {
+    metrics.bytesServedFromCache += blob.size;
+    return new Response(file, { status: 200, headers: { ...headers, "Content-Length": String(blob.size) } });
+  }
+  const parsed = parseRange(range, blob.size);
+  if (parsed === undefined) return new Response(null, { status: 416, headers: { ...headers, "Content-Range": `bytes */${blob.size}` } });
+  const [start, end] = parsed;
+  metrics.bytesServedFromCache += end - start + 1;
+  return new Response(file.slice(start, end + 1), {
+    status: 206,
+    headers: { ...headers, "Content-Length": String(end - start + 1), "Content-Range": `bytes ${start}-${end}/${blob.size}` },
+  });
+}
+
+/**
+ * A missing blob: its bytes go to the client as they arrive from upstream,
+ * hashed and written to the cache at once. When another request already
+ * downloads it, this one waits and sends the cached copy. A verification
+ * failure ends the response early, so the client sees a short body.
+ */
+async function streamMiss(deps: MirrorDeps, ref: Reference & { digest: Digest }): Promise<Response> {
+  const size = await deps.cache.client.headBlob(ref, ref.digest);
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      let streamed = false;
+      pullBlob(deps.cache, ref, {
+        onChunk: (chunk) => {
+          streamed = true;
+          controller.enqueue(chunk);
+        },
+      }).then(async (blob) => {
+        if (!streamed && blob.path !== undefined) {
+          for await (const chunk of Bun.file(blob.path).stream()) controller.enqueue(chunk);
+          deps.metrics.bytesServedFromCache += blob.size;
+        }
+        controller.close();
+      }, (error) => controller.error(error));
+    },
+  });
+  return new Response(body, {
+    status: 200,
+    headers: { ...API_HEADER, "Content-Type": "application/octet-stream", "Content-Length": String(size), "Docker-Content-Digest": ref.digest },
+  });
+}
+
+function toReference(upstream: string, name: string, reference: string): Reference {
+  try {
+    return parseReference(`${upstream}/${name}${isDigest(reference) ? `@${reference}` : `:${reference}`}`);
+  } catch (error) {
+    throw new UsageError((error as Error).message, { cause: error });
+  }
+}
+
+/** The manifest's own media type, else OCI's image manifest. */
+function mediaTypeOf(bytes: Uint8Array): string {
+  try {
+    const mediaType = (JSON.parse(new TextDecoder().decode(bytes)) as { mediaType?: unknown }).mediaType;
+    return typeof mediaType === "string" ? mediaType : "application/vnd.oci.image.manifest.v1+json";
+  } catch {
+    return "application/vnd.oci.image.manifest.v1+json";
+  }
+}
+
+/** One `bytes=start-end` range (RFC 9110, section 14.1.2), or `undefined` when it cannot be satisfied. */
+function parseRange(header: string, size: number): [number, number] | undefined {
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (match === null || (match[1] === "" && match[2] === "")) return undefined;
+  let start: number;
+  let end: number;
+  if (match[1] === "") {
+    start = Math.max(0, size - Number(match[2]));
+    end = size - 1;
+  } else {
+    start = Number(match[1]);
+    end = match[2] === "" ? size - 1 : Math.min(Number(match[2]), size - 1);
+  }
+  return start <= end && start < size ? [start, end] : undefined;
+}
+
+/** An error in the distribution spec's JSON format. */
+function registryError(c: Context, status: 400 | 404 | 405 | 416 | 500 | 502 | 503, code: string, message: string): Response {
+  return c.json({ errors: [{ code, message }] }, status, API_HEADER);
+}
+
+function mirrorError(c: Context, error: unknown, kind: "manifests" | "blobs"): Response {
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof NotFoundError) return registryError(c, 404, kind === "manifests" ? "MANIFEST_UNKNOWN" : "BLOB_UNKNOWN", message);
+  if (error instanceof UsageError) return registryError(c, 400, "NAME_INVALID", message);
+  if (error instanceof AuthError) return registryError(c, 502, "UNAUTHORIZED", message);
+  if (error instanceof IntegrityError) return registryError(c, 502, kind === "manifests" ? "MANIFEST_INVALID" : "BLOB_UNKNOWN", message);
+  return registryError(c, 503, "UNAVAILABLE", message);
+}

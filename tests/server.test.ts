@@ -1,0 +1,309 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Hono } from "hono";
+import { Cache } from "../lib/cache.ts";
+import { DEFAULTS, type Config } from "../lib/config.ts";
+import { digestHex, digestOf, type Digest } from "../lib/digest.ts";
+import { Metrics } from "../lib/metrics.ts";
+import { pullImage } from "../lib/pull.ts";
+import { parseReference } from "../lib/reference.ts";
+import { createAdminApp } from "../lib/server.ts";
+import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
+import { mountTmpfs } from "./helpers/mount.ts";
+import { startProxy, type ProxyHandle } from "./helpers/proxy.ts";
+import { freePort, sharedRegistry, startRegistry, type RegistryHandle } from "./helpers/registry.ts";
+
+const MOD = join(import.meta.dir, "..", "mod.ts");
+const TOKEN = "test-admin-token-0123456789";
+const host = process.arch === "arm64" ? "arm64" : "amd64";
+const run = Math.random().toString(36).slice(2, 8);
+
+let registry: RegistryHandle;
+let image: SampleImage;
+beforeAll(async () => {
+  registry = await sharedRegistry();
+  image = await pushSampleImage(registry.url, `serve-${run}/app`, "1", { format: "spec", kernelBytes: 300_000, initrdBytes: 900_000, romBytes: [4000] });
+});
+afterAll(() => registry.stop());
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "ocicache-serve-"));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+function adminApp(options: { cacheDir?: string; upstream?: string } = {}): { app: Hono; cache: Cache; metrics: Metrics } {
+  const cacheDir = options.cacheDir ?? join(dir, "cache");
+  const config: Config = { ...DEFAULTS, cacheDir };
+  const metrics = new Metrics();
+  const cache = new Cache({ dir: cacheDir, onEvent: (e) => metrics.record(e), registry: { backoffMs: 5 } });
+  const app = createAdminApp({ config, cache, metrics, token: TOKEN, ...(options.upstream !== undefined && { upstream: options.upstream }) });
+  return { app, cache, metrics };
+}
+
+const json = (response: Response): Promise<any> => response.json();
+const auth = { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" };
+const post = (body: unknown, headers: Record<string, string> = auth) => ({ method: "POST", headers, body: JSON.stringify(body) });
+
+describe("the admin API", () => {
+  test("GET /healthz and /readyz", async () => {
+    const { app } = adminApp();
+    expect(await json(await app.request("/healthz"))).toEqual({ status: "ok" });
+    expect((await app.request("/readyz")).status).toBe(200);
+  });
+
+  test("/readyz is 503 when the cache cannot be written", async () => {
+    const fs = mountTmpfs(1024 * 1024);
+    try {
+      new Cache({ dir: fs.dir });
+      fs.readOnly();
+      const { app } = adminApp({ cacheDir: fs.dir });
+      const response = await app.request("/readyz");
+      expect(response.status).toBe(503);
+      expect((await json(response)).reason).toContain("read-only");
+    } finally {
+      fs.unmount();
+    }
+  });
+
+  test("mutating routes need the bearer token: none, wrong, right", async () => {
+    const { app } = adminApp();
+    const none = await app.request("/v1/gc", post({ dryRun: true }, { "Content-Type": "application/json" }));
+    expect(none.status).toBe(401);
+    expect(await json(none)).toMatchObject({ code: "EAUTH" });
+    const wrong = await app.request("/v1/gc", post({ dryRun: true }, { ...auth, Authorization: "Bearer wrong-token" }));
+    expect(wrong.status).toBe(401);
+    const right = await app.request("/v1/gc", post({ dryRun: true }));
+    expect(right.status).toBe(200);
+    expect((await json(right)).dryRun).toBe(true);
+    for (const [path, method] of [["/v1/pull", "POST"], [`/v1/refs/${encodeURIComponent(image.ref)}`, "DELETE"], [`/v1/blobs/sha256:${"a".repeat(64)}`, "DELETE"]] as const) {
+      expect((await app.request(path, { method })).status).toBe(401);
+    }
+  });
+
+  test("POST /v1/pull fills the cache; stats, refs, blobs and metrics show it", async () => {
+    const { app } = adminApp();
+    const pulled = await app.request("/v1/pull", post({ ref: image.ref }));
+    expect(pulled.status).toBe(200);
+    const result = await json(pulled);
+    expect(result.digest).toBe(image.indexDigest);
+    expect(result.files.map((f: { name: string }) => f.name)).toEqual(["kernel", "initrd", "rom0"]);
+    expect(readFileSync(result.files[1].path)).toEqual(Buffer.from(image.manifests[host].files.initrd));
+
+    const stats = await json(await app.request("/v1/stats"));
+    expect(stats.references).toBe(1);
+    expect(stats.blobs).toBe(readdirSync(join(dir, "cache", "blobs", "sha256")).length);
+    const refs = await json(await app.request("/v1/refs"));
+    expect(refs.map((r: { reference: string }) => r.reference)).toEqual([image.ref]);
+
+    const first = await json(await app.request("/v1/blobs?limit=2"));
+    expect(first.blobs).toHaveLength(2);
+    const second = await json(await app.request(`/v1/blobs?limit=100&cursor=${first.next}`));
+    expect(second.next).toBeUndefined();
+    const all = [...first.blobs, ...second.blobs].map((b: { digest: string }) => b.digest);
+    expect(all).toEqual([...all].sort());
+    expect(all.length).toBe(stats.blobs);
+
+    const metrics = await (await app.request("/metrics")).text();
+    expect(metrics).toContain("# TYPE ocicache_misses_total counter");
+    expect(metrics).toMatch(/ocicache_misses_total [1-9]/);
+    expect(metrics).toContain(`ocicache_blobs ${stats.blobs}`);
+    expect(metrics).toContain("ocicache_references 1");
+  });
+
+  test("DELETE /v1/refs/:ref and /v1/blobs/:digest remove what they name", async () => {
+    const { app, cache } = adminApp();
+    await pullImage(cache, parseReference(image.ref));
+    const rom = image.manifests[host].layers[1]!.digest as Digest;
+    const blob = await app.request(`/v1/blobs/${rom}`, { method: "DELETE", headers: auth });
+    expect(blob.status).toBe(200);
+    expect(cache.store.stat(rom)).toBeUndefined();
+    const ref = await app.request(`/v1/refs/${encodeURIComponent(image.ref)}`, { method: "DELETE", headers: auth });
+    expect(ref.status).toBe(200);
+    expect((await json(ref)).removed.map((r: { name: string }) => r.name)).toEqual([image.ref]);
+    expect((await app.request(`/v1/refs/${encodeURIComponent(image.ref)}`, { method: "DELETE", headers: auth })).status).toBe(404);
+  });
+
+  test.each([
+    ["/v1/pull", { reference: "x" }, '"reference": unknown field'],
+    ["/v1/pull", {}, '"ref"'],
+    ["/v1/pull", { ref: 42 }, '"ref"'],
+    ["/v1/pull", { ref: "UPPER/case:1" }, "bad repository component"],
+    ["/v1/gc", { maxAge: "soon" }, '"maxAge"'],
+    ["/v1/gc", { maxSize: "lots" }, '"maxSize"'],
+    ["/v1/gc", { dryRun: "yes" }, '"dryRun"'],
+  ])("POST %s %j is a 400 naming the field", async (path, body, part) => {
+    const { app } = adminApp();
+    const response = await app.request(path, post(body));
+    expect(response.status).toBe(400);
+    const error = await json(response);
+    expect(error.code).toBe("EUSAGE");
+    expect(error.message).toContain(part);
+  });
+
+  test("a bad query, a bad digest, a non-JSON body and an unknown route are JSON errors", async () => {
+    const { app } = adminApp();
+    expect((await app.request("/v1/blobs?limit=0")).status).toBe(400);
+    expect((await json(await app.request("/v1/blobs?cursor=../../etc"))).message).toContain('"cursor"');
+    expect((await app.request("/v1/blobs/sha256:../../x", { method: "DELETE", headers: auth })).status).toBe(400);
+    expect((await app.request("/v1/gc", { method: "POST", headers: auth, body: "{" })).status).toBe(400);
+    const missing = await app.request("/v1/nothing");
+    expect(missing.status).toBe(404);
+    expect(await json(missing)).toMatchObject({ code: "ENOTFOUND" });
+  });
+});
+
+describe("the registry mirror (/v2/)", () => {
+  test("serves manifests with their headers, and refuses writes with 405", async () => {
+    const { app } = adminApp({ upstream: registry.host });
+    const head = await app.request(`/v2/serve-${run}/app/manifests/1`, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("docker-content-digest")).toBe(image.indexDigest);
+    expect(head.headers.get("content-type")).toBe("application/vnd.oci.image.index.v1+json");
+    const get = await app.request(`/v2/serve-${run}/app/manifests/${image.indexDigest}`);
+    expect(digestOf(new Uint8Array(await get.arrayBuffer())) as string).toBe(image.indexDigest);
+    const put = await app.request(`/v2/serve-${run}/app/manifests/1`, { method: "PUT", body: "{}" });
+    expect(put.status).toBe(405);
+    expect((await json(put)).errors[0].code).toBe("UNSUPPORTED");
+    expect((await app.request(`/v2/serve-${run}/app/manifests/nope`)).status).toBe(404);
+  });
+
+  test("a Range request returns the right bytes (206), an unsatisfiable one 416", async () => {
+    const { app } = adminApp({ upstream: registry.host });
+    const layer = image.manifests[host].layers[0]!;
+    const bytes = new Uint8Array(await (await app.request(`/v2/serve-${run}/app/blobs/${layer.digest}`)).arrayBuffer());
+    expect(digestOf(bytes) as string).toBe(layer.digest);
+    const ranged = await app.request(`/v2/serve-${run}/app/blobs/${layer.digest}`, { headers: { Range: "bytes=1000-1999" } });
+    expect(ranged.status).toBe(206);
+    expect(ranged.headers.get("content-range")).toBe(`bytes 1000-1999/${layer.size}`);
+    expect(new Uint8Array(await ranged.arrayBuffer())).toEqual(bytes.subarray(1000, 2000));
+    const tail = await app.request(`/v2/serve-${run}/app/blobs/${layer.digest}`, { headers: { Range: "bytes=-10" } });
+    expect(new Uint8Array(await tail.arrayBuffer())).toEqual(bytes.subarray(bytes.length - 10));
+    expect((await app.request(`/v2/serve-${run}/app/blobs/${layer.digest}`, { headers: { Range: `bytes=${layer.size}-` } })).status).toBe(416);
+  });
+
+  test("two clients asking for one missing blob cause one upstream fetch", async () => {
+    const layer = image.manifests[host].layers[0]!;
+    const proxy = slowProxy(layer.digest);
+    try {
+      const { app, metrics } = adminApp({ upstream: proxy.host });
+      const url = `/v2/serve-${run}/app/blobs/${layer.digest}`;
+      const [a, b] = await Promise.all([app.request(url), app.request(url)]);
+      const [x, y] = await Promise.all([a.arrayBuffer(), b.arrayBuffer()]);
+      expect(digestOf(new Uint8Array(x)) as string).toBe(layer.digest);
+      expect(digestOf(new Uint8Array(y)) as string).toBe(layer.digest);
+      expect(proxy.count(`/blobs/${layer.digest}`, "GET")).toBe(1);
+      expect(metrics.misses).toBe(1);
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
+
+function slowProxy(digest: string, delayMs = 10): ProxyHandle {
+  return startProxy(registry.url, async (request, forward) => {
+    const response = await forward();
+    if (request.method !== "GET" || !request.url.includes(`/blobs/${digest}`)) return response;
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    let sent = 0;
+    return new Response(new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        await Bun.sleep(delayMs);
+        controller.enqueue(bytes.subarray(sent, sent + 32 * 1024));
+        sent += 32 * 1024;
+        if (sent >= bytes.length) controller.close();
+      },
+    }), { headers: response.headers });
+  });
+}
+
+describe("ocicache serve (the process)", () => {
+  async function serve(args: string[], env: Record<string, string> = {}) {
+    const proc = Bun.spawn(["bun", MOD, "serve", ...args], {
+      env: { ...process.env, OCICACHE_DIR: join(dir, "cache"), XDG_CONFIG_HOME: join(dir, "config"), ...env },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const reader = proc.stdout.getReader();
+    const { value } = await reader.read();
+    reader.releaseLock();
+    const line = new TextDecoder().decode(value ?? new Uint8Array());
+    const url = /listening on (http:\/\/\S+?)[,\s]/.exec(line)?.[1];
+    return { proc, url, line };
+  }
+
+  test("refuses to listen on a non-loopback address without a token", async () => {
+    const proc = Bun.spawn(["bun", MOD, "serve", "--listen", "0.0.0.0:0"], { env: { ...process.env, OCICACHE_DIR: join(dir, "cache"), OCICACHE_ADMIN_TOKEN: "" }, stderr: "pipe" });
+    expect(await proc.exited).toBe(2);
+    expect(await new Response(proc.stderr).text()).toContain("without an admin token");
+  });
+
+  test("writes a generated token to a file only the owner can read, and never prints it", async () => {
+    const { proc, line } = await serve(["--listen", `127.0.0.1:${freePort()}`], { OCICACHE_ADMIN_TOKEN: "" });
+    try {
+      const file = join(dir, "config", "ocicache", "admin-token");
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      const token = readFileSync(file, "utf8").trim();
+      expect(token).toMatch(/^[0-9a-f]{64}$/);
+      expect(line).not.toContain(token);
+    } finally {
+      proc.kill("SIGTERM");
+      expect(await proc.exited).toBe(0);
+    }
+  });
+
+  test("skopeo copies through the mirror, then again with the registry stopped", async () => {
+    const origin = await startRegistry();
+    const pushed = await pushSampleImage(origin.url, "mirror/app", "2", { format: "spec", romBytes: [1500] });
+    const { proc, url } = await serve(["--listen", `127.0.0.1:${freePort()}`, "--upstream", origin.host], { OCICACHE_ADMIN_TOKEN: TOKEN });
+    try {
+      const mirror = new URL(url!).host;
+      const copy = (out: string) => Bun.spawnSync(["skopeo", "copy", "--src-tls-verify=false", `docker://${mirror}/mirror/app:2`, `dir:${out}`], { stderr: "pipe" });
+      const first = copy(join(dir, "first"));
+      expect(first.exitCode).toBe(0);
+      for (const layer of pushed.manifests[host].layers) {
+        expect(digestOf(readFileSync(join(dir, "first", digestHex(layer.digest as Digest)))) as string).toBe(layer.digest);
+      }
+      await origin.stop();
+      const second = copy(join(dir, "second"));
+      expect(second.exitCode).toBe(0);
+      expect(readFileSync(join(dir, "second", "manifest.json"))).toEqual(readFileSync(join(dir, "first", "manifest.json")));
+      for (const layer of pushed.manifests[host].layers) {
+        expect(readFileSync(join(dir, "second", digestHex(layer.digest as Digest)))).toEqual(readFileSync(join(dir, "first", digestHex(layer.digest as Digest))));
+      }
+    } finally {
+      proc.kill("SIGTERM");
+      await proc.exited;
+      await origin.stop().catch(() => {});
+    }
+  });
+
+  test("SIGTERM with a download in flight finishes it, exits 0, and leaves no partial blob", async () => {
+    const layer = image.manifests[host].layers[0]!;
+    const proxy = slowProxy(layer.digest, 20);
+    const { proc, url } = await serve(["--listen", `127.0.0.1:${freePort()}`, "--upstream", proxy.host], { OCICACHE_ADMIN_TOKEN: TOKEN });
+    try {
+      const response = await fetch(`${url}/v2/serve-${run}/app/blobs/${layer.digest}`);
+      const reader = response.body!.getReader();
+      await reader.read();
+      proc.kill("SIGTERM");
+      let received = 0;
+      for (;;) {
+        const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }));
+        if (done) break;
+        received += value!.byteLength;
+      }
+      expect(await proc.exited).toBe(0);
+      const blob = join(dir, "cache", "blobs", "sha256", digestHex(layer.digest as Digest));
+      if (existsSync(blob)) expect(digestOf(readFileSync(blob)) as string).toBe(layer.digest);
+      expect(received).toBeGreaterThan(0);
+      const verify = Bun.spawnSync(["bun", MOD, "verify", "--json"], { env: { ...process.env, OCICACHE_DIR: join(dir, "cache") } });
+      expect(JSON.parse(verify.stdout.toString()).corrupt).toEqual([]);
+    } finally {
+      proc.kill("SIGKILL");
+      await proxy.stop();
+    }
+  });
+});
