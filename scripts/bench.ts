@@ -3,7 +3,7 @@
  *
  * Starts the real registry on 127.0.0.1, pushes kraftkit-style images of
  * three sizes (kernel + initrd: 1 + 4, 8 + 64, 16 + 512 MiB), and times,
- * interleaved, ocicache (via `bun mod.ts` and the compiled binary) against
+ * interleaved (each round in a rotated order, after a `sync`), ocicache (via `bun mod.ts` and the compiled binary) against
  * the floors (`curl -o` + `openssl dgst -sha256`, `cp`) and skopeo, with the
  * peak RSS of each from `/usr/bin/time`. Prints a Markdown table, the
  * targets of issue 6 marked met or not.
@@ -166,7 +166,9 @@ try {
     const results = new Map<string, { ms: number[]; rss: number[] }>(list.map((s) => [s.name, { ms: [], rss: [] }]));
     for (let i = 0; i <= RUNS; i++) {
       measuringRss = i === RUNS;
-      for (const scenario of list) {
+      // Each round starts at another scenario, so that no command always follows the same one (page cache, writeback).
+      const order = [...list.slice(i % list.length), ...list.slice(0, i % list.length)];
+      for (const scenario of order) {
         const value = scenario.run(i);
         results.get(scenario.name)![measuringRss ? "rss" : "ms"].push(value);
       }
