@@ -1,7 +1,9 @@
 /**
  * Registry credentials, kept where the ecosystem keeps them: the docker
  * `config.json` (`$DOCKER_CONFIG`, else `~/.docker`), or its whole content in
- * `$DOCKER_AUTH_CONFIG`. Secrets never appear in a message.
+ * `$DOCKER_AUTH_CONFIG`, with its `credHelpers` and `credsStore` asked through
+ * the `docker-credential-*` protocol (docker-credential-helpers: `get`, the
+ * server on stdin, JSON on stdout). Secrets never appear in a message.
  *
  * @module
  */
@@ -39,6 +41,8 @@ export function findCredentials(host: string, options: CredentialOptions = {}): 
   const config = loadDockerConfig(env);
   if (config === undefined) return undefined;
   const wanted = normaliseHost(host);
+  const helper = Object.entries(config.credHelpers ?? {}).find(([key]) => normaliseHost(key) === wanted)?.[1] ?? config.credsStore;
+  if (typeof helper === "string" && helper !== "") return askHelper(helper, wanted, env);
   for (const [key, entry] of Object.entries(config.auths ?? {})) {
     if (normaliseHost(key) !== wanted || typeof entry !== "object" || entry === null) continue;
     const credentials = decodeEntry(entry as AuthEntry);
@@ -55,6 +59,36 @@ interface AuthEntry {
 
 interface DockerConfig {
   auths?: Record<string, unknown>;
+  credHelpers?: Record<string, unknown>;
+  credsStore?: unknown;
+}
+
+/**
+ * `docker-credential-<helper> get`: the server on stdin, `{Username, Secret}`
+ * on stdout; a helper that knows nothing of the server exits non-zero.
+ *
+ * @throws {UsageError} when the helper is not on the PATH or answers nonsense.
+ */
+function askHelper(helper: string, host: string, env: Record<string, string | undefined>): Credentials | undefined {
+  if (!/^[A-Za-z0-9._-]+$/.test(helper)) throw new UsageError(`Cannot use the credential helper "${helper.slice(0, 40)}": not a helper name`);
+  const program = `docker-credential-${helper}`;
+  const server = host === "docker.io" ? "https://index.docker.io/v1/" : host;
+  let result;
+  try {
+    result = Bun.spawnSync([program, "get"], { stdin: new TextEncoder().encode(server), stdout: "pipe", stderr: "pipe", env: env as Record<string, string> });
+  } catch (cause) {
+    throw new UsageError(`Cannot run the credential helper "${program}": it is not on the PATH`, { cause });
+  }
+  if (result.exitCode !== 0) return undefined;
+  try {
+    const answer = JSON.parse(result.stdout.toString()) as { Username?: unknown; Secret?: unknown };
+    if (typeof answer.Username === "string" && typeof answer.Secret === "string" && answer.Secret !== "") {
+      return { username: answer.Username, password: answer.Secret };
+    }
+  } catch {
+    // Reported below without echoing what the helper printed: it may hold the secret.
+  }
+  throw new UsageError(`Cannot use the credential helper "${program}": it did not answer with {Username, Secret}`);
 }
 
 function loadDockerConfig(env: Record<string, string | undefined>): DockerConfig | undefined {

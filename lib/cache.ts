@@ -109,7 +109,10 @@ export class Cache {
 
   /** The registry client, made on first use. */
   get client(): RegistryClient {
-    this.#client ??= new RegistryClient(this.options.registry);
+    this.#client ??= new RegistryClient({
+      ...this.options.registry,
+      onMirrorFailure: (mirror, registry, reason) => this.warn(`Cannot use the mirror "${mirror}" for "${registry}" (${reason}); using the next host for the rest of this pull`),
+    });
     return this.#client;
   }
 

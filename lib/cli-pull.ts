@@ -8,7 +8,7 @@
 import { writeSync } from "node:fs";
 import { Cache, type BlobProgress } from "./cache.ts";
 import type { Context } from "./cli.ts";
-import { one } from "./cli.ts";
+import { one, registryOptions } from "./cli.ts";
 import { EXIT_CODES, UsageError } from "./errors.ts";
 import type { Role } from "./image.ts";
 import { ProgressBar } from "./progress.ts";
@@ -110,7 +110,7 @@ async function withCache<T extends { hit: boolean }>(context: Context, label: st
     freshForMs: config.freshForMs,
     refresh: flags.refresh === true,
     verify: flags.verify === true,
-    registry: { insecureRegistries: config.insecureRegistries, connectTimeoutMs: config.connectTimeoutMs },
+    registry: registryOptions(config),
     idleTimeoutMs: config.idleTimeoutMs,
     lockTimeoutMs: config.lockTimeoutMs,
     onWarning: (message) => {

@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Cache } from "./cache.ts";
-import type { Context } from "./cli.ts";
+import { registryOptions, type Context } from "./cli.ts";
 import { EXIT_CODES, UsageError } from "./errors.ts";
 import { homeDir } from "./home.ts";
 import { Metrics } from "./metrics.ts";
@@ -39,7 +39,7 @@ export async function runServe(context: Context): Promise<number> {
     dir: config.cacheDir,
     offline: config.offline,
     freshForMs: config.freshForMs,
-    registry: { insecureRegistries: config.insecureRegistries, connectTimeoutMs: config.connectTimeoutMs },
+    registry: registryOptions(config),
     idleTimeoutMs: config.idleTimeoutMs,
     lockTimeoutMs: config.lockTimeoutMs,
     onWarning: (message) => context.warn(message),

@@ -11,6 +11,7 @@ import { parseArguments, type OptionSpec, type ParsedValues } from "./args.ts";
 import { loadConfig, type Config, type RawConfig } from "./config.ts";
 import { EXIT_CODES, OcicacheError, UsageError } from "./errors.ts";
 import { releaseAllLocks } from "./lock.ts";
+import type { RegistryClientOptions } from "./registry.ts";
 import { removeUnfinished } from "./writer.ts";
 
 const USAGE = `Usage: ocicache <command> [options]
@@ -46,6 +47,8 @@ Options:
       --refresh              Ask the registry even when the tag is known
       --verify               Re-hash cached blobs before using them
       --insecure-registry HOST  Use plain HTTP for HOST (repeatable)
+      --mirror HOST          Try HOST first for every registry (repeatable, in order)
+      --ca-file FILE         Trust the CA in FILE (PEM) for TLS registries
       --concurrency N        Layers downloaded at once (default 4)
       --connect-timeout D    How long a registry may take to answer (default 30s)
       --idle-timeout D       How long a download may stall (default 30s)
@@ -85,6 +88,8 @@ const OPTIONS = {
   "idle-timeout": { type: "string" },
   listen: { type: "string" },
   upstream: { type: "string" },
+  mirror: { type: "string", multiple: true },
+  "ca-file": { type: "string" },
   "max-age": { type: "string" },
   "max-size": { type: "string" },
   grace: { type: "string" },
@@ -185,6 +190,17 @@ function exitOnSignals(): void {
   }
 }
 
+/** The registry client's settings from the configuration. */
+export function registryOptions(config: Config): RegistryClientOptions {
+  return {
+    insecureRegistries: config.insecureRegistries,
+    connectTimeoutMs: config.connectTimeoutMs,
+    mirrors: config.mirrors,
+    registries: config.registries,
+    ...(config.caFile !== undefined && { caFile: config.caFile }),
+  };
+}
+
 /** Exactly one positional argument. */
 export function one(context: Context, what = "reference"): string {
   if (context.args.length !== 1) throw new UsageError(`Cannot run this command: expected one ${what}, got ${context.args.length}`);
@@ -205,6 +221,8 @@ function rawFlags(flags: Flags): RawConfig {
   if (flags["idle-timeout"] !== undefined) raw.idleTimeout = flags["idle-timeout"];
   if (flags.listen !== undefined) raw.listen = flags.listen;
   if (flags.upstream !== undefined) raw.upstream = flags.upstream;
+  if (flags.mirror !== undefined) raw.mirrors = flags.mirror.join(",");
+  if (flags["ca-file"] !== undefined) raw.caFile = flags["ca-file"];
   return raw;
 }
 

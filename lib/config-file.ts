@@ -10,8 +10,18 @@ import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { UsageError } from "./errors.ts";
 import type { RawConfig } from "./config.ts";
+import type { RegistrySettings } from "./hosts.ts";
 
 const text = z.string().min(1);
+const HOST = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/, "expected a registry host such as registry.example:5000");
+const HOST_SETTINGS = {
+  insecure: z.boolean().optional(),
+  ca: text.optional(),
+  username: text.optional(),
+  password: z.string().optional(),
+};
+const MIRROR = z.strictObject({ host: HOST, capabilities: z.array(z.enum(["pull", "resolve"])).min(1).optional(), ...HOST_SETTINGS });
+const REGISTRY = z.strictObject({ mirrors: z.array(MIRROR).optional(), ...HOST_SETTINGS });
 const SCHEMA = z.strictObject({
   cacheDir: text.optional(),
   maxAge: text.optional(),
@@ -27,20 +37,24 @@ const SCHEMA = z.strictObject({
   lockTimeout: text.optional(),
   listen: text.optional(),
   upstream: text.optional(),
+  mirrors: z.array(HOST).optional(),
+  caFile: text.optional(),
+  registries: z.record(HOST, REGISTRY).optional(),
 });
 
 /**
  * Read and check a config file; values come back as strings for the common
- * parsers, which check durations and sizes.
+ * parsers, which check durations and sizes, and the per-registry settings
+ * as they are.
  *
  * @throws {UsageError} when the file is missing, not JSON, or has a bad key or value.
  * @example
  * ```ts
  * import { readConfigFile } from "./config-file.ts";
- * const raw = (() => { try { return readConfigFile("/etc/ocicache.json"); } catch { return {}; } })();
+ * const file = (() => { try { return readConfigFile("/etc/ocicache.json"); } catch { return undefined; } })();
  * ```
  */
-export function readConfigFile(path: string): RawConfig {
+export function readConfigFile(path: string): { raw: RawConfig; registries: Record<string, RegistrySettings> } {
   let json: unknown;
   try {
     json = JSON.parse(readFileSync(path, "utf8"));
@@ -55,9 +69,10 @@ export function readConfigFile(path: string): RawConfig {
     const reason = issue.code === "unrecognized_keys" ? "unknown key" : issue.message;
     throw new UsageError(`Cannot load config "${path}": "${key}": ${reason}`);
   }
+  const { registries, ...rest } = result.data;
   const raw: RawConfig = {};
-  for (const [key, value] of Object.entries(result.data)) {
+  for (const [key, value] of Object.entries(rest)) {
     if (value !== undefined) raw[key as keyof RawConfig] = Array.isArray(value) ? value.join(",") : String(value);
   }
-  return raw;
+  return { raw, registries: (registries ?? {}) as Record<string, RegistrySettings> };
 }

@@ -12,6 +12,7 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "./errors.ts";
 import { homeDir } from "./home.ts";
+import type { RegistrySettings } from "./hosts.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
 /** Every setting, resolved. */
@@ -44,6 +45,12 @@ export interface Config {
   listen: string;
   /** The registry the `serve` mirror pulls through, if any. */
   upstream: string | undefined;
+  /** Mirror hosts tried in order for every registry, before the registry itself. */
+  mirrors: string[];
+  /** A PEM file of a CA to trust for every TLS registry. */
+  caFile: string | undefined;
+  /** Per registry: its mirrors, TLS, CA and credentials (config file only). */
+  registries: Record<string, RegistrySettings>;
 }
 
 /** Settings as strings, the way flags, env and the file give them. */
@@ -64,6 +71,9 @@ export const DEFAULTS: Omit<Config, "cacheDir"> = {
   lockTimeoutMs: 10 * 60_000,
   listen: "127.0.0.1:5050",
   upstream: undefined,
+  mirrors: [],
+  caFile: undefined,
+  registries: {},
 };
 
 /** Each key: its flag, its environment variable, and how its string is parsed. */
@@ -82,6 +92,8 @@ export const KEYS = {
   lockTimeout: { flag: "--lock-timeout", env: "OCICACHE_LOCK_TIMEOUT", parse: parseDuration },
   listen: { flag: "--listen", env: "OCICACHE_LISTEN", parse: parseListen },
   upstream: { flag: "--upstream", env: "OCICACHE_UPSTREAM", parse: parseHost },
+  mirrors: { flag: "--mirror", env: "OCICACHE_MIRRORS", parse: parseHosts },
+  caFile: { flag: "--ca-file", env: "OCICACHE_CA_FILE", parse: (v: string) => v },
 } as const;
 
 /** Where settings come from. */
@@ -111,9 +123,10 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
   const named = sources.configPath ?? (env.OCICACHE_CONFIG || undefined);
   const path = named ?? join(env.XDG_CONFIG_HOME || join(homeDir(env), ".config"), "ocicache", "config.json");
   let file: RawConfig = {};
+  let registries: Record<string, RegistrySettings> = {};
   if (named !== undefined || exists(path)) {
     const { readConfigFile } = await import("./config-file.ts");
-    file = readConfigFile(path);
+    ({ raw: file, registries } = readConfigFile(path));
   }
   const fromEnv: RawConfig = {};
   for (const [key, spec] of Object.entries(KEYS) as [keyof typeof KEYS, (typeof KEYS)[keyof typeof KEYS]][]) {
@@ -151,6 +164,9 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
     lockTimeoutMs: value("lockTimeout", DEFAULTS.lockTimeoutMs),
     listen: value("listen", DEFAULTS.listen),
     upstream: value("upstream", DEFAULTS.upstream),
+    mirrors: value("mirrors", DEFAULTS.mirrors),
+    caFile: value("caFile", DEFAULTS.caFile),
+    registries,
   };
 }
 
@@ -165,6 +181,11 @@ function parseListen(input: string, what: string): string {
   const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(input.trim());
   if (match === null || Number(match[2]) > 65535) throw new UsageError(`Cannot parse ${what} "${input.slice(0, 60)}": expected host:port, e.g. 127.0.0.1:5050`);
   return input.trim();
+}
+
+/** A comma-separated list of registry hosts. */
+function parseHosts(input: string, what: string): string[] {
+  return parseList(input).map((host) => parseHost(host, what));
 }
 
 /** A registry host with an optional port, as in a reference. */

@@ -83,6 +83,7 @@ export class Verifier {
   readonly what: string;
   #hasher = new Bun.CryptoHasher("sha256");
   #received = 0;
+  #actual: string | undefined;
 
   constructor(expected: Expected, what: string = expected.digest) {
     this.expected = expected;
@@ -93,6 +94,7 @@ export class Verifier {
   reset(): void {
     this.#hasher = new Bun.CryptoHasher("sha256");
     this.#received = 0;
+    this.#actual = undefined;
   }
 
   /** The bytes counted so far. */
@@ -114,7 +116,8 @@ export class Verifier {
   }
 
   /**
-   * Check the size and digest of everything counted.
+   * Check the size and digest of everything counted (again and again: the
+   * digest is computed once).
    *
    * @throws {SizeMismatchError} when fewer bytes arrived than expected.
    * @throws {DigestMismatchError} when the bytes hash to another digest.
@@ -123,7 +126,8 @@ export class Verifier {
     if (this.#received !== this.expected.size) {
       throw new SizeMismatchError(this.expected.size, this.#received, this.what);
     }
-    const actual = `sha256:${this.#hasher.digest("hex")}`;
+    this.#actual ??= `sha256:${this.#hasher.digest("hex")}`;
+    const actual = this.#actual;
     if (actual !== this.expected.digest) {
       throw new DigestMismatchError(this.expected.digest, actual, this.what);
     }

@@ -106,29 +106,42 @@ async function stream(options: DownloadOptions, tmpPath: string | undefined): Pr
   const resumable = tmpPath !== undefined && tmpPath.endsWith(".partial");
   try {
     let offset = writer === undefined ? 0 : rehashPrefix(writer, verifier);
-    if (offset < descriptor.size) {
-      const response = await options.client.getBlob(options.ref, descriptor.digest, offset);
+    for (;;) {
+      if (offset >= descriptor.size) break;
+      const { response, endpoint } = await options.client.getBlob(options.ref, descriptor.digest, offset);
       if (offset > 0 && !resumes(response, offset, descriptor.size)) {
         writer!.truncate();
         verifier.reset();
         offset = 0;
       }
-      for await (const chunk of readBody(response, options, verifier)) {
-        const before = verifier.received;
-        verifier.update(chunk);
-        options.onChunk?.(chunk);
-        if (writer !== undefined) {
-          try {
-            writer.write(chunk);
-          } catch (error) {
-            options.onCacheFailed(error);
-            fallback = moveToFallback(writer, options, chunk.subarray(writer.written - before));
-            writer = undefined;
+      try {
+        for await (const chunk of readBody(response, options, verifier)) {
+          const before = verifier.received;
+          verifier.update(chunk);
+          options.onChunk?.(chunk);
+          if (writer !== undefined) {
+            try {
+              writer.write(chunk);
+            } catch (error) {
+              options.onCacheFailed(error);
+              fallback = moveToFallback(writer, options, chunk.subarray(writer.written - before));
+              writer = undefined;
+            }
+          } else {
+            fallback?.write(chunk);
           }
-        } else {
-          fallback?.write(chunk);
+          options.onProgress?.(verifier.received);
         }
-        options.onProgress?.(verifier.received);
+        if (endpoint.mirror) verifier.finish();
+        break;
+      } catch (error) {
+        // A mirror that sent wrong bytes is skipped and the next host asked, unless a consumer already saw them.
+        if (!(error instanceof IntegrityError) || !endpoint.mirror || options.onChunk !== undefined) throw error;
+        options.client.markFailed(endpoint, options.ref.registry, error.message);
+        writer?.truncate();
+        fallback?.truncate();
+        verifier.reset();
+        offset = 0;
       }
     }
     verifier.finish();

@@ -23,6 +23,8 @@ export interface TransportOptions {
   maxRedirects?: number;
   /** Milliseconds to wait for a registry to answer: the connection and the response headers. @default 30000 */
   connectTimeoutMs?: number;
+  /** CA certificates (PEM) to trust instead of the default ones, for every request. */
+  ca?: string[];
 }
 
 /** One request: the registry host names the target in messages. */
@@ -32,6 +34,8 @@ export interface TransportRequest {
   headers: Record<string, string>;
   /** The registry host, for messages. */
   host: string;
+  /** CA certificates (PEM) to trust for this host instead of the default ones. */
+  ca?: string[];
 }
 
 /** The statuses after which the same request may succeed. */
@@ -58,7 +62,7 @@ export async function sendRequest(request: TransportRequest, options: TransportO
     try {
       response = await followRedirects(request, options);
     } catch (error) {
-      if (error instanceof RegistryError || attempt >= retries) throw toRegistryError(error, request.host);
+      if (error instanceof RegistryError || attempt >= retries || isTlsError(error)) throw toRegistryError(error, request.host);
       await Bun.sleep(backoffMs * 2 ** attempt);
       continue;
     }
@@ -74,12 +78,15 @@ async function followRedirects(request: TransportRequest, options: TransportOpti
   const doFetch = options.fetch ?? fetch;
   const maxRedirects = options.maxRedirects ?? 5;
   const origin = new URL(request.url).origin;
+  const ca = request.ca ?? options.ca;
   let url = request.url;
   for (let hop = 0; hop <= maxRedirects; hop++) {
     const headers = { ...request.headers };
-    if (new URL(url).origin !== origin) delete headers.Authorization;
+    const sameOrigin = new URL(url).origin === origin;
+    if (!sameOrigin) delete headers.Authorization;
+    const tls = sameOrigin && ca !== undefined ? { tls: { ca } } : {};
     const response = await withTimeout(options.connectTimeoutMs ?? 30_000, request.host, (signal) =>
-      doFetch(url, { method: request.method, headers, redirect: "manual", signal }),
+      doFetch(url, { method: request.method, headers, redirect: "manual", signal, ...tls }),
     );
     const location = response.headers.get("location");
     if (response.status < 300 || response.status >= 400 || response.status === 304 || location === null) return response;
@@ -121,9 +128,31 @@ function retryAfterMs(value: string | null): number | undefined {
 function toRegistryError(error: unknown, host: string): RegistryError {
   if (error instanceof RegistryError) return error;
   const code = (error as { code?: string }).code ?? "";
+  if (isTlsError(error)) {
+    return new RegistryError(
+      `Cannot verify the TLS certificate of "${host}": ${TLS_REASONS[code] ?? code} (trust its CA with --ca-file FILE, or "ca" for this host in the config)`,
+      { cause: error },
+    );
+  }
   const reason = NETWORK_REASONS[code] ?? (error instanceof Error ? error.message : String(error));
   return new RegistryError(`Cannot reach "${host}": ${reason} (use --offline to use the cache only)`, { cause: error });
 }
+
+/** A certificate problem: not transient, so never retried. */
+function isTlsError(error: unknown): boolean {
+  const code = (error as { code?: string }).code ?? "";
+  return code in TLS_REASONS || /CERT|SELF_SIGNED|TLS/.test(code);
+}
+
+const TLS_REASONS: Record<string, string> = {
+  DEPTH_ZERO_SELF_SIGNED_CERT: "it is self-signed",
+  SELF_SIGNED_CERT_IN_CHAIN: "its chain ends in a self-signed CA that is not trusted",
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "it is signed by a CA that is not trusted",
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "it is signed by a CA that is not trusted",
+  UNABLE_TO_GET_ISSUER_CERT: "it is signed by a CA that is not trusted",
+  CERT_HAS_EXPIRED: "it has expired",
+  ERR_TLS_CERT_ALTNAME_INVALID: "it does not name this host",
+};
 
 const NETWORK_REASONS: Record<string, string> = {
   ConnectionRefused: "connection refused",

@@ -59,7 +59,7 @@ describe("RegistryClient against the real registry", () => {
 
   test("GETs the rest of a blob with Range", async () => {
     const layer = kernelLayer();
-    const response = await new RegistryClient(fast).getBlob(refVia(registry.host), layer.digest as Digest, 100);
+    const { response } = await new RegistryClient(fast).getBlob(refVia(registry.host), layer.digest as Digest, 100);
     expect(response.status).toBe(206);
     expect(Buffer.from(await response.arrayBuffer())).toEqual(Buffer.from(image.manifests.amd64.files.kernel.subarray(100)));
   });
@@ -198,7 +198,7 @@ describe("retries, redirects and untrusted answers", () => {
           ? new Response(null, { status: 401, headers: { "WWW-Authenticate": 'Basic realm="r"' } })
           : forward());
       try {
-        const response = await client.getBlob(refVia(originWithBasic.host), layer.digest as Digest);
+        const { response } = await client.getBlob(refVia(originWithBasic.host), layer.digest as Digest);
         expect(digestOf(new Uint8Array(await response.arrayBuffer())) as string).toBe(layer.digest);
         expect(originWithBasic.requests.at(-1)!.headers.authorization).toStartWith("Basic ");
         expect(other.requests.at(-1)!.headers.authorization).toBeUndefined();
