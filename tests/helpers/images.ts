@@ -45,19 +45,31 @@ export interface SampleOptions {
   initrdBytes?: number;
   romBytes?: number[];
   debugKernelBytes?: number;
-  /** Headers for every push request (basic auth). */
+  /** Headers for every push request (basic or bearer auth). */
   headers?: Record<string, string>;
+  /** The CA to trust for an HTTPS registry. */
+  ca?: string;
 }
 
 /** Upload one blob: POST to start, PUT with the digest to finish (distribution spec, "Pushing a blob monolithically"). */
-export async function pushBlob(url: string, repo: string, bytes: Uint8Array | Blob, headers: Record<string, string> = {}): Promise<string> {
+/** Headers for every push request (basic or bearer auth), and a CA to trust for an HTTPS registry. */
+export interface PushOptions {
+  headers?: Record<string, string>;
+  ca?: string;
+}
+
+function init(push: PushOptions, extra: RequestInit & { headers?: Record<string, string> }): RequestInit {
+  return { ...extra, headers: { ...push.headers, ...extra.headers }, ...(push.ca !== undefined && { tls: { ca: push.ca } }) };
+}
+
+export async function pushBlob(url: string, repo: string, bytes: Uint8Array | Blob, push: PushOptions = {}): Promise<string> {
   const data = bytes instanceof Blob ? new Uint8Array(await bytes.arrayBuffer()) : bytes;
   const digest = `sha256:${new Bun.CryptoHasher("sha256").update(data).digest("hex")}`;
-  const start = await fetch(`${url}/v2/${repo}/blobs/uploads/`, { method: "POST", headers });
+  const start = await fetch(`${url}/v2/${repo}/blobs/uploads/`, init(push, { method: "POST" }));
   if (start.status !== 202) throw new Error(`blob upload start: ${start.status} ${await start.text()}`);
   const location = new URL(start.headers.get("location")!, url);
   location.searchParams.set("digest", digest);
-  const put = await fetch(location, { method: "PUT", body: data, headers: { ...headers, "Content-Type": "application/octet-stream" } });
+  const put = await fetch(location, init(push, { method: "PUT", body: data, headers: { "Content-Type": "application/octet-stream" } }));
   if (put.status !== 201) throw new Error(`blob upload: ${put.status} ${await put.text()}`);
   return digest;
 }
@@ -74,15 +86,15 @@ export async function pushBlobFile(url: string, repo: string, path: string, dige
 }
 
 /** PUT a manifest under a tag or digest. */
-export async function pushManifest(url: string, repo: string, reference: string, mediaType: string, body: string, headers: Record<string, string> = {}): Promise<string> {
-  const response = await fetch(`${url}/v2/${repo}/manifests/${reference}`, { method: "PUT", body, headers: { ...headers, "Content-Type": mediaType } });
+export async function pushManifest(url: string, repo: string, reference: string, mediaType: string, body: string, push: PushOptions = {}): Promise<string> {
+  const response = await fetch(`${url}/v2/${repo}/manifests/${reference}`, init(push, { method: "PUT", body, headers: { "Content-Type": mediaType } }));
   if (response.status !== 201) throw new Error(`manifest push: ${response.status} ${await response.text()}`);
   return `sha256:${new Bun.CryptoHasher("sha256").update(body).digest("hex")}`;
 }
 
 /** Build and push a two-platform unikernel image; returns what was pushed, bytes included. */
 export async function pushSampleImage(url: string, repo: string, tag: string, options: SampleOptions): Promise<SampleImage> {
-  const headers = options.headers ?? {};
+  const headers: PushOptions = { ...(options.headers !== undefined && { headers: options.headers }), ...(options.ca !== undefined && { ca: options.ca }) };
   const manifests = {} as SampleImage["manifests"];
   const descriptors: PushedDescriptor[] = [];
   for (const [arch, unikraftArch] of [["amd64", "x86_64"], ["arm64", "arm64"]] as const) {
@@ -117,7 +129,7 @@ export async function pushSampleImage(url: string, repo: string, tag: string, op
   return { ref: `${host}/${repo}:${tag}`, name: `${host}/${repo}`, indexDigest, manifests };
 }
 
-async function kraftkitLayers(url: string, repo: string, files: SampleFiles, headers: Record<string, string>): Promise<PushedDescriptor[]> {
+async function kraftkitLayers(url: string, repo: string, files: SampleFiles, headers: PushOptions): Promise<PushedDescriptor[]> {
   const layers: PushedDescriptor[] = [];
   const add = async (mediaType: string, bytes: Uint8Array) =>
     layers.push({ mediaType, digest: await pushBlob(url, repo, bytes, headers), size: bytes.byteLength });
@@ -128,7 +140,7 @@ async function kraftkitLayers(url: string, repo: string, files: SampleFiles, hea
   return layers;
 }
 
-async function specLayers(url: string, repo: string, files: SampleFiles, headers: Record<string, string>): Promise<PushedDescriptor[]> {
+async function specLayers(url: string, repo: string, files: SampleFiles, headers: PushOptions): Promise<PushedDescriptor[]> {
   const tar = makeTar({
     "unikraft/bin/kernel": files.kernel,
     "unikraft/bin/initrd": files.initrd,

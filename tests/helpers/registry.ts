@@ -29,6 +29,10 @@ export interface RegistryOptions {
   token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
   /** The port to listen on. @default a free port */
   port?: number;
+  /** Proxy mode (a pull-through cache of another registry): its URL. */
+  proxy?: string;
+  /** Serve HTTPS with this certificate and key (PEM files). */
+  tls?: { certificate: string; key: string };
 }
 
 const REGISTRY_BIN = process.env.OCICACHE_REGISTRY_BIN ?? "docker-registry";
@@ -56,10 +60,10 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:${port}
-${auth}`);
+${options.tls === undefined ? "" : `  tls:\n    certificate: ${options.tls.certificate}\n    key: ${options.tls.key}\n`}${auth}${options.proxy === undefined ? "" : `proxy:\n  remoteurl: ${options.proxy}\n`}`);
   const proc: Subprocess = Bun.spawn([REGISTRY_BIN, "serve", join(dir, "config.yml")], { stdout: "ignore", stderr: "pipe" });
   const host = `127.0.0.1:${port}`;
-  const url = `http://${host}`;
+  const url = `${options.tls === undefined ? "http" : "https"}://${host}`;
   await waitFor(url, proc);
   return {
     host,
@@ -99,7 +103,7 @@ async function waitFor(url: string, proc: Subprocess): Promise<void> {
       throw new Error(`docker-registry exited with ${proc.exitCode}: ${stderr.slice(0, 500)}`);
     }
     try {
-      const response = await fetch(`${url}/v2/`);
+      const response = await fetch(`${url}/v2/`, { tls: { rejectUnauthorized: false } });
       await response.body?.cancel();
       if (response.status === 200 || response.status === 401) return;
     } catch {
