@@ -6,7 +6,8 @@
  */
 
 import { pruneCache } from "./cleanup.ts";
-import type { Context } from "./cli.ts";
+import { registryOptions, type Context } from "./cli.ts";
+import { runDoctor } from "./doctor.ts";
 import { isDigest, type Digest } from "./digest.ts";
 import { EXIT_CODES, UsageError } from "./errors.ts";
 import { takeInventory } from "./inventory.ts";
@@ -18,7 +19,18 @@ import { formatBytes, formatDuration } from "./units.ts";
 import { verifyCache } from "./verify.ts";
 
 /** The commands of this module, by name. */
-export const MANAGE_COMMANDS = { ls: runLs, du: runStats, stats: runStats, gc: runGc, verify: runVerify, rm: runRm, prune: runPrune };
+export const MANAGE_COMMANDS = { ls: runLs, du: runStats, stats: runStats, gc: runGc, verify: runVerify, rm: runRm, prune: runPrune, doctor: runDoctorCommand };
+
+async function runDoctorCommand(context: Context): Promise<number> {
+  noArgs(context);
+  const checks = await runDoctor(context.config, registryOptions(context.config));
+  if (context.flags.json) {
+    context.print(JSON.stringify(checks, null, 2));
+  } else {
+    context.print(checks.map((c) => `${c.ok ? "ok  " : "FIX "}  ${c.subject.padEnd(8)}  ${c.detail}${c.fix === undefined ? "" : `\n                ${c.fix}`}`).join("\n"));
+  }
+  return checks.every((c) => c.ok) ? EXIT_CODES.ok : EXIT_CODES.other;
+}
 
 async function runLs(context: Context): Promise<number> {
   noArgs(context);

@@ -27,6 +27,7 @@ Commands:
   verify [--repair]          Re-hash every blob; --repair removes corrupt ones
   rm REF|DIGEST…             Remove references (with their unshared blobs) or blobs
   prune --all                Empty the cache
+  doctor                     Check the cache, the config and each configured registry
   serve [--listen H:P] [--upstream HOST]
                              The admin API, and with --upstream a registry mirror
 
@@ -166,6 +167,7 @@ async function findCommand(command: string): Promise<(context: Context) => Promi
     case "verify":
     case "rm":
     case "prune":
+    case "doctor":
       return (await import("./cli-manage.ts")).MANAGE_COMMANDS[command];
     case "serve":
       return (await import("./cli-serve.ts")).runServe;

@@ -51,6 +51,8 @@ export interface Config {
   caFile: string | undefined;
   /** Per registry: its mirrors, TLS, CA and credentials (config file only). */
   registries: Record<string, RegistrySettings>;
+  /** The config file that was read, if any. */
+  configFile: string | undefined;
 }
 
 /** Settings as strings, the way flags, env and the file give them. */
@@ -74,6 +76,7 @@ export const DEFAULTS: Omit<Config, "cacheDir"> = {
   mirrors: [],
   caFile: undefined,
   registries: {},
+  configFile: undefined,
 };
 
 /** Each key: its flag, its environment variable, and how its string is parsed. */
@@ -124,7 +127,8 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
   const path = named ?? join(env.XDG_CONFIG_HOME || join(homeDir(env), ".config"), "ocicache", "config.json");
   let file: RawConfig = {};
   let registries: Record<string, RegistrySettings> = {};
-  if (named !== undefined || exists(path)) {
+  const hasFile = named !== undefined || exists(path);
+  if (hasFile) {
     const { readConfigFile } = await import("./config-file.ts");
     ({ raw: file, registries } = readConfigFile(path));
   }
@@ -167,6 +171,7 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
     mirrors: value("mirrors", DEFAULTS.mirrors),
     caFile: value("caFile", DEFAULTS.caFile),
     registries,
+    configFile: hasFile ? path : undefined,
   };
 }
 

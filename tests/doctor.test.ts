@@ -1,0 +1,79 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { mountTmpfs } from "./helpers/mount.ts";
+import { sharedRegistry, startRegistry, type RegistryHandle } from "./helpers/registry.ts";
+
+const MOD = join(import.meta.dir, "..", "mod.ts");
+
+let registry: RegistryHandle;
+let secured: RegistryHandle;
+beforeAll(async () => {
+  registry = await sharedRegistry();
+  const htpasswd = join(tmpdir(), `ocicache-doctor-htpasswd-${Math.random().toString(36).slice(2)}`);
+  expect(Bun.spawnSync(["htpasswd", "-Bbc", htpasswd, "gina", "doctor-secret"]).exitCode).toBe(0);
+  secured = await startRegistry({ htpasswd });
+});
+afterAll(async () => {
+  await registry.stop();
+  await secured.stop();
+});
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "ocicache-doctor-"));
+  mkdirSync(join(dir, "config", "ocicache"), { recursive: true });
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+async function doctor(config: unknown, env: Record<string, string> = {}) {
+  writeFileSync(join(dir, "config", "ocicache", "config.json"), JSON.stringify(config));
+  const proc = Bun.spawn(["bun", MOD, "doctor", "--json"], {
+    env: { ...process.env, OCICACHE_DIR: join(dir, "cache"), XDG_CONFIG_HOME: join(dir, "config"), DOCKER_CONFIG: join(dir, "docker"), ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+  return { code, checks: JSON.parse(stdout) as Array<{ subject: string; ok: boolean; detail: string; fix?: string }> };
+}
+
+describe("ocicache doctor", () => {
+  test("all well: the cache, the config and each registry and mirror answer; exit 0", async () => {
+    const { code, checks } = await doctor({ registries: { [registry.host]: { mirrors: [{ host: registry.host.replace(/:\d+$/, ":1"), capabilities: ["pull"] }] } } });
+    const byHost = (host: string) => checks.find((c) => c.detail.includes(host));
+    expect(checks[0]).toMatchObject({ subject: "cache", ok: true });
+    expect(checks[0]!.detail).toContain("free, writable");
+    expect(checks[1]).toMatchObject({ subject: "config", ok: true });
+    expect(byHost(registry.host)).toMatchObject({ subject: "registry", ok: true });
+    expect(byHost("127.0.0.1:1")).toMatchObject({ subject: "registry", ok: false });
+    expect(byHost("127.0.0.1:1")!.fix).toContain("check the address");
+    expect(code).toBe(1);
+  });
+
+  test("credentials refused by a registry are reported with what to fix", async () => {
+    mkdirSync(join(dir, "docker"), { recursive: true });
+    writeFileSync(join(dir, "docker", "config.json"), JSON.stringify({ auths: { [secured.host]: { auth: btoa("gina:wrong") } } }));
+    const { code, checks } = await doctor({ registries: { [secured.host]: {} } });
+    const check = checks.find((c) => c.detail.includes(secured.host))!;
+    expect(check.ok).toBe(false);
+    expect(check.fix).toContain("credentials");
+    expect(JSON.stringify(checks)).not.toContain("gina:wrong");
+    expect(code).toBe(1);
+    writeFileSync(join(dir, "docker", "config.json"), JSON.stringify({ auths: { [secured.host]: { auth: btoa("gina:doctor-secret") } } }));
+    expect((await doctor({ registries: { [secured.host]: {} } })).code).toBe(0);
+  });
+
+  test("a cache that cannot be written is reported with what to fix", async () => {
+    const fs = mountTmpfs(1024 * 1024);
+    try {
+      fs.readOnly();
+      const { code, checks } = await doctor({}, { OCICACHE_DIR: join(fs.dir, "cache") });
+      expect(checks[0]).toMatchObject({ subject: "cache", ok: false });
+      expect(checks[0]!.detail).toContain("read-only file system");
+      expect(code).toBe(1);
+    } finally {
+      fs.unmount();
+    }
+  });
+});
