@@ -20,7 +20,12 @@ const HOST_SETTINGS = {
   username: text.optional(),
   password: z.string().optional(),
 };
-const MIRROR = z.strictObject({ host: HOST, capabilities: z.array(z.enum(["pull", "resolve"])).min(1).optional(), ...HOST_SETTINGS });
+const MIRROR = z.strictObject({
+  host: HOST,
+  capabilities: z.array(z.enum(["pull", "resolve"])).min(1).optional(),
+  path: z.string().regex(/^\/v2(\/[a-z0-9._-]+)*\/?$/, "expected /v2 or /v2/<project>").optional(),
+  ...HOST_SETTINGS,
+});
 const REGISTRY = z.strictObject({ mirrors: z.array(MIRROR).optional(), ...HOST_SETTINGS });
 const SCHEMA = z.strictObject({
   cacheDir: text.optional(),

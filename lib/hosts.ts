@@ -30,6 +30,12 @@ export interface MirrorSettings extends HostSettings {
   host: string;
   /** @default ["pull", "resolve"] */
   capabilities?: Capability[];
+  /**
+   * The API path that replaces `/v2` on this mirror, for a proxy served under
+   * a path (Harbor's proxy-cache project: `/v2/<project>`; containerd's
+   * `override_path`). @default "/v2"
+   */
+  path?: string;
 }
 
 /** One registry's settings: the origin's own and its mirrors. */
@@ -53,8 +59,8 @@ export interface HostsConfig {
 export interface Endpoint {
   /** `host[:port]`. */
   host: string;
-  /** `https://host` or `http://host`. */
-  baseUrl: string;
+  /** `https://host/v2` or `http://host/v2` (or the mirror's own API path). */
+  apiUrl: string;
   /** Whether it is a mirror (a failure there falls back to the next host). */
   mirror: boolean;
   capabilities: Set<Capability>;
@@ -71,7 +77,7 @@ export interface Endpoint {
  * @example
  * ```ts
  * import { endpointsFor } from "./hosts.ts";
- * console.log(endpointsFor("127.0.0.1:5000", { mirrors: ["127.0.0.1:6000"] }).map((e) => e.baseUrl));
+ * console.log(endpointsFor("127.0.0.1:5000", { mirrors: ["127.0.0.1:6000"] }).map((e) => e.apiUrl));
  * ```
  */
 export function endpointsFor(registry: string, config: HostsConfig = {}): Endpoint[] {
@@ -82,7 +88,7 @@ export function endpointsFor(registry: string, config: HostsConfig = {}): Endpoi
   for (const mirror of mirrors) {
     if (seen.has(mirror.host)) continue;
     seen.add(mirror.host);
-    endpoints.push(endpoint(mirror.host, { ...(config.registries?.[mirror.host] ?? {}), ...mirror }, config, true, mirror.capabilities ?? ["pull", "resolve"]));
+    endpoints.push(endpoint(mirror.host, { ...(config.registries?.[mirror.host] ?? {}), ...mirror }, config, true, mirror.capabilities ?? ["pull", "resolve"], mirror.path));
   }
   endpoints.push(endpoint(registry, own, config, false, ["pull", "resolve"]));
   return endpoints;
@@ -94,13 +100,13 @@ export function isLoopback(host: string): boolean {
   return name === "localhost" || name === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(name);
 }
 
-function endpoint(host: string, settings: HostSettings, config: HostsConfig, mirror: boolean, capabilities: Capability[]): Endpoint {
+function endpoint(host: string, settings: HostSettings, config: HostsConfig, mirror: boolean, capabilities: Capability[], path = "/v2"): Endpoint {
   const apiHost = host === "docker.io" ? "registry-1.docker.io" : host;
   const insecure = settings.insecure ?? (isLoopback(host) || (config.insecureRegistries ?? []).includes(host));
   const caFiles = [settings.ca, config.caFile].filter((f): f is string => f !== undefined);
   return {
     host,
-    baseUrl: `${insecure ? "http" : "https"}://${apiHost}`,
+    apiUrl: `${insecure ? "http" : "https"}://${apiHost}${path.replace(/\/+$/, "")}`,
     mirror,
     capabilities: new Set(capabilities),
     ...(!insecure && caFiles.length > 0 && { ca: trustedCertificates(caFiles) }),

@@ -89,7 +89,7 @@ export class RegistryClient {
   async ping(registry: string): Promise<void> {
     const endpoint = endpointsFor(registry, this.options).at(-1)!;
     const request = (authorization?: string) => sendRequest({
-      url: `${endpoint.baseUrl}/v2/`,
+      url: `${endpoint.apiUrl}/`,
       method: "GET",
       headers: authorization === undefined ? {} : { Authorization: authorization },
       host: registry,
@@ -219,7 +219,7 @@ export class RegistryClient {
     const send = () => {
       const authorization = this.#authorization.get(tokenKey) ?? this.#authorization.get(endpoint.host);
       return sendRequest({
-        url: `${endpoint.baseUrl}/v2/${ref.repository}/${path}`,
+        url: `${endpoint.apiUrl}/${ref.repository}/${path}`,
         method,
         headers: authorization === undefined ? headers : { ...headers, Authorization: authorization },
         host: endpoint.host,

@@ -129,6 +129,39 @@ describe("mirrors that misbehave, and the config's per-registry hosts", () => {
     }
   });
 
+  test("a mirror served under a path, like a Harbor proxy-cache project (path /v2/<project>)", async () => {
+    const seen: string[] = [];
+    const harbor = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(request) {
+        const url = new URL(request.url);
+        const match = /^\/v2\/unikraft-proxy(\/.*)$/.exec(url.pathname);
+        if (match === null) return new Response(JSON.stringify({ errors: [{ code: "NOT_FOUND" }] }), { status: 404 });
+        seen.push(match[1]!);
+        const headers = new Headers(request.headers);
+        headers.delete("host");
+        return fetch(`${origin.url}/v2${match[1]}`, { method: request.method, headers, decompress: false });
+      },
+    });
+    const originSeen = startProxy(origin.url);
+    try {
+      mkdirSync(join(dir, "config", "ocicache"), { recursive: true });
+      writeFileSync(join(dir, "config", "ocicache", "config.json"), JSON.stringify({
+        registries: { [originSeen.host]: { mirrors: [{ host: `127.0.0.1:${harbor.port}`, path: "/v2/unikraft-proxy" }] } },
+      }));
+      const pulled = await ocicache(["pull", `${originSeen.host}/team/app:1`, "-o", join(dir, "out")]);
+      expect(pulled.code).toBe(0);
+      expect(pulled.stderr).toBe("");
+      expectFiles(join(dir, "out"), image);
+      expect(seen).toContain("/team/app/manifests/1");
+      expect(originSeen.requests).toEqual([]);
+    } finally {
+      await harbor.stop(true);
+      await originSeen.stop();
+    }
+  });
+
   test("an unknown key or a bad mirror host in the config is exit 2 naming it", async () => {
     mkdirSync(join(dir, "config", "ocicache"), { recursive: true });
     writeFileSync(join(dir, "config", "ocicache", "config.json"), JSON.stringify({ registries: { [origin.host]: { mirrors: [{ host: "not a host" }] } } }));
