@@ -6,10 +6,10 @@ import { digestHex, digestOf, type Digest } from "../lib/digest.ts";
 import { readIndex } from "../lib/layout.ts";
 import { Store } from "../lib/store.ts";
 import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
-import { startProxy } from "./helpers/proxy.ts";
+import { MOD, runCli } from "./helpers/cli.ts";
+import { startProxy, trickle } from "./helpers/proxy.ts";
 import { sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";
 
-const MOD = join(import.meta.dir, "..", "mod.ts");
 const DAY_MS = 86_400_000;
 const host = process.arch === "arm64" ? "arm64" : "amd64";
 const run = Math.random().toString(36).slice(2, 8);
@@ -39,11 +39,7 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const baseEnv = () => ({ ...process.env, OCICACHE_DIR: cacheDir, XDG_CONFIG_HOME: join(dir, "config"), OCICACHE_AUTO_CLEAN_INTERVAL: "0" });
 
-async function ocicache(args: string[], env: Record<string, string> = {}) {
-  const proc = Bun.spawn(["bun", MOD, ...args], { env: { ...baseEnv(), ...env }, stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { code, stdout, stderr };
-}
+const ocicache = (args: string[], env: Record<string, string> = {}) => runCli(args, { ...baseEnv(), ...env });
 
 async function pull(ref: string, env: Record<string, string> = {}) {
   const ran = await ocicache(["pull", ref, "-o", join(dir, "out")], env);
@@ -121,17 +117,7 @@ describe("gc", () => {
     const proxy = startProxy(registry.url, async (request, forward) => {
       const response = await forward();
       if (request.method !== "GET" || !request.url.includes("/blobs/")) return response;
-      const bytes = new Uint8Array(await response.arrayBuffer());
-      let sent = 0;
-      return new Response(new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          await Bun.sleep(15);
-          const end = Math.min(sent + 128 * 1024, bytes.length);
-          controller.enqueue(bytes.subarray(sent, end));
-          sent = end;
-          if (sent === bytes.length) controller.close();
-        },
-      }), { headers: response.headers });
+      return trickle(response, 128 * 1024, 15);
     });
     try {
       await pull(small.ref);

@@ -4,10 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { digestHex, type Digest } from "../lib/digest.ts";
 import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
-import { startProxy } from "./helpers/proxy.ts";
+import { MOD, runCli } from "./helpers/cli.ts";
+import { startProxy, trickle } from "./helpers/proxy.ts";
 import { sharedRegistry, startRegistry, type RegistryHandle } from "./helpers/registry.ts";
 
-const MOD = join(import.meta.dir, "..", "mod.ts");
 const host = process.arch === "arm64" ? "arm64" : "amd64";
 const run = Math.random().toString(36).slice(2, 8);
 
@@ -30,22 +30,7 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-interface Ran {
-  code: number;
-  stdout: string;
-  stderr: string;
-  bytes: Uint8Array;
-}
-
-async function ocicache(args: string[], env: Record<string, string> = {}): Promise<Ran> {
-  const proc = Bun.spawn(["bun", MOD, ...args], {
-    env: { ...process.env, OCICACHE_DIR: cacheDir, ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [bytes, stderr, code] = await Promise.all([new Response(proc.stdout).bytes(), new Response(proc.stderr).text(), proc.exited]);
-  return { code, stdout: new TextDecoder().decode(bytes), stderr, bytes };
-}
+const ocicache = (args: string[], env: Record<string, string> = {}) => runCli(args, { OCICACHE_DIR: cacheDir, ...env });
 
 function blobs(): string[] {
   const path = join(cacheDir, "blobs", "sha256");
@@ -141,18 +126,7 @@ describe("a pull killed with SIGKILL mid-download", () => {
     const proxy = startProxy(registry.url, async (request, forward) => {
       const response = await forward();
       if (request.method !== "GET" || !request.url.includes(kernel.digest)) return response;
-      const bytes = new Uint8Array(await response.arrayBuffer());
-      let sent = 0;
-      const body = new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          await Bun.sleep(20);
-          const end = Math.min(sent + 64 * 1024, bytes.length);
-          controller.enqueue(bytes.subarray(sent, end));
-          sent = end;
-          if (sent === bytes.length) controller.close();
-        },
-      });
-      return new Response(body, { headers: response.headers });
+      return trickle(response, 64 * 1024, 20);
     });
     try {
       const proc = Bun.spawn(["bun", MOD, "pull", `${proxy.host}/cli-${run}/big:1`, "-o", join(dir, "o")], {

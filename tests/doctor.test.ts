@@ -2,10 +2,10 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { MOD } from "./helpers/cli.ts";
 import { mountTmpfs } from "./helpers/mount.ts";
 import { sharedRegistry, startRegistry, type RegistryHandle } from "./helpers/registry.ts";
 
-const MOD = join(import.meta.dir, "..", "mod.ts");
 
 let registry: RegistryHandle;
 let secured: RegistryHandle;

@@ -2,12 +2,12 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { runCli } from "./helpers/cli.ts";
 import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
 import { corrupt, startProxy } from "./helpers/proxy.ts";
 import { startRegistry, type RegistryHandle } from "./helpers/registry.ts";
 import { startTokenServer, type TokenServer } from "./helpers/token.ts";
 
-const MOD = join(import.meta.dir, "..", "mod.ts");
 const host = process.arch === "arm64" ? "arm64" : "amd64";
 
 let dir: string;
@@ -16,15 +16,8 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-async function ocicache(args: string[], env: Record<string, string> = {}) {
-  const proc = Bun.spawn(["bun", MOD, ...args], {
-    env: { ...process.env, OCICACHE_DIR: join(dir, "cache"), XDG_CONFIG_HOME: join(dir, "config"), OCICACHE_AUTO_CLEAN_INTERVAL: "0", DOCKER_CONFIG: join(dir, "docker"), ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { code, stdout, stderr };
-}
+const ocicache = (args: string[], env: Record<string, string> = {}) =>
+  runCli(args, { OCICACHE_DIR: join(dir, "cache"), XDG_CONFIG_HOME: join(dir, "config"), OCICACHE_AUTO_CLEAN_INTERVAL: "0", DOCKER_CONFIG: join(dir, "docker"), ...env });
 
 function expectFiles(out: string, image: SampleImage): void {
   expect(readFileSync(join(out, "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));

@@ -7,11 +7,11 @@ import { MAX_MANIFEST_BYTES } from "../lib/registry.ts";
 import { Store } from "../lib/store.ts";
 import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
 import { mountTmpfs } from "./helpers/mount.ts";
-import { startProxy, type ProxyHook } from "./helpers/proxy.ts";
+import { MOD, runCli } from "./helpers/cli.ts";
+import { startProxy, trickle, type ProxyHook } from "./helpers/proxy.ts";
 import { endAfterFlush, send, startRawServer, writeResponse, type RawFault } from "./helpers/raw.ts";
 import { sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";
 
-const MOD = join(import.meta.dir, "..", "mod.ts");
 const host = process.arch === "arm64" ? "arm64" : "amd64";
 const run = Math.random().toString(36).slice(2, 8);
 const KERNEL_BYTES = 600_000;
@@ -43,11 +43,7 @@ const env = (extra: Record<string, string> = {}) => ({
   ...extra,
 });
 
-async function ocicache(args: string[], extra: Record<string, string> = {}) {
-  const proc = Bun.spawn(["bun", MOD, ...args], { env: env(extra), stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { code, stdout, stderr };
-}
+const ocicache = (args: string[], extra: Record<string, string> = {}) => runCli(args, env(extra));
 
 const refVia = (serverHost: string) => `${serverHost}/faults-${run}/app:1`;
 const out = () => join(dir, "out");
@@ -304,16 +300,7 @@ describe("cross-process single-flight", () => {
     const proxy = startProxy(registry.url, async (request, forward) => {
       const response = await forward();
       if (request.method !== "GET" || !request.url.includes(`/blobs/${kernel}`)) return response;
-      const bytes = new Uint8Array(await response.arrayBuffer());
-      let sent = 0;
-      return new Response(new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          await Bun.sleep(10);
-          controller.enqueue(bytes.subarray(sent, sent + 64 * 1024));
-          sent += 64 * 1024;
-          if (sent >= bytes.length) controller.close();
-        },
-      }), { headers: response.headers });
+      return trickle(response, 64 * 1024, 10);
     });
     try {
       const results = await Promise.all(Array.from({ length: 8 }, (_, i) => ocicache(["pull", refVia(proxy.host), "-o", join(dir, `out${i}`)])));

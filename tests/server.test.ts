@@ -11,11 +11,11 @@ import { pullImage } from "../lib/pull.ts";
 import { parseReference } from "../lib/reference.ts";
 import { createAdminApp } from "../lib/server.ts";
 import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
+import { MOD } from "./helpers/cli.ts";
 import { mountTmpfs } from "./helpers/mount.ts";
-import { startProxy, type ProxyHandle } from "./helpers/proxy.ts";
+import { startProxy, trickle, type ProxyHandle } from "./helpers/proxy.ts";
 import { freePort, sharedRegistry, startRegistry, type RegistryHandle } from "./helpers/registry.ts";
 
-const MOD = join(import.meta.dir, "..", "mod.ts");
 const TOKEN = "test-admin-token-0123456789";
 const host = process.arch === "arm64" ? "arm64" : "amd64";
 const run = Math.random().toString(36).slice(2, 8);
@@ -206,16 +206,7 @@ function slowProxy(digest: string, delayMs = 10): ProxyHandle {
   return startProxy(registry.url, async (request, forward) => {
     const response = await forward();
     if (request.method !== "GET" || !request.url.includes(`/blobs/${digest}`)) return response;
-    const bytes = new Uint8Array(await response.arrayBuffer());
-    let sent = 0;
-    return new Response(new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        await Bun.sleep(delayMs);
-        controller.enqueue(bytes.subarray(sent, sent + 32 * 1024));
-        sent += 32 * 1024;
-        if (sent >= bytes.length) controller.close();
-      },
-    }), { headers: response.headers });
+    return trickle(response, 32 * 1024, delayMs);
   });
 }
 

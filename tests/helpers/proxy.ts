@@ -72,3 +72,17 @@ export async function corrupt(response: Response, at = 0): Promise<Response> {
   if (bytes.length > 0) bytes[at % bytes.length]! ^= 0xff;
   return new Response(bytes, { status: response.status, headers: response.headers });
 }
+
+/** The same response, its body sent `chunkBytes` at a time every `delayMs`: a slow registry. */
+export async function trickle(response: Response, chunkBytes: number, delayMs: number): Promise<Response> {
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  let sent = 0;
+  return new Response(new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      await Bun.sleep(delayMs);
+      controller.enqueue(bytes.subarray(sent, sent + chunkBytes));
+      sent += chunkBytes;
+      if (sent >= bytes.length) controller.close();
+    },
+  }), { status: response.status, headers: response.headers });
+}
