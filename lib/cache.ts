@@ -7,12 +7,12 @@
  */
 
 import { digestOf, hashFile, type Digest } from "./digest.ts";
-import { downloadBlob, type BlobResult } from "./download.ts";
+import type { BlobResult } from "./download.ts";
 import { IntegrityError, NotFoundError, RegistryError } from "./errors.ts";
 import type { Descriptor } from "./image.ts";
 import { CHECKED_ANNOTATION, findEntry, readIndex, updateIndex, upsertEntry, type IndexEntry } from "./layout.ts";
 import { formatReference, type Reference } from "./reference.ts";
-import { RegistryClient, type RegistryClientOptions } from "./registry.ts";
+import type { RegistryClient, RegistryClientOptions } from "./registry.ts";
 import { Store } from "./store.ts";
 import { describeFsError, type WriteResult } from "./writer.ts";
 
@@ -107,12 +107,18 @@ export class Cache {
     this.#unwritable = this.store.init();
   }
 
-  /** The registry client, made on first use. */
-  get client(): RegistryClient {
-    this.#client ??= new RegistryClient({
-      ...this.options.registry,
-      onMirrorFailure: (mirror, registry, reason) => this.warn(`Cannot use the mirror "${mirror}" for "${registry}" (${reason}); using the next host for the rest of this pull`),
-    });
+  /**
+   * The registry client, made on first use. Loaded then: a hit needs no
+   * registry, and not loading the client keeps a cache hit fast.
+   */
+  async client(): Promise<RegistryClient> {
+    if (this.#client === undefined) {
+      const { RegistryClient } = await import("./registry.ts");
+      this.#client = new RegistryClient({
+        ...this.options.registry,
+        onMirrorFailure: (mirror, registry, reason) => this.warn(`Cannot use the mirror "${mirror}" for "${registry}" (${reason}); using the next host for the rest of this pull`),
+      });
+    }
     return this.#client;
   }
 
@@ -150,7 +156,7 @@ export class Cache {
         return { name, digest: entry.digest, entry, checked: false };
       }
       try {
-        const head = await this.client.headManifest(ref, ref.tag!);
+        const head = await (await this.client()).headManifest(ref, ref.tag!);
         return { name, digest: head.digest, entry, checked: true };
       } catch (error) {
         if (!(error instanceof RegistryError)) throw error;
@@ -159,7 +165,7 @@ export class Cache {
       }
     }
     if (this.options.offline) throw new NotFoundError(`Cannot resolve "${name}" offline: it is not in the cache`);
-    const fetched = await this.client.getManifest(ref, ref.tag!);
+    const fetched = await (await this.client()).getManifest(ref, ref.tag!);
     this.#manifests.set(fetched.digest, fetched.bytes);
     return { name, digest: fetched.digest, ...(entry !== undefined && { entry }), checked: true };
   }
@@ -185,7 +191,7 @@ export class Cache {
     }
     if (bytes === undefined) {
       if (this.options.offline) throw new NotFoundError(`Cannot fetch manifest "${digest}" offline: it is not in the cache`);
-      bytes = (await this.client.getManifest(ref, digest)).bytes;
+      bytes = (await (await this.client()).getManifest(ref, digest)).bytes;
     }
     if (expectedSize !== undefined && bytes.byteLength !== expectedSize) {
       throw new IntegrityError(`Cannot use manifest "${digest}": it has ${bytes.byteLength} bytes, its descriptor says ${expectedSize}`);
@@ -222,11 +228,12 @@ export class Cache {
       }
     }
     if (this.options.offline) throw new NotFoundError(`Cannot fetch blob "${digest}" offline: it is not in the cache`);
+    const { downloadBlob } = await import("./download.ts");
     let result: BlobResult;
     try {
       result = await downloadBlob({
       store: this.store,
-      client: this.client,
+      client: await this.client(),
       ref,
       descriptor,
       writable: this.writable,

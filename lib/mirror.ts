@@ -96,7 +96,7 @@ async function serveBlob(c: Context, deps: MirrorDeps, name: string, reference: 
  * failure ends the response early, so the client sees a short body.
  */
 async function streamMiss(deps: MirrorDeps, ref: Reference & { digest: Digest }): Promise<Response> {
-  const size = await deps.cache.client.headBlob(ref, ref.digest);
+  const size = await (await deps.cache.client()).headBlob(ref, ref.digest);
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       let streamed = false;

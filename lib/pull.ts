@@ -126,7 +126,7 @@ export async function pullBlob(
   const cached = cache.store.stat(ref.digest);
   const size = cached?.size ?? (cache.options.offline
     ? notCachedOffline(ref.digest)
-    : await cache.client.headBlob(ref, ref.digest));
+    : await (await cache.client()).headBlob(ref, ref.digest));
   const result = await cache.fetchBlob(ref, { mediaType: "application/octet-stream", digest: ref.digest, size }, options);
   return { ...result, size };
 }
