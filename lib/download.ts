@@ -105,17 +105,30 @@ async function stream(options: DownloadOptions, tmpPath: string | undefined): Pr
   let fallback = writer === undefined ? openFallback(options) : undefined;
   const resumable = tmpPath !== undefined && tmpPath.endsWith(".partial");
   try {
-    let offset = writer === undefined ? 0 : rehashPrefix(writer, verifier);
+    let offset = writer === undefined ? 0 : rehashPrefix(writer, verifier, options.onChunk);
     for (;;) {
       if (offset >= descriptor.size) break;
       const { response, endpoint } = await options.client.getBlob(options.ref, descriptor.digest, offset);
+      // A host that ignores Range sends the whole blob: start over, unless a consumer already has the
+      // partial file's bytes, in which case they are skipped (the final digest check still decides).
+      let skip = 0;
       if (offset > 0 && !resumes(response, offset, descriptor.size)) {
-        writer!.truncate();
-        verifier.reset();
-        offset = 0;
+        if (options.onChunk !== undefined) {
+          skip = offset;
+        } else {
+          writer!.truncate();
+          verifier.reset();
+          offset = 0;
+        }
       }
       try {
-        for await (const chunk of readBody(response, options, verifier)) {
+        for await (let chunk of readBody(response, options, verifier)) {
+          if (skip > 0) {
+            const n = Math.min(skip, chunk.byteLength);
+            skip -= n;
+            chunk = chunk.subarray(n);
+            if (chunk.byteLength === 0) continue;
+          }
           const before = verifier.received;
           verifier.update(chunk);
           options.onChunk?.(chunk);
@@ -179,14 +192,20 @@ function openFallback(options: DownloadOptions): BlobWriter | undefined {
   return new BlobWriter(`${path}.${process.pid}.part`, path, options.descriptor.size, 0o644);
 }
 
-/** Feed what a partial file holds into the verifier: the final check covers every byte. */
-function rehashPrefix(writer: BlobWriter, verifier: Verifier): number {
+/**
+ * Feed what a partial file holds into the verifier (the final check covers
+ * every byte) and to the consumer, who sees the blob from its first byte.
+ */
+function rehashPrefix(writer: BlobWriter, verifier: Verifier, onChunk: ((chunk: Uint8Array) => void) | undefined): number {
   if (writer.written === 0) return 0;
   if (writer.written > verifier.expected.size) {
     writer.truncate();
     return 0;
   }
-  copyRange(writer.tmpPath, 0, writer.written, (chunk) => verifier.update(chunk));
+  copyRange(writer.tmpPath, 0, writer.written, (chunk) => {
+    verifier.update(chunk);
+    onChunk?.(chunk.slice());
+  });
   return writer.written;
 }
 

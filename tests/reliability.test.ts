@@ -129,6 +129,22 @@ describe("the fault matrix", () => {
     }
   });
 
+  test("cat of a blob with a partial download resumes it and writes every byte, the partial's first", async () => {
+    new Store(cacheDir).init();
+    const partial = join(cacheDir, "tmp", `${digestHex(kernel)}.partial`);
+    writeFileSync(partial, image.manifests[host].files.kernel.subarray(0, 250_000));
+    const proxy = startProxy(registry.url);
+    try {
+      const ran = await ocicache(["cat", `${proxy.host}/faults-${run}/app@${kernel}`]);
+      expect(ran.code).toBe(0);
+      expect(ran.bytes).toEqual(new Uint8Array(image.manifests[host].files.kernel));
+      expect(proxy.requests.find((r) => r.path.includes(`/blobs/${kernel}`) && r.method === "GET")!.headers.range).toBe("bytes=250000-");
+      expect(kernelCached()).toBe(true);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test("a resumed partial file whose bytes are wrong fails the digest check (exit 4) and is removed", async () => {
     const server = startRawServer(registry.url, async () => false);
     try {

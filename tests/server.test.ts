@@ -297,4 +297,35 @@ describe("ocicache serve (the process)", () => {
       await proxy.stop();
     }
   });
+
+  test("SIGKILL of the server with a download in flight: the next run is consistent and serves the blob", async () => {
+    const layer = image.manifests[host].layers[0]!;
+    const proxy = slowProxy(layer.digest, 20);
+    const port = freePort();
+    const first = await serve(["--listen", `127.0.0.1:${port}`, "--upstream", proxy.host], { OCICACHE_ADMIN_TOKEN: TOKEN });
+    try {
+      const response = await fetch(`${first.url}/v2/serve-${run}/app/blobs/${layer.digest}`);
+      const reader = response.body!.getReader();
+      await reader.read();
+      first.proc.kill("SIGKILL");
+      await first.proc.exited;
+      await reader.read().catch(() => undefined);
+      const blob = join(dir, "cache", "blobs", "sha256", digestHex(layer.digest as Digest));
+      expect(existsSync(blob)).toBe(false);
+      const second = await serve(["--listen", `127.0.0.1:${freePort()}`, "--upstream", registry.host], { OCICACHE_ADMIN_TOKEN: TOKEN });
+      try {
+        const again = new Uint8Array(await (await fetch(`${second.url}/v2/serve-${run}/app/blobs/${layer.digest}`)).arrayBuffer());
+        expect(digestOf(again) as string).toBe(layer.digest);
+        expect(digestOf(readFileSync(blob)) as string).toBe(layer.digest);
+      } finally {
+        second.proc.kill("SIGTERM");
+        expect(await second.proc.exited).toBe(0);
+      }
+      const verify = Bun.spawnSync(["bun", MOD, "verify", "--json"], { env: { ...process.env, OCICACHE_DIR: join(dir, "cache") } });
+      expect(JSON.parse(verify.stdout.toString())).toMatchObject({ corrupt: [], missing: [] });
+    } finally {
+      first.proc.kill("SIGKILL");
+      await proxy.stop();
+    }
+  });
 });
