@@ -1,9 +1,9 @@
 /**
- * The benchmark: `bun run bench [--runs N] [--sizes small,medium,large]`.
+ * The benchmark: `bun run bench [--runs N] [--sizes small,medium,large]` (5 runs by default).
  *
  * Starts the real registry on 127.0.0.1, pushes kraftkit-style images of
  * three sizes (kernel + initrd: 1 + 4, 8 + 64, 16 + 512 MiB), and times,
- * interleaved (each round in a rotated order, after a `sync`), ocicache (via `bun mod.ts` and the compiled binary) against
+ * interleaved (each round in a shuffled order, each command after a `sync`), ocicache (via `bun mod.ts` and the compiled binary) against
  * the floors (`curl -o` + `openssl dgst -sha256`, `cp`) and skopeo, with the
  * peak RSS of each from `/usr/bin/time`. Prints a Markdown table, the
  * targets of issue 6 marked met or not.
@@ -24,7 +24,7 @@ const arg = (name: string) => {
   const i = Bun.argv.indexOf(name);
   return i === -1 ? undefined : Bun.argv[i + 1];
 };
-const RUNS = Number(arg("--runs") ?? 3);
+const RUNS = Number(arg("--runs") ?? 5);
 const chosen = (arg("--sizes") ?? "small,medium,large").split(",") as SizeName[];
 
 const root = join(import.meta.dir, "..");
@@ -38,8 +38,10 @@ let measuringRss = false;
 
 /** One command: its wall time from here, or (when measuring RSS) its peak RSS from /usr/bin/time. */
 function measure(argv: string[], env: Record<string, string> = {}): number {
-  // Each command starts with no dirty pages of the one before: writeback would be charged to whoever comes next.
+  // Each command starts with no dirty pages of the one before (writeback would be charged to whoever
+  // comes next), and a moment for the disk to settle.
   Bun.spawnSync(["sync"]);
+  Bun.sleepSync(200);
   const wrapped = measuringRss ? ["/usr/bin/time", "-f", "%M", ...argv] : argv;
   const started = performance.now();
   const result = Bun.spawnSync(wrapped, { env: { ...process.env, ...env }, stdout: "ignore", stderr: "pipe" });
@@ -122,7 +124,10 @@ function scenarios(image: Image, size: SizeName): Scenario[] {
   };
   const skopeoWarm = join(dir, "skopeo-warm");
   measure(["skopeo", "copy", "-q", "--src-tls-verify=false", `docker://${image.ref}`, `oci:${skopeoWarm}:1`]);
-  const cold = (cli: string[], extra: string[] = []) => (i: number) => measure([...cli, "pull", image.ref, "-o", fresh(`out-${i}`), ...extra], env(fresh(`cold-cache-${i}`)));
+  const cold = (cli: string[], extra: string[] = []) => (i: number) => {
+    const name = `${cli.length}-${extra.length}-${i}`;
+    return measure([...cli, "pull", image.ref, "-o", fresh(`out-${name}`), ...extra], env(fresh(`cold-cache-${name}`)));
+  };
   return [
     { group: "cold", name: "curl -o + openssl dgst (floor)", run: (i) => measure(["bash", "-c", `cd ${mkdirFresh(fresh(`curl-${i}`))} && curl -sf -o kernel ${image.blobUrls[0]} && curl -sf -o initrd ${image.blobUrls[1]} && openssl dgst -sha256 kernel initrd >/dev/null`]) },
     { group: "cold", name: "ocicache pull (bun mod.ts)", run: cold(["bun", MOD]) },
@@ -130,13 +135,25 @@ function scenarios(image: Image, size: SizeName): Scenario[] {
     { group: "cold", name: "ocicache pull --concurrency 1 (binary)", run: cold([BIN], ["--concurrency", "1"]) },
     { group: "cold", name: "skopeo copy docker:// oci: (empty)", run: (i) => measure(["skopeo", "copy", "-q", "--src-tls-verify=false", `docker://${image.ref}`, `oci:${fresh(`skopeo-${i}`)}:1`]) },
     { group: "warm", name: "cp of the cached files (floor)", run: (i) => warm(() => measure(["cp", ...cached, mkdirFresh(fresh(`cp-${i}`))]))() },
-    { group: "warm", name: "ocicache pull -o (bun mod.ts)", run: (i) => warm(() => measure(["bun", MOD, "pull", image.ref, "-o", fresh(`warm-${i}`)], env(warmCache)))() },
-    { group: "warm", name: "ocicache pull -o (binary)", run: (i) => warm(() => measure([BIN, "pull", image.ref, "-o", fresh(`warm-${i}`)], env(warmCache)))() },
+    { group: "warm", name: "ocicache pull -o (bun mod.ts)", run: (i) => warm(() => measure(["bun", MOD, "pull", image.ref, "-o", fresh(`warm-bun-${i}`)], env(warmCache)))() },
+    { group: "warm", name: "ocicache pull -o (binary)", run: (i) => warm(() => measure([BIN, "pull", image.ref, "-o", fresh(`warm-bin-${i}`)], env(warmCache)))() },
     { group: "warm", name: "ocicache pull -o --link (binary)", run: (i) => warm(() => measure([BIN, "pull", image.ref, "-o", fresh(`link-${i}`), "--link"], env(warmCache)))() },
     { group: "warm", name: "ocicache path, digest-pinned (bun mod.ts)", run: warm(() => measure(["bun", MOD, "path", image.pinned, "--role", "kernel"], env(warmCache))) },
     { group: "warm", name: "ocicache path, digest-pinned (binary)", run: warm(() => measure([BIN, "path", image.pinned, "--role", "kernel"], env(warmCache))) },
     { group: "warm", name: "skopeo copy docker:// oci: (all blobs present)", run: warm(() => measure(["skopeo", "copy", "-q", "--src-tls-verify=false", `docker://${image.ref}`, `oci:${skopeoWarm}:1`])) },
   ];
+}
+
+/** A deterministic shuffle (seeded LCG), so runs of the benchmark are comparable. */
+function shuffle<T>(items: T[], seed: number): T[] {
+  const out = [...items];
+  let state = seed * 2654435761;
+  for (let i = out.length - 1; i > 0; i--) {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    const j = state % (i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
 }
 
 function mkdirFresh(path: string): string {
@@ -174,8 +191,8 @@ try {
     const results = new Map<string, { ms: number[]; rss: number[] }>(list.map((s) => [s.name, { ms: [], rss: [] }]));
     for (let i = 0; i <= RUNS; i++) {
       measuringRss = i === RUNS;
-      // Each round starts at another scenario, so that no command always follows the same one (page cache, writeback).
-      const order = [...list.slice(i % list.length), ...list.slice(0, i % list.length)];
+      // Each round in another order, so that no command always follows the same one (page cache, writeback).
+      const order = shuffle(list, i + 1);
       for (const scenario of order) {
         const value = scenario.run(i);
         results.get(scenario.name)![measuringRss ? "rss" : "ms"].push(value);
