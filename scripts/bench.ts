@@ -35,6 +35,8 @@ const arch = process.arch === "arm64" ? "arm64" : "amd64";
 
 /** Whether this run measures peak RSS (under /usr/bin/time) instead of time. */
 let measuringRss = false;
+/** Directories the command being measured writes; removed right after it, so no run carries the last one's data. */
+const scratch: string[] = [];
 
 /** One command: its wall time from here, or (when measuring RSS) its peak RSS from /usr/bin/time. */
 function measure(argv: string[], env: Record<string, string> = {}): number {
@@ -46,6 +48,7 @@ function measure(argv: string[], env: Record<string, string> = {}): number {
   const started = performance.now();
   const result = Bun.spawnSync(wrapped, { env: { ...process.env, ...env }, stdout: "ignore", stderr: "pipe" });
   const ms = performance.now() - started;
+  for (const path of scratch.splice(0)) rmSync(path, { recursive: true, force: true });
   const stderr = result.stderr.toString().trim().split("\n");
   if (result.exitCode !== 0) throw new Error(`${argv.join(" ")} exited ${result.exitCode}: ${stderr.slice(-3).join(" | ")}`);
   return measuringRss ? Number(stderr.at(-1)) : ms;
@@ -109,10 +112,11 @@ function scenarios(image: Image, size: SizeName): Scenario[] {
   const fresh = (name: string) => {
     const path = join(dir, name);
     rmSync(path, { recursive: true, force: true });
+    scratch.push(path);
     return path;
   };
-  measure(["bun", MOD, "pull", image.ref, "-o", fresh("prime")], env(warmCache));
-  measure(["bun", MOD, "pull", image.pinned, "-o", fresh("prime-pinned")], env(warmCache));
+  measure(["bun", MOD, "pull", image.ref, "-o", join(dir, "prime")], env(warmCache));
+  measure(["bun", MOD, "pull", image.pinned, "-o", join(dir, "prime-pinned")], env(warmCache));
   const cached = ["kernel", "initrd"].map((role) => {
     const found = Bun.spawnSync(["bun", MOD, "path", image.pinned, "--role", role], { env: { ...process.env, ...env(warmCache) } });
     return found.stdout.toString().trim();
