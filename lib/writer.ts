@@ -6,7 +6,7 @@
  * @module
  */
 
-import { chmodSync, closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, fdatasync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { SizeMismatchError } from "./errors.ts";
 
 /**
@@ -33,6 +33,8 @@ export class BlobWriter {
   readonly #mode: number;
   #fd: number | undefined;
   #written = 0;
+  #flushedAt = 0;
+  #flushing = false;
 
   readonly #resumable: boolean;
 
@@ -63,6 +65,14 @@ export class BlobWriter {
     writeAll(this.#fd, chunk, (n) => {
       this.#written += n;
     });
+    if (this.#written - this.#flushedAt >= FLUSH_EVERY_BYTES && !this.#flushing) {
+      // Start writing back now, on another thread, so that the fsync at commit has little left to do.
+      this.#flushing = true;
+      this.#flushedAt = this.#written;
+      fdatasync(this.#fd, () => {
+        this.#flushing = false;
+      });
+    }
   }
 
   /** Drop what the file holds, to start over. */
@@ -123,6 +133,9 @@ export class BlobWriter {
     }
   }
 }
+
+/** Bytes written between two background flushes of a large file. */
+const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
 
 /** Temp files of writers that are neither committed nor aborted, and cannot be resumed. */
 const UNFINISHED = new Set<string>();
