@@ -18,7 +18,7 @@ import { main } from "./lib/cli.ts";
 
 export { Cache, type BlobProgress, type CacheOptions } from "./lib/cache.ts";
 export { main } from "./lib/cli.ts";
-export { digestOf, parseDigest, type Digest } from "./lib/digest.ts";
+export { digestOf, parseDigest, Verifier, verifyStream, type Digest } from "./lib/digest.ts";
 export { AuthError, DigestMismatchError, EXIT_CODES, IntegrityError, NotFoundError, OcicacheError, RegistryError, SizeMismatchError, StoreError, UsageError } from "./lib/errors.ts";
 export { pullLayout } from "./lib/local.ts";
 export { parsePlatform } from "./lib/platform.ts";

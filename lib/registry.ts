@@ -16,8 +16,6 @@ import { endpointsFor, type Capability, type Endpoint, type HostsConfig } from "
 import { formatReference, type Reference } from "./reference.ts";
 import { sendRequest, type TransportOptions } from "./transport.ts";
 
-export { parseChallenge, readBounded } from "./challenge.ts";
-
 /** The manifest media types ocicache asks for and accepts. */
 export const MANIFEST_MEDIA_TYPES = [
   "application/vnd.oci.image.index.v1+json",
