@@ -65,6 +65,16 @@ async function runPath(context: Context): Promise<number> {
 }
 
 async function runCat(context: Context): Promise<number> {
+  try {
+    return await catBlob(context);
+  } catch (error) {
+    // The reader stopped reading (`| head`): not an error of ours; a partial download stays to resume.
+    if ((error as NodeJS.ErrnoException).code === "EPIPE") return EXIT_CODES.ok;
+    throw error;
+  }
+}
+
+async function catBlob(context: Context): Promise<number> {
   const { flags } = context;
   const input = one(context);
   const role = parseRole(flags.role);

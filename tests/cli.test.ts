@@ -186,6 +186,14 @@ describe("ocicache path and cat", () => {
     expect(ran.bytes).toEqual(new Uint8Array(spec.manifests[host].files.initrd));
   });
 
+  test("cat into a reader that stops early (| head) exits 0 quietly", async () => {
+    const layer = big.manifests[host].layers[0]!;
+    const script = `bun ${MOD} cat ${big.name}@${layer.digest} | head -c 10 > /dev/null; echo "\${PIPESTATUS[0]}"`;
+    const ran = Bun.spawnSync(["bash", "-c", script], { env: { ...process.env, OCICACHE_DIR: cacheDir }, stderr: "pipe" });
+    expect(ran.stdout.toString().trim()).toBe("0");
+    expect(ran.stderr.toString()).toBe("");
+  });
+
   test("path and cat of a tag without --role are usage errors", async () => {
     expect((await ocicache(["path", spec.ref])).code).toBe(2);
     expect((await ocicache(["cat", spec.ref])).code).toBe(2);
