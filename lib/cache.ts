@@ -77,8 +77,8 @@ export type { BlobResult };
 export interface FetchBlobOptions {
   /** Where the verified blob goes when the cache cannot take it. */
   fallbackPath?: string;
-  /** Sees every byte as it arrives, before the final verification. */
-  onChunk?: (chunk: Uint8Array) => void;
+  /** Sees every byte as it arrives, before the final verification; a promise it returns holds the download back. */
+  onChunk?: (chunk: Uint8Array) => void | Promise<void>;
 }
 
 /**

@@ -16,7 +16,7 @@ import { tryLock, type Lock } from "./lock.ts";
 import type { Reference } from "./reference.ts";
 import type { RegistryClient } from "./registry.ts";
 import type { Store } from "./store.ts";
-import { BlobWriter, copyRange, tempName } from "./writer.ts";
+import { BlobWriter, copyRange, fileChunks, tempName } from "./writer.ts";
 
 /** Where a verified blob is, and whether this call fetched it. */
 export interface BlobResult {
@@ -38,8 +38,11 @@ export interface DownloadOptions {
   writable: boolean;
   /** Where the verified blob goes when the cache cannot take it. */
   fallbackPath?: string;
-  /** Sees every byte as it arrives from the registry, before the final verification. */
-  onChunk?: (chunk: Uint8Array) => void;
+  /**
+   * Sees every byte as it arrives from the registry, before the final
+   * verification; a promise it returns holds the download back (a slow reader).
+   */
+  onChunk?: (chunk: Uint8Array) => void | Promise<void>;
   /** Bytes received so far (resumed bytes included) of the expected total. */
   onProgress?: (received: number) => void;
   /** The cache failed (`undefined`: it was already known to be unwritable). */
@@ -105,7 +108,7 @@ async function stream(options: DownloadOptions, tmpPath: string | undefined): Pr
   let fallback = writer === undefined ? openFallback(options) : undefined;
   const resumable = tmpPath !== undefined && tmpPath.endsWith(".partial");
   try {
-    let offset = writer === undefined ? 0 : rehashPrefix(writer, verifier, options.onChunk);
+    let offset = writer === undefined ? 0 : await rehashPrefix(writer, verifier, options.onChunk);
     for (;;) {
       if (offset >= descriptor.size) break;
       const { response, endpoint } = await options.client.getBlob(options.ref, descriptor.digest, offset);
@@ -131,7 +134,7 @@ async function stream(options: DownloadOptions, tmpPath: string | undefined): Pr
           }
           const before = verifier.received;
           verifier.update(chunk);
-          options.onChunk?.(chunk);
+          await options.onChunk?.(chunk);
           if (writer !== undefined) {
             try {
               writer.write(chunk);
@@ -196,16 +199,16 @@ function openFallback(options: DownloadOptions): BlobWriter | undefined {
  * Feed what a partial file holds into the verifier (the final check covers
  * every byte) and to the consumer, who sees the blob from its first byte.
  */
-function rehashPrefix(writer: BlobWriter, verifier: Verifier, onChunk: ((chunk: Uint8Array) => void) | undefined): number {
+async function rehashPrefix(writer: BlobWriter, verifier: Verifier, onChunk: DownloadOptions["onChunk"]): Promise<number> {
   if (writer.written === 0) return 0;
   if (writer.written > verifier.expected.size) {
     writer.truncate();
     return 0;
   }
-  copyRange(writer.tmpPath, 0, writer.written, (chunk) => {
+  for (const chunk of fileChunks(writer.tmpPath, writer.written)) {
     verifier.update(chunk);
-    onChunk?.(chunk.slice());
-  });
+    await onChunk?.(chunk);
+  }
   return writer.written;
 }
 

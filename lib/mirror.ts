@@ -25,6 +25,8 @@ export interface MirrorDeps {
 }
 
 const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/;
+/** Bytes queued for one mirror client before its download waits. */
+const MIRROR_QUEUE_BYTES = 4 * 1024 * 1024;
 const API_HEADER = { "Docker-Distribution-API-Version": "registry/2.0" };
 
 /**
@@ -97,23 +99,40 @@ async function serveBlob(c: Context, deps: MirrorDeps, name: string, reference: 
  */
 async function streamMiss(deps: MirrorDeps, ref: Reference & { digest: Digest }): Promise<Response> {
   const size = await (await deps.cache.client()).headBlob(ref, ref.digest);
+  // The download waits while the client's queue is full: a slow client costs time, never memory.
+  let ready: (() => void) | undefined;
+  let gone = false;
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       let streamed = false;
       pullBlob(deps.cache, ref, {
-        onChunk: (chunk) => {
+        onChunk: async (chunk) => {
           streamed = true;
+          if (gone) return;
           controller.enqueue(chunk);
+          if ((controller.desiredSize ?? 1) <= 0) await new Promise<void>((resolve) => (ready = resolve));
         },
       }).then(async (blob) => {
-        if (!streamed && blob.path !== undefined) {
+        if (!streamed && blob.path !== undefined && !gone) {
           for await (const chunk of Bun.file(blob.path).stream()) controller.enqueue(chunk);
           deps.metrics.bytesServedFromCache += blob.size;
         }
-        controller.close();
-      }, (error) => controller.error(error));
+        if (!gone) controller.close();
+      }, (error) => {
+        if (!gone) controller.error(error);
+      });
     },
-  });
+    pull() {
+      ready?.();
+      ready = undefined;
+    },
+    cancel() {
+      // The client left; the download goes on into the cache for the next one.
+      gone = true;
+      ready?.();
+      ready = undefined;
+    },
+  }, new ByteLengthQueuingStrategy({ highWaterMark: MIRROR_QUEUE_BYTES }));
   return new Response(body, {
     status: 200,
     headers: { ...API_HEADER, "Content-Type": "application/octet-stream", "Content-Length": String(size), "Docker-Content-Digest": ref.digest },

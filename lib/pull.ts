@@ -121,7 +121,7 @@ export async function pullImage(cache: Cache, ref: Reference, options: PullOptio
 export async function pullBlob(
   cache: Cache,
   ref: Reference & { digest: Digest },
-  options: { onChunk?: (chunk: Uint8Array) => void; fallbackPath?: string } = {},
+  options: { onChunk?: (chunk: Uint8Array) => void | Promise<void>; fallbackPath?: string } = {},
 ): Promise<BlobResult & { size: number }> {
   const cached = cache.store.stat(ref.digest);
   const size = cached?.size ?? (cache.options.offline

@@ -178,15 +178,26 @@ export function writeAll(fd: number, chunk: Uint8Array, onWritten?: (n: number) 
   return offset;
 }
 
-/** Read `length` bytes of a file from `offset`, in 1 MiB chunks. */
+/** Read `length` bytes of a file from `offset`, in 1 MiB chunks (one buffer, reused). */
 export function copyRange(source: string, offset: number, length: number, onChunk: (chunk: Uint8Array) => void): void {
-  const fd = openSync(source, "r");
   const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK_BYTES, Math.max(length, 1)));
+  for (const n of readInto(source, offset, length, buffer)) onChunk(buffer.subarray(0, n));
+}
+
+/** The first `length` bytes of a file, in 1 MiB chunks of their own (a consumer may keep them). */
+export function* fileChunks(source: string, length: number): Generator<Uint8Array> {
+  const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK_BYTES, Math.max(length, 1)));
+  for (const n of readInto(source, 0, length, buffer)) yield buffer.slice(0, n);
+}
+
+/** Fill `buffer` from the file again and again, yielding how many bytes each time. */
+function* readInto(source: string, offset: number, length: number, buffer: Buffer): Generator<number> {
+  const fd = openSync(source, "r");
   try {
     for (let done = 0; done < length;) {
       const n = readSync(fd, buffer, 0, Math.min(buffer.length, length - done), offset + done);
       if (n === 0) throw new SizeMismatchError(length, done, `range of "${source}"`);
-      onChunk(buffer.subarray(0, n));
+      yield n;
       done += n;
     }
   } finally {

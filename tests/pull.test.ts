@@ -276,7 +276,7 @@ describe("pullBlob()", () => {
     const layer = kraftkit.manifests[host].layers[1]!;
     const ref = parseReference(via(p, kraftkit, `@${layer.digest}`)) as ReturnType<typeof parseReference> & { digest: Digest };
     const chunks: Uint8Array[] = [];
-    const first = await pullBlob(cache(), ref, { onChunk: (c) => chunks.push(c.slice()) });
+    const first = await pullBlob(cache(), ref, { onChunk: (c) => void chunks.push(c.slice()) });
     expect(Buffer.concat(chunks)).toEqual(Buffer.from(kraftkit.manifests[host].files.initrd));
     expect(first.cached).toBe(true);
     await p.stop();

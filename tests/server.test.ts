@@ -202,6 +202,29 @@ describe("the registry mirror (/v2/)", () => {
   });
 });
 
+describe("the mirror and slow or vanishing clients", () => {
+  test("a slow client gets every byte; one that leaves mid-blob does not stop the download into the cache", async () => {
+    const layer = image.manifests[host].layers[0]!;
+    const { app } = adminApp({ upstream: registry.host });
+    const slow = await app.request(`/v2/serve-${run}/app/blobs/${layer.digest}`);
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of slow.body!) {
+      chunks.push(chunk);
+      await Bun.sleep(2);
+    }
+    expect(digestOf(Buffer.concat(chunks)) as string).toBe(layer.digest);
+
+    const { app: other, cache: otherCache } = adminApp({ cacheDir: join(dir, "other"), upstream: registry.host });
+    const leaving = await other.request(`/v2/serve-${run}/app/blobs/${layer.digest}`);
+    const reader = leaving.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    const deadline = Date.now() + 10_000;
+    while (otherCache.store.stat(layer.digest as Digest) === undefined && Date.now() < deadline) await Bun.sleep(20);
+    expect(digestOf(readFileSync(otherCache.store.blobPath(layer.digest as Digest))) as string).toBe(layer.digest);
+  });
+});
+
 function slowProxy(digest: string, delayMs = 10): ProxyHandle {
   return startProxy(registry.url, async (request, forward) => {
     const response = await forward();
