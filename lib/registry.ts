@@ -113,15 +113,18 @@ export class RegistryClient {
   /**
    * HEAD a manifest to learn the digest a tag points to, without its body.
    *
+   * A registry that sends no `Docker-Content-Digest` is asked with a GET.
+   *
    * @throws {NotFoundError} when the registry does not know it.
-   * @throws {RegistryError} when the answer carries no usable digest.
    */
   async headManifest(ref: Reference, tagOrDigest: string): Promise<ManifestHead> {
     const { response } = await this.#request(ref, "HEAD", `manifests/${tagOrDigest}`, { Accept: MANIFEST_MEDIA_TYPES.join(", ") }, capabilityOf(tagOrDigest));
     await check(response, ref, `manifest "${tagOrDigest}"`);
     const digest = response.headers.get("docker-content-digest");
     if (!isDigest(digest)) {
-      throw new RegistryError(`Cannot resolve "${formatReference(ref)}": the registry sent no sha256 Docker-Content-Digest`);
+      // Not every registry names the digest on HEAD (the spec says SHOULD): the GET's bytes do.
+      const fetched = await this.getManifest(ref, tagOrDigest);
+      return { digest: fetched.digest, mediaType: fetched.mediaType, size: fetched.bytes.byteLength };
     }
     return {
       digest,

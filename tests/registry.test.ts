@@ -49,6 +49,22 @@ describe("RegistryClient against the real registry", () => {
     expect(head.digest as string).toBe(image.indexDigest);
   });
 
+  test("a HEAD without Docker-Content-Digest falls back to a GET of the manifest", async () => {
+    const proxy = startProxy(registry.url, async (_request, forward) => {
+      const response = await forward();
+      const headers = new Headers(response.headers);
+      headers.delete("docker-content-digest");
+      return new Response(response.body, { status: response.status, headers });
+    });
+    try {
+      const head = await new RegistryClient(fast).headManifest(refVia(proxy.host), "v1");
+      expect(head.digest as string).toBe(image.indexDigest);
+      expect(proxy.requests.map((r) => r.method)).toEqual(["HEAD", "GET"]);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test("an unknown tag and an unknown blob are not found (exit 3)", async () => {
     const client = new RegistryClient(fast);
     const error = await client.getManifest(refVia(registry.host), "nope").catch((e) => e);
