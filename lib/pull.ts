@@ -155,6 +155,10 @@ async function pullFiles(
   options: PullOptions,
 ): Promise<{ files: PulledFile[]; annotations: Record<string, string> }> {
   const layers = [...new Map(files.map((f) => [f.layer.digest, f.layer])).values()];
+  // Announce every download before the first byte, so that a progress bar knows the total from the start.
+  for (const layer of layers) {
+    if (cache.store.stat(layer.digest) === undefined) cache.options.onProgress?.({ digest: layer.digest, received: 0, total: layer.size });
+  }
   const fallbacks = new Map<Digest, string>();
   const results = new Map<Digest, BlobResult>();
   if (options.outDir !== undefined) makeOutDir(options.outDir);
