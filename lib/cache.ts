@@ -252,6 +252,30 @@ export class Cache {
   }
 
   /**
+   * A blob named by its digest alone, with no descriptor to give its size:
+   * the cached copy (re-hashed with `verify`: nothing else can tell a
+   * truncated one), else the registry's, its size from a HEAD.
+   *
+   * @throws {NotFoundError} when neither the cache nor the registry has it.
+   */
+  async fetchBlobByDigest(ref: Reference, digest: Digest, options: FetchBlobOptions = {}): Promise<BlobResult & { size: number }> {
+    const stat = this.store.stat(digest);
+    if (stat !== undefined) {
+      const path = this.store.blobPath(digest);
+      if (!this.options.verify || hashFile(path).digest === digest) {
+        this.store.touch(digest);
+        this.options.onEvent?.({ type: "hit", bytes: stat.size });
+        return { path, hit: true, cached: true, size: stat.size };
+      }
+      this.warn(`Dropping cached blob "${digest}": its content does not match its digest; fetching it again`);
+      this.#drop(digest);
+    }
+    if (this.options.offline) throw new NotFoundError(`Cannot fetch blob "${digest}" offline: it is not in the cache`);
+    const size = await (await this.client()).headBlob(ref, digest);
+    return { ...(await this.fetchBlob(ref, { mediaType: "application/octet-stream", digest, size }, options)), size };
+  }
+
+  /**
    * Record a reference in `index.json` with its digest, the time the registry
    * confirmed it, and extra annotations; a cache that cannot be written is
    * left as it is, with a warning.

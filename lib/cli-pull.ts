@@ -6,7 +6,7 @@
  */
 
 import { writeSync } from "node:fs";
-import { Cache, type BlobProgress } from "./cache.ts";
+import { Cache, type BlobProgress, type CacheOptions } from "./cache.ts";
 import type { Context } from "./cli.ts";
 import { one, registryOptions } from "./cli.ts";
 import { EXIT_CODES, UsageError } from "./errors.ts";
@@ -37,7 +37,7 @@ async function runPull(context: Context): Promise<number> {
     return printResult(context, pullLayout(layout, { ...options, verify: flags.verify === true }));
   }
   const ref = parseReference(input);
-  return printResult(context, await withCache(context, input, (cache) => pullImage(cache, ref, options)));
+  return printResult(context, await withCache(context, input, {}, (cache) => pullImage(cache, ref, options)));
 }
 
 async function runPath(context: Context): Promise<number> {
@@ -54,12 +54,12 @@ async function runPath(context: Context): Promise<number> {
   const ref = parseReference(input);
   if (role === undefined) {
     const pinned = requireDigest(ref, "path");
-    const blob = await withCache(context, input, (cache) => pullBlob(cache, pinned));
+    const blob = await withCache(context, input, {}, (cache) => pullBlob(cache, pinned));
     if (blob.path === undefined || !blob.cached) throw new UsageError(`Cannot give a path for "${input}": the cache cannot be written`);
     context.print(blob.path);
     return EXIT_CODES.ok;
   }
-  const result = await withCache(context, input, (cache) => pullImage(cache, ref, { platform, roles: [role] }));
+  const result = await withCache(context, input, {}, (cache) => pullImage(cache, ref, { platform, roles: [role] }));
   context.print(result.files[0]!.path);
   return EXIT_CODES.ok;
 }
@@ -82,14 +82,19 @@ async function catBlob(context: Context): Promise<number> {
   if (role !== undefined) {
     const ref = parseReference(input);
     const platform = parsePlatform(flags.platform, flags.plat);
-    path = (await withCache(context, input, (cache) => pullImage(cache, ref, { platform, roles: [role] }))).files[0]!.path;
+    path = (await withCache(context, input, {}, (cache) => pullImage(cache, ref, { platform, roles: [role] }))).files[0]!.path;
   } else {
     const ref = requireDigest(parseReference(input), "cat");
-    const blob = await withCache(context, input, async (cache) => {
-      if (cache.store.stat(ref.digest) !== undefined) return pullBlob(cache, ref);
-      return pullBlob(cache, ref, { onChunk: writeStdout });
-    });
-    if (!blob.hit) return EXIT_CODES.ok;
+    // With no descriptor to give the size, a cached copy is re-hashed before it goes out (cat reads it all anyway).
+    // Downloaded bytes go out as they arrive; a blob the cache has (or another process fetched) goes out after.
+    let streamed = false;
+    const blob = await withCache(context, input, { verify: true }, (cache) => pullBlob(cache, ref, {
+      onChunk: (chunk) => {
+        streamed = true;
+        writeStdout(chunk);
+      },
+    }));
+    if (streamed) return EXIT_CODES.ok;
     path = blob.path;
   }
   await Bun.write(Bun.stdout, Bun.file(path!));
@@ -102,7 +107,12 @@ function printResult(context: Context, result: PullResult): number {
 }
 
 /** Open the cache from the configuration, run, draw progress on a TTY, then clean up automatically when due. */
-async function withCache<T extends { hit: boolean }>(context: Context, label: string, run: (cache: Cache) => Promise<T>): Promise<T> {
+async function withCache<T extends { hit: boolean }>(
+  context: Context,
+  label: string,
+  overrides: Partial<CacheOptions>,
+  run: (cache: Cache) => Promise<T>,
+): Promise<T> {
   const { flags, config } = context;
   // The bar is made on the first progress, a miss: asking whether stderr is a TTY costs a start about 20 ms.
   let bar: ProgressBar | undefined;
@@ -128,6 +138,7 @@ async function withCache<T extends { hit: boolean }>(context: Context, label: st
       context.warn(message);
     },
     onProgress: progress,
+    ...overrides,
   });
   let result: T;
   try {

@@ -114,21 +114,17 @@ export async function pullImage(cache: Cache, ref: Reference, options: PullOptio
 }
 
 /**
- * Fetch a single blob by digest (its size from the cache or a HEAD).
+ * Fetch a single blob by digest (its size from the cache or a HEAD); with
+ * the cache's `verify`, a cached copy is re-hashed first.
  *
  * @throws {NotFoundError} when neither the cache nor the registry has it.
  */
-export async function pullBlob(
+export function pullBlob(
   cache: Cache,
   ref: Reference & { digest: Digest },
   options: { onChunk?: (chunk: Uint8Array) => void | Promise<void>; fallbackPath?: string } = {},
 ): Promise<BlobResult & { size: number }> {
-  const cached = cache.store.stat(ref.digest);
-  const size = cached?.size ?? (cache.options.offline
-    ? notCachedOffline(ref.digest)
-    : await (await cache.client()).headBlob(ref, ref.digest));
-  const result = await cache.fetchBlob(ref, { mediaType: "application/octet-stream", digest: ref.digest, size }, options);
-  return { ...result, size };
+  return cache.fetchBlobByDigest(ref, ref.digest, options);
 }
 
 /**
@@ -234,10 +230,6 @@ function requirePath(layer: BlobResult, file: ImageFile): string {
 
 function noPlace(file: ImageFile, cache: Cache): StoreError {
   return new StoreError(`Cannot give a path for "${file.name}": the cache "${cache.store.root}" cannot be written (use pull -o DIR)`);
-}
-
-function notCachedOffline(digest: Digest): never {
-  throw new NotFoundError(`Cannot fetch blob "${digest}" offline: it is not in the cache`);
 }
 
 function mediaTypeOf(manifest: Manifest): string {

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { digestHex, type Digest } from "../lib/digest.ts";
@@ -178,6 +178,19 @@ describe("ocicache path and cat", () => {
     expect(blobs()).toContain(digestHex(layer.digest as Digest));
     const second = await ocicache(["cat", ref, "--offline"]);
     expect(second.bytes).toEqual(new Uint8Array(spec.manifests[host].files.roms[0]!));
+  });
+
+  test("cat re-hashes a cached blob (no descriptor gives its size): a truncated one is fetched again", async () => {
+    const layer = spec.manifests[host].layers[1]!;
+    const ref = `${spec.name}@${layer.digest}`;
+    expect((await ocicache(["cat", ref])).code).toBe(0);
+    const path = join(cacheDir, "blobs", "sha256", digestHex(layer.digest as Digest));
+    chmodSync(path, 0o644);
+    truncateSync(path, 10);
+    const again = await ocicache(["cat", ref]);
+    expect(again.code).toBe(0);
+    expect(again.bytes).toEqual(new Uint8Array(spec.manifests[host].files.roms[0]!));
+    expect(again.stderr).toContain("does not match its digest");
   });
 
   test("cat --role writes a file taken out of the tar layer", async () => {
