@@ -8,7 +8,6 @@
  * @module
  */
 
-import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Cache } from "./cache.ts";
@@ -66,7 +65,7 @@ export async function runServe(context: Context): Promise<number> {
 
 /** A random token, written to `$XDG_CONFIG_HOME/ocicache/admin-token` with mode 0600. */
 function generateToken(): { value: string; file: string } {
-  const value = randomBytes(32).toString("hex");
+  const value = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex");
   const file = join(process.env.XDG_CONFIG_HOME || join(homeDir(process.env), ".config"), "ocicache", "admin-token");
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   writeFileSync(file, `${value}\n`, { mode: 0o600 });
