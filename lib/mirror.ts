@@ -69,13 +69,20 @@ async function serveBlob(c: Context, deps: MirrorDeps, name: string, reference: 
   const ref = toReference(deps.upstream, name, reference) as Reference & { digest: Digest };
   const { cache, metrics } = deps;
   const range = c.req.header("range");
-  if (cache.store.stat(ref.digest) === undefined && c.req.method === "GET" && range === undefined) {
+  const headers: Record<string, string> = { ...API_HEADER, "Content-Type": "application/octet-stream", "Docker-Content-Digest": ref.digest, "Accept-Ranges": "bytes", ETag: `"${ref.digest}"` };
+  const cached = cache.store.stat(ref.digest);
+  if (cached === undefined && c.req.method === "HEAD") {
+    // A HEAD of a missing blob asks upstream for the size: no download for a question.
+    const size = cache.options.offline ? undefined : await (await cache.client()).headBlob(ref, ref.digest);
+    if (size === undefined) throw new NotFoundError(`Cannot find blob "${ref.digest}" offline: it is not in the cache`);
+    return new Response(null, { status: 200, headers: { ...headers, "Content-Length": String(size) } });
+  }
+  if (cached === undefined && c.req.method === "GET" && range === undefined) {
     return streamMiss(deps, ref);
   }
   const blob = await pullBlob(cache, ref);
   if (blob.path === undefined) throw new OcicacheError("ESTORE", 1, `Cannot serve blob "${ref.digest}": the cache cannot be written`);
   const file = Bun.file(blob.path);
-  const headers: Record<string, string> = { ...API_HEADER, "Content-Type": "application/octet-stream", "Docker-Content-Digest": ref.digest, "Accept-Ranges": "bytes", ETag: `"${ref.digest}"` };
   if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: { ...headers, "Content-Length": String(blob.size) } });
   if (range === undefined) {
     metrics.bytesServedFromCache += blob.size;

@@ -170,6 +170,21 @@ describe("the registry mirror (/v2/)", () => {
     expect((await app.request(`/v2/serve-${run}/app/manifests/nope`)).status).toBe(404);
   });
 
+  test("a HEAD of a missing blob answers its size from upstream without downloading it", async () => {
+    const layer = image.manifests[host].layers[0]!;
+    const proxy = startProxy(registry.url);
+    try {
+      const { app, cache } = adminApp({ upstream: proxy.host });
+      const head = await app.request(`/v2/serve-${run}/app/blobs/${layer.digest}`, { method: "HEAD" });
+      expect(head.status).toBe(200);
+      expect(head.headers.get("content-length")).toBe(String(layer.size));
+      expect(proxy.count(`/blobs/${layer.digest}`, "GET")).toBe(0);
+      expect(cache.store.stat(layer.digest as Digest)).toBeUndefined();
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test("a Range request returns the right bytes (206), an unsatisfiable one 416", async () => {
     const { app } = adminApp({ upstream: registry.host });
     const layer = image.manifests[host].layers[0]!;
