@@ -281,6 +281,11 @@ export class Cache {
    * left as it is, with a warning.
    */
   async record(resolved: Resolved, descriptor: Omit<Descriptor, "annotations">, annotations: Record<string, string>): Promise<void> {
+    // The time of the check is worth an index rewrite only when something reads it (--fresh-for) or
+    // the entry changes anyway: a warm pull of an unchanged tag then writes nothing.
+    const stamp = resolved.checked && (resolved.entry?.digest !== descriptor.digest
+      || (this.options.freshForMs ?? 0) > 0
+      || resolved.entry.annotations[CHECKED_ANNOTATION] === undefined);
     const entry: IndexEntry = {
       mediaType: descriptor.mediaType,
       digest: descriptor.digest,
@@ -289,7 +294,7 @@ export class Cache {
         ...(resolved.entry?.digest === descriptor.digest ? resolved.entry.annotations : {}),
         ...annotations,
         "org.opencontainers.image.ref.name": resolved.name,
-        ...(resolved.checked && { [CHECKED_ANNOTATION]: new Date().toISOString() }),
+        ...(stamp && { [CHECKED_ANNOTATION]: new Date().toISOString() }),
       },
     };
     if (resolved.entry !== undefined && JSON.stringify(resolved.entry) === JSON.stringify(entry)) return;

@@ -166,6 +166,20 @@ describe("pullImage()", () => {
     expect(p.count("/manifests/1.25", "GET")).toBe(2);
   });
 
+  test("a warm pull of an unchanged tag rewrites nothing; with --fresh-for it records the check", async () => {
+    const ref = parseReference(`${spec.name}:1.25`);
+    await pullImage(cache(), ref);
+    const index = join(dir, "cache", "index.json");
+    const before = readFileSync(index, "utf8");
+    const inode = statSync(index).ino;
+    await pullImage(cache(), ref);
+    expect(statSync(index).ino).toBe(inode);
+    await Bun.sleep(5);
+    await pullImage(cache({ freshForMs: 1 }), ref);
+    const checked = (text: string) => Date.parse(JSON.parse(text).manifests[0].annotations["io.ocicache.checked"]);
+    expect(checked(readFileSync(index, "utf8"))).toBeGreaterThan(checked(before));
+  });
+
   test("a tag moved upstream is followed on the next pull", async () => {
     const moving = await pushSampleImage(registry.url, `pull-${run}/moving`, "edge", { format: "kraftkit" });
     const ref = parseReference(`${moving.name}:edge`);
