@@ -6,7 +6,8 @@
  * @module
  */
 
-import { digestOf, hashFile, type Digest } from "./digest.ts";
+import { fetchBlob, fetchBlobByDigest } from "./blobs.ts";
+import { digestOf, type Digest } from "./digest.ts";
 import type { BlobResult } from "./download.ts";
 import { IntegrityError, NotFoundError, RegistryError } from "./errors.ts";
 import type { Descriptor } from "./image.ts";
@@ -41,11 +42,6 @@ export interface CacheOptions {
   /** How long to wait for another process downloading the same blob before fetching it too. @default 600000 */
   lockTimeoutMs?: number;
 }
-
-/** The idle timeout of a download, in milliseconds. */
-export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
-/** How long a pull waits for another process's download of the same blob. */
-export const DEFAULT_LOCK_TIMEOUT_MS = 10 * 60_000;
 
 /** What happened to a blob: served from the cache, fetched (with its bytes), or refused by verification. */
 export type CacheEvent =
@@ -202,77 +198,22 @@ export class Cache {
   }
 
   /**
-   * A verified blob: the cached one when its size is right (and, with
-   * `verify`, its digest), else downloaded while hashed and counted, then
-   * renamed into `blobs/`. A cached blob that fails its check is dropped
-   * and fetched again.
+   * A verified blob: the cached one when it passes its checks, else a
+   * verified download (see `blobs.ts`).
    *
    * @throws {IntegrityError} when the downloaded bytes are not the blob.
-   * @throws {RegistryError} when the registry fails or the connection drops.
    */
-  async fetchBlob(ref: Reference, descriptor: Descriptor, options: FetchBlobOptions = {}): Promise<BlobResult> {
-    const { digest } = descriptor;
-    const stat = this.store.stat(digest);
-    if (stat !== undefined) {
-      const path = this.store.blobPath(digest);
-      if (stat.size !== descriptor.size) {
-        this.warn(`Dropping cached blob "${digest}": it has ${stat.size} bytes, expected ${descriptor.size}; fetching it again`);
-        this.#drop(digest);
-      } else if (this.options.verify && hashFile(path).digest !== digest) {
-        this.warn(`Dropping cached blob "${digest}": its content does not match its digest; fetching it again`);
-        this.#drop(digest);
-      } else {
-        this.store.touch(digest);
-        this.options.onEvent?.({ type: "hit", bytes: stat.size });
-        return { path, hit: true, cached: true };
-      }
-    }
-    if (this.options.offline) throw new NotFoundError(`Cannot fetch blob "${digest}" offline: it is not in the cache`);
-    const { downloadBlob } = await import("./download.ts");
-    let result: BlobResult;
-    try {
-      result = await downloadBlob({
-      store: this.store,
-      client: await this.client(),
-      ref,
-      descriptor,
-      writable: this.writable,
-      ...options,
-      onProgress: (received) => this.options.onProgress?.({ digest, received, total: descriptor.size }),
-      onCacheFailed: (error) => this.#cacheFailed(error),
-      idleTimeoutMs: this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-      lockTimeoutMs: this.options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,
-      });
-    } catch (error) {
-      if (error instanceof IntegrityError) this.options.onEvent?.({ type: "verification-failure" });
-      throw error;
-    }
-    this.options.onEvent?.(result.hit ? { type: "hit", bytes: descriptor.size } : { type: "fetched", bytes: descriptor.size });
-    return result;
+  fetchBlob(ref: Reference, descriptor: Descriptor, options: FetchBlobOptions = {}): Promise<BlobResult> {
+    return fetchBlob(this, ref, descriptor, options);
   }
 
   /**
-   * A blob named by its digest alone, with no descriptor to give its size:
-   * the cached copy (re-hashed with `verify`: nothing else can tell a
-   * truncated one), else the registry's, its size from a HEAD.
+   * A blob named by its digest alone (see `blobs.ts`).
    *
    * @throws {NotFoundError} when neither the cache nor the registry has it.
    */
-  async fetchBlobByDigest(ref: Reference, digest: Digest, options: FetchBlobOptions = {}): Promise<BlobResult & { size: number }> {
-    const stat = this.store.stat(digest);
-    if (stat !== undefined) {
-      const path = this.store.blobPath(digest);
-      if (!this.options.verify || hashFile(path).digest === digest) {
-        this.store.touch(digest);
-        this.options.onEvent?.({ type: "hit", bytes: stat.size });
-        return { path, hit: true, cached: true, size: stat.size };
-      }
-      this.warn(`Dropping cached blob "${digest}": its content does not match its digest; fetching it again`);
-      this.#drop(digest);
-    }
-    if (this.options.offline) throw new NotFoundError(`Cannot fetch blob "${digest}" offline: it is not in the cache`);
-    const size = await (await this.client()).headBlob(ref, digest);
-    return { ...(await this.fetchBlob(ref, { mediaType: "application/octet-stream", digest, size }, options)), size };
+  fetchBlobByDigest(ref: Reference, digest: Digest, options: FetchBlobOptions = {}): Promise<BlobResult & { size: number }> {
+    return fetchBlobByDigest(this, ref, digest, options);
   }
 
   /**
@@ -302,7 +243,7 @@ export class Cache {
     try {
       await updateIndex(this.store.root, (entries) => upsertEntry(entries, entry));
     } catch (error) {
-      this.#cacheFailed(error);
+      this.noteUnwritable(error);
     }
   }
 
@@ -311,20 +252,13 @@ export class Cache {
     return entry === undefined ? {} : { entry };
   }
 
-  #drop(digest: Digest): void {
-    try {
-      this.store.remove(digest);
-    } catch (error) {
-      this.#cacheFailed(error);
-    }
-  }
-
   #noteWrite(result: WriteResult): void {
-    if (result.status === "failed") this.#cacheFailed(result.error);
-    if (result.status === "skipped") this.#cacheFailed(new Error(result.reason));
+    if (result.status === "failed") this.noteUnwritable(result.error);
+    if (result.status === "skipped") this.noteUnwritable(new Error(result.reason));
   }
 
-  #cacheFailed(error: unknown): void {
+  /** The cache failed a write: say so once, and write nothing more (`undefined`: it was already known). */
+  noteUnwritable(error: unknown): void {
     if (error !== undefined) this.#unwritable = describeFsError(error);
     this.warn(`Cannot write to the cache "${this.store.root}": ${this.#unwritable}; continuing without caching`);
   }
