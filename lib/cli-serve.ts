@@ -13,7 +13,8 @@ import { dirname, join } from "node:path";
 import { Cache } from "./cache.ts";
 import { registryOptions, type Context } from "./cli.ts";
 import { EXIT_CODES, UsageError } from "./errors.ts";
-import { homeDir } from "./home.ts";
+import { configDir } from "./home.ts";
+import { isLoopback } from "./hosts.ts";
 import { Metrics } from "./metrics.ts";
 import { createAdminApp } from "./server.ts";
 
@@ -26,7 +27,7 @@ export async function runServe(context: Context): Promise<number> {
   if (context.args.length > 0) throw new UsageError(`Cannot run serve with arguments: "${context.args[0]}"`);
   const { config } = context;
   const { hostname, port } = splitListen(config.listen);
-  const loopback = hostname === "localhost" || hostname === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+  const loopback = isLoopback(hostname);
   const fromEnv = process.env.OCICACHE_ADMIN_TOKEN;
   if (!loopback && (fromEnv === undefined || fromEnv.length < 16)) {
     throw new UsageError(`Cannot listen on "${config.listen}" without an admin token: set OCICACHE_ADMIN_TOKEN (16 characters or more), or listen on 127.0.0.1`);
@@ -66,7 +67,7 @@ export async function runServe(context: Context): Promise<number> {
 /** A random token, written to `$XDG_CONFIG_HOME/ocicache/admin-token` with mode 0600. */
 function generateToken(): { value: string; file: string } {
   const value = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex");
-  const file = join(process.env.XDG_CONFIG_HOME || join(homeDir(process.env), ".config"), "ocicache", "admin-token");
+  const file = join(configDir(process.env), "admin-token");
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   writeFileSync(file, `${value}\n`, { mode: 0o600 });
   chmodSync(file, 0o600);

@@ -11,7 +11,7 @@
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "./errors.ts";
-import { homeDir } from "./home.ts";
+import { configDir, homeDir } from "./home.ts";
 import type { RegistrySettings } from "./hosts.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
@@ -124,7 +124,7 @@ export interface ConfigSources {
 export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
   const env = sources.env ?? process.env;
   const named = sources.configPath ?? (env.OCICACHE_CONFIG || undefined);
-  const path = named ?? join(env.XDG_CONFIG_HOME || join(homeDir(env), ".config"), "ocicache", "config.json");
+  const path = named ?? join(configDir(env), "config.json");
   let file: RawConfig = {};
   let registries: Record<string, RegistrySettings> = {};
   const hasFile = named !== undefined || exists(path);
