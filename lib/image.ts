@@ -7,7 +7,7 @@
  */
 
 import { isDigest, type Digest } from "./digest.ts";
-import { IntegrityError } from "./errors.ts";
+import { IntegrityError, NotFoundError } from "./errors.ts";
 
 /** An OCI content descriptor (image-spec, descriptor.md). */
 export interface Descriptor {
@@ -126,6 +126,22 @@ export function findImageFiles(manifest: Manifest & { kind: "image" }, debugKern
   const roms = manifest.layers.filter((l) => STANDALONE_MEDIA_TYPES[l.mediaType] === "rom")
     .map((layer, i): ImageFile => ({ role: "rom", name: `rom${i}`, layer }));
   return [...unique.filter((f) => debugKernel || f.role !== "kernel.dbg"), ...roms];
+}
+
+/**
+ * The files a pull asks for: every role, or only `roles` (`kernel.dbg` only
+ * when asked for).
+ *
+ * @throws {NotFoundError} when the image has none of them.
+ */
+export function selectImageFiles(manifest: Manifest & { kind: "image" }, options: { debugKernel?: boolean; roles?: Role[] }, name: string): ImageFile[] {
+  const files = findImageFiles(manifest, options.debugKernel || options.roles?.includes("kernel.dbg"))
+    .filter((f) => options.roles === undefined || options.roles.includes(f.role));
+  if (files.length === 0) {
+    const what = options.roles?.join(", ") ?? "kernel, initrd or rom";
+    throw new NotFoundError(`Cannot find a ${what} in "${name}": no layer is a unikraft ${what} (see the README's image formats)`);
+  }
+  return files;
 }
 
 /** A tar member's name as stored: no leading `/` or `./`. */

@@ -9,7 +9,7 @@ import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { digestHex, digestOf, hashFile } from "./digest.ts";
 import { IntegrityError, NotFoundError, UsageError } from "./errors.ts";
-import { findImageFiles, parseManifest, type Descriptor, type Role } from "./image.ts";
+import { parseManifest, selectImageFiles, type Descriptor, type Role } from "./image.ts";
 import { readIndex, REF_NAME_ANNOTATION } from "./layout.ts";
 import { placeFile, placeRange } from "./output.ts";
 import { describe, formatPlatform, selectManifest, type PlatformWant } from "./platform.ts";
@@ -61,9 +61,7 @@ export function pullLayout(source: LayoutSource, options: LayoutPullOptions = {}
     platform = formatPlatform(describe(chosen));
   }
   if (image.kind !== "image") throw new IntegrityError(`Cannot use "${name}": an index inside an index is not a unikernel image`);
-  const files = findImageFiles(image, options.debugKernel || options.roles?.includes("kernel.dbg"))
-    .filter((f) => options.roles === undefined || options.roles.includes(f.role));
-  if (files.length === 0) throw new NotFoundError(`Cannot find a ${options.roles?.join(", ") ?? "kernel, initrd or rom"} in "${name}"`);
+  const files = selectImageFiles(image, options, name);
   const pulled = files.map((file): PulledFile => {
     const layerPath = blobFile(source.dir, file.layer, options.verify === true);
     const base = { role: file.role, name: file.name, hit: true };

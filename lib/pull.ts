@@ -10,8 +10,8 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { BlobResult, Cache, Resolved } from "./cache.ts";
 import { digestHex, type Digest } from "./digest.ts";
-import { IntegrityError, NotFoundError, StoreError } from "./errors.ts";
-import { findImageFiles, parseManifest, type Descriptor, type ImageFile, type Manifest, type Role } from "./image.ts";
+import { IntegrityError, StoreError } from "./errors.ts";
+import { parseManifest, selectImageFiles, type Descriptor, type ImageFile, type Manifest, type Role } from "./image.ts";
 import { DERIVED_ANNOTATION, findDerived, parseDerived, readIndex, type DerivedFile } from "./layout.ts";
 import { placeFile, placeRange, removeQuietly } from "./output.ts";
 import { describe, formatPlatform, selectManifest, type PlatformWant } from "./platform.ts";
@@ -88,19 +88,14 @@ export async function pullImage(cache: Cache, ref: Reference, options: PullOptio
     const chosen = selectManifest(topManifest.manifests, options.platform ?? {}, resolved.name);
     const child = await cache.manifestBytes(ref, chosen.digest, chosen.size);
     hit &&= child.hit;
-    image = parseManifest(child.bytes, chosen.mediaType, `${resolved.name} (${formatPlatform(describe(chosen))})`);
-    imageDigest = chosen.digest;
     platform = formatPlatform(describe(chosen));
+    image = parseManifest(child.bytes, chosen.mediaType, `${resolved.name} (${platform})`);
+    imageDigest = chosen.digest;
   }
   if (image.kind !== "image") throw new IntegrityError(`Cannot use "${resolved.name}": an index inside an index is not a unikernel image`);
   if (topManifest.kind === "index") cache.store.touch(resolved.digest);
   cache.store.touch(imageDigest);
-  const files = findImageFiles(image, options.debugKernel || options.roles?.includes("kernel.dbg"))
-    .filter((f) => options.roles === undefined || options.roles.includes(f.role));
-  if (files.length === 0) {
-    const what = options.roles?.join(", ") ?? "kernel, initrd or rom";
-    throw new NotFoundError(`Cannot find a ${what} in "${resolved.name}": no layer is a unikraft ${what} (see the README's image formats)`);
-  }
+  const files = selectImageFiles(image, options, resolved.name);
   const [pulled] = await Promise.all([pullFiles(cache, ref, resolved, files, options), keepConfig(cache, ref, image.config)]);
   await cache.record(resolved, { mediaType: topManifest.mediaType || mediaTypeOf(topManifest), digest: resolved.digest, size: top.bytes.byteLength }, pulled.annotations);
   return {
