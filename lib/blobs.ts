@@ -10,13 +10,10 @@ import type { Cache, FetchBlobOptions } from "./cache.ts";
 import { hashFile, type Digest } from "./digest.ts";
 import type { BlobResult } from "./download.ts";
 import { IntegrityError, NotFoundError } from "./errors.ts";
+import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LOCK_TIMEOUT_MS } from "./limits.ts";
 import type { Descriptor } from "./image.ts";
 import type { Reference } from "./reference.ts";
 
-/** The idle timeout of a download, in milliseconds. */
-export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
-/** How long a pull waits for another process's download of the same blob. */
-export const DEFAULT_LOCK_TIMEOUT_MS = 10 * 60_000;
 
 /**
  * A verified blob: the cached one when its size is right (and, with

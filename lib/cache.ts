@@ -11,6 +11,7 @@ import { digestOf, type Digest } from "./digest.ts";
 import type { BlobResult } from "./download.ts";
 import { IntegrityError, NotFoundError, RegistryError } from "./errors.ts";
 import type { Descriptor } from "./image.ts";
+import { MAX_MANIFEST_BYTES } from "./limits.ts";
 import { CHECKED_ANNOTATION, findEntry, readIndex, updateIndex, upsertEntry, type IndexEntry } from "./layout.ts";
 import { formatReference, type Reference } from "./reference.ts";
 import type { RegistryClient, RegistryClientOptions } from "./registry.ts";
@@ -176,7 +177,7 @@ export class Cache {
     let bytes = this.#manifests.get(digest);
     let hit = false;
     if (bytes === undefined) {
-      bytes = this.store.readBytes(digest);
+      bytes = this.store.readBytes(digest, MAX_MANIFEST_BYTES);
       hit = bytes !== undefined;
       if (bytes !== undefined && digestOf(bytes) !== digest) {
         this.warn(`Dropping cached manifest "${digest}": its content does not match its digest`);

@@ -8,13 +8,13 @@
  * @module
  */
 
-import { existsSync, readdirSync, statSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { closeSync, constants, futimesSync, lstatSync, openSync, readdirSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { takeInventory, type Unit } from "./inventory.ts";
 import { acquireLock, isAlive, isStale } from "./lock.ts";
+import { classifyTemp } from "./paths.ts";
 import { lockCleanup, removeUnits, type RemovedUnit } from "./remove.ts";
 import type { Store } from "./store.ts";
-import { tempOwner } from "./writer.ts";
 
 /** What may be removed. */
 export interface CleanupPolicy {
@@ -74,26 +74,42 @@ export async function pruneCache(store: Store, policy: CleanupPolicy): Promise<C
  * @returns the report, or `undefined` when it was not due or another process was cleaning.
  */
 export async function autoClean(store: Store, policy: CleanupPolicy, intervalMs: number, budgetMs = 2000): Promise<CleanupReport | undefined> {
-  if (intervalMs <= 0) return undefined;
-  const stamp = join(store.tmpDir, "gc.stamp");
+  if (intervalMs <= 0 || !store.trusted) return undefined;
+  const stamp = store.paths.cleanupStamp;
   const now = policy.now ?? Date.now();
   try {
-    if (now - statSync(stamp).mtimeMs < intervalMs) return undefined;
+    if (now - lstatSync(stamp).mtimeMs < intervalMs) return undefined;
   } catch {
     // Never cleaned: due now.
   }
   let lock;
   try {
-    lock = await acquireLock(join(store.tmpDir, "gc.lock"), { timeoutMs: 0 });
+    lock = await acquireLock(store.paths.cleanupLock, { timeoutMs: 0 });
   } catch {
     return undefined;
   }
   try {
-    writeFileSync(stamp, "");
-    utimesSync(stamp, new Date(now), new Date(now));
+    stampNow(stamp, now);
     return await cleanLocked(store, { ...policy, deadline: now + budgetMs });
   } finally {
     lock.release();
+  }
+}
+
+/** Set the stamp's mtime, creating it without following a link (one planted in its place is replaced). */
+function stampNow(path: string, now: number): void {
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+  let fd: number;
+  try {
+    fd = openSync(path, flags, 0o644);
+  } catch {
+    unlinkSync(path);
+    fd = openSync(path, flags | constants.O_EXCL, 0o644);
+  }
+  try {
+    futimesSync(fd, new Date(now), new Date(now));
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -152,9 +168,11 @@ async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<Cleanup
  * Remove temp files whose owner is dead and that are older than the grace
  * period, and locks whose owner is dead. Temp files name their owner's pid
  * (`<name>.<pid>.<random>.part`); a resumable download (`<hex>.partial`) is
- * owned by whoever holds `<hex>.lock`.
+ * owned by whoever holds `<hex>.lock`. Entries are looked at with `lstat`:
+ * a link is removed itself, never what it points to.
  */
 function removeStaleTemp(store: Store, graceMs: number, now: number, dryRun: boolean): { count: number; bytes: number } {
+  if (!store.trusted) return { count: 0, bytes: 0 };
   let names: string[];
   try {
     names = readdirSync(store.tmpDir);
@@ -164,21 +182,19 @@ function removeStaleTemp(store: Store, graceMs: number, now: number, dryRun: boo
   let count = 0;
   let bytes = 0;
   for (const name of names) {
-    if (name === "gc.stamp" || name === "gc.lock") continue;
+    const entry = classifyTemp(name);
+    if (entry.kind === "cleanup") continue;
     const path = join(store.tmpDir, name);
     let stale: boolean;
     let size = 0;
     try {
-      const stat = statSync(path);
-      size = stat.size;
-      if (name.endsWith(".lock")) stale = isStale(path);
-      else if (name.endsWith(".partial")) {
-        const lock = join(store.tmpDir, name.replace(/\.partial$/, ".lock"));
-        stale = now - stat.mtimeMs > graceMs && (!existsSync(lock) || isStale(lock));
-      } else {
-        const pid = tempOwner(name);
-        stale = now - stat.mtimeMs > graceMs && !(pid !== undefined && isAlive(pid));
-      }
+      const stat = lstatSync(path);
+      size = stat.isFile() ? stat.size : 0;
+      const old = now - stat.mtimeMs > graceMs;
+      if (entry.kind === "lock") stale = isStale(path);
+      else if (entry.kind === "partial") stale = old && (!exists(join(store.tmpDir, entry.lock)) || isStale(join(store.tmpDir, entry.lock)));
+      else if (entry.kind === "temp") stale = old && !isAlive(entry.pid);
+      else stale = old;
     } catch {
       continue;
     }
@@ -193,4 +209,13 @@ function removeStaleTemp(store: Store, graceMs: number, now: number, dryRun: boo
     }
   }
   return { count, bytes };
+}
+
+function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -91,7 +91,7 @@ async function runVerify(context: Context): Promise<number> {
     context.print(JSON.stringify(report, null, 2));
   } else {
     const lines = [
-      ...report.corrupt.map((c) => `${report.repaired ? "removed corrupt" : "corrupt"} ${c.digest} (its content hashes to ${c.actual})`),
+      ...report.corrupt.map((c) => `${report.repaired ? "removed corrupt" : "corrupt"} ${c.digest} (${c.actual === undefined ? c.reason : `its content hashes to ${c.actual}`})`),
       ...report.missing.map((m) => `missing ${m.digest} of ${m.reference}`),
       `checked ${report.checked} blobs (${formatBytes(report.bytes)}) in ${formatDuration(report.durationMs)}: ${report.corrupt.length} corrupt, ${report.missing.length} missing`,
     ];

@@ -7,13 +7,14 @@
  */
 
 import { constants, copyFileSync, statfsSync, unlinkSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import type { Config } from "./config.ts";
+import { AuthError, RegistryError } from "./errors.ts";
 import { endpointsFor } from "./hosts.ts";
 import { RegistryClient, type RegistryClientOptions } from "./registry.ts";
 import { Store } from "./store.ts";
 import { formatBytes } from "./units.ts";
-import { describeFsError, tempName } from "./writer.ts";
+import { tempPath } from "./paths.ts";
+import { describeFsError } from "./writer.ts";
 
 /** One finding. */
 export interface Check {
@@ -60,7 +61,7 @@ function checkCache(config: Config): Check {
   if (unwritable !== undefined) {
     return { subject: "cache", ok: false, detail: `${config.cacheDir}: ${unwritable}`, fix: "choose a writable directory with --cache-dir or OCICACHE_DIR (pulls still work, uncached)" };
   }
-  const probe = join(store.tmpDir, tempName("doctor"));
+  const probe = tempPath(store.root, "doctor");
   try {
     writeFileSync(probe, "ocicache doctor");
   } catch (error) {
@@ -88,9 +89,9 @@ async function checkRegistry(client: RegistryClient, host: string): Promise<Chec
     return { subject: "registry", ok: true, detail: `${host} answers /v2/ (${Date.now() - started} ms); credentials accepted or not needed` };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    const fix = /credentials|token/.test(message)
+    const fix = error instanceof AuthError
       ? "add or correct its credentials: docker login, a credential helper, or username/password for the host in the config"
-      : /TLS certificate/.test(message)
+      : error instanceof RegistryError && error.kind === "tls"
         ? "trust its CA with --ca-file or \"ca\" for the host in the config"
         : "check the address and that the registry runs; mirrors that fail are skipped, the origin must answer";
     return { subject: "registry", ok: false, detail: message, fix };

@@ -1,22 +1,23 @@
 /**
  * Download one blob into the cache: single-flight across processes (a lock
  * in `tmp/` naming its owner), resumed with `Range` from the partial file a
- * failed try left, hashed and counted as it streams, and carried over into a
- * fallback file when the cache fails midway (DESIGN.md, rule 2).
+ * failed try left, hashed and counted by the writer as it streams, and
+ * carried over into a fallback file when the cache fails midway (docs: rule 2).
  *
  * @module
  */
 
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { digestHex, Verifier } from "./digest.ts";
-import { IntegrityError, OcicacheError, RegistryError } from "./errors.ts";
+import { lstatSync } from "node:fs";
+import { digestHex, Verifier, type Expected } from "./digest.ts";
+import { IntegrityError } from "./errors.ts";
 import type { Descriptor } from "./image.ts";
-import { tryLock, type Lock } from "./lock.ts";
+import { isStale, tryLock, type Lock } from "./lock.ts";
+import { downloadLockPath, partialPath, tempBeside, tempPath } from "./paths.ts";
 import type { Reference } from "./reference.ts";
 import type { RegistryClient } from "./registry.ts";
 import type { Store } from "./store.ts";
-import { BlobWriter, copyRange, fileChunks, tempName } from "./writer.ts";
+import { readBody, type BodyLimits } from "./transport.ts";
+import { BlobWriter, copyRange } from "./writer.ts";
 
 /** Where a verified blob is, and whether this call fetched it. */
 export interface BlobResult {
@@ -47,17 +48,20 @@ export interface DownloadOptions {
   onProgress?: (received: number) => void;
   /** The cache failed (`undefined`: it was already known to be unwritable). */
   onCacheFailed: (error: unknown) => void;
-  /** A registry that sends nothing for this long fails the download. */
+  /** A registry that sends nothing for this long fails the download; a partial file that does not grow for this long is not waited for. */
   idleTimeoutMs: number;
+  /** A registry slower than this fails the download (curl's `--speed-limit`, `--speed-time`). */
+  lowSpeed?: BodyLimits["lowSpeed"];
   /** How long to wait for another process downloading the same blob. */
   lockTimeoutMs: number;
 }
 
 /**
- * Download a blob, or wait for the process already downloading it.
+ * Download a blob, or wait for the process already downloading it: while
+ * its partial file grows, and until its lock is abandoned (then taken over).
  *
  * @throws {IntegrityError} when the bytes are not the blob (its partial file is removed).
- * @throws {RegistryError} when the registry fails, stalls or drops (the partial file is kept for resume).
+ * @throws {RegistryError} when the registry fails, stalls, trickles or drops (the partial file is kept for resume).
  */
 export async function downloadBlob(options: DownloadOptions): Promise<BlobResult> {
   const { store, descriptor } = options;
@@ -65,7 +69,7 @@ export async function downloadBlob(options: DownloadOptions): Promise<BlobResult
     options.onCacheFailed(undefined);
     return stream(options, undefined);
   }
-  const lockPath = join(store.tmpDir, `${digestHex(descriptor.digest)}.lock`);
+  const lockPath = downloadLockPath(store.root, descriptor.digest);
   const deadline = Date.now() + options.lockTimeoutMs;
   for (;;) {
     let lock: Lock | undefined;
@@ -78,39 +82,91 @@ export async function downloadBlob(options: DownloadOptions): Promise<BlobResult
     if (lock !== undefined) {
       try {
         if (store.stat(descriptor.digest)?.size === descriptor.size) return { path: store.blobPath(descriptor.digest), hit: true, cached: true };
-        return await stream(options, partialPath(store, descriptor));
+        return await stream(options, "partial");
       } finally {
         lock.release();
       }
     }
-    while (existsSync(lockPath) && Date.now() < deadline && store.stat(descriptor.digest) === undefined) await Bun.sleep(25);
-    if (store.stat(descriptor.digest)?.size === descriptor.size) {
+    const outcome = await waitForOwner(options, lockPath, deadline);
+    if (outcome === "committed") {
       store.touch(descriptor.digest);
       return { path: store.blobPath(descriptor.digest), hit: true, cached: true };
     }
-    if (Date.now() >= deadline) return stream(options, join(store.tmpDir, tempName(digestHex(descriptor.digest))));
+    // An owner that makes no progress is not waited for: this process fetches the blob into a file of its own.
+    if (outcome !== "released") return stream(options, "temp");
   }
 }
 
-/** The partial download of a blob, owned by whoever holds its lock. */
-export function partialPath(store: Store, descriptor: Descriptor): string {
-  return join(store.tmpDir, `${digestHex(descriptor.digest)}.partial`);
+/**
+ * Wait while another process downloads the blob: until it is committed, the
+ * lock is released or abandoned, the partial file stops growing for the idle
+ * timeout, or the lock timeout passes.
+ */
+async function waitForOwner(options: DownloadOptions, lockPath: string, deadline: number): Promise<"committed" | "released" | "stalled" | "timeout"> {
+  const { store, descriptor } = options;
+  const partial = partialPath(store.root, descriptor.digest);
+  let size = -1;
+  let grewAt = Date.now();
+  for (;;) {
+    if (store.stat(descriptor.digest)?.size === descriptor.size) return "committed";
+    if (!exists(lockPath) || isStale(lockPath)) return "released";
+    const now = exists(partial) ? lstatSync(partial).size : 0;
+    if (now !== size) {
+      size = now;
+      grewAt = Date.now();
+    } else if (Date.now() - grewAt > options.idleTimeoutMs) {
+      return "stalled";
+    }
+    if (Date.now() >= deadline) return "timeout";
+    await Bun.sleep(25);
+  }
 }
 
 /**
- * Stream the blob from the registry into `tmpPath` (resumed when it holds a
- * prefix) and on into `blobs/`; without `tmpPath`, into the fallback only.
+ * Stream the blob from the registry into the cache (the resumable partial
+ * file, or a temp file of this process's own) and on into `blobs/`; without
+ * a target, into the fallback only. Each byte goes to one writer, which
+ * hashes it; with no file at all, a verifier alone checks the stream.
  */
-async function stream(options: DownloadOptions, tmpPath: string | undefined): Promise<BlobResult> {
-  const { descriptor } = options;
-  const verifier = new Verifier(descriptor, `blob "${descriptor.digest}"`);
-  let writer = tmpPath === undefined ? undefined : openWriter(options, tmpPath);
-  let fallback = writer === undefined ? openFallback(options) : undefined;
-  const resumable = tmpPath !== undefined && tmpPath.endsWith(".partial");
+async function stream(options: DownloadOptions, target: "partial" | "temp" | undefined): Promise<BlobResult> {
+  const { descriptor, store } = options;
+  const expected: Expected = { digest: descriptor.digest, size: descriptor.size };
+  const what = `blob "${descriptor.digest}"`;
+  let writer = target === undefined ? undefined : await openWriter(options, target, what);
+  let fallback = writer === undefined ? openFallback(options, what) : undefined;
+  const verifier = new Verifier(expected, what);
+  const received = () => writer?.written ?? fallback?.written ?? verifier.received;
+  const restart = () => {
+    writer?.truncate();
+    fallback?.truncate();
+    verifier.reset();
+  };
+  const verify = () => {
+    if (writer !== undefined) writer.verify(expected);
+    else if (fallback !== undefined) fallback.verify(expected);
+    else verifier.finish();
+  };
+  const take = (chunk: Uint8Array) => {
+    if (writer === undefined) {
+      if (fallback !== undefined) fallback.write(chunk);
+      else verifier.update(chunk);
+      return;
+    }
+    const before = writer.written;
+    try {
+      writer.write(chunk);
+    } catch (error) {
+      if (error instanceof IntegrityError) throw error;
+      options.onCacheFailed(error);
+      fallback = moveToFallback(writer, options, chunk.subarray(writer.written - before), what);
+      writer = undefined;
+    }
+  };
+  const limits: BodyLimits = { idleTimeoutMs: options.idleTimeoutMs, ...(options.lowSpeed !== undefined && { lowSpeed: options.lowSpeed }) };
   try {
-    let offset = writer === undefined ? 0 : await rehashPrefix(writer, verifier, options.onChunk);
-    for (;;) {
-      if (offset >= descriptor.size) break;
+    let offset = received();
+    if (offset > 0) options.onProgress?.(offset);
+    while (offset < descriptor.size) {
       const { response, endpoint } = await options.client.getBlob(options.ref, descriptor.digest, offset);
       // A host that ignores Range sends the whole blob: start over, unless a consumer already has the
       // partial file's bytes, in which case they are skipped (the final digest check still decides).
@@ -119,97 +175,87 @@ async function stream(options: DownloadOptions, tmpPath: string | undefined): Pr
         if (options.onChunk !== undefined) {
           skip = offset;
         } else {
-          writer!.truncate();
-          verifier.reset();
+          restart();
           offset = 0;
         }
       }
       try {
-        for await (let chunk of readBody(response, options, verifier)) {
+        for await (let chunk of readBody(response, limits, `${what} from "${options.ref.registry}"`)) {
           if (skip > 0) {
             const n = Math.min(skip, chunk.byteLength);
             skip -= n;
             chunk = chunk.subarray(n);
             if (chunk.byteLength === 0) continue;
           }
-          const before = verifier.received;
-          verifier.update(chunk);
+          take(chunk);
           await options.onChunk?.(chunk);
-          if (writer !== undefined) {
-            try {
-              writer.write(chunk);
-            } catch (error) {
-              options.onCacheFailed(error);
-              fallback = moveToFallback(writer, options, chunk.subarray(writer.written - before));
-              writer = undefined;
-            }
-          } else {
-            fallback?.write(chunk);
-          }
-          options.onProgress?.(verifier.received);
+          options.onProgress?.(received());
         }
-        if (endpoint.mirror) verifier.finish();
+        if (endpoint.mirror) verify();
         break;
       } catch (error) {
         // A mirror that sent wrong bytes is skipped and the next host asked, unless a consumer already saw them.
         if (!(error instanceof IntegrityError) || !endpoint.mirror || options.onChunk !== undefined) throw error;
         options.client.markFailed(endpoint, options.ref.registry, error.message);
-        writer?.truncate();
-        fallback?.truncate();
-        verifier.reset();
+        restart();
         offset = 0;
       }
     }
-    verifier.finish();
+    verify();
   } catch (error) {
-    if (writer !== undefined && resumable && !(error instanceof IntegrityError)) writer.close();
+    if (writer !== undefined && target === "partial" && !(error instanceof IntegrityError)) writer.close();
     else writer?.abort();
     fallback?.abort();
     throw error;
   }
   if (writer !== undefined) {
-    const result = writer.commit();
+    const result = writer.commit(store.blobPath(descriptor.digest), expected);
     if (result.status === "committed") return { path: result.path, hit: false, cached: true };
     options.onCacheFailed(result.status === "failed" ? result.error : undefined);
-    fallback = moveToFallback(writer, options, new Uint8Array());
+    fallback = moveToFallback(writer, options, new Uint8Array(), what);
   }
-  const result = fallback?.commit();
-  if (result?.status === "committed") return { path: result.path, hit: false, cached: false };
-  fallback?.abort();
-  if (result?.status === "failed") throw result.error;
-  return { path: undefined, hit: false, cached: false };
+  if (fallback === undefined) return { path: undefined, hit: false, cached: false };
+  const result = fallback.commit(options.fallbackPath!, expected, 0o644);
+  if (result.status === "committed") return { path: result.path, hit: false, cached: false };
+  fallback.abort();
+  throw result.status === "failed" ? result.error : new TypeError(result.reason);
 }
 
-function openWriter(options: DownloadOptions, tmpPath: string): BlobWriter | undefined {
+/**
+ * The cache's writer: the resumable partial file (what it holds is hashed
+ * again and handed to the consumer first), or a temp file of this process.
+ * A cache that cannot take it is reported, and the download goes on without.
+ */
+async function openWriter(options: DownloadOptions, target: "partial" | "temp", what: string): Promise<BlobWriter | undefined> {
+  const { store, descriptor, onChunk } = options;
+  const limits = { limit: descriptor.size, what };
+  let consumerError: unknown;
   try {
-    return new BlobWriter(tmpPath, options.store.blobPath(options.descriptor.digest), options.descriptor.size, 0o444, { resumable: tmpPath.endsWith(".partial") });
+    if (target === "temp") return BlobWriter.create(tempPath(store.root, digestHex(descriptor.digest)), limits);
+    return await BlobWriter.resume(partialPath(store.root, descriptor.digest), {
+      ...limits,
+      ...(onChunk !== undefined && {
+        onExisting: async (chunk: Uint8Array) => {
+          try {
+            await onChunk(chunk);
+          } catch (error) {
+            consumerError = error;
+            throw error;
+          }
+        },
+      }),
+    });
   } catch (error) {
+    if (consumerError !== undefined) throw consumerError;
     options.onCacheFailed(error);
     return undefined;
   }
 }
 
-function openFallback(options: DownloadOptions): BlobWriter | undefined {
+function openFallback(options: DownloadOptions, what: string): BlobWriter | undefined {
   const path = options.fallbackPath;
   if (path === undefined) return undefined;
-  return new BlobWriter(`${path}.${process.pid}.part`, path, options.descriptor.size, 0o644);
-}
-
-/**
- * Feed what a partial file holds into the verifier (the final check covers
- * every byte) and to the consumer, who sees the blob from its first byte.
- */
-async function rehashPrefix(writer: BlobWriter, verifier: Verifier, onChunk: DownloadOptions["onChunk"]): Promise<number> {
-  if (writer.written === 0) return 0;
-  if (writer.written > verifier.expected.size) {
-    writer.truncate();
-    return 0;
-  }
-  for (const chunk of fileChunks(writer.tmpPath, writer.written)) {
-    verifier.update(chunk);
-    await onChunk?.(chunk);
-  }
-  return writer.written;
+  return BlobWriter.create(tempBeside(path), { limit: options.descriptor.size, what });
 }
 
 /** A 206 whose `Content-Range` starts where the partial file ends (RFC 9110, section 14.4). */
@@ -220,11 +266,11 @@ function resumes(response: Response, offset: number, size: number): boolean {
 }
 
 /** The cache failed mid-stream: carry what it has over to the fallback file, then go on there. */
-function moveToFallback(writer: BlobWriter, options: DownloadOptions, rest: Uint8Array): BlobWriter | undefined {
+function moveToFallback(writer: BlobWriter, options: DownloadOptions, rest: Uint8Array, what: string): BlobWriter | undefined {
   try {
-    const fallback = openFallback(options);
+    const fallback = openFallback(options, what);
     if (fallback !== undefined) {
-      copyRange(writer.tmpPath, 0, writer.written, (chunk) => fallback.write(chunk));
+      copyRange(writer.path, 0, writer.written, (chunk) => fallback.write(chunk));
       fallback.write(rest);
     }
     return fallback;
@@ -233,34 +279,11 @@ function moveToFallback(writer: BlobWriter, options: DownloadOptions, rest: Uint
   }
 }
 
-/** The body's chunks; a stall past the idle timeout or a dropped connection is a registry error. */
-async function* readBody(response: Response, options: DownloadOptions, verifier: Verifier): AsyncGenerator<Uint8Array> {
-  if (response.body === null) return;
-  const reader = response.body.getReader();
-  const { descriptor, ref } = options;
+function exists(path: string): boolean {
   try {
-    for (;;) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const stalled = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new RegistryError(
-          `Cannot download blob "${descriptor.digest}" from "${ref.registry}": nothing received for ${options.idleTimeoutMs} ms after ${verifier.received} of ${descriptor.size} bytes`,
-        )), options.idleTimeoutMs);
-      });
-      let next: Awaited<ReturnType<typeof reader.read>>;
-      try {
-        next = await Promise.race([reader.read(), stalled]);
-      } finally {
-        clearTimeout(timer);
-      }
-      if (next.done) return;
-      yield next.value;
-    }
-  } catch (error) {
-    await reader.cancel().catch(() => {});
-    if (error instanceof OcicacheError) throw error;
-    throw new RegistryError(
-      `Cannot download blob "${descriptor.digest}" from "${ref.registry}": the connection dropped after ${verifier.received} of ${descriptor.size} bytes`,
-      { cause: error },
-    );
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -106,8 +106,20 @@ export interface RegistryErrorDetail {
   message?: string;
 }
 
+/**
+ * What went wrong with a registry, for code that decides by it (never by a message):
+ * - `unreachable`: no connection (refused, reset, host not found);
+ * - `tls`: its certificate is not trusted;
+ * - `timeout`: no answer, or a body that stalled or trickled, within the limits;
+ * - `status`: it answered with an HTTP error;
+ * - `protocol`: it answered something the distribution spec does not allow.
+ */
+export type RegistryErrorKind = "unreachable" | "tls" | "timeout" | "status" | "protocol";
+
 /** A registry that cannot be reached or answers with an error. Exit code 5. */
 export class RegistryError extends OcicacheError {
+  /** What went wrong. */
+  readonly kind: RegistryErrorKind;
   /** The HTTP status, when the registry answered at all. */
   readonly status: number | undefined;
   /** The error codes from the registry's JSON body, if it sent any. */
@@ -115,21 +127,35 @@ export class RegistryError extends OcicacheError {
 
   constructor(
     message: string,
-    init: { status?: number; details?: RegistryErrorDetail[] } & ErrorOptions = {},
+    init: { kind?: RegistryErrorKind; status?: number; details?: RegistryErrorDetail[] } & ErrorOptions = {},
   ) {
     super("EREGISTRY", EXIT_CODES.registry, message, init);
+    this.kind = init.kind ?? (init.status === undefined ? "protocol" : "status");
     this.status = init.status;
     this.details = init.details ?? [];
   }
 }
 
+/**
+ * Why authentication failed:
+ * - `missing`: the registry wants credentials and none are configured;
+ * - `refused`: the registry or its token server refused the credentials (or anonymous access);
+ * - `challenge`: a challenge ocicache will not answer (unsupported, or from a redirect target, or a token
+ *   realm over plain HTTP for an HTTPS registry);
+ * - `token`: the token server answered without a usable token.
+ */
+export type AuthErrorReason = "missing" | "refused" | "challenge" | "token";
+
 /** Credentials refused or missing for a registry that requires them. Exit code 6. */
 export class AuthError extends OcicacheError {
+  /** Why. */
+  readonly reason: AuthErrorReason;
   /** The HTTP status the registry answered with. */
   readonly status: number | undefined;
 
-  constructor(message: string, init: { status?: number } & ErrorOptions = {}) {
+  constructor(message: string, init: { reason: AuthErrorReason; status?: number } & ErrorOptions) {
     super("EAUTH", EXIT_CODES.auth, message, init);
+    this.reason = init.reason;
     this.status = init.status;
   }
 }

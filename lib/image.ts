@@ -8,6 +8,7 @@
 
 import { isDigest, type Digest } from "./digest.ts";
 import { IntegrityError, NotFoundError } from "./errors.ts";
+import { MAX_BLOB_BYTES } from "./limits.ts";
 
 /** An OCI content descriptor (image-spec, descriptor.md). */
 export interface Descriptor {
@@ -57,8 +58,6 @@ export const PATH_ANNOTATIONS: Record<string, Role> = {
 };
 /** The most descriptors one manifest may list. */
 export const MAX_DESCRIPTORS = 1024;
-/** The largest blob a descriptor may claim (1 TiB): anything larger is absurd here. */
-export const MAX_BLOB_BYTES = 2 ** 40;
 
 /**
  * Parse and check a manifest: its media type (the body's, else the

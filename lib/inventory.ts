@@ -7,10 +7,9 @@
  * @module
  */
 
-import { readdirSync, statSync } from "node:fs";
-import { join } from "node:path";
-import { isDigest, type Digest } from "./digest.ts";
+import type { Digest } from "./digest.ts";
 import { parseManifest } from "./image.ts";
+import { MAX_MANIFEST_BYTES } from "./limits.ts";
 import { parseDerived, readIndex, REF_NAME_ANNOTATION, type IndexEntry } from "./layout.ts";
 import { describe, formatPlatform } from "./platform.ts";
 import type { Store } from "./store.ts";
@@ -77,25 +76,10 @@ export function takeInventory(store: Store): Inventory {
   return { blobs, units, totalBytes };
 }
 
-/** Every blob file, with its size and mtime; names that are not digests are skipped. */
+/** Every blob that is a regular file, with its size and mtime. */
 export function listBlobs(store: Store): Map<Digest, BlobInfo> {
   const blobs = new Map<Digest, BlobInfo>();
-  let names: string[];
-  try {
-    names = readdirSync(join(store.root, "blobs", "sha256"));
-  } catch {
-    return blobs;
-  }
-  for (const name of names) {
-    const digest = `sha256:${name}`;
-    if (!isDigest(digest)) continue;
-    try {
-      const stat = statSync(store.blobPath(digest));
-      if (stat.isFile()) blobs.set(digest, { digest, size: stat.size, mtimeMs: stat.mtimeMs });
-    } catch {
-      // Removed meanwhile.
-    }
-  }
+  for (const entry of store.list()) if (entry.regular) blobs.set(entry.digest, { digest: entry.digest, size: entry.size, mtimeMs: entry.mtimeMs });
   return blobs;
 }
 
@@ -111,8 +95,8 @@ function referenceUnit(store: Store, blobs: Map<Digest, BlobInfo>, entry: IndexE
     }
     reached.add(digest);
     if (depth > 1) return;
-    const bytes = store.readBytes(digest);
-    if (bytes === undefined || bytes.byteLength > 4 * 1024 * 1024 || (depth === 0 && !isManifestType(entry.mediaType))) return;
+    const bytes = store.readBytes(digest, MAX_MANIFEST_BYTES);
+    if (bytes === undefined || (depth === 0 && !isManifestType(entry.mediaType))) return;
     let manifest;
     try {
       manifest = parseManifest(bytes, depth === 0 ? entry.mediaType : "", digest);

@@ -6,11 +6,11 @@
  * @module
  */
 
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, readFileSync } from "node:fs";
 import { isDigest, type Digest } from "./digest.ts";
 import { acquireLock } from "./lock.ts";
-import { tempName } from "./writer.ts";
+import { cachePaths, tempPath } from "./paths.ts";
+import { BlobWriter, openRegular } from "./writer.ts";
 
 /** The annotation that names a reference in an OCI image layout. */
 export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
@@ -46,7 +46,12 @@ export interface DerivedFile {
 export function readIndex(root: string): IndexEntry[] {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(join(root, "index.json"), "utf8"));
+    const fd = openRegular(cachePaths(root).indexFile);
+    try {
+      parsed = JSON.parse(readFileSync(fd, "utf8"));
+    } finally {
+      closeSync(fd);
+    }
   } catch {
     return [];
   }
@@ -97,24 +102,22 @@ export async function updateIndex(
   root: string,
   mutate: (entries: IndexEntry[]) => IndexEntry[],
 ): Promise<void> {
-  const tmpDir = join(root, "tmp");
-  const lock = await acquireLock(join(tmpDir, "index.json.lock"));
+  const paths = cachePaths(root);
+  const lock = await acquireLock(paths.indexLock);
   try {
     const entries = mutate(readIndex(root));
     const body = `${JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: entries }, null, 2)}\n`;
-    const tmpPath = join(tmpDir, tempName("index.json"));
-    const fd = openSync(tmpPath, "wx", 0o644);
+    const writer = BlobWriter.create(tempPath(root, "index.json"));
     try {
-      writeSync(fd, body);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    try {
-      renameSync(tmpPath, join(root, "index.json"));
+      writer.write(new TextEncoder().encode(body));
     } catch (error) {
-      unlinkSync(tmpPath);
+      writer.abort();
       throw error;
+    }
+    const result = writer.commit(paths.indexFile, {}, 0o644);
+    if (result.status !== "committed") {
+      writer.abort();
+      throw result.status === "failed" ? result.error : new Error(result.reason);
     }
   } finally {
     lock.release();

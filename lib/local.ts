@@ -7,11 +7,12 @@
 
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { digestHex, digestOf, hashFile } from "./digest.ts";
+import { digestOf, hashFile } from "./digest.ts";
 import { IntegrityError, NotFoundError, UsageError } from "./errors.ts";
 import { parseManifest, selectImageFiles, type Descriptor, type Role } from "./image.ts";
 import { readIndex, REF_NAME_ANNOTATION } from "./layout.ts";
 import { placeFile, placeRange } from "./output.ts";
+import { blobPath } from "./paths.ts";
 import { describe, formatPlatform, selectManifest, type PlatformWant } from "./platform.ts";
 import type { PulledFile, PullResult } from "./pull.ts";
 import type { LayoutSource } from "./reference.ts";
@@ -84,7 +85,7 @@ export function pullLayout(source: LayoutSource, options: LayoutPullOptions = {}
 function readBlob(dir: string, descriptor: Descriptor): Uint8Array {
   let bytes: Uint8Array;
   try {
-    bytes = readFileSync(join(dir, "blobs", "sha256", digestHex(descriptor.digest)));
+    bytes = readFileSync(blobPath(dir, descriptor.digest));
   } catch (cause) {
     throw new NotFoundError(`Cannot read manifest "${descriptor.digest}" in "${dir}": it is missing`, { cause });
   }
@@ -94,7 +95,7 @@ function readBlob(dir: string, descriptor: Descriptor): Uint8Array {
 }
 
 function blobFile(dir: string, descriptor: Descriptor, verify: boolean): string {
-  const path = join(dir, "blobs", "sha256", digestHex(descriptor.digest));
+  const path = blobPath(dir, descriptor.digest);
   let size: number;
   try {
     size = statSync(path).size;

@@ -1,11 +1,14 @@
 /**
  * Cross-process lock files in the cache's `tmp/`: created with `O_EXCL`,
- * holding the owner's pid and start time, taken over when the owner is dead.
+ * holding the owner's pid and start time, their mtime refreshed by the owner
+ * every second. A lock is taken over when its owner is dead, or when it was
+ * not refreshed for `LOCK_SILENCE_MS` (a frozen owner, or a lock planted with
+ * the pid of a live process). A link in a lock's place is never followed.
  *
  * @module
  */
 
-import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, constants, lstatSync, lutimesSync, openSync, readSync, unlinkSync, writeSync } from "node:fs";
 import { isErrno, StoreError } from "./errors.ts";
 
 /** Options of `acquireLock`. */
@@ -55,13 +58,22 @@ export function tryLock(path: string): Lock | undefined {
   const token = `${process.pid} ${Date.now()} ${Math.random().toString(36).slice(2)}`;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      const fd = openSync(path, "wx", 0o644);
+      const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
       try {
         writeSync(fd, token);
       } finally {
         closeSync(fd);
       }
-      const lock = { path, release: () => { HELD.delete(lock); releaseLock(path, token); } };
+      const heartbeat = setInterval(() => refresh(path), HEARTBEAT_MS);
+      heartbeat.unref();
+      const lock = {
+        path,
+        release: () => {
+          clearInterval(heartbeat);
+          HELD.delete(lock);
+          releaseLock(path, token);
+        },
+      };
       HELD.add(lock);
       return lock;
     } catch (error) {
@@ -80,20 +92,40 @@ export function releaseAllLocks(): void {
 
 const HELD = new Set<Lock>();
 
-/** Whether the process that wrote a lock file is gone. */
+/**
+ * Whether a lock file is abandoned: not a regular file, its owner gone, or
+ * not refreshed for `LOCK_SILENCE_MS`.
+ */
 export function isStale(path: string): boolean {
-  const owner = readOwner(path);
-  if (owner !== undefined) return !isAlive(owner.pid);
+  let mtimeMs: number;
   try {
-    // An owner killed between creating the file and writing its pid leaves it empty.
-    return Date.now() - statSync(path).mtimeMs > EMPTY_LOCK_STALE_MS;
+    const stat = lstatSync(path);
+    if (!stat.isFile()) return true;
+    mtimeMs = stat.mtimeMs;
   } catch {
     return false;
   }
+  const silent = Date.now() - mtimeMs > LOCK_SILENCE_MS;
+  const owner = readOwner(path);
+  // An owner killed between creating the file and writing its pid leaves it empty.
+  if (owner === undefined) return silent;
+  return silent || !isAlive(owner.pid);
 }
 
-/** How old an empty lock file must be before it counts as abandoned. */
-const EMPTY_LOCK_STALE_MS = 5_000;
+/** How often a held lock's mtime is refreshed. */
+const HEARTBEAT_MS = 1_000;
+/** A lock not refreshed for this long is abandoned, whatever pid it names. */
+export const LOCK_SILENCE_MS = 10_000;
+
+/** Refresh a held lock's mtime (never through a link). */
+function refresh(path: string): void {
+  const now = new Date();
+  try {
+    lutimesSync(path, now, now);
+  } catch {
+    // Taken over after all; its new owner refreshes it.
+  }
+}
 
 /** Whether a process with this pid exists (EPERM: it exists, owned by another user). */
 export function isAlive(pid: number): boolean {
@@ -106,19 +138,34 @@ export function isAlive(pid: number): boolean {
 }
 
 function readOwner(path: string): { pid: number; text: string } | undefined {
+  const text = readLock(path);
+  if (text === undefined) return undefined;
+  const pid = Number(text.split(" ", 1)[0]);
+  return Number.isInteger(pid) && pid > 0 ? { pid, text } : undefined;
+}
+
+/** The first bytes of a lock file, read without following a link. */
+function readLock(path: string): string | undefined {
+  let fd: number;
   try {
-    const text = readFileSync(path, "utf8");
-    const pid = Number(text.split(" ", 1)[0]);
-    return Number.isInteger(pid) && pid > 0 ? { pid, text } : undefined;
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch {
     return undefined;
+  }
+  try {
+    const buffer = Buffer.alloc(256);
+    return buffer.toString("utf8", 0, readSync(fd, buffer, 0, buffer.length, 0));
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
   }
 }
 
 /** Remove a stale lock unless another process replaced it meanwhile. */
 function removeIfUnchanged(path: string): void {
-  const before = readOwner(path)?.text;
-  if (before !== undefined && readOwner(path)?.text === before) {
+  const before = readLock(path) ?? "";
+  if ((readLock(path) ?? "") === before) {
     try {
       unlinkSync(path);
     } catch {
@@ -129,7 +176,7 @@ function removeIfUnchanged(path: string): void {
 
 function releaseLock(path: string, token: string): void {
   try {
-    if (readFileSync(path, "utf8") === token) unlinkSync(path);
+    if (readLock(path) === token) unlinkSync(path);
   } catch {
     // Already gone: a takeover of a lock whose owner looked dead.
   }

@@ -7,10 +7,11 @@
  */
 
 import { chmodSync, constants, copyFileSync, linkSync, mkdirSync, renameSync, unlinkSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
-import { StoreError } from "./errors.ts";
-import { BlobWriter, copyRange, describeFsError } from "./writer.ts";
+import { dirname } from "node:path";
 import type { Digest } from "./digest.ts";
+import { StoreError } from "./errors.ts";
+import { tempBeside } from "./paths.ts";
+import { BlobWriter, copyRange, describeFsError } from "./writer.ts";
 
 /** How a file is placed. */
 export interface PlaceOptions {
@@ -36,7 +37,7 @@ export function placeFile(source: string, dest: string, options: PlaceOptions = 
     if (options.link) {
       linkSync(source, tmp);
     } else {
-      copyFileSync(source, tmp, constants.COPYFILE_FICLONE);
+      copyFileSync(source, tmp, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL);
       chmodSync(tmp, 0o644);
     }
     renameSync(tmp, dest);
@@ -53,29 +54,25 @@ export function placeFile(source: string, dest: string, options: PlaceOptions = 
  * @throws {StoreError} when the destination cannot be written.
  */
 export function placeRange(source: string, offset: number, length: number, dest: string): Digest {
-  mkdirSync(dirname(dest), { recursive: true });
-  const writer = new BlobWriter(tempBeside(dest), dest, length, 0o644);
-  const hasher = new Bun.CryptoHasher("sha256");
+  let writer: BlobWriter;
   try {
-    copyRange(source, offset, length, (chunk) => {
-      hasher.update(chunk);
-      writer.write(chunk);
-    });
+    mkdirSync(dirname(dest), { recursive: true });
+    writer = BlobWriter.create(tempBeside(dest), { limit: length });
+  } catch (error) {
+    throw new StoreError(`Cannot write "${dest}": ${describeFsError(error)}`, { cause: error });
+  }
+  try {
+    copyRange(source, offset, length, (chunk) => writer.write(chunk));
   } catch (error) {
     writer.abort();
     throw new StoreError(`Cannot write "${dest}": ${describeFsError(error)}`, { cause: error });
   }
-  const result = writer.commit();
+  const result = writer.commit(dest, { size: length }, 0o644);
   if (result.status !== "committed") {
     writer.abort();
     throw new StoreError(`Cannot write "${dest}": ${result.status === "failed" ? describeFsError(result.error) : result.reason}`);
   }
-  return `sha256:${hasher.digest("hex")}` as Digest;
-}
-
-/** A temporary name in the destination's directory, so that `rename` stays on one file system. */
-export function tempBeside(dest: string): string {
-  return join(dirname(dest), `.${basename(dest)}.${process.pid}.${Math.random().toString(36).slice(2, 8)}.tmp`);
+  return result.digest;
 }
 
 /** Remove a file, ignoring one that is gone. */

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import type { BlobResult, Cache, Resolved } from "./cache.ts";
 import { digestHex, type Digest } from "./digest.ts";
 import { IntegrityError, StoreError } from "./errors.ts";
+import { MAX_MANIFEST_BYTES } from "./limits.ts";
 import { parseManifest, selectImageFiles, type Descriptor, type ImageFile, type Manifest, type Role } from "./image.ts";
 import { DERIVED_ANNOTATION, findDerived, parseDerived, readIndex, type DerivedFile } from "./layout.ts";
 import { placeFile, placeRange, removeQuietly } from "./output.ts";
@@ -127,7 +128,7 @@ export function pullBlob(
  * complete OCI layout for other tools; a failure only warns.
  */
 async function keepConfig(cache: Cache, ref: Reference, config: Descriptor): Promise<void> {
-  if (!cache.writable || config.size > MAX_CONFIG_BYTES) return;
+  if (!cache.writable || config.size > MAX_MANIFEST_BYTES) return;
   try {
     await cache.fetchBlob(ref, config);
   } catch (error) {
@@ -135,8 +136,6 @@ async function keepConfig(cache: Cache, ref: Reference, config: Descriptor): Pro
   }
 }
 
-/** The largest config blob kept (the spec's manifest limit). */
-const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 
 async function pullFiles(
   cache: Cache,

@@ -9,12 +9,13 @@
  */
 
 import { findCredentials, type Credentials } from "./auth.ts";
-import { answerChallenge, readBounded } from "./challenge.ts";
+import { answerChallenge } from "./challenge.ts";
 import { digestOf, isDigest, type Digest } from "./digest.ts";
 import { AuthError, DigestMismatchError, IntegrityError, NotFoundError, RegistryError, type RegistryErrorDetail } from "./errors.ts";
 import { endpointsFor, type Capability, type Endpoint, type HostsConfig } from "./hosts.ts";
 import { formatReference, type Reference } from "./reference.ts";
-import { sendRequest, type TransportOptions } from "./transport.ts";
+import { DEFAULT_IDLE_TIMEOUT_MS, MAX_BLOB_BYTES, MAX_MANIFEST_BYTES } from "./limits.ts";
+import { isSameOrigin, readBounded, sendRequest, type BodyLimits, type TransportOptions } from "./transport.ts";
 
 /** The manifest media types ocicache asks for and accepts. */
 export const MANIFEST_MEDIA_TYPES = [
@@ -24,8 +25,6 @@ export const MANIFEST_MEDIA_TYPES = [
   "application/vnd.docker.distribution.manifest.v2+json",
 ] as const;
 
-/** The largest manifest accepted, in bytes (the spec lets registries refuse past 4 MiB). */
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 /** Options of a registry client. */
 export interface RegistryClientOptions extends TransportOptions, HostsConfig {
@@ -86,27 +85,28 @@ export class RegistryClient {
    */
   async ping(registry: string): Promise<void> {
     const endpoint = endpointsFor(registry, this.options).at(-1)!;
-    const request = (authorization?: string) => sendRequest({
+    const request = async (authorization?: string) => (await sendRequest({
       url: `${endpoint.apiUrl}/`,
       method: "GET",
       headers: authorization === undefined ? {} : { Authorization: authorization },
       host: registry,
       ...(endpoint.ca !== undefined && { ca: endpoint.ca }),
-    }, this.options);
+    }, this.options)).response;
     let response = await request();
     if (response.status === 401) {
       await response.body?.cancel();
+      const credentials = this.#credentials(endpoint);
       const authorization = await answerChallenge(response.headers.get("www-authenticate") ?? "", {
-        host: registry, repository: "", credentials: this.#credentials(endpoint), transport: { ...this.options, ...(endpoint.ca !== undefined && { ca: endpoint.ca }) },
+        host: registry, url: `${endpoint.apiUrl}/`, repository: "", credentials, transport: { ...this.options, ...(endpoint.ca !== undefined && { ca: endpoint.ca }) },
       }).catch((error) => {
-        if (error instanceof AuthError && /requires credentials|anonymous/.test(error.message)) return undefined;
+        if (error instanceof AuthError && (error.reason === "missing" || (error.reason === "refused" && credentials === undefined))) return undefined;
         throw error;
       });
       if (authorization === undefined) return;
       response = await request(authorization);
     }
     await response.body?.cancel();
-    if (response.status === 401 || response.status === 403) throw new AuthError(`Cannot use "${registry}": it refused the credentials (${response.status})`, { status: response.status });
+    if (response.status === 401 || response.status === 403) throw new AuthError(`Cannot use "${registry}": it refused the credentials (${response.status})`, { reason: "refused", status: response.status });
     if (response.status !== 200) throw new RegistryError(`Cannot use "${registry}": /v2/ answered ${response.status}`, { status: response.status });
   }
 
@@ -119,7 +119,7 @@ export class RegistryClient {
    */
   async headManifest(ref: Reference, tagOrDigest: string): Promise<ManifestHead> {
     const { response } = await this.#request(ref, "HEAD", `manifests/${tagOrDigest}`, { Accept: MANIFEST_MEDIA_TYPES.join(", ") }, capabilityOf(tagOrDigest));
-    await check(response, ref, `manifest "${tagOrDigest}"`);
+    await check(response, ref, `manifest "${tagOrDigest}"`, this.#bodyLimits);
     const digest = response.headers.get("docker-content-digest");
     if (!isDigest(digest)) {
       // Not every registry names the digest on HEAD (the spec says SHOULD): the GET's bytes do.
@@ -144,9 +144,9 @@ export class RegistryClient {
   async getManifest(ref: Reference, tagOrDigest: string): Promise<FetchedManifest> {
     for (;;) {
       const { response, endpoint } = await this.#request(ref, "GET", `manifests/${tagOrDigest}`, { Accept: MANIFEST_MEDIA_TYPES.join(", ") }, capabilityOf(tagOrDigest));
-      await check(response, ref, `manifest "${tagOrDigest}"`);
+      await check(response, ref, `manifest "${tagOrDigest}"`, this.#bodyLimits);
       try {
-        const bytes = await readBounded(response, MAX_MANIFEST_BYTES, `manifest of "${formatReference(ref)}"`);
+        const bytes = await readBounded(response, MAX_MANIFEST_BYTES, `manifest of "${formatReference(ref)}"`, this.#bodyLimits);
         const digest = digestOf(bytes);
         const claimed = isDigest(tagOrDigest) ? tagOrDigest : response.headers.get("docker-content-digest");
         if (claimed !== null && claimed.startsWith("sha256:") && claimed !== digest) {
@@ -168,10 +168,13 @@ export class RegistryClient {
    */
   async headBlob(ref: Reference, digest: Digest): Promise<number> {
     const { response } = await this.#request(ref, "HEAD", `blobs/${digest}`, {}, "pull");
-    await check(response, ref, `blob "${digest}"`);
+    await check(response, ref, `blob "${digest}"`, this.#bodyLimits);
     const size = Number(response.headers.get("content-length") ?? "");
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new RegistryError(`Cannot fetch blob "${digest}" from "${ref.registry}": it sent no Content-Length`);
+    }
+    if (size > MAX_BLOB_BYTES) {
+      throw new IntegrityError(`Cannot accept blob "${digest}" from "${ref.registry}": ${size} bytes is larger than the limit of ${MAX_BLOB_BYTES}`);
     }
     return size;
   }
@@ -186,7 +189,7 @@ export class RegistryClient {
   async getBlob(ref: Reference, digest: Digest, offset = 0): Promise<BlobResponse> {
     const headers: Record<string, string> = offset > 0 ? { Range: `bytes=${offset}-` } : {};
     const result = await this.#request(ref, "GET", `blobs/${digest}`, headers, "pull");
-    await check(result.response, ref, `blob "${digest}"`);
+    await check(result.response, ref, `blob "${digest}"`, this.#bodyLimits);
     return result;
   }
 
@@ -217,27 +220,40 @@ export class RegistryClient {
 
   async #send(endpoint: Endpoint, ref: Reference, method: "GET" | "HEAD", path: string, headers: Record<string, string>): Promise<Response> {
     const tokenKey = `${endpoint.host}/${ref.repository}`;
+    const url = `${endpoint.apiUrl}/${ref.repository}/${path}`;
     const send = () => {
       const authorization = this.#authorization.get(tokenKey) ?? this.#authorization.get(endpoint.host);
       return sendRequest({
-        url: `${endpoint.apiUrl}/${ref.repository}/${path}`,
+        url,
         method,
         headers: authorization === undefined ? headers : { ...headers, Authorization: authorization },
         host: endpoint.host,
         ...(endpoint.ca !== undefined && { ca: endpoint.ca }),
       }, this.options);
     };
-    const response = await send();
-    if (response.status !== 401) return response;
-    await response.body?.cancel();
-    const authorization = await answerChallenge(response.headers.get("www-authenticate") ?? "", {
+    const sent = await send();
+    if (sent.response.status !== 401) return sent.response;
+    await sent.response.body?.cancel();
+    if (!isSameOrigin(sent.url, url)) {
+      // The credentials belong to the endpoint; a redirect target that asks for them gets nothing.
+      throw new AuthError(
+        `Cannot pull "${formatReference(ref)}": "${new URL(sent.url).host}", where "${endpoint.host}" redirected, asks for credentials; they are sent only to "${endpoint.host}"`,
+        { reason: "challenge", status: 401 },
+      );
+    }
+    const authorization = await answerChallenge(sent.response.headers.get("www-authenticate") ?? "", {
       host: endpoint.host,
+      url,
       repository: ref.repository,
       credentials: this.#credentials(endpoint),
       transport: { ...this.options, ...(endpoint.ca !== undefined && { ca: endpoint.ca }) },
     });
     this.#authorization.set(authorization.startsWith("Basic ") ? endpoint.host : tokenKey, authorization);
-    return send();
+    return (await send()).response;
+  }
+
+  get #bodyLimits(): BodyLimits {
+    return { idleTimeoutMs: this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS };
   }
 
   #credentials(endpoint: Endpoint): Credentials | undefined {
@@ -251,23 +267,23 @@ function capabilityOf(tagOrDigest: string): Capability {
 }
 
 /** Turn a non-2xx answer into the matching typed error. */
-async function check(response: Response, ref: Reference, what: string): Promise<void> {
+async function check(response: Response, ref: Reference, what: string, limits: BodyLimits): Promise<void> {
   if (response.ok) return;
-  const details = await readErrorDetails(response);
+  const details = await readErrorDetails(response, limits);
   const name = formatReference(ref);
   const said = details.length > 0 ? `: ${details.map((d) => d.code).join(", ")}` : "";
   if (response.status === 404) {
     throw new NotFoundError(`Cannot find ${what} of "${name}" in "${ref.registry}"${said}`);
   }
   if (response.status === 401 || response.status === 403) {
-    throw new AuthError(`Cannot pull "${name}": "${ref.registry}" refused the credentials (${response.status}${said})`, { status: response.status });
+    throw new AuthError(`Cannot pull "${name}": "${ref.registry}" refused the credentials (${response.status}${said})`, { reason: "refused", status: response.status });
   }
   throw new RegistryError(`Cannot fetch ${what} of "${name}": "${ref.registry}" answered ${response.status}${said}`, { status: response.status, details });
 }
 
-async function readErrorDetails(response: Response): Promise<RegistryErrorDetail[]> {
+async function readErrorDetails(response: Response, limits: BodyLimits): Promise<RegistryErrorDetail[]> {
   try {
-    const body = JSON.parse(new TextDecoder().decode(await readBounded(response, 64 * 1024, "error body"))) as { errors?: unknown };
+    const body = JSON.parse(new TextDecoder().decode(await readBounded(response, 64 * 1024, "error body", limits))) as { errors?: unknown };
     if (!Array.isArray(body.errors)) return [];
     return body.errors
       .filter((e): e is { code: string; message?: unknown } => typeof e?.code === "string")

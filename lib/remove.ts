@@ -7,7 +7,6 @@
  * @module
  */
 
-import { join } from "node:path";
 import type { Digest } from "./digest.ts";
 import { NotFoundError } from "./errors.ts";
 import { takeInventory, type Inventory, type Unit } from "./inventory.ts";
@@ -37,7 +36,7 @@ export interface RemovalResult {
 
 /** The lock that keeps two cleanups (or a cleanup and an `rm`) apart. */
 export function lockCleanup(store: Store, timeoutMs = 30_000): Promise<Lock> {
-  return acquireLock(join(store.tmpDir, "gc.lock"), { timeoutMs });
+  return acquireLock(store.paths.cleanupLock, { timeoutMs });
 }
 
 /**

@@ -21,10 +21,9 @@ import { pullImage } from "./pull.ts";
 import { formatReference, parseReference } from "./reference.ts";
 import { removeTargets } from "./remove.ts";
 import { blobRows, cacheStats, referenceRows } from "./report.ts";
-import { tempName } from "./writer.ts";
+import { tempPath } from "./paths.ts";
 import { parseDuration, parseSize } from "./units.ts";
 import { unlinkSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 
 /** What the admin app works with. */
 export interface AdminDeps {
@@ -167,7 +166,7 @@ async function readJson(c: HonoContext): Promise<unknown> {
 
 /** `undefined` when a file can be created in the cache's `tmp/`, else why not. */
 function cacheWritable(cache: Cache): string | undefined {
-  const probe = join(cache.store.tmpDir, tempName("ready"));
+  const probe = tempPath(cache.store.root, "ready");
   try {
     writeFileSync(probe, "");
     unlinkSync(probe);

@@ -1,24 +1,33 @@
 /**
  * The content-addressed store on disk: `blobs/sha256/<hex>`, read-only, whose
  * mtime is its last use. A blob appears only by `rename` from the cache's own
- * `tmp/`, after the caller verified every byte (DESIGN.md, rule 1).
+ * `tmp/`, after its size and digest were checked (docs: rule 1). Nothing in
+ * the directory is trusted to be what its name says: `tmp/` and `blobs/` must
+ * be real directories of this user, no link is followed, and a blob that is
+ * not a regular file is not there.
  *
  * @module
  */
 
-import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { digestHex, type Digest, type Expected } from "./digest.ts";
+import { closeSync, lstatSync, lutimesSync, mkdirSync, readdirSync, readSync, unlinkSync, writeFileSync } from "node:fs";
+import { isDigest, type Digest, type Expected } from "./digest.ts";
 import { isErrno } from "./errors.ts";
-import { BlobWriter, copyRange, describeFsError, tempName, writeAll, type WriteResult } from "./writer.ts";
+import { blobPath, cachePaths, OCI_LAYOUT, tempPath, type CachePaths } from "./paths.ts";
+import { BlobWriter, copyRange, describeFsError, openRegular, type WriteResult } from "./writer.ts";
 
-/** The content of the `oci-layout` file (image-spec, image-layout.md). */
-export const OCI_LAYOUT = '{"imageLayoutVersion":"1.0.0"}';
+export { OCI_LAYOUT };
 
 /** A blob's size and last use. */
 export interface BlobStat {
   size: number;
   mtimeMs: number;
+}
+
+/** One entry of `blobs/sha256/`: a blob, or something planted there that is not a regular file. */
+export interface BlobEntry extends BlobStat {
+  digest: Digest;
+  /** Whether it is a regular file; anything else is never served and counts as corrupt. */
+  regular: boolean;
 }
 
 /**
@@ -38,73 +47,132 @@ export interface BlobStat {
 export class Store {
   /** The cache directory. */
   readonly root: string;
-  /** Downloads in progress and locks; never read as content. */
-  readonly tmpDir: string;
-  #blobDir: string;
+  /** Every path of its layout. */
+  readonly paths: CachePaths;
+  #trusted = true;
 
   constructor(root: string) {
     this.root = root;
-    this.tmpDir = join(root, "tmp");
-    this.#blobDir = join(root, "blobs", "sha256");
+    this.paths = cachePaths(root);
+  }
+
+  /** Downloads in progress and locks; never read as content. */
+  get tmpDir(): string {
+    return this.paths.tmpDir;
   }
 
   /**
-   * Create the layout (`oci-layout`, `blobs/sha256/`, `tmp/`) where missing.
+   * Create the layout (`oci-layout`, `blobs/sha256/`, `tmp/`) where missing,
+   * and check that its directories are real directories owned by this user.
+   * A cache that fails the check is neither read nor written.
    *
-   * @returns `undefined` when the cache is writable, else why it is not.
+   * @returns `undefined` when the cache is usable, else why it is not.
    */
   init(): string | undefined {
     try {
-      mkdirSync(this.#blobDir, { recursive: true });
-      mkdirSync(this.tmpDir, { recursive: true });
-      try {
-        writeFileSync(join(this.root, "oci-layout"), OCI_LAYOUT, { flag: "wx" });
-      } catch (error) {
-        if (!isErrno(error, "EEXIST")) throw error;
-      }
-      return undefined;
+      mkdirSync(this.paths.blobDir, { recursive: true });
+      mkdirSync(this.paths.tmpDir, { recursive: true });
     } catch (error) {
+      const untrusted = this.#checkDirectories();
+      if (untrusted !== undefined) return untrusted;
       return describeFsError(error);
     }
+    const untrusted = this.#checkDirectories();
+    if (untrusted !== undefined) return untrusted;
+    try {
+      writeFileSync(this.paths.layoutFile, OCI_LAYOUT, { flag: "wx" });
+    } catch (error) {
+      if (!isErrno(error, "EEXIST")) return describeFsError(error);
+    }
+    return undefined;
+  }
+
+  /** Whether the cache's directories passed the check of `init()`: else it holds nothing. */
+  get trusted(): boolean {
+    return this.#trusted;
   }
 
   /** The path of a blob, whether or not it is there. */
   blobPath(digest: Digest): string {
-    return join(this.#blobDir, digestHex(digest));
+    return blobPath(this.root, digest);
   }
 
-  /** The size and last use of a cached blob, or `undefined` when absent. */
+  /** The size and last use of a cached blob: `undefined` when absent, or when what is there is not a regular file. */
   stat(digest: Digest): BlobStat | undefined {
+    if (!this.#trusted) return undefined;
     try {
-      const stat = statSync(this.blobPath(digest));
-      return { size: stat.size, mtimeMs: stat.mtimeMs };
+      const stat = lstatSync(this.blobPath(digest));
+      return stat.isFile() ? { size: stat.size, mtimeMs: stat.mtimeMs } : undefined;
     } catch (error) {
       if (isErrno(error, "ENOENT", "ENOTDIR")) return undefined;
       throw error;
     }
   }
 
-  /** Mark a blob as used now; a read-only cache is left as it is. */
+  /** Every entry of `blobs/sha256/` named by a digest, regular files or not. */
+  list(): BlobEntry[] {
+    if (!this.#trusted) return [];
+    let names: string[];
+    try {
+      names = readdirSync(this.paths.blobDir);
+    } catch {
+      return [];
+    }
+    const entries: BlobEntry[] = [];
+    for (const name of names) {
+      const digest = `sha256:${name}`;
+      if (!isDigest(digest)) continue;
+      try {
+        const stat = lstatSync(this.blobPath(digest));
+        entries.push({ digest, size: stat.size, mtimeMs: stat.mtimeMs, regular: stat.isFile() });
+      } catch {
+        // Removed meanwhile.
+      }
+    }
+    return entries;
+  }
+
+  /** Mark a blob as used now (never through a link); a read-only cache is left as it is. */
   touch(digest: Digest): void {
+    if (!this.#trusted) return;
     const now = new Date();
     try {
-      utimesSync(this.blobPath(digest), now, now);
+      lutimesSync(this.blobPath(digest), now, now);
     } catch {
       // A cache that cannot record the use still serves the blob.
     }
   }
 
-  /** The bytes of a small cached blob (a manifest), or `undefined` when absent. */
-  readBytes(digest: Digest): Uint8Array | undefined {
+  /**
+   * The bytes of a small cached blob (a manifest), or `undefined` when it is
+   * absent, not a regular file, or larger than `limit`.
+   */
+  readBytes(digest: Digest, limit: number): Uint8Array | undefined {
+    if (!this.#trusted) return undefined;
+    let fd: number;
     try {
-      return readFileSync(this.blobPath(digest));
+      fd = openRegular(this.blobPath(digest));
     } catch (error) {
-      if (isErrno(error, "ENOENT", "ENOTDIR")) return undefined;
+      if (isErrno(error, "ENOENT", "ENOTDIR", "ELOOP", "EINVAL")) return undefined;
       throw error;
+    }
+    try {
+      const size = lstatSync(this.blobPath(digest)).size;
+      if (size > limit) return undefined;
+      const bytes = Buffer.allocUnsafe(size);
+      let done = 0;
+      while (done < size) {
+        const n = readSync(fd, bytes, done, size - done, done);
+        if (n === 0) break;
+        done += n;
+      }
+      return bytes.subarray(0, done);
+    } finally {
+      closeSync(fd);
     }
   }
 
-  /** Remove a blob; an absent blob is not an error. */
+  /** Remove a blob (a link in its place is removed itself, never its target); an absent blob is not an error. */
   remove(digest: Digest): void {
     try {
       unlinkSync(this.blobPath(digest));
@@ -114,57 +182,32 @@ export class Store {
   }
 
   /**
-   * Start writing a blob in `tmp/`.
-   *
-   * @throws {Error} the file system's error when `tmp/` cannot take a file.
+   * Store `length` bytes of a file from `offset` as a blob of its own, named
+   * by the digest computed while copying (a file inside a tar layer).
    */
-  createWriter(expected: Expected): BlobWriter {
-    const path = join(this.tmpDir, tempName(digestHex(expected.digest)));
-    return new BlobWriter(path, this.blobPath(expected.digest), expected.size, 0o444);
-  }
-
-  /**
-   * Store `length` bytes of a file from `offset` as a blob of its own,
-   * named by the digest computed while copying (a file inside a tar layer).
-   */
-  putRange(source: string, offset: number, length: number): WriteResult & { digest?: Digest } {
-    let tmpPath: string;
-    let fd: number;
+  putRange(source: string, offset: number, length: number): WriteResult {
+    let writer: BlobWriter;
     try {
-      tmpPath = join(this.tmpDir, tempName("range"));
-      fd = openSync(tmpPath, "wx", 0o644);
+      writer = BlobWriter.create(tempPath(this.root, "range"), { limit: length });
     } catch (error) {
       return { status: "skipped", reason: describeFsError(error) };
     }
     try {
-      const hasher = new Bun.CryptoHasher("sha256");
-      copyRange(source, offset, length, (chunk) => {
-        hasher.update(chunk);
-        writeAll(fd, chunk);
-      });
-      fsyncSync(fd);
-      closeSync(fd);
-      fd = -1;
-      const digest = `sha256:${hasher.digest("hex")}` as Digest;
-      chmodSync(tmpPath, 0o444);
-      renameSync(tmpPath, this.blobPath(digest));
-      return { status: "committed", path: this.blobPath(digest), digest };
+      copyRange(source, offset, length, (chunk) => writer.write(chunk));
     } catch (error) {
-      if (fd !== -1) closeSync(fd);
-      try {
-        unlinkSync(tmpPath);
-      } catch {
-        // Never created or already renamed.
-      }
+      writer.abort();
       return { status: "failed", error: error as Error };
     }
+    const result = writer.commit(this.blobPath(writer.digest()), { size: length });
+    if (result.status !== "committed") writer.abort();
+    return result;
   }
 
-  /** Write bytes already verified by the caller, as one blob. */
+  /** Write bytes as one blob; they are checked against `expected` before the rename. */
   putBytes(expected: Expected, bytes: Uint8Array): WriteResult {
     let writer: BlobWriter;
     try {
-      writer = this.createWriter(expected);
+      writer = BlobWriter.create(tempPath(this.root, "blob"), { limit: expected.size });
     } catch (error) {
       return { status: "skipped", reason: describeFsError(error) };
     }
@@ -174,8 +217,30 @@ export class Store {
       writer.abort();
       return { status: "failed", error: error as Error };
     }
-    const result = writer.commit();
+    const result = writer.commit(this.blobPath(expected.digest), expected);
     if (result.status !== "committed") writer.abort();
     return result;
+  }
+
+  /** `tmp/`, `blobs/` and `blobs/sha256/` must be directories of this user, not links to elsewhere. */
+  #checkDirectories(): string | undefined {
+    const uid = process.getuid?.();
+    for (const [dir, name] of [[this.paths.tmpDir, "tmp/"], [this.paths.blobsDir, "blobs/"], [this.paths.blobDir, "blobs/sha256/"]] as const) {
+      let problem: string | undefined;
+      try {
+        const stat = lstatSync(dir);
+        if (stat.isSymbolicLink()) problem = "is a symbolic link";
+        else if (!stat.isDirectory()) problem = "is not a directory";
+        else if (uid !== undefined && stat.uid !== uid) problem = `belongs to another user (uid ${stat.uid})`;
+      } catch (error) {
+        if (isErrno(error, "ENOENT")) continue;
+        problem = `cannot be checked (${describeFsError(error)})`;
+      }
+      if (problem !== undefined) {
+        this.#trusted = false;
+        return `its ${name} ${problem}; the cache is not used`;
+      }
+    }
+    return undefined;
   }
 }

@@ -16,8 +16,8 @@ export interface VerifyReport {
   /** Blobs re-hashed. */
   checked: number;
   bytes: number;
-  /** Blobs whose content does not hash to their name. */
-  corrupt: Array<{ digest: Digest; actual: Digest; size: number }>;
+  /** Blobs whose content does not hash to their name (`actual`), or that are not regular files (a link, a directory). */
+  corrupt: Array<{ digest: Digest; actual?: Digest; reason: "content" | "not a regular file"; size: number }>;
   /** Blobs a cached reference names that are not on disk. */
   missing: Array<{ reference: string; digest: Digest }>;
   /** Whether the corrupt blobs were removed. */
@@ -41,7 +41,9 @@ export async function verifyCache(store: Store, options: { repair?: boolean } = 
   const lock = options.repair ? await lockCleanup(store) : undefined;
   try {
     const inventory = takeInventory(store);
-    const corrupt: VerifyReport["corrupt"] = [];
+    const corrupt: VerifyReport["corrupt"] = store.list()
+      .filter((entry) => !entry.regular)
+      .map((entry) => ({ digest: entry.digest, reason: "not a regular file" as const, size: 0 }));
     let bytes = 0;
     for (const blob of inventory.blobs.values()) {
       let actual: Digest;
@@ -51,7 +53,7 @@ export async function verifyCache(store: Store, options: { repair?: boolean } = 
         continue;
       }
       bytes += blob.size;
-      if (actual !== blob.digest) corrupt.push({ digest: blob.digest, actual, size: blob.size });
+      if (actual !== blob.digest) corrupt.push({ digest: blob.digest, actual, reason: "content", size: blob.size });
     }
     if (options.repair) for (const blob of corrupt) store.remove(blob.digest);
     const missing = inventory.units.flatMap((unit) => unit.missing.map((digest) => ({ reference: unit.name, digest })));

@@ -1,53 +1,126 @@
 /**
- * Writing files safely: a temp file beside its destination, renamed into
- * place only when complete, with its owner's pid in its name; and the small
- * file helpers the store and the outputs share.
+ * The one way a file is written: every blob, partial download, file taken
+ * out of a tar layer, fallback and output goes through `BlobWriter`. It hashes
+ * and counts as it writes; `commit()` fsyncs, checks size and digest, sets the
+ * mode on its own descriptor and renames into place (containerd's local
+ * content writer does the same). Files are created with `O_EXCL | O_NOFOLLOW`
+ * and opened with `O_NOFOLLOW`: a link planted where a temp file goes is
+ * never written through.
  *
  * @module
  */
 
-import { chmodSync, closeSync, fdatasync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, unlinkSync, writeSync } from "node:fs";
-import { SizeMismatchError } from "./errors.ts";
+import { closeSync, constants, fchmodSync, fdatasync, fstatSync, fsyncSync, ftruncateSync, lstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import type { Digest } from "./digest.ts";
+import { DigestMismatchError, IntegrityError, SizeMismatchError } from "./errors.ts";
 
 /**
- * The outcome of writing a blob: only `committed` means the cache has it.
- * `skipped` and `failed` say why it does not, and the pull goes on without it.
+ * The outcome of writing a blob: only `committed` means the file is in place.
+ * `skipped` and `failed` say why it is not, and a pull goes on without it.
  */
 export type WriteResult =
-  | { status: "committed"; path: string }
+  | { status: "committed"; path: string; digest: Digest; size: number }
   | { status: "skipped"; reason: string }
   | { status: "failed"; error: Error };
 
+/** What written content must turn out to be; what is left out is not checked. */
+export interface WriteExpectation {
+  digest?: Digest;
+  size?: number;
+}
+
+/** Options of `BlobWriter.create` and `BlobWriter.resume`. */
+export interface WriterOptions {
+  /** Refuse a write that would take the file past this many bytes. */
+  limit?: number;
+  /** What is written, for messages. @default "content" */
+  what?: string;
+}
+
 /**
- * One file being written beside its destination: `commit()` renames it into
- * place with `mode`, `abort()` removes it. A failed commit leaves the
- * temporary file for the caller to use or abort. A resumable writer appends
- * to what its file already holds and `close()` keeps it for the next try;
- * any other writer's file is removed if the process exits first.
+ * One file being written: `commit()` puts it in place, `abort()` removes it,
+ * `close()` keeps it (a resumable partial download).
+ *
+ * @example
+ * ```ts
+ * import { BlobWriter } from "./writer.ts";
+ * const writer = BlobWriter.create("/tmp/example.part");
+ * writer.write(new TextEncoder().encode("hello"));
+ * const result = writer.commit("/tmp/example.txt", { size: 5 }, 0o644);
+ * console.log(result.status); // committed
+ * ```
  */
 export class BlobWriter {
-  /** The temporary file. */
-  readonly tmpPath: string;
-  readonly #finalPath: string;
-  readonly #size: number;
-  readonly #mode: number;
+  /** The file being written. */
+  readonly path: string;
+  readonly #limit: number;
+  readonly #what: string;
   #fd: number | undefined;
+  #hasher = new Bun.CryptoHasher("sha256");
+  #digest: Digest | undefined;
   #written = 0;
   #flushedAt = 0;
   #flushing = false;
 
-  readonly #resumable: boolean;
+  private constructor(path: string, fd: number, options: WriterOptions) {
+    this.path = path;
+    this.#fd = fd;
+    this.#limit = options.limit ?? Number.MAX_SAFE_INTEGER;
+    this.#what = options.what ?? "content";
+  }
 
-  /** @throws {Error} the file system's error when the temporary file cannot be created. */
-  constructor(tmpPath: string, finalPath: string, size: number, mode: number, options: { resumable?: boolean } = {}) {
-    this.tmpPath = tmpPath;
-    this.#finalPath = finalPath;
-    this.#size = size;
-    this.#mode = mode;
-    this.#resumable = options.resumable === true;
-    this.#fd = openSync(tmpPath, this.#resumable ? "a" : "wx", 0o644);
-    if (this.#resumable) this.#written = fstatSync(this.#fd).size;
-    else UNFINISHED.add(this.tmpPath);
+  /**
+   * Create a new file at `path`; it is removed if the process exits before
+   * a commit or an abort.
+   *
+   * @throws {Error} the file system's error, `EEXIST` when anything (a link too) is at `path`.
+   */
+  static create(path: string, options: WriterOptions = {}): BlobWriter {
+    const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+    UNFINISHED.add(path);
+    return new BlobWriter(path, fd, options);
+  }
+
+  /**
+   * Go on writing the partial file at `path` (created when absent): what it
+   * holds is hashed again, and handed to `onExisting`, before new bytes are
+   * appended. A partial file that is not a regular file of its own (a link,
+   * a hardlink to another file) is replaced by an empty one; one longer than
+   * `limit` starts over.
+   *
+   * @throws {Error} the file system's error.
+   */
+  static async resume(path: string, options: WriterOptions & { onExisting?: (chunk: Uint8Array) => void | Promise<void> } = {}): Promise<BlobWriter> {
+    const flags = constants.O_RDWR | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+    let fd: number;
+    try {
+      fd = openSync(path, flags, 0o644);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ELOOP") throw error;
+      unlinkSync(path);
+      fd = openSync(path, flags, 0o644);
+    }
+    const stat = fstatSync(fd);
+    if (!stat.isFile() || stat.nlink !== 1) {
+      closeSync(fd);
+      unlinkSync(path);
+      return BlobWriter.create(path, options);
+    }
+    const writer = new BlobWriter(path, fd, options);
+    if (stat.size > writer.#limit) {
+      writer.truncate();
+      return writer;
+    }
+    const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK_BYTES, Math.max(stat.size, 1)));
+    while (writer.#written < stat.size) {
+      const n = readSync(fd, buffer, 0, Math.min(buffer.length, stat.size - writer.#written), writer.#written);
+      if (n === 0) break;
+      const chunk = buffer.subarray(0, n);
+      writer.#hasher.update(chunk);
+      writer.#written += n;
+      await options.onExisting?.(Buffer.from(chunk));
+    }
+    return writer;
   }
 
   /** Bytes written so far. */
@@ -58,10 +131,13 @@ export class BlobWriter {
   /**
    * Append a chunk.
    *
-   * @throws {Error} the file system's error (ENOSPC, EIO); the writer is then aborted by its owner.
+   * @throws {SizeMismatchError} when it would run past the limit (nothing is written).
+   * @throws {Error} the file system's error (ENOSPC, EIO): its owner then aborts the writer.
    */
   write(chunk: Uint8Array): void {
-    if (this.#fd === undefined) throw new TypeError("BlobWriter is closed");
+    if (this.#fd === undefined || this.#digest !== undefined) throw new TypeError("BlobWriter is closed");
+    if (this.#written + chunk.byteLength > this.#limit) throw new SizeMismatchError(this.#limit, this.#written + chunk.byteLength, this.#what);
+    this.#hasher.update(chunk);
     writeAll(this.#fd, chunk, (n) => {
       this.#written += n;
     });
@@ -79,7 +155,53 @@ export class BlobWriter {
   truncate(): void {
     if (this.#fd === undefined) throw new TypeError("BlobWriter is closed");
     ftruncateSync(this.#fd, 0);
+    this.#hasher = new Bun.CryptoHasher("sha256");
+    this.#digest = undefined;
     this.#written = 0;
+    this.#flushedAt = 0;
+  }
+
+  /** The digest of every byte written; no byte can be written after it. */
+  digest(): Digest {
+    this.#digest ??= `sha256:${this.#hasher.digest("hex")}` as Digest;
+    return this.#digest;
+  }
+
+  /**
+   * Check what was written against what it must be.
+   *
+   * @throws {SizeMismatchError} when the size differs.
+   * @throws {DigestMismatchError} when the digest differs.
+   */
+  verify(expected: WriteExpectation): void {
+    if (expected.size !== undefined && this.#written !== expected.size) throw new SizeMismatchError(expected.size, this.#written, this.#what);
+    if (expected.digest !== undefined && this.digest() !== expected.digest) throw new DigestMismatchError(expected.digest, this.digest(), this.#what);
+  }
+
+  /**
+   * Verify, flush, set `mode` and rename into `dest`; the renamed file is
+   * checked to be the one written. A failed commit leaves the file for the
+   * caller to abort (an integrity failure) or to use otherwise.
+   */
+  commit(dest: string, expected: WriteExpectation, mode = 0o444): WriteResult {
+    if (this.#fd === undefined) throw new TypeError("BlobWriter is closed");
+    try {
+      this.verify(expected);
+      fsyncSync(this.#fd);
+      fchmodSync(this.#fd, mode);
+      const { ino, dev } = fstatSync(this.#fd);
+      closeSync(this.#fd);
+      this.#fd = undefined;
+      renameSync(this.path, dest);
+      UNFINISHED.delete(this.path);
+      const placed = lstatSync(dest);
+      if (placed.ino !== ino || placed.dev !== dev || placed.size !== this.#written) {
+        throw new IntegrityError(`Cannot verify "${dest}": another file took its place while it was renamed`);
+      }
+      return { status: "committed", path: dest, digest: this.digest(), size: this.#written };
+    } catch (error) {
+      return { status: "failed", error: error as Error };
+    }
   }
 
   /** Close and keep the file: a resumable download that the next try continues. */
@@ -88,34 +210,7 @@ export class BlobWriter {
     this.#fd = undefined;
   }
 
-  /**
-   * Flush, set the mode and rename into place. The caller has verified the
-   * bytes; the size is checked again on the renamed file.
-   */
-  commit(): WriteResult {
-    if (this.#fd === undefined) throw new TypeError("BlobWriter is closed");
-    try {
-      if (this.#written !== this.#size) throw new SizeMismatchError(this.#size, this.#written);
-      fsyncSync(this.#fd);
-      closeSync(this.#fd);
-      this.#fd = undefined;
-      chmodSync(this.tmpPath, this.#mode);
-      renameSync(this.tmpPath, this.#finalPath);
-      UNFINISHED.delete(this.tmpPath);
-      const fd = openSync(this.#finalPath, "r");
-      try {
-        const size = fstatSync(fd).size;
-        if (size !== this.#size) throw new SizeMismatchError(this.#size, size);
-      } finally {
-        closeSync(fd);
-      }
-      return { status: "committed", path: this.#finalPath };
-    } catch (error) {
-      return { status: "failed", error: error as Error };
-    }
-  }
-
-  /** Close and remove the temporary file. */
+  /** Close and remove the file. */
   abort(): void {
     if (this.#fd !== undefined) {
       try {
@@ -125,9 +220,9 @@ export class BlobWriter {
       }
       this.#fd = undefined;
     }
-    UNFINISHED.delete(this.tmpPath);
+    UNFINISHED.delete(this.path);
     try {
-      unlinkSync(this.tmpPath);
+      unlinkSync(this.path);
     } catch {
       // Gone already, or on a file system that refuses; cleanup removes stale temp files.
     }
@@ -137,7 +232,7 @@ export class BlobWriter {
 /** Bytes written between two background flushes of a large file. */
 const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
 
-/** Temp files of writers that are neither committed nor aborted, and cannot be resumed. */
+/** Files of writers that are neither committed nor aborted, and cannot be resumed. */
 const UNFINISHED = new Set<string>();
 
 /** Remove the unfinished temp files of this process: on exit, so that a signal leaves none behind. */
@@ -152,16 +247,20 @@ export function removeUnfinished(): void {
   UNFINISHED.clear();
 }
 
-/** A temp file name in the cache's `tmp/` that names its owner: `<prefix>.<pid>.<random>.part`. */
-export function tempName(prefix: string): string {
-  return `${prefix}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.part`;
-}
-
-/** The pid that owns a temp file named by `tempName`, if the name is one. */
-export function tempOwner(name: string): number | undefined {
-  const fields = name.split(".");
-  const pid = Number(fields.at(-3));
-  return fields.at(-1) === "part" && Number.isInteger(pid) && pid > 0 ? pid : undefined;
+/**
+ * Open a file for reading without following a link, and only if it is a
+ * regular file (a FIFO or a device planted in its place is refused, without
+ * blocking on it).
+ *
+ * @throws {Error} the file system's error: `ELOOP` for a link, `EINVAL` for what is not a regular file.
+ */
+export function openRegular(path: string): number {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw Object.assign(new Error(`"${path}" is not a regular file`), { code: "EINVAL" });
+  }
+  return fd;
 }
 
 /**
@@ -178,26 +277,15 @@ export function writeAll(fd: number, chunk: Uint8Array, onWritten?: (n: number) 
   return offset;
 }
 
-/** Read `length` bytes of a file from `offset`, in 1 MiB chunks (one buffer, reused). */
+/** Read `length` bytes of a regular file from `offset`, in 1 MiB chunks (one buffer, reused). */
 export function copyRange(source: string, offset: number, length: number, onChunk: (chunk: Uint8Array) => void): void {
   const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK_BYTES, Math.max(length, 1)));
-  for (const n of readInto(source, offset, length, buffer)) onChunk(buffer.subarray(0, n));
-}
-
-/** The first `length` bytes of a file, in 1 MiB chunks of their own (a consumer may keep them). */
-export function* fileChunks(source: string, length: number): Generator<Uint8Array> {
-  const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK_BYTES, Math.max(length, 1)));
-  for (const n of readInto(source, 0, length, buffer)) yield buffer.slice(0, n);
-}
-
-/** Fill `buffer` from the file again and again, yielding how many bytes each time. */
-function* readInto(source: string, offset: number, length: number, buffer: Buffer): Generator<number> {
-  const fd = openSync(source, "r");
+  const fd = openRegular(source);
   try {
     for (let done = 0; done < length;) {
       const n = readSync(fd, buffer, 0, Math.min(buffer.length, length - done), offset + done);
       if (n === 0) throw new SizeMismatchError(length, done, `range of "${source}"`);
-      yield n;
+      onChunk(buffer.subarray(0, n));
       done += n;
     }
   } finally {
@@ -217,6 +305,7 @@ export function describeFsError(error: unknown): string {
     EPERM: "operation not permitted",
     EDQUOT: "disk quota exceeded",
     EIO: "input/output error",
+    ELOOP: "a symbolic link is in the way",
   };
   return (code !== undefined ? reasons[code] : undefined) ?? (error instanceof Error ? error.message : String(error));
 }

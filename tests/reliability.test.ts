@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { digestHex, parseDigest, type Digest } from "../lib/digest.ts";
-import { MAX_MANIFEST_BYTES } from "../lib/registry.ts";
+import { MAX_MANIFEST_BYTES } from "../lib/limits.ts";
 import { Store } from "../lib/store.ts";
 import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
 import { mountTmpfs } from "./helpers/mount.ts";

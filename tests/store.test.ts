@@ -3,7 +3,10 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, u
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { digestOf } from "../lib/digest.ts";
+import { SizeMismatchError } from "../lib/errors.ts";
+import { tempPath } from "../lib/paths.ts";
 import { OCI_LAYOUT, Store } from "../lib/store.ts";
+import { BlobWriter } from "../lib/writer.ts";
 import { mountTmpfs } from "./helpers/mount.ts";
 
 let root: string;
@@ -27,7 +30,7 @@ describe("Store", () => {
     const store = new Store(root);
     store.init();
     const result = store.putBytes(expected, bytes);
-    expect(result).toEqual({ status: "committed", path: store.blobPath(expected.digest) });
+    expect(result).toEqual({ status: "committed", path: store.blobPath(expected.digest), digest: expected.digest, size: bytes.length });
     expect(readFileSync(store.blobPath(expected.digest))).toEqual(Buffer.from(bytes));
     expect(statSync(store.blobPath(expected.digest)).mode & 0o777).toBe(0o444);
     expect(readdirSync(store.tmpDir)).toEqual([]);
@@ -36,10 +39,10 @@ describe("Store", () => {
   test("a writer with fewer bytes than expected fails its commit and leaves nothing in blobs/", () => {
     const store = new Store(root);
     store.init();
-    const writer = store.createWriter(expected);
+    const writer = BlobWriter.create(tempPath(root, "short"));
     writer.write(bytes.subarray(2));
-    const result = writer.commit();
-    expect(result.status).toBe("failed");
+    const result = writer.commit(store.blobPath(expected.digest), expected);
+    expect(result.status === "failed" && result.error).toBeInstanceOf(SizeMismatchError);
     writer.abort();
     expect(store.stat(expected.digest)).toBeUndefined();
     expect(readdirSync(store.tmpDir)).toEqual([]);
@@ -48,7 +51,7 @@ describe("Store", () => {
   test("an aborted writer leaves no file behind", () => {
     const store = new Store(root);
     store.init();
-    const writer = store.createWriter(expected);
+    const writer = BlobWriter.create(tempPath(root, "aborted"));
     writer.write(bytes);
     writer.abort();
     expect(existsSync(store.blobPath(expected.digest))).toBe(false);
@@ -69,8 +72,7 @@ describe("Store", () => {
     store.init();
     store.putBytes(expected, bytes);
     const result = store.putRange(store.blobPath(expected.digest), 2, 5);
-    expect(result.status).toBe("committed");
-    expect(result.digest).toBe(digestOf(bytes.subarray(2, 7)));
+    expect(result.status === "committed" && result.digest).toBe(digestOf(bytes.subarray(2, 7)));
   });
 
   test("a read-only file system is reported, not thrown, and putBytes() says skipped", () => {

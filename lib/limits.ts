@@ -1,0 +1,22 @@
+/**
+ * The bounds ocicache puts on what registries and clients send, in one place.
+ *
+ * @module
+ */
+
+/** The largest manifest accepted, in bytes (the distribution spec lets registries refuse past 4 MiB). */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** The largest blob a descriptor or a `Content-Length` may claim (1 TiB). */
+export const MAX_BLOB_BYTES = 2 ** 40;
+/** How long a registry body may send nothing, when no idle timeout is configured. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+/** How long a small body (a manifest, a token, an error) may take in all. */
+export const SMALL_BODY_DEADLINE_MS = 60_000;
+/** How long a pull waits for another process's download of the same blob. */
+export const DEFAULT_LOCK_TIMEOUT_MS = 10 * 60_000;
+/** A blob slower than this many bytes per second … */
+export const DEFAULT_LOW_SPEED_BYTES_PER_SECOND = 1024;
+/** … on average over this long fails (curl's `--speed-limit 1024 --speed-time 60`). */
+export const DEFAULT_LOW_SPEED_WINDOW_MS = 60_000;
+/** The largest `WWW-Authenticate` header answered. */
+export const MAX_CHALLENGE_BYTES = 16 * 1024;

@@ -1,0 +1,159 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { existsSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { digestHex, parseDigest, type Digest } from "../lib/digest.ts";
+import { runCli } from "./helpers/cli.ts";
+import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
+import { sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";
+
+const host = process.arch === "arm64" ? "arm64" : "amd64";
+const run = Math.random().toString(36).slice(2, 8);
+const KERNEL_BYTES = 300_000;
+
+let registry: RegistryHandle;
+let image: SampleImage;
+let kernel: Digest;
+
+beforeAll(async () => {
+  registry = await sharedRegistry();
+  image = await pushSampleImage(registry.url, `hostile-cache-${run}/app`, "1", { format: "kraftkit", kernelBytes: KERNEL_BYTES, initrdBytes: 40_000 });
+  kernel = parseDigest(image.manifests[host].layers[0]!.digest);
+});
+afterAll(() => registry.stop());
+
+let dir: string;
+let cacheDir: string;
+/** A file of the user's that a planted link points at: it must come out of every test unchanged. */
+let victim: string;
+const VICTIM_BYTES = new TextEncoder().encode("the user's own file\n".repeat(100));
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "ocicache-hostile-cache-"));
+  cacheDir = join(dir, "cache");
+  victim = join(dir, "victim.txt");
+  writeFileSync(victim, VICTIM_BYTES, { mode: 0o600 });
+  mkdirSync(join(cacheDir, "blobs", "sha256"), { recursive: true });
+  mkdirSync(join(cacheDir, "tmp"), { recursive: true });
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const ocicache = (args: string[], extra: Record<string, string> = {}) =>
+  runCli(args, { OCICACHE_DIR: cacheDir, XDG_CONFIG_HOME: join(dir, "config"), OCICACHE_AUTO_CLEAN_INTERVAL: "0", ...extra });
+
+function expectVictimUntouched(): void {
+  const stat = statSync(victim);
+  expect(stat.mode & 0o777).toBe(0o600);
+  expect(readFileSync(victim)).toEqual(Buffer.from(VICTIM_BYTES));
+}
+
+const kernelBlob = () => join(cacheDir, "blobs", "sha256", digestHex(kernel));
+
+describe("a hostile cache directory", () => {
+  test("tmp/<hex>.partial planted as a link to a user's file: the file is not written, chmodded or served", async () => {
+    symlinkSync(victim, join(cacheDir, "tmp", `${digestHex(kernel)}.partial`));
+    const pulled = await ocicache(["pull", image.ref, "-o", join(dir, "out")]);
+    expect(pulled.code).toBe(0);
+    expectVictimUntouched();
+    expect(readFileSync(join(dir, "out", "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));
+    expect(lstatSync(kernelBlob()).isFile()).toBe(true);
+  });
+
+  test("tmp/<hex>.partial planted as a hardlink to a user's file: the file is not appended to or truncated", async () => {
+    const { linkSync } = await import("node:fs");
+    linkSync(victim, join(cacheDir, "tmp", `${digestHex(kernel)}.partial`));
+    const pulled = await ocicache(["pull", image.ref, "-o", join(dir, "out")]);
+    expect(pulled.code).toBe(0);
+    expectVictimUntouched();
+    expect(readFileSync(join(dir, "out", "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));
+  });
+
+  test("tmp/gc.stamp planted as a link: the automatic cleanup does not truncate its target", async () => {
+    const stamp = join(cacheDir, "tmp", "gc.stamp");
+    symlinkSync(victim, stamp);
+    lutimesSync(stamp, new Date(0), new Date(0));
+    const pulled = await ocicache(["pull", image.ref, "-o", join(dir, "out")], { OCICACHE_AUTO_CLEAN_INTERVAL: "1s" });
+    expect(pulled.code).toBe(0);
+    expectVictimUntouched();
+    expect(lstatSync(stamp).isFile()).toBe(true);
+  });
+
+  test("tmp/ planted as a link to a directory: its files survive pulls and gc, and the pull works uncached", async () => {
+    const elsewhere = join(dir, "elsewhere");
+    mkdirSync(elsewhere);
+    const precious = join(elsewhere, "precious.part");
+    writeFileSync(precious, "keep me");
+    utimesSync(precious, new Date(0), new Date(0));
+    rmSync(join(cacheDir, "tmp"), { recursive: true });
+    symlinkSync(elsewhere, join(cacheDir, "tmp"));
+    const pulled = await ocicache(["pull", image.ref, "-o", join(dir, "out")], { OCICACHE_AUTO_CLEAN_INTERVAL: "1s" });
+    expect(pulled.code).toBe(0);
+    expect(pulled.stderr).toContain("tmp/ is a symbolic link");
+    expect(readFileSync(join(dir, "out", "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));
+    const gc = await ocicache(["gc", "--max-age", "0s", "--grace", "0s"]);
+    expect(gc.code).toBe(0);
+    expect(readdirSync(elsewhere)).toEqual(["precious.part"]);
+    expect(readdirSync(join(cacheDir, "blobs", "sha256"))).toEqual([]);
+  });
+
+  test("blobs/ planted as a link to another directory: nothing is read from it or written into it", async () => {
+    const elsewhere = join(dir, "elsewhere-blobs");
+    mkdirSync(join(elsewhere, "sha256"), { recursive: true });
+    writeFileSync(join(elsewhere, "sha256", digestHex(kernel)), new Uint8Array(KERNEL_BYTES));
+    rmSync(join(cacheDir, "blobs"), { recursive: true });
+    symlinkSync(elsewhere, join(cacheDir, "blobs"));
+    const pulled = await ocicache(["pull", `${image.name}@${image.indexDigest}`, "-o", join(dir, "out")]);
+    expect(pulled.code).toBe(0);
+    expect(pulled.stderr).toContain("blobs/ is a symbolic link");
+    expect(readFileSync(join(dir, "out", "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));
+    expect(readdirSync(join(elsewhere, "sha256"))).toEqual([digestHex(kernel)]);
+  });
+
+  test("blobs/sha256/<hex> planted as a link to a same-sized file is not a hit: verify reports it, pull replaces it", async () => {
+    const lookalike = join(dir, "lookalike");
+    writeFileSync(lookalike, new Uint8Array(KERNEL_BYTES));
+    symlinkSync(lookalike, kernelBlob());
+    const verify = await ocicache(["verify", "--json"]);
+    expect(verify.code).toBe(4);
+    expect(JSON.parse(verify.stdout).corrupt).toEqual([{ digest: kernel, reason: "not a regular file", size: 0 }]);
+    const pulled = await ocicache(["pull", image.ref, "-o", join(dir, "out")]);
+    expect(pulled.code).toBe(0);
+    expect(readFileSync(join(dir, "out", "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));
+    expect(lstatSync(kernelBlob()).isFile()).toBe(true);
+    expect(readFileSync(lookalike)).toEqual(Buffer.from(new Uint8Array(KERNEL_BYTES)));
+  });
+
+  test("cleanup removes a planted blob link itself, never the file it points to", async () => {
+    symlinkSync(victim, kernelBlob());
+    const verify = await ocicache(["verify", "--repair", "--json"]);
+    expect(verify.code).toBe(0);
+    expect(existsSync(kernelBlob())).toBe(false);
+    symlinkSync(victim, kernelBlob());
+    const pruned = await ocicache(["prune", "--all"]);
+    expect(pruned.code).toBe(0);
+    expectVictimUntouched();
+  });
+
+  test("a planted download lock naming a live pid (1) does not hold the pull: it is taken over once silent", async () => {
+    const lock = join(cacheDir, "tmp", `${digestHex(kernel)}.lock`);
+    writeFileSync(lock, `1 ${Date.now()} planted`);
+    utimesSync(lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    const started = Date.now();
+    const pulled = await ocicache(["pull", image.ref, "-o", join(dir, "out")]);
+    expect(pulled.code).toBe(0);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(lstatSync(kernelBlob()).isFile()).toBe(true);
+    expect(existsSync(lock)).toBe(false);
+  });
+
+  test("a fresh planted lock whose partial file never grows is given up on after the idle timeout", async () => {
+    const lock = join(cacheDir, "tmp", `${digestHex(kernel)}.lock`);
+    writeFileSync(lock, `1 ${Date.now()} planted`);
+    const started = Date.now();
+    const pulled = await ocicache(["pull", image.ref, "-o", join(dir, "out"), "--idle-timeout", "1s"]);
+    expect(pulled.code).toBe(0);
+    expect(Date.now() - started).toBeLessThan(8_000);
+    expect(readFileSync(join(dir, "out", "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));
+    expect(lstatSync(kernelBlob()).isFile()).toBe(true);
+  });
+});
