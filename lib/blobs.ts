@@ -51,6 +51,7 @@ export async function fetchBlob(cache: Cache, ref: Reference, descriptor: Descri
       onCacheFailed: (error) => cache.noteUnwritable(error),
       idleTimeoutMs: cache.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       lockTimeoutMs: cache.options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,
+      ...(cache.options.lowSpeed !== undefined && { lowSpeed: cache.options.lowSpeed }),
     });
   } catch (error) {
     if (error instanceof IntegrityError) cache.options.onEvent?.({ type: "verification-failure" });

@@ -42,6 +42,8 @@ export interface CacheOptions {
   idleTimeoutMs?: number;
   /** How long to wait for another process downloading the same blob before fetching it too. @default 600000 */
   lockTimeoutMs?: number;
+  /** A blob slower than this fails its download. @default undefined (no limit) */
+  lowSpeed?: { bytesPerSecond: number; windowMs: number };
 }
 
 /** What happened to a blob: served from the cache, fetched (with its bytes), or refused by verification. */

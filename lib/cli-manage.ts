@@ -86,14 +86,15 @@ async function runGc(context: Context): Promise<number> {
 async function runVerify(context: Context): Promise<number> {
   noArgs(context);
   const report = await verifyCache(openStore(context, context.flags.repair === true), { repair: context.flags.repair === true });
-  const failed = report.corrupt.length > 0 && !report.repaired;
+  const failed = (report.corrupt.length > 0 || report.wrongFiles.length > 0) && !report.repaired;
   if (context.flags.json) {
     context.print(JSON.stringify(report, null, 2));
   } else {
     const lines = [
       ...report.corrupt.map((c) => `${report.repaired ? "removed corrupt" : "corrupt"} ${c.digest} (${c.actual === undefined ? c.reason : `its content hashes to ${c.actual}`})`),
+      ...report.wrongFiles.map((w) => `${report.repaired ? "dropped wrong record" : "wrong record"} ${w.recorded} for "${w.path}" of ${w.layer} in ${w.reference} (the layer holds ${w.actual ?? "no such file"})`),
       ...report.missing.map((m) => `missing ${m.digest} of ${m.reference}`),
-      `checked ${report.checked} blobs (${formatBytes(report.bytes)}) in ${formatDuration(report.durationMs)}: ${report.corrupt.length} corrupt, ${report.missing.length} missing`,
+      `checked ${report.checked} blobs (${formatBytes(report.bytes)}) in ${formatDuration(report.durationMs)}: ${report.corrupt.length} corrupt, ${report.wrongFiles.length} wrong records, ${report.missing.length} missing`,
     ];
     context.print(lines.join("\n"));
   }

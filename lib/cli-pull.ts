@@ -8,7 +8,7 @@
 import { writeSync } from "node:fs";
 import { Cache, type BlobProgress, type CacheOptions } from "./cache.ts";
 import type { Context } from "./cli.ts";
-import { one, registryOptions } from "./cli.ts";
+import { cacheOptions, one } from "./cli.ts";
 import { EXIT_CODES, UsageError } from "./errors.ts";
 import type { Role } from "./image.ts";
 import { ProgressBar } from "./progress.ts";
@@ -125,14 +125,9 @@ async function withCache<T extends { hit: boolean }>(
     bar?.update(update);
   };
   const cache = new Cache({
-    dir: config.cacheDir,
-    offline: config.offline,
-    freshForMs: config.freshForMs,
+    ...cacheOptions(config),
     refresh: flags.refresh === true,
     verify: flags.verify === true,
-    registry: registryOptions(config),
-    idleTimeoutMs: config.idleTimeoutMs,
-    lockTimeoutMs: config.lockTimeoutMs,
     onWarning: (message) => {
       bar?.done();
       context.warn(message);

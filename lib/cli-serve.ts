@@ -11,7 +11,7 @@
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Cache } from "./cache.ts";
-import { registryOptions, type Context } from "./cli.ts";
+import { cacheOptions, type Context } from "./cli.ts";
 import { EXIT_CODES, UsageError } from "./errors.ts";
 import { configDir } from "./home.ts";
 import { isLoopback } from "./hosts.ts";
@@ -36,12 +36,7 @@ export async function runServe(context: Context): Promise<number> {
   const token = generated?.value ?? fromEnv!;
   const metrics = new Metrics();
   const cache = new Cache({
-    dir: config.cacheDir,
-    offline: config.offline,
-    freshForMs: config.freshForMs,
-    registry: registryOptions(config),
-    idleTimeoutMs: config.idleTimeoutMs,
-    lockTimeoutMs: config.lockTimeoutMs,
+    ...cacheOptions(config),
     onWarning: (message) => context.warn(message),
     onEvent: (event) => metrics.record(event),
   });

@@ -11,6 +11,7 @@ import { parseArguments, type OptionSpec, type ParsedValues } from "./args.ts";
 import { loadConfig, type Config, type RawConfig } from "./config.ts";
 import { EXIT_CODES, OcicacheError, UsageError } from "./errors.ts";
 import { releaseAllLocks } from "./lock.ts";
+import type { CacheOptions } from "./cache.ts";
 import type { RegistryClientOptions } from "./registry.ts";
 import { removeUnfinished } from "./writer.ts";
 
@@ -53,6 +54,8 @@ Options:
       --concurrency N        Layers downloaded at once (default 4)
       --connect-timeout D    How long a registry may take to answer (default 30s)
       --idle-timeout D       How long a download may stall (default 30s)
+      --low-speed-limit SIZE A blob slower than SIZE per second over --low-speed-time fails (default 1KiB; 0 off)
+      --low-speed-time D     The time the low-speed limit is measured over (default 60s)
       --max-age DURATION     gc: remove what was unused this long (default 30d)
       --max-size SIZE        gc: evict down to SIZE (default 10GiB)
       --grace DURATION       gc: never remove what was used this recently (default 10m)
@@ -62,6 +65,9 @@ Options:
       --all                  prune: everything
       --listen HOST:PORT     serve: where to listen (default 127.0.0.1:5050)
       --upstream HOST        serve: the registry the /v2/ mirror pulls through
+      --allowed-host HOST    serve: also answer requests for this Host name (repeatable)
+      --htpasswd FILE        serve: mirror clients need Basic credentials from FILE (bcrypt entries)
+      --public-mirror        serve: allow the mirror on a non-loopback address without --htpasswd
       --json                 Print the result as JSON
   -q, --quiet                No progress and no warnings
       --debug                Show stack traces
@@ -87,7 +93,12 @@ const OPTIONS = {
   concurrency: { type: "string" },
   "connect-timeout": { type: "string" },
   "idle-timeout": { type: "string" },
+  "low-speed-limit": { type: "string" },
+  "low-speed-time": { type: "string" },
   listen: { type: "string" },
+  "allowed-host": { type: "string", multiple: true },
+  htpasswd: { type: "string" },
+  "public-mirror": { type: "boolean" },
   upstream: { type: "string" },
   mirror: { type: "string", multiple: true },
   "ca-file": { type: "string" },
@@ -192,11 +203,25 @@ function exitOnSignals(): void {
   }
 }
 
+/** The cache's settings from the configuration. */
+export function cacheOptions(config: Config): CacheOptions {
+  return {
+    dir: config.cacheDir,
+    offline: config.offline,
+    freshForMs: config.freshForMs,
+    registry: registryOptions(config),
+    idleTimeoutMs: config.idleTimeoutMs,
+    lockTimeoutMs: config.lockTimeoutMs,
+    ...(config.lowSpeedLimitBytes > 0 && { lowSpeed: { bytesPerSecond: config.lowSpeedLimitBytes, windowMs: config.lowSpeedTimeMs } }),
+  };
+}
+
 /** The registry client's settings from the configuration. */
 export function registryOptions(config: Config): RegistryClientOptions {
   return {
     insecureRegistries: config.insecureRegistries,
     connectTimeoutMs: config.connectTimeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs,
     mirrors: config.mirrors,
     registries: config.registries,
     ...(config.caFile !== undefined && { caFile: config.caFile }),
@@ -221,7 +246,12 @@ function rawFlags(flags: Flags): RawConfig {
   if (flags.concurrency !== undefined) raw.concurrency = flags.concurrency;
   if (flags["connect-timeout"] !== undefined) raw.connectTimeout = flags["connect-timeout"];
   if (flags["idle-timeout"] !== undefined) raw.idleTimeout = flags["idle-timeout"];
+  if (flags["low-speed-limit"] !== undefined) raw.lowSpeedLimit = flags["low-speed-limit"];
+  if (flags["low-speed-time"] !== undefined) raw.lowSpeedTime = flags["low-speed-time"];
   if (flags.listen !== undefined) raw.listen = flags.listen;
+  if (flags["allowed-host"] !== undefined) raw.allowedHosts = flags["allowed-host"].join(",");
+  if (flags.htpasswd !== undefined) raw.htpasswd = flags.htpasswd;
+  if (flags["public-mirror"]) raw.publicMirror = "true";
   if (flags.upstream !== undefined) raw.upstream = flags.upstream;
   if (flags.mirror !== undefined) raw.mirrors = flags.mirror.join(",");
   if (flags["ca-file"] !== undefined) raw.caFile = flags["ca-file"];

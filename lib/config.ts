@@ -12,6 +12,7 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "./errors.ts";
 import { configDir, homeDir } from "./home.ts";
+import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_LOW_SPEED_BYTES_PER_SECOND, DEFAULT_LOW_SPEED_WINDOW_MS } from "./limits.ts";
 import type { RegistrySettings } from "./hosts.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
@@ -39,10 +40,20 @@ export interface Config {
   connectTimeoutMs: number;
   /** How long a download may receive nothing before it fails. */
   idleTimeoutMs: number;
+  /** A blob download slower than this (bytes per second, on average over `lowSpeedTimeMs`) fails; 0 turns it off. */
+  lowSpeedLimitBytes: number;
+  /** The time over which `lowSpeedLimitBytes` is measured. */
+  lowSpeedTimeMs: number;
   /** How long to wait for another process downloading the same blob. */
   lockTimeoutMs: number;
   /** Where `serve` listens: `host:port`. */
   listen: string;
+  /** `Host` names `serve` answers besides its listen address and loopback names (DNS rebinding). */
+  allowedHosts: string[];
+  /** An htpasswd file (bcrypt entries): `serve` then asks mirror clients for Basic credentials. */
+  htpasswd: string | undefined;
+  /** Serve the mirror on a non-loopback address without client credentials. */
+  publicMirror: boolean;
   /** The registry the `serve` mirror pulls through, if any. */
   upstream: string | undefined;
   /** Mirror hosts tried in order for every registry, before the registry itself. */
@@ -69,9 +80,14 @@ export const DEFAULTS: Omit<Config, "cacheDir"> = {
   insecureRegistries: [],
   concurrency: 4,
   connectTimeoutMs: 30_000,
-  idleTimeoutMs: 30_000,
-  lockTimeoutMs: 10 * 60_000,
+  idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
+  lowSpeedLimitBytes: DEFAULT_LOW_SPEED_BYTES_PER_SECOND,
+  lowSpeedTimeMs: DEFAULT_LOW_SPEED_WINDOW_MS,
+  lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS,
   listen: "127.0.0.1:5050",
+  allowedHosts: [],
+  htpasswd: undefined,
+  publicMirror: false,
   upstream: undefined,
   mirrors: [],
   caFile: undefined,
@@ -92,8 +108,13 @@ export const KEYS = {
   concurrency: { flag: "--concurrency", env: "OCICACHE_CONCURRENCY", parse: parseConcurrency },
   connectTimeout: { flag: "--connect-timeout", env: "OCICACHE_CONNECT_TIMEOUT", parse: parsePositiveDuration },
   idleTimeout: { flag: "--idle-timeout", env: "OCICACHE_IDLE_TIMEOUT", parse: parsePositiveDuration },
+  lowSpeedLimit: { flag: "--low-speed-limit", env: "OCICACHE_LOW_SPEED_LIMIT", parse: parseSize },
+  lowSpeedTime: { flag: "--low-speed-time", env: "OCICACHE_LOW_SPEED_TIME", parse: parsePositiveDuration },
   lockTimeout: { flag: "--lock-timeout", env: "OCICACHE_LOCK_TIMEOUT", parse: parseDuration },
   listen: { flag: "--listen", env: "OCICACHE_LISTEN", parse: parseListen },
+  allowedHosts: { flag: "--allowed-host", env: "OCICACHE_ALLOWED_HOSTS", parse: parseHosts },
+  htpasswd: { flag: "--htpasswd", env: "OCICACHE_HTPASSWD", parse: (v: string) => v },
+  publicMirror: { flag: "--public-mirror", env: "OCICACHE_PUBLIC_MIRROR", parse: parseBoolean },
   upstream: { flag: "--upstream", env: "OCICACHE_UPSTREAM", parse: parseHost },
   mirrors: { flag: "--mirror", env: "OCICACHE_MIRRORS", parse: parseHosts },
   caFile: { flag: "--ca-file", env: "OCICACHE_CA_FILE", parse: (v: string) => v },
@@ -165,8 +186,13 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
     concurrency: value("concurrency", DEFAULTS.concurrency),
     connectTimeoutMs: value("connectTimeout", DEFAULTS.connectTimeoutMs),
     idleTimeoutMs: value("idleTimeout", DEFAULTS.idleTimeoutMs),
+    lowSpeedLimitBytes: value("lowSpeedLimit", DEFAULTS.lowSpeedLimitBytes),
+    lowSpeedTimeMs: value("lowSpeedTime", DEFAULTS.lowSpeedTimeMs),
     lockTimeoutMs: value("lockTimeout", DEFAULTS.lockTimeoutMs),
     listen: value("listen", DEFAULTS.listen),
+    allowedHosts: value("allowedHosts", DEFAULTS.allowedHosts),
+    htpasswd: value("htpasswd", DEFAULTS.htpasswd),
+    publicMirror: value("publicMirror", DEFAULTS.publicMirror),
     upstream: value("upstream", DEFAULTS.upstream),
     mirrors: value("mirrors", DEFAULTS.mirrors),
     caFile: value("caFile", DEFAULTS.caFile),

@@ -65,14 +65,18 @@ export function findEntry(entries: IndexEntry[], name: string): IndexEntry | und
   return entries.find((entry) => entry.annotations[REF_NAME_ANNOTATION] === name);
 }
 
-/** Every derived file recorded for a layer path, across all references. */
-export function findDerived(entries: IndexEntry[], layer: Digest, path: string): DerivedFile | undefined {
-  const key = `${layer}:${path}`;
-  for (const entry of entries) {
-    const found = parseDerived(entry)[key];
-    if (found !== undefined) return found;
-  }
-  return undefined;
+/**
+ * The key of a derived file in `io.ocicache.derived`: `<layer digest>:<path>`.
+ *
+ * @example
+ * ```ts
+ * import { splitDerivedKey } from "./layout.ts";
+ * console.log(splitDerivedKey("sha256:" + "a".repeat(64) + ":unikraft/bin/kernel")?.path); // unikraft/bin/kernel
+ * ```
+ */
+export function splitDerivedKey(key: string): { layer: Digest; path: string } | undefined {
+  const layer = key.slice(0, 71);
+  return isDigest(layer) && key[71] === ":" && key.length > 72 ? { layer, path: key.slice(72) } : undefined;
 }
 
 /** The derived files recorded on one entry. */

@@ -9,11 +9,11 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { BlobResult, Cache, Resolved } from "./cache.ts";
-import { digestHex, type Digest } from "./digest.ts";
+import { digestHex, hashFile, type Digest } from "./digest.ts";
 import { IntegrityError, StoreError } from "./errors.ts";
 import { MAX_MANIFEST_BYTES } from "./limits.ts";
 import { parseManifest, selectImageFiles, type Descriptor, type ImageFile, type Manifest, type Role } from "./image.ts";
-import { DERIVED_ANNOTATION, findDerived, parseDerived, readIndex, type DerivedFile } from "./layout.ts";
+import { DERIVED_ANNOTATION, parseDerived, type DerivedFile } from "./layout.ts";
 import { placeFile, placeRange, removeQuietly } from "./output.ts";
 import { describe, formatPlatform, selectManifest, type PlatformWant } from "./platform.ts";
 import type { Reference } from "./reference.ts";
@@ -158,13 +158,15 @@ async function pullFiles(
       if (fallbackPath !== undefined) fallbacks.set(layer.digest, fallbackPath);
       results.set(layer.digest, await cache.fetchBlob(ref, layer, fallbackPath === undefined ? {} : { fallbackPath }));
     });
-    const derived: Record<string, DerivedFile> = resolved.entry?.digest === resolved.digest ? parseDerived(resolved.entry) : {};
-    const entries = files.some((f) => f.path !== undefined) ? readIndex(cache.store.root) : [];
+    // Only the reference's own entry says which blob holds a file of its layers: a mapping recorded for
+    // another reference is never taken on trust.
+    const recorded: Record<string, DerivedFile> = resolved.entry?.digest === resolved.digest ? parseDerived(resolved.entry) : {};
+    const derived: Record<string, DerivedFile> = { ...recorded };
     const pulled = files.map((file) => {
       const layer = results.get(file.layer.digest)!;
       const placed = file.path === undefined
         ? placeWhole(file, layer, options)
-        : placeMember(cache, file, layer, findDerived(entries, file.layer.digest, file.path), options);
+        : placeMember(cache, file, layer, recorded[`${file.layer.digest}:${file.path}`], options);
       if (file.path !== undefined && placed.cached) derived[`${file.layer.digest}:${file.path}`] = { digest: placed.digest, size: placed.size };
       const { cached: _cached, ...rest } = placed;
       return rest;
@@ -185,28 +187,48 @@ function placeWhole(file: ImageFile, layer: BlobResult, options: PullOptions): P
   return { role: file.role, name: file.name, path, digest: file.layer.digest, size: file.layer.size, hit: layer.hit, cached: layer.cached };
 }
 
+/**
+ * A file inside a tar layer: the blob its reference recorded for it when that
+ * is still there, else the byte range taken out of the layer again. With
+ * `verify`, the range is always hashed again from the (verified) layer and
+ * the recorded blob re-hashed: a damaged or planted one is replaced.
+ */
 function placeMember(cache: Cache, file: ImageFile, layer: BlobResult, known: DerivedFile | undefined, options: PullOptions): Placed {
   const base = { role: file.role, name: file.name };
   const dest = options.outDir === undefined ? undefined : join(options.outDir, file.name);
-  if (known !== undefined && layer.cached && cache.store.stat(known.digest)?.size === known.size) {
-    cache.store.touch(known.digest);
-    const source = cache.store.blobPath(known.digest);
-    if (dest !== undefined) placeFile(source, dest, { link: options.link });
-    return { ...base, path: dest ?? source, digest: known.digest, size: known.size, hit: layer.hit, cached: true };
+  const verify = cache.options.verify === true;
+  if (!verify && known !== undefined && layer.cached && cache.store.stat(known.digest)?.size === known.size) {
+    return placeCachedMember(cache, known, dest, options, { ...base, hit: layer.hit });
   }
   const layerPath = requirePath(layer, file);
   const range = findTarMember(layerPath, file.path!, file.layer.size);
+  if (verify && layer.cached) {
+    const actual = { digest: hashFile(layerPath, range.offset, range.size).digest, size: range.size };
+    if (known !== undefined && known.digest !== actual.digest) {
+      cache.warn(`Dropping the recorded blob "${known.digest}" for "${file.path}" of layer "${file.layer.digest}": the layer holds "${actual.digest}"`);
+    }
+    if (cache.store.stat(actual.digest)?.size === actual.size && hashFile(cache.store.blobPath(actual.digest)).digest === actual.digest) {
+      return placeCachedMember(cache, actual, dest, options, { ...base, hit: layer.hit });
+    }
+  }
   if (layer.cached && cache.writable) {
     const result = cache.store.putRange(layerPath, range.offset, range.size);
     if (result.status === "committed") {
       if (dest !== undefined) placeFile(result.path, dest, { link: options.link });
-      return { ...base, path: dest ?? result.path, digest: result.digest!, size: range.size, hit: false, cached: true };
+      return { ...base, path: dest ?? result.path, digest: result.digest, size: range.size, hit: false, cached: true };
     }
     cache.warn(`Cannot keep "${file.path}" of layer "${file.layer.digest}" in the cache: ${result.status === "failed" ? result.error.message : result.reason}`);
   }
   if (dest === undefined) throw noPlace(file, cache);
   const digest = placeRange(layerPath, range.offset, range.size, dest);
   return { ...base, path: dest, digest, size: range.size, hit: false, cached: false };
+}
+
+function placeCachedMember(cache: Cache, blob: DerivedFile, dest: string | undefined, options: PullOptions, base: Pick<Placed, "role" | "name" | "hit">): Placed {
+  cache.store.touch(blob.digest);
+  const source = cache.store.blobPath(blob.digest);
+  if (dest !== undefined) placeFile(source, dest, { link: options.link });
+  return { ...base, path: dest ?? source, digest: blob.digest, size: blob.size, cached: true };
 }
 
 function makeOutDir(dir: string): void {

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { digestHex, parseDigest, type Digest } from "../lib/digest.ts";
@@ -13,11 +13,13 @@ const KERNEL_BYTES = 300_000;
 
 let registry: RegistryHandle;
 let image: SampleImage;
+let tarImage: SampleImage;
 let kernel: Digest;
 
 beforeAll(async () => {
   registry = await sharedRegistry();
   image = await pushSampleImage(registry.url, `hostile-cache-${run}/app`, "1", { format: "kraftkit", kernelBytes: KERNEL_BYTES, initrdBytes: 40_000 });
+  tarImage = await pushSampleImage(registry.url, `hostile-cache-${run}/tar`, "1", { format: "spec", kernelBytes: 100_000, initrdBytes: 100_000 });
   kernel = parseDigest(image.manifests[host].layers[0]!.digest);
 });
 afterAll(() => registry.stop());
@@ -155,5 +157,67 @@ describe("a hostile cache directory", () => {
     expect(Date.now() - started).toBeLessThan(8_000);
     expect(readFileSync(join(dir, "out", "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));
     expect(lstatSync(kernelBlob()).isFile()).toBe(true);
+  });
+});
+
+describe("files taken out of tar layers", () => {
+  const kernelBytes = () => Buffer.from(tarImage.manifests[host].files.kernel);
+
+  /** Point the recorded kernel of every entry at the initrd's blob (same size): a planted mapping. */
+  function plantKernelMapping(): Digest {
+    const indexPath = join(cacheDir, "index.json");
+    const index = JSON.parse(readFileSync(indexPath, "utf8"));
+    let planted: Digest | undefined;
+    for (const entry of index.manifests) {
+      const derived = JSON.parse(entry.annotations["io.ocicache.derived"]);
+      const kernelKey = Object.keys(derived).find((k) => k.endsWith("unikraft/bin/kernel"))!;
+      const initrdKey = Object.keys(derived).find((k) => k.endsWith("unikraft/bin/initrd"))!;
+      derived[kernelKey] = derived[initrdKey];
+      planted = derived[initrdKey].digest;
+      entry.annotations["io.ocicache.derived"] = JSON.stringify(derived);
+    }
+    writeFileSync(indexPath, JSON.stringify(index));
+    return planted!;
+  }
+
+  test("a planted mapping is used for no other reference, re-checked under --verify, and found by verify", async () => {
+    expect((await ocicache(["pull", tarImage.ref, "-o", join(dir, "first")])).code).toBe(0);
+    plantKernelMapping();
+    const byDigest = await ocicache(["pull", `${tarImage.name}@${tarImage.indexDigest}`, "--verify", "-o", join(dir, "by-digest")]);
+    expect(byDigest.code).toBe(0);
+    expect(readFileSync(join(dir, "by-digest", "kernel"))).toEqual(kernelBytes());
+    const verify = await ocicache(["verify", "--json"]);
+    expect(verify.code).toBe(4);
+    const wrong = JSON.parse(verify.stdout).wrongFiles;
+    expect(wrong.map((w: { reference: string; path: string }) => [w.reference, w.path])).toContainEqual([tarImage.ref, "unikraft/bin/kernel"]);
+    const verified = await ocicache(["pull", tarImage.ref, "--verify", "-o", join(dir, "verified")]);
+    expect(verified.code).toBe(0);
+    expect(verified.stderr).toContain("Dropping the recorded blob");
+    expect(readFileSync(join(dir, "verified", "kernel"))).toEqual(kernelBytes());
+    expect((await ocicache(["verify"])).code).toBe(0);
+  });
+
+  test("verify --repair drops a wrong mapping, and the next pull takes the file out of its layer again", async () => {
+    expect((await ocicache(["pull", tarImage.ref, "-o", join(dir, "first")])).code).toBe(0);
+    plantKernelMapping();
+    const repaired = await ocicache(["verify", "--repair"]);
+    expect(repaired.code).toBe(0);
+    expect(repaired.stdout).toContain('dropped wrong record');
+    expect((await ocicache(["verify"])).code).toBe(0);
+    expect((await ocicache(["pull", tarImage.ref, "-o", join(dir, "again")])).code).toBe(0);
+    expect(readFileSync(join(dir, "again", "kernel"))).toEqual(kernelBytes());
+  });
+
+  test("--verify re-hashes a damaged kernel taken out of a tar layer and takes it out again", async () => {
+    const path = await ocicache(["path", tarImage.ref, "--role", "kernel"]);
+    expect(path.code).toBe(0);
+    const blob = path.stdout.trim();
+    const fd = openSync(blob, "r+");
+    writeSync(fd, new Uint8Array([1, 2, 3, 4]), 0, 4, 100);
+    closeSync(fd);
+    const pulled = await ocicache(["pull", tarImage.ref, "--verify", "-o", join(dir, "out")]);
+    expect(pulled.code).toBe(0);
+    expect(readFileSync(join(dir, "out", "kernel"))).toEqual(kernelBytes());
+    expect(readFileSync(blob)).toEqual(kernelBytes());
   });
 });
