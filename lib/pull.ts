@@ -189,9 +189,10 @@ function placeWhole(file: ImageFile, layer: BlobResult, options: PullOptions): P
 
 /**
  * A file inside a tar layer: the blob its reference recorded for it when that
- * is still there, else the byte range taken out of the layer again. With
- * `verify`, the range is always hashed again from the (verified) layer and
- * the recorded blob re-hashed: a damaged or planted one is replaced.
+ * is still there, else the byte range of the layer, hashed, and the blob of
+ * that digest (written when absent). With `verify`, the range is always
+ * hashed again from the (verified) layer and the blob re-hashed: a damaged
+ * or planted one is replaced.
  */
 function placeMember(cache: Cache, file: ImageFile, layer: BlobResult, known: DerivedFile | undefined, options: PullOptions): Placed {
   const base = { role: file.role, name: file.name };
@@ -202,12 +203,13 @@ function placeMember(cache: Cache, file: ImageFile, layer: BlobResult, known: De
   }
   const layerPath = requirePath(layer, file);
   const range = findTarMember(layerPath, file.path!, file.layer.size);
-  if (verify && layer.cached) {
+  if (layer.cached) {
     const actual = { digest: hashFile(layerPath, range.offset, range.size).digest, size: range.size };
     if (known !== undefined && known.digest !== actual.digest) {
       cache.warn(`Dropping the recorded blob "${known.digest}" for "${file.path}" of layer "${file.layer.digest}": the layer holds "${actual.digest}"`);
     }
-    if (cache.store.stat(actual.digest)?.size === actual.size && hashFile(cache.store.blobPath(actual.digest)).digest === actual.digest) {
+    const present = cache.store.stat(actual.digest)?.size === actual.size;
+    if (present && (!verify || hashFile(cache.store.blobPath(actual.digest)).digest === actual.digest)) {
       return placeCachedMember(cache, actual, dest, options, { ...base, hit: layer.hit });
     }
   }
@@ -215,7 +217,7 @@ function placeMember(cache: Cache, file: ImageFile, layer: BlobResult, known: De
     const result = cache.store.putRange(layerPath, range.offset, range.size);
     if (result.status === "committed") {
       if (dest !== undefined) placeFile(result.path, dest, { link: options.link });
-      return { ...base, path: dest ?? result.path, digest: result.digest, size: range.size, hit: false, cached: true };
+      return { ...base, path: dest ?? result.path, digest: result.digest, size: range.size, hit: layer.hit, cached: true };
     }
     cache.warn(`Cannot keep "${file.path}" of layer "${file.layer.digest}" in the cache: ${result.status === "failed" ? result.error.message : result.reason}`);
   }
