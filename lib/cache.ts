@@ -98,7 +98,7 @@ export class Cache {
   #unwritable: string | undefined;
   #warned = new Set<string>();
   #client: RegistryClient | undefined;
-  #manifests = new Map<Digest, Uint8Array>();
+  #manifests = new ManifestMemory(MANIFEST_MEMORY_BYTES);
 
   constructor(options: CacheOptions) {
     this.options = options;
@@ -264,5 +264,43 @@ export class Cache {
   noteUnwritable(error: unknown): void {
     if (error !== undefined) this.#unwritable = describeFsError(error);
     this.warn(`Cannot write to the cache "${this.store.root}": ${this.#unwritable}; continuing without caching`);
+  }
+}
+
+/** The bytes of manifests kept in memory by one cache (a long-running `serve` asks for many). */
+const MANIFEST_MEMORY_BYTES = 16 * 1024 * 1024;
+
+/** Manifests in memory, the least recently used dropped first once they hold more than `limit` bytes. */
+class ManifestMemory {
+  readonly #limit: number;
+  #bytes = 0;
+  #entries = new Map<Digest, Uint8Array>();
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  get(digest: Digest): Uint8Array | undefined {
+    const bytes = this.#entries.get(digest);
+    if (bytes !== undefined) {
+      this.#entries.delete(digest);
+      this.#entries.set(digest, bytes);
+    }
+    return bytes;
+  }
+
+  set(digest: Digest, bytes: Uint8Array): void {
+    const old = this.#entries.get(digest);
+    if (old !== undefined) {
+      this.#bytes -= old.byteLength;
+      this.#entries.delete(digest);
+    }
+    this.#entries.set(digest, bytes);
+    this.#bytes += bytes.byteLength;
+    for (const [oldest, kept] of this.#entries) {
+      if (this.#bytes <= this.#limit) break;
+      this.#entries.delete(oldest);
+      this.#bytes -= kept.byteLength;
+    }
   }
 }

@@ -15,6 +15,7 @@ import { formatReference, parseReference } from "./reference.ts";
 import { pruneAll, removeTargets, type RemovalResult } from "./remove.ts";
 import { blobRows, cacheStats, iso, referenceRows } from "./report.ts";
 import { Store } from "./store.ts";
+import { escapeControl } from "./text.ts";
 import { formatBytes, formatDuration } from "./units.ts";
 import { verifyCache } from "./verify.ts";
 
@@ -27,7 +28,7 @@ async function runDoctorCommand(context: Context): Promise<number> {
   if (context.flags.json) {
     context.print(JSON.stringify(checks, null, 2));
   } else {
-    context.print(checks.map((c) => `${c.ok ? "ok  " : "FIX "}  ${c.subject.padEnd(8)}  ${c.detail}${c.fix === undefined ? "" : `\n                ${c.fix}`}`).join("\n"));
+    printLines(context, checks.flatMap((c) => [`${c.ok ? "ok  " : "FIX "}  ${c.subject.padEnd(8)}  ${c.detail}`, ...(c.fix === undefined ? [] : [`                ${c.fix}`])]));
   }
   return checks.every((c) => c.ok) ? EXIT_CODES.ok : EXIT_CODES.other;
 }
@@ -79,7 +80,7 @@ async function runGc(context: Context): Promise<number> {
   const now = Date.now();
   const lines = report.removed.map((r) => `${verb} ${r.name} (${formatBytes(r.bytes)}, last used ${ago(now, r.lastUseMs)}, by ${r.reason})`);
   lines.push(`${report.dryRun ? "would free" : "freed"} ${formatBytes(report.freedBytes)}; ${formatBytes(report.remainingBytes)} remain`);
-  context.print(lines.join("\n"));
+  printLines(context, lines);
   return EXIT_CODES.ok;
 }
 
@@ -96,7 +97,7 @@ async function runVerify(context: Context): Promise<number> {
       ...report.missing.map((m) => `missing ${m.digest} of ${m.reference}`),
       `checked ${report.checked} blobs (${formatBytes(report.bytes)}) in ${formatDuration(report.durationMs)}: ${report.corrupt.length} corrupt, ${report.wrongFiles.length} wrong records, ${report.missing.length} missing`,
     ];
-    context.print(lines.join("\n"));
+    printLines(context, lines);
   }
   return failed ? EXIT_CODES.integrity : EXIT_CODES.ok;
 }
@@ -116,7 +117,7 @@ async function runPrune(context: Context): Promise<number> {
 
 function printRemoval(context: Context, result: RemovalResult): number {
   if (context.flags.json) return json(context, result);
-  context.print([...result.removed.map((r) => `removed ${r.name} (${formatBytes(r.bytes)})`), `freed ${formatBytes(result.freedBytes)}`].join("\n"));
+  printLines(context, [...result.removed.map((r) => `removed ${r.name} (${formatBytes(r.bytes)})`), `freed ${formatBytes(result.freedBytes)}`]);
   return EXIT_CODES.ok;
 }
 
@@ -131,12 +132,18 @@ function noArgs(context: Context): void {
   if (context.args.length > 0) throw new UsageError(`Cannot run this command with arguments: "${context.args[0]}"`);
 }
 
+/** Lines of text that may hold names from the cache or text from a registry: each printed with its control characters escaped. */
+function printLines(context: Context, lines: string[]): void {
+  context.print(lines.map(escapeControl).join("\n"));
+}
+
 function json(context: Context, value: unknown): number {
   context.print(JSON.stringify(value, null, 2));
   return EXIT_CODES.ok;
 }
 
-function table(header: string[], rows: string[][]): string {
+function table(header: string[], cells: string[][]): string {
+  const rows = cells.map((row) => row.map(escapeControl));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [header, ...rows].map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ")).join("\n");
 }

@@ -2,7 +2,10 @@
  * `ocicache serve`: the admin API (and, with an upstream, the registry
  * mirror) on 127.0.0.1 by default. Mutating routes need the admin token:
  * `OCICACHE_ADMIN_TOKEN`, or one generated at start into a file only the
- * owner can read. A non-loopback address needs `OCICACHE_ADMIN_TOKEN`.
+ * owner can read. A non-loopback address needs `OCICACHE_ADMIN_TOKEN`, and a
+ * mirror there needs client credentials (`--htpasswd`) unless
+ * `--public-mirror` says it may be open. Only requests for an IP address,
+ * `localhost`, the listen host or an `--allowed-host` are answered.
  * SIGTERM and SIGINT stop accepting, finish the requests in flight, exit 0.
  *
  * @module
@@ -14,6 +17,7 @@ import { Cache } from "./cache.ts";
 import { cacheOptions, type Context } from "./cli.ts";
 import { EXIT_CODES, UsageError } from "./errors.ts";
 import { configDir } from "./home.ts";
+import { readHtpasswd } from "./htpasswd.ts";
 import { isLoopback } from "./hosts.ts";
 import { Metrics } from "./metrics.ts";
 import { createAdminApp } from "./server.ts";
@@ -32,6 +36,10 @@ export async function runServe(context: Context): Promise<number> {
   if (!loopback && (fromEnv === undefined || fromEnv.length < 16)) {
     throw new UsageError(`Cannot listen on "${config.listen}" without an admin token: set OCICACHE_ADMIN_TOKEN (16 characters or more), or listen on 127.0.0.1`);
   }
+  if (!loopback && config.upstream !== undefined && config.htpasswd === undefined && !config.publicMirror) {
+    throw new UsageError(`Cannot serve the mirror on "${config.listen}" to anyone who can reach it, with this machine's registry credentials: give --htpasswd FILE, or --public-mirror`);
+  }
+  const htpasswd = config.htpasswd === undefined ? undefined : readHtpasswd(config.htpasswd);
   const generated = fromEnv !== undefined && fromEnv !== "" ? undefined : generateToken();
   const token = generated?.value ?? fromEnv!;
   const metrics = new Metrics();
@@ -40,24 +48,36 @@ export async function runServe(context: Context): Promise<number> {
     onWarning: (message) => context.warn(message),
     onEvent: (event) => metrics.record(event),
   });
-  const app = createAdminApp({ config, cache, metrics, token, ...(config.upstream !== undefined && { upstream: config.upstream }) });
+  const app = createAdminApp({
+    config,
+    cache,
+    metrics,
+    token,
+    allowedHosts: [hostname, ...config.allowedHosts],
+    ...(config.upstream !== undefined && { upstream: config.upstream }),
+    ...(htpasswd !== undefined && { htpasswd }),
+  });
   const stopped = new Promise<string>((resolve) => {
     process.once("SIGTERM", () => resolve("SIGTERM"));
     process.once("SIGINT", () => resolve("SIGINT"));
   });
   let server: ReturnType<typeof Bun.serve>;
   try {
-    server = Bun.serve({ hostname: hostname.replace(/^\[|\]$/g, ""), port, fetch: app.fetch, idleTimeout: 0 });
+    server = Bun.serve({ hostname: hostname.replace(/^\[|\]$/g, ""), port, fetch: app.fetch, idleTimeout: IDLE_CONNECTION_SECONDS });
   } catch (cause) {
     throw new UsageError(`Cannot listen on "${config.listen}": ${(cause as Error).message.replace(/\.$/, "")}`, { cause });
   }
   const where = generated === undefined ? "from OCICACHE_ADMIN_TOKEN" : `in ${generated.file}`;
-  context.print(`listening on http://${hostname}:${server.port}${config.upstream === undefined ? "" : `, mirroring ${config.upstream}`} (admin token ${where})`);
+  const clients = config.upstream === undefined ? "" : htpasswd !== undefined ? `, mirror clients need credentials from ${config.htpasswd}` : loopback ? "" : ", mirror open to anyone who can reach it (--public-mirror)";
+  context.print(`listening on http://${hostname}:${server.port}${config.upstream === undefined ? "" : `, mirroring ${config.upstream}`} (admin token ${where}${clients})`);
   const signal = await stopped;
   context.warn(`${signal}: finishing the requests in flight`);
   await server.stop(false);
   return EXIT_CODES.ok;
 }
+
+/** Seconds a connection may carry nothing before it is closed (keep-alive connections are not held forever). */
+const IDLE_CONNECTION_SECONDS = 60;
 
 /** A random token, written to `$XDG_CONFIG_HOME/ocicache/admin-token` with mode 0600. */
 function generateToken(): { value: string; file: string } {

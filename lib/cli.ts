@@ -13,6 +13,7 @@ import { EXIT_CODES, OcicacheError, UsageError } from "./errors.ts";
 import { releaseAllLocks } from "./lock.ts";
 import type { CacheOptions } from "./cache.ts";
 import type { RegistryClientOptions } from "./registry.ts";
+import { escapeControl } from "./text.ts";
 import { removeUnfinished } from "./writer.ts";
 
 const USAGE = `Usage: ocicache <command> [options]
@@ -155,7 +156,7 @@ export async function main(argv: string[]): Promise<number> {
       args,
       print: (text) => printLine(text),
       warn: (message) => {
-        if (!flags.quiet) console.error(`ocicache: warning: ${message}`);
+        if (!flags.quiet) console.error(`ocicache: warning: ${escapeControl(message)}`);
       },
     };
     return await run(context);
@@ -266,7 +267,7 @@ function printLine(text: string): number {
 
 function report(error: unknown, debug: boolean): number {
   const message = error instanceof Error ? error.message : String(error);
-  console.error(`ocicache: error: ${message.split("\n")[0]}`);
+  console.error(`ocicache: error: ${escapeControl(message.split("\n")[0]!)}`);
   if (debug && error instanceof Error && error.stack !== undefined) console.error(error.stack);
   return error instanceof OcicacheError ? error.exitCode : EXIT_CODES.other;
 }

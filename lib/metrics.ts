@@ -15,6 +15,7 @@ export class Metrics {
   bytesFetched = 0;
   verificationFailures = 0;
   evictions = 0;
+  damagedBlobsDropped = 0;
 
   /** Count one cache event. */
   record(event: CacheEvent): void {
@@ -46,6 +47,7 @@ export class Metrics {
     metric("fetched_bytes_total", "counter", "Bytes fetched from registries and verified.", this.bytesFetched);
     metric("verification_failures_total", "counter", "Downloads refused because their size or digest was wrong.", this.verificationFailures);
     metric("evictions_total", "counter", "Units removed by cleanup.", this.evictions);
+    metric("damaged_blobs_dropped_total", "counter", "Cached blobs that failed verification while served to a mirror client, and were dropped.", this.damagedBlobsDropped);
     metric("cache_bytes", "gauge", "Bytes in blobs/.", gauges.bytes);
     metric("references", "gauge", "Cached references.", gauges.references);
     metric("blobs", "gauge", "Blobs in the cache.", gauges.blobs);

@@ -9,9 +9,11 @@
  */
 
 import type { Context, Hono } from "hono";
-import type { Cache } from "./cache.ts";
+import { fileSource, growingSource, verifiedStream } from "./blob-stream.ts";
+import type { BlobResult, Cache } from "./cache.ts";
 import { isDigest, type Digest } from "./digest.ts";
 import { AuthError, IntegrityError, NotFoundError, OcicacheError, UsageError } from "./errors.ts";
+import { parseManifest } from "./image.ts";
 import type { Metrics } from "./metrics.ts";
 import { pullBlob } from "./pull.ts";
 import { parseReference, type Reference } from "./reference.ts";
@@ -20,12 +22,12 @@ import { parseReference, type Reference } from "./reference.ts";
 export interface MirrorDeps {
   cache: Cache;
   metrics: Metrics;
-  /** The registry pulled through, e.g. `127.0.0.1:5000`. */
+  /** The registry pulled through, e.g. `127.0.0.1:5000`, whatever its shape (a bare name is a host, never Docker Hub's namespace). */
   upstream: string;
 }
 
 const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/;
-/** Bytes queued for one mirror client before its download waits. */
+/** Bytes queued for one mirror client before its download waits, when the cache cannot be written. */
 const MIRROR_QUEUE_BYTES = 4 * 1024 * 1024;
 const API_HEADER = { "Docker-Distribution-API-Version": "registry/2.0" };
 
@@ -40,13 +42,15 @@ const API_HEADER = { "Docker-Distribution-API-Version": "registry/2.0" };
  * ```
  */
 export function mountMirror(app: Hono, deps: MirrorDeps): void {
+  // One download per missing blob in this process, whoever asks and however slowly they read.
+  const downloads = new Map<Digest, Promise<BlobResult>>();
   app.get("/v2/", (c) => c.json({}, 200, API_HEADER));
   app.on(["GET", "HEAD"], "/v2/*", async (c) => {
     const match = ROUTE_RE.exec(new URL(c.req.url).pathname);
     if (match === null) return registryError(c, 404, "NAME_UNKNOWN", "No such repository route");
     const [, name, kind, reference] = match as unknown as [string, string, "manifests" | "blobs", string];
     try {
-      return kind === "manifests" ? await serveManifest(c, deps, name, reference) : await serveBlob(c, deps, name, reference);
+      return kind === "manifests" ? await serveManifest(c, deps, name, reference) : await serveBlob(c, deps, downloads, name, reference);
     } catch (error) {
       return mirrorError(c, error, kind);
     }
@@ -54,17 +58,27 @@ export function mountMirror(app: Hono, deps: MirrorDeps): void {
   app.on(["POST", "PUT", "PATCH", "DELETE"], "/v2/*", (c) => registryError(c, 405, "UNSUPPORTED", "ocicache is a read-only mirror"));
 }
 
+/**
+ * A manifest: only what parses as one (at most 4 MiB) is served as one, and
+ * only a tag the upstream confirmed is recorded in `index.json`.
+ */
 async function serveManifest(c: Context, deps: MirrorDeps, name: string, reference: string): Promise<Response> {
   const ref = toReference(deps.upstream, name, reference);
   const resolved = await deps.cache.resolve(ref);
   const { bytes } = await deps.cache.manifestBytes(ref, resolved.digest);
-  const mediaType = mediaTypeOf(bytes);
-  await deps.cache.record(resolved, { mediaType, digest: resolved.digest, size: bytes.byteLength }, {});
+  let manifest;
+  try {
+    manifest = parseManifest(bytes, "", resolved.name);
+  } catch {
+    throw new NotFoundError(`Cannot serve "${resolved.digest}" as a manifest: it is not one`);
+  }
+  const mediaType = manifest.mediaType || (manifest.kind === "index" ? "application/vnd.oci.image.index.v1+json" : "application/vnd.oci.image.manifest.v1+json");
+  if (ref.digest === undefined && resolved.checked) await deps.cache.record(resolved, { mediaType, digest: resolved.digest, size: bytes.byteLength }, {});
   const headers = { ...API_HEADER, "Content-Type": mediaType, "Content-Length": String(bytes.byteLength), "Docker-Content-Digest": resolved.digest, ETag: `"${resolved.digest}"` };
   return new Response(c.req.method === "HEAD" ? null : bytes, { status: 200, headers });
 }
 
-async function serveBlob(c: Context, deps: MirrorDeps, name: string, reference: string): Promise<Response> {
+async function serveBlob(c: Context, deps: MirrorDeps, downloads: Map<Digest, Promise<BlobResult>>, name: string, reference: string): Promise<Response> {
   if (!isDigest(reference)) return registryError(c, 400, "DIGEST_INVALID", `"${reference.slice(0, 80)}" is not a sha256 digest`);
   const ref = toReference(deps.upstream, name, reference) as Reference & { digest: Digest };
   const { cache, metrics } = deps;
@@ -77,53 +91,63 @@ async function serveBlob(c: Context, deps: MirrorDeps, name: string, reference: 
     if (size === undefined) throw new NotFoundError(`Cannot find blob "${ref.digest}" offline: it is not in the cache`);
     return new Response(null, { status: 200, headers: { ...headers, "Content-Length": String(size) } });
   }
-  if (cached === undefined && c.req.method === "GET" && range === undefined) {
-    return streamMiss(deps, ref);
+  if (cached === undefined && c.req.method === "GET" && range === undefined && !cache.options.offline) {
+    return cache.writable ? streamMiss(deps, downloads, ref, headers) : streamUncached(deps, ref);
   }
   const blob = await pullBlob(cache, ref);
   if (blob.path === undefined) throw new OcicacheError("ESTORE", 1, `Cannot serve blob "${ref.digest}": the cache cannot be written`);
-  const file = Bun.file(blob.path);
   if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: { ...headers, "Content-Length": String(blob.size) } });
   if (range === undefined) {
     metrics.bytesServedFromCache += blob.size;
-    return new Response(file, { status: 200, headers: { ...headers, "Content-Length": String(blob.size) } });
+    const body = verifiedStream(fileSource(blob.path, blob.size), { digest: ref.digest, size: blob.size }, () => dropDamaged(deps, ref.digest));
+    return new Response(body, { status: 200, headers: { ...headers, "Content-Length": String(blob.size) } });
   }
   const parsed = parseRange(range, blob.size);
   if (parsed === undefined) return new Response(null, { status: 416, headers: { ...headers, "Content-Range": `bytes */${blob.size}` } });
   const [start, end] = parsed;
   metrics.bytesServedFromCache += end - start + 1;
-  return new Response(file.slice(start, end + 1), {
+  return new Response(Bun.file(blob.path).slice(start, end + 1), {
     status: 206,
     headers: { ...headers, "Content-Length": String(end - start + 1), "Content-Range": `bytes ${start}-${end}/${blob.size}` },
   });
 }
 
 /**
- * A missing blob: its bytes go to the client as they arrive from upstream,
- * hashed and written to the cache at once. When another request already
- * downloads it, this one waits and sends the cached copy. A verification
- * failure ends the response early, so the client sees a short body.
+ * A missing blob: one download into the cache's partial file at the
+ * upstream's pace, and each client reading that file as it grows at its own
+ * pace, verified as it goes (a mismatch cuts every client's response).
  */
-async function streamMiss(deps: MirrorDeps, ref: Reference & { digest: Digest }): Promise<Response> {
+async function streamMiss(deps: MirrorDeps, downloads: Map<Digest, Promise<BlobResult>>, ref: Reference & { digest: Digest }, headers: Record<string, string>): Promise<Response> {
   const size = await (await deps.cache.client()).headBlob(ref, ref.digest);
-  // The download waits while the client's queue is full: a slow client costs time, never memory.
+  let download = downloads.get(ref.digest);
+  if (download === undefined) {
+    download = deps.cache.fetchBlob(ref, { mediaType: "application/octet-stream", digest: ref.digest, size });
+    downloads.set(ref.digest, download);
+    const forget = () => downloads.delete(ref.digest);
+    download.then(forget, forget);
+  }
+  const body = verifiedStream(growingSource(deps.cache.store, ref.digest, size, download), { digest: ref.digest, size }, () => {});
+  return new Response(body, { status: 200, headers: { ...headers, "Content-Length": String(size) } });
+}
+
+/**
+ * A missing blob when the cache cannot be written: its bytes go to the client
+ * as they arrive, hashed; the download waits while the client's queue is
+ * full, so a slow client costs time, never memory.
+ */
+async function streamUncached(deps: MirrorDeps, ref: Reference & { digest: Digest }): Promise<Response> {
+  const size = await (await deps.cache.client()).headBlob(ref, ref.digest);
   let ready: (() => void) | undefined;
   let gone = false;
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
-      let streamed = false;
       pullBlob(deps.cache, ref, {
         onChunk: async (chunk) => {
-          streamed = true;
           if (gone) return;
           controller.enqueue(chunk);
           if ((controller.desiredSize ?? 1) <= 0) await new Promise<void>((resolve) => (ready = resolve));
         },
-      }).then(async (blob) => {
-        if (!streamed && blob.path !== undefined && !gone) {
-          for await (const chunk of Bun.file(blob.path).stream()) controller.enqueue(chunk);
-          deps.metrics.bytesServedFromCache += blob.size;
-        }
+      }).then(() => {
         if (!gone) controller.close();
       }, (error) => {
         if (!gone) controller.error(error);
@@ -134,7 +158,6 @@ async function streamMiss(deps: MirrorDeps, ref: Reference & { digest: Digest })
       ready = undefined;
     },
     cancel() {
-      // The client left; the download goes on into the cache for the next one.
       gone = true;
       ready?.();
       ready = undefined;
@@ -146,23 +169,30 @@ async function streamMiss(deps: MirrorDeps, ref: Reference & { digest: Digest })
   });
 }
 
-function toReference(upstream: string, name: string, reference: string): Reference {
+/** A cached blob failed verification while served: drop it, so that the next request fetches it again. */
+function dropDamaged(deps: MirrorDeps, digest: Digest): void {
+  deps.metrics.damagedBlobsDropped++;
+  deps.cache.warn(`Dropping cached blob "${digest}": its content does not match its digest`);
   try {
-    return parseReference(`${upstream}/${name}${isDigest(reference) ? `@${reference}` : `:${reference}`}`);
+    deps.cache.store.remove(digest);
   } catch (error) {
-    throw new UsageError((error as Error).message, { cause: error });
+    deps.cache.noteUnwritable(error);
   }
 }
 
-/** The manifest's own media type, else OCI's image manifest. */
-function mediaTypeOf(bytes: Uint8Array): string {
+/** The reference on the upstream: the upstream is the registry, whatever its shape (no Docker Hub defaults). */
+function toReference(upstream: string, name: string, reference: string): Reference {
+  let parsed: Reference;
   try {
-    const mediaType = (JSON.parse(new TextDecoder().decode(bytes)) as { mediaType?: unknown }).mediaType;
-    return typeof mediaType === "string" ? mediaType : "application/vnd.oci.image.manifest.v1+json";
-  } catch {
-    return "application/vnd.oci.image.manifest.v1+json";
+    parsed = parseReference(`${NAME_CHECK_HOST}/${name}${isDigest(reference) ? `@${reference}` : `:${reference}`}`);
+  } catch (error) {
+    throw new UsageError((error as Error).message.replace(`${NAME_CHECK_HOST}/`, ""), { cause: error });
   }
+  return { ...parsed, registry: upstream };
 }
+
+/** A host only used to check a repository name and a tag with the reference grammar. */
+const NAME_CHECK_HOST = "mirror.invalid";
 
 /** One `bytes=start-end` range (RFC 9110, section 14.1.2), or `undefined` when it cannot be satisfied. */
 function parseRange(header: string, size: number): [number, number] | undefined {

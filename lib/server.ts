@@ -15,6 +15,7 @@ import { isDigest, type Digest } from "./digest.ts";
 import { OcicacheError, UsageError } from "./errors.ts";
 import { takeInventory } from "./inventory.ts";
 import type { Metrics } from "./metrics.ts";
+import { basicChecker, type Htpasswd } from "./htpasswd.ts";
 import { mountMirror } from "./mirror.ts";
 import { parsePlatform } from "./platform.ts";
 import { pullImage } from "./pull.ts";
@@ -34,6 +35,10 @@ export interface AdminDeps {
   token: string;
   /** The registry the `/v2/` mirror pulls through, e.g. `127.0.0.1:5000`; no mirror without it. */
   upstream?: string;
+  /** Host names answered besides IP addresses and `localhost` (the listen host, `--allowed-host`). @default [] */
+  allowedHosts?: string[];
+  /** Mirror clients must give Basic credentials from these users. */
+  htpasswd?: Htpasswd;
 }
 
 /** HTTP statuses of the error codes (the admin API's JSON errors). */
@@ -59,7 +64,24 @@ const BLOBS_QUERY = z.strictObject({
 export function createAdminApp(deps: AdminDeps): Hono {
   const app = new Hono();
   const { config, cache, metrics } = deps;
-  const requireToken = bearerToken(deps.token);
+  const allowed = new Set((deps.allowedHosts ?? []).map((h) => hostName(h)));
+  const requireToken = bearerToken(deps.token, allowed);
+
+  // DNS rebinding: a web page whose name resolves to this address must not reach the API or the mirror.
+  app.use("*", async (c, next) => {
+    const host = c.req.header("host") ?? new URL(c.req.url).host;
+    if (!isAllowedHost(host, allowed)) {
+      return c.json({ code: "EUSAGE", message: `Requests for the host "${host.slice(0, 80)}" are not answered here (allow it with --allowed-host)` }, 421);
+    }
+    await next();
+  });
+  if (deps.htpasswd !== undefined) {
+    const check = basicChecker(deps.htpasswd);
+    app.use("/v2/*", async (c, next) => {
+      if (await check(c.req.header("authorization"))) return next();
+      return c.json({ errors: [{ code: "UNAUTHORIZED", message: "This mirror needs credentials" }] }, 401, { "WWW-Authenticate": 'Basic realm="ocicache"', "Docker-Distribution-API-Version": "registry/2.0" });
+    });
+  }
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", (c) => {
@@ -121,11 +143,16 @@ export function createAdminApp(deps: AdminDeps): Hono {
 
 /**
  * Mutating routes need `Authorization: Bearer <token>`, compared in constant
- * time (over SHA-256 digests, so that lengths leak nothing either).
+ * time (over SHA-256 digests, so that lengths leak nothing either), and no
+ * `Origin` of a web page on another host.
  */
-function bearerToken(token: string): MiddlewareHandler {
+function bearerToken(token: string, allowed: Set<string>): MiddlewareHandler {
   const expected = new Bun.CryptoHasher("sha256").update(token).digest();
   return async (c, next) => {
+    const origin = c.req.header("origin");
+    if (origin !== undefined && !isAllowedOrigin(origin, allowed)) {
+      return c.json({ code: "EAUTH", message: `Requests from the web page "${origin.slice(0, 80)}" are refused` }, 403);
+    }
     const header = c.req.header("authorization") ?? "";
     const given = header.startsWith("Bearer ") ? header.slice(7) : "";
     const actual = new Bun.CryptoHasher("sha256").update(given).digest();
@@ -145,6 +172,31 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   let difference = a.length ^ b.length;
   for (let i = 0; i < a.length; i++) difference |= a[i]! ^ (b[i] ?? 0);
   return difference === 0;
+}
+
+/**
+ * Whether a `Host` header names this server: an IP address (DNS rebinding
+ * needs a name), `localhost`, or a name allowed by configuration.
+ */
+function isAllowedHost(host: string, allowed: Set<string>): boolean {
+  const name = hostName(host);
+  return name === "localhost" || /^\d{1,3}(\.\d{1,3}){3}$/.test(name) || name.startsWith("[") || allowed.has(name);
+}
+
+function isAllowedOrigin(origin: string, allowed: Set<string>): boolean {
+  try {
+    return isAllowedHost(new URL(origin).host, allowed);
+  } catch {
+    return false;
+  }
+}
+
+/** The lowercase host name of `host[:port]` or `[v6]:port`. */
+function hostName(host: string): string {
+  const lower = host.trim().toLowerCase();
+  if (lower.startsWith("[")) return lower.slice(0, lower.indexOf("]") + 1);
+  const colon = lower.lastIndexOf(":");
+  return colon === -1 ? lower : lower.slice(0, colon);
 }
 
 /** Parse with zod; a failure is a usage error (400) naming the field. */

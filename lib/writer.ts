@@ -179,9 +179,11 @@ export class BlobWriter {
   }
 
   /**
-   * Verify, flush, set `mode` and rename into `dest`; the renamed file is
-   * checked to be the one written. A failed commit leaves the file for the
-   * caller to abort (an integrity failure) or to use otherwise.
+   * Verify, flush, set `mode` and rename into `dest`; what is at `dest` then
+   * must be a regular file of the size written (another process may have
+   * committed the same verified content there a moment later, which is as
+   * good). A failed commit leaves the file for the caller to abort (an
+   * integrity failure) or to use otherwise.
    */
   commit(dest: string, expected: WriteExpectation, mode = 0o444): WriteResult {
     if (this.#fd === undefined) throw new TypeError("BlobWriter is closed");
@@ -189,13 +191,12 @@ export class BlobWriter {
       this.verify(expected);
       fsyncSync(this.#fd);
       fchmodSync(this.#fd, mode);
-      const { ino, dev } = fstatSync(this.#fd);
       closeSync(this.#fd);
       this.#fd = undefined;
       renameSync(this.path, dest);
       UNFINISHED.delete(this.path);
       const placed = lstatSync(dest);
-      if (placed.ino !== ino || placed.dev !== dev || placed.size !== this.#written) {
+      if (!placed.isFile() || placed.size !== this.#written) {
         throw new IntegrityError(`Cannot verify "${dest}": another file took its place while it was renamed`);
       }
       return { status: "committed", path: dest, digest: this.digest(), size: this.#written };

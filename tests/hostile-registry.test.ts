@@ -147,6 +147,19 @@ describe("a hostile registry", () => {
     }
   });
 
+  test("control characters in a registry's error reach the terminal escaped, never raw", async () => {
+    const evil = startProxy(registry.url, () =>
+      Response.json({ errors: [{ code: "DENIED\u001b[2J\u001b]0;pwned\u0007", message: "x" }] }, { status: 500 }));
+    try {
+      const pulled = await ocicache(["pull", `${evil.host}/${repo}:1`, "-o", join(dir, "out")]);
+      expect(pulled.code).toBe(5);
+      expect(pulled.stderr).toContain("DENIED\\x1b[2J\\x1b]0;pwned\\x07");
+      expect(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/.test(pulled.stderr)).toBe(false);
+    } finally {
+      await evil.stop();
+    }
+  });
+
   test("a HEAD claiming a blob larger than the limit is refused (exit 4)", async () => {
     const liar = startRawServer(registry.url, (request, socket) => {
       if (request.method !== "HEAD" || !request.path.includes("/blobs/")) return false;

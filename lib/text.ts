@@ -1,0 +1,24 @@
+/**
+ * Text from outside (a registry's error codes and messages, annotations,
+ * names read from `index.json`) on its way to a terminal: control characters
+ * are shown escaped, never sent, so that no byte of it can move the cursor,
+ * recolour the screen or forge a line.
+ *
+ * @module
+ */
+
+/**
+ * `text` with every C0 and C1 control character and DEL written as `\xNN`
+ * (line breaks included: one message stays one line).
+ *
+ * @example
+ * ```ts
+ * import { escapeControl } from "./text.ts";
+ * console.log(escapeControl("bad\u001b[31mred")); // bad\x1b[31mred
+ * ```
+ */
+export function escapeControl(text: string): string {
+  return text.replace(CONTROL_RE, (char) => `\\x${char.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
+
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/g;

@@ -1,0 +1,212 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Hono } from "hono";
+import { Cache } from "../lib/cache.ts";
+import { DEFAULTS, type Config } from "../lib/config.ts";
+import { digestHex, digestOf, parseDigest, type Digest } from "../lib/digest.ts";
+import { readHtpasswd } from "../lib/htpasswd.ts";
+import { Metrics } from "../lib/metrics.ts";
+import { pullImage } from "../lib/pull.ts";
+import { parseReference } from "../lib/reference.ts";
+import type { RegistryClientOptions } from "../lib/registry.ts";
+import { createAdminApp } from "../lib/server.ts";
+import { MOD } from "./helpers/cli.ts";
+import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
+import { startProxy } from "./helpers/proxy.ts";
+import { freePort, sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";
+
+const TOKEN = "test-admin-token-0123456789";
+const host = process.arch === "arm64" ? "arm64" : "amd64";
+const run = Math.random().toString(36).slice(2, 8);
+const repo = `hostile-client-${run}/app`;
+
+let registry: RegistryHandle;
+let image: SampleImage;
+let kernel: Digest;
+
+beforeAll(async () => {
+  registry = await sharedRegistry();
+  image = await pushSampleImage(registry.url, repo, "1", { format: "kraftkit", kernelBytes: 6 * 1024 * 1024, initrdBytes: 300_000 });
+  kernel = parseDigest(image.manifests[host].layers[0]!.digest);
+});
+afterAll(() => registry.stop());
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "ocicache-hostile-client-"));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+interface AppOptions {
+  upstream?: string;
+  registry?: RegistryClientOptions;
+  allowedHosts?: string[];
+  htpasswd?: string;
+}
+
+function mirrorApp(options: AppOptions = {}): { app: Hono; cache: Cache; metrics: Metrics } {
+  const cacheDir = join(dir, "cache");
+  const config: Config = { ...DEFAULTS, cacheDir };
+  const metrics = new Metrics();
+  const cache = new Cache({ dir: cacheDir, onEvent: (e) => metrics.record(e), registry: { backoffMs: 5, ...options.registry } });
+  const app = createAdminApp({
+    config,
+    cache,
+    metrics,
+    token: TOKEN,
+    upstream: options.upstream ?? registry.host,
+    ...(options.allowedHosts !== undefined && { allowedHosts: options.allowedHosts }),
+    ...(options.htpasswd !== undefined && { htpasswd: readHtpasswd(options.htpasswd) }),
+  });
+  return { app, cache, metrics };
+}
+
+const indexEntries = () => {
+  const path = join(dir, "cache", "index.json");
+  return existsSync(path) ? JSON.parse(readFileSync(path, "utf8")).manifests.length : 0;
+};
+
+describe("hostile requests to the mirror", () => {
+  test("a layer asked for as a manifest is 404, and is neither read into memory nor recorded", async () => {
+    const { app, cache } = mirrorApp();
+    await pullImage(cache, parseReference(image.ref));
+    const before = indexEntries();
+    for (let i = 0; i < 4; i++) {
+      const response = await app.request(`/v2/a/b/manifests/${kernel}`);
+      expect(response.status).toBe(404);
+      expect(((await response.json()) as { errors: Array<{ code: string }> }).errors[0]!.code).toBe("MANIFEST_UNKNOWN");
+    }
+    const config = image.manifests[host].layers[1]!.digest;
+    expect((await app.request(`/v2/${repo}/manifests/${config}`)).status).toBe(404);
+    expect(indexEntries()).toBe(before);
+  });
+
+  test("manifest requests by digest under junk names record nothing in index.json", async () => {
+    const { app } = mirrorApp();
+    expect((await app.request(`/v2/${repo}/manifests/1`)).status).toBe(200);
+    expect(indexEntries()).toBe(1);
+    for (let i = 0; i < 30; i++) {
+      const response = await app.request(`/v2/junk${i}/n${i}/manifests/${image.indexDigest}`);
+      expect([200, 404]).toContain(response.status);
+    }
+    expect(indexEntries()).toBe(1);
+  });
+
+  test("an upstream named without a dot or port is the registry, not a Docker Hub namespace", async () => {
+    const { app } = mirrorApp({ upstream: "myregistry", registry: { registries: { myregistry: { insecure: true, mirrors: [{ host: registry.host }] } } } });
+    const response = await app.request(`/v2/${repo}/manifests/1`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get("docker-content-digest")).toBe(image.indexDigest);
+    expect(JSON.parse(readFileSync(join(dir, "cache", "index.json"), "utf8")).manifests[0].annotations["org.opencontainers.image.ref.name"]).toBe(`myregistry/${repo}:1`);
+  });
+
+  test("a cached blob damaged on disk is cut off mid-response, dropped, counted, and fetched again next time", async () => {
+    const { app, cache } = mirrorApp();
+    await pullImage(cache, parseReference(image.ref));
+    const blob = join(dir, "cache", "blobs", "sha256", digestHex(kernel));
+    const fd = openSync(blob, "r+");
+    writeSync(fd, new Uint8Array([0xde, 0xad, 0xbe, 0xef]), 0, 4, 1000);
+    closeSync(fd);
+    const damaged = await app.request(`/v2/${repo}/blobs/${kernel}`);
+    expect(damaged.status).toBe(200);
+    expect(await damaged.arrayBuffer().then(() => "complete", () => "cut")).toBe("cut");
+    expect(existsSync(blob)).toBe(false);
+    expect(await (await app.request("/metrics")).text()).toContain("ocicache_damaged_blobs_dropped_total 1");
+    const again = await app.request(`/v2/${repo}/blobs/${kernel}`);
+    expect(digestOf(new Uint8Array(await again.arrayBuffer()))).toBe(kernel);
+  });
+
+  test("a client that never reads does not hold the download: another client gets every byte, one upstream GET", async () => {
+    const upstream = startProxy(registry.url);
+    try {
+      const { app } = mirrorApp({ upstream: upstream.host });
+      const stuck = await app.request(`/v2/${repo}/blobs/${kernel}`);
+      expect(stuck.status).toBe(200);
+      const other = await app.request(`/v2/${repo}/blobs/${kernel}`);
+      const bytes = await Promise.race([other.arrayBuffer(), Bun.sleep(20_000).then(() => undefined)]);
+      expect(bytes).toBeDefined();
+      expect(digestOf(new Uint8Array(bytes!))).toBe(kernel);
+      expect(upstream.count(`/blobs/${kernel}`, "GET")).toBe(1);
+      await stuck.body?.cancel();
+    } finally {
+      await upstream.stop();
+    }
+  });
+});
+
+describe("who may talk to serve", () => {
+  test("a Host that is not this server's (DNS rebinding) is 421; IP addresses, localhost and allowed names are answered", async () => {
+    const { app } = mirrorApp({ allowedHosts: ["cache.internal"] });
+    expect((await app.request("http://evil.example:5050/v1/stats")).status).toBe(421);
+    expect((await app.request(`http://evil.example:5050/v2/${repo}/manifests/1`)).status).toBe(421);
+    expect((await app.request("/v1/stats", { headers: { Host: "attacker.test" } })).status).toBe(421);
+    for (const name of ["127.0.0.1:5050", "localhost:5050", "[::1]:5050", "10.1.2.3:5050", "cache.internal:5050"]) {
+      expect((await app.request("/v1/stats", { headers: { Host: name } })).status).toBe(200);
+    }
+  });
+
+  test("a mutating request from a web page on another origin is refused, even with the token", async () => {
+    const { app } = mirrorApp();
+    const gc = (origin?: string) => app.request("/v1/gc", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json", ...(origin !== undefined && { Origin: origin }) },
+      body: JSON.stringify({ dryRun: true }),
+    });
+    expect((await gc("http://evil.example")).status).toBe(403);
+    expect((await gc("null")).status).toBe(403);
+    expect((await gc("http://127.0.0.1:5050")).status).toBe(200);
+    expect((await gc()).status).toBe(200);
+  });
+
+  test("with --htpasswd, mirror clients need its credentials (bcrypt): none and wrong are 401, right is served", async () => {
+    const file = join(dir, "htpasswd");
+    const made = Bun.spawnSync(["htpasswd", "-nbB", "fleet", "s3cret"]);
+    writeFileSync(file, made.stdout);
+    const { app } = mirrorApp({ htpasswd: file });
+    const none = await app.request("/v2/");
+    expect(none.status).toBe(401);
+    expect(none.headers.get("www-authenticate")).toStartWith("Basic ");
+    const wrong = await app.request(`/v2/${repo}/manifests/1`, { headers: { Authorization: `Basic ${btoa("fleet:nope")}` } });
+    expect(wrong.status).toBe(401);
+    const right = await app.request(`/v2/${repo}/manifests/1`, { headers: { Authorization: `Basic ${btoa("fleet:s3cret")}` } });
+    expect(right.status).toBe(200);
+    expect((await app.request("/healthz")).status).toBe(200);
+  });
+
+  test("an htpasswd file with a non-bcrypt entry is refused with a clear error", () => {
+    const file = join(dir, "htpasswd");
+    writeFileSync(file, "fleet:$apr1$abc$defghijklmnopqrstuvwx\n");
+    expect(() => readHtpasswd(file)).toThrow("line 1 is not");
+  });
+
+  test("serve refuses a mirror on a non-loopback address without --htpasswd or --public-mirror (exit 2)", async () => {
+    const env = { ...process.env, OCICACHE_DIR: join(dir, "cache"), XDG_CONFIG_HOME: join(dir, "config"), OCICACHE_ADMIN_TOKEN: TOKEN };
+    const proc = Bun.spawn(["bun", MOD, "serve", "--listen", `0.0.0.0:${freePort()}`, "--upstream", registry.host], { env, stdout: "pipe", stderr: "pipe" });
+    expect(await proc.exited).toBe(2);
+    expect(await new Response(proc.stderr).text()).toContain("give --htpasswd FILE, or --public-mirror");
+  });
+
+  test("skopeo through a mirror with --htpasswd: refused without credentials, served with them", async () => {
+    const file = join(dir, "htpasswd");
+    writeFileSync(file, Bun.spawnSync(["htpasswd", "-nbB", "fleet", "s3cret"]).stdout);
+    const port = freePort();
+    const env = { ...process.env, OCICACHE_DIR: join(dir, "cache"), XDG_CONFIG_HOME: join(dir, "config"), OCICACHE_ADMIN_TOKEN: TOKEN };
+    const proc = Bun.spawn(["bun", MOD, "serve", "--listen", `0.0.0.0:${port}`, "--upstream", registry.host, "--htpasswd", file], { env, stdout: "pipe", stderr: "pipe" });
+    try {
+      const reader = proc.stdout.getReader();
+      const line = new TextDecoder().decode((await reader.read()).value);
+      reader.releaseLock();
+      expect(line).toContain(`mirror clients need credentials from ${file}`);
+      const inspect = (...creds: string[]) => Bun.spawnSync(["skopeo", "inspect", "--raw", "--tls-verify=false", ...creds, `docker://127.0.0.1:${port}/${repo}:1`], { stderr: "pipe" });
+      expect(inspect().exitCode).not.toBe(0);
+      const served = inspect("--creds", "fleet:s3cret");
+      expect(served.exitCode).toBe(0);
+      expect(digestOf(served.stdout) as string).toBe(image.indexDigest);
+    } finally {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    }
+  });
+});
