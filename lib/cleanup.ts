@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { takeInventory, type Unit } from "./inventory.ts";
 import { acquireLock, isAlive, isStale } from "./lock.ts";
 import { classifyTemp } from "./paths.ts";
+import { lexists } from "./writer.ts";
 import { lockCleanup, removeUnits, type RemovedUnit } from "./remove.ts";
 import type { Store } from "./store.ts";
 
@@ -192,7 +193,7 @@ function removeStaleTemp(store: Store, graceMs: number, now: number, dryRun: boo
       size = stat.isFile() ? stat.size : 0;
       const old = now - stat.mtimeMs > graceMs;
       if (entry.kind === "lock") stale = isStale(path);
-      else if (entry.kind === "partial") stale = old && (!exists(join(store.tmpDir, entry.lock)) || isStale(join(store.tmpDir, entry.lock)));
+      else if (entry.kind === "partial") stale = old && (!lexists(join(store.tmpDir, entry.lock)) || isStale(join(store.tmpDir, entry.lock)));
       else if (entry.kind === "temp") stale = old && !isAlive(entry.pid);
       else stale = old;
     } catch {
@@ -209,13 +210,4 @@ function removeStaleTemp(store: Store, graceMs: number, now: number, dryRun: boo
     }
   }
   return { count, bytes };
-}
-
-function exists(path: string): boolean {
-  try {
-    lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

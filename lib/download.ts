@@ -17,7 +17,7 @@ import type { Reference } from "./reference.ts";
 import type { RegistryClient } from "./registry.ts";
 import type { Store } from "./store.ts";
 import { readBody, type BodyLimits } from "./transport.ts";
-import { BlobWriter, copyRange } from "./writer.ts";
+import { BlobWriter, copyRange, lexists } from "./writer.ts";
 
 /** Where a verified blob is, and whether this call fetched it. */
 export interface BlobResult {
@@ -109,8 +109,8 @@ async function waitForOwner(options: DownloadOptions, lockPath: string, deadline
   let grewAt = Date.now();
   for (;;) {
     if (store.stat(descriptor.digest)?.size === descriptor.size) return "committed";
-    if (!exists(lockPath) || isStale(lockPath)) return "released";
-    const now = exists(partial) ? lstatSync(partial).size : 0;
+    if (!lexists(lockPath) || isStale(lockPath)) return "released";
+    const now = sizeOf(partial);
     if (now !== size) {
       size = now;
       grewAt = Date.now();
@@ -279,11 +279,11 @@ function moveToFallback(writer: BlobWriter, options: DownloadOptions, rest: Uint
   }
 }
 
-function exists(path: string): boolean {
+/** The size of a file that may vanish at any moment (renamed into `blobs/`): 0 when it is not there. */
+function sizeOf(path: string): number {
   try {
-    lstatSync(path);
-    return true;
+    return lstatSync(path).size;
   } catch {
-    return false;
+    return 0;
   }
 }

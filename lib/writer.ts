@@ -264,6 +264,16 @@ export function openRegular(path: string): number {
   return fd;
 }
 
+/** Whether anything (a link too, never followed) is at `path`. */
+export function lexists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Write a whole chunk, looping over short writes; `onWritten` sees each
  * write so that a failure midway still tells how much landed.
