@@ -9,7 +9,7 @@
  * @module
  */
 
-import { closeSync, lstatSync, lutimesSync, mkdirSync, readdirSync, readSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, fstatSync, lstatSync, lutimesSync, mkdirSync, readdirSync, readSync, unlinkSync, writeFileSync } from "node:fs";
 import { isDigest, type Digest, type Expected } from "./digest.ts";
 import { isErrno } from "./errors.ts";
 import { blobPath, cachePaths, OCI_LAYOUT, tempPath, type CachePaths } from "./paths.ts";
@@ -157,7 +157,7 @@ export class Store {
       throw error;
     }
     try {
-      const size = lstatSync(this.blobPath(digest)).size;
+      const size = fstatSync(fd).size;
       if (size > limit) return undefined;
       const bytes = Buffer.allocUnsafe(size);
       let done = 0;
