@@ -15,6 +15,7 @@ import { createAdminApp } from "../lib/server.ts";
 import { MOD } from "./helpers/cli.ts";
 import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
 import { startProxy } from "./helpers/proxy.ts";
+import { send, startRawServer } from "./helpers/raw.ts";
 import { freePort, sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";
 
 const TOKEN = "test-admin-token-0123456789";
@@ -132,6 +133,24 @@ describe("hostile requests to the mirror", () => {
       await stuck.body?.cancel();
     } finally {
       await upstream.stop();
+    }
+  });
+
+  test("an upstream that stalls a manifest body after its headers: the mirror answers 503 within the idle timeout", async () => {
+    const stalled = startRawServer(registry.url, (request, socket) => {
+      if (!request.path.includes("/manifests/")) return false;
+      send(socket, new TextEncoder().encode("HTTP/1.1 200 X\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: 1000\r\n\r\n{"));
+      return true;
+    });
+    try {
+      const { app } = mirrorApp({ upstream: stalled.host, registry: { idleTimeoutMs: 1000 } });
+      const started = Date.now();
+      const response = await app.request(`/v2/${repo}/manifests/1`);
+      expect(response.status).toBe(503);
+      expect(JSON.stringify(await response.json())).toContain("nothing received for 1000 ms");
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      stalled.stop();
     }
   });
 });
