@@ -1,7 +1,9 @@
 #!/usr/bin/env bun
 /**
  * ocicache: a local pull-through cache for artifacts pulled from OCI
- * registries. Run as a program it is the CLI; imported, it is the library.
+ * registries. Imported, it is the library (re-exports only); run as a
+ * program (`bun mod.ts …`) it loads the CLI, whose own entry
+ * `lib/cli/main.ts` is what `bin` and the compiled binary start.
  *
  * @example
  * ```ts
@@ -14,15 +16,16 @@
  * @module
  */
 
-import { main } from "./lib/cli.ts";
-
-export { Cache, type BlobProgress, type CacheOptions } from "./lib/cache.ts";
-export { main } from "./lib/cli.ts";
-export { digestOf, parseDigest, Verifier, verifyStream, type Digest } from "./lib/digest.ts";
+export { Cache, type BlobProgress, type CacheOptions } from "./lib/pull/cache.ts";
+export { main } from "./lib/cli/main.ts";
+export { digestOf, parseDigest, Verifier, verifyStream, type Digest } from "./lib/oci/digest.ts";
 export { AuthError, DigestMismatchError, EXIT_CODES, IntegrityError, NotFoundError, OcicacheError, RegistryError, SizeMismatchError, StoreError, UsageError } from "./lib/errors.ts";
-export { pullLayout } from "./lib/local.ts";
-export { parsePlatform } from "./lib/platform.ts";
-export { pullBlob, pullImage, type PulledFile, type PullOptions, type PullResult } from "./lib/pull.ts";
-export { formatReference, parseLayoutSource, parseReference, type Reference } from "./lib/reference.ts";
+export { pullLayout } from "./lib/pull/layout-source.ts";
+export { parsePlatform } from "./lib/oci/platform.ts";
+export { pullBlob, pullImage, type PulledFile, type PullOptions, type PullResult } from "./lib/pull/pull.ts";
+export { formatReference, parseLayoutSource, parseReference, type Reference } from "./lib/oci/reference.ts";
 
-if (import.meta.main) process.exitCode = await main(Bun.argv.slice(2));
+if (import.meta.main) {
+  const { main } = await import("./lib/cli/main.ts");
+  process.exitCode = await main(Bun.argv.slice(2));
+}

@@ -8,11 +8,11 @@
 import { mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pruneCache } from "../lib/cleanup.ts";
-import { digestOf } from "../lib/digest.ts";
-import { takeInventory } from "../lib/inventory.ts";
-import { updateIndex, type IndexEntry } from "../lib/layout.ts";
-import { Store } from "../lib/store.ts";
+import { pruneCache } from "../lib/store/cleanup.ts";
+import { digestOf } from "../lib/oci/digest.ts";
+import { takeInventory } from "../lib/store/inventory.ts";
+import { updateIndex, type IndexEntry } from "../lib/store/index-file.ts";
+import { Store } from "../lib/store/store.ts";
 
 const BLOBS = Number(Bun.argv[2] ?? 10_000);
 const LAYERS_PER_IMAGE = 8;

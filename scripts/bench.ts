@@ -3,7 +3,7 @@
  *
  * Starts the real registry on 127.0.0.1, pushes kraftkit-style images of
  * three sizes (kernel + initrd: 1 + 4, 8 + 64, 16 + 512 MiB), and times,
- * interleaved (each round in a shuffled order, each command after a `sync`), ocicache (via `bun mod.ts` and the compiled binary) against
+ * interleaved (each round in a shuffled order, each command after a `sync`), ocicache (via `bun lib/cli/main.ts`, the CLI entry run from source, and the compiled binary) against
  * the floors (`curl -o` + `openssl dgst -sha256`, `cp`) and skopeo, with the
  * peak RSS of each from `/usr/bin/time`. Prints a Markdown table, the
  * targets of issue 6 marked met or not.
@@ -12,7 +12,7 @@ import { randomFillSync } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { hashFile } from "../lib/digest.ts";
+import { hashFile } from "../lib/oci/digest.ts";
 import { pushBlob, pushBlobFile, pushManifest } from "../tests/helpers/images.ts";
 import { startRegistry } from "../tests/helpers/registry.ts";
 
@@ -28,7 +28,7 @@ const RUNS = Number(arg("--runs") ?? 5);
 const chosen = (arg("--sizes") ?? "small,medium,large").split(",") as SizeName[];
 
 const root = join(import.meta.dir, "..");
-const MOD = join(root, "mod.ts");
+const CLI = join(root, "lib", "cli", "main.ts");
 const BIN = join(root, "dist", "ocicache");
 const work = mkdtempSync(join(tmpdir(), "ocicache-bench-"));
 const arch = process.arch === "arm64" ? "arm64" : "amd64";
@@ -115,10 +115,10 @@ function scenarios(image: Image, size: SizeName): Scenario[] {
     scratch.push(path);
     return path;
   };
-  measure(["bun", MOD, "pull", image.ref, "-o", join(dir, "prime")], env(warmCache));
-  measure(["bun", MOD, "pull", image.pinned, "-o", join(dir, "prime-pinned")], env(warmCache));
+  measure(["bun", CLI, "pull", image.ref, "-o", join(dir, "prime")], env(warmCache));
+  measure(["bun", CLI, "pull", image.pinned, "-o", join(dir, "prime-pinned")], env(warmCache));
   const cached = ["kernel", "initrd"].map((role) => {
-    const found = Bun.spawnSync(["bun", MOD, "path", image.pinned, "--role", role], { env: { ...process.env, ...env(warmCache) } });
+    const found = Bun.spawnSync(["bun", CLI, "path", image.pinned, "--role", role], { env: { ...process.env, ...env(warmCache) } });
     return found.stdout.toString().trim();
   });
   // This machine reclaims idle page cache, so "warm" means: the cached files were just read.
@@ -135,15 +135,15 @@ function scenarios(image: Image, size: SizeName): Scenario[] {
   return [
     { group: "cold", name: "curl -o + openssl dgst (floor)", run: (i) => measure(["bash", "-c", `cd ${mkdirFresh(fresh(`curl-${i}`))} && curl -sf -o kernel ${image.blobUrls[0]} && curl -sf -o initrd ${image.blobUrls[1]} && openssl dgst -sha256 kernel initrd >/dev/null`]) },
     { group: "cold", name: "the same, then sync of the two files (durable floor)", run: (i) => measure(["bash", "-c", `cd ${mkdirFresh(fresh(`curl-sync-${i}`))} && curl -sf -o kernel ${image.blobUrls[0]} && curl -sf -o initrd ${image.blobUrls[1]} && openssl dgst -sha256 kernel initrd >/dev/null && sync kernel initrd`]) },
-    { group: "cold", name: "ocicache pull (bun mod.ts)", run: cold(["bun", MOD]) },
+    { group: "cold", name: "ocicache pull (bun, from source)", run: cold(["bun", CLI]) },
     { group: "cold", name: "ocicache pull (binary)", run: cold([BIN]) },
     { group: "cold", name: "ocicache pull --concurrency 1 (binary)", run: cold([BIN], ["--concurrency", "1"]) },
     { group: "cold", name: "skopeo copy docker:// oci: (empty)", run: (i) => measure(["skopeo", "copy", "-q", "--src-tls-verify=false", `docker://${image.ref}`, `oci:${fresh(`skopeo-${i}`)}:1`]) },
     { group: "warm", name: "cp of the cached files (floor)", run: (i) => warm(() => measure(["cp", ...cached, mkdirFresh(fresh(`cp-${i}`))]))() },
-    { group: "warm", name: "ocicache pull -o (bun mod.ts)", run: (i) => warm(() => measure(["bun", MOD, "pull", image.ref, "-o", fresh(`warm-bun-${i}`)], env(warmCache)))() },
+    { group: "warm", name: "ocicache pull -o (bun, from source)", run: (i) => warm(() => measure(["bun", CLI, "pull", image.ref, "-o", fresh(`warm-bun-${i}`)], env(warmCache)))() },
     { group: "warm", name: "ocicache pull -o (binary)", run: (i) => warm(() => measure([BIN, "pull", image.ref, "-o", fresh(`warm-bin-${i}`)], env(warmCache)))() },
     { group: "warm", name: "ocicache pull -o --link (binary)", run: (i) => warm(() => measure([BIN, "pull", image.ref, "-o", fresh(`link-${i}`), "--link"], env(warmCache)))() },
-    { group: "warm", name: "ocicache path, digest-pinned (bun mod.ts)", run: warm(() => measure(["bun", MOD, "path", image.pinned, "--role", "kernel"], env(warmCache))) },
+    { group: "warm", name: "ocicache path, digest-pinned (bun, from source)", run: warm(() => measure(["bun", CLI, "path", image.pinned, "--role", "kernel"], env(warmCache))) },
     { group: "warm", name: "ocicache path, digest-pinned (binary)", run: warm(() => measure([BIN, "path", image.pinned, "--role", "kernel"], env(warmCache))) },
     { group: "warm", name: "skopeo copy docker:// oci: (all blobs present)", run: warm(() => measure(["skopeo", "copy", "-q", "--src-tls-verify=false", `docker://${image.ref}`, `oci:${skopeoWarm}:1`])) },
   ];
@@ -225,7 +225,7 @@ try {
         [`warm pull -o ≤ 1.1 × cp`, median("ocicache pull -o (binary)") / median("cp of the cached files (floor)"), (x: number) => x <= 1.1, (x: number) => `${x.toFixed(2)} ×`],
         [`warm pull -o --link ≤ 20 ms`, median("ocicache pull -o --link (binary)"), (x: number) => x <= 20, (x: number) => `${x.toFixed(1)} ms`],
         [`warm path ≤ 15 ms (binary)`, median("ocicache path, digest-pinned (binary)"), (x: number) => x <= 15, (x: number) => `${x.toFixed(1)} ms`],
-        [`warm path ≤ 30 ms (bun mod.ts)`, median("ocicache path, digest-pinned (bun mod.ts)"), (x: number) => x <= 30, (x: number) => `${x.toFixed(1)} ms`],
+        [`warm path ≤ 30 ms (bun, from source)`, median("ocicache path, digest-pinned (bun, from source)"), (x: number) => x <= 30, (x: number) => `${x.toFixed(1)} ms`],
         [`peak RSS ≤ 64 MiB pulling it cold`, Math.max(...results.get("ocicache pull (binary)")!.rss) / 1024, (x: number) => x <= 64, (x: number) => `${x.toFixed(0)} MiB`],
         [`parallel layers beat one at a time`, median("ocicache pull --concurrency 1 (binary)") / coldBin, (x: number) => x > 1, (x: number) => `${x.toFixed(2)} × (concurrency 1 / 4)`],
       ] as const;

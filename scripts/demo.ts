@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { pushSampleImage } from "../tests/helpers/images.ts";
 import { startRegistry } from "../tests/helpers/registry.ts";
 
-const MOD = join(import.meta.dir, "..", "mod.ts");
+const CLI = join(import.meta.dir, "..", "lib", "cli", "main.ts");
 const work = mkdtempSync(join(tmpdir(), "ocicache-demo-"));
 const registry = await startRegistry();
 try {
@@ -25,7 +25,7 @@ try {
   const env = { ...process.env, OCICACHE_DIR: join(work, "cache") };
   const ocicache = (args: string[]) => {
     const started = performance.now();
-    const result = Bun.spawnSync(["bun", MOD, ...args], { env, stderr: "inherit" });
+    const result = Bun.spawnSync(["bun", CLI, ...args], { env, stderr: "inherit" });
     if (result.exitCode !== 0) throw new Error(`ocicache ${args.join(" ")} exited with ${result.exitCode}`);
     return { stdout: result.stdout.toString(), ms: performance.now() - started };
   };

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing, type-checks, starts a real
-# registry on 127.0.0.1, runs the whole bun:test suite against it, stops it.
+# The test command: installs what is missing, type-checks, checks that imports
+# flow down the layers, starts a real registry on 127.0.0.1, runs the whole
+# bun:test suite against it, stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 echo "test: type check (tsc --noEmit)"
 bun x tsc --noEmit -p .
+echo "test: import directions"
+bun scripts/check-imports.ts
 echo "test: bun test"
 bun scripts/with-registry.ts -- bun test --timeout 60000 "$@"

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { parseArguments } from "../lib/args.ts";
+import { parseArguments } from "../lib/cli/args.ts";
 import { UsageError } from "../lib/errors.ts";
 
 const OPTIONS = {

@@ -2,15 +2,15 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Cache } from "../lib/cache.ts";
-import { autoClean, pruneCache } from "../lib/cleanup.ts";
-import { digestOf, type Digest } from "../lib/digest.ts";
-import { takeInventory } from "../lib/inventory.ts";
-import { readIndex } from "../lib/layout.ts";
-import { pullImage } from "../lib/pull.ts";
-import { parseReference } from "../lib/reference.ts";
-import { pruneAll, removeTargets } from "../lib/remove.ts";
-import { Store } from "../lib/store.ts";
+import { Cache } from "../lib/pull/cache.ts";
+import { autoClean, pruneCache } from "../lib/store/cleanup.ts";
+import { digestOf, type Digest } from "../lib/oci/digest.ts";
+import { takeInventory } from "../lib/store/inventory.ts";
+import { readIndex } from "../lib/store/index-file.ts";
+import { pullImage } from "../lib/pull/pull.ts";
+import { parseReference } from "../lib/oci/reference.ts";
+import { pruneAll, removeTargets } from "../lib/store/remove.ts";
+import { Store } from "../lib/store/store.ts";
 import { pushBlob, pushManifest, pushSampleImage, type SampleImage } from "./helpers/images.ts";
 import { sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";
 

@@ -2,11 +2,11 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestHex, digestOf, type Digest } from "../lib/digest.ts";
-import { readIndex } from "../lib/layout.ts";
-import { Store } from "../lib/store.ts";
+import { digestHex, digestOf, type Digest } from "../lib/oci/digest.ts";
+import { readIndex } from "../lib/store/index-file.ts";
+import { Store } from "../lib/store/store.ts";
 import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
-import { MOD, runCli } from "./helpers/cli.ts";
+import { CLI, runCli } from "./helpers/cli.ts";
 import { startProxy, trickle } from "./helpers/proxy.ts";
 import { sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";
 
@@ -148,7 +148,7 @@ describe("gc", () => {
     }
     for (const name of readdirSync(blobs)) utimesSync(join(blobs, name), old, old);
     const before = readdirSync(blobs).length;
-    const proc = Bun.spawn(["bun", MOD, "gc"], { env: baseEnv(), stdout: "ignore", stderr: "ignore" });
+    const proc = Bun.spawn(["bun", CLI, "gc"], { env: baseEnv(), stdout: "ignore", stderr: "ignore" });
     let left = before;
     const deadline = Date.now() + 20_000;
     while (left === before && Date.now() < deadline) left = readdirSync(blobs).length;
@@ -245,7 +245,7 @@ describe("the warm path stays light", () => {
     await pull(spec.ref);
     const pinned = `${spec.name}@${spec.indexDigest}`;
     const script = `
-      import { main } from ${JSON.stringify(join(import.meta.dir, "..", "lib", "cli.ts"))};
+      import { main } from ${JSON.stringify(join(import.meta.dir, "..", "lib", "cli", "main.ts"))};
       const code = await main(["path", ${JSON.stringify(pinned)}, "--role", "kernel"]) + await main(["pull", ${JSON.stringify(pinned)}, "-o", ${JSON.stringify(join(dir, "warm"))}]);
       const loaded = Object.keys(require.cache).filter((k) => /node_modules\\/(hono|zod)\\//.test(k));
       console.error(JSON.stringify({ code, loaded }));`;

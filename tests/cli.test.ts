@@ -2,9 +2,9 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestHex, type Digest } from "../lib/digest.ts";
+import { digestHex, type Digest } from "../lib/oci/digest.ts";
 import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
-import { MOD, runCli } from "./helpers/cli.ts";
+import { CLI, runCli } from "./helpers/cli.ts";
 import { startProxy, trickle } from "./helpers/proxy.ts";
 import { sharedRegistry, startRegistry, type RegistryHandle } from "./helpers/registry.ts";
 
@@ -129,7 +129,7 @@ describe("a pull killed with SIGKILL mid-download", () => {
       return trickle(response, 64 * 1024, 20);
     });
     try {
-      const proc = Bun.spawn(["bun", MOD, "pull", `${proxy.host}/cli-${run}/big:1`, "-o", join(dir, "o")], {
+      const proc = Bun.spawn(["bun", CLI, "pull", `${proxy.host}/cli-${run}/big:1`, "-o", join(dir, "o")], {
         env: { ...process.env, OCICACHE_DIR: cacheDir },
         stdout: "ignore",
         stderr: "ignore",
@@ -201,7 +201,7 @@ describe("ocicache path and cat", () => {
 
   test("cat into a reader that stops early (| head) exits 0 quietly", async () => {
     const layer = big.manifests[host].layers[0]!;
-    const script = `bun ${MOD} cat ${big.name}@${layer.digest} | head -c 10 > /dev/null; echo "\${PIPESTATUS[0]}"`;
+    const script = `bun ${CLI} cat ${big.name}@${layer.digest} | head -c 10 > /dev/null; echo "\${PIPESTATUS[0]}"`;
     const ran = Bun.spawnSync(["bash", "-c", script], { env: { ...process.env, OCICACHE_DIR: cacheDir }, stderr: "pipe" });
     expect(ran.stdout.toString().trim()).toBe("0");
     expect(ran.stderr.toString()).toBe("");
@@ -256,6 +256,16 @@ describe("a local OCI layout as the source", () => {
     expect(readFileSync(join(out, "rom0"))).toEqual(Buffer.from(spec.manifests[host].files.roms[0]!));
     expect(blobs()).toEqual([]);
   });
+});
+
+test("mod.ts is the library when imported and the CLI when run", async () => {
+  const version = (await Bun.file(join(import.meta.dir, "..", "package.json")).json()).version;
+  const run = Bun.spawnSync(["bun", join(import.meta.dir, "..", "mod.ts"), "--version"]);
+  expect(run.exitCode).toBe(0);
+  expect(run.stdout.toString().trim()).toBe(version);
+  const library = await import("../mod.ts");
+  expect(typeof library.pullImage).toBe("function");
+  expect(typeof library.main).toBe("function");
 });
 
 test("--version prints the package version", async () => {

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { MOD } from "./helpers/cli.ts";
+import { CLI } from "./helpers/cli.ts";
 import { mountTmpfs } from "./helpers/mount.ts";
 import { sharedRegistry, startRegistry, type RegistryHandle } from "./helpers/registry.ts";
 
@@ -29,7 +29,7 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 async function doctor(config: unknown, env: Record<string, string> = {}) {
   writeFileSync(join(dir, "config", "ocicache", "config.json"), JSON.stringify(config));
-  const proc = Bun.spawn(["bun", MOD, "doctor", "--json"], {
+  const proc = Bun.spawn(["bun", CLI, "doctor", "--json"], {
     env: { ...process.env, OCICACHE_DIR: join(dir, "cache"), XDG_CONFIG_HOME: join(dir, "config"), DOCKER_CONFIG: join(dir, "docker"), ...env },
     stdout: "pipe",
     stderr: "pipe",

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { closeSync, existsSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestHex, parseDigest, type Digest } from "../lib/digest.ts";
+import { digestHex, parseDigest, type Digest } from "../lib/oci/digest.ts";
 import { runCli } from "./helpers/cli.ts";
 import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
 import { sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";

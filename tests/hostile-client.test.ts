@@ -3,16 +3,16 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, wri
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Hono } from "hono";
-import { Cache } from "../lib/cache.ts";
-import { DEFAULTS, type Config } from "../lib/config.ts";
-import { digestHex, digestOf, parseDigest, type Digest } from "../lib/digest.ts";
-import { readHtpasswd } from "../lib/htpasswd.ts";
-import { Metrics } from "../lib/metrics.ts";
-import { pullImage } from "../lib/pull.ts";
-import { parseReference } from "../lib/reference.ts";
-import type { RegistryClientOptions } from "../lib/registry.ts";
-import { createAdminApp } from "../lib/server.ts";
-import { MOD } from "./helpers/cli.ts";
+import { Cache } from "../lib/pull/cache.ts";
+import { DEFAULTS, type Config } from "../lib/config/config.ts";
+import { digestHex, digestOf, parseDigest, type Digest } from "../lib/oci/digest.ts";
+import { readHtpasswd } from "../lib/server/htpasswd.ts";
+import { Metrics } from "../lib/server/metrics.ts";
+import { pullImage } from "../lib/pull/pull.ts";
+import { parseReference } from "../lib/oci/reference.ts";
+import type { RegistryClientOptions } from "../lib/registry/client.ts";
+import { createAdminApp } from "../lib/server/app.ts";
+import { CLI } from "./helpers/cli.ts";
 import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
 import { startProxy } from "./helpers/proxy.ts";
 import { send, startRawServer } from "./helpers/raw.ts";
@@ -202,7 +202,7 @@ describe("who may talk to serve", () => {
 
   test("serve refuses a mirror on a non-loopback address without --htpasswd or --public-mirror (exit 2)", async () => {
     const env = { ...process.env, OCICACHE_DIR: join(dir, "cache"), XDG_CONFIG_HOME: join(dir, "config"), OCICACHE_ADMIN_TOKEN: TOKEN };
-    const proc = Bun.spawn(["bun", MOD, "serve", "--listen", `0.0.0.0:${freePort()}`, "--upstream", registry.host], { env, stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawn(["bun", CLI, "serve", "--listen", `0.0.0.0:${freePort()}`, "--upstream", registry.host], { env, stdout: "pipe", stderr: "pipe" });
     expect(await proc.exited).toBe(2);
     expect(await new Response(proc.stderr).text()).toContain("give --htpasswd FILE, or --public-mirror");
   });
@@ -212,7 +212,7 @@ describe("who may talk to serve", () => {
     writeFileSync(file, Bun.spawnSync(["htpasswd", "-nbB", "fleet", "s3cret"]).stdout);
     const port = freePort();
     const env = { ...process.env, OCICACHE_DIR: join(dir, "cache"), XDG_CONFIG_HOME: join(dir, "config"), OCICACHE_ADMIN_TOKEN: TOKEN };
-    const proc = Bun.spawn(["bun", MOD, "serve", "--listen", `0.0.0.0:${port}`, "--upstream", registry.host, "--htpasswd", file], { env, stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawn(["bun", CLI, "serve", "--listen", `0.0.0.0:${port}`, "--upstream", registry.host, "--htpasswd", file], { env, stdout: "pipe", stderr: "pipe" });
     try {
       const reader = proc.stdout.getReader();
       const line = new TextDecoder().decode((await reader.read()).value);

@@ -2,12 +2,12 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { answerChallenge, parseChallenge } from "../lib/challenge.ts";
-import { parseDigest, type Digest } from "../lib/digest.ts";
+import { answerChallenge, parseChallenge } from "../lib/registry/challenge.ts";
+import { parseDigest, type Digest } from "../lib/oci/digest.ts";
 import { AuthError, IntegrityError } from "../lib/errors.ts";
-import { MAX_BLOB_BYTES } from "../lib/limits.ts";
-import { parseReference } from "../lib/reference.ts";
-import { RegistryClient } from "../lib/registry.ts";
+import { MAX_BLOB_BYTES } from "../lib/oci/limits.ts";
+import { parseReference } from "../lib/oci/reference.ts";
+import { RegistryClient } from "../lib/registry/client.ts";
 import { runCli } from "./helpers/cli.ts";
 import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
 import { startProxy, trickle } from "./helpers/proxy.ts";

@@ -2,12 +2,12 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestHex, parseDigest, type Digest } from "../lib/digest.ts";
-import { MAX_MANIFEST_BYTES } from "../lib/limits.ts";
-import { Store } from "../lib/store.ts";
+import { digestHex, parseDigest, type Digest } from "../lib/oci/digest.ts";
+import { MAX_MANIFEST_BYTES } from "../lib/oci/limits.ts";
+import { Store } from "../lib/store/store.ts";
 import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
 import { mountTmpfs } from "./helpers/mount.ts";
-import { MOD, runCli } from "./helpers/cli.ts";
+import { CLI, runCli } from "./helpers/cli.ts";
 import { startProxy, trickle, type ProxyHook } from "./helpers/proxy.ts";
 import { endAfterFlush, send, startRawServer, writeResponse, type RawFault } from "./helpers/raw.ts";
 import { sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";
@@ -291,7 +291,7 @@ describe("signals", () => {
       }, 30);
     }));
     try {
-      const proc = Bun.spawn(["bun", MOD, "pull", refVia(server.host), "-o", out()], { env: env(), stdout: "ignore", stderr: "pipe" });
+      const proc = Bun.spawn(["bun", CLI, "pull", refVia(server.host), "-o", out()], { env: env(), stdout: "ignore", stderr: "pipe" });
       const deadline = Date.now() + 20_000;
       while (partialSize() < 64 * 1024 && Date.now() < deadline) await Bun.sleep(10);
       proc.kill(signal);

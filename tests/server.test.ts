@@ -3,15 +3,15 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Hono } from "hono";
-import { Cache } from "../lib/cache.ts";
-import { DEFAULTS, type Config } from "../lib/config.ts";
-import { digestHex, digestOf, type Digest } from "../lib/digest.ts";
-import { Metrics } from "../lib/metrics.ts";
-import { pullImage } from "../lib/pull.ts";
-import { parseReference } from "../lib/reference.ts";
-import { createAdminApp } from "../lib/server.ts";
+import { Cache } from "../lib/pull/cache.ts";
+import { DEFAULTS, type Config } from "../lib/config/config.ts";
+import { digestHex, digestOf, type Digest } from "../lib/oci/digest.ts";
+import { Metrics } from "../lib/server/metrics.ts";
+import { pullImage } from "../lib/pull/pull.ts";
+import { parseReference } from "../lib/oci/reference.ts";
+import { createAdminApp } from "../lib/server/app.ts";
 import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
-import { MOD } from "./helpers/cli.ts";
+import { CLI } from "./helpers/cli.ts";
 import { mountTmpfs } from "./helpers/mount.ts";
 import { startProxy, trickle, type ProxyHandle } from "./helpers/proxy.ts";
 import { freePort, sharedRegistry, startRegistry, type RegistryHandle } from "./helpers/registry.ts";
@@ -250,7 +250,7 @@ function slowProxy(digest: string, delayMs = 10): ProxyHandle {
 
 describe("ocicache serve (the process)", () => {
   async function serve(args: string[], env: Record<string, string> = {}) {
-    const proc = Bun.spawn(["bun", MOD, "serve", ...args], {
+    const proc = Bun.spawn(["bun", CLI, "serve", ...args], {
       env: { ...process.env, OCICACHE_DIR: join(dir, "cache"), XDG_CONFIG_HOME: join(dir, "config"), ...env },
       stdout: "pipe",
       stderr: "pipe",
@@ -264,7 +264,7 @@ describe("ocicache serve (the process)", () => {
   }
 
   test("refuses to listen on a non-loopback address without a token", async () => {
-    const proc = Bun.spawn(["bun", MOD, "serve", "--listen", "0.0.0.0:0"], { env: { ...process.env, OCICACHE_DIR: join(dir, "cache"), OCICACHE_ADMIN_TOKEN: "" }, stderr: "pipe" });
+    const proc = Bun.spawn(["bun", CLI, "serve", "--listen", "0.0.0.0:0"], { env: { ...process.env, OCICACHE_DIR: join(dir, "cache"), OCICACHE_ADMIN_TOKEN: "" }, stderr: "pipe" });
     expect(await proc.exited).toBe(2);
     expect(await new Response(proc.stderr).text()).toContain("without an admin token");
   });
@@ -328,7 +328,7 @@ describe("ocicache serve (the process)", () => {
       const blob = join(dir, "cache", "blobs", "sha256", digestHex(layer.digest as Digest));
       if (existsSync(blob)) expect(digestOf(readFileSync(blob)) as string).toBe(layer.digest);
       expect(received).toBeGreaterThan(0);
-      const verify = Bun.spawnSync(["bun", MOD, "verify", "--json"], { env: { ...process.env, OCICACHE_DIR: join(dir, "cache") } });
+      const verify = Bun.spawnSync(["bun", CLI, "verify", "--json"], { env: { ...process.env, OCICACHE_DIR: join(dir, "cache") } });
       expect(JSON.parse(verify.stdout.toString()).corrupt).toEqual([]);
     } finally {
       proc.kill("SIGKILL");
@@ -359,7 +359,7 @@ describe("ocicache serve (the process)", () => {
         second.proc.kill("SIGTERM");
         expect(await second.proc.exited).toBe(0);
       }
-      const verify = Bun.spawnSync(["bun", MOD, "verify", "--json"], { env: { ...process.env, OCICACHE_DIR: join(dir, "cache") } });
+      const verify = Bun.spawnSync(["bun", CLI, "verify", "--json"], { env: { ...process.env, OCICACHE_DIR: join(dir, "cache") } });
       expect(JSON.parse(verify.stdout.toString())).toMatchObject({ corrupt: [], missing: [] });
     } finally {
       first.proc.kill("SIGKILL");

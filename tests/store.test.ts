@@ -2,11 +2,11 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestOf } from "../lib/digest.ts";
+import { digestOf } from "../lib/oci/digest.ts";
 import { SizeMismatchError } from "../lib/errors.ts";
-import { tempPath } from "../lib/paths.ts";
-import { OCI_LAYOUT, Store } from "../lib/store.ts";
-import { BlobWriter } from "../lib/writer.ts";
+import { tempPath } from "../lib/store/paths.ts";
+import { OCI_LAYOUT, Store } from "../lib/store/store.ts";
+import { BlobWriter } from "../lib/store/writer.ts";
 import { mountTmpfs } from "./helpers/mount.ts";
 
 let root: string;

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { IntegrityError, NotFoundError } from "../lib/errors.ts";
-import { findTarMember } from "../lib/tar.ts";
+import { findTarMember } from "../lib/oci/tar.ts";
 import { makeTar } from "./helpers/images.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ocicache-tar-test-"));

@@ -1,5 +1,6 @@
 /**
- * Runs the CLI as users do: `bun mod.ts …` in a child process.
+ * Runs the CLI as users do: its entry (what `bin` and the compiled binary
+ * start) in a child process.
  *
  * @module
  */
@@ -7,7 +8,7 @@
 import { join } from "node:path";
 
 /** The CLI's entry. */
-export const MOD = join(import.meta.dir, "..", "..", "mod.ts");
+export const CLI = join(import.meta.dir, "..", "..", "lib", "cli", "main.ts");
 
 export interface Ran {
   code: number;
@@ -17,9 +18,9 @@ export interface Ran {
   bytes: Uint8Array;
 }
 
-/** Run `bun mod.ts ARGS` with `env` added to this process's environment. */
+/** Run `bun lib/cli/main.ts ARGS` with `env` added to this process's environment. */
 export async function runCli(args: string[], env: Record<string, string> = {}): Promise<Ran> {
-  const proc = Bun.spawn(["bun", MOD, ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn(["bun", CLI, ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
   const [bytes, stderr, code] = await Promise.all([new Response(proc.stdout).bytes(), new Response(proc.stderr).text(), proc.exited]);
   return { code, stdout: new TextDecoder().decode(bytes), stderr, bytes };
 }

@@ -1,0 +1,54 @@
+/**
+ * What every command gets, and the settings it derives from the
+ * configuration: shared by the command modules, so none imports the entry.
+ *
+ * @module
+ */
+
+import type { Config } from "../config/config.ts";
+import { UsageError } from "../errors.ts";
+import type { CacheOptions } from "../pull/cache.ts";
+import type { RegistryClientOptions } from "../registry/client.ts";
+import type { Flags } from "./options.ts";
+
+/** What every command gets. */
+export interface Context {
+  flags: Flags;
+  config: Config;
+  args: string[];
+  /** One line (or more) to stdout. */
+  print(text: string): void;
+  /** One warning line to stderr, unless `--quiet`. */
+  warn(message: string): void;
+}
+
+/** The cache's settings from the configuration. */
+export function cacheOptions(config: Config): CacheOptions {
+  return {
+    dir: config.cacheDir,
+    offline: config.offline,
+    freshForMs: config.freshForMs,
+    registry: registryOptions(config),
+    idleTimeoutMs: config.idleTimeoutMs,
+    lockTimeoutMs: config.lockTimeoutMs,
+    ...(config.lowSpeedLimitBytes > 0 && { lowSpeed: { bytesPerSecond: config.lowSpeedLimitBytes, windowMs: config.lowSpeedTimeMs } }),
+  };
+}
+
+/** The registry client's settings from the configuration. */
+export function registryOptions(config: Config): RegistryClientOptions {
+  return {
+    insecureRegistries: config.insecureRegistries,
+    connectTimeoutMs: config.connectTimeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    mirrors: config.mirrors,
+    registries: config.registries,
+    ...(config.caFile !== undefined && { caFile: config.caFile }),
+  };
+}
+
+/** Exactly one positional argument. */
+export function one(context: Context, what = "reference"): string {
+  if (context.args.length !== 1) throw new UsageError(`Cannot run this command: expected one ${what}, got ${context.args.length}`);
+  return context.args[0]!;
+}

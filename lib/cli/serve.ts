@@ -1,0 +1,95 @@
+/**
+ * `ocicache serve`: the admin API (and, with an upstream, the registry
+ * mirror) on 127.0.0.1 by default. Mutating routes need the admin token:
+ * `OCICACHE_ADMIN_TOKEN`, or one generated at start into a file only the
+ * owner can read. A non-loopback address needs `OCICACHE_ADMIN_TOKEN`, and a
+ * mirror there needs client credentials (`--htpasswd`) unless
+ * `--public-mirror` says it may be open. Only requests for an IP address,
+ * `localhost`, the listen host or an `--allowed-host` are answered.
+ * SIGTERM and SIGINT stop accepting, finish the requests in flight, exit 0.
+ *
+ * @module
+ */
+
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { Cache } from "../pull/cache.ts";
+import { cacheOptions, type Context } from "./context.ts";
+import { EXIT_CODES, UsageError } from "../errors.ts";
+import { configDir } from "../home.ts";
+import { readHtpasswd } from "../server/htpasswd.ts";
+import { isLoopback } from "../oci/host.ts";
+import { Metrics } from "../server/metrics.ts";
+import { createAdminApp } from "../server/app.ts";
+
+/**
+ * Run the server until SIGTERM or SIGINT.
+ *
+ * @throws {UsageError} for arguments, or a non-loopback address without a token.
+ */
+export async function runServe(context: Context): Promise<number> {
+  if (context.args.length > 0) throw new UsageError(`Cannot run serve with arguments: "${context.args[0]}"`);
+  const { config } = context;
+  const { hostname, port } = splitListen(config.listen);
+  const loopback = isLoopback(hostname);
+  const fromEnv = process.env.OCICACHE_ADMIN_TOKEN;
+  if (!loopback && (fromEnv === undefined || fromEnv.length < 16)) {
+    throw new UsageError(`Cannot listen on "${config.listen}" without an admin token: set OCICACHE_ADMIN_TOKEN (16 characters or more), or listen on 127.0.0.1`);
+  }
+  if (!loopback && config.upstream !== undefined && config.htpasswd === undefined && !config.publicMirror) {
+    throw new UsageError(`Cannot serve the mirror on "${config.listen}" to anyone who can reach it, with this machine's registry credentials: give --htpasswd FILE, or --public-mirror`);
+  }
+  const htpasswd = config.htpasswd === undefined ? undefined : readHtpasswd(config.htpasswd);
+  const generated = fromEnv !== undefined && fromEnv !== "" ? undefined : generateToken();
+  const token = generated?.value ?? fromEnv!;
+  const metrics = new Metrics();
+  const cache = new Cache({
+    ...cacheOptions(config),
+    onWarning: (message) => context.warn(message),
+    onEvent: (event) => metrics.record(event),
+  });
+  const app = createAdminApp({
+    config,
+    cache,
+    metrics,
+    token,
+    allowedHosts: [hostname, ...config.allowedHosts],
+    ...(config.upstream !== undefined && { upstream: config.upstream }),
+    ...(htpasswd !== undefined && { htpasswd }),
+  });
+  const stopped = new Promise<string>((resolve) => {
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+    process.once("SIGINT", () => resolve("SIGINT"));
+  });
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server = Bun.serve({ hostname: hostname.replace(/^\[|\]$/g, ""), port, fetch: app.fetch, idleTimeout: IDLE_CONNECTION_SECONDS });
+  } catch (cause) {
+    throw new UsageError(`Cannot listen on "${config.listen}": ${(cause as Error).message.replace(/\.$/, "")}`, { cause });
+  }
+  const where = generated === undefined ? "from OCICACHE_ADMIN_TOKEN" : `in ${generated.file}`;
+  const clients = config.upstream === undefined ? "" : htpasswd !== undefined ? `, mirror clients need credentials from ${config.htpasswd}` : loopback ? "" : ", mirror open to anyone who can reach it (--public-mirror)";
+  context.print(`listening on http://${hostname}:${server.port}${config.upstream === undefined ? "" : `, mirroring ${config.upstream}`} (admin token ${where}${clients})`);
+  const signal = await stopped;
+  context.warn(`${signal}: finishing the requests in flight`);
+  await server.stop(false);
+  return EXIT_CODES.ok;
+}
+
+/** Seconds a connection may carry nothing before it is closed (keep-alive connections are not held forever). */
+const IDLE_CONNECTION_SECONDS = 60;
+
+/** A random token, written to `$XDG_CONFIG_HOME/ocicache/admin-token` with mode 0600. */
+function generateToken(): { value: string; file: string } {
+  const value = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex");
+  const file = join(configDir(process.env), "admin-token");
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  writeFileSync(file, `${value}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return { value, file };
+}
+
+function splitListen(listen: string): { hostname: string; port: number } {
+  const colon = listen.lastIndexOf(":");
+  return { hostname: listen.slice(0, colon), port: Number(listen.slice(colon + 1)) };
+}

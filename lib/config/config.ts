@@ -1,0 +1,256 @@
+/**
+ * Configuration from flags, the environment (`OCICACHE_*`) and a config file
+ * (`$XDG_CONFIG_HOME/ocicache/config.json` or `--config`), with precedence
+ * flags > env > file > defaults. Flags and env are checked by hand here; the
+ * file is validated with zod in `config-file.ts`, loaded only when a file
+ * exists, so a cache hit without one never loads zod.
+ *
+ * @module
+ */
+
+import { statSync } from "node:fs";
+import { join } from "node:path";
+import { UsageError } from "../errors.ts";
+import { configDir, homeDir } from "../home.ts";
+import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_LOW_SPEED_BYTES_PER_SECOND, DEFAULT_LOW_SPEED_WINDOW_MS } from "../oci/limits.ts";
+import { HOST_RE, type RegistrySettings } from "../oci/host.ts";
+import { parseDuration, parseSize } from "./units.ts";
+
+/** Every setting, resolved. */
+export interface Config {
+  /** The cache directory. */
+  cacheDir: string;
+  /** Remove what was not used for this long (milliseconds). */
+  maxAgeMs: number;
+  /** Evict the least recently used until the cache is at most this large (bytes). */
+  maxSizeBytes: number;
+  /** Never remove what was used this recently (milliseconds). */
+  graceMs: number;
+  /** Clean automatically after a pull that fetched something, at most this often; 0 turns it off. */
+  autoCleanIntervalMs: number;
+  /** Trust a tag confirmed this recently (milliseconds). */
+  freshForMs: number;
+  /** Never contact a registry. */
+  offline: boolean;
+  /** Hosts spoken to over plain HTTP. */
+  insecureRegistries: string[];
+  /** Layers downloaded at once. */
+  concurrency: number;
+  /** How long a registry may take to answer (connection and headers). */
+  connectTimeoutMs: number;
+  /** How long a download may receive nothing before it fails. */
+  idleTimeoutMs: number;
+  /** A blob download slower than this (bytes per second, on average over `lowSpeedTimeMs`) fails; 0 turns it off. */
+  lowSpeedLimitBytes: number;
+  /** The time over which `lowSpeedLimitBytes` is measured. */
+  lowSpeedTimeMs: number;
+  /** How long to wait for another process downloading the same blob. */
+  lockTimeoutMs: number;
+  /** Where `serve` listens: `host:port`. */
+  listen: string;
+  /** `Host` names `serve` answers besides its listen address and loopback names (DNS rebinding). */
+  allowedHosts: string[];
+  /** An htpasswd file (bcrypt entries): `serve` then asks mirror clients for Basic credentials. */
+  htpasswd: string | undefined;
+  /** Serve the mirror on a non-loopback address without client credentials. */
+  publicMirror: boolean;
+  /** The registry the `serve` mirror pulls through, if any. */
+  upstream: string | undefined;
+  /** Mirror hosts tried in order for every registry, before the registry itself. */
+  mirrors: string[];
+  /** A PEM file of a CA to trust for every TLS registry. */
+  caFile: string | undefined;
+  /** Per registry: its mirrors, TLS, CA and credentials (config file only). */
+  registries: Record<string, RegistrySettings>;
+  /** The config file that was read, if any. */
+  configFile: string | undefined;
+}
+
+/** Settings as strings, the way flags, env and the file give them. */
+export type RawConfig = Partial<Record<keyof typeof KEYS, string>>;
+
+/** The defaults, in the units of `Config`. */
+export const DEFAULTS: Omit<Config, "cacheDir"> = {
+  maxAgeMs: 30 * 86_400_000,
+  maxSizeBytes: 10 * 2 ** 30,
+  graceMs: 10 * 60_000,
+  autoCleanIntervalMs: 24 * 3_600_000,
+  freshForMs: 0,
+  offline: false,
+  insecureRegistries: [],
+  concurrency: 4,
+  connectTimeoutMs: 30_000,
+  idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
+  lowSpeedLimitBytes: DEFAULT_LOW_SPEED_BYTES_PER_SECOND,
+  lowSpeedTimeMs: DEFAULT_LOW_SPEED_WINDOW_MS,
+  lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS,
+  listen: "127.0.0.1:5050",
+  allowedHosts: [],
+  htpasswd: undefined,
+  publicMirror: false,
+  upstream: undefined,
+  mirrors: [],
+  caFile: undefined,
+  registries: {},
+  configFile: undefined,
+};
+
+/** Each key: its flag, its environment variable, and how its string is parsed. */
+export const KEYS = {
+  cacheDir: { flag: "--cache-dir", env: "OCICACHE_DIR", parse: (v: string) => v },
+  maxAge: { flag: "--max-age", env: "OCICACHE_MAX_AGE", parse: parseDuration },
+  maxSize: { flag: "--max-size", env: "OCICACHE_MAX_SIZE", parse: parseSize },
+  grace: { flag: "--grace", env: "OCICACHE_GRACE", parse: parseDuration },
+  autoCleanInterval: { flag: "--auto-clean-interval", env: "OCICACHE_AUTO_CLEAN_INTERVAL", parse: parseDuration },
+  freshFor: { flag: "--fresh-for", env: "OCICACHE_FRESH_FOR", parse: parseDuration },
+  offline: { flag: "--offline", env: "OCICACHE_OFFLINE", parse: parseBoolean },
+  insecureRegistries: { flag: "--insecure-registry", env: "OCICACHE_INSECURE_REGISTRIES", parse: parseList },
+  concurrency: { flag: "--concurrency", env: "OCICACHE_CONCURRENCY", parse: parseConcurrency },
+  connectTimeout: { flag: "--connect-timeout", env: "OCICACHE_CONNECT_TIMEOUT", parse: parsePositiveDuration },
+  idleTimeout: { flag: "--idle-timeout", env: "OCICACHE_IDLE_TIMEOUT", parse: parsePositiveDuration },
+  lowSpeedLimit: { flag: "--low-speed-limit", env: "OCICACHE_LOW_SPEED_LIMIT", parse: parseSize },
+  lowSpeedTime: { flag: "--low-speed-time", env: "OCICACHE_LOW_SPEED_TIME", parse: parsePositiveDuration },
+  lockTimeout: { flag: "--lock-timeout", env: "OCICACHE_LOCK_TIMEOUT", parse: parseDuration },
+  listen: { flag: "--listen", env: "OCICACHE_LISTEN", parse: parseListen },
+  allowedHosts: { flag: "--allowed-host", env: "OCICACHE_ALLOWED_HOSTS", parse: parseHosts },
+  htpasswd: { flag: "--htpasswd", env: "OCICACHE_HTPASSWD", parse: (v: string) => v },
+  publicMirror: { flag: "--public-mirror", env: "OCICACHE_PUBLIC_MIRROR", parse: parseBoolean },
+  upstream: { flag: "--upstream", env: "OCICACHE_UPSTREAM", parse: parseHost },
+  mirrors: { flag: "--mirror", env: "OCICACHE_MIRRORS", parse: parseHosts },
+  caFile: { flag: "--ca-file", env: "OCICACHE_CA_FILE", parse: (v: string) => v },
+} as const;
+
+/** Where settings come from. */
+export interface ConfigSources {
+  /** Settings given as flags. */
+  flags?: RawConfig;
+  /** `--config`: a file that must exist. */
+  configPath?: string;
+  /** The environment. @default process.env */
+  env?: Record<string, string | undefined>;
+}
+
+/**
+ * Resolve the configuration. A config file is read only when one exists (or
+ * `--config`/`OCICACHE_CONFIG` names one, which then must exist).
+ *
+ * @throws {UsageError} naming the key, its source and the bad value.
+ * @example
+ * ```ts
+ * import { loadConfig } from "./config.ts";
+ * const config = await loadConfig({ flags: { maxAge: "7d" } });
+ * console.log(config.maxAgeMs); // 604800000
+ * ```
+ */
+export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
+  const env = sources.env ?? process.env;
+  const named = sources.configPath ?? (env.OCICACHE_CONFIG || undefined);
+  const path = named ?? join(configDir(env), "config.json");
+  let file: RawConfig = {};
+  let registries: Record<string, RegistrySettings> = {};
+  const hasFile = named !== undefined || exists(path);
+  if (hasFile) {
+    const { readConfigFile } = await import("./config-file.ts");
+    const read = readConfigFile(path);
+    file = read.raw as RawConfig;
+    registries = read.registries;
+  }
+  const fromEnv: RawConfig = {};
+  for (const [key, spec] of Object.entries(KEYS) as [keyof typeof KEYS, (typeof KEYS)[keyof typeof KEYS]][]) {
+    const value = env[spec.env];
+    if (value !== undefined && value !== "") fromEnv[key] = value;
+  }
+  const pick = (key: keyof typeof KEYS) => {
+    for (const [source, raw] of [[KEYS[key].flag, sources.flags?.[key]], [KEYS[key].env, fromEnv[key]], [`"${key}" in ${path}`, file[key]]] as const) {
+      if (raw !== undefined) return { raw, source };
+    }
+    return undefined;
+  };
+  const value = <T>(key: keyof typeof KEYS, fallback: T): T => {
+    const found = pick(key);
+    if (found === undefined) return fallback;
+    try {
+      return KEYS[key].parse(found.raw, found.source) as T;
+    } catch (error) {
+      if (error instanceof UsageError) throw new UsageError(error.message.replace("Cannot parse", "Cannot use"));
+      throw error;
+    }
+  };
+  return {
+    cacheDir: value("cacheDir", join(env.XDG_CACHE_HOME || join(homeDir(env), ".cache"), "ocicache")),
+    maxAgeMs: value("maxAge", DEFAULTS.maxAgeMs),
+    maxSizeBytes: value("maxSize", DEFAULTS.maxSizeBytes),
+    graceMs: value("grace", DEFAULTS.graceMs),
+    autoCleanIntervalMs: value("autoCleanInterval", DEFAULTS.autoCleanIntervalMs),
+    freshForMs: value("freshFor", DEFAULTS.freshForMs),
+    offline: value("offline", DEFAULTS.offline),
+    insecureRegistries: value("insecureRegistries", DEFAULTS.insecureRegistries),
+    concurrency: value("concurrency", DEFAULTS.concurrency),
+    connectTimeoutMs: value("connectTimeout", DEFAULTS.connectTimeoutMs),
+    idleTimeoutMs: value("idleTimeout", DEFAULTS.idleTimeoutMs),
+    lowSpeedLimitBytes: value("lowSpeedLimit", DEFAULTS.lowSpeedLimitBytes),
+    lowSpeedTimeMs: value("lowSpeedTime", DEFAULTS.lowSpeedTimeMs),
+    lockTimeoutMs: value("lockTimeout", DEFAULTS.lockTimeoutMs),
+    listen: value("listen", DEFAULTS.listen),
+    allowedHosts: value("allowedHosts", DEFAULTS.allowedHosts),
+    htpasswd: value("htpasswd", DEFAULTS.htpasswd),
+    publicMirror: value("publicMirror", DEFAULTS.publicMirror),
+    upstream: value("upstream", DEFAULTS.upstream),
+    mirrors: value("mirrors", DEFAULTS.mirrors),
+    caFile: value("caFile", DEFAULTS.caFile),
+    registries,
+    configFile: hasFile ? path : undefined,
+  };
+}
+
+function parsePositiveDuration(input: string, what: string): number {
+  const ms = parseDuration(input, what);
+  if (ms <= 0) throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a duration longer than 0`);
+  return ms;
+}
+
+/** `host:port`, `[v6]:port`; port 0 picks a free one. */
+function parseListen(input: string, what: string): string {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(input.trim());
+  if (match === null || Number(match[2]) > 65535) throw new UsageError(`Cannot parse ${what} "${input.slice(0, 60)}": expected host:port, e.g. 127.0.0.1:5050`);
+  return input.trim();
+}
+
+/** A comma-separated list of registry hosts. */
+function parseHosts(input: string, what: string): string[] {
+  return parseList(input).map((host) => parseHost(host, what));
+}
+
+/** A registry host with an optional port, as in a reference. */
+function parseHost(input: string, what: string): string {
+  if (!HOST_RE.test(input.trim())) {
+    throw new UsageError(`Cannot parse ${what} "${input.slice(0, 60)}": expected a registry host such as 127.0.0.1:5000`);
+  }
+  return input.trim();
+}
+
+function parseBoolean(input: string, what: string): boolean {
+  const lower = input.trim().toLowerCase();
+  if (["1", "true", "yes", "on"].includes(lower)) return true;
+  if (["0", "false", "no", "off"].includes(lower)) return false;
+  throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected true or false`);
+}
+
+function parseList(input: string): string[] {
+  return input.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
+
+function parseConcurrency(input: string, what: string): number {
+  const n = Number(input);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a whole number from 1 to 64`);
+  return n;
+}
+
+function exists(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * Choose a manifest from an image index: by OCI platform (`os/arch[/variant]`,
+ * with unikraft's `x86_64` and OCI's `amd64` as one architecture) and by
+ * unikraft's `org.unikraft.kernel.plat` annotation.
+ *
+ * @module
+ */
+
+import { NotFoundError, UsageError } from "../errors.ts";
+import type { Descriptor } from "./manifest.ts";
+
+/** What the caller asks for; an absent field matches anything. */
+export interface PlatformWant {
+  os?: string;
+  architecture?: string;
+  variant?: string;
+  /** The unikraft platform (`qemu`, `fc`, `xen`, …). */
+  plat?: string;
+}
+
+/** Unikraft's architecture annotation on an index's manifest descriptor. */
+export const ARCH_ANNOTATION = "org.unikraft.kernel.arch";
+/** Unikraft's platform annotation on an index's manifest descriptor. */
+export const PLAT_ANNOTATION = "org.unikraft.kernel.plat";
+
+/**
+ * Parse `--platform os/arch[/variant]` (or a bare `arch`) and `--plat`.
+ *
+ * @throws {UsageError} naming the bad part.
+ * @example
+ * ```ts
+ * import { parsePlatform } from "./platform.ts";
+ * console.log(parsePlatform("linux/arm64", "qemu")); // { os: "linux", architecture: "arm64", plat: "qemu" }
+ * ```
+ */
+export function parsePlatform(platform?: string, plat?: string): PlatformWant {
+  const want: PlatformWant = {};
+  if (platform !== undefined) {
+    const parts = platform.split("/");
+    if (parts.length > 3 || parts.some((p) => !PART_RE.test(p))) {
+      throw new UsageError(`Cannot parse platform "${platform.slice(0, 60)}": expected os/arch[/variant], e.g. linux/arm64`);
+    }
+    if (parts.length === 1) want.architecture = normaliseArchitecture(parts[0]!);
+    else {
+      want.os = parts[0]!.toLowerCase();
+      want.architecture = normaliseArchitecture(parts[1]!);
+      if (parts[2] !== undefined) want.variant = parts[2].toLowerCase();
+    }
+  }
+  if (plat !== undefined) {
+    if (!PART_RE.test(plat)) throw new UsageError(`Cannot parse plat "${plat.slice(0, 60)}": expected a name such as qemu, fc or xen`);
+    want.plat = plat.toLowerCase();
+  }
+  return want;
+}
+
+/** The architecture of this machine, in OCI's names. */
+export function hostArchitecture(): string {
+  return normaliseArchitecture(process.arch === "x64" ? "amd64" : process.arch);
+}
+
+/** One name per architecture: `x86_64` and `x86-64` are `amd64`, `aarch64` is `arm64`. */
+export function normaliseArchitecture(arch: string): string {
+  const lower = arch.toLowerCase();
+  return ARCH_ALIASES[lower] ?? lower;
+}
+
+/**
+ * Pick the first manifest of an index that matches; without an architecture
+ * in `want`, the host's is used.
+ *
+ * @throws {NotFoundError} listing what the index offers when nothing matches.
+ */
+export function selectManifest(manifests: Descriptor[], want: PlatformWant, name: string): Descriptor {
+  const wanted = { ...want, architecture: want.architecture ?? hostArchitecture() };
+  const found = manifests.find((m) => matches(describe(m), wanted));
+  if (found !== undefined) return found;
+  const offers = manifests.map((m) => formatPlatform(describe(m))).join(", ") || "nothing";
+  throw new NotFoundError(`Cannot find platform "${formatPlatform(wanted)}" in "${name}": it offers ${offers} (use --platform or --plat)`);
+}
+
+/** The platform of a descriptor, filled in from unikraft's annotations. */
+export function describe(descriptor: Descriptor): PlatformWant {
+  const platform = descriptor.platform;
+  const annotations = descriptor.annotations ?? {};
+  const arch = platform?.architecture ?? annotations[ARCH_ANNOTATION];
+  const plat = annotations[PLAT_ANNOTATION] ?? platform?.os;
+  return {
+    ...(platform?.os !== undefined && { os: platform.os.toLowerCase() }),
+    ...(arch !== undefined && { architecture: normaliseArchitecture(arch) }),
+    ...(platform?.variant !== undefined && { variant: platform.variant.toLowerCase() }),
+    ...(plat !== undefined && { plat: plat.toLowerCase() }),
+  };
+}
+
+/** `linux/arm64 (qemu)`, or `unknown` parts where the descriptor says nothing. */
+export function formatPlatform(p: PlatformWant): string {
+  const base = [p.os ?? "any", p.architecture ?? "any", ...(p.variant !== undefined ? [p.variant] : [])].join("/");
+  return p.plat !== undefined && p.plat !== p.os ? `${base} (${p.plat})` : base;
+}
+
+function matches(have: PlatformWant, want: PlatformWant): boolean {
+  return (want.architecture === undefined || have.architecture === want.architecture)
+    && (want.os === undefined || have.os === want.os)
+    && (want.variant === undefined || have.variant === undefined || have.variant === want.variant)
+    && (want.plat === undefined || have.plat === want.plat);
+}
+
+const PART_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const ARCH_ALIASES: Record<string, string> = { x86_64: "amd64", "x86-64": "amd64", aarch64: "arm64", armv8: "arm64" };

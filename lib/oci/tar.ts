@@ -1,0 +1,131 @@
+/**
+ * Find a file inside an uncompressed tar layer without reading its content:
+ * a regular file's bytes are one contiguous range after its 512-byte header.
+ * Handles ustar prefixes, GNU long names and PAX `path`/`size` records.
+ *
+ * @module
+ */
+
+import { closeSync, openSync, readSync } from "node:fs";
+import { IntegrityError, NotFoundError } from "../errors.ts";
+
+/** Where a member's content lies in the tar file. */
+export interface TarRange {
+  offset: number;
+  size: number;
+}
+
+const BLOCK = 512;
+/** Longest PAX or GNU long-name record read into memory. */
+const MAX_META_BYTES = 1024 * 1024;
+
+/**
+ * Locate the regular file `name` in the tar at `tarPath` (the last entry of
+ * that name wins, as when the layer is unpacked).
+ *
+ * @throws {NotFoundError} when the tar has no such regular file.
+ * @throws {IntegrityError} when the tar is malformed.
+ * @example
+ * ```ts
+ * import { findTarMember } from "./tar.ts";
+ * const range = findTarMember("/tmp/layer.tar", "unikraft/bin/kernel", 10240);
+ * ```
+ */
+export function findTarMember(tarPath: string, name: string, tarSize: number): TarRange {
+  const fd = openSync(tarPath, "r");
+  try {
+    return scan(fd, name, tarSize, tarPath);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function scan(fd: number, name: string, tarSize: number, tarPath: string): TarRange {
+  const header = new Uint8Array(BLOCK);
+  let found: TarRange | undefined;
+  let position = 0;
+  let longName: string | undefined;
+  let pax: Record<string, string> = {};
+  while (position + BLOCK <= tarSize) {
+    if (readSync(fd, header, 0, BLOCK, position) !== BLOCK) break;
+    if (header.every((b) => b === 0)) break;
+    if (!checksumOk(header)) throw new IntegrityError(`Cannot read tar layer "${tarPath}": bad header checksum at byte ${position}`);
+    const type = String.fromCharCode(header[156]!);
+    let size = parseOctal(header.subarray(124, 136));
+    if (pax.size !== undefined) size = Number(pax.size);
+    const dataOffset = position + BLOCK;
+    if (!Number.isSafeInteger(size) || size < 0 || dataOffset + size > tarSize) {
+      throw new IntegrityError(`Cannot read tar layer "${tarPath}": a member runs past the end of the layer`);
+    }
+    if (type === "L" || type === "x") {
+      const meta = readMeta(fd, dataOffset, size, tarPath);
+      if (type === "L") longName = meta.replace(/\0.*$/s, "");
+      else pax = { ...pax, ...parsePax(meta) };
+    } else if (type !== "g") {
+      const memberName = pax.path ?? longName ?? ustarName(header);
+      if ((type === "0" || type === "\0") && stripLeading(memberName) === name) found = { offset: dataOffset, size };
+      longName = undefined;
+      pax = {};
+    }
+    position = dataOffset + Math.ceil(size / BLOCK) * BLOCK;
+  }
+  if (found === undefined) throw new NotFoundError(`Cannot find "/${name}" in tar layer "${tarPath}"`);
+  return found;
+}
+
+function readMeta(fd: number, offset: number, size: number, tarPath: string): string {
+  if (size > MAX_META_BYTES) throw new IntegrityError(`Cannot read tar layer "${tarPath}": a ${size}-byte header record is too large`);
+  const buffer = new Uint8Array(size);
+  readSync(fd, buffer, 0, size, offset);
+  return new TextDecoder().decode(buffer);
+}
+
+/** PAX records: `<length> <key>=<value>\n` (POSIX pax, "pax Header Block"). */
+function parsePax(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  let rest = text;
+  while (rest.length > 0) {
+    const space = rest.indexOf(" ");
+    const length = Number(rest.slice(0, space));
+    if (space <= 0 || !Number.isInteger(length) || length <= space) break;
+    const record = rest.slice(space + 1, length - 1);
+    const eq = record.indexOf("=");
+    if (eq > 0) out[record.slice(0, eq)] = record.slice(eq + 1);
+    rest = rest.slice(length);
+  }
+  return out;
+}
+
+function ustarName(header: Uint8Array): string {
+  const name = cString(header.subarray(0, 100));
+  const magic = cString(header.subarray(257, 263));
+  const prefix = magic.startsWith("ustar") ? cString(header.subarray(345, 500)) : "";
+  return prefix === "" ? name : `${prefix}/${name}`;
+}
+
+function stripLeading(path: string): string {
+  return path.replace(/^(\.?\/)+/, "");
+}
+
+function cString(bytes: Uint8Array): string {
+  const end = bytes.indexOf(0);
+  return new TextDecoder().decode(end === -1 ? bytes : bytes.subarray(0, end));
+}
+
+/** Octal, or GNU's base-256 for sizes past 8 GiB (high bit of the first byte set). */
+function parseOctal(bytes: Uint8Array): number {
+  if ((bytes[0]! & 0x80) !== 0) {
+    let value = 0;
+    for (let i = 1; i < bytes.length; i++) value = value * 256 + bytes[i]!;
+    return value;
+  }
+  const text = cString(bytes).trim();
+  return text === "" ? 0 : parseInt(text, 8);
+}
+
+function checksumOk(header: Uint8Array): boolean {
+  const stored = parseOctal(header.subarray(148, 156));
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : header[i]!;
+  return sum === stored;
+}

@@ -1,0 +1,278 @@
+/**
+ * Pull-through: answer from the cache when it can, fetch and verify from the
+ * registry when it must, and keep the bytes flowing to the caller when the
+ * cache cannot be written (docs/ARCHITECTURE.md, rules 1–4).
+ *
+ * @module
+ */
+
+import { digestOf, type Digest } from "../oci/digest.ts";
+import type { BlobResult } from "./download.ts";
+import { IntegrityError, NotFoundError, RegistryError } from "../errors.ts";
+import type { Descriptor } from "../oci/manifest.ts";
+import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
+import { CHECKED_ANNOTATION, findEntry, readIndex, updateIndex, upsertEntry, type IndexEntry } from "../store/index-file.ts";
+import { formatReference, type Reference } from "../oci/reference.ts";
+import type { RegistryClient, RegistryClientOptions } from "../registry/client.ts";
+import { Store } from "../store/store.ts";
+import { describeFsError, type WriteResult } from "../store/writer.ts";
+
+/** How a cache behaves. */
+export interface CacheOptions {
+  /** The cache directory. */
+  dir: string;
+  /** Never contact a registry; tags use their last known digest. @default false */
+  offline?: boolean;
+  /** A tag checked this recently (milliseconds) is not checked again. @default 0 */
+  freshForMs?: number;
+  /** Ignore the known digest of a tag and ask the registry. @default false */
+  refresh?: boolean;
+  /** Re-hash cached blobs on a hit. @default false */
+  verify?: boolean;
+  /** Options of the registry client. */
+  registry?: RegistryClientOptions;
+  /** Called once per distinct warning. */
+  onWarning?: (message: string) => void;
+  /** Called as blob bytes arrive from a registry. */
+  onProgress?: (progress: BlobProgress) => void;
+  /** Told of each blob hit, download and verification failure (for metrics). */
+  onEvent?: (event: CacheEvent) => void;
+  /** A registry that sends nothing for this long fails a download. @default 30000 */
+  idleTimeoutMs?: number;
+  /** How long to wait for another process downloading the same blob before fetching it too. @default 600000 */
+  lockTimeoutMs?: number;
+  /** A blob slower than this fails its download. @default undefined (no limit) */
+  lowSpeed?: { bytesPerSecond: number; windowMs: number };
+}
+
+/** What happened to a blob: served from the cache, fetched (with its bytes), or refused by verification. */
+export type CacheEvent =
+  | { type: "hit"; bytes: number }
+  | { type: "fetched"; bytes: number }
+  | { type: "verification-failure" };
+
+/** Progress of one blob download. */
+export interface BlobProgress {
+  digest: Digest;
+  received: number;
+  total: number;
+}
+
+/** What a reference resolved to. */
+export interface Resolved {
+  /** The normalised reference, the name in `index.json`. */
+  name: string;
+  digest: Digest;
+  /** The index entry known before this pull, if any. */
+  entry?: IndexEntry;
+  /** Whether the registry confirmed the digest during this pull. */
+  checked: boolean;
+}
+
+export type { BlobResult };
+
+/**
+ * One cache directory and the registries behind it.
+ *
+ * @example
+ * ```ts
+ * import { Cache } from "./cache.ts";
+ * import { parseReference } from "../oci/reference.ts";
+ * const cache = new Cache({ dir: "/tmp/ocicache-example" });
+ * const resolved = await cache.resolve(parseReference("127.0.0.1:5000/unikraft/nginx:1.25")).catch(() => undefined);
+ * ```
+ */
+export class Cache {
+  readonly store: Store;
+  readonly options: CacheOptions;
+  /** Why the cache cannot be written, once known. */
+  #unwritable: string | undefined;
+  #warned = new Set<string>();
+  #client: RegistryClient | undefined;
+  #manifests = new ManifestMemory(MANIFEST_MEMORY_BYTES);
+
+  constructor(options: CacheOptions) {
+    this.options = options;
+    this.store = new Store(options.dir);
+    this.#unwritable = this.store.init();
+  }
+
+  /**
+   * The registry client, made on first use. Loaded then: a hit needs no
+   * registry, and not loading the client keeps a cache hit fast.
+   */
+  async client(): Promise<RegistryClient> {
+    if (this.#client === undefined) {
+      const { RegistryClient } = await import("../registry/client.ts");
+      this.#client = new RegistryClient({
+        ...this.options.registry,
+        onMirrorFailure: (mirror, registry, reason) => this.warn(`Cannot use the mirror "${mirror}" for "${registry}" (${reason}); using the next host for the rest of this pull`),
+      });
+    }
+    return this.#client;
+  }
+
+  /** Whether the cache can take new content. */
+  get writable(): boolean {
+    return this.#unwritable === undefined;
+  }
+
+  /** Report a warning once. */
+  warn(message: string): void {
+    if (this.#warned.has(message)) return;
+    this.#warned.add(message);
+    this.options.onWarning?.(message);
+  }
+
+  /**
+   * The digest a reference names now. A digest is itself; a tag is the
+   * cached digest while fresh or offline, else what a HEAD (or, on a miss,
+   * the GET of the manifest) says. An unreachable registry falls back to the
+   * cached digest with a warning.
+   *
+   * @throws {NotFoundError} when offline and the tag was never pulled, or the registry lacks it.
+   * @throws {RegistryError} when the registry cannot be reached and nothing is cached.
+   */
+  async resolve(ref: Reference): Promise<Resolved> {
+    const name = formatReference(ref);
+    if (ref.digest !== undefined) return { name, digest: ref.digest, ...this.#known(name), checked: false };
+    const { entry } = this.#known(name);
+    if (entry !== undefined && !this.options.refresh) {
+      const checkedAt = Date.parse(entry.annotations[CHECKED_ANNOTATION] ?? "");
+      const fresh = Date.now() - checkedAt < (this.options.freshForMs ?? 0);
+      if (fresh) return { name, digest: entry.digest, entry, checked: false };
+      if (this.options.offline) {
+        this.warn(`Using the last known digest of "${name}" (offline): ${entry.digest}`);
+        return { name, digest: entry.digest, entry, checked: false };
+      }
+      try {
+        const head = await (await this.client()).headManifest(ref, ref.tag!);
+        return { name, digest: head.digest, entry, checked: true };
+      } catch (error) {
+        if (!(error instanceof RegistryError)) throw error;
+        this.warn(`Cannot check "${name}" with "${ref.registry}" (${error.message}); using the last known digest ${entry.digest}`);
+        return { name, digest: entry.digest, entry, checked: false };
+      }
+    }
+    if (this.options.offline) throw new NotFoundError(`Cannot resolve "${name}" offline: it is not in the cache`);
+    const fetched = await (await this.client()).getManifest(ref, ref.tag!);
+    this.#manifests.set(fetched.digest, fetched.bytes);
+    return { name, digest: fetched.digest, ...(entry !== undefined && { entry }), checked: true };
+  }
+
+  /**
+   * The bytes of a manifest, from memory, the cache (re-hashed: it is small)
+   * or the registry, and stored when fetched.
+   *
+   * @throws {IntegrityError} when its size differs from `expectedSize`.
+   */
+  async manifestBytes(ref: Reference, digest: Digest, expectedSize?: number): Promise<{ bytes: Uint8Array; hit: boolean }> {
+    let bytes = this.#manifests.get(digest);
+    let hit = false;
+    if (bytes === undefined) {
+      bytes = this.store.readBytes(digest, MAX_MANIFEST_BYTES);
+      hit = bytes !== undefined;
+      if (bytes !== undefined && digestOf(bytes) !== digest) {
+        this.warn(`Dropping cached manifest "${digest}": its content does not match its digest`);
+        this.store.remove(digest);
+        bytes = undefined;
+        hit = false;
+      }
+    }
+    if (bytes === undefined) {
+      if (this.options.offline) throw new NotFoundError(`Cannot fetch manifest "${digest}" offline: it is not in the cache`);
+      bytes = (await (await this.client()).getManifest(ref, digest)).bytes;
+    }
+    if (expectedSize !== undefined && bytes.byteLength !== expectedSize) {
+      throw new IntegrityError(`Cannot use manifest "${digest}": it has ${bytes.byteLength} bytes, its descriptor says ${expectedSize}`);
+    }
+    if (!hit && this.writable) this.#noteWrite(this.store.putBytes({ digest, size: bytes.byteLength }, bytes));
+    this.#manifests.set(digest, bytes);
+    return { bytes, hit };
+  }
+
+  /**
+   * Record a reference in `index.json` with its digest, the time the registry
+   * confirmed it, and extra annotations; a cache that cannot be written is
+   * left as it is, with a warning.
+   */
+  async record(resolved: Resolved, descriptor: Omit<Descriptor, "annotations">, annotations: Record<string, string>): Promise<void> {
+    // The time of the check is worth an index rewrite only when something reads it (--fresh-for) or
+    // the entry changes anyway: a warm pull of an unchanged tag then writes nothing.
+    const stamp = resolved.checked && (resolved.entry?.digest !== descriptor.digest
+      || (this.options.freshForMs ?? 0) > 0
+      || resolved.entry.annotations[CHECKED_ANNOTATION] === undefined);
+    const entry: IndexEntry = {
+      mediaType: descriptor.mediaType,
+      digest: descriptor.digest,
+      size: descriptor.size,
+      annotations: {
+        ...(resolved.entry?.digest === descriptor.digest ? resolved.entry.annotations : {}),
+        ...annotations,
+        "org.opencontainers.image.ref.name": resolved.name,
+        ...(stamp && { [CHECKED_ANNOTATION]: new Date().toISOString() }),
+      },
+    };
+    if (resolved.entry !== undefined && JSON.stringify(resolved.entry) === JSON.stringify(entry)) return;
+    if (!this.writable) return;
+    try {
+      await updateIndex(this.store.root, (entries) => upsertEntry(entries, entry));
+    } catch (error) {
+      this.noteUnwritable(error);
+    }
+  }
+
+  #known(name: string): { entry?: IndexEntry } {
+    const entry = findEntry(readIndex(this.store.root), name);
+    return entry === undefined ? {} : { entry };
+  }
+
+  #noteWrite(result: WriteResult): void {
+    if (result.status === "failed") this.noteUnwritable(result.error);
+    if (result.status === "skipped") this.noteUnwritable(new Error(result.reason));
+  }
+
+  /** The cache failed a write: say so once, and write nothing more (`undefined`: it was already known). */
+  noteUnwritable(error: unknown): void {
+    if (error !== undefined) this.#unwritable = describeFsError(error);
+    this.warn(`Cannot write to the cache "${this.store.root}": ${this.#unwritable}; continuing without caching`);
+  }
+}
+
+/** The bytes of manifests kept in memory by one cache (a long-running `serve` asks for many). */
+const MANIFEST_MEMORY_BYTES = 16 * 1024 * 1024;
+
+/** Manifests in memory, the least recently used dropped first once they hold more than `limit` bytes. */
+class ManifestMemory {
+  readonly #limit: number;
+  #bytes = 0;
+  #entries = new Map<Digest, Uint8Array>();
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  get(digest: Digest): Uint8Array | undefined {
+    const bytes = this.#entries.get(digest);
+    if (bytes !== undefined) {
+      this.#entries.delete(digest);
+      this.#entries.set(digest, bytes);
+    }
+    return bytes;
+  }
+
+  set(digest: Digest, bytes: Uint8Array): void {
+    const old = this.#entries.get(digest);
+    if (old !== undefined) {
+      this.#bytes -= old.byteLength;
+      this.#entries.delete(digest);
+    }
+    this.#entries.set(digest, bytes);
+    this.#bytes += bytes.byteLength;
+    for (const [oldest, kept] of this.#entries) {
+      if (this.#bytes <= this.#limit) break;
+      this.#entries.delete(oldest);
+      this.#bytes -= kept.byteLength;
+    }
+  }
+}

@@ -1,0 +1,294 @@
+/**
+ * A client for the OCI distribution API (spec v1.1): `/v2/` ping,
+ * manifests with every image media type in `Accept`, blobs (redirects and
+ * `Range` included), through the registry's mirrors first. A mirror that
+ * fails is skipped for the rest of the client's life (one pull) with one
+ * report; the origin still serves, and every byte is verified whoever sent it.
+ *
+ * @module
+ */
+
+import { findCredentials, type Credentials } from "./credentials.ts";
+import { answerChallenge } from "./challenge.ts";
+import { digestOf, isDigest, type Digest } from "../oci/digest.ts";
+import { AuthError, DigestMismatchError, IntegrityError, NotFoundError, RegistryError, type RegistryErrorDetail } from "../errors.ts";
+import { endpointsFor, type Capability, type Endpoint, type HostsConfig } from "./hosts.ts";
+import { formatReference, type Reference } from "../oci/reference.ts";
+import { DEFAULT_IDLE_TIMEOUT_MS, MAX_BLOB_BYTES, MAX_MANIFEST_BYTES } from "../oci/limits.ts";
+import { isSameOrigin, readBounded, sendRequest, type BodyLimits, type TransportOptions } from "./transport.ts";
+
+/** The manifest media types ocicache asks for and accepts. */
+export const MANIFEST_MEDIA_TYPES = [
+  "application/vnd.oci.image.index.v1+json",
+  "application/vnd.oci.image.manifest.v1+json",
+  "application/vnd.docker.distribution.manifest.list.v2+json",
+  "application/vnd.docker.distribution.manifest.v2+json",
+] as const;
+
+
+/** Options of a registry client. */
+export interface RegistryClientOptions extends TransportOptions, HostsConfig {
+  /** Where credentials come from, after the host's own in the config. @default findCredentials */
+  credentials?: (host: string) => Credentials | undefined;
+  /** Told once per mirror that fails and is skipped from then on. */
+  onMirrorFailure?: (mirror: string, registry: string, reason: string) => void;
+}
+
+/** What a manifest request returned: its bytes are verified against its digest. */
+export interface FetchedManifest {
+  digest: Digest;
+  mediaType: string;
+  bytes: Uint8Array;
+}
+
+/** What a HEAD of a manifest said. */
+export interface ManifestHead {
+  digest: Digest;
+  mediaType: string;
+  size: number;
+}
+
+/** A blob response, and the host that sent it. */
+export interface BlobResponse {
+  response: Response;
+  endpoint: Endpoint;
+}
+
+/**
+ * Talks to registries and their mirrors; one instance keeps its tokens and
+ * its list of failed mirrors.
+ *
+ * @example
+ * ```ts
+ * import { RegistryClient } from "./client.ts";
+ * import { parseReference } from "../oci/reference.ts";
+ * const client = new RegistryClient({ mirrors: ["127.0.0.1:6000"] });
+ * const ref = parseReference("127.0.0.1:5000/unikraft/nginx:1.25");
+ * const manifest = await client.getManifest(ref, ref.tag!).catch(() => undefined);
+ * ```
+ */
+export class RegistryClient {
+  readonly options: RegistryClientOptions;
+  #authorization = new Map<string, string>();
+  #failed = new Set<string>();
+
+  constructor(options: RegistryClientOptions = {}) {
+    this.options = options;
+  }
+
+  /**
+   * Check that a host speaks the distribution API (`GET /v2/`), and that its
+   * credentials work when it asks for them.
+   *
+   * @throws {RegistryError} when it cannot be reached or answers otherwise.
+   * @throws {AuthError} when it refuses the credentials.
+   */
+  async ping(registry: string): Promise<void> {
+    const endpoint = endpointsFor(registry, this.options).at(-1)!;
+    const request = async (authorization?: string) => (await sendRequest({
+      url: `${endpoint.apiUrl}/`,
+      method: "GET",
+      headers: authorization === undefined ? {} : { Authorization: authorization },
+      host: registry,
+      ...(endpoint.ca !== undefined && { ca: endpoint.ca }),
+    }, this.options)).response;
+    let response = await request();
+    if (response.status === 401) {
+      await response.body?.cancel();
+      const credentials = this.#credentials(endpoint);
+      const authorization = await answerChallenge(response.headers.get("www-authenticate") ?? "", {
+        host: registry, url: `${endpoint.apiUrl}/`, repository: "", credentials, transport: { ...this.options, ...(endpoint.ca !== undefined && { ca: endpoint.ca }) },
+      }).catch((error) => {
+        if (error instanceof AuthError && (error.reason === "missing" || (error.reason === "refused" && credentials === undefined))) return undefined;
+        throw error;
+      });
+      if (authorization === undefined) return;
+      response = await request(authorization);
+    }
+    await response.body?.cancel();
+    if (response.status === 401 || response.status === 403) throw new AuthError(`Cannot use "${registry}": it refused the credentials (${response.status})`, { reason: "refused", status: response.status });
+    if (response.status !== 200) throw new RegistryError(`Cannot use "${registry}": /v2/ answered ${response.status}`, { status: response.status });
+  }
+
+  /**
+   * HEAD a manifest to learn the digest a tag points to, without its body.
+   *
+   * A registry that sends no `Docker-Content-Digest` is asked with a GET.
+   *
+   * @throws {NotFoundError} when the registry does not know it.
+   */
+  async headManifest(ref: Reference, tagOrDigest: string): Promise<ManifestHead> {
+    const { response } = await this.#request(ref, "HEAD", `manifests/${tagOrDigest}`, { Accept: MANIFEST_MEDIA_TYPES.join(", ") }, capabilityOf(tagOrDigest));
+    await check(response, ref, `manifest "${tagOrDigest}"`, this.#bodyLimits);
+    const digest = response.headers.get("docker-content-digest");
+    if (!isDigest(digest)) {
+      // Not every registry names the digest on HEAD (the spec says SHOULD): the GET's bytes do.
+      const fetched = await this.getManifest(ref, tagOrDigest);
+      return { digest: fetched.digest, mediaType: fetched.mediaType, size: fetched.bytes.byteLength };
+    }
+    return {
+      digest,
+      mediaType: (response.headers.get("content-type") ?? "").split(";")[0]!.trim(),
+      size: Number(response.headers.get("content-length") ?? -1),
+    };
+  }
+
+  /**
+   * GET a manifest, bounded to `MAX_MANIFEST_BYTES`, and verify its digest:
+   * the requested one when fetched by digest, else `Docker-Content-Digest`.
+   * A mirror whose bytes do not match is skipped and the next host asked.
+   *
+   * @throws {NotFoundError} when the registry does not know it.
+   * @throws {IntegrityError} when it is too large or its digest is wrong.
+   */
+  async getManifest(ref: Reference, tagOrDigest: string): Promise<FetchedManifest> {
+    for (;;) {
+      const { response, endpoint } = await this.#request(ref, "GET", `manifests/${tagOrDigest}`, { Accept: MANIFEST_MEDIA_TYPES.join(", ") }, capabilityOf(tagOrDigest));
+      await check(response, ref, `manifest "${tagOrDigest}"`, this.#bodyLimits);
+      try {
+        const bytes = await readBounded(response, MAX_MANIFEST_BYTES, `manifest of "${formatReference(ref)}"`, this.#bodyLimits);
+        const digest = digestOf(bytes);
+        const claimed = isDigest(tagOrDigest) ? tagOrDigest : response.headers.get("docker-content-digest");
+        if (claimed !== null && claimed.startsWith("sha256:") && claimed !== digest) {
+          throw new DigestMismatchError(claimed, digest, `manifest of "${formatReference(ref)}"`);
+        }
+        const mediaType = (response.headers.get("content-type") ?? "").split(";")[0]!.trim();
+        return { digest, mediaType, bytes };
+      } catch (error) {
+        if (!(error instanceof IntegrityError) || !endpoint.mirror) throw error;
+        this.markFailed(endpoint, ref.registry, error.message);
+      }
+    }
+  }
+
+  /**
+   * HEAD a blob to learn its size.
+   *
+   * @throws {NotFoundError} when the registry does not know the blob.
+   */
+  async headBlob(ref: Reference, digest: Digest): Promise<number> {
+    const { response } = await this.#request(ref, "HEAD", `blobs/${digest}`, {}, "pull");
+    await check(response, ref, `blob "${digest}"`, this.#bodyLimits);
+    const size = Number(response.headers.get("content-length") ?? "");
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw new RegistryError(`Cannot fetch blob "${digest}" from "${ref.registry}": it sent no Content-Length`);
+    }
+    if (size > MAX_BLOB_BYTES) {
+      throw new IntegrityError(`Cannot accept blob "${digest}" from "${ref.registry}": ${size} bytes is larger than the limit of ${MAX_BLOB_BYTES}`);
+    }
+    return size;
+  }
+
+  /**
+   * GET a blob; the caller reads and verifies the body, and tells
+   * `markFailed` when a mirror's bytes were wrong. With `offset`, asks for
+   * the rest with `Range`: the answer is 206, or 200 when the host ignores ranges.
+   *
+   * @throws {NotFoundError} when the registry does not know the blob.
+   */
+  async getBlob(ref: Reference, digest: Digest, offset = 0): Promise<BlobResponse> {
+    const headers: Record<string, string> = offset > 0 ? { Range: `bytes=${offset}-` } : {};
+    const result = await this.#request(ref, "GET", `blobs/${digest}`, headers, "pull");
+    await check(result.response, ref, `blob "${digest}"`, this.#bodyLimits);
+    return result;
+  }
+
+  /** Skip a mirror for the rest of this client's life, and say so once. */
+  markFailed(endpoint: Endpoint, registry: string, reason: string): void {
+    if (!endpoint.mirror || this.#failed.has(endpoint.host)) return;
+    this.#failed.add(endpoint.host);
+    this.options.onMirrorFailure?.(endpoint.host, registry, reason);
+  }
+
+  /** Mirrors with the capability that have not failed, then the origin; the first that answers wins. */
+  async #request(ref: Reference, method: "GET" | "HEAD", path: string, headers: Record<string, string>, capability: Capability): Promise<BlobResponse> {
+    const endpoints = endpointsFor(ref.registry, this.options)
+      .filter((e) => !e.mirror || (e.capabilities.has(capability) && !this.#failed.has(e.host)));
+    for (const endpoint of endpoints) {
+      if (!endpoint.mirror) return { response: await this.#send(endpoint, ref, method, path, headers), endpoint };
+      try {
+        const response = await this.#send(endpoint, ref, method, path, headers);
+        if (response.ok) return { response, endpoint };
+        await response.body?.cancel();
+        if (response.status >= 500 || response.status === 429) this.markFailed(endpoint, ref.registry, `it answered ${response.status}`);
+      } catch (error) {
+        this.markFailed(endpoint, ref.registry, error instanceof Error ? error.message : String(error));
+      }
+    }
+    throw new TypeError("endpointsFor() always ends with the origin");
+  }
+
+  async #send(endpoint: Endpoint, ref: Reference, method: "GET" | "HEAD", path: string, headers: Record<string, string>): Promise<Response> {
+    const tokenKey = `${endpoint.host}/${ref.repository}`;
+    const url = `${endpoint.apiUrl}/${ref.repository}/${path}`;
+    const send = () => {
+      const authorization = this.#authorization.get(tokenKey) ?? this.#authorization.get(endpoint.host);
+      return sendRequest({
+        url,
+        method,
+        headers: authorization === undefined ? headers : { ...headers, Authorization: authorization },
+        host: endpoint.host,
+        ...(endpoint.ca !== undefined && { ca: endpoint.ca }),
+      }, this.options);
+    };
+    const sent = await send();
+    if (sent.response.status !== 401) return sent.response;
+    await sent.response.body?.cancel();
+    if (!isSameOrigin(sent.url, url)) {
+      // The credentials belong to the endpoint; a redirect target that asks for them gets nothing.
+      throw new AuthError(
+        `Cannot pull "${formatReference(ref)}": "${new URL(sent.url).host}", where "${endpoint.host}" redirected, asks for credentials; they are sent only to "${endpoint.host}"`,
+        { reason: "challenge", status: 401 },
+      );
+    }
+    const authorization = await answerChallenge(sent.response.headers.get("www-authenticate") ?? "", {
+      host: endpoint.host,
+      url,
+      repository: ref.repository,
+      credentials: this.#credentials(endpoint),
+      transport: { ...this.options, ...(endpoint.ca !== undefined && { ca: endpoint.ca }) },
+    });
+    this.#authorization.set(authorization.startsWith("Basic ") ? endpoint.host : tokenKey, authorization);
+    return (await send()).response;
+  }
+
+  get #bodyLimits(): BodyLimits {
+    return { idleTimeoutMs: this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS };
+  }
+
+  #credentials(endpoint: Endpoint): Credentials | undefined {
+    return endpoint.credentials ?? (this.options.credentials ?? ((host: string) => findCredentials(host)))(endpoint.host);
+  }
+}
+
+/** Tags need `resolve`; content named by digest needs `pull`. */
+function capabilityOf(tagOrDigest: string): Capability {
+  return isDigest(tagOrDigest) ? "pull" : "resolve";
+}
+
+/** Turn a non-2xx answer into the matching typed error. */
+async function check(response: Response, ref: Reference, what: string, limits: BodyLimits): Promise<void> {
+  if (response.ok) return;
+  const details = await readErrorDetails(response, limits);
+  const name = formatReference(ref);
+  const said = details.length > 0 ? `: ${details.map((d) => d.code).join(", ")}` : "";
+  if (response.status === 404) {
+    throw new NotFoundError(`Cannot find ${what} of "${name}" in "${ref.registry}"${said}`);
+  }
+  if (response.status === 401 || response.status === 403) {
+    throw new AuthError(`Cannot pull "${name}": "${ref.registry}" refused the credentials (${response.status}${said})`, { reason: "refused", status: response.status });
+  }
+  throw new RegistryError(`Cannot fetch ${what} of "${name}": "${ref.registry}" answered ${response.status}${said}`, { status: response.status, details });
+}
+
+async function readErrorDetails(response: Response, limits: BodyLimits): Promise<RegistryErrorDetail[]> {
+  try {
+    const body = JSON.parse(new TextDecoder().decode(await readBounded(response, 64 * 1024, "error body", limits))) as { errors?: unknown };
+    if (!Array.isArray(body.errors)) return [];
+    return body.errors
+      .filter((e): e is { code: string; message?: unknown } => typeof e?.code === "string")
+      .map((e) => ({ code: e.code.slice(0, 64), ...(typeof e.message === "string" && { message: e.message.slice(0, 200) }) }));
+  } catch {
+    return [];
+  }
+}

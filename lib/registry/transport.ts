@@ -1,0 +1,278 @@
+/**
+ * HTTP for registries: bounded retries with backoff on 429, 5xx and dropped
+ * connections (honouring `Retry-After`), redirects followed by hand so that
+ * `Authorization` never reaches another host, and a timeout until the
+ * registry answers (connection and response headers).
+ *
+ * @module
+ */
+
+import { IntegrityError, RegistryError } from "../errors.ts";
+import { SMALL_BODY_DEADLINE_MS } from "../oci/limits.ts";
+
+/** How requests are sent and retried. */
+export interface TransportOptions {
+  /** The fetch implementation. @default globalThis.fetch */
+  fetch?: typeof fetch;
+  /** Retries after the first attempt on 429, 5xx and network errors. @default 3 */
+  retries?: number;
+  /** Milliseconds before the first retry; doubles each time. @default 250 */
+  backoffMs?: number;
+  /** The longest `Retry-After` that is waited for, in milliseconds. @default 30000 */
+  maxRetryAfterMs?: number;
+  /** Redirects followed before giving up. @default 5 */
+  maxRedirects?: number;
+  /** Milliseconds to wait for a registry to answer: the connection and the response headers. @default 30000 */
+  connectTimeoutMs?: number;
+  /** CA certificates (PEM) to trust instead of the default ones, for every request. */
+  ca?: string[];
+  /** Milliseconds a body may send nothing before its read fails. @default 30000 */
+  idleTimeoutMs?: number;
+}
+
+/** One request: the registry host names the target in messages. */
+export interface TransportRequest {
+  url: string;
+  method: "GET" | "HEAD";
+  headers: Record<string, string>;
+  /** The registry host, for messages. */
+  host: string;
+  /** CA certificates (PEM) to trust for this host instead of the default ones. */
+  ca?: string[];
+}
+
+/** The statuses after which the same request may succeed. */
+const RETRYABLE_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
+
+/** A response, and the URL that sent it (after redirects). */
+export interface TransportResponse {
+  response: Response;
+  /** The URL of the last hop: another host than the request's when it was redirected there. */
+  url: string;
+}
+
+/**
+ * Send a request with retries and manual redirects.
+ *
+ * @throws {RegistryError} when the host cannot be reached after the retries,
+ *   or redirects more often than allowed.
+ * @example
+ * ```ts
+ * import { sendRequest } from "./transport.ts";
+ * const sent = await sendRequest(
+ *   { url: "http://127.0.0.1:5000/v2/", method: "GET", headers: {}, host: "127.0.0.1:5000" },
+ * ).catch(() => undefined);
+ * ```
+ */
+export async function sendRequest(request: TransportRequest, options: TransportOptions = {}): Promise<TransportResponse> {
+  const retries = options.retries ?? 3;
+  const backoffMs = options.backoffMs ?? 250;
+  for (let attempt = 0; ; attempt++) {
+    let sent: TransportResponse;
+    try {
+      sent = await followRedirects(request, options);
+    } catch (error) {
+      if (error instanceof RegistryError || attempt >= retries || isTlsError(error)) throw toRegistryError(error, request.host);
+      await Bun.sleep(backoffMs * 2 ** attempt);
+      continue;
+    }
+    const { response } = sent;
+    if (!RETRYABLE_STATUSES.has(response.status) || attempt >= retries) return sent;
+    const wait = retryAfterMs(response.headers.get("retry-after")) ?? backoffMs * 2 ** attempt;
+    if (wait > (options.maxRetryAfterMs ?? 30_000)) return sent;
+    await response.body?.cancel();
+    await Bun.sleep(wait);
+  }
+}
+
+/** Whether a response came from the request's own origin (scheme, host and port), not from a redirect target elsewhere. */
+export function isSameOrigin(a: string, b: string): boolean {
+  return new URL(a).origin === new URL(b).origin;
+}
+
+async function followRedirects(request: TransportRequest, options: TransportOptions): Promise<TransportResponse> {
+  const doFetch = options.fetch ?? fetch;
+  const maxRedirects = options.maxRedirects ?? 5;
+  const ca = request.ca ?? options.ca;
+  let url = request.url;
+  for (let hop = 0; hop <= maxRedirects; hop++) {
+    const headers = { ...request.headers };
+    const sameOrigin = isSameOrigin(url, request.url);
+    if (!sameOrigin) delete headers.Authorization;
+    const tls = sameOrigin && ca !== undefined ? { tls: { ca } } : {};
+    const response = await withTimeout(options.connectTimeoutMs ?? 30_000, request.host, (signal) =>
+      doFetch(url, { method: request.method, headers, redirect: "manual", signal, ...tls }),
+    );
+    const location = response.headers.get("location");
+    if (response.status < 300 || response.status >= 400 || response.status === 304 || location === null) return { response, url };
+    await response.body?.cancel();
+    url = new URL(location, url).href;
+    if (!url.startsWith("http://") && !url.startsWith("https://")) {
+      throw new RegistryError(`Cannot follow redirect from "${request.host}": unsupported location "${location.slice(0, 80)}"`, { kind: "protocol" });
+    }
+  }
+  throw new RegistryError(`Cannot fetch from "${request.host}": more than ${maxRedirects} redirects`, { kind: "protocol" });
+}
+
+async function withTimeout(
+  timeoutMs: number,
+  host: string,
+  run: (signal: AbortSignal) => Promise<Response>,
+): Promise<Response> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new RegistryError(`Cannot reach "${host}": no response within ${timeoutMs} ms`, { kind: "timeout" })), timeoutMs);
+  try {
+    return await run(controller.signal);
+  } catch (error) {
+    if (controller.signal.aborted) throw controller.signal.reason;
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** How long a body may take: every read of a registry's body goes through these. */
+export interface BodyLimits {
+  /** Nothing received for this long fails the read. */
+  idleTimeoutMs: number;
+  /** The whole body must have arrived within this long (small bodies: manifests, tokens, errors). */
+  deadlineMs?: number;
+  /** Fewer than `bytesPerSecond` on average over `windowMs` fails the read (curl's `--speed-limit`, `--speed-time`). */
+  lowSpeed?: { bytesPerSecond: number; windowMs: number };
+}
+
+/**
+ * The chunks of a response body, read within `limits`; a stall, a trickle,
+ * a missed deadline or a dropped connection is a `RegistryError`, and the
+ * body is cancelled.
+ *
+ * @throws {RegistryError} of kind `timeout` (stalled, too slow, too late) or `unreachable` (dropped).
+ * @example
+ * ```ts
+ * import { readBody } from "./transport.ts";
+ * let bytes = 0;
+ * for await (const chunk of readBody(new Response("hello"), { idleTimeoutMs: 1000 }, "example")) bytes += chunk.byteLength;
+ * console.log(bytes); // 5
+ * ```
+ */
+export async function* readBody(response: Response, limits: BodyLimits, what: string): AsyncGenerator<Uint8Array> {
+  if (response.body === null) return;
+  const reader = response.body.getReader();
+  const started = Date.now();
+  let received = 0;
+  let windowStart = started;
+  let windowBytes = 0;
+  const fail = (reason: string, kind: "timeout" | "unreachable", cause?: unknown) =>
+    new RegistryError(`Cannot read ${what}: ${reason} after ${received} bytes`, { kind, cause });
+  let finished = false;
+  try {
+    for (;;) {
+      const waitMs = limits.deadlineMs === undefined ? limits.idleTimeoutMs : Math.min(limits.idleTimeoutMs, Math.max(0, started + limits.deadlineMs - Date.now()));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), waitMs);
+      });
+      let next: Awaited<ReturnType<typeof reader.read>> | "timeout";
+      try {
+        next = await Promise.race([reader.read(), timeout]);
+      } catch (error) {
+        throw fail("the connection dropped", "unreachable", error);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (next === "timeout") {
+        const late = limits.deadlineMs !== undefined && Date.now() - started >= limits.deadlineMs;
+        throw fail(late ? `not complete within ${limits.deadlineMs} ms` : `nothing received for ${limits.idleTimeoutMs} ms`, "timeout");
+      }
+      if (next.done) {
+        finished = true;
+        return;
+      }
+      received += next.value.byteLength;
+      windowBytes += next.value.byteLength;
+      const low = limits.lowSpeed;
+      if (low !== undefined && Date.now() - windowStart >= low.windowMs) {
+        if (windowBytes * 1000 < low.bytesPerSecond * (Date.now() - windowStart)) {
+          throw fail(`slower than ${low.bytesPerSecond} bytes/s for ${low.windowMs} ms`, "timeout");
+        }
+        windowStart = Date.now();
+        windowBytes = 0;
+      }
+      yield next.value;
+    }
+  } finally {
+    // Failed, or the consumer stopped early: let go of the connection.
+    if (!finished) await reader.cancel().catch(() => {});
+  }
+}
+
+/**
+ * Read a whole small body within `limits`, refusing one longer than `limit`
+ * bytes before reading it all.
+ *
+ * @throws {IntegrityError} when the body is larger than `limit`.
+ * @throws {RegistryError} when it stalls, is late or drops.
+ */
+export async function readBounded(response: Response, limit: number, what: string, limits: BodyLimits): Promise<Uint8Array> {
+  const declared = Number(response.headers.get("content-length") ?? "0");
+  if (declared > limit) {
+    await response.body?.cancel();
+    throw new IntegrityError(`Cannot accept ${what}: ${declared} bytes is larger than the limit of ${limit}`);
+  }
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of readBody(response, { deadlineMs: SMALL_BODY_DEADLINE_MS, ...limits }, what)) {
+    total += chunk.byteLength;
+    if (total > limit) throw new IntegrityError(`Cannot accept ${what}: larger than the limit of ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Seconds or an HTTP date (RFC 9110, section 10.2.3), as milliseconds from now. */
+function retryAfterMs(value: string | null): number | undefined {
+  if (value === null) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+/** Turn a network failure into the one-line error a user can act on. */
+function toRegistryError(error: unknown, host: string): RegistryError {
+  if (error instanceof RegistryError) return error;
+  const code = (error as { code?: string }).code ?? "";
+  if (isTlsError(error)) {
+    return new RegistryError(
+      `Cannot verify the TLS certificate of "${host}": ${TLS_REASONS[code] ?? code} (trust its CA with --ca-file FILE, or "ca" for this host in the config)`,
+      { kind: "tls", cause: error },
+    );
+  }
+  const reason = NETWORK_REASONS[code] ?? (error instanceof Error ? error.message : String(error));
+  return new RegistryError(`Cannot reach "${host}": ${reason} (use --offline to use the cache only)`, { kind: "unreachable", cause: error });
+}
+
+/** A certificate problem: not transient, so never retried. */
+function isTlsError(error: unknown): boolean {
+  const code = (error as { code?: string }).code ?? "";
+  return code in TLS_REASONS || /CERT|SELF_SIGNED|TLS/.test(code);
+}
+
+const TLS_REASONS: Record<string, string> = {
+  DEPTH_ZERO_SELF_SIGNED_CERT: "it is self-signed",
+  SELF_SIGNED_CERT_IN_CHAIN: "its chain ends in a self-signed CA that is not trusted",
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "it is signed by a CA that is not trusted",
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "it is signed by a CA that is not trusted",
+  UNABLE_TO_GET_ISSUER_CERT: "it is signed by a CA that is not trusted",
+  CERT_HAS_EXPIRED: "it has expired",
+  ERR_TLS_CERT_ALTNAME_INVALID: "it does not name this host",
+};
+
+const NETWORK_REASONS: Record<string, string> = {
+  ConnectionRefused: "connection refused",
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  ConnectionClosed: "connection closed",
+  ENOTFOUND: "host not found",
+  FailedToOpenSocket: "cannot open a socket",
+  ETIMEDOUT: "timed out",
+};

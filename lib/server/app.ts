@@ -1,0 +1,229 @@
+/**
+ * The Hono admin app of `ocicache serve`: health, Prometheus metrics, the
+ * cache as JSON, pull, cleanup and removal, and (with an upstream) the read
+ * side of the OCI distribution API as a mirror. Loaded only by `serve`.
+ *
+ * @module
+ */
+
+import { Hono, type Context as HonoContext, type MiddlewareHandler } from "hono";
+import { z } from "zod";
+import type { Cache } from "../pull/cache.ts";
+import { pruneCache } from "../store/cleanup.ts";
+import type { Config } from "../config/config.ts";
+import { isDigest, type Digest } from "../oci/digest.ts";
+import { OcicacheError, UsageError } from "../errors.ts";
+import { takeInventory } from "../store/inventory.ts";
+import type { Metrics } from "./metrics.ts";
+import { basicChecker, type Htpasswd } from "./htpasswd.ts";
+import { mountMirror } from "./mirror.ts";
+import { parsePlatform } from "../oci/platform.ts";
+import { pullImage } from "../pull/pull.ts";
+import { formatReference, parseReference } from "../oci/reference.ts";
+import { removeTargets } from "../store/remove.ts";
+import { blobRows, cacheStats, referenceRows } from "../store/report.ts";
+import { tempPath } from "../store/paths.ts";
+import { parseDuration, parseSize } from "../config/units.ts";
+import { unlinkSync, writeFileSync } from "node:fs";
+
+/** What the admin app works with. */
+export interface AdminDeps {
+  config: Config;
+  cache: Cache;
+  metrics: Metrics;
+  /** The bearer token that mutating routes require. */
+  token: string;
+  /** The registry the `/v2/` mirror pulls through, e.g. `127.0.0.1:5000`; no mirror without it. */
+  upstream?: string;
+  /** Host names answered besides IP addresses and `localhost` (the listen host, `--allowed-host`). @default [] */
+  allowedHosts?: string[];
+  /** Mirror clients must give Basic credentials from these users. */
+  htpasswd?: Htpasswd;
+}
+
+/** HTTP statuses of the error codes (the admin API's JSON errors). */
+const STATUS_OF = { EUSAGE: 400, ENOTFOUND: 404, EINTEGRITY: 502, EREGISTRY: 502, EAUTH: 502, ESTORE: 500 } as const;
+
+const PULL_BODY = z.strictObject({ ref: z.string().min(1).max(512), platform: z.string().min(1).max(64).optional(), plat: z.string().min(1).max(64).optional() });
+const GC_BODY = z.strictObject({ maxAge: z.string().min(1).max(32).optional(), maxSize: z.string().min(1).max(32).optional(), dryRun: z.boolean().optional() });
+const BLOBS_QUERY = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+  cursor: z.string().refine(isDigest, "expected a blob digest").optional(),
+});
+
+/**
+ * Build the admin app; serve it with `Bun.serve({ fetch: app.fetch })`.
+ *
+ * @example
+ * ```ts
+ * import { createAdminApp } from "./app.ts";
+ * // const app = createAdminApp({ config, cache, metrics: new Metrics(), token });
+ * // const response = await app.request("/healthz");
+ * ```
+ */
+export function createAdminApp(deps: AdminDeps): Hono {
+  const app = new Hono();
+  const { config, cache, metrics } = deps;
+  const allowed = new Set((deps.allowedHosts ?? []).map((h) => hostName(h)));
+  const requireToken = bearerToken(deps.token, allowed);
+
+  // DNS rebinding: a web page whose name resolves to this address must not reach the API or the mirror.
+  app.use("*", async (c, next) => {
+    const host = c.req.header("host") ?? new URL(c.req.url).host;
+    if (!isAllowedHost(host, allowed)) {
+      return c.json({ code: "EUSAGE", message: `Requests for the host "${host.slice(0, 80)}" are not answered here (allow it with --allowed-host)` }, 421);
+    }
+    await next();
+  });
+  if (deps.htpasswd !== undefined) {
+    const check = basicChecker(deps.htpasswd);
+    app.use("/v2/*", async (c, next) => {
+      if (await check(c.req.header("authorization"))) return next();
+      return c.json({ errors: [{ code: "UNAUTHORIZED", message: "This mirror needs credentials" }] }, 401, { "WWW-Authenticate": 'Basic realm="ocicache"', "Docker-Distribution-API-Version": "registry/2.0" });
+    });
+  }
+
+  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.get("/readyz", (c) => {
+    const reason = cacheWritable(cache);
+    return reason === undefined ? c.json({ status: "ready" }) : c.json({ status: "not ready", reason }, 503);
+  });
+  app.get("/metrics", (c) => {
+    const inventory = takeInventory(cache.store);
+    const body = metrics.render({ bytes: inventory.totalBytes, references: referenceRows(inventory).length, blobs: inventory.blobs.size });
+    return c.body(body, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
+  });
+  app.get("/v1/stats", (c) => c.json(cacheStats(takeInventory(cache.store), config)));
+  app.get("/v1/refs", (c) => c.json(referenceRows(takeInventory(cache.store))));
+  app.get("/v1/blobs", (c) => {
+    const query = validate(BLOBS_QUERY, c.req.query());
+    const all = blobRows(takeInventory(cache.store)).sort((a, b) => (a.digest < b.digest ? -1 : 1));
+    const start = query.cursor === undefined ? 0 : all.findIndex((b) => b.digest > query.cursor!);
+    const page = start === -1 ? [] : all.slice(start, start + (query.limit ?? 100));
+    const next = start !== -1 && start + page.length < all.length ? page.at(-1)?.digest : undefined;
+    return c.json({ blobs: page, ...(next !== undefined && { next }) });
+  });
+
+  app.post("/v1/pull", requireToken, async (c) => {
+    const body = validate(PULL_BODY, await readJson(c));
+    const ref = parseReference(body.ref);
+    const result = await pullImage(cache, ref, { platform: parsePlatform(body.platform, body.plat), concurrency: config.concurrency });
+    return c.json(result);
+  });
+  app.post("/v1/gc", requireToken, async (c) => {
+    const body = validate(GC_BODY, await readJson(c));
+    const report = await pruneCache(cache.store, {
+      maxAgeMs: body.maxAge === undefined ? config.maxAgeMs : parseDuration(body.maxAge, '"maxAge"'),
+      maxSizeBytes: body.maxSize === undefined ? config.maxSizeBytes : parseSize(body.maxSize, '"maxSize"'),
+      graceMs: config.graceMs,
+      dryRun: body.dryRun === true,
+    });
+    if (!report.dryRun) metrics.evictions += report.removed.length;
+    return c.json(report);
+  });
+  app.delete("/v1/refs/:ref{.+}", requireToken, async (c) => {
+    const name = formatReference(parseReference(c.req.param("ref")));
+    return c.json(await removeTargets(cache.store, [{ name }]));
+  });
+  app.delete("/v1/blobs/:digest", requireToken, async (c) => {
+    const digest = c.req.param("digest");
+    if (!isDigest(digest)) throw new UsageError(`Invalid "digest": expected sha256:<64 hex>`);
+    return c.json(await removeTargets(cache.store, [{ digest: digest as Digest }]));
+  });
+
+  if (deps.upstream !== undefined) mountMirror(app, { cache, metrics, upstream: deps.upstream });
+
+  app.notFound((c) => c.json({ code: "ENOTFOUND", message: `No route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404));
+  app.onError((error, c) => {
+    if (error instanceof OcicacheError) return c.json({ code: error.code, message: error.message }, STATUS_OF[error.code]);
+    return c.json({ code: "EINTERNAL", message: error.message }, 500);
+  });
+  return app;
+}
+
+/**
+ * Mutating routes need `Authorization: Bearer <token>`, compared in constant
+ * time (over SHA-256 digests, so that lengths leak nothing either), and no
+ * `Origin` of a web page on another host.
+ */
+function bearerToken(token: string, allowed: Set<string>): MiddlewareHandler {
+  const expected = new Bun.CryptoHasher("sha256").update(token).digest();
+  return async (c, next) => {
+    const origin = c.req.header("origin");
+    if (origin !== undefined && !isAllowedOrigin(origin, allowed)) {
+      return c.json({ code: "EAUTH", message: `Requests from the web page "${origin.slice(0, 80)}" are refused` }, 403);
+    }
+    const header = c.req.header("authorization") ?? "";
+    const given = header.startsWith("Bearer ") ? header.slice(7) : "";
+    const actual = new Bun.CryptoHasher("sha256").update(given).digest();
+    if (given === "" || !sameBytes(expected, actual)) {
+      return c.json({ code: "EAUTH", message: given === "" ? "This route needs Authorization: Bearer <token>" : "The token is not the admin token" }, 401, { "WWW-Authenticate": 'Bearer realm="ocicache"' });
+    }
+    await next();
+  };
+}
+
+/**
+ * Whether two digests are equal, looking at every byte whatever the first
+ * difference (`node:crypto`'s `timingSafeEqual` would cost every start of the
+ * compiled binary its load: a bundle loads every `node:` module up front).
+ */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  let difference = a.length ^ b.length;
+  for (let i = 0; i < a.length; i++) difference |= a[i]! ^ (b[i] ?? 0);
+  return difference === 0;
+}
+
+/**
+ * Whether a `Host` header names this server: an IP address (DNS rebinding
+ * needs a name), `localhost`, or a name allowed by configuration.
+ */
+function isAllowedHost(host: string, allowed: Set<string>): boolean {
+  const name = hostName(host);
+  return name === "localhost" || /^\d{1,3}(\.\d{1,3}){3}$/.test(name) || name.startsWith("[") || allowed.has(name);
+}
+
+function isAllowedOrigin(origin: string, allowed: Set<string>): boolean {
+  try {
+    return isAllowedHost(new URL(origin).host, allowed);
+  } catch {
+    return false;
+  }
+}
+
+/** The lowercase host name of `host[:port]` or `[v6]:port`. */
+function hostName(host: string): string {
+  const lower = host.trim().toLowerCase();
+  if (lower.startsWith("[")) return lower.slice(0, lower.indexOf("]") + 1);
+  const colon = lower.lastIndexOf(":");
+  return colon === -1 ? lower : lower.slice(0, colon);
+}
+
+/** Parse with zod; a failure is a usage error (400) naming the field. */
+function validate<T>(schema: z.ZodType<T>, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues.find((i) => i.code === "unrecognized_keys") ?? result.error.issues[0]!;
+  const field = issue.code === "unrecognized_keys" ? issue.keys.join(", ") : issue.path.join(".") || "body";
+  throw new UsageError(`Invalid "${field}": ${issue.code === "unrecognized_keys" ? "unknown field" : issue.message}`);
+}
+
+async function readJson(c: HonoContext): Promise<unknown> {
+  try {
+    return await c.req.json();
+  } catch {
+    throw new UsageError(`Invalid "body": expected a JSON object`);
+  }
+}
+
+/** `undefined` when a file can be created in the cache's `tmp/`, else why not. */
+function cacheWritable(cache: Cache): string | undefined {
+  const probe = tempPath(cache.store.root, "ready");
+  try {
+    writeFileSync(probe, "");
+    unlinkSync(probe);
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * The read side of the OCI distribution API (spec v1.1, "Pull"), answered
+ * through the cache: any OCI client can use `ocicache serve --upstream` as a
+ * mirror. A miss streams to the client while it is written to the cache and
+ * verified; concurrent requests for one missing blob cause one upstream
+ * fetch; with the upstream down, what is cached is still served.
+ *
+ * @module
+ */
+
+import type { Context, Hono } from "hono";
+import { fileSource, growingSource, verifiedStream } from "../pull/blob-stream.ts";
+import { fetchBlob } from "../pull/blobs.ts";
+import type { BlobResult, Cache } from "../pull/cache.ts";
+import { isDigest, type Digest } from "../oci/digest.ts";
+import { AuthError, IntegrityError, NotFoundError, OcicacheError, UsageError } from "../errors.ts";
+import { parseManifest } from "../oci/manifest.ts";
+import type { Metrics } from "./metrics.ts";
+import { pullBlob } from "../pull/pull.ts";
+import { parseReference, type Reference } from "../oci/reference.ts";
+
+/** What the mirror needs. */
+export interface MirrorDeps {
+  cache: Cache;
+  metrics: Metrics;
+  /** The registry pulled through, e.g. `127.0.0.1:5000`, whatever its shape (a bare name is a host, never Docker Hub's namespace). */
+  upstream: string;
+}
+
+const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/;
+/** Bytes queued for one mirror client before its download waits, when the cache cannot be written. */
+const MIRROR_QUEUE_BYTES = 4 * 1024 * 1024;
+const API_HEADER = { "Docker-Distribution-API-Version": "registry/2.0" };
+
+/**
+ * Add the `/v2/` routes to an app.
+ *
+ * @example
+ * ```ts
+ * import { Hono } from "hono";
+ * import { mountMirror } from "./mirror.ts";
+ * // mountMirror(new Hono(), { cache, metrics, upstream: "127.0.0.1:5000" });
+ * ```
+ */
+export function mountMirror(app: Hono, deps: MirrorDeps): void {
+  // One download per missing blob in this process, whoever asks and however slowly they read.
+  const downloads = new Map<Digest, Promise<BlobResult>>();
+  app.get("/v2/", (c) => c.json({}, 200, API_HEADER));
+  app.on(["GET", "HEAD"], "/v2/*", async (c) => {
+    const match = ROUTE_RE.exec(new URL(c.req.url).pathname);
+    if (match === null) return registryError(c, 404, "NAME_UNKNOWN", "No such repository route");
+    const [, name, kind, reference] = match as unknown as [string, string, "manifests" | "blobs", string];
+    try {
+      return kind === "manifests" ? await serveManifest(c, deps, name, reference) : await serveBlob(c, deps, downloads, name, reference);
+    } catch (error) {
+      return mirrorError(c, error, kind);
+    }
+  });
+  app.on(["POST", "PUT", "PATCH", "DELETE"], "/v2/*", (c) => registryError(c, 405, "UNSUPPORTED", "ocicache is a read-only mirror"));
+}
+
+/**
+ * A manifest: only what parses as one (at most 4 MiB) is served as one, and
+ * only a tag the upstream confirmed is recorded in `index.json`.
+ */
+async function serveManifest(c: Context, deps: MirrorDeps, name: string, reference: string): Promise<Response> {
+  const ref = toReference(deps.upstream, name, reference);
+  const resolved = await deps.cache.resolve(ref);
+  const { bytes } = await deps.cache.manifestBytes(ref, resolved.digest);
+  let manifest;
+  try {
+    manifest = parseManifest(bytes, "", resolved.name);
+  } catch {
+    throw new NotFoundError(`Cannot serve "${resolved.digest}" as a manifest: it is not one`);
+  }
+  const mediaType = manifest.mediaType || (manifest.kind === "index" ? "application/vnd.oci.image.index.v1+json" : "application/vnd.oci.image.manifest.v1+json");
+  if (ref.digest === undefined && resolved.checked) await deps.cache.record(resolved, { mediaType, digest: resolved.digest, size: bytes.byteLength }, {});
+  const headers = { ...API_HEADER, "Content-Type": mediaType, "Content-Length": String(bytes.byteLength), "Docker-Content-Digest": resolved.digest, ETag: `"${resolved.digest}"` };
+  return new Response(c.req.method === "HEAD" ? null : bytes, { status: 200, headers });
+}
+
+async function serveBlob(c: Context, deps: MirrorDeps, downloads: Map<Digest, Promise<BlobResult>>, name: string, reference: string): Promise<Response> {
+  if (!isDigest(reference)) return registryError(c, 400, "DIGEST_INVALID", `"${reference.slice(0, 80)}" is not a sha256 digest`);
+  const ref = toReference(deps.upstream, name, reference) as Reference & { digest: Digest };
+  const { cache, metrics } = deps;
+  const range = c.req.header("range");
+  const headers: Record<string, string> = { ...API_HEADER, "Content-Type": "application/octet-stream", "Docker-Content-Digest": ref.digest, "Accept-Ranges": "bytes", ETag: `"${ref.digest}"` };
+  const cached = cache.store.stat(ref.digest);
+  if (cached === undefined && c.req.method === "HEAD") {
+    // A HEAD of a missing blob asks upstream for the size: no download for a question.
+    const size = cache.options.offline ? undefined : await (await cache.client()).headBlob(ref, ref.digest);
+    if (size === undefined) throw new NotFoundError(`Cannot find blob "${ref.digest}" offline: it is not in the cache`);
+    return new Response(null, { status: 200, headers: { ...headers, "Content-Length": String(size) } });
+  }
+  if (cached === undefined && c.req.method === "GET" && range === undefined && !cache.options.offline) {
+    return cache.writable ? streamMiss(deps, downloads, ref, headers) : streamUncached(deps, ref);
+  }
+  const blob = await pullBlob(cache, ref);
+  if (blob.path === undefined) throw new OcicacheError("ESTORE", 1, `Cannot serve blob "${ref.digest}": the cache cannot be written`);
+  if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: { ...headers, "Content-Length": String(blob.size) } });
+  if (range === undefined) {
+    metrics.bytesServedFromCache += blob.size;
+    const body = verifiedStream(fileSource(blob.path, blob.size), { digest: ref.digest, size: blob.size }, () => dropDamaged(deps, ref.digest));
+    return new Response(body, { status: 200, headers: { ...headers, "Content-Length": String(blob.size) } });
+  }
+  const parsed = parseRange(range, blob.size);
+  if (parsed === undefined) return new Response(null, { status: 416, headers: { ...headers, "Content-Range": `bytes */${blob.size}` } });
+  const [start, end] = parsed;
+  metrics.bytesServedFromCache += end - start + 1;
+  return new Response(Bun.file(blob.path).slice(start, end + 1), {
+    status: 206,
+    headers: { ...headers, "Content-Length": String(end - start + 1), "Content-Range": `bytes ${start}-${end}/${blob.size}` },
+  });
+}
+
+/**
+ * A missing blob: one download into the cache's partial file at the
+ * upstream's pace, and each client reading that file as it grows at its own
+ * pace, verified as it goes (a mismatch cuts every client's response).
+ */
+async function streamMiss(deps: MirrorDeps, downloads: Map<Digest, Promise<BlobResult>>, ref: Reference & { digest: Digest }, headers: Record<string, string>): Promise<Response> {
+  const size = await (await deps.cache.client()).headBlob(ref, ref.digest);
+  let download = downloads.get(ref.digest);
+  if (download === undefined) {
+    download = fetchBlob(deps.cache, ref, { mediaType: "application/octet-stream", digest: ref.digest, size });
+    downloads.set(ref.digest, download);
+    const forget = () => downloads.delete(ref.digest);
+    download.then(forget, forget);
+  }
+  const body = verifiedStream(growingSource(deps.cache.store, ref.digest, size, download), { digest: ref.digest, size }, () => {});
+  return new Response(body, { status: 200, headers: { ...headers, "Content-Length": String(size) } });
+}
+
+/**
+ * A missing blob when the cache cannot be written: its bytes go to the client
+ * as they arrive, hashed; the download waits while the client's queue is
+ * full, so a slow client costs time, never memory.
+ */
+async function streamUncached(deps: MirrorDeps, ref: Reference & { digest: Digest }): Promise<Response> {
+  const size = await (await deps.cache.client()).headBlob(ref, ref.digest);
+  let ready: (() => void) | undefined;
+  let gone = false;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      pullBlob(deps.cache, ref, {
+        onChunk: async (chunk) => {
+          if (gone) return;
+          controller.enqueue(chunk);
+          if ((controller.desiredSize ?? 1) <= 0) await new Promise<void>((resolve) => (ready = resolve));
+        },
+      }).then(() => {
+        if (!gone) controller.close();
+      }, (error) => {
+        if (!gone) controller.error(error);
+      });
+    },
+    pull() {
+      ready?.();
+      ready = undefined;
+    },
+    cancel() {
+      gone = true;
+      ready?.();
+      ready = undefined;
+    },
+  }, new ByteLengthQueuingStrategy({ highWaterMark: MIRROR_QUEUE_BYTES }));
+  return new Response(body, {
+    status: 200,
+    headers: { ...API_HEADER, "Content-Type": "application/octet-stream", "Content-Length": String(size), "Docker-Content-Digest": ref.digest },
+  });
+}
+
+/** A cached blob failed verification while served: drop it, so that the next request fetches it again. */
+function dropDamaged(deps: MirrorDeps, digest: Digest): void {
+  deps.metrics.damagedBlobsDropped++;
+  deps.cache.warn(`Dropping cached blob "${digest}": its content does not match its digest`);
+  try {
+    deps.cache.store.remove(digest);
+  } catch (error) {
+    deps.cache.noteUnwritable(error);
+  }
+}
+
+/** The reference on the upstream: the upstream is the registry, whatever its shape (no Docker Hub defaults). */
+function toReference(upstream: string, name: string, reference: string): Reference {
+  let parsed: Reference;
+  try {
+    parsed = parseReference(`${NAME_CHECK_HOST}/${name}${isDigest(reference) ? `@${reference}` : `:${reference}`}`);
+  } catch (error) {
+    throw new UsageError((error as Error).message.replace(`${NAME_CHECK_HOST}/`, ""), { cause: error });
+  }
+  return { ...parsed, registry: upstream };
+}
+
+/** A host only used to check a repository name and a tag with the reference grammar. */
+const NAME_CHECK_HOST = "mirror.invalid";
+
+/** One `bytes=start-end` range (RFC 9110, section 14.1.2), or `undefined` when it cannot be satisfied. */
+function parseRange(header: string, size: number): [number, number] | undefined {
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (match === null || (match[1] === "" && match[2] === "")) return undefined;
+  let start: number;
+  let end: number;
+  if (match[1] === "") {
+    start = Math.max(0, size - Number(match[2]));
+    end = size - 1;
+  } else {
+    start = Number(match[1]);
+    end = match[2] === "" ? size - 1 : Math.min(Number(match[2]), size - 1);
+  }
+  return start <= end && start < size ? [start, end] : undefined;
+}
+
+/** An error in the distribution spec's JSON format. */
+function registryError(c: Context, status: 400 | 404 | 405 | 416 | 500 | 502 | 503, code: string, message: string): Response {
+  return c.json({ errors: [{ code, message }] }, status, API_HEADER);
+}
+
+function mirrorError(c: Context, error: unknown, kind: "manifests" | "blobs"): Response {
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof NotFoundError) return registryError(c, 404, kind === "manifests" ? "MANIFEST_UNKNOWN" : "BLOB_UNKNOWN", message);
+  if (error instanceof UsageError) return registryError(c, 400, "NAME_INVALID", message);
+  if (error instanceof AuthError) return registryError(c, 502, "UNAUTHORIZED", message);
+  if (error instanceof IntegrityError) return registryError(c, 502, kind === "manifests" ? "MANIFEST_INVALID" : "BLOB_UNKNOWN", message);
+  return registryError(c, 503, "UNAVAILABLE", message);
+}

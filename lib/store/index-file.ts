@@ -1,0 +1,144 @@
+/**
+ * The cache's `index.json`: one descriptor per cached reference, named by
+ * `org.opencontainers.image.ref.name`, so the cache is a valid OCI image
+ * layout. Rewritten atomically (temp file and `rename`) under a lock.
+ *
+ * @module
+ */
+
+import { closeSync, readFileSync } from "node:fs";
+import { isDigest, type Digest } from "../oci/digest.ts";
+import { acquireLock } from "./lock.ts";
+import { cachePaths, tempPath } from "./paths.ts";
+import { BlobWriter, openRegular } from "./writer.ts";
+
+/** The annotation that names a reference in an OCI image layout. */
+export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
+/** When the registry last confirmed a tag's digest (ISO 8601). */
+export const CHECKED_ANNOTATION = "io.ocicache.checked";
+/** Files taken out of tar layers: JSON `{"<layer digest>:<path>": {digest, size}}`. */
+export const DERIVED_ANNOTATION = "io.ocicache.derived";
+
+/** One descriptor of `index.json`. */
+export interface IndexEntry {
+  mediaType: string;
+  digest: Digest;
+  size: number;
+  annotations: Record<string, string>;
+}
+
+/** A file taken out of a tar layer, stored as a blob of its own. */
+export interface DerivedFile {
+  digest: Digest;
+  size: number;
+}
+
+/**
+ * Read `index.json`; an absent or unreadable one is an empty cache index,
+ * and descriptors that are not well formed are left out.
+ *
+ * @example
+ * ```ts
+ * import { readIndex } from "./index-file.ts";
+ * console.log(readIndex("/tmp/ocicache-example").length);
+ * ```
+ */
+export function readIndex(root: string): IndexEntry[] {
+  let parsed: unknown;
+  try {
+    const fd = openRegular(cachePaths(root).indexFile);
+    try {
+      parsed = JSON.parse(readFileSync(fd, "utf8"));
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return [];
+  }
+  const manifests = (parsed as { manifests?: unknown })?.manifests;
+  if (!Array.isArray(manifests)) return [];
+  return manifests.filter(isIndexEntry);
+}
+
+/** The entry whose ref name is `name`, if any. */
+export function findEntry(entries: IndexEntry[], name: string): IndexEntry | undefined {
+  return entries.find((entry) => entry.annotations[REF_NAME_ANNOTATION] === name);
+}
+
+/**
+ * The key of a derived file in `io.ocicache.derived`: `<layer digest>:<path>`.
+ *
+ * @example
+ * ```ts
+ * import { splitDerivedKey } from "./index-file.ts";
+ * console.log(splitDerivedKey("sha256:" + "a".repeat(64) + ":unikraft/bin/kernel")?.path); // unikraft/bin/kernel
+ * ```
+ */
+export function splitDerivedKey(key: string): { layer: Digest; path: string } | undefined {
+  const layer = key.slice(0, 71);
+  return isDigest(layer) && key[71] === ":" && key.length > 72 ? { layer, path: key.slice(72) } : undefined;
+}
+
+/** The derived files recorded on one entry. */
+export function parseDerived(entry: IndexEntry): Record<string, DerivedFile> {
+  const raw = entry.annotations[DERIVED_ANNOTATION];
+  if (raw === undefined) return {};
+  try {
+    const parsed = JSON.parse(raw) as Record<string, unknown>;
+    const out: Record<string, DerivedFile> = {};
+    for (const [key, value] of Object.entries(parsed)) {
+      const file = value as Partial<DerivedFile>;
+      if (isDigest(file?.digest) && Number.isSafeInteger(file.size)) out[key] = { digest: file.digest, size: file.size! };
+    }
+    return out;
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * Change `index.json` under its lock: read, `mutate`, write to a temp file,
+ * fsync, rename. Concurrent pulls never lose each other's entries.
+ *
+ * @throws {Error} the file system's error when the cache cannot be written.
+ */
+export async function updateIndex(
+  root: string,
+  mutate: (entries: IndexEntry[]) => IndexEntry[],
+): Promise<void> {
+  const paths = cachePaths(root);
+  const lock = await acquireLock(paths.indexLock);
+  try {
+    const entries = mutate(readIndex(root));
+    const body = `${JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: entries }, null, 2)}\n`;
+    const writer = BlobWriter.create(tempPath(root, "index.json"));
+    try {
+      writer.write(new TextEncoder().encode(body));
+    } catch (error) {
+      writer.abort();
+      throw error;
+    }
+    const result = writer.commit(paths.indexFile, {}, 0o644);
+    if (result.status !== "committed") {
+      writer.abort();
+      throw result.status === "failed" ? result.error : new Error(result.reason);
+    }
+  } finally {
+    lock.release();
+  }
+}
+
+/** Replace (or add) the entry named `name`, keeping its other annotations. */
+export function upsertEntry(entries: IndexEntry[], entry: IndexEntry): IndexEntry[] {
+  const name = entry.annotations[REF_NAME_ANNOTATION];
+  const others = entries.filter((e) => e.annotations[REF_NAME_ANNOTATION] !== name);
+  return [...others, entry];
+}
+
+function isIndexEntry(value: unknown): value is IndexEntry {
+  const entry = value as IndexEntry;
+  if (typeof entry !== "object" || entry === null) return false;
+  if (!isDigest(entry.digest) || typeof entry.mediaType !== "string" || !Number.isSafeInteger(entry.size)) return false;
+  if (entry.annotations === undefined) entry.annotations = {};
+  return typeof entry.annotations === "object" && entry.annotations !== null;
+}

@@ -1,0 +1,143 @@
+/**
+ * What the cache holds, as units that are kept or removed whole: each cached
+ * reference with every blob it reaches (its manifests, their config and
+ * layers, the files taken out of its tar layers), and each blob no reference
+ * reaches. A unit's last use is the newest mtime among its blobs.
+ *
+ * @module
+ */
+
+import type { Digest } from "../oci/digest.ts";
+import { parseManifest } from "../oci/manifest.ts";
+import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
+import { parseDerived, readIndex, REF_NAME_ANNOTATION, type IndexEntry } from "./index-file.ts";
+import { describe, formatPlatform } from "../oci/platform.ts";
+import type { Store } from "./store.ts";
+
+/** One blob on disk. */
+export interface BlobInfo {
+  digest: Digest;
+  size: number;
+  mtimeMs: number;
+}
+
+/** A unit: a cached reference and what it reaches, or one unreferenced blob. */
+export interface Unit {
+  kind: "reference" | "blob";
+  /** The reference name, or the blob's digest. */
+  name: string;
+  /** What the reference resolved to, or the blob. */
+  digest: Digest;
+  /** The blobs of the unit that are on disk. */
+  blobs: Set<Digest>;
+  /** Blobs the unit names that are not on disk (its top manifest, files taken out of layers). */
+  missing: Digest[];
+  /** Platforms whose manifest is cached, for a reference to an index. */
+  platforms: string[];
+  lastUseMs: number;
+  /** Bytes of the unit's blobs on disk, shared ones included. */
+  size: number;
+  entry?: IndexEntry;
+}
+
+/** Everything in the cache. */
+export interface Inventory {
+  blobs: Map<Digest, BlobInfo>;
+  units: Unit[];
+  totalBytes: number;
+}
+
+/**
+ * Read `index.json` and `blobs/` into units.
+ *
+ * @example
+ * ```ts
+ * import { takeInventory } from "./inventory.ts";
+ * import { Store } from "./store.ts";
+ * const inventory = takeInventory(new Store("/tmp/ocicache-example"));
+ * console.log(inventory.units.length, inventory.totalBytes);
+ * ```
+ */
+export function takeInventory(store: Store): Inventory {
+  const blobs = listBlobs(store);
+  const units: Unit[] = [];
+  const referenced = new Set<Digest>();
+  for (const entry of readIndex(store.root)) {
+    const unit = referenceUnit(store, blobs, entry);
+    for (const digest of unit.blobs) referenced.add(digest);
+    units.push(unit);
+  }
+  for (const blob of blobs.values()) {
+    if (referenced.has(blob.digest)) continue;
+    units.push({ kind: "blob", name: blob.digest, digest: blob.digest, blobs: new Set([blob.digest]), missing: [], platforms: [], lastUseMs: blob.mtimeMs, size: blob.size });
+  }
+  let totalBytes = 0;
+  for (const blob of blobs.values()) totalBytes += blob.size;
+  return { blobs, units, totalBytes };
+}
+
+/** Every blob that is a regular file, with its size and mtime. */
+export function listBlobs(store: Store): Map<Digest, BlobInfo> {
+  const blobs = new Map<Digest, BlobInfo>();
+  for (const entry of store.list()) if (entry.regular) blobs.set(entry.digest, { digest: entry.digest, size: entry.size, mtimeMs: entry.mtimeMs });
+  return blobs;
+}
+
+function referenceUnit(store: Store, blobs: Map<Digest, BlobInfo>, entry: IndexEntry): Unit {
+  const reached = new Set<Digest>();
+  const missing: Digest[] = [];
+  const platforms: string[] = [];
+  const visit = (digest: Digest, depth: number) => {
+    if (reached.has(digest)) return;
+    if (!blobs.has(digest)) {
+      if (depth === 0) missing.push(digest);
+      return;
+    }
+    reached.add(digest);
+    if (depth > 1) return;
+    const bytes = store.readBytes(digest, MAX_MANIFEST_BYTES);
+    if (bytes === undefined || (depth === 0 && !isManifestType(entry.mediaType))) return;
+    let manifest;
+    try {
+      manifest = parseManifest(bytes, depth === 0 ? entry.mediaType : "", digest);
+    } catch {
+      return;
+    }
+    if (manifest.kind === "index") {
+      for (const child of manifest.manifests) {
+        if (blobs.has(child.digest)) platforms.push(formatPlatform(describe(child)));
+        visit(child.digest, depth + 1);
+      }
+    } else {
+      visit(manifest.config.digest, 2);
+      for (const layer of manifest.layers) visit(layer.digest, 2);
+    }
+  };
+  visit(entry.digest, 0);
+  for (const file of Object.values(parseDerived(entry))) {
+    if (blobs.has(file.digest)) reached.add(file.digest);
+    else missing.push(file.digest);
+  }
+  let lastUseMs = 0;
+  let size = 0;
+  for (const digest of reached) {
+    const blob = blobs.get(digest)!;
+    lastUseMs = Math.max(lastUseMs, blob.mtimeMs);
+    size += blob.size;
+  }
+  return {
+    kind: "reference",
+    name: entry.annotations[REF_NAME_ANNOTATION] ?? entry.digest,
+    digest: entry.digest,
+    blobs: reached,
+    missing,
+    platforms,
+    lastUseMs,
+    size,
+    entry,
+  };
+}
+
+function isManifestType(mediaType: string): boolean {
+  return mediaType.includes("manifest") || mediaType.includes("index");
+}

@@ -1,0 +1,246 @@
+/**
+ * The content-addressed store on disk: `blobs/sha256/<hex>`, read-only, whose
+ * mtime is its last use. A blob appears only by `rename` from the cache's own
+ * `tmp/`, after its size and digest were checked (docs/ARCHITECTURE.md, rule 1). Nothing in
+ * the directory is trusted to be what its name says: `tmp/` and `blobs/` must
+ * be real directories of this user, no link is followed, and a blob that is
+ * not a regular file is not there.
+ *
+ * @module
+ */
+
+import { closeSync, fstatSync, lstatSync, lutimesSync, mkdirSync, readdirSync, readSync, unlinkSync, writeFileSync } from "node:fs";
+import { isDigest, type Digest, type Expected } from "../oci/digest.ts";
+import { isErrno } from "../errors.ts";
+import { blobPath, cachePaths, OCI_LAYOUT, tempPath, type CachePaths } from "./paths.ts";
+import { BlobWriter, copyRange, describeFsError, openRegular, type WriteResult } from "./writer.ts";
+
+export { OCI_LAYOUT };
+
+/** A blob's size and last use. */
+export interface BlobStat {
+  size: number;
+  mtimeMs: number;
+}
+
+/** One entry of `blobs/sha256/`: a blob, or something planted there that is not a regular file. */
+export interface BlobEntry extends BlobStat {
+  digest: Digest;
+  /** Whether it is a regular file; anything else is never served and counts as corrupt. */
+  regular: boolean;
+}
+
+/**
+ * The blob store of one cache directory.
+ *
+ * @example
+ * ```ts
+ * import { Store } from "./store.ts";
+ * import { digestOf } from "../oci/digest.ts";
+ * const store = new Store("/tmp/ocicache-example");
+ * store.init();
+ * const bytes = new TextEncoder().encode("hello");
+ * const result = store.putBytes({ digest: digestOf(bytes), size: bytes.length }, bytes);
+ * console.log(result.status); // committed
+ * ```
+ */
+export class Store {
+  /** The cache directory. */
+  readonly root: string;
+  /** Every path of its layout. */
+  readonly paths: CachePaths;
+  #trusted = true;
+
+  constructor(root: string) {
+    this.root = root;
+    this.paths = cachePaths(root);
+  }
+
+  /** Downloads in progress and locks; never read as content. */
+  get tmpDir(): string {
+    return this.paths.tmpDir;
+  }
+
+  /**
+   * Create the layout (`oci-layout`, `blobs/sha256/`, `tmp/`) where missing,
+   * and check that its directories are real directories owned by this user.
+   * A cache that fails the check is neither read nor written.
+   *
+   * @returns `undefined` when the cache is usable, else why it is not.
+   */
+  init(): string | undefined {
+    try {
+      mkdirSync(this.paths.blobDir, { recursive: true });
+      mkdirSync(this.paths.tmpDir, { recursive: true });
+    } catch (error) {
+      const untrusted = this.#checkDirectories();
+      if (untrusted !== undefined) return untrusted;
+      return describeFsError(error);
+    }
+    const untrusted = this.#checkDirectories();
+    if (untrusted !== undefined) return untrusted;
+    try {
+      writeFileSync(this.paths.layoutFile, OCI_LAYOUT, { flag: "wx" });
+    } catch (error) {
+      if (!isErrno(error, "EEXIST")) return describeFsError(error);
+    }
+    return undefined;
+  }
+
+  /** Whether the cache's directories passed the check of `init()`: else it holds nothing. */
+  get trusted(): boolean {
+    return this.#trusted;
+  }
+
+  /** The path of a blob, whether or not it is there. */
+  blobPath(digest: Digest): string {
+    return blobPath(this.root, digest);
+  }
+
+  /** The size and last use of a cached blob: `undefined` when absent, or when what is there is not a regular file. */
+  stat(digest: Digest): BlobStat | undefined {
+    if (!this.#trusted) return undefined;
+    try {
+      const stat = lstatSync(this.blobPath(digest));
+      return stat.isFile() ? { size: stat.size, mtimeMs: stat.mtimeMs } : undefined;
+    } catch (error) {
+      if (isErrno(error, "ENOENT", "ENOTDIR")) return undefined;
+      throw error;
+    }
+  }
+
+  /** Every entry of `blobs/sha256/` named by a digest, regular files or not. */
+  list(): BlobEntry[] {
+    if (!this.#trusted) return [];
+    let names: string[];
+    try {
+      names = readdirSync(this.paths.blobDir);
+    } catch {
+      return [];
+    }
+    const entries: BlobEntry[] = [];
+    for (const name of names) {
+      const digest = `sha256:${name}`;
+      if (!isDigest(digest)) continue;
+      try {
+        const stat = lstatSync(this.blobPath(digest));
+        entries.push({ digest, size: stat.size, mtimeMs: stat.mtimeMs, regular: stat.isFile() });
+      } catch {
+        // Removed meanwhile.
+      }
+    }
+    return entries;
+  }
+
+  /** Mark a blob as used now (never through a link); a read-only cache is left as it is. */
+  touch(digest: Digest): void {
+    if (!this.#trusted) return;
+    const now = new Date();
+    try {
+      lutimesSync(this.blobPath(digest), now, now);
+    } catch {
+      // A cache that cannot record the use still serves the blob.
+    }
+  }
+
+  /**
+   * The bytes of a small cached blob (a manifest), or `undefined` when it is
+   * absent, not a regular file, or larger than `limit`.
+   */
+  readBytes(digest: Digest, limit: number): Uint8Array | undefined {
+    if (!this.#trusted) return undefined;
+    let fd: number;
+    try {
+      fd = openRegular(this.blobPath(digest));
+    } catch (error) {
+      if (isErrno(error, "ENOENT", "ENOTDIR", "ELOOP", "EINVAL")) return undefined;
+      throw error;
+    }
+    try {
+      const size = fstatSync(fd).size;
+      if (size > limit) return undefined;
+      const bytes = Buffer.allocUnsafe(size);
+      let done = 0;
+      while (done < size) {
+        const n = readSync(fd, bytes, done, size - done, done);
+        if (n === 0) break;
+        done += n;
+      }
+      return bytes.subarray(0, done);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Remove a blob (a link in its place is removed itself, never its target); an absent blob is not an error. */
+  remove(digest: Digest): void {
+    try {
+      unlinkSync(this.blobPath(digest));
+    } catch (error) {
+      if (!isErrno(error, "ENOENT")) throw error;
+    }
+  }
+
+  /**
+   * Store `length` bytes of a file from `offset` as a blob of its own, named
+   * by the digest computed while copying (a file inside a tar layer).
+   */
+  putRange(source: string, offset: number, length: number): WriteResult {
+    let writer: BlobWriter;
+    try {
+      writer = BlobWriter.create(tempPath(this.root, "range"), { limit: length });
+    } catch (error) {
+      return { status: "skipped", reason: describeFsError(error) };
+    }
+    try {
+      copyRange(source, offset, length, (chunk) => writer.write(chunk));
+    } catch (error) {
+      writer.abort();
+      return { status: "failed", error: error as Error };
+    }
+    const result = writer.commit(this.blobPath(writer.digest()), { size: length });
+    if (result.status !== "committed") writer.abort();
+    return result;
+  }
+
+  /** Write bytes as one blob; they are checked against `expected` before the rename. */
+  putBytes(expected: Expected, bytes: Uint8Array): WriteResult {
+    let writer: BlobWriter;
+    try {
+      writer = BlobWriter.create(tempPath(this.root, "blob"), { limit: expected.size });
+    } catch (error) {
+      return { status: "skipped", reason: describeFsError(error) };
+    }
+    try {
+      writer.write(bytes);
+    } catch (error) {
+      writer.abort();
+      return { status: "failed", error: error as Error };
+    }
+    const result = writer.commit(this.blobPath(expected.digest), expected);
+    if (result.status !== "committed") writer.abort();
+    return result;
+  }
+
+  /** `tmp/`, `blobs/` and `blobs/sha256/` must be directories of this user, not links to elsewhere. */
+  #checkDirectories(): string | undefined {
+    const uid = process.getuid?.();
+    for (const [dir, name] of [[this.paths.tmpDir, "tmp/"], [this.paths.blobsDir, "blobs/"], [this.paths.blobDir, "blobs/sha256/"]] as const) {
+      let problem: string | undefined;
+      try {
+        const stat = lstatSync(dir);
+        if (stat.isSymbolicLink()) problem = "is a symbolic link";
+        else if (!stat.isDirectory()) problem = "is not a directory";
+        else if (uid !== undefined && stat.uid !== uid) problem = `belongs to another user (uid ${stat.uid})`;
+      } catch (error) {
+        if (isErrno(error, "ENOENT")) continue;
+        problem = `cannot be checked (${describeFsError(error)})`;
+      }
+      if (problem !== undefined) {
+        this.#trusted = false;
+        return `its ${name} ${problem}; the cache is not used`;
+      }
+    }
+    return undefined;
+  }
+}
