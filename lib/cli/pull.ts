@@ -9,11 +9,11 @@ import { writeSync } from "node:fs";
 import { Cache, type BlobProgress, type CacheOptions } from "../pull/cache.ts";
 import { cacheOptions, one, type Context } from "./context.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
-import type { Role } from "../oci/manifest.ts";
 import { ProgressBar } from "./progress.ts";
 import { parsePlatform } from "../oci/platform.ts";
 import { pullBlob, pullImage, type PullResult } from "../pull/pull.ts";
 import { parseLayoutSource, parseReference, type Reference } from "../oci/reference.ts";
+import type { Role } from "../oci/names.ts";
 
 const ROLES: Role[] = ["kernel", "initrd", "kernel.dbg", "rom"];
 

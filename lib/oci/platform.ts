@@ -8,6 +8,7 @@
 
 import { NotFoundError, UsageError } from "../errors.ts";
 import type { Descriptor } from "./manifest.ts";
+import { ARCH_ANNOTATION, PLAT_ANNOTATION } from "./names.ts";
 
 /** What the caller asks for; an absent field matches anything. */
 export interface PlatformWant {
@@ -17,11 +18,6 @@ export interface PlatformWant {
   /** The unikraft platform (`qemu`, `fc`, `xen`, …). */
   plat?: string;
 }
-
-/** Unikraft's architecture annotation on an index's manifest descriptor. */
-export const ARCH_ANNOTATION = "org.unikraft.kernel.arch";
-/** Unikraft's platform annotation on an index's manifest descriptor. */
-export const PLAT_ANNOTATION = "org.unikraft.kernel.plat";
 
 /**
  * Parse `--platform os/arch[/variant]` (or a bare `arch`) and `--plat`.

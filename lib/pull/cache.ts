@@ -11,11 +11,12 @@ import type { BlobResult } from "./download.ts";
 import { IntegrityError, NotFoundError, RegistryError } from "../errors.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
-import { CHECKED_ANNOTATION, findEntry, readIndex, updateIndex, upsertEntry, type IndexEntry } from "../store/index-file.ts";
+import { findEntry, readIndex, updateIndex, upsertEntry, type IndexEntry } from "../store/index-file.ts";
 import { formatReference, type Reference } from "../oci/reference.ts";
 import type { RegistryClient, RegistryClientOptions } from "../registry/client.ts";
 import { Store } from "../store/store.ts";
 import { describeFsError, type WriteResult } from "../store/writer.ts";
+import { CHECKED_ANNOTATION, REF_NAME_ANNOTATION } from "../oci/names.ts";
 
 /** How a cache behaves. */
 export interface CacheOptions {
@@ -209,7 +210,7 @@ export class Cache {
       annotations: {
         ...(resolved.entry?.digest === descriptor.digest ? resolved.entry.annotations : {}),
         ...annotations,
-        "org.opencontainers.image.ref.name": resolved.name,
+        [REF_NAME_ANNOTATION]: resolved.name,
         ...(stamp && { [CHECKED_ANNOTATION]: new Date().toISOString() }),
       },
     };

@@ -9,14 +9,16 @@ import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { digestOf, hashFile } from "../oci/digest.ts";
 import { IntegrityError, NotFoundError, UsageError } from "../errors.ts";
-import { parseManifest, selectImageFiles, type Descriptor, type Role } from "../oci/manifest.ts";
-import { readIndex, REF_NAME_ANNOTATION } from "../store/index-file.ts";
+import { parseManifest, type Descriptor } from "../oci/manifest.ts";
+import { readIndex } from "../store/index-file.ts";
 import { placeFile, placeRange } from "./output.ts";
 import { blobPath } from "../store/paths.ts";
 import { describe, formatPlatform, selectManifest, type PlatformWant } from "../oci/platform.ts";
 import type { PulledFile, PullResult } from "./pull.ts";
 import type { LayoutSource } from "../oci/reference.ts";
 import { findTarMember } from "../oci/tar.ts";
+import { selectImageFiles } from "../oci/files.ts";
+import { REF_NAME_ANNOTATION, type Role } from "../oci/names.ts";
 
 /** Options of `pullLayout`. */
 export interface LayoutPullOptions {

@@ -13,13 +13,15 @@ import type { BlobResult, Cache, Resolved } from "./cache.ts";
 import { digestHex, hashFile, type Digest } from "../oci/digest.ts";
 import { IntegrityError, StoreError } from "../errors.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
-import { parseManifest, selectImageFiles, type Descriptor, type ImageFile, type Manifest, type Role } from "../oci/manifest.ts";
-import { DERIVED_ANNOTATION, parseDerived, type DerivedFile } from "../store/index-file.ts";
+import { defaultMediaType, parseManifest, type Descriptor } from "../oci/manifest.ts";
+import { parseDerived, type DerivedFile } from "../store/index-file.ts";
 import { placeFile, placeRange, removeQuietly } from "./output.ts";
 import { describe, formatPlatform, selectManifest, type PlatformWant } from "../oci/platform.ts";
 import type { Reference } from "../oci/reference.ts";
 import { describeFsError } from "../store/writer.ts";
 import { findTarMember } from "../oci/tar.ts";
+import { type ImageFile, selectImageFiles } from "../oci/files.ts";
+import { DERIVED_ANNOTATION, type Role } from "../oci/names.ts";
 
 /** What to pull and where to put it. */
 export interface PullOptions {
@@ -99,7 +101,7 @@ export async function pullImage(cache: Cache, ref: Reference, options: PullOptio
   cache.store.touch(imageDigest);
   const files = selectImageFiles(image, options, resolved.name);
   const [pulled] = await Promise.all([pullFiles(cache, ref, resolved, files, options), keepConfig(cache, ref, image.config)]);
-  await cache.record(resolved, { mediaType: topManifest.mediaType || mediaTypeOf(topManifest), digest: resolved.digest, size: top.bytes.byteLength }, pulled.annotations);
+  await cache.record(resolved, { mediaType: defaultMediaType(topManifest), digest: resolved.digest, size: top.bytes.byteLength }, pulled.annotations);
   return {
     reference: resolved.name,
     digest: resolved.digest,
@@ -251,9 +253,6 @@ function noPlace(file: ImageFile, cache: Cache): StoreError {
   return new StoreError(`Cannot give a path for "${file.name}": the cache "${cache.store.root}" cannot be written (use pull -o DIR)`);
 }
 
-function mediaTypeOf(manifest: Manifest): string {
-  return manifest.kind === "index" ? "application/vnd.oci.image.index.v1+json" : "application/vnd.oci.image.manifest.v1+json";
-}
 
 /** Run `fn` over `items`, at most `limit` at once; the first failure is thrown after all settle. */
 async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {

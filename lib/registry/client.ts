@@ -16,14 +16,7 @@ import { endpointsFor, type Capability, type Endpoint, type HostsConfig } from "
 import { formatReference, type Reference } from "../oci/reference.ts";
 import { DEFAULT_IDLE_TIMEOUT_MS, MAX_BLOB_BYTES, MAX_MANIFEST_BYTES } from "../oci/limits.ts";
 import { isSameOrigin, readBounded, sendRequest, type BodyLimits, type TransportOptions } from "./transport.ts";
-
-/** The manifest media types ocicache asks for and accepts. */
-export const MANIFEST_MEDIA_TYPES = [
-  "application/vnd.oci.image.index.v1+json",
-  "application/vnd.oci.image.manifest.v1+json",
-  "application/vnd.docker.distribution.manifest.list.v2+json",
-  "application/vnd.docker.distribution.manifest.v2+json",
-] as const;
+import { MANIFEST_MEDIA_TYPES } from "../oci/names.ts";
 
 
 /** Options of a registry client. */

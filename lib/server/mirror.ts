@@ -14,7 +14,7 @@ import { fetchBlob } from "../pull/blobs.ts";
 import type { BlobResult, Cache } from "../pull/cache.ts";
 import { isDigest, type Digest } from "../oci/digest.ts";
 import { AuthError, IntegrityError, NotFoundError, OcicacheError, UsageError } from "../errors.ts";
-import { parseManifest } from "../oci/manifest.ts";
+import { defaultMediaType, parseManifest } from "../oci/manifest.ts";
 import type { Metrics } from "./metrics.ts";
 import { pullBlob } from "../pull/pull.ts";
 import { parseReference, type Reference } from "../oci/reference.ts";
@@ -73,7 +73,7 @@ async function serveManifest(c: Context, deps: MirrorDeps, name: string, referen
   } catch {
     throw new NotFoundError(`Cannot serve "${resolved.digest}" as a manifest: it is not one`);
   }
-  const mediaType = manifest.mediaType || (manifest.kind === "index" ? "application/vnd.oci.image.index.v1+json" : "application/vnd.oci.image.manifest.v1+json");
+  const mediaType = defaultMediaType(manifest);
   if (ref.digest === undefined && resolved.checked) await deps.cache.record(resolved, { mediaType, digest: resolved.digest, size: bytes.byteLength }, {});
   const headers = { ...API_HEADER, "Content-Type": mediaType, "Content-Length": String(bytes.byteLength), "Docker-Content-Digest": resolved.digest, ETag: `"${resolved.digest}"` };
   return new Response(c.req.method === "HEAD" ? null : bytes, { status: 200, headers });

@@ -11,13 +11,8 @@ import { isDigest, type Digest } from "../oci/digest.ts";
 import { acquireLock } from "./lock.ts";
 import { cachePaths, tempPath } from "./paths.ts";
 import { BlobWriter, openRegular } from "./writer.ts";
+import { DERIVED_ANNOTATION, OCI_INDEX, REF_NAME_ANNOTATION } from "../oci/names.ts";
 
-/** The annotation that names a reference in an OCI image layout. */
-export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
-/** When the registry last confirmed a tag's digest (ISO 8601). */
-export const CHECKED_ANNOTATION = "io.ocicache.checked";
-/** Files taken out of tar layers: JSON `{"<layer digest>:<path>": {digest, size}}`. */
-export const DERIVED_ANNOTATION = "io.ocicache.derived";
 
 /** One descriptor of `index.json`. */
 export interface IndexEntry {
@@ -110,7 +105,7 @@ export async function updateIndex(
   const lock = await acquireLock(paths.indexLock);
   try {
     const entries = mutate(readIndex(root));
-    const body = `${JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: entries }, null, 2)}\n`;
+    const body = `${JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: entries }, null, 2)}\n`;
     const writer = BlobWriter.create(tempPath(root, "index.json"));
     try {
       writer.write(new TextEncoder().encode(body));

@@ -10,9 +10,10 @@
 import type { Digest } from "../oci/digest.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
-import { parseDerived, readIndex, REF_NAME_ANNOTATION, type IndexEntry } from "./index-file.ts";
+import { parseDerived, readIndex, type IndexEntry } from "./index-file.ts";
 import { describe, formatPlatform } from "../oci/platform.ts";
 import type { Store } from "./store.ts";
+import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 
 /** One blob on disk. */
 export interface BlobInfo {

@@ -10,9 +10,10 @@
 import type { Digest } from "../oci/digest.ts";
 import { NotFoundError } from "../errors.ts";
 import { takeInventory, type Inventory, type Unit } from "./inventory.ts";
-import { REF_NAME_ANNOTATION, updateIndex } from "./index-file.ts";
+import { updateIndex } from "./index-file.ts";
 import { acquireLock, type Lock } from "./lock.ts";
 import type { Store } from "./store.ts";
+import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 
 /** A removed (or, in a dry run, removable) unit. */
 export interface RemovedUnit {

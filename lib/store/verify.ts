@@ -9,10 +9,11 @@
 
 import { hashFile, type Digest } from "../oci/digest.ts";
 import { takeInventory, type Inventory } from "./inventory.ts";
-import { DERIVED_ANNOTATION, parseDerived, REF_NAME_ANNOTATION, splitDerivedKey, updateIndex } from "./index-file.ts";
+import { parseDerived, splitDerivedKey, updateIndex } from "./index-file.ts";
 import { lockCleanup } from "./remove.ts";
 import type { Store } from "./store.ts";
 import { findTarMember } from "../oci/tar.ts";
+import { DERIVED_ANNOTATION, REF_NAME_ANNOTATION } from "../oci/names.ts";
 
 /** What `verifyCache` found. */
 export interface VerifyReport {

@@ -1,0 +1,79 @@
+/**
+ * Where a unikernel's files are in an image manifest: the unikraft image
+ * spec (a plain tar layer whose files are named by `org.unikraft.kernel.*`
+ * annotations, plus ROM layers) and kraftkit's older standalone layers.
+ *
+ * @module
+ */
+
+import { IntegrityError, NotFoundError } from "../errors.ts";
+import type { Descriptor, Manifest } from "./manifest.ts";
+import { PATH_ANNOTATIONS, STANDALONE_MEDIA_TYPES, TAR_MEDIA_TYPES, type Role } from "./names.ts";
+
+export type { Role };
+
+/** One file of a unikernel image: a whole layer, or a file inside a tar layer. */
+export interface ImageFile {
+  role: Role;
+  /** The output file name: `kernel`, `initrd`, `kernel.dbg`, `rom0`, `rom1`, … */
+  name: string;
+  layer: Descriptor;
+  /** The file's path inside the tar layer, when it is not the whole layer. */
+  path?: string;
+}
+
+/**
+ * The files of a unikernel image, in a stable order: kernel, initrd,
+ * kernel.dbg (only with `debugKernel`), then ROMs as `rom0`, `rom1`, ….
+ *
+ * @throws {IntegrityError} when an annotation names a file in a compressed layer.
+ */
+export function findImageFiles(manifest: Manifest & { kind: "image" }, debugKernel = false): ImageFile[] {
+  const files: ImageFile[] = [];
+  const tarLayers = manifest.layers.filter((l) => TAR_MEDIA_TYPES.includes(l.mediaType));
+  for (const layer of manifest.layers) {
+    const role = STANDALONE_MEDIA_TYPES[layer.mediaType];
+    if (role !== undefined && role !== "rom") files.push({ role, name: role, layer });
+    for (const [key, annotated] of Object.entries(PATH_ANNOTATIONS)) {
+      const path = layer.annotations?.[key];
+      if (path === undefined) continue;
+      if (!TAR_MEDIA_TYPES.includes(layer.mediaType)) {
+        throw new IntegrityError(`Cannot take "${path}" out of layer "${layer.digest}": media type "${layer.mediaType}" is not an uncompressed tar`);
+      }
+      files.push({ role: annotated, name: annotated, layer, path: normaliseTarPath(path) });
+    }
+  }
+  for (const [key, role] of Object.entries(PATH_ANNOTATIONS)) {
+    const path = manifest.annotations[key];
+    const layer = tarLayers.at(-1);
+    if (path !== undefined && layer !== undefined && !files.some((f) => f.role === role)) {
+      files.push({ role, name: role, layer, path: normaliseTarPath(path) });
+    }
+  }
+  const order: Role[] = ["kernel", "initrd", "kernel.dbg"];
+  const unique = order.flatMap((role) => files.filter((f) => f.role === role).slice(0, 1));
+  const roms = manifest.layers.filter((l) => STANDALONE_MEDIA_TYPES[l.mediaType] === "rom")
+    .map((layer, i): ImageFile => ({ role: "rom", name: `rom${i}`, layer }));
+  return [...unique.filter((f) => debugKernel || f.role !== "kernel.dbg"), ...roms];
+}
+
+/**
+ * The files a pull asks for: every role, or only `roles` (`kernel.dbg` only
+ * when asked for).
+ *
+ * @throws {NotFoundError} when the image has none of them.
+ */
+export function selectImageFiles(manifest: Manifest & { kind: "image" }, options: { debugKernel?: boolean; roles?: Role[] }, name: string): ImageFile[] {
+  const files = findImageFiles(manifest, options.debugKernel || options.roles?.includes("kernel.dbg"))
+    .filter((f) => options.roles === undefined || options.roles.includes(f.role));
+  if (files.length === 0) {
+    const what = options.roles?.join(", ") ?? "kernel, initrd or rom";
+    throw new NotFoundError(`Cannot find a ${what} in "${name}": no layer is a unikraft ${what} (see the README's image formats)`);
+  }
+  return files;
+}
+
+/** A tar member's name as stored: no leading `/` or `./`. */
+export function normaliseTarPath(path: string): string {
+  return path.replace(/^(\.?\/)+/, "");
+}

@@ -1,0 +1,54 @@
+/**
+ * The names the OCI specs and unikraft give things: media types of
+ * manifests and layers, and the annotation keys ocicache reads and writes.
+ * Every other module takes them from here.
+ *
+ * @module
+ */
+
+/** The OCI image index (image-spec, image-index.md). */
+export const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
+/** The OCI image manifest (image-spec, manifest.md). */
+export const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
+/** Docker's manifest list, an index by another name. */
+export const DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json";
+/** Docker's image manifest (schema 2). */
+export const DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json";
+
+/** Media types of an image index. */
+export const INDEX_MEDIA_TYPES = [OCI_INDEX, DOCKER_MANIFEST_LIST];
+/** Media types of an image manifest. */
+export const IMAGE_MEDIA_TYPES = [OCI_MANIFEST, DOCKER_MANIFEST];
+/** Every manifest media type ocicache asks registries for (`Accept`) and accepts. */
+export const MANIFEST_MEDIA_TYPES = [...INDEX_MEDIA_TYPES, ...IMAGE_MEDIA_TYPES];
+/** Uncompressed tar layers, whose files are contiguous byte ranges. */
+export const TAR_MEDIA_TYPES = ["application/vnd.oci.image.layer.v1.tar", "application/vnd.docker.image.rootfs.diff.tar"];
+
+/** The roles a unikernel image's files play. */
+export type Role = "kernel" | "initrd" | "kernel.dbg" | "rom";
+
+/** kraftkit's standalone layers, and the unikraft spec's ROM layers, by the role of their file. */
+export const STANDALONE_MEDIA_TYPES: Record<string, Role> = {
+  "application/vnd.unikraft.kernel.v1": "kernel",
+  "application/vnd.unikraft.initrd.v1": "initrd",
+  "application/vnd.unikraft.kernel.dbg.v1": "kernel.dbg",
+  "application/vnd.unikraft.rom.v1": "rom",
+};
+
+/** Annotations (on a tar layer, or on the manifest for its last tar layer) that name a file inside it, by role. */
+export const PATH_ANNOTATIONS: Record<string, Role> = {
+  "org.unikraft.kernel.image": "kernel",
+  "org.unikraft.kernel.initrd": "initrd",
+  "org.unikraft.kernel.dbg": "kernel.dbg",
+};
+/** Unikraft's architecture annotation on an index's manifest descriptor. */
+export const ARCH_ANNOTATION = "org.unikraft.kernel.arch";
+/** Unikraft's platform annotation on an index's manifest descriptor. */
+export const PLAT_ANNOTATION = "org.unikraft.kernel.plat";
+
+/** The annotation that names a reference in an OCI image layout (`index.json`). */
+export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
+/** When the registry last confirmed a tag's digest (ISO 8601). */
+export const CHECKED_ANNOTATION = "io.ocicache.checked";
+/** Files taken out of tar layers: JSON `{"<layer digest>:<path>": {digest, size}}`. */
+export const DERIVED_ANNOTATION = "io.ocicache.derived";
