@@ -256,6 +256,21 @@ describe("a local OCI layout as the source", () => {
     expect(readFileSync(join(out, "rom0"))).toEqual(Buffer.from(spec.manifests[host].files.roms[0]!));
     expect(blobs()).toEqual([]);
   });
+
+  test("path and cat of a file inside a tar layer of oci:DIR work like a registry's: the file is taken out into the cache", async () => {
+    const layout = join(dir, "layout");
+    expect(Bun.spawnSync(["skopeo", "copy", "--all", "--preserve-digests", "--src-tls-verify=false", `docker://${spec.ref}`, `oci:${layout}:1.25`]).exitCode).toBe(0);
+    const path = await ocicache(["path", `oci:${layout}:1.25`, "--role", "kernel"]);
+    expect(path.code).toBe(0);
+    expect(path.stdout.trim().startsWith(join(dir, "cache", "blobs", "sha256"))).toBe(true);
+    expect(readFileSync(path.stdout.trim())).toEqual(Buffer.from(spec.manifests[host].files.kernel));
+    const cat = await ocicache(["cat", `oci:${layout}:1.25`, "--role", "initrd"]);
+    expect(cat.code).toBe(0);
+    expect(Buffer.from(cat.bytes)).toEqual(Buffer.from(spec.manifests[host].files.initrd));
+    const missing = await ocicache(["path", `oci:${layout}:9.9`, "--role", "kernel"]);
+    expect(missing.code).toBe(3);
+    expect(missing.stderr).toContain('Cannot find "9.9"');
+  });
 });
 
 test("mod.ts is the library when imported and the CLI when run", async () => {

@@ -11,7 +11,7 @@ import { cacheOptions, one, type Context } from "./context.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import { ProgressBar } from "./progress.ts";
 import { parsePlatform } from "../oci/platform.ts";
-import { pullBlob, pullImage, type PullResult } from "../pull/pull.ts";
+import { pullBlob, pullImage, pullLayout, type PullOptions, type PullResult } from "../pull/pull.ts";
 import { parseLayoutSource, parseReference, type Reference } from "../oci/reference.ts";
 import type { Role } from "../oci/names.ts";
 
@@ -30,35 +30,21 @@ async function runPull(context: Context): Promise<number> {
     debugKernel: flags["debug-kernel"] === true,
     concurrency: context.config.concurrency,
   };
-  const layout = parseLayoutSource(input);
-  if (layout !== undefined) {
-    const { pullLayout } = await import("../pull/layout-source.ts");
-    return printResult(context, pullLayout(layout, { ...options, verify: flags.verify === true }));
-  }
-  const ref = parseReference(input);
-  return printResult(context, await withCache(context, input, {}, (cache) => pullImage(cache, ref, options)));
+  return printResult(context, await pullInput(context, input, options));
 }
 
 async function runPath(context: Context): Promise<number> {
   const { flags } = context;
   const input = one(context);
   const role = parseRole(flags.role);
-  const platform = parsePlatform(flags.platform, flags.plat);
-  const layout = parseLayoutSource(input);
-  if (layout !== undefined) {
-    const { pullLayout } = await import("../pull/layout-source.ts");
-    context.print(pullLayout(layout, { platform, roles: [role ?? "kernel"] }).files[0]!.path);
-    return EXIT_CODES.ok;
-  }
-  const ref = parseReference(input);
-  if (role === undefined) {
-    const pinned = requireDigest(ref, "path");
+  if (role === undefined && parseLayoutSource(input) === undefined) {
+    const pinned = requireDigest(parseReference(input), "path");
     const blob = await withCache(context, input, {}, (cache) => pullBlob(cache, pinned));
     if (blob.path === undefined || !blob.cached) throw new UsageError(`Cannot give a path for "${input}": the cache cannot be written`);
     context.print(blob.path);
     return EXIT_CODES.ok;
   }
-  const result = await withCache(context, input, {}, (cache) => pullImage(cache, ref, { platform, roles: [role] }));
+  const result = await pullInput(context, input, { platform: parsePlatform(flags.platform, flags.plat), roles: [role ?? "kernel"] });
   context.print(result.files[0]!.path);
   return EXIT_CODES.ok;
 }
@@ -79,9 +65,7 @@ async function catBlob(context: Context): Promise<number> {
   const role = parseRole(flags.role);
   let path: string | undefined;
   if (role !== undefined) {
-    const ref = parseReference(input);
-    const platform = parsePlatform(flags.platform, flags.plat);
-    path = (await withCache(context, input, {}, (cache) => pullImage(cache, ref, { platform, roles: [role] }))).files[0]!.path;
+    path = (await pullInput(context, input, { platform: parsePlatform(flags.platform, flags.plat), roles: [role] })).files[0]!.path;
   } else {
     const ref = requireDigest(parseReference(input), "cat");
     // With no descriptor to give the size, a cached copy is re-hashed before it goes out (cat reads it all anyway).
@@ -98,6 +82,15 @@ async function catBlob(context: Context): Promise<number> {
   }
   await Bun.write(Bun.stdout, Bun.file(path!));
   return EXIT_CODES.ok;
+}
+
+/** A registry reference through the cache, or an `oci:DIR` source read in place. */
+function pullInput(context: Context, input: string, options: PullOptions): Promise<PullResult> {
+  // Parsed before the cache is opened: bad input touches nothing.
+  const layout = parseLayoutSource(input);
+  const ref = layout === undefined ? parseReference(input) : undefined;
+  return withCache(context, input, {}, (cache) =>
+    ref !== undefined ? pullImage(cache, ref, options) : pullLayout(cache, layout!, { ...options, verify: context.flags.verify === true }));
 }
 
 function printResult(context: Context, result: PullResult): number {

@@ -1,55 +1,29 @@
 /**
- * Pull a unikernel image: resolve the reference, choose the platform's
- * manifest, fetch the layers in parallel (bounded) and hand out its files,
- * each a cached blob of its own.
+ * Pull a unikernel image from a registry through the cache, or from a local
+ * OCI layout: both resolve with `resolveImage` and place files with
+ * `pullFiles`; a registry pull also keeps the config blob and records the
+ * reference in `index.json`.
  *
  * @module
  */
 
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
-import { fetchBlob, fetchBlobByDigest } from "./blobs.ts";
-import type { BlobResult, Cache, Resolved } from "./cache.ts";
-import { digestHex, hashFile, type Digest } from "../oci/digest.ts";
-import { IntegrityError, StoreError } from "../errors.ts";
+import type { Digest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
-import { defaultMediaType, parseManifest, type Descriptor } from "../oci/manifest.ts";
-import { parseDerived, type DerivedFile } from "../store/index-file.ts";
-import { placeFile, placeRange, removeQuietly } from "./output.ts";
-import { describe, formatPlatform, selectManifest, type PlatformWant } from "../oci/platform.ts";
-import type { Reference } from "../oci/reference.ts";
-import { describeFsError } from "../store/writer.ts";
-import { findTarMember } from "../oci/tar.ts";
-import { type ImageFile, selectImageFiles } from "../oci/files.ts";
-import { DERIVED_ANNOTATION, type Role } from "../oci/names.ts";
+import { defaultMediaType, type Descriptor } from "../oci/manifest.ts";
+import { DERIVED_ANNOTATION } from "../oci/names.ts";
+import type { LayoutSource, Reference } from "../oci/reference.ts";
+import { parseDerived } from "../store/index-file.ts";
+import { fetchBlob, fetchBlobByDigest } from "./blobs.ts";
+import type { BlobResult, Cache } from "./cache.ts";
+import { resolveImage, type ImageChoice, type ResolvedImage } from "./image.ts";
+import { layoutSource } from "./layout-source.ts";
+import { pullFiles, type PlaceOptions, type PulledFile } from "./place.ts";
+import { registrySource } from "./source.ts";
 
 /** What to pull and where to put it. */
-export interface PullOptions {
-  /** The platform to choose from an index. @default the host's architecture */
-  platform?: PlatformWant;
-  /** Write the files into this directory. */
-  outDir?: string;
-  /** Hardlink cache files into `outDir` instead of copying. @default false */
-  link?: boolean;
-  /** Include `kernel.dbg`. @default false */
-  debugKernel?: boolean;
-  /** Only these roles. @default every role */
-  roles?: Role[];
-  /** Layers downloaded at once. @default 4 */
-  concurrency?: number;
-}
+export interface PullOptions extends ImageChoice, PlaceOptions {}
 
-/** One file handed out by a pull. */
-export interface PulledFile {
-  role: Role;
-  name: string;
-  /** The output file, or the cache file when no `outDir` was given. */
-  path: string;
-  digest: Digest;
-  size: number;
-  /** Whether the cache already had it. */
-  hit: boolean;
-}
+export type { PulledFile };
 
 /** The result of a pull. */
 export interface PullResult {
@@ -66,7 +40,7 @@ export interface PullResult {
 }
 
 /**
- * Pull an image through the cache.
+ * Pull an image through the cache, and record the reference in `index.json`.
  *
  * @throws {NotFoundError} when the reference, the platform or a kernel is not there.
  * @throws {IntegrityError} when content fails verification.
@@ -82,33 +56,47 @@ export interface PullResult {
  */
 export async function pullImage(cache: Cache, ref: Reference, options: PullOptions = {}): Promise<PullResult> {
   const resolved = await cache.resolve(ref);
-  const top = await cache.manifestBytes(ref, resolved.digest);
-  const topManifest = parseManifest(top.bytes, "", resolved.name);
-  let image = topManifest;
-  let imageDigest = resolved.digest;
-  let platform: string | undefined;
-  let hit = top.hit;
-  if (topManifest.kind === "index") {
-    const chosen = selectManifest(topManifest.manifests, options.platform ?? {}, resolved.name);
-    const child = await cache.manifestBytes(ref, chosen.digest, chosen.size);
-    hit &&= child.hit;
-    platform = formatPlatform(describe(chosen));
-    image = parseManifest(child.bytes, chosen.mediaType, `${resolved.name} (${platform})`);
-    imageDigest = chosen.digest;
-  }
-  if (image.kind !== "image") throw new IntegrityError(`Cannot use "${resolved.name}": an index inside an index is not a unikernel image`);
-  if (topManifest.kind === "index") cache.store.touch(resolved.digest);
-  cache.store.touch(imageDigest);
-  const files = selectImageFiles(image, options, resolved.name);
-  const [pulled] = await Promise.all([pullFiles(cache, ref, resolved, files, options), keepConfig(cache, ref, image.config)]);
-  await cache.record(resolved, { mediaType: defaultMediaType(topManifest), digest: resolved.digest, size: top.bytes.byteLength }, pulled.annotations);
+  const source = registrySource(cache, ref, resolved);
+  const image = await resolveImage(source, options);
+  if (image.top.manifest.kind === "index") cache.store.touch(resolved.digest);
+  cache.store.touch(image.image.digest);
+  // Only the reference's own entry says which blob holds a file of its layers: a record made for another
+  // reference is never taken on trust.
+  const recorded = resolved.entry?.digest === resolved.digest ? parseDerived(resolved.entry) : {};
+  const [pulled] = await Promise.all([pullFiles(cache, source, image.files, recorded, options), keepConfig(cache, ref, image.image.manifest.config)]);
+  const annotations: Record<string, string> = Object.keys(pulled.derived).length > 0 ? { [DERIVED_ANNOTATION]: JSON.stringify(pulled.derived) } : {};
+  await cache.record(resolved, { mediaType: defaultMediaType(image.top.manifest), digest: resolved.digest, size: image.top.bytes.byteLength }, annotations);
+  return result(resolved.name, image, pulled.files);
+}
+
+/**
+ * Take a unikernel's files from a local OCI layout (`oci:DIR[:tag]`), read
+ * where it is. A file inside a tar layer goes to `outDir`, or without one
+ * into the cache as a blob of its own (the only way it can have a path).
+ *
+ * @throws {NotFoundError} when the layout, the tag, the platform or a file is missing.
+ * @throws {IntegrityError} when a manifest or (with `verify`) a blob fails verification.
+ * @example
+ * ```ts
+ * import { pullLayout } from "./pull.ts";
+ * const result = await pullLayout(undefined, { dir: "./image", tag: "latest" }, { outDir: ".unikraft" }).catch(() => undefined);
+ * ```
+ */
+export async function pullLayout(cache: Cache | undefined, layout: LayoutSource, options: PullOptions & { verify?: boolean } = {}): Promise<PullResult> {
+  const source = layoutSource(layout, options.verify === true);
+  const image = await resolveImage(source, options);
+  const pulled = await pullFiles(cache, source, image.files, {}, options);
+  return result(source.name, image, pulled.files);
+}
+
+function result(name: string, image: ResolvedImage, files: PulledFile[]): PullResult {
   return {
-    reference: resolved.name,
-    digest: resolved.digest,
-    manifest: imageDigest,
-    ...(platform !== undefined && { platform }),
-    files: pulled.files,
-    hit: hit && pulled.files.every((f) => f.hit),
+    reference: name,
+    digest: image.top.digest,
+    manifest: image.image.digest,
+    ...(image.platform !== undefined && { platform: image.platform }),
+    files,
+    hit: image.top.hit && image.image.hit && files.every((f) => f.hit),
   };
 }
 
@@ -137,137 +125,4 @@ async function keepConfig(cache: Cache, ref: Reference, config: Descriptor): Pro
   } catch (error) {
     cache.warn(`Cannot keep the config blob "${config.digest}": ${(error as Error).message}`);
   }
-}
-
-
-async function pullFiles(
-  cache: Cache,
-  ref: Reference,
-  resolved: Resolved,
-  files: ImageFile[],
-  options: PullOptions,
-): Promise<{ files: PulledFile[]; annotations: Record<string, string> }> {
-  const layers = [...new Map(files.map((f) => [f.layer.digest, f.layer])).values()];
-  // Announce every download before the first byte, so that a progress bar knows the total from the start.
-  for (const layer of layers) {
-    if (cache.store.stat(layer.digest) === undefined) cache.options.onProgress?.({ digest: layer.digest, received: 0, total: layer.size });
-  }
-  const fallbacks = new Map<Digest, string>();
-  const results = new Map<Digest, BlobResult>();
-  if (options.outDir !== undefined) makeOutDir(options.outDir);
-  try {
-    await mapLimit(layers, options.concurrency ?? 4, async (layer) => {
-      const fallbackPath = options.outDir === undefined ? undefined : join(options.outDir, `.ocicache-${digestHex(layer.digest).slice(0, 16)}.layer`);
-      if (fallbackPath !== undefined) fallbacks.set(layer.digest, fallbackPath);
-      results.set(layer.digest, await fetchBlob(cache, ref, layer, fallbackPath === undefined ? {} : { fallbackPath }));
-    });
-    // Only the reference's own entry says which blob holds a file of its layers: a mapping recorded for
-    // another reference is never taken on trust.
-    const recorded: Record<string, DerivedFile> = resolved.entry?.digest === resolved.digest ? parseDerived(resolved.entry) : {};
-    const derived: Record<string, DerivedFile> = { ...recorded };
-    const pulled = files.map((file) => {
-      const layer = results.get(file.layer.digest)!;
-      const placed = file.path === undefined
-        ? placeWhole(file, layer, options)
-        : placeMember(cache, file, layer, recorded[`${file.layer.digest}:${file.path}`], options);
-      if (file.path !== undefined && placed.cached) derived[`${file.layer.digest}:${file.path}`] = { digest: placed.digest, size: placed.size };
-      const { cached: _cached, ...rest } = placed;
-      return rest;
-    });
-    const annotations: Record<string, string> = Object.keys(derived).length > 0 ? { [DERIVED_ANNOTATION]: JSON.stringify(derived) } : {};
-    return { files: pulled, annotations };
-  } finally {
-    for (const path of fallbacks.values()) removeQuietly(path);
-  }
-}
-
-type Placed = PulledFile & { cached: boolean };
-
-function placeWhole(file: ImageFile, layer: BlobResult, options: PullOptions): Placed {
-  const source = requirePath(layer, file);
-  const path = options.outDir === undefined ? source : join(options.outDir, file.name);
-  if (options.outDir !== undefined) placeFile(source, path, { link: options.link === true && layer.cached });
-  return { role: file.role, name: file.name, path, digest: file.layer.digest, size: file.layer.size, hit: layer.hit, cached: layer.cached };
-}
-
-/**
- * A file inside a tar layer: the blob its reference recorded for it when that
- * is still there, else the byte range of the layer, hashed, and the blob of
- * that digest (written when absent). With `verify`, the range is always
- * hashed again from the (verified) layer and the blob re-hashed: a damaged
- * or planted one is replaced.
- */
-function placeMember(cache: Cache, file: ImageFile, layer: BlobResult, known: DerivedFile | undefined, options: PullOptions): Placed {
-  const base = { role: file.role, name: file.name };
-  const dest = options.outDir === undefined ? undefined : join(options.outDir, file.name);
-  const verify = cache.options.verify === true;
-  if (!verify && known !== undefined && layer.cached && cache.store.stat(known.digest)?.size === known.size) {
-    return placeCachedMember(cache, known, dest, options, { ...base, hit: layer.hit });
-  }
-  const layerPath = requirePath(layer, file);
-  const range = findTarMember(layerPath, file.path!, file.layer.size);
-  if (layer.cached) {
-    const actual = { digest: hashFile(layerPath, range.offset, range.size).digest, size: range.size };
-    if (known !== undefined && known.digest !== actual.digest) {
-      cache.warn(`Dropping the recorded blob "${known.digest}" for "${file.path}" of layer "${file.layer.digest}": the layer holds "${actual.digest}"`);
-    }
-    const present = cache.store.stat(actual.digest)?.size === actual.size;
-    if (present && (!verify || hashFile(cache.store.blobPath(actual.digest)).digest === actual.digest)) {
-      return placeCachedMember(cache, actual, dest, options, { ...base, hit: layer.hit });
-    }
-  }
-  if (layer.cached && cache.writable) {
-    const result = cache.store.putRange(layerPath, range.offset, range.size);
-    if (result.status === "committed") {
-      if (dest !== undefined) placeFile(result.path, dest, { link: options.link });
-      return { ...base, path: dest ?? result.path, digest: result.digest, size: range.size, hit: layer.hit, cached: true };
-    }
-    cache.warn(`Cannot keep "${file.path}" of layer "${file.layer.digest}" in the cache: ${result.status === "failed" ? result.error.message : result.reason}`);
-  }
-  if (dest === undefined) throw noPlace(file, cache);
-  const digest = placeRange(layerPath, range.offset, range.size, dest);
-  return { ...base, path: dest, digest, size: range.size, hit: false, cached: false };
-}
-
-function placeCachedMember(cache: Cache, blob: DerivedFile, dest: string | undefined, options: PullOptions, base: Pick<Placed, "role" | "name" | "hit">): Placed {
-  cache.store.touch(blob.digest);
-  const source = cache.store.blobPath(blob.digest);
-  if (dest !== undefined) placeFile(source, dest, { link: options.link });
-  return { ...base, path: dest ?? source, digest: blob.digest, size: blob.size, cached: true };
-}
-
-function makeOutDir(dir: string): void {
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (error) {
-    throw new StoreError(`Cannot create "${dir}": ${describeFsError(error)}`, { cause: error });
-  }
-}
-
-function requirePath(layer: BlobResult, file: ImageFile): string {
-  if (layer.path === undefined) throw new StoreError(`Cannot keep layer "${file.layer.digest}": the cache cannot be written and no output directory was given (use -o DIR)`);
-  return layer.path;
-}
-
-function noPlace(file: ImageFile, cache: Cache): StoreError {
-  return new StoreError(`Cannot give a path for "${file.name}": the cache "${cache.store.root}" cannot be written (use pull -o DIR)`);
-}
-
-
-/** Run `fn` over `items`, at most `limit` at once; the first failure is thrown after all settle. */
-async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const errors: unknown[] = [];
-  const worker = async () => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      try {
-        await fn(item);
-      } catch (error) {
-        errors.push(error);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (errors.length > 0) throw errors[0];
 }

@@ -1,0 +1,189 @@
+/**
+ * Fetch an image's layers (a few at once) and hand out its files: a whole
+ * layer as it is, a file inside a tar layer as a blob of its own in the
+ * cache, into `outDir` when one is given (by clone, copy or hardlink).
+ *
+ * @module
+ */
+
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { StoreError } from "../errors.ts";
+import { digestHex, hashFile, type Digest } from "../oci/digest.ts";
+import type { ImageFile } from "../oci/files.ts";
+import type { Role } from "../oci/names.ts";
+import { findTarMember } from "../oci/tar.ts";
+import type { DerivedFile } from "../store/index-file.ts";
+import { describeFsError } from "../store/writer.ts";
+import type { BlobResult, Cache } from "./cache.ts";
+import { placeFile, placeRange, removeQuietly } from "./output.ts";
+import type { ImageSource } from "./source.ts";
+
+/** Where files go. */
+export interface PlaceOptions {
+  /** Write the files into this directory. */
+  outDir?: string;
+  /** Hardlink cache files into `outDir` instead of copying. @default false */
+  link?: boolean;
+  /** Layers fetched at once. @default 4 */
+  concurrency?: number;
+}
+
+/** One file handed out by a pull. */
+export interface PulledFile {
+  role: Role;
+  name: string;
+  /** The output file, or the cache file when no `outDir` was given. */
+  path: string;
+  digest: Digest;
+  size: number;
+  /** Whether no byte of it came from a registry. */
+  hit: boolean;
+}
+
+/**
+ * Fetch the layers of `files` from `source` and place each file. `recorded`
+ * are the blobs the reference's own entry names for files of its tar layers;
+ * the result says which blob holds each such file now.
+ *
+ * @throws {StoreError} when a file has no place: no `outDir` and a cache that cannot be written.
+ * @throws {IntegrityError} when a layer fails verification.
+ * @example
+ * ```ts
+ * import { pullFiles } from "./place.ts";
+ * import { layoutSource } from "./layout-source.ts";
+ * import { resolveImage } from "./image.ts";
+ * const source = layoutSource({ dir: "./image" }, false);
+ * const placed = await resolveImage(source).then((image) => pullFiles(undefined, source, image.files, {}, { outDir: "out" })).catch(() => undefined);
+ * ```
+ */
+export async function pullFiles(
+  cache: Cache | undefined,
+  source: ImageSource,
+  files: ImageFile[],
+  recorded: Record<string, DerivedFile>,
+  options: PlaceOptions,
+): Promise<{ files: PulledFile[]; derived: Record<string, DerivedFile> }> {
+  const layers = [...new Map(files.map((f) => [f.layer.digest, f.layer])).values()];
+  // Announce every download before the first byte, so that a progress bar knows the total from the start.
+  if (cache !== undefined && !source.local) {
+    for (const layer of layers) {
+      if (cache.store.stat(layer.digest) === undefined) cache.options.onProgress?.({ digest: layer.digest, received: 0, total: layer.size });
+    }
+  }
+  const fallbacks: string[] = [];
+  const results = new Map<Digest, BlobResult>();
+  if (options.outDir !== undefined) makeOutDir(options.outDir);
+  try {
+    await mapLimit(layers, options.concurrency ?? 4, async (layer) => {
+      const fallbackPath = options.outDir === undefined || source.local ? undefined : join(options.outDir, `.ocicache-${digestHex(layer.digest).slice(0, 16)}.layer`);
+      if (fallbackPath !== undefined) fallbacks.push(fallbackPath);
+      results.set(layer.digest, await source.blob(layer, fallbackPath));
+    });
+    const derived: Record<string, DerivedFile> = { ...recorded };
+    const pulled = files.map((file) => {
+      const layer = results.get(file.layer.digest)!;
+      if (file.path === undefined) return placeWhole(source, file, layer, options);
+      const key = `${file.layer.digest}:${file.path}`;
+      const placed = placeMember(cache, source, file, layer, recorded[key], options);
+      if (placed.cached && !source.local) derived[key] = { digest: placed.digest, size: placed.size };
+      const { cached: _cached, ...rest } = placed;
+      return rest;
+    });
+    return { files: pulled, derived };
+  } finally {
+    for (const path of fallbacks) removeQuietly(path);
+  }
+}
+
+type Placed = PulledFile & { cached: boolean };
+
+function placeWhole(source: ImageSource, file: ImageFile, layer: BlobResult, options: PlaceOptions): PulledFile {
+  const from = requirePath(layer, file);
+  const path = options.outDir === undefined ? from : join(options.outDir, file.name);
+  if (options.outDir !== undefined) placeFile(from, path, { link: options.link === true && (layer.cached || source.local) });
+  return { role: file.role, name: file.name, path, digest: file.layer.digest, size: file.layer.size, hit: layer.hit };
+}
+
+/**
+ * A file inside a tar layer: the blob its reference recorded for it when that
+ * is still there, else the byte range of the layer, hashed, and the blob of
+ * that digest (written when absent). With `verify`, the range is always
+ * hashed again from the (verified) layer and the blob re-hashed: a damaged
+ * or planted one is replaced. A local source's file goes into the cache only
+ * when it needs a path there (no `outDir`).
+ */
+function placeMember(cache: Cache | undefined, source: ImageSource, file: ImageFile, layer: BlobResult, known: DerivedFile | undefined, options: PlaceOptions): Placed {
+  const base = { role: file.role, name: file.name, hit: layer.hit };
+  const dest = options.outDir === undefined ? undefined : join(options.outDir, file.name);
+  if (cache !== undefined && !source.verify && known !== undefined && layer.cached && cache.store.stat(known.digest)?.size === known.size) {
+    return placeCachedMember(cache, known, dest, options, base);
+  }
+  const layerPath = requirePath(layer, file);
+  const range = findTarMember(layerPath, file.path!, file.layer.size);
+  const keep = cache !== undefined && (layer.cached || (source.local && dest === undefined));
+  if (keep) {
+    const actual = { digest: hashFile(layerPath, range.offset, range.size).digest, size: range.size };
+    if (known !== undefined && known.digest !== actual.digest) {
+      cache.warn(`Dropping the recorded blob "${known.digest}" for "${file.path}" of layer "${file.layer.digest}": the layer holds "${actual.digest}"`);
+    }
+    const present = cache.store.stat(actual.digest)?.size === actual.size;
+    if (present && (!source.verify || hashFile(cache.store.blobPath(actual.digest)).digest === actual.digest)) {
+      return placeCachedMember(cache, actual, dest, options, base);
+    }
+    if (cache.writable) {
+      const result = cache.store.putRange(layerPath, range.offset, range.size);
+      if (result.status === "committed") {
+        if (dest !== undefined) placeFile(result.path, dest, { link: options.link });
+        return { ...base, path: dest ?? result.path, digest: result.digest, size: range.size, cached: true };
+      }
+      cache.warn(`Cannot keep "${file.path}" of layer "${file.layer.digest}" in the cache: ${result.status === "failed" ? result.error.message : result.reason}`);
+    }
+  }
+  if (dest === undefined) throw noPlace(file, source, cache);
+  const digest = placeRange(layerPath, range.offset, range.size, dest);
+  return { ...base, path: dest, digest, size: range.size, hit: base.hit && source.local, cached: false };
+}
+
+function placeCachedMember(cache: Cache, blob: DerivedFile, dest: string | undefined, options: PlaceOptions, base: Pick<Placed, "role" | "name" | "hit">): Placed {
+  cache.store.touch(blob.digest);
+  const from = cache.store.blobPath(blob.digest);
+  if (dest !== undefined) placeFile(from, dest, { link: options.link });
+  return { ...base, path: dest ?? from, digest: blob.digest, size: blob.size, cached: true };
+}
+
+function makeOutDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (error) {
+    throw new StoreError(`Cannot create "${dir}": ${describeFsError(error)}`, { cause: error });
+  }
+}
+
+function requirePath(layer: BlobResult, file: ImageFile): string {
+  if (layer.path === undefined) throw new StoreError(`Cannot keep layer "${file.layer.digest}": the cache cannot be written and no output directory was given (use -o DIR)`);
+  return layer.path;
+}
+
+function noPlace(file: ImageFile, source: ImageSource, cache: Cache | undefined): StoreError {
+  const why = cache === undefined ? "no cache was given" : `the cache "${cache.store.root}" cannot be written`;
+  return new StoreError(`Cannot give a path for "${file.name}" of "${source.name}": it is inside a tar layer and ${why} (use pull -o DIR)`);
+}
+
+/** Run `fn` over `items`, at most `limit` at once; the first failure is thrown after all settle. */
+async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const errors: unknown[] = [];
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (error) {
+        errors.push(error);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (errors.length > 0) throw errors[0];
+}
