@@ -6,7 +6,10 @@
  * @module
  */
 
-import { Hono, type Context as HonoContext, type MiddlewareHandler } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
+import { HTTPException } from "hono/http-exception";
+import { validator } from "hono/validator";
 import { z } from "zod";
 import type { Cache } from "../pull/cache.ts";
 import { pruneCache } from "../store/cleanup.ts";
@@ -65,13 +68,12 @@ export function createAdminApp(deps: AdminDeps): Hono {
   const app = new Hono();
   const { config, cache, metrics } = deps;
   const allowed = new Set((deps.allowedHosts ?? []).map((h) => hostName(h)));
-  const requireToken = bearerToken(deps.token, allowed);
 
   // DNS rebinding: a web page whose name resolves to this address must not reach the API or the mirror.
   app.use("*", async (c, next) => {
     const host = c.req.header("host") ?? new URL(c.req.url).host;
     if (!isAllowedHost(host, allowed)) {
-      return c.json({ code: "EUSAGE", message: `Requests for the host "${host.slice(0, 80)}" are not answered here (allow it with --allowed-host)` }, 421);
+      throw new HTTPException(421, { message: `Requests for the host "${host.slice(0, 80)}" are not answered here (allow it with --allowed-host)` });
     }
     await next();
   });
@@ -82,6 +84,9 @@ export function createAdminApp(deps: AdminDeps): Hono {
       return c.json({ errors: [{ code: "UNAUTHORIZED", message: "This mirror needs credentials" }] }, 401, { "WWW-Authenticate": 'Basic realm="ocicache"', "Docker-Distribution-API-Version": "registry/2.0" });
     });
   }
+
+  const admin = adminOnly(deps.token, allowed);
+  app.on(["POST", "PUT", "PATCH", "DELETE"], "/v1/*", admin.sameOrigin, admin.token);
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", (c) => {
@@ -95,8 +100,8 @@ export function createAdminApp(deps: AdminDeps): Hono {
   });
   app.get("/v1/stats", (c) => c.json(cacheStats(takeInventory(cache.store), config)));
   app.get("/v1/refs", (c) => c.json(referenceRows(takeInventory(cache.store))));
-  app.get("/v1/blobs", (c) => {
-    const query = validate(BLOBS_QUERY, c.req.query());
+  app.get("/v1/blobs", validator("query", (value) => parseWith(BLOBS_QUERY, value)), (c) => {
+    const query = c.req.valid("query");
     const all = blobRows(takeInventory(cache.store)).sort((a, b) => (a.digest < b.digest ? -1 : 1));
     const start = query.cursor === undefined ? 0 : all.findIndex((b) => b.digest > query.cursor!);
     const page = start === -1 ? [] : all.slice(start, start + (query.limit ?? 100));
@@ -104,14 +109,14 @@ export function createAdminApp(deps: AdminDeps): Hono {
     return c.json({ blobs: page, ...(next !== undefined && { next }) });
   });
 
-  app.post("/v1/pull", requireToken, async (c) => {
-    const body = validate(PULL_BODY, await readJson(c));
+  app.post("/v1/pull", jsonBody(PULL_BODY), async (c) => {
+    const body = c.req.valid("json");
     const ref = parseReference(body.ref);
     const result = await pullImage(cache, ref, { platform: parsePlatform(body.platform, body.plat), concurrency: config.concurrency });
     return c.json(result);
   });
-  app.post("/v1/gc", requireToken, async (c) => {
-    const body = validate(GC_BODY, await readJson(c));
+  app.post("/v1/gc", jsonBody(GC_BODY), async (c) => {
+    const body = c.req.valid("json");
     const report = await pruneCache(cache.store, {
       maxAgeMs: body.maxAge === undefined ? config.maxAgeMs : parseDuration(body.maxAge, '"maxAge"'),
       maxSizeBytes: body.maxSize === undefined ? config.maxSizeBytes : parseSize(body.maxSize, '"maxSize"'),
@@ -121,11 +126,11 @@ export function createAdminApp(deps: AdminDeps): Hono {
     if (!report.dryRun) metrics.evictions += report.removed.length;
     return c.json(report);
   });
-  app.delete("/v1/refs/:ref{.+}", requireToken, async (c) => {
+  app.delete("/v1/refs/:ref{.+}", async (c) => {
     const name = formatReference(parseReference(c.req.param("ref")));
     return c.json(await removeTargets(cache.store, [{ name }]));
   });
-  app.delete("/v1/blobs/:digest", requireToken, async (c) => {
+  app.delete("/v1/blobs/:digest", async (c) => {
     const digest = c.req.param("digest");
     if (!isDigest(digest)) throw new UsageError(`Invalid "digest": expected sha256:<64 hex>`);
     return c.json(await removeTargets(cache.store, [{ digest: digest as Digest }]));
@@ -134,7 +139,12 @@ export function createAdminApp(deps: AdminDeps): Hono {
   if (deps.upstream !== undefined) mountMirror(app, { cache, metrics, upstream: deps.upstream });
 
   app.notFound((c) => c.json({ code: "ENOTFOUND", message: `No route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404));
+  // The one place errors become responses: `{code, message}` with the status of the error's code.
   app.onError((error, c) => {
+    if (error instanceof HTTPException) {
+      if (error.res !== undefined) return error.getResponse();
+      return c.json({ code: error.status === 401 || error.status === 403 ? "EAUTH" : error.status < 500 ? "EUSAGE" : "EINTERNAL", message: error.message }, error.status);
+    }
     if (error instanceof OcicacheError) return c.json({ code: error.code, message: error.message }, STATUS_OF[error.code]);
     return c.json({ code: "EINTERNAL", message: error.message }, 500);
   });
@@ -142,36 +152,32 @@ export function createAdminApp(deps: AdminDeps): Hono {
 }
 
 /**
- * Mutating routes need `Authorization: Bearer <token>`, compared in constant
- * time (over SHA-256 digests, so that lengths leak nothing either), and no
- * `Origin` of a web page on another host.
+ * Mutating routes: no request from a web page of another origin (403), and
+ * the admin token (`hono/bearer-auth`: compared in constant time over SHA-256
+ * digests with Web Crypto, a 401 with `WWW-Authenticate` otherwise).
  */
-function bearerToken(token: string, allowed: Set<string>): MiddlewareHandler {
-  const expected = new Bun.CryptoHasher("sha256").update(token).digest();
-  return async (c, next) => {
+function adminOnly(token: string, allowed: Set<string>): { sameOrigin: MiddlewareHandler; token: MiddlewareHandler } {
+  const sameOrigin: MiddlewareHandler = async (c, next) => {
     const origin = c.req.header("origin");
     if (origin !== undefined && !isAllowedOrigin(origin, allowed)) {
-      return c.json({ code: "EAUTH", message: `Requests from the web page "${origin.slice(0, 80)}" are refused` }, 403);
-    }
-    const header = c.req.header("authorization") ?? "";
-    const given = header.startsWith("Bearer ") ? header.slice(7) : "";
-    const actual = new Bun.CryptoHasher("sha256").update(given).digest();
-    if (given === "" || !sameBytes(expected, actual)) {
-      return c.json({ code: "EAUTH", message: given === "" ? "This route needs Authorization: Bearer <token>" : "The token is not the admin token" }, 401, { "WWW-Authenticate": 'Bearer realm="ocicache"' });
+      throw new HTTPException(403, { message: `Requests from the web page "${origin.slice(0, 80)}" are refused` });
     }
     await next();
   };
+  const refused = (message: string) => ({ message: { code: "EAUTH", message } });
+  const requireToken = bearerAuth({
+    token,
+    realm: "ocicache",
+    noAuthenticationHeader: refused("This route needs Authorization: Bearer <token>"),
+    invalidAuthenticationHeader: refused("This route needs Authorization: Bearer <token>"),
+    invalidToken: refused("The token is not the admin token"),
+  });
+  return { sameOrigin, token: requireToken };
 }
 
-/**
- * Whether two digests are equal, looking at every byte whatever the first
- * difference (`node:crypto`'s `timingSafeEqual` would cost every start of the
- * compiled binary its load: a bundle loads every `node:` module up front).
- */
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  let difference = a.length ^ b.length;
-  for (let i = 0; i < a.length; i++) difference |= a[i]! ^ (b[i] ?? 0);
-  return difference === 0;
+/** A JSON body checked with zod (`hono/validator`); a bad one is a usage error (400) naming the field. */
+function jsonBody<T>(schema: z.ZodType<T>) {
+  return validator("json", (value) => parseWith(schema, value));
 }
 
 /**
@@ -200,20 +206,12 @@ function hostName(host: string): string {
 }
 
 /** Parse with zod; a failure is a usage error (400) naming the field. */
-function validate<T>(schema: z.ZodType<T>, value: unknown): T {
+function parseWith<T>(schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = result.error.issues.find((i) => i.code === "unrecognized_keys") ?? result.error.issues[0]!;
   const field = issue.code === "unrecognized_keys" ? issue.keys.join(", ") : issue.path.join(".") || "body";
   throw new UsageError(`Invalid "${field}": ${issue.code === "unrecognized_keys" ? "unknown field" : issue.message}`);
-}
-
-async function readJson(c: HonoContext): Promise<unknown> {
-  try {
-    return await c.req.json();
-  } catch {
-    throw new UsageError(`Invalid "body": expected a JSON object`);
-  }
 }
 
 /** `undefined` when a file can be created in the cache's `tmp/`, else why not. */
