@@ -19,9 +19,27 @@
 export { Cache, type BlobProgress, type CacheOptions } from "./lib/pull/cache.ts";
 export { main } from "./lib/cli/main.ts";
 export { digestOf, parseDigest, Verifier, verifyStream, type Digest } from "./lib/oci/digest.ts";
-export { AuthError, DigestMismatchError, EXIT_CODES, IntegrityError, NotFoundError, OcicacheError, RegistryError, SizeMismatchError, StoreError, UsageError } from "./lib/errors.ts";
+export {
+  AuthError,
+  DigestMismatchError,
+  EXIT_CODES,
+  IntegrityError,
+  NotFoundError,
+  OcicacheError,
+  RegistryError,
+  SizeMismatchError,
+  StoreError,
+  UsageError,
+} from "./lib/errors.ts";
 export { parsePlatform } from "./lib/oci/platform.ts";
-export { pullBlob, pullImage, pullLayout, type PulledFile, type PullOptions, type PullResult } from "./lib/pull/pull.ts";
+export {
+  pullBlob,
+  pullImage,
+  pullLayout,
+  type PulledFile,
+  type PullOptions,
+  type PullResult,
+} from "./lib/pull/pull.ts";
 export { formatReference, parseLayoutSource, parseReference, type Reference } from "./lib/oci/reference.ts";
 
 if (import.meta.main) {

@@ -18,13 +18,7 @@ export const EXIT_CODES = {
 } as const;
 
 /** A stable, machine-readable error code. */
-export type ErrorCode =
-  | "EUSAGE"
-  | "ENOTFOUND"
-  | "EINTEGRITY"
-  | "EREGISTRY"
-  | "EAUTH"
-  | "ESTORE";
+export type ErrorCode = "EUSAGE" | "ENOTFOUND" | "EINTEGRITY" | "EREGISTRY" | "EAUTH" | "ESTORE";
 
 /**
  * The base of every error ocicache throws on purpose.

@@ -37,7 +37,12 @@ const entries: IndexEntry[] = [];
 for (let i = 0; written + LAYERS_PER_IMAGE + 2 <= BLOBS * 0.9; i++) {
   const daysAgo = (i * 7) % 60;
   const config = put(JSON.stringify({ architecture: "amd64", os: "linux", n: i }), daysAgo);
-  const layers = Array.from({ length: LAYERS_PER_IMAGE }, (_, j) => put(new Uint8Array(4096).fill((i * 31 + j) % 256).map((v, k) => (v + k * (i + 1) * (j + 1)) % 256), daysAgo));
+  const layers = Array.from({ length: LAYERS_PER_IMAGE }, (_, j) =>
+    put(
+      new Uint8Array(4096).fill((i * 31 + j) % 256).map((v, k) => (v + k * (i + 1) * (j + 1)) % 256),
+      daysAgo,
+    ),
+  );
   const manifest = JSON.stringify({
     schemaVersion: 2,
     mediaType: "application/vnd.oci.image.manifest.v1+json",
@@ -45,7 +50,12 @@ for (let i = 0; written + LAYERS_PER_IMAGE + 2 <= BLOBS * 0.9; i++) {
     layers: layers.map((l) => ({ mediaType: "application/vnd.unikraft.rom.v1", ...l })),
   });
   const top = put(manifest, daysAgo);
-  entries.push({ mediaType: "application/vnd.oci.image.manifest.v1+json", digest: top.digest, size: top.size, annotations: { "org.opencontainers.image.ref.name": `bench.local/app${i}:1` } });
+  entries.push({
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    digest: top.digest,
+    size: top.size,
+    annotations: { "org.opencontainers.image.ref.name": `bench.local/app${i}:1` },
+  });
 }
 while (written < BLOBS) put(`orphan ${written}`, written % 60);
 await updateIndex(dir, () => entries);
@@ -62,7 +72,10 @@ const inventory = await time("inventory (ls)", () => takeInventory(store));
 const policy = { maxAgeMs: 30 * DAY_MS, maxSizeBytes: Math.floor(inventory.totalBytes / 2), graceMs: 10 * 60_000 };
 const dry = await time("gc --dry-run", () => pruneCache(store, { ...policy, dryRun: true }));
 const real = await time("gc", () => pruneCache(store, policy));
-console.log(`gc removed ${real.removed.length} units (dry run: ${dry.removed.length}), freed ${real.freedBytes} of ${inventory.totalBytes} bytes`);
+console.log(
+  `gc removed ${real.removed.length} units (dry run: ${dry.removed.length}), freed ${real.freedBytes} of ` +
+    `${inventory.totalBytes} bytes`,
+);
 const after = await time("gc again (nothing to do)", () => pruneCache(store, policy));
 console.log(`second gc removed ${after.removed.length} units`);
 rmSync(dir, { recursive: true, force: true });

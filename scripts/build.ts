@@ -8,10 +8,24 @@ import { join } from "node:path";
 const root = join(import.meta.dir, "..");
 const targets: Array<{ outfile: string; target?: string }> = [{ outfile: "dist/ocicache" }];
 if (Bun.argv.includes("--all")) {
-  targets.push({ outfile: "dist/ocicache-linux-x64", target: "bun-linux-x64" }, { outfile: "dist/ocicache-linux-arm64", target: "bun-linux-arm64" });
+  targets.push(
+    { outfile: "dist/ocicache-linux-x64", target: "bun-linux-x64" },
+    { outfile: "dist/ocicache-linux-arm64", target: "bun-linux-arm64" },
+  );
 }
 for (const { outfile, target } of targets) {
-  const argv = ["bun", "build", "lib/cli/main.ts", "--compile", "--minify", "--bytecode", "--format=esm", "--outfile", outfile, ...(target === undefined ? [] : [`--target=${target}`])];
+  const argv = [
+    "bun",
+    "build",
+    "lib/cli/main.ts",
+    "--compile",
+    "--minify",
+    "--bytecode",
+    "--format=esm",
+    "--outfile",
+    outfile,
+    ...(target === undefined ? [] : [`--target=${target}`]),
+  ];
   const result = Bun.spawnSync(argv, { cwd: root, stdout: "inherit", stderr: "inherit" });
   if (result.exitCode !== 0) process.exit(result.exitCode ?? 1);
   console.log(`build: ${outfile}${target === undefined ? "" : ` (${target})`}`);

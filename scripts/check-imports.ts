@@ -24,7 +24,13 @@ const ALLOWED: Record<string, string[]> = {
 };
 
 /** Modules a warm `path` must not evaluate: the CLI entry's static imports may not reach them. */
-const NOT_ON_THE_WARM_PATH = [/^lib\/server\//, /^lib\/registry\/client\.ts$/, /^lib\/pull\/download\.ts$/, /^hono/, /^zod/];
+const NOT_ON_THE_WARM_PATH = [
+  /^lib\/server\//,
+  /^lib\/registry\/client\.ts$/,
+  /^lib\/pull\/download\.ts$/,
+  /^hono/,
+  /^zod/,
+];
 const CLI_ENTRY = "lib/cli/main.ts";
 
 interface Edge {
@@ -41,12 +47,14 @@ for (const [file, edges] of graph) {
   for (const edge of edges) {
     if (!edge.to.startsWith("lib/") || from === "entry") continue;
     const to = layerOf(edge.to);
-    if (to !== from && !ALLOWED[from]!.includes(to)) problems.push(`${file} imports ${edge.to}: ${from}/ may not import ${to}/ (${edge.kind})`);
+    if (to !== from && !ALLOWED[from]!.includes(to))
+      problems.push(`${file} imports ${edge.to}: ${from}/ may not import ${to}/ (${edge.kind})`);
   }
 }
 for (const cycle of findCycles(graph)) problems.push(`import cycle: ${cycle.join(" -> ")}`);
 for (const reached of staticClosure(CLI_ENTRY)) {
-  if (NOT_ON_THE_WARM_PATH.some((re) => re.test(reached))) problems.push(`${CLI_ENTRY} loads ${reached} at start (import it lazily where it is needed)`);
+  if (NOT_ON_THE_WARM_PATH.some((re) => re.test(reached)))
+    problems.push(`${CLI_ENTRY} loads ${reached} at start (import it lazily where it is needed)`);
 }
 
 if (problems.length > 0) {
@@ -68,7 +76,8 @@ function layerOf(file: string): string {
   if (file === "mod.ts") return "entry";
   const parts = file.split("/");
   const layer = parts.length === 2 ? "base" : parts[1]!;
-  if (ALLOWED[layer] === undefined) problems.push(`${file} is in no layer (lib/${layer}/ is not one of ${Object.keys(ALLOWED).join(", ")})`);
+  if (ALLOWED[layer] === undefined)
+    problems.push(`${file} is in no layer (lib/${layer}/ is not one of ${Object.keys(ALLOWED).join(", ")})`);
   return layer;
 }
 
@@ -84,8 +93,10 @@ function importsOf(file: string): Edge[] {
   for (const match of text.matchAll(/^(import|export)(\s+type)?\b[^;]*?\bfrom\s+["']([^"']+)["']/gms)) {
     edges.push({ to: resolve(match[3]!), kind: match[2] === undefined ? "static" : "type" });
   }
-  for (const match of text.matchAll(/^import\s+["']([^"']+)["']/gm)) edges.push({ to: resolve(match[1]!), kind: "static" });
-  for (const match of text.matchAll(/\bimport\(\s*["']([^"']+)["']\s*\)/g)) edges.push({ to: resolve(match[1]!), kind: "lazy" });
+  for (const match of text.matchAll(/^import\s+["']([^"']+)["']/gm))
+    edges.push({ to: resolve(match[1]!), kind: "static" });
+  for (const match of text.matchAll(/\bimport\(\s*["']([^"']+)["']\s*\)/g))
+    edges.push({ to: resolve(match[1]!), kind: "lazy" });
   return edges;
 }
 

@@ -43,9 +43,11 @@ try {
   console.log(`      ${path.stdout.trim()} (${path.ms.toFixed(0)} ms, no network)`);
 
   for (const name of ["kernel", "initrd", "rom0"]) {
-    if (!readFileSync(join(work, "first", name)).equals(readFileSync(join(work, "second", name)))) throw new Error(`${name} differs`);
+    if (!readFileSync(join(work, "first", name)).equals(readFileSync(join(work, "second", name))))
+      throw new Error(`${name} differs`);
   }
-  if (!readFileSync(path.stdout.trim()).equals(readFileSync(join(work, "second", "kernel")))) throw new Error("path differs");
+  if (!readFileSync(path.stdout.trim()).equals(readFileSync(join(work, "second", "kernel"))))
+    throw new Error("path differs");
   console.log("demo: both pulls and the path gave the same bytes");
 } finally {
   await registry.stop();

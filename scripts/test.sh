@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing, type-checks, checks that imports
-# flow down the layers, starts a real registry on 127.0.0.1, runs the whole
-# bun:test suite against it, stops it.
+# The test command: installs what is missing, checks the formatting, type-checks,
+# checks that imports flow down the layers, starts a real registry on
+# 127.0.0.1, runs the whole bun:test suite against it, stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
+echo "test: formatting (biome) and lines of at most 120 characters"
+bun x biome format .
+long=$(git ls-files -co --exclude-standard '*.ts' | xargs awk 'length > 120 { print FILENAME ":" FNR }')
+if [ -n "$long" ]; then echo "test: lines over 120 characters:" >&2; echo "$long" >&2; exit 1; fi
 echo "test: type check (tsc --noEmit)"
 bun x tsc --noEmit -p .
 echo "test: import directions"

@@ -13,7 +13,10 @@ if (command.length === 0) {
 }
 const registry = await startRegistry();
 console.error(`with-registry: docker-registry on ${registry.host}`);
-const child = Bun.spawn(command, { env: { ...process.env, OCICACHE_TEST_REGISTRY: registry.host }, stdio: ["inherit", "inherit", "inherit"] });
+const child = Bun.spawn(command, {
+  env: { ...process.env, OCICACHE_TEST_REGISTRY: registry.host },
+  stdio: ["inherit", "inherit", "inherit"],
+});
 for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => child.kill(signal));
 const code = await child.exited;
 await registry.stop();

@@ -10,7 +10,10 @@ const OPTIONS = {
 
 describe("parseArguments()", () => {
   test("reads long, short, = and repeated options among positionals", () => {
-    const { values, positionals } = parseArguments(["pull", "-q", "ref", "--output=out", "--insecure-registry", "a:5000", "--insecure-registry=b"], OPTIONS);
+    const { values, positionals } = parseArguments(
+      ["pull", "-q", "ref", "--output=out", "--insecure-registry", "a:5000", "--insecure-registry=b"],
+      OPTIONS,
+    );
     expect(values).toEqual({ quiet: true, output: "out", "insecure-registry": ["a:5000", "b"] });
     expect(positionals).toEqual(["pull", "ref"]);
     expect(parseArguments(["-oout"], OPTIONS).values.output).toBe("out");

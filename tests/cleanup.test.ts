@@ -26,7 +26,13 @@ beforeAll(async () => {
   registry = await sharedRegistry();
   images = [];
   for (const name of ["one", "two", "three"]) {
-    images.push(await pushSampleImage(registry.url, `gc-${run}/${name}`, "1", { format: "kraftkit", kernelBytes: 100_000, initrdBytes: 100_000 }));
+    images.push(
+      await pushSampleImage(registry.url, `gc-${run}/${name}`, "1", {
+        format: "kraftkit",
+        kernelBytes: 100_000,
+        initrdBytes: 100_000,
+      }),
+    );
   }
   // An image that shares its kernel layer with images[0].
   const repo = `gc-${run}/one`;
@@ -77,10 +83,16 @@ describe("pruneCache()", () => {
     const report = await pruneCache(store, policy);
     expect(report.removed.map((r) => [r.name, r.reason])).toEqual([[images[0]!.ref, "age"]]);
     expect(names()).toEqual([images[1]!.ref]);
-    for (const digest of images[0]!.manifests[host].layers.map((l) => l.digest as Digest)) expect(store.stat(digest)).toBeUndefined();
+    for (const digest of images[0]!.manifests[host].layers.map((l) => l.digest as Digest))
+      expect(store.stat(digest)).toBeUndefined();
     const again = await pull(images[1]!.ref, true);
     expect(again.hit).toBe(true);
-    expect(report.steps.map((s) => s.name)).toEqual(["remove stale temp files", "expire by age", "evict by size", "rewrite the index and delete"]);
+    expect(report.steps.map((s) => s.name)).toEqual([
+      "remove stale temp files",
+      "expire by age",
+      "evict by size",
+      "rewrite the index and delete",
+    ]);
   });
 
   test("evicts the least recently used while over maxSize, and never what is within grace", async () => {

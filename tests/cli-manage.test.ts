@@ -1,5 +1,15 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { digestHex, digestOf, type Digest } from "../lib/oci/digest.ts";
@@ -23,7 +33,10 @@ beforeAll(async () => {
   registry = await sharedRegistry();
   spec = await pushSampleImage(registry.url, `manage-${run}/spec`, "1", { format: "spec", romBytes: [2000] });
   small = await pushSampleImage(registry.url, `manage-${run}/small`, "1", { format: "kraftkit" });
-  slow = await pushSampleImage(registry.url, `manage-${run}/slow`, "1", { format: "kraftkit", kernelBytes: 2 * 1024 * 1024 });
+  slow = await pushSampleImage(registry.url, `manage-${run}/slow`, "1", {
+    format: "kraftkit",
+    kernelBytes: 2 * 1024 * 1024,
+  });
 });
 afterAll(() => registry.stop());
 
@@ -37,7 +50,12 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-const baseEnv = () => ({ ...process.env, OCICACHE_DIR: cacheDir, XDG_CONFIG_HOME: join(dir, "config"), OCICACHE_AUTO_CLEAN_INTERVAL: "0" });
+const baseEnv = () => ({
+  ...process.env,
+  OCICACHE_DIR: cacheDir,
+  XDG_CONFIG_HOME: join(dir, "config"),
+  OCICACHE_AUTO_CLEAN_INTERVAL: "0",
+});
 
 const ocicache = (args: string[], env: Record<string, string> = {}) => runCli(args, { ...baseEnv(), ...env });
 
@@ -235,7 +253,11 @@ describe("index.json under concurrent pulls", () => {
     const refs = [spec, small, slow].flatMap((image) => [image.ref, `${image.name}@${image.indexDigest}`]);
     const results = await Promise.all(refs.map((ref, i) => ocicache(["pull", ref, "-o", join(dir, `out${i}`)])));
     expect(results.map((r) => r.code)).toEqual(refs.map(() => 0));
-    expect(readIndex(cacheDir).map((e) => e.annotations["org.opencontainers.image.ref.name"]).sort()).toEqual([...refs].sort());
+    expect(
+      readIndex(cacheDir)
+        .map((e) => e.annotations["org.opencontainers.image.ref.name"])
+        .sort(),
+    ).toEqual([...refs].sort());
     expect(readdirSync(join(cacheDir, "tmp")).filter((f) => f !== "gc.stamp")).toEqual([]);
   });
 });
@@ -246,7 +268,8 @@ describe("the warm path stays light", () => {
     const pinned = `${spec.name}@${spec.indexDigest}`;
     const script = `
       import { main } from ${JSON.stringify(join(import.meta.dir, "..", "lib", "cli", "main.ts"))};
-      const code = await main(["path", ${JSON.stringify(pinned)}, "--role", "kernel"]) + await main(["pull", ${JSON.stringify(pinned)}, "-o", ${JSON.stringify(join(dir, "warm"))}]);
+      const path = await main(["path", ${JSON.stringify(pinned)}, "--role", "kernel"]);
+      const code = path + await main(["pull", ${JSON.stringify(pinned)}, "-o", ${JSON.stringify(join(dir, "warm"))}]);
       const loaded = Object.keys(require.cache).filter((k) => /node_modules\\/(hono|zod)\\//.test(k));
       console.error(JSON.stringify({ code, loaded }));`;
     writeFileSync(join(dir, "warm.ts"), script);

@@ -1,5 +1,16 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { digestHex, type Digest } from "../lib/oci/digest.ts";
@@ -18,7 +29,11 @@ let big: SampleImage;
 beforeAll(async () => {
   registry = await sharedRegistry();
   spec = await pushSampleImage(registry.url, `cli-${run}/nginx`, "1.25", { format: "spec", romBytes: [3000] });
-  big = await pushSampleImage(registry.url, `cli-${run}/big`, "1", { format: "kraftkit", kernelBytes: 4 * 1024 * 1024, initrdBytes: 1024 });
+  big = await pushSampleImage(registry.url, `cli-${run}/big`, "1", {
+    format: "kraftkit",
+    kernelBytes: 4 * 1024 * 1024,
+    initrdBytes: 1024,
+  });
 });
 afterAll(() => registry.stop());
 
@@ -53,12 +68,23 @@ describe("ocicache pull", () => {
     expect(result.reference).toBe(spec.ref);
     expect(result.digest).toBe(spec.indexDigest);
     expect(result.manifest).toBe(spec.manifests[host].digest);
-    expect(result.files.map((f: { name: string; hit: boolean }) => [f.name, f.hit])).toEqual([["kernel", true], ["initrd", true], ["rom0", true]]);
+    expect(result.files.map((f: { name: string; hit: boolean }) => [f.name, f.hit])).toEqual([
+      ["kernel", true],
+      ["initrd", true],
+      ["rom0", true],
+    ]);
   });
 
   test("--platform chooses another architecture; a missing one is exit 3 with what is offered", async () => {
     const other = host === "amd64" ? "arm64" : "amd64";
-    const ok = await ocicache(["pull", spec.ref, "-o", join(dir, "o"), "--platform", `linux/${other === "amd64" ? "x86_64" : other}`]);
+    const ok = await ocicache([
+      "pull",
+      spec.ref,
+      "-o",
+      join(dir, "o"),
+      "--platform",
+      `linux/${other === "amd64" ? "x86_64" : other}`,
+    ]);
     expect(ok.code).toBe(0);
     expect(readFileSync(join(dir, "o", "initrd"))).toEqual(Buffer.from(spec.manifests[other].files.initrd));
     const missing = await ocicache(["pull", spec.ref, "--platform", "linux/riscv64"]);
@@ -91,7 +117,9 @@ describe("ocicache pull", () => {
     await proxy.stop();
     const down = await ocicache(["pull", `${proxy.host}/cli-${run}/nginx:1.25`]);
     expect(down.code).toBe(5);
-    expect(down.stderr).toBe(`ocicache: error: Cannot reach "${proxy.host}": connection refused (use --offline to use the cache only)\n`);
+    expect(down.stderr).toBe(
+      `ocicache: error: Cannot reach "${proxy.host}": connection refused (use --offline to use the cache only)\n`,
+    );
   });
 
   test("a registry serving wrong bytes is exit 4 and nothing reaches blobs/", async () => {
@@ -139,7 +167,9 @@ describe("a pull killed with SIGKILL mid-download", () => {
       let partial = "";
       while (Date.now() < deadline && partial === "") {
         await Bun.sleep(20);
-        const parts = existsSync(tmp) ? readdirSync(tmp).filter((f) => f === `${digestHex(kernel.digest as Digest)}.partial`) : [];
+        const parts = existsSync(tmp)
+          ? readdirSync(tmp).filter((f) => f === `${digestHex(kernel.digest as Digest)}.partial`)
+          : [];
         if (parts.length > 0 && statSync(join(tmp, parts[0]!)).size > 256 * 1024) partial = parts[0]!;
       }
       expect(partial).not.toBe("");
@@ -202,7 +232,10 @@ describe("ocicache path and cat", () => {
   test("cat into a reader that stops early (| head) exits 0 quietly", async () => {
     const layer = big.manifests[host].layers[0]!;
     const script = `bun ${CLI} cat ${big.name}@${layer.digest} | head -c 10 > /dev/null; echo "\${PIPESTATUS[0]}"`;
-    const ran = Bun.spawnSync(["bash", "-c", script], { env: { ...process.env, OCICACHE_DIR: cacheDir }, stderr: "pipe" });
+    const ran = Bun.spawnSync(["bash", "-c", script], {
+      env: { ...process.env, OCICACHE_DIR: cacheDir },
+      stderr: "pipe",
+    });
     expect(ran.stdout.toString().trim()).toBe("0");
     expect(ran.stderr.toString()).toBe("");
   });
@@ -219,25 +252,35 @@ describe("credentials from the docker config", () => {
     const htpasswd = join(tmpdir(), `ocicache-htpasswd-${run}`);
     expect(Bun.spawnSync(["htpasswd", "-Bbc", htpasswd, "dave", "hunter2-secret"]).exitCode).toBe(0);
     secured = await startRegistry({ htpasswd });
-    await pushSampleImage(secured.url, "private/app", "1", { format: "kraftkit", headers: { Authorization: `Basic ${btoa("dave:hunter2-secret")}` } });
+    await pushSampleImage(secured.url, "private/app", "1", {
+      format: "kraftkit",
+      headers: { Authorization: `Basic ${btoa("dave:hunter2-secret")}` },
+    });
   });
   afterAll(() => secured.stop());
 
   function config(password: string): string {
     const configDir = join(dir, "docker");
     mkdirSync(configDir, { recursive: true });
-    writeFileSync(join(configDir, "config.json"), JSON.stringify({ auths: { [secured.host]: { auth: btoa(`dave:${password}`) } } }));
+    writeFileSync(
+      join(configDir, "config.json"),
+      JSON.stringify({ auths: { [secured.host]: { auth: btoa(`dave:${password}`) } } }),
+    );
     return configDir;
   }
 
   test("pulls with the credentials in $DOCKER_CONFIG/config.json", async () => {
-    const ran = await ocicache(["pull", `${secured.host}/private/app:1`, "-o", join(dir, "o")], { DOCKER_CONFIG: config("hunter2-secret") });
+    const ran = await ocicache(["pull", `${secured.host}/private/app:1`, "-o", join(dir, "o")], {
+      DOCKER_CONFIG: config("hunter2-secret"),
+    });
     expect(ran.code).toBe(0);
     expect(existsSync(join(dir, "o", "kernel"))).toBe(true);
   });
 
   test("wrong credentials exit 6, and the secret appears nowhere", async () => {
-    const ran = await ocicache(["pull", `${secured.host}/private/app:1`, "--debug"], { DOCKER_CONFIG: config("wrong-hunter3") });
+    const ran = await ocicache(["pull", `${secured.host}/private/app:1`, "--debug"], {
+      DOCKER_CONFIG: config("wrong-hunter3"),
+    });
     expect(ran.code).toBe(6);
     expect(ran.stderr + ran.stdout).not.toContain("hunter3");
     expect(ran.stderr + ran.stdout).not.toContain(btoa("dave:wrong-hunter3"));
@@ -247,7 +290,15 @@ describe("credentials from the docker config", () => {
 describe("a local OCI layout as the source", () => {
   test("oci:DIR:tag (written by skopeo) is read in place and nothing enters the cache", async () => {
     const layout = join(dir, "layout");
-    const copied = Bun.spawnSync(["skopeo", "copy", "--all", "--preserve-digests", "--src-tls-verify=false", `docker://${spec.ref}`, `oci:${layout}:1.25`]);
+    const copied = Bun.spawnSync([
+      "skopeo",
+      "copy",
+      "--all",
+      "--preserve-digests",
+      "--src-tls-verify=false",
+      `docker://${spec.ref}`,
+      `oci:${layout}:1.25`,
+    ]);
     expect(copied.exitCode).toBe(0);
     const out = join(dir, "out");
     const ran = await ocicache(["pull", `oci:${layout}:1.25`, "-o", out]);
@@ -257,9 +308,19 @@ describe("a local OCI layout as the source", () => {
     expect(blobs()).toEqual([]);
   });
 
-  test("path and cat of a file inside a tar layer of oci:DIR work like a registry's: the file is taken out into the cache", async () => {
+  test("path and cat of a file in a tar layer of oci:DIR work (it is taken out into the cache)", async () => {
     const layout = join(dir, "layout");
-    expect(Bun.spawnSync(["skopeo", "copy", "--all", "--preserve-digests", "--src-tls-verify=false", `docker://${spec.ref}`, `oci:${layout}:1.25`]).exitCode).toBe(0);
+    expect(
+      Bun.spawnSync([
+        "skopeo",
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        `docker://${spec.ref}`,
+        `oci:${layout}:1.25`,
+      ]).exitCode,
+    ).toBe(0);
     const path = await ocicache(["path", `oci:${layout}:1.25`, "--role", "kernel"]);
     expect(path.code).toBe(0);
     expect(path.stdout.trim().startsWith(join(dir, "cache", "blobs", "sha256"))).toBe(true);

@@ -17,7 +17,10 @@ afterEach(() => rmSync(home, { recursive: true, force: true }));
 const env = (extra: Record<string, string> = {}) => ({ HOME: home, ...extra });
 
 async function usageError(run: () => Promise<unknown>): Promise<UsageError> {
-  const error = await run().then(() => undefined, (e) => e);
+  const error = await run().then(
+    () => undefined,
+    (e) => e,
+  );
   expect(error).toBeInstanceOf(UsageError);
   expect(error.exitCode).toBe(2);
   return error;
@@ -34,7 +37,10 @@ describe("loadConfig()", () => {
   });
 
   test("flags win over env, env over the file, the file over the defaults", async () => {
-    writeFileSync(file, JSON.stringify({ maxAge: "3d", maxSize: "1GiB", grace: "5m", cacheDir: "/from/file", concurrency: 2 }));
+    writeFileSync(
+      file,
+      JSON.stringify({ maxAge: "3d", maxSize: "1GiB", grace: "5m", cacheDir: "/from/file", concurrency: 2 }),
+    );
     const config = await loadConfig({
       env: env({ OCICACHE_MAX_AGE: "2d", OCICACHE_MAX_SIZE: "500MB", OCICACHE_DIR: "/from/env" }),
       flags: { maxAge: "1d" },
@@ -57,7 +63,9 @@ describe("loadConfig()", () => {
   });
 
   test("env lists and booleans", async () => {
-    const config = await loadConfig({ env: env({ OCICACHE_INSECURE_REGISTRIES: "a.local:5000, b.local", OCICACHE_OFFLINE: "yes" }) });
+    const config = await loadConfig({
+      env: env({ OCICACHE_INSECURE_REGISTRIES: "a.local:5000, b.local", OCICACHE_OFFLINE: "yes" }),
+    });
     expect(config.insecureRegistries).toEqual(["a.local:5000", "b.local"]);
     expect(config.offline).toBe(true);
   });
@@ -70,10 +78,13 @@ describe("loadConfig()", () => {
     [{ env: { OCICACHE_OFFLINE: "maybe" } }, "OCICACHE_OFFLINE"],
     [{ env: { OCICACHE_FRESH_FOR: "-1h" } }, "OCICACHE_FRESH_FOR"],
     [{ env: { OCICACHE_AUTO_CLEAN_INTERVAL: "daily" } }, "OCICACHE_AUTO_CLEAN_INTERVAL"],
-  ] as Array<[{ flags?: Record<string, string>; env?: Record<string, string> }, string]>)("a bad value names its key: %j", async (sources, part) => {
-    const error = await usageError(() => loadConfig({ ...sources, env: env(sources.env ?? {}) }));
-    expect(error.message).toContain(part);
-  });
+  ] as Array<[{ flags?: Record<string, string>; env?: Record<string, string> }, string]>)(
+    "a bad value names its key: %j",
+    async (sources, part) => {
+      const error = await usageError(() => loadConfig({ ...sources, env: env(sources.env ?? {}) }));
+      expect(error.message).toContain(part);
+    },
+  );
 
   test.each([
     [{ maxAge: "30 days" }, '"maxAge" in'],
@@ -92,6 +103,8 @@ describe("loadConfig()", () => {
   test("a config file that is not JSON, or a --config that does not exist, is a usage error", async () => {
     writeFileSync(file, "{ maxAge: 3d");
     expect((await usageError(() => loadConfig({ env: env() }))).message).toContain("not valid JSON");
-    expect((await usageError(() => loadConfig({ env: env(), configPath: join(home, "nope.json") }))).message).toContain("does not exist");
+    expect((await usageError(() => loadConfig({ env: env(), configPath: join(home, "nope.json") }))).message).toContain(
+      "does not exist",
+    );
   });
 });

@@ -49,7 +49,13 @@ describe("Verifier", () => {
   test("refuses short content at the end", () => {
     const verifier = new Verifier(expected);
     verifier.update(bytes.subarray(1));
-    const error = (() => { try { verifier.finish(); } catch (e) { return e as SizeMismatchError; } })();
+    const error = (() => {
+      try {
+        verifier.finish();
+      } catch (e) {
+        return e as SizeMismatchError;
+      }
+    })();
     expect(error).toBeInstanceOf(SizeMismatchError);
     expect(error!.exitCode).toBe(4);
     expect(error!.actual).toBe(bytes.length - 1);
@@ -60,7 +66,13 @@ describe("Verifier", () => {
     const other = bytes.slice();
     other[0]! ^= 1;
     verifier.update(other);
-    const error = (() => { try { verifier.finish(); } catch (e) { return e as DigestMismatchError; } })();
+    const error = (() => {
+      try {
+        verifier.finish();
+      } catch (e) {
+        return e as DigestMismatchError;
+      }
+    })();
     expect(error).toBeInstanceOf(DigestMismatchError);
     expect(error!.code).toBe("EINTEGRITY");
     expect(error!.expected).toBe(expected.digest);
@@ -70,13 +82,17 @@ describe("Verifier", () => {
 
 describe("verifyStream()", () => {
   test("passes verified bytes through unchanged", async () => {
-    expect(new Uint8Array(await new Response(verifyStream(new Response(bytes).body!, expected)).arrayBuffer())).toEqual(bytes);
+    expect(new Uint8Array(await new Response(verifyStream(new Response(bytes).body!, expected)).arrayBuffer())).toEqual(
+      bytes,
+    );
   });
 
   test("errors instead of ending on a digest mismatch", async () => {
     const other = bytes.slice();
     other[5]! ^= 1;
-    await expect(new Response(verifyStream(new Response(other).body!, expected)).arrayBuffer()).rejects.toBeInstanceOf(DigestMismatchError);
+    await expect(new Response(verifyStream(new Response(other).body!, expected)).arrayBuffer()).rejects.toBeInstanceOf(
+      DigestMismatchError,
+    );
   });
 });
 
@@ -88,7 +104,10 @@ describe("hashFile()", () => {
       const big = new Uint8Array(3 * 1024 * 1024 + 17).map((_, i) => i % 251);
       writeFileSync(path, big);
       expect(hashFile(path)).toEqual({ digest: digestOf(big), size: big.length });
-      expect(hashFile(path, 100, 2_000_000)).toEqual({ digest: digestOf(big.subarray(100, 2_000_100)), size: 2_000_000 });
+      expect(hashFile(path, 100, 2_000_000)).toEqual({
+        digest: digestOf(big.subarray(100, 2_000_100)),
+        size: 2_000_000,
+      });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -105,7 +124,11 @@ describe("parseDigest() on random input", () => {
       let input = random() < 0.3 ? "sha256:" : "";
       const length = random() < 0.3 ? 64 : Math.floor(random() * 80);
       const hexOnly = random() < 0.5;
-      for (let j = 0; j < length; j++) input += hexOnly || random() < 0.8 ? "0123456789abcdef"[Math.floor(random() * 16)] : alphabet[Math.floor(random() * alphabet.length)];
+      for (let j = 0; j < length; j++)
+        input +=
+          hexOnly || random() < 0.8
+            ? "0123456789abcdef"[Math.floor(random() * 16)]
+            : alphabet[Math.floor(random() * alphabet.length)];
       try {
         const digest = parseDigest(input);
         expect(parseDigest(digest)).toBe(digest);

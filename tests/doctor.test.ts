@@ -6,7 +6,6 @@ import { CLI } from "./helpers/cli.ts";
 import { mountTmpfs } from "./helpers/mount.ts";
 import { sharedRegistry, startRegistry, type RegistryHandle } from "./helpers/registry.ts";
 
-
 let registry: RegistryHandle;
 let secured: RegistryHandle;
 beforeAll(async () => {
@@ -30,7 +29,13 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 async function doctor(config: unknown, env: Record<string, string> = {}) {
   writeFileSync(join(dir, "config", "ocicache", "config.json"), JSON.stringify(config));
   const proc = Bun.spawn(["bun", CLI, "doctor", "--json"], {
-    env: { ...process.env, OCICACHE_DIR: join(dir, "cache"), XDG_CONFIG_HOME: join(dir, "config"), DOCKER_CONFIG: join(dir, "docker"), ...env },
+    env: {
+      ...process.env,
+      OCICACHE_DIR: join(dir, "cache"),
+      XDG_CONFIG_HOME: join(dir, "config"),
+      DOCKER_CONFIG: join(dir, "docker"),
+      ...env,
+    },
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -40,7 +45,11 @@ async function doctor(config: unknown, env: Record<string, string> = {}) {
 
 describe("ocicache doctor", () => {
   test("all well: the cache, the config and each registry and mirror answer; exit 0", async () => {
-    const { code, checks } = await doctor({ registries: { [registry.host]: { mirrors: [{ host: registry.host.replace(/:\d+$/, ":1"), capabilities: ["pull"] }] } } });
+    const { code, checks } = await doctor({
+      registries: {
+        [registry.host]: { mirrors: [{ host: registry.host.replace(/:\d+$/, ":1"), capabilities: ["pull"] }] },
+      },
+    });
     const byHost = (host: string) => checks.find((c) => c.detail.includes(host));
     expect(checks[0]).toMatchObject({ subject: "cache", ok: true });
     expect(checks[0]!.detail).toContain("free, writable");
@@ -53,14 +62,20 @@ describe("ocicache doctor", () => {
 
   test("credentials refused by a registry are reported with what to fix", async () => {
     mkdirSync(join(dir, "docker"), { recursive: true });
-    writeFileSync(join(dir, "docker", "config.json"), JSON.stringify({ auths: { [secured.host]: { auth: btoa("gina:wrong") } } }));
+    writeFileSync(
+      join(dir, "docker", "config.json"),
+      JSON.stringify({ auths: { [secured.host]: { auth: btoa("gina:wrong") } } }),
+    );
     const { code, checks } = await doctor({ registries: { [secured.host]: {} } });
     const check = checks.find((c) => c.detail.includes(secured.host))!;
     expect(check.ok).toBe(false);
     expect(check.fix).toContain("credentials");
     expect(JSON.stringify(checks)).not.toContain("gina:wrong");
     expect(code).toBe(1);
-    writeFileSync(join(dir, "docker", "config.json"), JSON.stringify({ auths: { [secured.host]: { auth: btoa("gina:doctor-secret") } } }));
+    writeFileSync(
+      join(dir, "docker", "config.json"),
+      JSON.stringify({ auths: { [secured.host]: { auth: btoa("gina:doctor-secret") } } }),
+    );
     expect((await doctor({ registries: { [secured.host]: {} } })).code).toBe(0);
   });
 

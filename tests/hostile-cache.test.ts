@@ -1,5 +1,21 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { closeSync, existsSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { digestHex, parseDigest, type Digest } from "../lib/oci/digest.ts";
@@ -18,8 +34,16 @@ let kernel: Digest;
 
 beforeAll(async () => {
   registry = await sharedRegistry();
-  image = await pushSampleImage(registry.url, `hostile-cache-${run}/app`, "1", { format: "kraftkit", kernelBytes: KERNEL_BYTES, initrdBytes: 40_000 });
-  tarImage = await pushSampleImage(registry.url, `hostile-cache-${run}/tar`, "1", { format: "spec", kernelBytes: 100_000, initrdBytes: 100_000 });
+  image = await pushSampleImage(registry.url, `hostile-cache-${run}/app`, "1", {
+    format: "kraftkit",
+    kernelBytes: KERNEL_BYTES,
+    initrdBytes: 40_000,
+  });
+  tarImage = await pushSampleImage(registry.url, `hostile-cache-${run}/tar`, "1", {
+    format: "spec",
+    kernelBytes: 100_000,
+    initrdBytes: 100_000,
+  });
   kernel = parseDigest(image.manifests[host].layers[0]!.digest);
 });
 afterAll(() => registry.stop());
@@ -41,7 +65,12 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const ocicache = (args: string[], extra: Record<string, string> = {}) =>
-  runCli(args, { OCICACHE_DIR: cacheDir, XDG_CONFIG_HOME: join(dir, "config"), OCICACHE_AUTO_CLEAN_INTERVAL: "0", ...extra });
+  runCli(args, {
+    OCICACHE_DIR: cacheDir,
+    XDG_CONFIG_HOME: join(dir, "config"),
+    OCICACHE_AUTO_CLEAN_INTERVAL: "0",
+    ...extra,
+  });
 
 function expectVictimUntouched(): void {
   const stat = statSync(victim);
@@ -52,7 +81,7 @@ function expectVictimUntouched(): void {
 const kernelBlob = () => join(cacheDir, "blobs", "sha256", digestHex(kernel));
 
 describe("a hostile cache directory", () => {
-  test("tmp/<hex>.partial planted as a link to a user's file: the file is not written, chmodded or served", async () => {
+  test("a partial file planted as a link to a user's file: not written, chmodded or served", async () => {
     symlinkSync(victim, join(cacheDir, "tmp", `${digestHex(kernel)}.partial`));
     const pulled = await ocicache(["pull", image.ref, "-o", join(dir, "out")]);
     expect(pulled.code).toBe(0);
@@ -61,7 +90,7 @@ describe("a hostile cache directory", () => {
     expect(lstatSync(kernelBlob()).isFile()).toBe(true);
   });
 
-  test("tmp/<hex>.partial planted as a hardlink to a user's file: the file is not appended to or truncated", async () => {
+  test("a partial file planted as a hardlink to a user's file: not appended to or truncated", async () => {
     const { linkSync } = await import("node:fs");
     linkSync(victim, join(cacheDir, "tmp", `${digestHex(kernel)}.partial`));
     const pulled = await ocicache(["pull", image.ref, "-o", join(dir, "out")]);
@@ -80,7 +109,7 @@ describe("a hostile cache directory", () => {
     expect(lstatSync(stamp).isFile()).toBe(true);
   });
 
-  test("tmp/ planted as a link to a directory: its files survive pulls and gc, and the pull works uncached", async () => {
+  test("tmp/ planted as a link to a directory: its files survive pulls and gc; pulls work uncached", async () => {
     const elsewhere = join(dir, "elsewhere");
     mkdirSync(elsewhere);
     const precious = join(elsewhere, "precious.part");
@@ -111,7 +140,7 @@ describe("a hostile cache directory", () => {
     expect(readdirSync(join(elsewhere, "sha256"))).toEqual([digestHex(kernel)]);
   });
 
-  test("blobs/sha256/<hex> planted as a link to a same-sized file is not a hit: verify reports it, pull replaces it", async () => {
+  test("a blob planted as a link to a same-sized file is no hit: verify reports it, pull replaces it", async () => {
     const lookalike = join(dir, "lookalike");
     writeFileSync(lookalike, new Uint8Array(KERNEL_BYTES));
     symlinkSync(lookalike, kernelBlob());
@@ -136,7 +165,7 @@ describe("a hostile cache directory", () => {
     expectVictimUntouched();
   });
 
-  test("a planted download lock naming a live pid (1) does not hold the pull: it is taken over once silent", async () => {
+  test("a planted lock naming a live pid (1) does not hold the pull: taken over once silent", async () => {
     const lock = join(cacheDir, "tmp", `${digestHex(kernel)}.lock`);
     writeFileSync(lock, `1 ${Date.now()} planted`);
     utimesSync(lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
@@ -183,13 +212,22 @@ describe("files taken out of tar layers", () => {
   test("a planted mapping is used for no other reference, re-checked under --verify, and found by verify", async () => {
     expect((await ocicache(["pull", tarImage.ref, "-o", join(dir, "first")])).code).toBe(0);
     plantKernelMapping();
-    const byDigest = await ocicache(["pull", `${tarImage.name}@${tarImage.indexDigest}`, "--verify", "-o", join(dir, "by-digest")]);
+    const byDigest = await ocicache([
+      "pull",
+      `${tarImage.name}@${tarImage.indexDigest}`,
+      "--verify",
+      "-o",
+      join(dir, "by-digest"),
+    ]);
     expect(byDigest.code).toBe(0);
     expect(readFileSync(join(dir, "by-digest", "kernel"))).toEqual(kernelBytes());
     const verify = await ocicache(["verify", "--json"]);
     expect(verify.code).toBe(4);
     const wrong = JSON.parse(verify.stdout).wrongFiles;
-    expect(wrong.map((w: { reference: string; path: string }) => [w.reference, w.path])).toContainEqual([tarImage.ref, "unikraft/bin/kernel"]);
+    expect(wrong.map((w: { reference: string; path: string }) => [w.reference, w.path])).toContainEqual([
+      tarImage.ref,
+      "unikraft/bin/kernel",
+    ]);
     const verified = await ocicache(["pull", tarImage.ref, "--verify", "-o", join(dir, "verified")]);
     expect(verified.code).toBe(0);
     expect(verified.stderr).toContain("Dropping the recorded blob");
@@ -202,7 +240,7 @@ describe("files taken out of tar layers", () => {
     plantKernelMapping();
     const repaired = await ocicache(["verify", "--repair"]);
     expect(repaired.code).toBe(0);
-    expect(repaired.stdout).toContain('dropped wrong record');
+    expect(repaired.stdout).toContain("dropped wrong record");
     expect((await ocicache(["verify"])).code).toBe(0);
     expect((await ocicache(["pull", tarImage.ref, "-o", join(dir, "again")])).code).toBe(0);
     expect(readFileSync(join(dir, "again", "kernel"))).toEqual(kernelBytes());

@@ -24,7 +24,11 @@ let kernel: Digest;
 
 beforeAll(async () => {
   registry = await sharedRegistry();
-  image = await pushSampleImage(registry.url, repo, "1", { format: "kraftkit", kernelBytes: 200_000, initrdBytes: 20_000 });
+  image = await pushSampleImage(registry.url, repo, "1", {
+    format: "kraftkit",
+    kernelBytes: 200_000,
+    initrdBytes: 20_000,
+  });
   kernel = parseDigest(image.manifests[host].layers[0]!.digest);
 });
 afterAll(() => registry.stop());
@@ -36,31 +40,48 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const ocicache = (args: string[], extra: Record<string, string> = {}) =>
-  runCli(args, { OCICACHE_DIR: join(dir, "cache"), XDG_CONFIG_HOME: join(dir, "config"), OCICACHE_AUTO_CLEAN_INTERVAL: "0", ...extra });
+  runCli(args, {
+    OCICACHE_DIR: join(dir, "cache"),
+    XDG_CONFIG_HOME: join(dir, "config"),
+    OCICACHE_AUTO_CLEAN_INTERVAL: "0",
+    ...extra,
+  });
 
 /** A docker config that holds credentials for `registryHost` only. */
 function credentialsFor(registryHost: string, username: string, password: string): string {
   const configDir = join(dir, "docker");
   mkdirSync(configDir, { recursive: true });
-  writeFileSync(join(configDir, "config.json"), JSON.stringify({ auths: { [registryHost]: { auth: btoa(`${username}:${password}`) } } }));
+  writeFileSync(
+    join(configDir, "config.json"),
+    JSON.stringify({ auths: { [registryHost]: { auth: btoa(`${username}:${password}`) } } }),
+  );
   return configDir;
 }
 
 describe("a hostile registry", () => {
   test("a redirect target's challenge gets no credentials: its token realm is never asked, exit 6", async () => {
     const thief = startProxy(registry.url, () => Response.json({ token: "stolen" }));
-    const cdn = startProxy(registry.url, () =>
-      new Response(null, { status: 401, headers: { "WWW-Authenticate": `Bearer realm="${thief.url}/token",service="cdn"` } }));
+    const cdn = startProxy(
+      registry.url,
+      () =>
+        new Response(null, {
+          status: 401,
+          headers: { "WWW-Authenticate": `Bearer realm="${thief.url}/token",service="cdn"` },
+        }),
+    );
     const origin = startProxy(registry.url, (request, forward) => {
       if (request.headers.get("authorization") !== `Basic ${btoa("carol:secret-pw")}`) {
         return new Response(null, { status: 401, headers: { "WWW-Authenticate": 'Basic realm="origin"' } });
       }
       const url = new URL(request.url);
-      if (url.pathname.includes("/blobs/")) return new Response(null, { status: 307, headers: { Location: `${cdn.url}${url.pathname}` } });
+      if (url.pathname.includes("/blobs/"))
+        return new Response(null, { status: 307, headers: { Location: `${cdn.url}${url.pathname}` } });
       return forward();
     });
     try {
-      const pulled = await ocicache(["pull", `${origin.host}/${repo}:1`, "-o", join(dir, "out")], { DOCKER_CONFIG: credentialsFor(origin.host, "carol", "secret-pw") });
+      const pulled = await ocicache(["pull", `${origin.host}/${repo}:1`, "-o", join(dir, "out")], {
+        DOCKER_CONFIG: credentialsFor(origin.host, "carol", "secret-pw"),
+      });
       expect(pulled.code).toBe(6);
       expect(pulled.stderr).toContain(`they are sent only to "${origin.host}"`);
       expect(pulled.stderr).not.toContain("secret-pw");
@@ -75,7 +96,10 @@ describe("a hostile registry", () => {
     const realm = startProxy(registry.url, () => Response.json({ token: "t" }));
     try {
       const error = await answerChallenge(`Bearer realm="${realm.url}/token",service="s"`, {
-        host: "registry.example", url: "https://registry.example/v2/app/manifests/1", repository: "app", credentials: { username: "u", password: "p" },
+        host: "registry.example",
+        url: "https://registry.example/v2/app/manifests/1",
+        repository: "app",
+        credentials: { username: "u", password: "p" },
       }).catch((e) => e);
       expect(error).toBeInstanceOf(AuthError);
       expect(error.reason).toBe("challenge");
@@ -89,7 +113,12 @@ describe("a hostile registry", () => {
   test("a 200 KB WWW-Authenticate header is refused at once, and the parser is linear", async () => {
     const huge = `Bearer ${"a".repeat(200_000)}`;
     const started = performance.now();
-    const error = await answerChallenge(huge, { host: "r", url: "http://r/v2/", repository: "a", credentials: undefined }).catch((e) => e);
+    const error = await answerChallenge(huge, {
+      host: "r",
+      url: "http://r/v2/",
+      repository: "a",
+      credentials: undefined,
+    }).catch((e) => e);
     expect(error).toBeInstanceOf(AuthError);
     expect(error.reason).toBe("challenge");
     // The old tokenizer took 95 s of CPU on this header; a linear one parses it in milliseconds.
@@ -99,46 +128,89 @@ describe("a hostile registry", () => {
   });
 
   test("quoted values keep escapes, commas and equals signs; malformed parameters are skipped", () => {
-    const parsed = parseChallenge('Bearer realm="https://a.example/t?x=1,y=2", service=svc ,junk, scope="repo:\\"q\\":pull", =bad');
-    expect(parsed).toEqual({ scheme: "bearer", params: { realm: "https://a.example/t?x=1,y=2", service: "svc", scope: 'repo:"q":pull' } });
+    const parsed = parseChallenge(
+      'Bearer realm="https://a.example/t?x=1,y=2", service=svc ,junk, scope="repo:\\"q\\":pull", =bad',
+    );
+    expect(parsed).toEqual({
+      scheme: "bearer",
+      params: { realm: "https://a.example/t?x=1,y=2", service: "svc", scope: 'repo:"q":pull' },
+    });
   });
 
-  test.each(["manifests", "token", "error"] as const)("a %s body that stalls after its headers fails within the idle timeout (exit 5)", async (which) => {
-    const stalled = startRawServer(registry.url, (request, socket) => {
-      const stall = (status: number, headers: Record<string, string>) => {
-        const lines = [`HTTP/1.1 ${status} X`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), "Content-Length: 1000", "", ""];
-        send(socket, new TextEncoder().encode(lines.join("\r\n")));
-        send(socket, new TextEncoder().encode("{"));
-        return true;
-      };
-      if (which === "manifests" && request.path.includes("/manifests/")) return stall(200, { "Content-Type": "application/vnd.oci.image.index.v1+json" });
-      if (which === "error" && request.path.includes("/manifests/")) return stall(500, { "Content-Type": "application/json" });
-      if (which === "token") {
-        if (request.path.startsWith("/token")) return stall(200, { "Content-Type": "application/json" });
-        if (request.headers.authorization === undefined) {
-          writeResponse(socket, 401, new Headers({ "WWW-Authenticate": `Bearer realm="http://${stalled.host}/token",service="s"` }), new Uint8Array(), 0);
+  test.each(["manifests", "token", "error"] as const)(
+    "a %s body that stalls after its headers fails within the idle timeout (exit 5)",
+    async (which) => {
+      const stalled = startRawServer(registry.url, (request, socket) => {
+        const stall = (status: number, headers: Record<string, string>) => {
+          const lines = [
+            `HTTP/1.1 ${status} X`,
+            ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+            "Content-Length: 1000",
+            "",
+            "",
+          ];
+          send(socket, new TextEncoder().encode(lines.join("\r\n")));
+          send(socket, new TextEncoder().encode("{"));
           return true;
+        };
+        if (which === "manifests" && request.path.includes("/manifests/"))
+          return stall(200, { "Content-Type": "application/vnd.oci.image.index.v1+json" });
+        if (which === "error" && request.path.includes("/manifests/"))
+          return stall(500, { "Content-Type": "application/json" });
+        if (which === "token") {
+          if (request.path.startsWith("/token")) return stall(200, { "Content-Type": "application/json" });
+          if (request.headers.authorization === undefined) {
+            writeResponse(
+              socket,
+              401,
+              new Headers({ "WWW-Authenticate": `Bearer realm="http://${stalled.host}/token",service="s"` }),
+              new Uint8Array(),
+              0,
+            );
+            return true;
+          }
         }
+        return false;
+      });
+      try {
+        const started = Date.now();
+        const pulled = await ocicache([
+          "pull",
+          `${stalled.host}/${repo}:1`,
+          "-o",
+          join(dir, "out"),
+          "--idle-timeout",
+          "1s",
+          "--connect-timeout",
+          "5s",
+        ]);
+        expect(pulled.code).toBe(5);
+        // An error body that stalls is given up on: the status alone is reported.
+        expect(pulled.stderr).toContain(which === "error" ? "answered 500" : "nothing received for 1000 ms");
+        expect(Date.now() - started).toBeLessThan(15_000);
+      } finally {
+        stalled.stop();
       }
-      return false;
-    });
-    try {
-      const started = Date.now();
-      const pulled = await ocicache(["pull", `${stalled.host}/${repo}:1`, "-o", join(dir, "out"), "--idle-timeout", "1s", "--connect-timeout", "5s"]);
-      expect(pulled.code).toBe(5);
-      // An error body that stalls is given up on: the status alone is reported.
-      expect(pulled.stderr).toContain(which === "error" ? "answered 500" : "nothing received for 1000 ms");
-      expect(Date.now() - started).toBeLessThan(15_000);
-    } finally {
-      stalled.stop();
-    }
-  });
+    },
+  );
 
   test("a blob trickled below the low-speed limit fails (exit 5), its partial file kept for resume", async () => {
     const slow = startProxy(registry.url, async (request, forward) =>
-      request.method === "GET" && new URL(request.url).pathname.includes(`/blobs/${kernel}`) ? trickle(await forward(), 200, 100) : forward());
+      request.method === "GET" && new URL(request.url).pathname.includes(`/blobs/${kernel}`)
+        ? trickle(await forward(), 200, 100)
+        : forward(),
+    );
     try {
-      const pulled = await ocicache(["pull", `${slow.host}/${repo}:1`, "-o", join(dir, "out"), "--low-speed-limit", "4KiB", "--low-speed-time", "1s"]);
+      const pulled = await ocicache([
+        "pull",
+        `${slow.host}/${repo}:1`,
+        "-o",
+        join(dir, "out"),
+        "--low-speed-limit",
+        "4KiB",
+        "--low-speed-time",
+        "1s",
+      ]);
       expect(pulled.code).toBe(5);
       expect(pulled.stderr).toContain("slower than 4096 bytes/s for 1000 ms");
       expect(readdirSync(join(dir, "cache", "tmp")).filter((n) => n.endsWith(".partial"))).toHaveLength(1);
@@ -149,7 +221,8 @@ describe("a hostile registry", () => {
 
   test("control characters in a registry's error reach the terminal escaped, never raw", async () => {
     const evil = startProxy(registry.url, () =>
-      Response.json({ errors: [{ code: "DENIED\u001b[2J\u001b]0;pwned\u0007", message: "x" }] }, { status: 500 }));
+      Response.json({ errors: [{ code: "DENIED\u001b[2J\u001b]0;pwned\u0007", message: "x" }] }, { status: 500 }),
+    );
     try {
       const pulled = await ocicache(["pull", `${evil.host}/${repo}:1`, "-o", join(dir, "out")]);
       expect(pulled.code).toBe(5);
@@ -163,11 +236,19 @@ describe("a hostile registry", () => {
   test("a HEAD claiming a blob larger than the limit is refused (exit 4)", async () => {
     const liar = startRawServer(registry.url, (request, socket) => {
       if (request.method !== "HEAD" || !request.path.includes("/blobs/")) return false;
-      writeResponse(socket, 200, new Headers({ "Docker-Content-Digest": kernel }), new Uint8Array(), MAX_BLOB_BYTES * 2);
+      writeResponse(
+        socket,
+        200,
+        new Headers({ "Docker-Content-Digest": kernel }),
+        new Uint8Array(),
+        MAX_BLOB_BYTES * 2,
+      );
       return true;
     });
     try {
-      const error = await new RegistryClient({ backoffMs: 5 }).headBlob(parseReference(`${liar.host}/${repo}:1`), kernel).catch((e) => e);
+      const error = await new RegistryClient({ backoffMs: 5 })
+        .headBlob(parseReference(`${liar.host}/${repo}:1`), kernel)
+        .catch((e) => e);
       expect(error).toBeInstanceOf(IntegrityError);
       expect(error.exitCode).toBe(4);
     } finally {

@@ -27,15 +27,36 @@ function expectIntegrity(run: () => unknown, part: string): void {
 
 describe("parseManifest()", () => {
   test("reads an OCI index and a Docker manifest list as indexes", () => {
-    const entry = { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: d(2), size: 10, platform: { os: "linux", architecture: "amd64" } };
-    expect(parseManifest(encode({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [entry] }), "", "x").kind).toBe("index");
-    expect(parseManifest(encode({ schemaVersion: 2, manifests: [entry] }), "application/vnd.docker.distribution.manifest.list.v2+json", "x").kind).toBe("index");
+    const entry = {
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      digest: d(2),
+      size: 10,
+      platform: { os: "linux", architecture: "amd64" },
+    };
+    expect(
+      parseManifest(
+        encode({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [entry] }),
+        "",
+        "x",
+      ).kind,
+    ).toBe("index");
+    expect(
+      parseManifest(
+        encode({ schemaVersion: 2, manifests: [entry] }),
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "x",
+      ).kind,
+    ).toBe("index");
   });
 
-  test("refuses malformed JSON", () => expectIntegrity(() => parseManifest(new TextEncoder().encode("{"), "", "x"), "not valid JSON"));
+  test("refuses malformed JSON", () =>
+    expectIntegrity(() => parseManifest(new TextEncoder().encode("{"), "", "x"), "not valid JSON"));
 
   test("refuses an unknown media type", () => {
-    expectIntegrity(() => parseManifest(encode({ schemaVersion: 2, mediaType: "text/html", layers: [] }), "", "x"), 'unsupported media type "text/html"');
+    expectIntegrity(
+      () => parseManifest(encode({ schemaVersion: 2, mediaType: "text/html", layers: [] }), "", "x"),
+      'unsupported media type "text/html"',
+    );
   });
 
   test.each([
@@ -49,12 +70,29 @@ describe("parseManifest()", () => {
   });
 
   test("refuses a layer list longer than the limit", () => {
-    const layers = Array.from({ length: MAX_DESCRIPTORS + 1 }, (_, i) => ({ mediaType: "a", digest: d(i + 10), size: 1 }));
+    const layers = Array.from({ length: MAX_DESCRIPTORS + 1 }, (_, i) => ({
+      mediaType: "a",
+      digest: d(i + 10),
+      size: 1,
+    }));
     expectIntegrity(() => parseManifest(encode(image(layers)), "", "x"), "more than the limit");
   });
 
   test("drops a urls field instead of following it", () => {
-    const m = parseManifest(encode(image([{ mediaType: "application/vnd.unikraft.kernel.v1", digest: d(4), size: 1, urls: ["http://elsewhere.example/blob"] }])), "", "x");
+    const m = parseManifest(
+      encode(
+        image([
+          {
+            mediaType: "application/vnd.unikraft.kernel.v1",
+            digest: d(4),
+            size: 1,
+            urls: ["http://elsewhere.example/blob"],
+          },
+        ]),
+      ),
+      "",
+      "x",
+    );
     expect(m.kind === "image" && "urls" in m.layers[0]!).toBe(false);
   });
 });
@@ -63,29 +101,55 @@ describe("findImageFiles()", () => {
   const parse = (value: unknown) => parseManifest(encode(value), "", "x") as Manifest & { kind: "image" };
 
   test("finds kraftkit's standalone kernel, initrd, debug kernel and ROMs", () => {
-    const m = parse(image([
-      { mediaType: "application/vnd.unikraft.kernel.v1", digest: d(5), size: 1 },
-      { mediaType: "application/vnd.unikraft.initrd.v1", digest: d(6), size: 1 },
-      { mediaType: "application/vnd.unikraft.kernel.dbg.v1", digest: d(7), size: 1 },
-      { mediaType: "application/vnd.unikraft.rom.v1", digest: d(8), size: 1 },
-      { mediaType: "application/vnd.unikraft.rom.v1", digest: d(9), size: 1 },
-    ]));
-    expect(findImageFiles(m).map((f) => [f.name, f.layer.digest])).toEqual([["kernel", d(5)], ["initrd", d(6)], ["rom0", d(8)], ["rom1", d(9)]]);
+    const m = parse(
+      image([
+        { mediaType: "application/vnd.unikraft.kernel.v1", digest: d(5), size: 1 },
+        { mediaType: "application/vnd.unikraft.initrd.v1", digest: d(6), size: 1 },
+        { mediaType: "application/vnd.unikraft.kernel.dbg.v1", digest: d(7), size: 1 },
+        { mediaType: "application/vnd.unikraft.rom.v1", digest: d(8), size: 1 },
+        { mediaType: "application/vnd.unikraft.rom.v1", digest: d(9), size: 1 },
+      ]),
+    );
+    expect(findImageFiles(m).map((f) => [f.name, f.layer.digest])).toEqual([
+      ["kernel", d(5)],
+      ["initrd", d(6)],
+      ["rom0", d(8)],
+      ["rom1", d(9)],
+    ]);
     expect(findImageFiles(m, true).map((f) => f.name)).toContain("kernel.dbg");
   });
 
   test("finds files in a tar layer through its annotations, without the leading slash", () => {
-    const m = parse(image([{
-      mediaType: "application/vnd.oci.image.layer.v1.tar",
-      digest: d(10),
-      size: 1,
-      annotations: { "org.unikraft.kernel.image": "/unikraft/bin/kernel", "org.unikraft.kernel.initrd": "./unikraft/bin/initrd" },
-    }]));
-    expect(findImageFiles(m).map((f) => [f.role, f.path])).toEqual([["kernel", "unikraft/bin/kernel"], ["initrd", "unikraft/bin/initrd"]]);
+    const m = parse(
+      image([
+        {
+          mediaType: "application/vnd.oci.image.layer.v1.tar",
+          digest: d(10),
+          size: 1,
+          annotations: {
+            "org.unikraft.kernel.image": "/unikraft/bin/kernel",
+            "org.unikraft.kernel.initrd": "./unikraft/bin/initrd",
+          },
+        },
+      ]),
+    );
+    expect(findImageFiles(m).map((f) => [f.role, f.path])).toEqual([
+      ["kernel", "unikraft/bin/kernel"],
+      ["initrd", "unikraft/bin/initrd"],
+    ]);
   });
 
   test("refuses a path inside a compressed layer", () => {
-    const m = parse(image([{ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: d(11), size: 1, annotations: { "org.unikraft.kernel.image": "/k" } }]));
+    const m = parse(
+      image([
+        {
+          mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+          digest: d(11),
+          size: 1,
+          annotations: { "org.unikraft.kernel.image": "/k" },
+        },
+      ]),
+    );
     expectIntegrity(() => findImageFiles(m), "is not an uncompressed tar");
   });
 });

@@ -17,7 +17,13 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const ocicache = (args: string[], env: Record<string, string> = {}) =>
-  runCli(args, { OCICACHE_DIR: join(dir, "cache"), XDG_CONFIG_HOME: join(dir, "config"), OCICACHE_AUTO_CLEAN_INTERVAL: "0", DOCKER_CONFIG: join(dir, "docker"), ...env });
+  runCli(args, {
+    OCICACHE_DIR: join(dir, "cache"),
+    XDG_CONFIG_HOME: join(dir, "config"),
+    OCICACHE_AUTO_CLEAN_INTERVAL: "0",
+    DOCKER_CONFIG: join(dir, "docker"),
+    ...env,
+  });
 
 function expectFiles(out: string, image: SampleImage): void {
   expect(readFileSync(join(out, "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));
@@ -25,7 +31,7 @@ function expectFiles(out: string, image: SampleImage): void {
 }
 
 describe("a distribution registry in proxy mode as the shared tier", () => {
-  test("the first pull goes through the mirror; with the origin down a fresh cache still pulls through it", async () => {
+  test("the first pull goes through the mirror; with the origin down a fresh cache still pulls", async () => {
     const origin = await startRegistry();
     const mirror = await startRegistry({ proxy: origin.url });
     const image = await pushSampleImage(origin.url, "team/app", "1", { format: "kraftkit" });
@@ -42,7 +48,16 @@ describe("a distribution registry in proxy mode as the shared tier", () => {
 
       await origin.stop();
       await originSeen.stop();
-      const second = await ocicache(["pull", ref, "-o", join(dir, "two"), "--mirror", mirrorSeen.host, "--cache-dir", join(dir, "second-machine")]);
+      const second = await ocicache([
+        "pull",
+        ref,
+        "-o",
+        join(dir, "two"),
+        "--mirror",
+        mirrorSeen.host,
+        "--cache-dir",
+        join(dir, "second-machine"),
+      ]);
       expect(second.code).toBe(0);
       expectFiles(join(dir, "two"), image);
     } finally {
@@ -94,7 +109,8 @@ describe("mirrors that misbehave, and the config's per-registry hosts", () => {
       expect(pulled.stderr.trim().split("\n")).toHaveLength(1);
       expect(pulled.stderr).toContain(`Cannot use the mirror "${liar.host}"`);
       expect(pulled.stderr).toContain("digest");
-      for (const layer of image.manifests[host].layers) expect(originSeen.count(`/blobs/${layer.digest}`, "GET")).toBe(1);
+      for (const layer of image.manifests[host].layers)
+        expect(originSeen.count(`/blobs/${layer.digest}`, "GET")).toBe(1);
       expect((await ocicache(["verify"])).code).toBe(0);
     } finally {
       await liar.stop();
@@ -107,9 +123,12 @@ describe("mirrors that misbehave, and the config's per-registry hosts", () => {
     const originSeen = startProxy(origin.url);
     try {
       mkdirSync(join(dir, "config", "ocicache"), { recursive: true });
-      writeFileSync(join(dir, "config", "ocicache", "config.json"), JSON.stringify({
-        registries: { [originSeen.host]: { mirrors: [{ host: mirrorSeen.host, capabilities: ["pull"] }] } },
-      }));
+      writeFileSync(
+        join(dir, "config", "ocicache", "config.json"),
+        JSON.stringify({
+          registries: { [originSeen.host]: { mirrors: [{ host: mirrorSeen.host, capabilities: ["pull"] }] } },
+        }),
+      );
       const pulled = await ocicache(["pull", `${originSeen.host}/team/app:1`, "-o", join(dir, "out")]);
       expect(pulled.code).toBe(0);
       expectFiles(join(dir, "out"), image);
@@ -140,9 +159,14 @@ describe("mirrors that misbehave, and the config's per-registry hosts", () => {
     const originSeen = startProxy(origin.url);
     try {
       mkdirSync(join(dir, "config", "ocicache"), { recursive: true });
-      writeFileSync(join(dir, "config", "ocicache", "config.json"), JSON.stringify({
-        registries: { [originSeen.host]: { mirrors: [{ host: `127.0.0.1:${harbor.port}`, path: "/v2/unikraft-proxy" }] } },
-      }));
+      writeFileSync(
+        join(dir, "config", "ocicache", "config.json"),
+        JSON.stringify({
+          registries: {
+            [originSeen.host]: { mirrors: [{ host: `127.0.0.1:${harbor.port}`, path: "/v2/unikraft-proxy" }] },
+          },
+        }),
+      );
       const pulled = await ocicache(["pull", `${originSeen.host}/team/app:1`, "-o", join(dir, "out")]);
       expect(pulled.code).toBe(0);
       expect(pulled.stderr).toBe("");
@@ -157,7 +181,10 @@ describe("mirrors that misbehave, and the config's per-registry hosts", () => {
 
   test("an unknown key or a bad mirror host in the config is exit 2 naming it", async () => {
     mkdirSync(join(dir, "config", "ocicache"), { recursive: true });
-    writeFileSync(join(dir, "config", "ocicache", "config.json"), JSON.stringify({ registries: { [origin.host]: { mirrors: [{ host: "not a host" }] } } }));
+    writeFileSync(
+      join(dir, "config", "ocicache", "config.json"),
+      JSON.stringify({ registries: { [origin.host]: { mirrors: [{ host: "not a host" }] } } }),
+    );
     const bad = await ocicache(["pull", image.ref]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("mirrors.0.host");
@@ -170,11 +197,53 @@ describe("a TLS registry with a private CA (made with openssl)", () => {
   let ca: string;
   beforeAll(async () => {
     const pki = mkdtempSync(join(tmpdir(), "ocicache-pki-"));
-    const openssl = (...args: string[]) => expect(Bun.spawnSync(["openssl", ...args], { cwd: pki, stderr: "pipe" }).exitCode).toBe(0);
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=ocicache-test-ca");
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1");
+    const openssl = (...args: string[]) =>
+      expect(Bun.spawnSync(["openssl", ...args], { cwd: pki, stderr: "pipe" }).exitCode).toBe(0);
+    openssl(
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      "ca.key",
+      "-out",
+      "ca.pem",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=ocicache-test-ca",
+    );
+    openssl(
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      "server.key",
+      "-out",
+      "server.csr",
+      "-subj",
+      "/CN=127.0.0.1",
+    );
     writeFileSync(join(pki, "ext.cnf"), "subjectAltName=IP:127.0.0.1\n");
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "ext.cnf");
+    openssl(
+      "x509",
+      "-req",
+      "-in",
+      "server.csr",
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      "server.pem",
+      "-days",
+      "1",
+      "-extfile",
+      "ext.cnf",
+    );
     ca = join(pki, "ca.pem");
     secure = await startRegistry({ tls: { certificate: join(pki, "server.pem"), key: join(pki, "server.key") } });
     image = await pushSampleImage(secure.url, "secure/app", "1", { format: "kraftkit", ca: readFileSync(ca, "utf8") });
@@ -184,7 +253,10 @@ describe("a TLS registry with a private CA (made with openssl)", () => {
   /** Loopback hosts are plain HTTP unless the config says otherwise. */
   function tlsConfig(extra: Record<string, unknown> = {}): void {
     mkdirSync(join(dir, "config", "ocicache"), { recursive: true });
-    writeFileSync(join(dir, "config", "ocicache", "config.json"), JSON.stringify({ registries: { [secure.host]: { insecure: false, ...extra } } }));
+    writeFileSync(
+      join(dir, "config", "ocicache", "config.json"),
+      JSON.stringify({ registries: { [secure.host]: { insecure: false, ...extra } } }),
+    );
   }
 
   test("is refused without the CA, with exit 5 and the option that fixes it", async () => {
@@ -214,7 +286,10 @@ describe("credentials", () => {
     const htpasswd = join(tmpdir(), `ocicache-helper-htpasswd-${Math.random().toString(36).slice(2)}`);
     expect(Bun.spawnSync(["htpasswd", "-Bbc", htpasswd, "erin", "helper-secret-42"]).exitCode).toBe(0);
     secured = await startRegistry({ htpasswd });
-    image = await pushSampleImage(secured.url, "private/app", "1", { format: "kraftkit", headers: { Authorization: `Basic ${btoa("erin:helper-secret-42")}` } });
+    image = await pushSampleImage(secured.url, "private/app", "1", {
+      format: "kraftkit",
+      headers: { Authorization: `Basic ${btoa("erin:helper-secret-42")}` },
+    });
   });
   afterAll(() => secured.stop());
 
@@ -222,7 +297,17 @@ describe("credentials", () => {
     const bin = join(dir, "bin");
     mkdirSync(bin, { recursive: true });
     const script = join(bin, "docker-credential-ocitest");
-    writeFileSync(script, `#!/bin/sh\n[ "$1" = get ] || exit 1\nread server\n[ "$server" = "${secured.host}" ] || { echo "credentials not found in native keychain"; exit 1; }\nprintf '{"ServerURL":"%s","Username":"erin","Secret":"${secret}"}' "$server"\n`);
+    writeFileSync(
+      script,
+      [
+        "#!/bin/sh",
+        '[ "$1" = get ] || exit 1',
+        "read server",
+        `[ "$server" = "${secured.host}" ] || { echo "credentials not found in native keychain"; exit 1; }`,
+        `printf '{"ServerURL":"%s","Username":"erin","Secret":"${secret}"}' "$server"`,
+        "",
+      ].join("\n"),
+    );
     chmodSync(script, 0o755);
     mkdirSync(join(dir, "docker"), { recursive: true });
     writeFileSync(join(dir, "docker", "config.json"), JSON.stringify({ credHelpers: { [secured.host]: "ocitest" } }));
@@ -230,7 +315,10 @@ describe("credentials", () => {
   }
 
   test("a credential helper on the PATH is used, and its secret appears in no output", async () => {
-    const pulled = await ocicache(["pull", image.ref, "-o", join(dir, "out"), "--debug", "--json"], helper("helper-secret-42"));
+    const pulled = await ocicache(
+      ["pull", image.ref, "-o", join(dir, "out"), "--debug", "--json"],
+      helper("helper-secret-42"),
+    );
     expect(pulled.code).toBe(0);
     expectFiles(join(dir, "out"), image);
     expect(pulled.stdout + pulled.stderr).not.toContain("helper-secret-42");
@@ -245,7 +333,10 @@ describe("credentials", () => {
 
   test("credentials for a host in the config file", async () => {
     mkdirSync(join(dir, "config", "ocicache"), { recursive: true });
-    writeFileSync(join(dir, "config", "ocicache", "config.json"), JSON.stringify({ registries: { [secured.host]: { username: "erin", password: "helper-secret-42" } } }));
+    writeFileSync(
+      join(dir, "config", "ocicache", "config.json"),
+      JSON.stringify({ registries: { [secured.host]: { username: "erin", password: "helper-secret-42" } } }),
+    );
     const pulled = await ocicache(["pull", image.ref, "-o", join(dir, "out")]);
     expect(pulled.code).toBe(0);
     expectFiles(join(dir, "out"), image);
@@ -263,10 +354,20 @@ describe("the bearer-token flow against the real registry in auth.token mode", (
       if (user?.username === "frank" && user.password === "token-secret-7") return ["pull"];
       return undefined;
     });
-    registry = await startRegistry({ token: { realm: tokens.realm, service: tokens.service, issuer: tokens.issuer, rootCertBundle: tokens.certificate } });
+    registry = await startRegistry({
+      token: {
+        realm: tokens.realm,
+        service: tokens.service,
+        issuer: tokens.issuer,
+        rootCertBundle: tokens.certificate,
+      },
+    });
     const push = (name: string) => ({ Authorization: `Bearer ${tokens.tokenFor(name, ["pull", "push"])}` });
     open = await pushSampleImage(registry.url, "public/app", "1", { format: "kraftkit", headers: push("public/app") });
-    closed = await pushSampleImage(registry.url, "private/app", "1", { format: "kraftkit", headers: push("private/app") });
+    closed = await pushSampleImage(registry.url, "private/app", "1", {
+      format: "kraftkit",
+      headers: push("private/app"),
+    });
   });
   afterAll(async () => {
     await registry.stop();
@@ -284,7 +385,10 @@ describe("the bearer-token flow against the real registry in auth.token mode", (
 
   test("credentialed pull where it requires them", async () => {
     mkdirSync(join(dir, "docker"), { recursive: true });
-    writeFileSync(join(dir, "docker", "config.json"), JSON.stringify({ auths: { [registry.host]: { auth: btoa("frank:token-secret-7") } } }));
+    writeFileSync(
+      join(dir, "docker", "config.json"),
+      JSON.stringify({ auths: { [registry.host]: { auth: btoa("frank:token-secret-7") } } }),
+    );
     const pulled = await ocicache(["pull", closed.ref, "-o", join(dir, "out")]);
     expect(pulled.code).toBe(0);
     expectFiles(join(dir, "out"), closed);

@@ -41,7 +41,9 @@ describe("selectManifest()", () => {
 
   test("defaults to the host's architecture", () => {
     expect(hostArchitecture()).toBe(process.arch === "x64" ? "amd64" : process.arch);
-    expect(selectManifest(index, {}, "r").platform?.architecture).toMatch(hostArchitecture() === "amd64" ? /x86_64|amd64/ : /arm64/);
+    expect(selectManifest(index, {}, "r").platform?.architecture).toMatch(
+      hostArchitecture() === "amd64" ? /x86_64|amd64/ : /arm64/,
+    );
   });
 
   test("lists what the index offers when nothing matches", () => {

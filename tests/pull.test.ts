@@ -1,5 +1,15 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Cache, type CacheOptions } from "../lib/pull/cache.ts";
@@ -21,8 +31,18 @@ const run = Math.random().toString(36).slice(2, 8);
 
 beforeAll(async () => {
   registry = await sharedRegistry();
-  spec = await pushSampleImage(registry.url, `pull-${run}/spec`, "1.25", { format: "spec", kernelBytes: 300_000, initrdBytes: 1_200_000, romBytes: [5000, 7000] });
-  kraftkit = await pushSampleImage(registry.url, `pull-${run}/kraftkit`, "0.9", { format: "kraftkit", kernelBytes: 200_000, initrdBytes: 900_000, debugKernelBytes: 50_000 });
+  spec = await pushSampleImage(registry.url, `pull-${run}/spec`, "1.25", {
+    format: "spec",
+    kernelBytes: 300_000,
+    initrdBytes: 1_200_000,
+    romBytes: [5000, 7000],
+  });
+  kraftkit = await pushSampleImage(registry.url, `pull-${run}/kraftkit`, "0.9", {
+    format: "kraftkit",
+    kernelBytes: 200_000,
+    initrdBytes: 900_000,
+    debugKernelBytes: 50_000,
+  });
 });
 afterAll(() => registry.stop());
 
@@ -45,7 +65,12 @@ function through(hook?: ProxyHook): ProxyHandle {
 }
 
 function cache(options: Partial<CacheOptions> = {}): Cache {
-  return new Cache({ dir: join(dir, "cache"), onWarning: (w) => warnings.push(w), registry: { backoffMs: 10 }, ...options });
+  return new Cache({
+    dir: join(dir, "cache"),
+    onWarning: (w) => warnings.push(w),
+    registry: { backoffMs: 10 },
+    ...options,
+  });
 }
 
 /** The image's reference with the proxy's host in place of the registry's. */
@@ -88,15 +113,23 @@ describe("pullImage()", () => {
   });
 
   test("both image formats and both platforms give the pushed files", async () => {
-    for (const [image, tag] of [[spec, "1.25"], [kraftkit, "0.9"]] as const) {
+    for (const [image, tag] of [
+      [spec, "1.25"],
+      [kraftkit, "0.9"],
+    ] as const) {
       for (const arch of ["amd64", "arm64"] as const) {
         const out = join(dir, `${tag}-${arch}`);
-        const result = await pullImage(cache(), parseReference(`${image.name}:${tag}`), { outDir: out, platform: parsePlatform(arch), debugKernel: true });
+        const result = await pullImage(cache(), parseReference(`${image.name}:${tag}`), {
+          outDir: out,
+          platform: parsePlatform(arch),
+          debugKernel: true,
+        });
         expect(result.manifest as string).toBe(image.manifests[arch].digest);
         const files = image.manifests[arch].files;
         expect(readFileSync(join(out, "kernel"))).toEqual(Buffer.from(files.kernel));
         expect(readFileSync(join(out, "initrd"))).toEqual(Buffer.from(files.initrd));
-        if (files["kernel.dbg"] !== undefined) expect(readFileSync(join(out, "kernel.dbg"))).toEqual(Buffer.from(files["kernel.dbg"]));
+        if (files["kernel.dbg"] !== undefined)
+          expect(readFileSync(join(out, "kernel.dbg"))).toEqual(Buffer.from(files["kernel.dbg"]));
       }
     }
   });
@@ -131,11 +164,13 @@ describe("pullImage()", () => {
     expect(statSync(kernel.path).mode & 0o777).toBe(0o444);
   });
 
-  test("with the registry gone, a digest-pinned pull is served from the cache and a tag uses its last known digest", async () => {
+  test("with the registry gone, a pinned pull is served from the cache, a tag uses its last digest", async () => {
     const p = through();
     const first = await pullImage(cache(), parseReference(via(p, spec)), { outDir: join(dir, "one") });
     await p.stop();
-    const pinned = await pullImage(cache(), parseReference(via(p, spec, `@${first.digest}`)), { outDir: join(dir, "two") });
+    const pinned = await pullImage(cache(), parseReference(via(p, spec, `@${first.digest}`)), {
+      outDir: join(dir, "two"),
+    });
     expect(pinned.hit).toBe(true);
     expect(readFileSync(join(dir, "two", "initrd"))).toEqual(Buffer.from(spec.manifests[host].files.initrd));
     expect(warnings).toEqual([]);
@@ -153,7 +188,9 @@ describe("pullImage()", () => {
     const result = await pullImage(cache({ offline: true }), parseReference(via(p, spec)));
     expect(result.hit).toBe(true);
     expect(p.requests.length).toBe(before);
-    await expect(pullImage(cache({ offline: true }), parseReference(via(p, kraftkit, ":0.9")))).rejects.toBeInstanceOf(NotFoundError);
+    await expect(pullImage(cache({ offline: true }), parseReference(via(p, kraftkit, ":0.9")))).rejects.toBeInstanceOf(
+      NotFoundError,
+    );
   });
 
   test("--fresh-for skips the tag's HEAD; --refresh asks again", async () => {
@@ -273,8 +310,9 @@ describe("pullImage()", () => {
 
   test("an unknown tag is not found; an unknown platform lists what there is", async () => {
     await expect(pullImage(cache(), parseReference(`${spec.name}:no-such-tag`))).rejects.toBeInstanceOf(NotFoundError);
-    await expect(pullImage(cache(), parseReference(`${spec.name}:1.25`), { platform: parsePlatform("linux/riscv64") }))
-      .rejects.toThrow(/offers linux\/amd64 \(qemu\), linux\/arm64 \(qemu\)/);
+    await expect(
+      pullImage(cache(), parseReference(`${spec.name}:1.25`), { platform: parsePlatform("linux/riscv64") }),
+    ).rejects.toThrow(/offers linux\/amd64 \(qemu\), linux\/arm64 \(qemu\)/);
   });
 
   test("an unreachable registry is a registry error when nothing is cached", async () => {
@@ -288,7 +326,9 @@ describe("pullBlob()", () => {
   test("fetches one blob by digest, verified, and serves it from the cache after", async () => {
     const p = through();
     const layer = kraftkit.manifests[host].layers[1]!;
-    const ref = parseReference(via(p, kraftkit, `@${layer.digest}`)) as ReturnType<typeof parseReference> & { digest: Digest };
+    const ref = parseReference(via(p, kraftkit, `@${layer.digest}`)) as ReturnType<typeof parseReference> & {
+      digest: Digest;
+    };
     const chunks: Uint8Array[] = [];
     const first = await pullBlob(cache(), ref, { onChunk: (c) => void chunks.push(c.slice()) });
     expect(Buffer.concat(chunks)).toEqual(Buffer.from(kraftkit.manifests[host].files.initrd));

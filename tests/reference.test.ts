@@ -7,17 +7,29 @@ const HEX = "a".repeat(64);
 
 describe("parseReference()", () => {
   test("keeps host, port, repository and tag", () => {
-    expect(parseReference("127.0.0.1:5000/unikraft/nginx:1.25")).toEqual({ registry: "127.0.0.1:5000", repository: "unikraft/nginx", tag: "1.25" });
+    expect(parseReference("127.0.0.1:5000/unikraft/nginx:1.25")).toEqual({
+      registry: "127.0.0.1:5000",
+      repository: "unikraft/nginx",
+      tag: "1.25",
+    });
   });
 
   test("fills in Docker Hub's defaults and the latest tag", () => {
     expect(parseReference("alpine")).toEqual({ registry: "docker.io", repository: "library/alpine", tag: "latest" });
-    expect(parseReference("unikraft/base")).toEqual({ registry: "docker.io", repository: "unikraft/base", tag: "latest" });
+    expect(parseReference("unikraft/base")).toEqual({
+      registry: "docker.io",
+      repository: "unikraft/base",
+      tag: "latest",
+    });
     expect(parseReference("index.docker.io/library/alpine:3").registry).toBe("docker.io");
   });
 
   test("a digest without a tag pins the content and adds no tag", () => {
-    expect(parseReference(`localhost:5000/app@sha256:${HEX}`)).toEqual({ registry: "localhost:5000", repository: "app", digest: parseDigest(`sha256:${HEX}`) });
+    expect(parseReference(`localhost:5000/app@sha256:${HEX}`)).toEqual({
+      registry: "localhost:5000",
+      repository: "app",
+      digest: parseDigest(`sha256:${HEX}`),
+    });
   });
 
   test("keeps both tag and digest when both are given", () => {

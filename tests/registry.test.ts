@@ -72,14 +72,18 @@ describe("RegistryClient against the real registry", () => {
     expect(error).toBeInstanceOf(NotFoundError);
     expect(error.exitCode).toBe(3);
     expect(error.message).toContain("MANIFEST_UNKNOWN");
-    await expect(client.getBlob(refVia(registry.host), `sha256:${"0".repeat(64)}` as Digest)).rejects.toBeInstanceOf(NotFoundError);
+    await expect(client.getBlob(refVia(registry.host), `sha256:${"0".repeat(64)}` as Digest)).rejects.toBeInstanceOf(
+      NotFoundError,
+    );
   });
 
   test("GETs the rest of a blob with Range", async () => {
     const layer = kernelLayer();
     const { response } = await new RegistryClient(fast).getBlob(refVia(registry.host), layer.digest as Digest, 100);
     expect(response.status).toBe(206);
-    expect(Buffer.from(await response.arrayBuffer())).toEqual(Buffer.from(image.manifests.amd64.files.kernel.subarray(100)));
+    expect(Buffer.from(await response.arrayBuffer())).toEqual(
+      Buffer.from(image.manifests.amd64.files.kernel.subarray(100)),
+    );
   });
 });
 
@@ -91,20 +95,29 @@ describe("basic auth (the registry's htpasswd)", () => {
     expect(made.exitCode).toBe(0);
     secured = await startRegistry({ htpasswd });
     const auth = `Basic ${btoa("alice:s3cret-pass")}`;
-    await pushSampleImage(secured.url, `registry-${run}/app`, "v1", { format: "kraftkit", headers: { Authorization: auth } });
+    await pushSampleImage(secured.url, `registry-${run}/app`, "v1", {
+      format: "kraftkit",
+      headers: { Authorization: auth },
+    });
   });
   afterAll(() => secured.stop());
 
   test("uses the credentials of the docker config.json in $DOCKER_CONFIG", async () => {
     const configDir = dockerConfig({ [secured.host]: { auth: btoa("alice:s3cret-pass") } });
-    const client = new RegistryClient({ ...fast, credentials: (h) => findCredentials(h, { env: { DOCKER_CONFIG: configDir } }) });
+    const client = new RegistryClient({
+      ...fast,
+      credentials: (h) => findCredentials(h, { env: { DOCKER_CONFIG: configDir } }),
+    });
     const manifest = await client.getManifest(refVia(secured.host), "v1");
     expect(manifest.mediaType).toBe("application/vnd.oci.image.index.v1+json");
   });
 
   test("wrong credentials are refused with exit 6 and the secret in no message", async () => {
     const configDir = dockerConfig({ [`http://${secured.host}/v2/`]: { username: "alice", password: "wrong-secret" } });
-    const client = new RegistryClient({ ...fast, credentials: (h) => findCredentials(h, { env: { DOCKER_CONFIG: configDir } }) });
+    const client = new RegistryClient({
+      ...fast,
+      credentials: (h) => findCredentials(h, { env: { DOCKER_CONFIG: configDir } }),
+    });
     const error = await client.getManifest(refVia(secured.host), "v1").catch((e) => e);
     expect(error).toBeInstanceOf(AuthError);
     expect(error.exitCode).toBe(6);
@@ -129,7 +142,8 @@ describe("the bearer-token challenge (a token-server fixture in front of the reg
       if (url.pathname === "/token") {
         tokenRequests.push(url);
         const basic = request.headers.get("authorization");
-        if (requireCredentials && basic !== `Basic ${btoa("bob:token-pass")}`) return new Response("denied", { status: 401 });
+        if (requireCredentials && basic !== `Basic ${btoa("bob:token-pass")}`)
+          return new Response("denied", { status: 401 });
         return Response.json({ token: `tok-${url.searchParams.get("scope")}` });
       }
       const scope = `repository:registry-${run}/app:pull`;
@@ -146,7 +160,10 @@ describe("the bearer-token challenge (a token-server fixture in front of the reg
 
   test("fetches an anonymous token with the challenge's service and scope, then pulls", async () => {
     requireCredentials = false;
-    const manifest = await new RegistryClient({ ...fast, credentials: () => undefined }).getManifest(refVia(proxy.host), "v1");
+    const manifest = await new RegistryClient({ ...fast, credentials: () => undefined }).getManifest(
+      refVia(proxy.host),
+      "v1",
+    );
     expect(manifest.digest as string).toBe(image.indexDigest);
     const last = tokenRequests.at(-1)!;
     expect(last.searchParams.get("service")).toBe("fixture");
@@ -162,7 +179,9 @@ describe("the bearer-token challenge (a token-server fixture in front of the reg
 
   test("a token server that refuses is exit 6", async () => {
     requireCredentials = true;
-    const error = await new RegistryClient({ ...fast, credentials: () => undefined }).getManifest(refVia(proxy.host), "v1").catch((e) => e);
+    const error = await new RegistryClient({ ...fast, credentials: () => undefined })
+      .getManifest(refVia(proxy.host), "v1")
+      .catch((e) => e);
     expect(error).toBeInstanceOf(AuthError);
     expect(error.exitCode).toBe(6);
   });
@@ -191,7 +210,9 @@ describe("retries, redirects and untrusted answers", () => {
   test("500 forever fails with exit 5 after the bounded retries", async () => {
     const proxy = startProxy(registry.url, () => new Response("boom", { status: 500 }));
     try {
-      const error = await new RegistryClient({ ...fast, retries: 2 }).getManifest(refVia(proxy.host), "v1").catch((e) => e);
+      const error = await new RegistryClient({ ...fast, retries: 2 })
+        .getManifest(refVia(proxy.host), "v1")
+        .catch((e) => e);
       expect(error).toBeInstanceOf(RegistryError);
       expect(error.exitCode).toBe(5);
       expect(error.status).toBe(500);
@@ -205,7 +226,8 @@ describe("retries, redirects and untrusted answers", () => {
     const other = startProxy(registry.url);
     const origin = startProxy(registry.url, (request, forward) => {
       const url = new URL(request.url);
-      if (url.pathname.includes("/blobs/")) return new Response(null, { status: 307, headers: { Location: `${other.url}${url.pathname}` } });
+      if (url.pathname.includes("/blobs/"))
+        return new Response(null, { status: 307, headers: { Location: `${other.url}${url.pathname}` } });
       return forward();
     });
     try {
@@ -214,7 +236,8 @@ describe("retries, redirects and untrusted answers", () => {
       const originWithBasic = startProxy(origin.url, (request, forward) =>
         request.headers.get("authorization") === null
           ? new Response(null, { status: 401, headers: { "WWW-Authenticate": 'Basic realm="r"' } })
-          : forward());
+          : forward(),
+      );
       try {
         const { response } = await client.getBlob(refVia(originWithBasic.host), layer.digest as Digest);
         expect(digestOf(new Uint8Array(await response.arrayBuffer())) as string).toBe(layer.digest);
@@ -230,9 +253,14 @@ describe("retries, redirects and untrusted answers", () => {
   });
 
   test("a redirect loop fails after the bound", async () => {
-    const proxy = startProxy(registry.url, (request) => new Response(null, { status: 302, headers: { Location: request.url } }));
+    const proxy = startProxy(
+      registry.url,
+      (request) => new Response(null, { status: 302, headers: { Location: request.url } }),
+    );
     try {
-      const error = await new RegistryClient(fast).getBlob(refVia(proxy.host), kernelLayer().digest as Digest).catch((e) => e);
+      const error = await new RegistryClient(fast)
+        .getBlob(refVia(proxy.host), kernelLayer().digest as Digest)
+        .catch((e) => e);
       expect(error).toBeInstanceOf(RegistryError);
       expect(error.message).toContain("more than 5 redirects");
     } finally {
@@ -241,7 +269,13 @@ describe("retries, redirects and untrusted answers", () => {
   });
 
   test("a manifest larger than the limit is refused (exit 4)", async () => {
-    const proxy = startProxy(registry.url, () => new Response(new Uint8Array(MAX_MANIFEST_BYTES + 1), { headers: { "Content-Type": "application/vnd.oci.image.index.v1+json" } }));
+    const proxy = startProxy(
+      registry.url,
+      () =>
+        new Response(new Uint8Array(MAX_MANIFEST_BYTES + 1), {
+          headers: { "Content-Type": "application/vnd.oci.image.index.v1+json" },
+        }),
+    );
     try {
       const error = await new RegistryClient(fast).getManifest(refVia(proxy.host), "v1").catch((e) => e);
       expect(error).toBeInstanceOf(IntegrityError);
@@ -258,7 +292,9 @@ describe("retries, redirects and untrusted answers", () => {
       return new Response(text, { status: response.status, headers: response.headers });
     });
     try {
-      await expect(new RegistryClient(fast).getManifest(refVia(proxy.host), "v1")).rejects.toBeInstanceOf(DigestMismatchError);
+      await expect(new RegistryClient(fast).getManifest(refVia(proxy.host), "v1")).rejects.toBeInstanceOf(
+        DigestMismatchError,
+      );
     } finally {
       await proxy.stop();
     }
@@ -267,7 +303,9 @@ describe("retries, redirects and untrusted answers", () => {
 
 describe("parseChallenge()", () => {
   test("reads quoted and bare parameters", () => {
-    expect(parseChallenge('Bearer realm="https://auth.example/token",service=registry.example,scope="repository:a/b:pull"')).toEqual({
+    expect(
+      parseChallenge('Bearer realm="https://auth.example/token",service=registry.example,scope="repository:a/b:pull"'),
+    ).toEqual({
       scheme: "bearer",
       params: { realm: "https://auth.example/token", service: "registry.example", scope: "repository:a/b:pull" },
     });

@@ -15,7 +15,10 @@ let dir: string;
 
 beforeAll(async () => {
   registry = await sharedRegistry();
-  image = await pushSampleImage(registry.url, `release-${Math.random().toString(36).slice(2, 8)}/app`, "1", { format: "spec", romBytes: [1000] });
+  image = await pushSampleImage(registry.url, `release-${Math.random().toString(36).slice(2, 8)}/app`, "1", {
+    format: "spec",
+    romBytes: [1000],
+  });
   dir = mkdtempSync(join(tmpdir(), "ocicache-release-"));
 });
 afterAll(async () => {
@@ -24,7 +27,11 @@ afterAll(async () => {
 });
 
 function run(argv: string[], env: Record<string, string> = {}) {
-  const result = Bun.spawnSync(argv, { env: { ...process.env, OCICACHE_DIR: join(dir, "cache"), ...env }, stdout: "pipe", stderr: "pipe" });
+  const result = Bun.spawnSync(argv, {
+    env: { ...process.env, OCICACHE_DIR: join(dir, "cache"), ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   return { code: result.exitCode, stdout: result.stdout.toString(), stderr: result.stderr.toString() };
 }
 
@@ -54,13 +61,19 @@ describe("bunx from a packed tarball", () => {
   test("npm pack, then bunx runs the CLI from it", () => {
     const packDir = join(dir, "pack");
     mkdirSync(packDir);
-    expect(Bun.spawnSync(["npm", "pack", "--pack-destination", packDir], { cwd: ROOT, stdout: "ignore", stderr: "ignore" }).exitCode).toBe(0);
+    expect(
+      Bun.spawnSync(["npm", "pack", "--pack-destination", packDir], { cwd: ROOT, stdout: "ignore", stderr: "ignore" })
+        .exitCode,
+    ).toBe(0);
     const tarball = join(packDir, `ocicache-${pkg.version}.tgz`);
     expect(existsSync(tarball)).toBe(true);
     const isolated = { BUN_INSTALL_CACHE_DIR: join(dir, "bun-cache") };
     const version = run(["bunx", "--package", tarball, "ocicache", "--version"], isolated);
     expect(version.stdout.trim()).toBe(pkg.version);
-    const pulled = run(["bunx", "--package", tarball, "ocicache", "pull", image.ref, "-o", join(dir, "bunx")], isolated);
+    const pulled = run(
+      ["bunx", "--package", tarball, "ocicache", "pull", image.ref, "-o", join(dir, "bunx")],
+      isolated,
+    );
     expect(pulled.code).toBe(0);
     expect(readFileSync(join(dir, "bunx", "initrd"))).toEqual(Buffer.from(image.manifests[host].files.initrd));
   }, 120_000);

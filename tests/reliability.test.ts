@@ -22,7 +22,11 @@ let kernel: Digest;
 
 beforeAll(async () => {
   registry = await sharedRegistry();
-  image = await pushSampleImage(registry.url, `faults-${run}/app`, "1", { format: "kraftkit", kernelBytes: KERNEL_BYTES, initrdBytes: 50_000 });
+  image = await pushSampleImage(registry.url, `faults-${run}/app`, "1", {
+    format: "kraftkit",
+    kernelBytes: KERNEL_BYTES,
+    initrdBytes: 50_000,
+  });
   kernel = parseDigest(image.manifests[host].layers[0]!.digest);
 });
 afterAll(() => registry.stop());
@@ -138,7 +142,9 @@ describe("the fault matrix", () => {
       const ran = await ocicache(["cat", `${proxy.host}/faults-${run}/app@${kernel}`]);
       expect(ran.code).toBe(0);
       expect(ran.bytes).toEqual(new Uint8Array(image.manifests[host].files.kernel));
-      expect(proxy.requests.find((r) => r.path.includes(`/blobs/${kernel}`) && r.method === "GET")!.headers.range).toBe("bytes=250000-");
+      expect(proxy.requests.find((r) => r.path.includes(`/blobs/${kernel}`) && r.method === "GET")!.headers.range).toBe(
+        "bytes=250000-",
+      );
       expect(kernelCached()).toBe(true);
     } finally {
       await proxy.stop();
@@ -166,11 +172,14 @@ describe("the fault matrix", () => {
     ["short", (n: number) => n - 1000],
     ["long", (n: number) => n + 1000],
   ])("a %s Content-Length: exit 4 or 5, nothing committed", async (_, length) => {
-    const server = startRawServer(registry.url, onKernel((socket, bytes, response) => {
-      const declared = length(bytes.length);
-      writeResponse(socket, 200, response.headers, bytes.subarray(0, Math.min(declared, bytes.length)), declared);
-      endAfterFlush(socket);
-    }));
+    const server = startRawServer(
+      registry.url,
+      onKernel((socket, bytes, response) => {
+        const declared = length(bytes.length);
+        writeResponse(socket, 200, response.headers, bytes.subarray(0, Math.min(declared, bytes.length)), declared);
+        endAfterFlush(socket);
+      }),
+    );
     try {
       const pulled = await ocicache(["pull", refVia(server.host), "-o", out()]);
       expect([4, 5]).toContain(pulled.code);
@@ -183,9 +192,12 @@ describe("the fault matrix", () => {
   });
 
   test("a registry that stops sending mid-blob: the idle timeout ends it with exit 5, a partial kept", async () => {
-    const server = startRawServer(registry.url, onKernel((socket, bytes, response) => {
-      writeResponse(socket, 200, response.headers, bytes.subarray(0, 200_000), bytes.length);
-    }));
+    const server = startRawServer(
+      registry.url,
+      onKernel((socket, bytes, response) => {
+        writeResponse(socket, 200, response.headers, bytes.subarray(0, 200_000), bytes.length);
+      }),
+    );
     try {
       const started = Date.now();
       const pulled = await ocicache(["pull", refVia(server.host), "-o", out()], { OCICACHE_IDLE_TIMEOUT: "1s" });
@@ -234,7 +246,10 @@ describe("the fault matrix", () => {
 
   test("a redirect loop: exit 5 after the bound", async () => {
     const proxy = startProxy(registry.url, (request, forward) =>
-      request.url.includes("/blobs/") ? new Response(null, { status: 302, headers: { Location: request.url } }) : forward());
+      request.url.includes("/blobs/")
+        ? new Response(null, { status: 302, headers: { Location: request.url } })
+        : forward(),
+    );
     try {
       const pulled = await ocicache(["pull", refVia(proxy.host)]);
       expect(pulled.code).toBe(5);
@@ -246,11 +261,31 @@ describe("the fault matrix", () => {
   });
 
   test.each<[string, ProxyHook]>([
-    ["larger than the limit", () => new Response(new Uint8Array(MAX_MANIFEST_BYTES + 10), { headers: { "Content-Type": "application/vnd.oci.image.index.v1+json" } })],
-    ["malformed JSON", () => new Response("{\"schemaVersion\": 2, ", { headers: { "Content-Type": "application/vnd.oci.image.index.v1+json" } })],
-    ["of a wrong media type", () => new Response(JSON.stringify({ schemaVersion: 2, mediaType: "text/html" }), { headers: { "Content-Type": "text/html" } })],
+    [
+      "larger than the limit",
+      () =>
+        new Response(new Uint8Array(MAX_MANIFEST_BYTES + 10), {
+          headers: { "Content-Type": "application/vnd.oci.image.index.v1+json" },
+        }),
+    ],
+    [
+      "malformed JSON",
+      () =>
+        new Response('{"schemaVersion": 2, ', {
+          headers: { "Content-Type": "application/vnd.oci.image.index.v1+json" },
+        }),
+    ],
+    [
+      "of a wrong media type",
+      () =>
+        new Response(JSON.stringify({ schemaVersion: 2, mediaType: "text/html" }), {
+          headers: { "Content-Type": "text/html" },
+        }),
+    ],
   ])("a manifest %s: a clear error, exit 4", async (_, answer) => {
-    const proxy = startProxy(registry.url, (request, forward) => (request.url.includes("/manifests/") ? answer(request, forward) : forward()));
+    const proxy = startProxy(registry.url, (request, forward) =>
+      request.url.includes("/manifests/") ? answer(request, forward) : forward(),
+    );
     try {
       const pulled = await ocicache(["pull", refVia(proxy.host)]);
       expect(pulled.code).toBe(4);
@@ -280,18 +315,28 @@ describe("the fault matrix", () => {
 });
 
 describe("signals", () => {
-  test.each([["SIGINT", 130], ["SIGTERM", 143]] as const)("%s during a pull exits %i, keeps the partial, and the next pull resumes", async (signal, code) => {
-    const server = startRawServer(registry.url, onKernel((socket, bytes, response) => {
-      writeResponse(socket, 200, response.headers, new Uint8Array(), bytes.length);
-      let sent = 0;
-      const timer = setInterval(() => {
-        if (sent >= bytes.length || socket.readyState !== 1) return clearInterval(timer);
-        send(socket, bytes.subarray(sent, sent + 32 * 1024));
-        sent += 32 * 1024;
-      }, 30);
-    }));
+  test.each([
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+  ] as const)("%s during a pull exits %i, keeps the partial, and the next pull resumes", async (signal, code) => {
+    const server = startRawServer(
+      registry.url,
+      onKernel((socket, bytes, response) => {
+        writeResponse(socket, 200, response.headers, new Uint8Array(), bytes.length);
+        let sent = 0;
+        const timer = setInterval(() => {
+          if (sent >= bytes.length || socket.readyState !== 1) return clearInterval(timer);
+          send(socket, bytes.subarray(sent, sent + 32 * 1024));
+          sent += 32 * 1024;
+        }, 30);
+      }),
+    );
     try {
-      const proc = Bun.spawn(["bun", CLI, "pull", refVia(server.host), "-o", out()], { env: env(), stdout: "ignore", stderr: "pipe" });
+      const proc = Bun.spawn(["bun", CLI, "pull", refVia(server.host), "-o", out()], {
+        env: env(),
+        stdout: "ignore",
+        stderr: "pipe",
+      });
       const deadline = Date.now() + 20_000;
       while (partialSize() < 64 * 1024 && Date.now() < deadline) await Bun.sleep(10);
       proc.kill(signal);
@@ -312,17 +357,20 @@ describe("signals", () => {
 });
 
 describe("cross-process single-flight", () => {
-  test("8 processes pulling one reference at once: one upstream GET per blob, and all 8 get the right bytes", async () => {
+  test("8 processes pulling one reference at once: one upstream GET per blob, all get the right bytes", async () => {
     const proxy = startProxy(registry.url, async (request, forward) => {
       const response = await forward();
       if (request.method !== "GET" || !request.url.includes(`/blobs/${kernel}`)) return response;
       return trickle(response, 64 * 1024, 10);
     });
     try {
-      const results = await Promise.all(Array.from({ length: 8 }, (_, i) => ocicache(["pull", refVia(proxy.host), "-o", join(dir, `out${i}`)])));
+      const results = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => ocicache(["pull", refVia(proxy.host), "-o", join(dir, `out${i}`)])),
+      );
       expect(results.map((r) => r.code)).toEqual(Array(8).fill(0));
       for (const layer of image.manifests[host].layers) expect(proxy.count(`/blobs/${layer.digest}`, "GET")).toBe(1);
-      for (let i = 0; i < 8; i++) expect(readFileSync(join(dir, `out${i}`, "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));
+      for (let i = 0; i < 8; i++)
+        expect(readFileSync(join(dir, `out${i}`, "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));
       await expectConsistent();
     } finally {
       await proxy.stop();
@@ -351,12 +399,23 @@ describe("cross-process single-flight", () => {
   });
 
   test("cleanup concurrently with 4 pulls: all pulls succeed and verify is clean", async () => {
-    const refs = [`${image.name}:1`, `${image.name}@${image.indexDigest}`, `${image.name}:1`, `${image.name}@${image.indexDigest}`];
-    const pulls = Promise.all(refs.map((ref, i) => ocicache(["pull", ref, "-o", join(dir, `p${i}`), "--platform", i % 2 === 0 ? "amd64" : "arm64"])));
-    const cleanups = Promise.all(Array.from({ length: 4 }, async (_, i) => {
-      await Bun.sleep(i * 30);
-      return ocicache(["gc", "--max-size", "0"]);
-    }));
+    const refs = [
+      `${image.name}:1`,
+      `${image.name}@${image.indexDigest}`,
+      `${image.name}:1`,
+      `${image.name}@${image.indexDigest}`,
+    ];
+    const pulls = Promise.all(
+      refs.map((ref, i) =>
+        ocicache(["pull", ref, "-o", join(dir, `p${i}`), "--platform", i % 2 === 0 ? "amd64" : "arm64"]),
+      ),
+    );
+    const cleanups = Promise.all(
+      Array.from({ length: 4 }, async (_, i) => {
+        await Bun.sleep(i * 30);
+        return ocicache(["gc", "--max-size", "0"]);
+      }),
+    );
     const [pulled, cleaned] = await Promise.all([pulls, cleanups]);
     expect(pulled.map((r) => r.code)).toEqual([0, 0, 0, 0]);
     expect(cleaned.map((r) => [r.code, r.stderr])).toEqual(Array(4).fill([0, ""]));

@@ -30,7 +30,12 @@ describe("Store", () => {
     const store = new Store(root);
     store.init();
     const result = store.putBytes(expected, bytes);
-    expect(result).toEqual({ status: "committed", path: store.blobPath(expected.digest), digest: expected.digest, size: bytes.length });
+    expect(result).toEqual({
+      status: "committed",
+      path: store.blobPath(expected.digest),
+      digest: expected.digest,
+      size: bytes.length,
+    });
     expect(readFileSync(store.blobPath(expected.digest))).toEqual(Buffer.from(bytes));
     expect(statSync(store.blobPath(expected.digest)).mode & 0o777).toBe(0o444);
     expect(readdirSync(store.tmpDir)).toEqual([]);

@@ -49,6 +49,8 @@ describe("findTarMember()", () => {
   test("refuses a member that runs past the end of the layer", () => {
     const tar = makeTar({ "unikraft/bin/kernel": kernel });
     const cut = tar.length - 40_000;
-    expect(() => findTarMember(write("short.tar", tar.subarray(0, cut)), "unikraft/bin/kernel", cut)).toThrow(IntegrityError);
+    expect(() => findTarMember(write("short.tar", tar.subarray(0, cut)), "unikraft/bin/kernel", cut)).toThrow(
+      IntegrityError,
+    );
   });
 });

@@ -28,14 +28,22 @@ export type ParsedValues<T extends Record<string, OptionSpec>> = {
  * @example
  * ```ts
  * import { parseArguments } from "./args.ts";
- * const { values, positionals } = parseArguments(["pull", "-o", "out", "ref"], { output: { type: "string", short: "o" } });
+ * const options = { output: { type: "string", short: "o" } } as const;
+ * const { values, positionals } = parseArguments(["pull", "-o", "out", "ref"], options);
  * console.log(values.output, positionals); // out [ "pull", "ref" ]
  * ```
  */
-export function parseArguments<T extends Record<string, OptionSpec>>(argv: string[], options: T): { values: ParsedValues<T>; positionals: string[] } {
+export function parseArguments<T extends Record<string, OptionSpec>>(
+  argv: string[],
+  options: T,
+): { values: ParsedValues<T>; positionals: string[] } {
   const values: Record<string, string | boolean | string[]> = {};
   const positionals: string[] = [];
-  const shorts = new Map(Object.entries(options).filter(([, spec]) => spec.short !== undefined).map(([name, spec]) => [spec.short!, name]));
+  const shorts = new Map(
+    Object.entries(options)
+      .filter(([, spec]) => spec.short !== undefined)
+      .map(([name, spec]) => [spec.short!, name]),
+  );
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === "--") {
@@ -51,7 +59,8 @@ export function parseArguments<T extends Record<string, OptionSpec>>(argv: strin
     const key = long ? arg.slice(2, eq === -1 ? undefined : eq) : arg.slice(1, 2);
     const name = long ? key : shorts.get(key);
     const spec = name === undefined ? undefined : options[name];
-    if (name === undefined || spec === undefined) throw new UsageError(`Cannot parse arguments: unknown option "${arg.slice(0, eq === -1 ? undefined : eq)}"`);
+    if (name === undefined || spec === undefined)
+      throw new UsageError(`Cannot parse arguments: unknown option "${arg.slice(0, eq === -1 ? undefined : eq)}"`);
     if (spec.type === "boolean") {
       if (long && eq !== -1) throw new UsageError(`Cannot parse arguments: option "--${name}" takes no value`);
       values[name] = true;
@@ -61,7 +70,8 @@ export function parseArguments<T extends Record<string, OptionSpec>>(argv: strin
     if (long && eq !== -1) value = arg.slice(eq + 1);
     else if (!long && arg.length > 2) value = arg.slice(2);
     else value = argv[++i];
-    if (value === undefined) throw new UsageError(`Cannot parse arguments: option "${long ? `--${name}` : `-${key}`}" needs a value`);
+    if (value === undefined)
+      throw new UsageError(`Cannot parse arguments: option "${long ? `--${name}` : `-${key}`}" needs a value`);
     values[name] = spec.multiple ? [...((values[name] as string[] | undefined) ?? []), value] : value;
   }
   return { values: values as ParsedValues<T>, positionals };

@@ -31,7 +31,9 @@ export function cacheOptions(config: Config): CacheOptions {
     registry: registryOptions(config),
     idleTimeoutMs: config.idleTimeoutMs,
     lockTimeoutMs: config.lockTimeoutMs,
-    ...(config.lowSpeedLimitBytes > 0 && { lowSpeed: { bytesPerSecond: config.lowSpeedLimitBytes, windowMs: config.lowSpeedTimeMs } }),
+    ...(config.lowSpeedLimitBytes > 0 && {
+      lowSpeed: { bytesPerSecond: config.lowSpeedLimitBytes, windowMs: config.lowSpeedTimeMs },
+    }),
   };
 }
 
@@ -49,6 +51,7 @@ export function registryOptions(config: Config): RegistryClientOptions {
 
 /** Exactly one positional argument. */
 export function one(context: Context, what = "reference"): string {
-  if (context.args.length !== 1) throw new UsageError(`Cannot run this command: expected one ${what}, got ${context.args.length}`);
+  if (context.args.length !== 1)
+    throw new UsageError(`Cannot run this command: expected one ${what}, got ${context.args.length}`);
   return context.args[0]!;
 }

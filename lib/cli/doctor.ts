@@ -30,8 +30,15 @@ const LOW_SPACE_BYTES = 1024 ** 3;
 
 /** Names of common file systems by `statfs` type. */
 const FILE_SYSTEMS: Record<number, string> = {
-  0xef53: "ext4", 0x58465342: "xfs", 0x9123683e: "btrfs", 0x01021994: "tmpfs", 0x794c7630: "overlayfs",
-  0x2fc12fc1: "zfs", 0x6969: "nfs", 0x65735546: "fuse", 0xf2f52010: "f2fs",
+  0xef53: "ext4",
+  0x58465342: "xfs",
+  0x9123683e: "btrfs",
+  0x01021994: "tmpfs",
+  0x794c7630: "overlayfs",
+  0x2fc12fc1: "zfs",
+  0x6969: "nfs",
+  0x65735546: "fuse",
+  0xf2f52010: "f2fs",
 };
 
 /**
@@ -48,8 +55,12 @@ const FILE_SYSTEMS: Record<number, string> = {
 export async function runDoctor(config: Config, registry: RegistryClientOptions): Promise<Check[]> {
   const checks = [checkCache(config), checkConfig(config.configFile)];
   const client = new RegistryClient({ ...registry, retries: 0 });
-  const hosts = new Set<string>([...Object.keys(config.registries), ...(config.upstream === undefined ? [] : [config.upstream])]);
-  for (const registryHost of [...hosts]) for (const endpoint of endpointsFor(registryHost, registry)) hosts.add(endpoint.host);
+  const hosts = new Set<string>([
+    ...Object.keys(config.registries),
+    ...(config.upstream === undefined ? [] : [config.upstream]),
+  ]);
+  for (const registryHost of [...hosts])
+    for (const endpoint of endpointsFor(registryHost, registry)) hosts.add(endpoint.host);
   for (const mirror of config.mirrors) hosts.add(mirror);
   for (const host of hosts) checks.push(await checkRegistry(client, host));
   return checks;
@@ -59,26 +70,44 @@ function checkCache(config: Config): Check {
   const store = new Store(config.cacheDir);
   const unwritable = store.init();
   if (unwritable !== undefined) {
-    return { subject: "cache", ok: false, detail: `${config.cacheDir}: ${unwritable}`, fix: "choose a writable directory with --cache-dir or OCICACHE_DIR (pulls still work, uncached)" };
+    return {
+      subject: "cache",
+      ok: false,
+      detail: `${config.cacheDir}: ${unwritable}`,
+      fix: "choose a writable directory with --cache-dir or OCICACHE_DIR (pulls still work, uncached)",
+    };
   }
   const probe = tempPath(store.root, "doctor");
   try {
     writeFileSync(probe, "ocicache doctor");
   } catch (error) {
-    return { subject: "cache", ok: false, detail: `${config.cacheDir}: ${describeFsError(error)}`, fix: "free space or fix the permissions of the cache directory" };
+    return {
+      subject: "cache",
+      ok: false,
+      detail: `${config.cacheDir}: ${describeFsError(error)}`,
+      fix: "free space or fix the permissions of the cache directory",
+    };
   }
   const stats = statfsSync(config.cacheDir);
   const free = Number(stats.bavail) * Number(stats.bsize);
   const fs = FILE_SYSTEMS[Number(stats.type)] ?? `type 0x${Number(stats.type).toString(16)}`;
   const cow = reflinks(probe);
   unlinkSync(probe);
-  const detail = `${config.cacheDir} (${fs}, ${formatBytes(free)} free, writable; ${cow ? "copy-on-write clones for -o" : "no copy-on-write: -o copies, --link hardlinks"})`;
-  if (free < LOW_SPACE_BYTES) return { subject: "cache", ok: false, detail, fix: `less than ${formatBytes(LOW_SPACE_BYTES)} free: run ocicache gc, or lower maxSize` };
+  const copies = cow ? "copy-on-write clones for -o" : "no copy-on-write: -o copies, --link hardlinks";
+  const detail = `${config.cacheDir} (${fs}, ${formatBytes(free)} free, writable; ${copies})`;
+  if (free < LOW_SPACE_BYTES)
+    return {
+      subject: "cache",
+      ok: false,
+      detail,
+      fix: `less than ${formatBytes(LOW_SPACE_BYTES)} free: run ocicache gc, or lower maxSize`,
+    };
   return { subject: "cache", ok: true, detail };
 }
 
 function checkConfig(configFile: string | undefined): Check {
-  if (configFile === undefined) return { subject: "config", ok: true, detail: "no config file: defaults, flags and OCICACHE_* variables" };
+  if (configFile === undefined)
+    return { subject: "config", ok: true, detail: "no config file: defaults, flags and OCICACHE_* variables" };
   return { subject: "config", ok: true, detail: `${configFile} is valid` };
 }
 
@@ -86,14 +115,20 @@ async function checkRegistry(client: RegistryClient, host: string): Promise<Chec
   const started = Date.now();
   try {
     await client.ping(host);
-    return { subject: "registry", ok: true, detail: `${host} answers /v2/ (${Date.now() - started} ms); credentials accepted or not needed` };
+    return {
+      subject: "registry",
+      ok: true,
+      detail: `${host} answers /v2/ (${Date.now() - started} ms); credentials accepted or not needed`,
+    };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    const fix = error instanceof AuthError
-      ? "add or correct its credentials: docker login, a credential helper, or username/password for the host in the config"
-      : error instanceof RegistryError && error.kind === "tls"
-        ? "trust its CA with --ca-file or \"ca\" for the host in the config"
-        : "check the address and that the registry runs; mirrors that fail are skipped, the origin must answer";
+    const fix =
+      error instanceof AuthError
+        ? "add or correct its credentials: docker login, a credential helper, or username/password " +
+          "for the host in the config"
+        : error instanceof RegistryError && error.kind === "tls"
+          ? 'trust its CA with --ca-file or "ca" for the host in the config'
+          : "check the address and that the registry runs; mirrors that fail are skipped, the origin must answer";
     return { subject: "registry", ok: false, detail: message, fix };
   }
 }

@@ -36,7 +36,10 @@ export async function main(argv: string[]): Promise<number> {
     const [command, ...args] = positionals;
     if (flags.help || command === undefined || command === "help") return printLine(USAGE);
     const run = await findCommand(command);
-    const config = await loadConfig({ flags: rawFlags(flags), ...(flags.config !== undefined && { configPath: flags.config }) });
+    const config = await loadConfig({
+      flags: rawFlags(flags),
+      ...(flags.config !== undefined && { configPath: flags.config }),
+    });
     const context: Context = {
       flags,
       config,
@@ -81,7 +84,10 @@ async function findCommand(command: string): Promise<(context: Context) => Promi
  * this process's locks and unfinished temp files go.
  */
 function exitOnSignals(): void {
-  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  for (const [signal, code] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+  ] as const) {
     process.once(signal, () => {
       releaseAllLocks();
       removeUnfinished();

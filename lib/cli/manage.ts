@@ -20,7 +20,16 @@ import { formatBytes, formatDuration } from "../config/units.ts";
 import { verifyCache } from "../store/verify.ts";
 
 /** The commands of this module, by name. */
-export const MANAGE_COMMANDS = { ls: runLs, du: runStats, stats: runStats, gc: runGc, verify: runVerify, rm: runRm, prune: runPrune, doctor: runDoctorCommand };
+export const MANAGE_COMMANDS = {
+  ls: runLs,
+  du: runStats,
+  stats: runStats,
+  gc: runGc,
+  verify: runVerify,
+  rm: runRm,
+  prune: runPrune,
+  doctor: runDoctorCommand,
+};
 
 async function runDoctorCommand(context: Context): Promise<number> {
   noArgs(context);
@@ -28,7 +37,13 @@ async function runDoctorCommand(context: Context): Promise<number> {
   if (context.flags.json) {
     context.print(JSON.stringify(checks, null, 2));
   } else {
-    printLines(context, checks.flatMap((c) => [`${c.ok ? "ok  " : "FIX "}  ${c.subject.padEnd(8)}  ${c.detail}`, ...(c.fix === undefined ? [] : [`                ${c.fix}`])]));
+    printLines(
+      context,
+      checks.flatMap((c) => [
+        `${c.ok ? "ok  " : "FIX "}  ${c.subject.padEnd(8)}  ${c.detail}`,
+        ...(c.fix === undefined ? [] : [`                ${c.fix}`]),
+      ]),
+    );
   }
   return checks.every((c) => c.ok) ? EXIT_CODES.ok : EXIT_CODES.other;
 }
@@ -40,12 +55,28 @@ async function runLs(context: Context): Promise<number> {
   if (context.flags.blobs) {
     const blobs = blobRows(inventory);
     if (context.flags.json) return json(context, blobs);
-    context.print(table(["DIGEST", "SIZE", "LAST USE", "REFERENCES"], blobs.map((b) => [b.digest, formatBytes(b.size), ago(now, Date.parse(b.lastUse)), String(b.references.length)])));
+    context.print(
+      table(
+        ["DIGEST", "SIZE", "LAST USE", "REFERENCES"],
+        blobs.map((b) => [b.digest, formatBytes(b.size), ago(now, Date.parse(b.lastUse)), String(b.references.length)]),
+      ),
+    );
     return EXIT_CODES.ok;
   }
   const refs = referenceRows(inventory);
   if (context.flags.json) return json(context, refs);
-  context.print(table(["REFERENCE", "DIGEST", "PLATFORMS", "SIZE", "LAST USE"], refs.map((r) => [r.reference, r.digest.slice(7, 19), r.platforms.join(", ") || "-", formatBytes(r.size), ago(now, Date.parse(r.lastUse))])));
+  context.print(
+    table(
+      ["REFERENCE", "DIGEST", "PLATFORMS", "SIZE", "LAST USE"],
+      refs.map((r) => [
+        r.reference,
+        r.digest.slice(7, 19),
+        r.platforms.join(", ") || "-",
+        formatBytes(r.size),
+        ago(now, Date.parse(r.lastUse)),
+      ]),
+    ),
+  );
   return EXIT_CODES.ok;
 }
 
@@ -54,15 +85,18 @@ async function runStats(context: Context): Promise<number> {
   const now = Date.now();
   const stats = cacheStats(takeInventory(openStore(context)), context.config, now);
   if (context.flags.json) return json(context, stats);
-  context.print([
-    `cache       ${stats.cacheDir}`,
-    `references  ${stats.references}`,
-    `blobs       ${stats.blobs}`,
-    `size        ${formatBytes(stats.bytes)} (limit ${formatBytes(stats.maxSize)}, ${formatBytes(stats.overMaxSize)} over)`,
-    `oldest use  ${stats.oldestUse === null ? "-" : `${ago(now, Date.parse(stats.oldestUse))}`}`,
-    `newest use  ${stats.newestUse === null ? "-" : `${ago(now, Date.parse(stats.newestUse))}`}`,
-    `unused for longer than ${formatDuration(stats.maxAgeMs)}: ${formatBytes(stats.overMaxAge)}`,
-  ].join("\n"));
+  context.print(
+    [
+      `cache       ${stats.cacheDir}`,
+      `references  ${stats.references}`,
+      `blobs       ${stats.blobs}`,
+      `size        ${formatBytes(stats.bytes)} (limit ${formatBytes(stats.maxSize)}, ` +
+        `${formatBytes(stats.overMaxSize)} over)`,
+      `oldest use  ${stats.oldestUse === null ? "-" : `${ago(now, Date.parse(stats.oldestUse))}`}`,
+      `newest use  ${stats.newestUse === null ? "-" : `${ago(now, Date.parse(stats.newestUse))}`}`,
+      `unused for longer than ${formatDuration(stats.maxAgeMs)}: ${formatBytes(stats.overMaxAge)}`,
+    ].join("\n"),
+  );
   return EXIT_CODES.ok;
 }
 
@@ -75,27 +109,44 @@ async function runGc(context: Context): Promise<number> {
     graceMs: config.graceMs,
     dryRun: flags["dry-run"] === true,
   });
-  if (flags.json) return json(context, { ...report, removed: report.removed.map((r) => ({ ...r, lastUse: iso(r.lastUseMs) })) });
+  if (flags.json)
+    return json(context, { ...report, removed: report.removed.map((r) => ({ ...r, lastUse: iso(r.lastUseMs) })) });
   const verb = report.dryRun ? "would remove" : "removed";
   const now = Date.now();
-  const lines = report.removed.map((r) => `${verb} ${r.name} (${formatBytes(r.bytes)}, last used ${ago(now, r.lastUseMs)}, by ${r.reason})`);
-  lines.push(`${report.dryRun ? "would free" : "freed"} ${formatBytes(report.freedBytes)}; ${formatBytes(report.remainingBytes)} remain`);
+  const lines = report.removed.map(
+    (r) => `${verb} ${r.name} (${formatBytes(r.bytes)}, last used ${ago(now, r.lastUseMs)}, by ${r.reason})`,
+  );
+  lines.push(
+    `${report.dryRun ? "would free" : "freed"} ${formatBytes(report.freedBytes)}; ` +
+      `${formatBytes(report.remainingBytes)} remain`,
+  );
   printLines(context, lines);
   return EXIT_CODES.ok;
 }
 
 async function runVerify(context: Context): Promise<number> {
   noArgs(context);
-  const report = await verifyCache(openStore(context, context.flags.repair === true), { repair: context.flags.repair === true });
+  const report = await verifyCache(openStore(context, context.flags.repair === true), {
+    repair: context.flags.repair === true,
+  });
   const failed = (report.corrupt.length > 0 || report.wrongFiles.length > 0) && !report.repaired;
   if (context.flags.json) {
     context.print(JSON.stringify(report, null, 2));
   } else {
     const lines = [
-      ...report.corrupt.map((c) => `${report.repaired ? "removed corrupt" : "corrupt"} ${c.digest} (${c.actual === undefined ? c.reason : `its content hashes to ${c.actual}`})`),
-      ...report.wrongFiles.map((w) => `${report.repaired ? "dropped wrong record" : "wrong record"} ${w.recorded} for "${w.path}" of ${w.layer} in ${w.reference} (the layer holds ${w.actual ?? "no such file"})`),
+      ...report.corrupt.map(
+        (c) =>
+          `${report.repaired ? "removed corrupt" : "corrupt"} ${c.digest} ` +
+          `(${c.actual === undefined ? c.reason : `its content hashes to ${c.actual}`})`,
+      ),
+      ...report.wrongFiles.map(
+        (w) =>
+          `${report.repaired ? "dropped wrong record" : "wrong record"} ${w.recorded} for "${w.path}" of ${w.layer} ` +
+          `in ${w.reference} (the layer holds ${w.actual ?? "no such file"})`,
+      ),
       ...report.missing.map((m) => `missing ${m.digest} of ${m.reference}`),
-      `checked ${report.checked} blobs (${formatBytes(report.bytes)}) in ${formatDuration(report.durationMs)}: ${report.corrupt.length} corrupt, ${report.wrongFiles.length} wrong records, ${report.missing.length} missing`,
+      `checked ${report.checked} blobs (${formatBytes(report.bytes)}) in ${formatDuration(report.durationMs)}: ` +
+        `${report.corrupt.length} corrupt, ${report.wrongFiles.length} wrong records, ${report.missing.length} missing`,
     ];
     printLines(context, lines);
   }
@@ -105,7 +156,13 @@ async function runVerify(context: Context): Promise<number> {
 async function runRm(context: Context): Promise<number> {
   if (context.args.length === 0) throw new UsageError("Cannot run rm: expected one or more references or digests");
   const targets = context.args.map((arg): { name: string } | { digest: Digest } =>
-    isDigest(arg) ? { digest: arg } : { name: arg.includes("@") || arg.includes(":") || arg.includes("/") ? formatReference(parseReference(arg)) : arg });
+    isDigest(arg)
+      ? { digest: arg }
+      : {
+          name:
+            arg.includes("@") || arg.includes(":") || arg.includes("/") ? formatReference(parseReference(arg)) : arg,
+        },
+  );
   return printRemoval(context, await removeTargets(openStore(context, true), targets));
 }
 
@@ -117,7 +174,10 @@ async function runPrune(context: Context): Promise<number> {
 
 function printRemoval(context: Context, result: RemovalResult): number {
   if (context.flags.json) return json(context, result);
-  printLines(context, [...result.removed.map((r) => `removed ${r.name} (${formatBytes(r.bytes)})`), `freed ${formatBytes(result.freedBytes)}`]);
+  printLines(context, [
+    ...result.removed.map((r) => `removed ${r.name} (${formatBytes(r.bytes)})`),
+    `freed ${formatBytes(result.freedBytes)}`,
+  ]);
   return EXIT_CODES.ok;
 }
 
@@ -132,7 +192,10 @@ function noArgs(context: Context): void {
   if (context.args.length > 0) throw new UsageError(`Cannot run this command with arguments: "${context.args[0]}"`);
 }
 
-/** Lines of text that may hold names from the cache or text from a registry: each printed with its control characters escaped. */
+/**
+ * Lines of text that may hold names from the cache or text from a registry: each printed with its control characters
+ * escaped.
+ */
 function printLines(context: Context, lines: string[]): void {
   context.print(lines.map(escapeControl).join("\n"));
 }
@@ -145,7 +208,9 @@ function json(context: Context, value: unknown): number {
 function table(header: string[], cells: string[][]): string {
   const rows = cells.map((row) => row.map(escapeControl));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  return [header, ...rows].map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ")).join("\n");
+  return [header, ...rows]
+    .map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  "))
+    .join("\n");
 }
 
 function ago(now: number, ms: number): string {

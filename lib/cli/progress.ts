@@ -48,7 +48,10 @@ export class ProgressBar {
     }
     const ratio = total === 0 ? 1 : received / total;
     const filled = Math.round(ratio * BAR_WIDTH);
-    this.#write(`\r\x1b[2K${this.#label} [${"#".repeat(filled)}${" ".repeat(BAR_WIDTH - filled)}] ${formatBytes(received)} / ${formatBytes(total)}`);
+    this.#write(
+      `\r\x1b[2K${this.#label} [${"#".repeat(filled)}${" ".repeat(BAR_WIDTH - filled)}] ${formatBytes(received)} / ` +
+        `${formatBytes(total)}`,
+    );
     this.#drawn = true;
   }
 

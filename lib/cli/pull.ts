@@ -40,11 +40,15 @@ async function runPath(context: Context): Promise<number> {
   if (role === undefined && parseLayoutSource(input) === undefined) {
     const pinned = requireDigest(parseReference(input), "path");
     const blob = await withCache(context, input, {}, (cache) => pullBlob(cache, pinned));
-    if (blob.path === undefined || !blob.cached) throw new UsageError(`Cannot give a path for "${input}": the cache cannot be written`);
+    if (blob.path === undefined || !blob.cached)
+      throw new UsageError(`Cannot give a path for "${input}": the cache cannot be written`);
     context.print(blob.path);
     return EXIT_CODES.ok;
   }
-  const result = await pullInput(context, input, { platform: parsePlatform(flags.platform, flags.plat), roles: [role ?? "kernel"] });
+  const result = await pullInput(context, input, {
+    platform: parsePlatform(flags.platform, flags.plat),
+    roles: [role ?? "kernel"],
+  });
   context.print(result.files[0]!.path);
   return EXIT_CODES.ok;
 }
@@ -65,18 +69,21 @@ async function catBlob(context: Context): Promise<number> {
   const role = parseRole(flags.role);
   let path: string | undefined;
   if (role !== undefined) {
-    path = (await pullInput(context, input, { platform: parsePlatform(flags.platform, flags.plat), roles: [role] })).files[0]!.path;
+    path = (await pullInput(context, input, { platform: parsePlatform(flags.platform, flags.plat), roles: [role] }))
+      .files[0]!.path;
   } else {
     const ref = requireDigest(parseReference(input), "cat");
     // With no descriptor to give the size, a cached copy is re-hashed before it goes out (cat reads it all anyway).
     // Downloaded bytes go out as they arrive; a blob the cache has (or another process fetched) goes out after.
     let streamed = false;
-    const blob = await withCache(context, input, { verify: true }, (cache) => pullBlob(cache, ref, {
-      onChunk: (chunk) => {
-        streamed = true;
-        writeStdout(chunk);
-      },
-    }));
+    const blob = await withCache(context, input, { verify: true }, (cache) =>
+      pullBlob(cache, ref, {
+        onChunk: (chunk) => {
+          streamed = true;
+          writeStdout(chunk);
+        },
+      }),
+    );
     if (streamed) return EXIT_CODES.ok;
     path = blob.path;
   }
@@ -90,7 +97,10 @@ function pullInput(context: Context, input: string, options: PullOptions): Promi
   const layout = parseLayoutSource(input);
   const ref = layout === undefined ? parseReference(input) : undefined;
   return withCache(context, input, {}, (cache) =>
-    ref !== undefined ? pullImage(cache, ref, options) : pullLayout(cache, layout!, { ...options, verify: context.flags.verify === true }));
+    ref !== undefined
+      ? pullImage(cache, ref, options)
+      : pullLayout(cache, layout!, { ...options, verify: context.flags.verify === true }),
+  );
 }
 
 function printResult(context: Context, result: PullResult): number {
@@ -136,7 +146,11 @@ async function withCache<T extends { hit: boolean }>(
   if (!result.hit && cache.writable) {
     try {
       const { autoClean } = await import("../store/cleanup.ts");
-      await autoClean(cache.store, { maxAgeMs: config.maxAgeMs, maxSizeBytes: config.maxSizeBytes, graceMs: config.graceMs }, config.autoCleanIntervalMs);
+      await autoClean(
+        cache.store,
+        { maxAgeMs: config.maxAgeMs, maxSizeBytes: config.maxSizeBytes, graceMs: config.graceMs },
+        config.autoCleanIntervalMs,
+      );
     } catch (error) {
       context.warn(`Cannot clean the cache automatically: ${(error as Error).message}`);
     }
@@ -159,7 +173,7 @@ function requireDigest(ref: Reference, command: string): Reference & { digest: N
 
 /** Write to fd 1 synchronously, waiting out a full non-blocking pipe. */
 function writeStdout(chunk: Uint8Array): void {
-  for (let offset = 0; offset < chunk.byteLength;) {
+  for (let offset = 0; offset < chunk.byteLength; ) {
     try {
       offset += writeSync(1, chunk, offset, chunk.byteLength - offset);
     } catch (error) {

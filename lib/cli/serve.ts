@@ -34,10 +34,16 @@ export async function runServe(context: Context): Promise<number> {
   const loopback = isLoopback(hostname);
   const fromEnv = process.env.OCICACHE_ADMIN_TOKEN;
   if (!loopback && (fromEnv === undefined || fromEnv.length < 16)) {
-    throw new UsageError(`Cannot listen on "${config.listen}" without an admin token: set OCICACHE_ADMIN_TOKEN (16 characters or more), or listen on 127.0.0.1`);
+    throw new UsageError(
+      `Cannot listen on "${config.listen}" without an admin token: set OCICACHE_ADMIN_TOKEN (16 characters or more), ` +
+        `or listen on 127.0.0.1`,
+    );
   }
   if (!loopback && config.upstream !== undefined && config.htpasswd === undefined && !config.publicMirror) {
-    throw new UsageError(`Cannot serve the mirror on "${config.listen}" to anyone who can reach it, with this machine's registry credentials: give --htpasswd FILE, or --public-mirror`);
+    throw new UsageError(
+      `Cannot serve the mirror on "${config.listen}" to anyone who can reach it, with this machine's registry ` +
+        `credentials: give --htpasswd FILE, or --public-mirror`,
+    );
   }
   const htpasswd = config.htpasswd === undefined ? undefined : readHtpasswd(config.htpasswd);
   const generated = fromEnv !== undefined && fromEnv !== "" ? undefined : generateToken();
@@ -63,13 +69,28 @@ export async function runServe(context: Context): Promise<number> {
   });
   let server: ReturnType<typeof Bun.serve>;
   try {
-    server = Bun.serve({ hostname: hostname.replace(/^\[|\]$/g, ""), port, fetch: app.fetch, idleTimeout: IDLE_CONNECTION_SECONDS });
+    server = Bun.serve({
+      hostname: hostname.replace(/^\[|\]$/g, ""),
+      port,
+      fetch: app.fetch,
+      idleTimeout: IDLE_CONNECTION_SECONDS,
+    });
   } catch (cause) {
-    throw new UsageError(`Cannot listen on "${config.listen}": ${(cause as Error).message.replace(/\.$/, "")}`, { cause });
+    throw new UsageError(`Cannot listen on "${config.listen}": ${(cause as Error).message.replace(/\.$/, "")}`, {
+      cause,
+    });
   }
   const where = generated === undefined ? "from OCICACHE_ADMIN_TOKEN" : `in ${generated.file}`;
-  const clients = config.upstream === undefined ? "" : htpasswd !== undefined ? `, mirror clients need credentials from ${config.htpasswd}` : loopback ? "" : ", mirror open to anyone who can reach it (--public-mirror)";
-  context.print(`listening on http://${hostname}:${server.port}${config.upstream === undefined ? "" : `, mirroring ${config.upstream}`} (admin token ${where}${clients})`);
+  const clients =
+    config.upstream === undefined
+      ? ""
+      : htpasswd !== undefined
+        ? `, mirror clients need credentials from ${config.htpasswd}`
+        : loopback
+          ? ""
+          : ", mirror open to anyone who can reach it (--public-mirror)";
+  const mirroring = config.upstream === undefined ? "" : `, mirroring ${config.upstream}`;
+  context.print(`listening on http://${hostname}:${server.port}${mirroring} (admin token ${where}${clients})`);
   const signal = await stopped;
   context.warn(`${signal}: finishing the requests in flight`);
   await server.stop(false);

@@ -21,8 +21,14 @@ const HOST_SETTINGS = {
 };
 const MIRROR = z.strictObject({
   host: HOST,
-  capabilities: z.array(z.enum(["pull", "resolve"])).min(1).optional(),
-  path: z.string().regex(/^\/v2(\/[a-z0-9._-]+)*\/?$/, "expected /v2 or /v2/<project>").optional(),
+  capabilities: z
+    .array(z.enum(["pull", "resolve"]))
+    .min(1)
+    .optional(),
+  path: z
+    .string()
+    .regex(/^\/v2(\/[a-z0-9._-]+)*\/?$/, "expected /v2 or /v2/<project>")
+    .optional(),
   ...HOST_SETTINGS,
 });
 const REGISTRY = z.strictObject({ mirrors: z.array(MIRROR).optional(), ...HOST_SETTINGS });
@@ -63,7 +69,10 @@ const SCHEMA = z.strictObject({
  * const file = (() => { try { return readConfigFile("/etc/ocicache.json"); } catch { return undefined; } })();
  * ```
  */
-export function readConfigFile(path: string): { raw: Record<string, string>; registries: Record<string, RegistrySettings> } {
+export function readConfigFile(path: string): {
+  raw: Record<string, string>;
+  registries: Record<string, RegistrySettings>;
+} {
   let json: unknown;
   try {
     json = JSON.parse(readFileSync(path, "utf8"));

@@ -12,7 +12,12 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../errors.ts";
 import { configDir, homeDir } from "../home.ts";
-import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_LOW_SPEED_BYTES_PER_SECOND, DEFAULT_LOW_SPEED_WINDOW_MS } from "../oci/limits.ts";
+import {
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_LOCK_TIMEOUT_MS,
+  DEFAULT_LOW_SPEED_BYTES_PER_SECOND,
+  DEFAULT_LOW_SPEED_WINDOW_MS,
+} from "../oci/limits.ts";
 import { HOST_RE, type RegistrySettings } from "../oci/host.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
@@ -161,7 +166,11 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
     if (value !== undefined && value !== "") fromEnv[key] = value;
   }
   const pick = (key: keyof typeof KEYS) => {
-    for (const [source, raw] of [[KEYS[key].flag, sources.flags?.[key]], [KEYS[key].env, fromEnv[key]], [`"${key}" in ${path}`, file[key]]] as const) {
+    for (const [source, raw] of [
+      [KEYS[key].flag, sources.flags?.[key]],
+      [KEYS[key].env, fromEnv[key]],
+      [`"${key}" in ${path}`, file[key]],
+    ] as const) {
       if (raw !== undefined) return { raw, source };
     }
     return undefined;
@@ -212,7 +221,8 @@ function parsePositiveDuration(input: string, what: string): number {
 /** `host:port`, `[v6]:port`; port 0 picks a free one. */
 function parseListen(input: string, what: string): string {
   const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(input.trim());
-  if (match === null || Number(match[2]) > 65535) throw new UsageError(`Cannot parse ${what} "${input.slice(0, 60)}": expected host:port, e.g. 127.0.0.1:5050`);
+  if (match === null || Number(match[2]) > 65535)
+    throw new UsageError(`Cannot parse ${what} "${input.slice(0, 60)}": expected host:port, e.g. 127.0.0.1:5050`);
   return input.trim();
 }
 
@@ -224,7 +234,9 @@ function parseHosts(input: string, what: string): string[] {
 /** A registry host with an optional port, as in a reference. */
 function parseHost(input: string, what: string): string {
   if (!HOST_RE.test(input.trim())) {
-    throw new UsageError(`Cannot parse ${what} "${input.slice(0, 60)}": expected a registry host such as 127.0.0.1:5000`);
+    throw new UsageError(
+      `Cannot parse ${what} "${input.slice(0, 60)}": expected a registry host such as 127.0.0.1:5000`,
+    );
   }
   return input.trim();
 }
@@ -237,12 +249,16 @@ function parseBoolean(input: string, what: string): boolean {
 }
 
 function parseList(input: string): string[] {
-  return input.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  return input
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
 }
 
 function parseConcurrency(input: string, what: string): number {
   const n = Number(input);
-  if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a whole number from 1 to 64`);
+  if (!Number.isInteger(n) || n < 1 || n > 64)
+    throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a whole number from 1 to 64`);
   return n;
 }
 

@@ -7,7 +7,14 @@
 
 import { UsageError } from "../errors.ts";
 
-const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+const DURATION_UNITS_MS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+};
 
 /**
  * Parse a duration into milliseconds; a bare `0` is zero.
@@ -22,14 +29,31 @@ const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h
 export function parseDuration(input: string, what: string): number {
   if (input.trim() === "0") return 0;
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$/.exec(input.trim());
-  if (match === null) throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a duration such as 90s, 30m, 12h or 30d`);
+  if (match === null)
+    throw new UsageError(
+      `Cannot parse ${what} "${input.slice(0, 40)}": expected a duration such as 90s, 30m, 12h or 30d`,
+    );
   return Math.round(Number(match[1]) * DURATION_UNITS_MS[match[2]!]!);
 }
 
 const SIZE_UNITS: Record<string, number> = {
   b: 1,
-  k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12,
-  ki: 2 ** 10, kib: 2 ** 10, mi: 2 ** 20, mib: 2 ** 20, gi: 2 ** 30, gib: 2 ** 30, ti: 2 ** 40, tib: 2 ** 40,
+  k: 1e3,
+  kb: 1e3,
+  m: 1e6,
+  mb: 1e6,
+  g: 1e9,
+  gb: 1e9,
+  t: 1e12,
+  tb: 1e12,
+  ki: 2 ** 10,
+  kib: 2 ** 10,
+  mi: 2 ** 20,
+  mib: 2 ** 20,
+  gi: 2 ** 30,
+  gib: 2 ** 30,
+  ti: 2 ** 40,
+  tib: 2 ** 40,
 };
 
 /**
@@ -64,7 +88,12 @@ export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)} ms`;
   const parts: string[] = [];
   let rest = Math.round(ms / 1000);
-  for (const [unit, seconds] of [["d", 86_400], ["h", 3600], ["m", 60], ["s", 1]] as const) {
+  for (const [unit, seconds] of [
+    ["d", 86_400],
+    ["h", 3600],
+    ["m", 60],
+    ["s", 1],
+  ] as const) {
     if (rest >= seconds && parts.length < 2) {
       parts.push(`${Math.floor(rest / seconds)}${unit}`);
       rest %= seconds;

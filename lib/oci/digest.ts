@@ -30,7 +30,11 @@ export function parseDigest(input: string): Digest {
   if (typeof input === "string" && DIGEST_RE.test(input)) return input as Digest;
   const text = JSON.stringify(String(input).slice(0, 80)).slice(1, -1);
   const algorithm = String(input).split(":", 1)[0];
-  if (String(input).includes(":") && algorithm !== DIGEST_ALGORITHM && /^[a-z0-9]+([+._-][a-z0-9]+)*$/.test(algorithm ?? "")) {
+  if (
+    String(input).includes(":") &&
+    algorithm !== DIGEST_ALGORITHM &&
+    /^[a-z0-9]+([+._-][a-z0-9]+)*$/.test(algorithm ?? "")
+  ) {
     throw new UsageError(`Cannot parse digest "${text}": unsupported algorithm "${algorithm}" (only sha256)`);
   }
   throw new UsageError(`Cannot parse digest "${text}": expected sha256:<64 lowercase hex>`);
@@ -146,10 +150,7 @@ export class Verifier {
  * console.log(await new Response(checked).text());
  * ```
  */
-export function verifyStream(
-  stream: ReadableStream<Uint8Array>,
-  expected: Expected,
-): ReadableStream<Uint8Array> {
+export function verifyStream(stream: ReadableStream<Uint8Array>, expected: Expected): ReadableStream<Uint8Array> {
   const verifier = new Verifier(expected);
   return stream.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({

@@ -38,7 +38,10 @@ export function findImageFiles(manifest: Manifest & { kind: "image" }, debugKern
       const path = layer.annotations?.[key];
       if (path === undefined) continue;
       if (!TAR_MEDIA_TYPES.includes(layer.mediaType)) {
-        throw new IntegrityError(`Cannot take "${path}" out of layer "${layer.digest}": media type "${layer.mediaType}" is not an uncompressed tar`);
+        throw new IntegrityError(
+          `Cannot take "${path}" out of layer "${layer.digest}": media type "${layer.mediaType}" is not an ` +
+            `uncompressed tar`,
+        );
       }
       files.push({ role: annotated, name: annotated, layer, path: normaliseTarPath(path) });
     }
@@ -52,7 +55,8 @@ export function findImageFiles(manifest: Manifest & { kind: "image" }, debugKern
   }
   const order: Role[] = ["kernel", "initrd", "kernel.dbg"];
   const unique = order.flatMap((role) => files.filter((f) => f.role === role).slice(0, 1));
-  const roms = manifest.layers.filter((l) => STANDALONE_MEDIA_TYPES[l.mediaType] === "rom")
+  const roms = manifest.layers
+    .filter((l) => STANDALONE_MEDIA_TYPES[l.mediaType] === "rom")
     .map((layer, i): ImageFile => ({ role: "rom", name: `rom${i}`, layer }));
   return [...unique.filter((f) => debugKernel || f.role !== "kernel.dbg"), ...roms];
 }
@@ -63,12 +67,19 @@ export function findImageFiles(manifest: Manifest & { kind: "image" }, debugKern
  *
  * @throws {NotFoundError} when the image has none of them.
  */
-export function selectImageFiles(manifest: Manifest & { kind: "image" }, options: { debugKernel?: boolean; roles?: Role[] }, name: string): ImageFile[] {
-  const files = findImageFiles(manifest, options.debugKernel || options.roles?.includes("kernel.dbg"))
-    .filter((f) => options.roles === undefined || options.roles.includes(f.role));
+export function selectImageFiles(
+  manifest: Manifest & { kind: "image" },
+  options: { debugKernel?: boolean; roles?: Role[] },
+  name: string,
+): ImageFile[] {
+  const files = findImageFiles(manifest, options.debugKernel || options.roles?.includes("kernel.dbg")).filter(
+    (f) => options.roles === undefined || options.roles.includes(f.role),
+  );
   if (files.length === 0) {
     const what = options.roles?.join(", ") ?? "kernel, initrd or rom";
-    throw new NotFoundError(`Cannot find a ${what} in "${name}": no layer is a unikraft ${what} (see the README's image formats)`);
+    throw new NotFoundError(
+      `Cannot find a ${what} in "${name}": no layer is a unikraft ${what} (see the README's image formats)`,
+    );
   }
   return files;
 }

@@ -41,7 +41,8 @@ export const MAX_DESCRIPTORS = 1024;
  * @example
  * ```ts
  * import { parseManifest } from "./manifest.ts";
- * const m = parseManifest(new TextEncoder().encode('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'), "", "example");
+ * const json = { schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [] };
+ * const m = parseManifest(new TextEncoder().encode(JSON.stringify(json)), "", "example");
  * console.log(m.kind); // index
  * ```
  */
@@ -61,27 +62,44 @@ export function parseManifest(bytes: Uint8Array, headerMediaType: string, what: 
     return { kind: "index", mediaType, manifests: checkList(json.manifests, what), annotations };
   }
   if (IMAGE_MEDIA_TYPES.includes(mediaType) || (mediaType === "" && Array.isArray(json.layers))) {
-    return { kind: "image", mediaType, config: checkDescriptor(json.config, what), layers: checkList(json.layers, what), annotations };
+    return {
+      kind: "image",
+      mediaType,
+      config: checkDescriptor(json.config, what),
+      layers: checkList(json.layers, what),
+      annotations,
+    };
   }
-  throw new IntegrityError(`Cannot use manifest of "${what}": unsupported media type "${String(mediaType).slice(0, 80)}"`);
+  throw new IntegrityError(
+    `Cannot use manifest of "${what}": unsupported media type "${String(mediaType).slice(0, 80)}"`,
+  );
 }
 
 function checkList(value: unknown, what: string): Descriptor[] {
-  if (!Array.isArray(value)) throw new IntegrityError(`Cannot parse manifest of "${what}": a descriptor list is missing`);
+  if (!Array.isArray(value))
+    throw new IntegrityError(`Cannot parse manifest of "${what}": a descriptor list is missing`);
   if (value.length > MAX_DESCRIPTORS) {
-    throw new IntegrityError(`Cannot use manifest of "${what}": it lists ${value.length} descriptors, more than the limit of ${MAX_DESCRIPTORS}`);
+    throw new IntegrityError(
+      `Cannot use manifest of "${what}": it lists ${value.length} descriptors, more than the limit of ` +
+        `${MAX_DESCRIPTORS}`,
+    );
   }
   return value.map((d) => checkDescriptor(d, what));
 }
 
 function checkDescriptor(value: unknown, what: string): Descriptor {
   const d = value as Record<string, unknown>;
-  if (typeof d !== "object" || d === null) throw new IntegrityError(`Cannot parse manifest of "${what}": a descriptor is not an object`);
+  if (typeof d !== "object" || d === null)
+    throw new IntegrityError(`Cannot parse manifest of "${what}": a descriptor is not an object`);
   if (!isDigest(d.digest)) {
-    throw new IntegrityError(`Cannot use manifest of "${what}": descriptor digest "${String(d.digest).slice(0, 80)}" is not sha256:<64 hex>`);
+    throw new IntegrityError(
+      `Cannot use manifest of "${what}": descriptor digest "${String(d.digest).slice(0, 80)}" is not sha256:<64 hex>`,
+    );
   }
   if (typeof d.size !== "number" || !Number.isSafeInteger(d.size) || d.size < 0 || d.size > MAX_BLOB_BYTES) {
-    throw new IntegrityError(`Cannot use manifest of "${what}": descriptor "${d.digest}" has a bad size "${String(d.size).slice(0, 40)}"`);
+    throw new IntegrityError(
+      `Cannot use manifest of "${what}": descriptor "${d.digest}" has a bad size "${String(d.size).slice(0, 40)}"`,
+    );
   }
   if (typeof d.mediaType !== "string" || d.mediaType.length > 255) {
     throw new IntegrityError(`Cannot use manifest of "${what}": descriptor "${d.digest}" has no media type`);
@@ -92,7 +110,8 @@ function checkDescriptor(value: unknown, what: string): Descriptor {
     digest: d.digest,
     size: d.size,
     ...(d.annotations !== undefined && { annotations: checkAnnotations(d.annotations, what) }),
-    ...(typeof platform === "object" && platform !== null && { platform: pickStrings(platform, ["os", "architecture", "variant"]) }),
+    ...(typeof platform === "object" &&
+      platform !== null && { platform: pickStrings(platform, ["os", "architecture", "variant"]) }),
   };
 }
 

@@ -22,7 +22,10 @@ export const IMAGE_MEDIA_TYPES = [OCI_MANIFEST, DOCKER_MANIFEST];
 /** Every manifest media type ocicache asks registries for (`Accept`) and accepts. */
 export const MANIFEST_MEDIA_TYPES = [...INDEX_MEDIA_TYPES, ...IMAGE_MEDIA_TYPES];
 /** Uncompressed tar layers, whose files are contiguous byte ranges. */
-export const TAR_MEDIA_TYPES = ["application/vnd.oci.image.layer.v1.tar", "application/vnd.docker.image.rootfs.diff.tar"];
+export const TAR_MEDIA_TYPES = [
+  "application/vnd.oci.image.layer.v1.tar",
+  "application/vnd.docker.image.rootfs.diff.tar",
+];
 
 /** The roles a unikernel image's files play. */
 export type Role = "kernel" | "initrd" | "kernel.dbg" | "rom";

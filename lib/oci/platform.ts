@@ -34,7 +34,9 @@ export function parsePlatform(platform?: string, plat?: string): PlatformWant {
   if (platform !== undefined) {
     const parts = platform.split("/");
     if (parts.length > 3 || parts.some((p) => !PART_RE.test(p))) {
-      throw new UsageError(`Cannot parse platform "${platform.slice(0, 60)}": expected os/arch[/variant], e.g. linux/arm64`);
+      throw new UsageError(
+        `Cannot parse platform "${platform.slice(0, 60)}": expected os/arch[/variant], e.g. linux/arm64`,
+      );
     }
     if (parts.length === 1) want.architecture = normaliseArchitecture(parts[0]!);
     else {
@@ -44,7 +46,8 @@ export function parsePlatform(platform?: string, plat?: string): PlatformWant {
     }
   }
   if (plat !== undefined) {
-    if (!PART_RE.test(plat)) throw new UsageError(`Cannot parse plat "${plat.slice(0, 60)}": expected a name such as qemu, fc or xen`);
+    if (!PART_RE.test(plat))
+      throw new UsageError(`Cannot parse plat "${plat.slice(0, 60)}": expected a name such as qemu, fc or xen`);
     want.plat = plat.toLowerCase();
   }
   return want;
@@ -72,7 +75,9 @@ export function selectManifest(manifests: Descriptor[], want: PlatformWant, name
   const found = manifests.find((m) => matches(describe(m), wanted));
   if (found !== undefined) return found;
   const offers = manifests.map((m) => formatPlatform(describe(m))).join(", ") || "nothing";
-  throw new NotFoundError(`Cannot find platform "${formatPlatform(wanted)}" in "${name}": it offers ${offers} (use --platform or --plat)`);
+  throw new NotFoundError(
+    `Cannot find platform "${formatPlatform(wanted)}" in "${name}": it offers ${offers} (use --platform or --plat)`,
+  );
 }
 
 /** The platform of a descriptor, filled in from unikraft's annotations. */
@@ -96,10 +101,12 @@ export function formatPlatform(p: PlatformWant): string {
 }
 
 function matches(have: PlatformWant, want: PlatformWant): boolean {
-  return (want.architecture === undefined || have.architecture === want.architecture)
-    && (want.os === undefined || have.os === want.os)
-    && (want.variant === undefined || have.variant === undefined || have.variant === want.variant)
-    && (want.plat === undefined || have.plat === want.plat);
+  return (
+    (want.architecture === undefined || have.architecture === want.architecture) &&
+    (want.os === undefined || have.os === want.os) &&
+    (want.variant === undefined || have.variant === undefined || have.variant === want.variant) &&
+    (want.plat === undefined || have.plat === want.plat)
+  );
 }
 
 const PART_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;

@@ -54,7 +54,9 @@ export function parseReference(input: string): Reference {
     throw new UsageError("Cannot parse reference: it is empty");
   }
   if (input.length > 512 || /[\s\0]/.test(input) || /[^\x21-\x7e]/.test(input)) {
-    throw new UsageError(`Cannot parse reference "${printable(input)}": it contains spaces, control or non-ASCII characters`);
+    throw new UsageError(
+      `Cannot parse reference "${printable(input)}": it contains spaces, control or non-ASCII characters`,
+    );
   }
   let rest = input;
   let digest: Digest | undefined;
@@ -64,7 +66,10 @@ export function parseReference(input: string): Reference {
     try {
       digest = parseDigest(raw);
     } catch (cause) {
-      throw new UsageError(`Cannot parse reference "${input}": bad digest "${raw}" (expected sha256:<64 lowercase hex>)`, { cause });
+      throw new UsageError(
+        `Cannot parse reference "${input}": bad digest "${raw}" (expected sha256:<64 lowercase hex>)`,
+        { cause },
+      );
     }
     rest = rest.slice(0, at);
   }
@@ -74,7 +79,10 @@ export function parseReference(input: string): Reference {
     tag = rest.slice(colon + 1);
     rest = rest.slice(0, colon);
     if (!TAG_RE.test(tag)) {
-      throw new UsageError(`Cannot parse reference "${input}": bad tag "${tag}" (letters, digits, "_", "." and "-", at most 128, not starting with "." or "-")`);
+      throw new UsageError(
+        `Cannot parse reference "${input}": bad tag "${tag}" (letters, digits, "_", "." and "-", at most 128, not ` +
+          `starting with "." or "-")`,
+      );
     }
   }
   const { registry, repository } = splitName(rest, input);
@@ -112,9 +120,10 @@ export function parseLayoutSource(input: string): LayoutSource | undefined {
   const body = input.slice(4);
   const colon = body.lastIndexOf(":");
   const after = body.slice(colon + 1);
-  const source: LayoutSource = colon > 0 && !after.includes("/") && REF_NAME_RE.test(after)
-    ? { dir: body.slice(0, colon), tag: after }
-    : { dir: body };
+  const source: LayoutSource =
+    colon > 0 && !after.includes("/") && REF_NAME_RE.test(after)
+      ? { dir: body.slice(0, colon), tag: after }
+      : { dir: body };
   if (source.dir.length === 0 || source.dir.includes("\0")) {
     throw new UsageError(`Cannot parse source "${printable(input)}": expected oci:DIR[:tag]`);
   }
@@ -144,12 +153,17 @@ function splitName(name: string, input: string): { registry: string; repository:
   }
   for (const component of repository.split("/")) {
     if (!COMPONENT_RE.test(component)) {
-      throw new UsageError(`Cannot parse reference "${input}": bad repository component "${component}" (lowercase letters, digits and single separators ".", "_", "__", "-")`);
+      throw new UsageError(
+        `Cannot parse reference "${input}": bad repository component "${component}" (lowercase letters, digits and ` +
+          `single separators ".", "_", "__", "-")`,
+      );
     }
   }
   if (registry === DEFAULT_REGISTRY && !repository.includes("/")) repository = `library/${repository}`;
   if (registry.length + 1 + repository.length > MAX_NAME_LENGTH) {
-    throw new UsageError(`Cannot parse reference "${input.slice(0, 40)}…": the name is longer than ${MAX_NAME_LENGTH} characters`);
+    throw new UsageError(
+      `Cannot parse reference "${input.slice(0, 40)}…": the name is longer than ${MAX_NAME_LENGTH} characters`,
+    );
   }
   return { registry, repository };
 }

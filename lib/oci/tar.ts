@@ -49,7 +49,8 @@ function scan(fd: number, name: string, tarSize: number, tarPath: string): TarRa
   while (position + BLOCK <= tarSize) {
     if (readSync(fd, header, 0, BLOCK, position) !== BLOCK) break;
     if (header.every((b) => b === 0)) break;
-    if (!checksumOk(header)) throw new IntegrityError(`Cannot read tar layer "${tarPath}": bad header checksum at byte ${position}`);
+    if (!checksumOk(header))
+      throw new IntegrityError(`Cannot read tar layer "${tarPath}": bad header checksum at byte ${position}`);
     const type = String.fromCharCode(header[156]!);
     let size = parseOctal(header.subarray(124, 136));
     if (pax.size !== undefined) size = Number(pax.size);
@@ -74,7 +75,8 @@ function scan(fd: number, name: string, tarSize: number, tarPath: string): TarRa
 }
 
 function readMeta(fd: number, offset: number, size: number, tarPath: string): string {
-  if (size > MAX_META_BYTES) throw new IntegrityError(`Cannot read tar layer "${tarPath}": a ${size}-byte header record is too large`);
+  if (size > MAX_META_BYTES)
+    throw new IntegrityError(`Cannot read tar layer "${tarPath}": a ${size}-byte header record is too large`);
   const buffer = new Uint8Array(size);
   readSync(fd, buffer, 0, size, offset);
   return new TextDecoder().decode(buffer);

@@ -38,7 +38,11 @@ export interface ChunkSource {
  * console.log(text); // hello
  * ```
  */
-export function verifiedStream(source: ChunkSource, expected: Expected, onMismatch: (error: IntegrityError) => void): ReadableStream<Uint8Array> {
+export function verifiedStream(
+  source: ChunkSource,
+  expected: Expected,
+  onMismatch: (error: IntegrityError) => void,
+): ReadableStream<Uint8Array> {
   const verifier = new Verifier(expected, `blob "${expected.digest}"`);
   let held: Uint8Array | undefined;
   const fail = (controller: ReadableStreamDefaultController<Uint8Array>, error: unknown) => {
@@ -46,36 +50,39 @@ export function verifiedStream(source: ChunkSource, expected: Expected, onMismat
     if (error instanceof IntegrityError) onMismatch(error);
     controller.error(error);
   };
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      for (;;) {
-        let chunk: Uint8Array | null;
-        try {
-          chunk = await source.next();
-          if (chunk === null) verifier.finish();
-          else verifier.update(chunk);
-        } catch (error) {
-          fail(controller, error);
-          return;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        for (;;) {
+          let chunk: Uint8Array | null;
+          try {
+            chunk = await source.next();
+            if (chunk === null) verifier.finish();
+            else verifier.update(chunk);
+          } catch (error) {
+            fail(controller, error);
+            return;
+          }
+          if (chunk === null) {
+            source.close();
+            if (held !== undefined) controller.enqueue(held);
+            controller.close();
+            return;
+          }
+          const previous = held;
+          held = chunk;
+          if (previous !== undefined) {
+            controller.enqueue(previous);
+            return;
+          }
         }
-        if (chunk === null) {
-          source.close();
-          if (held !== undefined) controller.enqueue(held);
-          controller.close();
-          return;
-        }
-        const previous = held;
-        held = chunk;
-        if (previous !== undefined) {
-          controller.enqueue(previous);
-          return;
-        }
-      }
+      },
+      cancel() {
+        source.close();
+      },
     },
-    cancel() {
-      source.close();
-    },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
 }
 
 /** A cached blob file, read from its start up to `size` bytes. */
@@ -105,7 +112,10 @@ export function fileSource(path: string, size: number): ChunkSource {
  */
 export function growingSource(store: Store, digest: Digest, size: number, done: Promise<BlobResult>): ChunkSource {
   let outcome: { result: BlobResult } | { error: unknown } | undefined;
-  done.then((result) => (outcome = { result }), (error) => (outcome = { error }));
+  done.then(
+    (result) => (outcome = { result }),
+    (error) => (outcome = { error }),
+  );
   let fd: number | undefined;
   let final = false;
   let offset = 0;
@@ -121,7 +131,8 @@ export function growingSource(store: Store, digest: Digest, size: number, done: 
           if (outcome !== undefined && "error" in outcome) throw outcome.error;
           if (outcome !== undefined) {
             const { path, cached } = outcome.result;
-            if (path === undefined || !cached) throw new StoreError(`Cannot serve blob "${digest}": the cache cannot be written`);
+            if (path === undefined || !cached)
+              throw new StoreError(`Cannot serve blob "${digest}": the cache cannot be written`);
             fd = openRegular(path);
             final = true;
           } else {

@@ -22,7 +22,6 @@ export interface FetchBlobOptions {
   onChunk?: (chunk: Uint8Array) => void | Promise<void>;
 }
 
-
 /**
  * A verified blob: the cached one when its size is right (and, with
  * `verify`, its digest), else downloaded while hashed and counted, then
@@ -37,10 +36,16 @@ export interface FetchBlobOptions {
  * import { parseReference } from "../oci/reference.ts";
  * const cache = new Cache({ dir: "/tmp/ocicache-example" });
  * const ref = parseReference("127.0.0.1:5000/unikraft/nginx:1.25");
- * const blob = await fetchBlob(cache, ref, { mediaType: "application/vnd.unikraft.kernel.v1", digest: ref.digest!, size: 1 }).catch(() => undefined);
+ * const kernel = { mediaType: "application/vnd.unikraft.kernel.v1", digest: ref.digest!, size: 1 };
+ * const blob = await fetchBlob(cache, ref, kernel).catch(() => undefined);
  * ```
  */
-export async function fetchBlob(cache: Cache, ref: Reference, descriptor: Descriptor, options: FetchBlobOptions = {}): Promise<BlobResult> {
+export async function fetchBlob(
+  cache: Cache,
+  ref: Reference,
+  descriptor: Descriptor,
+  options: FetchBlobOptions = {},
+): Promise<BlobResult> {
   const { digest } = descriptor;
   const cached = cachedCopy(cache, digest, descriptor.size);
   if (cached !== undefined) return { path: cached.path, hit: true, cached: true };
@@ -65,7 +70,9 @@ export async function fetchBlob(cache: Cache, ref: Reference, descriptor: Descri
     if (error instanceof IntegrityError) cache.options.onEvent?.({ type: "verification-failure" });
     throw error;
   }
-  cache.options.onEvent?.(result.hit ? { type: "hit", bytes: descriptor.size } : { type: "fetched", bytes: descriptor.size });
+  cache.options.onEvent?.(
+    result.hit ? { type: "hit", bytes: descriptor.size } : { type: "fetched", bytes: descriptor.size },
+  );
   return result;
 }
 
@@ -76,7 +83,12 @@ export async function fetchBlob(cache: Cache, ref: Reference, descriptor: Descri
  *
  * @throws {NotFoundError} when neither the cache nor the registry has it.
  */
-export async function fetchBlobByDigest(cache: Cache, ref: Reference, digest: Digest, options: FetchBlobOptions = {}): Promise<BlobResult & { size: number }> {
+export async function fetchBlobByDigest(
+  cache: Cache,
+  ref: Reference,
+  digest: Digest,
+  options: FetchBlobOptions = {},
+): Promise<BlobResult & { size: number }> {
   const cached = cachedCopy(cache, digest, undefined);
   if (cached !== undefined) return { path: cached.path, hit: true, cached: true, size: cached.size };
   if (cache.options.offline) throw new NotFoundError(`Cannot fetch blob "${digest}" offline: it is not in the cache`);
@@ -85,7 +97,11 @@ export async function fetchBlobByDigest(cache: Cache, ref: Reference, digest: Di
 }
 
 /** The cached copy when it passes its checks (touched, as used now), else `undefined` (a failing copy is dropped). */
-function cachedCopy(cache: Cache, digest: Digest, size: number | undefined): { path: string; size: number } | undefined {
+function cachedCopy(
+  cache: Cache,
+  digest: Digest,
+  size: number | undefined,
+): { path: string; size: number } | undefined {
   const stat = cache.store.stat(digest);
   if (stat === undefined) return undefined;
   const path = cache.store.blobPath(digest);

@@ -107,7 +107,11 @@ export class Cache {
       const { RegistryClient } = await import("../registry/client.ts");
       this.#client = new RegistryClient({
         ...this.options.registry,
-        onMirrorFailure: (mirror, registry, reason) => this.warn(`Cannot use the mirror "${mirror}" for "${registry}" (${reason}); using the next host for the rest of this pull`),
+        onMirrorFailure: (mirror, registry, reason) =>
+          this.warn(
+            `Cannot use the mirror "${mirror}" for "${registry}" (${reason}); using the next host for the rest of ` +
+              `this pull`,
+          ),
       });
     }
     return this.#client;
@@ -151,7 +155,10 @@ export class Cache {
         return { name, digest: head.digest, entry, checked: true };
       } catch (error) {
         if (!(error instanceof RegistryError)) throw error;
-        this.warn(`Cannot check "${name}" with "${ref.registry}" (${error.message}); using the last known digest ${entry.digest}`);
+        this.warn(
+          `Cannot check "${name}" with "${ref.registry}" (${error.message}); using the last known digest ` +
+            `${entry.digest}`,
+        );
         return { name, digest: entry.digest, entry, checked: false };
       }
     }
@@ -167,7 +174,11 @@ export class Cache {
    *
    * @throws {IntegrityError} when its size differs from `expectedSize`.
    */
-  async manifestBytes(ref: Reference, digest: Digest, expectedSize?: number): Promise<{ bytes: Uint8Array; hit: boolean }> {
+  async manifestBytes(
+    ref: Reference,
+    digest: Digest,
+    expectedSize?: number,
+  ): Promise<{ bytes: Uint8Array; hit: boolean }> {
     let bytes = this.#manifests.get(digest);
     let hit = false;
     if (bytes === undefined) {
@@ -181,11 +192,14 @@ export class Cache {
       }
     }
     if (bytes === undefined) {
-      if (this.options.offline) throw new NotFoundError(`Cannot fetch manifest "${digest}" offline: it is not in the cache`);
+      if (this.options.offline)
+        throw new NotFoundError(`Cannot fetch manifest "${digest}" offline: it is not in the cache`);
       bytes = (await (await this.client()).getManifest(ref, digest)).bytes;
     }
     if (expectedSize !== undefined && bytes.byteLength !== expectedSize) {
-      throw new IntegrityError(`Cannot use manifest "${digest}": it has ${bytes.byteLength} bytes, its descriptor says ${expectedSize}`);
+      throw new IntegrityError(
+        `Cannot use manifest "${digest}": it has ${bytes.byteLength} bytes, its descriptor says ${expectedSize}`,
+      );
     }
     if (!hit && this.writable) this.#noteWrite(this.store.putBytes({ digest, size: bytes.byteLength }, bytes));
     this.#manifests.set(digest, bytes);
@@ -197,12 +211,18 @@ export class Cache {
    * confirmed it, and extra annotations; a cache that cannot be written is
    * left as it is, with a warning.
    */
-  async record(resolved: Resolved, descriptor: Omit<Descriptor, "annotations">, annotations: Record<string, string>): Promise<void> {
+  async record(
+    resolved: Resolved,
+    descriptor: Omit<Descriptor, "annotations">,
+    annotations: Record<string, string>,
+  ): Promise<void> {
     // The time of the check is worth an index rewrite only when something reads it (--fresh-for) or
     // the entry changes anyway: a warm pull of an unchanged tag then writes nothing.
-    const stamp = resolved.checked && (resolved.entry?.digest !== descriptor.digest
-      || (this.options.freshForMs ?? 0) > 0
-      || resolved.entry.annotations[CHECKED_ANNOTATION] === undefined);
+    const stamp =
+      resolved.checked &&
+      (resolved.entry?.digest !== descriptor.digest ||
+        (this.options.freshForMs ?? 0) > 0 ||
+        resolved.entry.annotations[CHECKED_ANNOTATION] === undefined);
     const entry: IndexEntry = {
       mediaType: descriptor.mediaType,
       digest: descriptor.digest,

@@ -48,7 +48,10 @@ export interface DownloadOptions {
   onProgress?: (received: number) => void;
   /** The cache failed (`undefined`: it was already known to be unwritable). */
   onCacheFailed: (error: unknown) => void;
-  /** A registry that sends nothing for this long fails the download; a partial file that does not grow for this long is not waited for. */
+  /**
+   * A registry that sends nothing for this long fails the download; a partial file that does not grow for this long is
+   * not waited for.
+   */
   idleTimeoutMs: number;
   /** A registry slower than this fails the download (curl's `--speed-limit`, `--speed-time`). */
   lowSpeed?: BodyLimits["lowSpeed"];
@@ -81,7 +84,8 @@ export async function downloadBlob(options: DownloadOptions): Promise<BlobResult
     }
     if (lock !== undefined) {
       try {
-        if (store.stat(descriptor.digest)?.size === descriptor.size) return { path: store.blobPath(descriptor.digest), hit: true, cached: true };
+        if (store.stat(descriptor.digest)?.size === descriptor.size)
+          return { path: store.blobPath(descriptor.digest), hit: true, cached: true };
         return await stream(options, "partial");
       } finally {
         lock.release();
@@ -102,7 +106,11 @@ export async function downloadBlob(options: DownloadOptions): Promise<BlobResult
  * lock is released or abandoned, the partial file stops growing for the idle
  * timeout, or the lock timeout passes.
  */
-async function waitForOwner(options: DownloadOptions, lockPath: string, deadline: number): Promise<"committed" | "released" | "stalled" | "timeout"> {
+async function waitForOwner(
+  options: DownloadOptions,
+  lockPath: string,
+  deadline: number,
+): Promise<"committed" | "released" | "stalled" | "timeout"> {
   const { store, descriptor } = options;
   const partial = partialPath(store.root, descriptor.digest);
   let size = -1;
@@ -162,7 +170,10 @@ async function stream(options: DownloadOptions, target: "partial" | "temp" | und
       writer = undefined;
     }
   };
-  const limits: BodyLimits = { idleTimeoutMs: options.idleTimeoutMs, ...(options.lowSpeed !== undefined && { lowSpeed: options.lowSpeed }) };
+  const limits: BodyLimits = {
+    idleTimeoutMs: options.idleTimeoutMs,
+    ...(options.lowSpeed !== undefined && { lowSpeed: options.lowSpeed }),
+  };
   try {
     let offset = received();
     if (offset > 0) options.onProgress?.(offset);
@@ -226,7 +237,11 @@ async function stream(options: DownloadOptions, target: "partial" | "temp" | und
  * again and handed to the consumer first), or a temp file of this process.
  * A cache that cannot take it is reported, and the download goes on without.
  */
-async function openWriter(options: DownloadOptions, target: "partial" | "temp", what: string): Promise<BlobWriter | undefined> {
+async function openWriter(
+  options: DownloadOptions,
+  target: "partial" | "temp",
+  what: string,
+): Promise<BlobWriter | undefined> {
   const { store, descriptor, onChunk } = options;
   const limits = { limit: descriptor.size, what };
   let consumerError: unknown;
@@ -266,7 +281,12 @@ function resumes(response: Response, offset: number, size: number): boolean {
 }
 
 /** The cache failed mid-stream: carry what it has over to the fallback file, then go on there. */
-function moveToFallback(writer: BlobWriter, options: DownloadOptions, rest: Uint8Array, what: string): BlobWriter | undefined {
+function moveToFallback(
+  writer: BlobWriter,
+  options: DownloadOptions,
+  rest: Uint8Array,
+  what: string,
+): BlobWriter | undefined {
   try {
     const fallback = openFallback(options, what);
     if (fallback !== undefined) {

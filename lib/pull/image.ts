@@ -43,7 +43,8 @@ export interface ResolvedImage {
  * ```ts
  * import { resolveImage } from "./image.ts";
  * import { layoutSource } from "./layout-source.ts";
- * const image = await resolveImage(layoutSource({ dir: "./image" }, false), { roles: ["kernel"] }).catch(() => undefined);
+ * const source = layoutSource({ dir: "./image" }, false);
+ * const image = await resolveImage(source, { roles: ["kernel"] }).catch(() => undefined);
  * ```
  */
 export async function resolveImage(source: ImageSource, choice: ImageChoice = {}): Promise<ResolvedImage> {
@@ -58,7 +59,8 @@ export async function resolveImage(source: ImageSource, choice: ImageChoice = {}
     image = { ...child, manifest: parseManifest(child.bytes, chosen.mediaType, `${source.name} (${platform})`) };
   }
   const manifest = image.manifest;
-  if (manifest.kind !== "image") throw new IntegrityError(`Cannot use "${source.name}": an index inside an index is not a unikernel image`);
+  if (manifest.kind !== "image")
+    throw new IntegrityError(`Cannot use "${source.name}": an index inside an index is not a unikernel image`);
   const files = selectImageFiles(manifest, choice, source.name);
   return { top, image: { ...image, manifest }, ...(platform !== undefined && { platform }), files };
 }

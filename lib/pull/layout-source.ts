@@ -36,10 +36,18 @@ export function layoutSource(layout: LayoutSource, verify: boolean): ImageSource
     verify,
     async top() {
       const entries = readIndex(dir);
-      const entry = tag === undefined ? (entries.length === 1 ? entries[0] : undefined) : entries.find((e) => e.annotations[REF_NAME_ANNOTATION] === tag);
+      const entry =
+        tag === undefined
+          ? entries.length === 1
+            ? entries[0]
+            : undefined
+          : entries.find((e) => e.annotations[REF_NAME_ANNOTATION] === tag);
       if (entry === undefined) {
         const names = entries.map((e) => e.annotations[REF_NAME_ANNOTATION]).filter((n) => n !== undefined);
-        throw new NotFoundError(`Cannot find ${tag === undefined ? "a single image" : `"${tag}"`} in "${dir}": it has ${names.length > 0 ? names.join(", ") : `${entries.length} unnamed images`}`);
+        throw new NotFoundError(
+          `Cannot find ${tag === undefined ? "a single image" : `"${tag}"`} in "${dir}": it has ` +
+            `${names.length > 0 ? names.join(", ") : `${entries.length} unnamed images`}`,
+        );
       }
       return readManifest(dir, entry);
     },
@@ -58,7 +66,10 @@ function readManifest(dir: string, descriptor: Descriptor): SourceManifest {
     throw new NotFoundError(`Cannot read manifest "${descriptor.digest}" in "${dir}": it is missing`, { cause });
   }
   const actual = digestOf(bytes);
-  if (actual !== descriptor.digest) throw new IntegrityError(`Cannot use manifest "${descriptor.digest}" in "${dir}": its content hashes to "${actual}"`);
+  if (actual !== descriptor.digest)
+    throw new IntegrityError(
+      `Cannot use manifest "${descriptor.digest}" in "${dir}": its content hashes to "${actual}"`,
+    );
   return { digest: descriptor.digest, bytes, mediaType: descriptor.mediaType, hit: true };
 }
 
@@ -70,9 +81,14 @@ function checkedBlob(dir: string, descriptor: Descriptor, verify: boolean): stri
   } catch (cause) {
     throw new NotFoundError(`Cannot read blob "${descriptor.digest}" in "${dir}": it is missing`, { cause });
   }
-  if (size !== descriptor.size) throw new IntegrityError(`Cannot use blob "${descriptor.digest}" in "${dir}": it has ${size} bytes, expected ${descriptor.size}`);
+  if (size !== descriptor.size)
+    throw new IntegrityError(
+      `Cannot use blob "${descriptor.digest}" in "${dir}": it has ${size} bytes, expected ${descriptor.size}`,
+    );
   if (verify && hashFile(path).digest !== descriptor.digest) {
-    throw new IntegrityError(`Cannot use blob "${descriptor.digest}" in "${dir}": its content does not match its digest`);
+    throw new IntegrityError(
+      `Cannot use blob "${descriptor.digest}" in "${dir}": its content does not match its digest`,
+    );
   }
   return path;
 }

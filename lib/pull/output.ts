@@ -70,7 +70,9 @@ export function placeRange(source: string, offset: number, length: number, dest:
   const result = writer.commit(dest, { size: length }, 0o644);
   if (result.status !== "committed") {
     writer.abort();
-    throw new StoreError(`Cannot write "${dest}": ${result.status === "failed" ? describeFsError(result.error) : result.reason}`);
+    throw new StoreError(
+      `Cannot write "${dest}": ${result.status === "failed" ? describeFsError(result.error) : result.reason}`,
+    );
   }
   return result.digest;
 }

@@ -54,7 +54,8 @@ export interface PulledFile {
  * import { layoutSource } from "./layout-source.ts";
  * import { resolveImage } from "./image.ts";
  * const source = layoutSource({ dir: "./image" }, false);
- * const placed = await resolveImage(source).then((image) => pullFiles(undefined, source, image.files, {}, { outDir: "out" })).catch(() => undefined);
+ * const image = await resolveImage(source).catch(() => undefined);
+ * const placed = image && (await pullFiles(undefined, source, image.files, {}, { outDir: "out" }));
  * ```
  */
 export async function pullFiles(
@@ -68,7 +69,8 @@ export async function pullFiles(
   // Announce every download before the first byte, so that a progress bar knows the total from the start.
   if (cache !== undefined && !source.local) {
     for (const layer of layers) {
-      if (cache.store.stat(layer.digest) === undefined) cache.options.onProgress?.({ digest: layer.digest, received: 0, total: layer.size });
+      if (cache.store.stat(layer.digest) === undefined)
+        cache.options.onProgress?.({ digest: layer.digest, received: 0, total: layer.size });
     }
   }
   const fallbacks: string[] = [];
@@ -76,7 +78,10 @@ export async function pullFiles(
   if (options.outDir !== undefined) makeOutDir(options.outDir);
   try {
     await mapLimit(layers, options.concurrency ?? 4, async (layer) => {
-      const fallbackPath = options.outDir === undefined || source.local ? undefined : join(options.outDir, `.ocicache-${digestHex(layer.digest).slice(0, 16)}.layer`);
+      const fallbackPath =
+        options.outDir === undefined || source.local
+          ? undefined
+          : join(options.outDir, `.ocicache-${digestHex(layer.digest).slice(0, 16)}.layer`);
       if (fallbackPath !== undefined) fallbacks.push(fallbackPath);
       results.set(layer.digest, await source.blob(layer, fallbackPath));
     });
@@ -101,7 +106,8 @@ type Placed = PulledFile & { cached: boolean };
 function placeWhole(source: ImageSource, file: ImageFile, layer: BlobResult, options: PlaceOptions): PulledFile {
   const from = requirePath(layer, file);
   const path = options.outDir === undefined ? from : join(options.outDir, file.name);
-  if (options.outDir !== undefined) placeFile(from, path, { link: options.link === true && (layer.cached || source.local) });
+  if (options.outDir !== undefined)
+    placeFile(from, path, { link: options.link === true && (layer.cached || source.local) });
   return { role: file.role, name: file.name, path, digest: file.layer.digest, size: file.layer.size, hit: layer.hit };
 }
 
@@ -113,10 +119,23 @@ function placeWhole(source: ImageSource, file: ImageFile, layer: BlobResult, opt
  * or planted one is replaced. A local source's file goes into the cache only
  * when it needs a path there (no `outDir`).
  */
-function placeMember(cache: Cache | undefined, source: ImageSource, file: ImageFile, layer: BlobResult, known: DerivedFile | undefined, options: PlaceOptions): Placed {
+function placeMember(
+  cache: Cache | undefined,
+  source: ImageSource,
+  file: ImageFile,
+  layer: BlobResult,
+  known: DerivedFile | undefined,
+  options: PlaceOptions,
+): Placed {
   const base = { role: file.role, name: file.name, hit: layer.hit };
   const dest = options.outDir === undefined ? undefined : join(options.outDir, file.name);
-  if (cache !== undefined && !source.verify && known !== undefined && layer.cached && cache.store.stat(known.digest)?.size === known.size) {
+  if (
+    cache !== undefined &&
+    !source.verify &&
+    known !== undefined &&
+    layer.cached &&
+    cache.store.stat(known.digest)?.size === known.size
+  ) {
     return placeCachedMember(cache, known, dest, options, base);
   }
   const layerPath = requirePath(layer, file);
@@ -125,7 +144,10 @@ function placeMember(cache: Cache | undefined, source: ImageSource, file: ImageF
   if (keep) {
     const actual = { digest: hashFile(layerPath, range.offset, range.size).digest, size: range.size };
     if (known !== undefined && known.digest !== actual.digest) {
-      cache.warn(`Dropping the recorded blob "${known.digest}" for "${file.path}" of layer "${file.layer.digest}": the layer holds "${actual.digest}"`);
+      cache.warn(
+        `Dropping the recorded blob "${known.digest}" for "${file.path}" of layer "${file.layer.digest}": the layer ` +
+          `holds "${actual.digest}"`,
+      );
     }
     const present = cache.store.stat(actual.digest)?.size === actual.size;
     if (present && (!source.verify || hashFile(cache.store.blobPath(actual.digest)).digest === actual.digest)) {
@@ -137,7 +159,10 @@ function placeMember(cache: Cache | undefined, source: ImageSource, file: ImageF
         if (dest !== undefined) placeFile(result.path, dest, { link: options.link });
         return { ...base, path: dest ?? result.path, digest: result.digest, size: range.size, cached: true };
       }
-      cache.warn(`Cannot keep "${file.path}" of layer "${file.layer.digest}" in the cache: ${result.status === "failed" ? result.error.message : result.reason}`);
+      cache.warn(
+        `Cannot keep "${file.path}" of layer "${file.layer.digest}" in the cache: ` +
+          `${result.status === "failed" ? result.error.message : result.reason}`,
+      );
     }
   }
   if (dest === undefined) throw noPlace(file, source, cache);
@@ -145,7 +170,13 @@ function placeMember(cache: Cache | undefined, source: ImageSource, file: ImageF
   return { ...base, path: dest, digest, size: range.size, hit: base.hit && source.local, cached: false };
 }
 
-function placeCachedMember(cache: Cache, blob: DerivedFile, dest: string | undefined, options: PlaceOptions, base: Pick<Placed, "role" | "name" | "hit">): Placed {
+function placeCachedMember(
+  cache: Cache,
+  blob: DerivedFile,
+  dest: string | undefined,
+  options: PlaceOptions,
+  base: Pick<Placed, "role" | "name" | "hit">,
+): Placed {
   cache.store.touch(blob.digest);
   const from = cache.store.blobPath(blob.digest);
   if (dest !== undefined) placeFile(from, dest, { link: options.link });
@@ -161,13 +192,19 @@ function makeOutDir(dir: string): void {
 }
 
 function requirePath(layer: BlobResult, file: ImageFile): string {
-  if (layer.path === undefined) throw new StoreError(`Cannot keep layer "${file.layer.digest}": the cache cannot be written and no output directory was given (use -o DIR)`);
+  if (layer.path === undefined)
+    throw new StoreError(
+      `Cannot keep layer "${file.layer.digest}": the cache cannot be written and no output directory was given (use ` +
+        `-o DIR)`,
+    );
   return layer.path;
 }
 
 function noPlace(file: ImageFile, source: ImageSource, cache: Cache | undefined): StoreError {
   const why = cache === undefined ? "no cache was given" : `the cache "${cache.store.root}" cannot be written`;
-  return new StoreError(`Cannot give a path for "${file.name}" of "${source.name}": it is inside a tar layer and ${why} (use pull -o DIR)`);
+  return new StoreError(
+    `Cannot give a path for "${file.name}" of "${source.name}": it is inside a tar layer and ${why} (use pull -o DIR)`,
+  );
 }
 
 /** Run `fn` over `items`, at most `limit` at once; the first failure is thrown after all settle. */

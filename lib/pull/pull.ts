@@ -51,7 +51,8 @@ export interface PullResult {
  * import { pullImage } from "./pull.ts";
  * import { parseReference } from "../oci/reference.ts";
  * const cache = new Cache({ dir: "/tmp/ocicache-example" });
- * const result = await pullImage(cache, parseReference("127.0.0.1:5000/unikraft/nginx:1.25"), { outDir: ".unikraft" }).catch(() => undefined);
+ * const ref = parseReference("127.0.0.1:5000/unikraft/nginx:1.25");
+ * const result = await pullImage(cache, ref, { outDir: ".unikraft" }).catch(() => undefined);
  * ```
  */
 export async function pullImage(cache: Cache, ref: Reference, options: PullOptions = {}): Promise<PullResult> {
@@ -63,9 +64,17 @@ export async function pullImage(cache: Cache, ref: Reference, options: PullOptio
   // Only the reference's own entry says which blob holds a file of its layers: a record made for another
   // reference is never taken on trust.
   const recorded = resolved.entry?.digest === resolved.digest ? parseDerived(resolved.entry) : {};
-  const [pulled] = await Promise.all([pullFiles(cache, source, image.files, recorded, options), keepConfig(cache, ref, image.image.manifest.config)]);
-  const annotations: Record<string, string> = Object.keys(pulled.derived).length > 0 ? { [DERIVED_ANNOTATION]: JSON.stringify(pulled.derived) } : {};
-  await cache.record(resolved, { mediaType: defaultMediaType(image.top.manifest), digest: resolved.digest, size: image.top.bytes.byteLength }, annotations);
+  const [pulled] = await Promise.all([
+    pullFiles(cache, source, image.files, recorded, options),
+    keepConfig(cache, ref, image.image.manifest.config),
+  ]);
+  const annotations: Record<string, string> =
+    Object.keys(pulled.derived).length > 0 ? { [DERIVED_ANNOTATION]: JSON.stringify(pulled.derived) } : {};
+  await cache.record(
+    resolved,
+    { mediaType: defaultMediaType(image.top.manifest), digest: resolved.digest, size: image.top.bytes.byteLength },
+    annotations,
+  );
   return result(resolved.name, image, pulled.files);
 }
 
@@ -79,10 +88,15 @@ export async function pullImage(cache: Cache, ref: Reference, options: PullOptio
  * @example
  * ```ts
  * import { pullLayout } from "./pull.ts";
- * const result = await pullLayout(undefined, { dir: "./image", tag: "latest" }, { outDir: ".unikraft" }).catch(() => undefined);
+ * const layout = { dir: "./image", tag: "latest" };
+ * const result = await pullLayout(undefined, layout, { outDir: ".unikraft" }).catch(() => undefined);
  * ```
  */
-export async function pullLayout(cache: Cache | undefined, layout: LayoutSource, options: PullOptions & { verify?: boolean } = {}): Promise<PullResult> {
+export async function pullLayout(
+  cache: Cache | undefined,
+  layout: LayoutSource,
+  options: PullOptions & { verify?: boolean } = {},
+): Promise<PullResult> {
   const source = layoutSource(layout, options.verify === true);
   const image = await resolveImage(source, options);
   const pulled = await pullFiles(cache, source, image.files, {}, options);

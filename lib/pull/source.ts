@@ -48,7 +48,8 @@ export interface ImageSource {
  * import { parseReference } from "../oci/reference.ts";
  * const cache = new Cache({ dir: "/tmp/ocicache-example" });
  * const ref = parseReference("127.0.0.1:5000/unikraft/nginx:1.25");
- * const source = await cache.resolve(ref).then((resolved) => registrySource(cache, ref, resolved)).catch(() => undefined);
+ * const resolved = await cache.resolve(ref).catch(() => undefined);
+ * const source = resolved && registrySource(cache, ref, resolved);
  * ```
  */
 export function registrySource(cache: Cache, ref: Reference, resolved: Resolved): ImageSource {
@@ -64,6 +65,7 @@ export function registrySource(cache: Cache, ref: Reference, resolved: Resolved)
       const { bytes, hit } = await cache.manifestBytes(ref, descriptor.digest, descriptor.size);
       return { digest: descriptor.digest, bytes, mediaType: descriptor.mediaType, hit };
     },
-    blob: (descriptor, fallbackPath) => fetchBlob(cache, ref, descriptor, fallbackPath === undefined ? {} : { fallbackPath }),
+    blob: (descriptor, fallbackPath) =>
+      fetchBlob(cache, ref, descriptor, fallbackPath === undefined ? {} : { fallbackPath }),
   };
 }

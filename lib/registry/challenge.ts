@@ -16,7 +16,10 @@ import { readBounded, sendRequest, type TransportOptions } from "./transport.ts"
 export interface ChallengeContext {
   /** The registry host, for messages. */
   host: string;
-  /** The URL of the registry endpoint that sent the challenge: a token realm over plain HTTP is refused for an HTTPS one. */
+  /**
+   * The URL of the registry endpoint that sent the challenge: a token realm over plain HTTP is refused for an HTTPS
+   * one.
+   */
   url: string;
   repository: string;
   credentials: Credentials | undefined;
@@ -28,28 +31,41 @@ export interface ChallengeContext {
  * only a challenge from the endpoint the credentials belong to, never one a
  * redirect target sent.
  *
- * @throws {AuthError} when credentials are needed and missing, refused by the token server, or the challenge is refused.
+ * @throws {AuthError} when credentials are needed and missing, refused by the token server, or the
+ *   challenge is refused.
  * @throws {RegistryError} when the token server fails.
  * @example
  * ```ts
  * import { answerChallenge } from "./challenge.ts";
- * const header = await answerChallenge('Basic realm="r"', { host: "r.example", url: "https://r.example/v2/", repository: "a/b", credentials: { username: "u", password: "p" } });
+ * const credentials = { username: "u", password: "p" };
+ * const context = { host: "r.example", url: "https://r.example/v2/", repository: "a/b", credentials };
+ * const header = await answerChallenge('Basic realm="r"', context);
  * ```
  */
 export async function answerChallenge(header: string, context: ChallengeContext): Promise<string> {
   const { host, credentials } = context;
   if (header.length > MAX_CHALLENGE_BYTES) {
-    throw new AuthError(`Cannot pull from "${host}": its authentication challenge is larger than ${MAX_CHALLENGE_BYTES} bytes`, { reason: "challenge", status: 401 });
+    throw new AuthError(
+      `Cannot pull from "${host}": its authentication challenge is larger than ${MAX_CHALLENGE_BYTES} bytes`,
+      { reason: "challenge", status: 401 },
+    );
   }
   const challenge = parseChallenge(header);
   if (challenge.scheme === "basic") {
     if (credentials === undefined) {
-      throw new AuthError(`Cannot pull from "${host}": it requires credentials (add them to the docker config.json or to the host in the config)`, { reason: "missing", status: 401 });
+      throw new AuthError(
+        `Cannot pull from "${host}": it requires credentials (add them to the docker config.json or to the host in ` +
+          `the config)`,
+        { reason: "missing", status: 401 },
+      );
     }
     return basic(credentials);
   }
   if (challenge.scheme !== "bearer" || challenge.params.realm === undefined) {
-    throw new AuthError(`Cannot pull from "${host}": unsupported authentication challenge "${header.slice(0, 60)}"`, { reason: "challenge", status: 401 });
+    throw new AuthError(`Cannot pull from "${host}": unsupported authentication challenge "${header.slice(0, 60)}"`, {
+      reason: "challenge",
+      status: 401,
+    });
   }
   return `Bearer ${await fetchToken(challenge.params, context)}`;
 }
@@ -121,27 +137,48 @@ async function fetchToken(params: Record<string, string>, context: ChallengeCont
   try {
     realm = new URL(params.realm!);
   } catch {
-    throw new AuthError(`Cannot pull from "${host}": the token realm "${params.realm!.slice(0, 80)}" is not a URL`, { reason: "challenge" });
+    throw new AuthError(`Cannot pull from "${host}": the token realm "${params.realm!.slice(0, 80)}" is not a URL`, {
+      reason: "challenge",
+    });
   }
   if (realm.protocol !== "https:" && realm.protocol !== "http:") {
-    throw new AuthError(`Cannot pull from "${host}": the token realm "${realm.href.slice(0, 80)}" is not an HTTP URL`, { reason: "challenge" });
+    throw new AuthError(`Cannot pull from "${host}": the token realm "${realm.href.slice(0, 80)}" is not an HTTP URL`, {
+      reason: "challenge",
+    });
   }
   if (realm.protocol === "http:" && new URL(context.url).protocol === "https:") {
-    throw new AuthError(`Cannot pull from "${host}": it names a token realm over plain HTTP ("${realm.host}"), which would expose its credentials`, { reason: "challenge" });
+    throw new AuthError(
+      `Cannot pull from "${host}": it names a token realm over plain HTTP ("${realm.host}"), which would expose its ` +
+        `credentials`,
+      { reason: "challenge" },
+    );
   }
   if (params.service !== undefined) realm.searchParams.set("service", params.service);
   realm.searchParams.set("scope", params.scope ?? `repository:${context.repository}:pull`);
   const headers: Record<string, string> = credentials === undefined ? {} : { Authorization: basic(credentials) };
-  const { response } = await sendRequest({ url: realm.href, method: "GET", headers, host: realm.host }, context.transport);
+  const { response } = await sendRequest(
+    { url: realm.href, method: "GET", headers, host: realm.host },
+    context.transport,
+  );
   if (response.status === 401 || response.status === 403) {
     await response.body?.cancel();
-    throw new AuthError(`Cannot pull from "${host}": the token server refused ${credentials === undefined ? "anonymous access" : "the credentials"} (${response.status})`, { reason: "refused", status: response.status });
+    throw new AuthError(
+      `Cannot pull from "${host}": the token server refused ` +
+        `${credentials === undefined ? "anonymous access" : "the credentials"} (${response.status})`,
+      { reason: "refused", status: response.status },
+    );
   }
   if (!response.ok) {
     await response.body?.cancel();
-    throw new RegistryError(`Cannot get a token for "${host}": the token server answered ${response.status}`, { status: response.status });
+    throw new RegistryError(`Cannot get a token for "${host}": the token server answered ${response.status}`, {
+      status: response.status,
+    });
   }
-  const text = new TextDecoder().decode(await readBounded(response, MAX_TOKEN_RESPONSE_BYTES, "token response", { idleTimeoutMs: context.transport?.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS }));
+  const text = new TextDecoder().decode(
+    await readBounded(response, MAX_TOKEN_RESPONSE_BYTES, "token response", {
+      idleTimeoutMs: context.transport?.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    }),
+  );
   let body: Record<string, unknown>;
   try {
     body = JSON.parse(text);
@@ -149,7 +186,8 @@ async function fetchToken(params: Record<string, string>, context: ChallengeCont
     throw new AuthError(`Cannot pull from "${host}": the token server sent no JSON`, { reason: "token", cause });
   }
   const token = body?.token ?? body?.access_token;
-  if (typeof token !== "string" || token === "") throw new AuthError(`Cannot pull from "${host}": the token server sent no token`, { reason: "token" });
+  if (typeof token !== "string" || token === "")
+    throw new AuthError(`Cannot pull from "${host}": the token server sent no token`, { reason: "token" });
   return token;
 }
 

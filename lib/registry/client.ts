@@ -11,13 +11,19 @@
 import { findCredentials, type Credentials } from "./credentials.ts";
 import { answerChallenge } from "./challenge.ts";
 import { digestOf, isDigest, type Digest } from "../oci/digest.ts";
-import { AuthError, DigestMismatchError, IntegrityError, NotFoundError, RegistryError, type RegistryErrorDetail } from "../errors.ts";
+import {
+  AuthError,
+  DigestMismatchError,
+  IntegrityError,
+  NotFoundError,
+  RegistryError,
+  type RegistryErrorDetail,
+} from "../errors.ts";
 import { endpointsFor, type Capability, type Endpoint, type HostsConfig } from "./hosts.ts";
 import { formatReference, type Reference } from "../oci/reference.ts";
 import { DEFAULT_IDLE_TIMEOUT_MS, MAX_BLOB_BYTES, MAX_MANIFEST_BYTES } from "../oci/limits.ts";
 import { isSameOrigin, readBounded, sendRequest, type BodyLimits, type TransportOptions } from "./transport.ts";
 import { MANIFEST_MEDIA_TYPES } from "../oci/names.ts";
-
 
 /** Options of a registry client. */
 export interface RegistryClientOptions extends TransportOptions, HostsConfig {
@@ -78,29 +84,50 @@ export class RegistryClient {
    */
   async ping(registry: string): Promise<void> {
     const endpoint = endpointsFor(registry, this.options).at(-1)!;
-    const request = async (authorization?: string) => (await sendRequest({
-      url: `${endpoint.apiUrl}/`,
-      method: "GET",
-      headers: authorization === undefined ? {} : { Authorization: authorization },
-      host: registry,
-      ...(endpoint.ca !== undefined && { ca: endpoint.ca }),
-    }, this.options)).response;
+    const request = async (authorization?: string) =>
+      (
+        await sendRequest(
+          {
+            url: `${endpoint.apiUrl}/`,
+            method: "GET",
+            headers: authorization === undefined ? {} : { Authorization: authorization },
+            host: registry,
+            ...(endpoint.ca !== undefined && { ca: endpoint.ca }),
+          },
+          this.options,
+        )
+      ).response;
     let response = await request();
     if (response.status === 401) {
       await response.body?.cancel();
       const credentials = this.#credentials(endpoint);
       const authorization = await answerChallenge(response.headers.get("www-authenticate") ?? "", {
-        host: registry, url: `${endpoint.apiUrl}/`, repository: "", credentials, transport: { ...this.options, ...(endpoint.ca !== undefined && { ca: endpoint.ca }) },
+        host: registry,
+        url: `${endpoint.apiUrl}/`,
+        repository: "",
+        credentials,
+        transport: { ...this.options, ...(endpoint.ca !== undefined && { ca: endpoint.ca }) },
       }).catch((error) => {
-        if (error instanceof AuthError && (error.reason === "missing" || (error.reason === "refused" && credentials === undefined))) return undefined;
+        if (
+          error instanceof AuthError &&
+          (error.reason === "missing" || (error.reason === "refused" && credentials === undefined))
+        )
+          return undefined;
         throw error;
       });
       if (authorization === undefined) return;
       response = await request(authorization);
     }
     await response.body?.cancel();
-    if (response.status === 401 || response.status === 403) throw new AuthError(`Cannot use "${registry}": it refused the credentials (${response.status})`, { reason: "refused", status: response.status });
-    if (response.status !== 200) throw new RegistryError(`Cannot use "${registry}": /v2/ answered ${response.status}`, { status: response.status });
+    if (response.status === 401 || response.status === 403)
+      throw new AuthError(`Cannot use "${registry}": it refused the credentials (${response.status})`, {
+        reason: "refused",
+        status: response.status,
+      });
+    if (response.status !== 200)
+      throw new RegistryError(`Cannot use "${registry}": /v2/ answered ${response.status}`, {
+        status: response.status,
+      });
   }
 
   /**
@@ -111,7 +138,13 @@ export class RegistryClient {
    * @throws {NotFoundError} when the registry does not know it.
    */
   async headManifest(ref: Reference, tagOrDigest: string): Promise<ManifestHead> {
-    const { response } = await this.#request(ref, "HEAD", `manifests/${tagOrDigest}`, { Accept: MANIFEST_MEDIA_TYPES.join(", ") }, capabilityOf(tagOrDigest));
+    const { response } = await this.#request(
+      ref,
+      "HEAD",
+      `manifests/${tagOrDigest}`,
+      { Accept: MANIFEST_MEDIA_TYPES.join(", ") },
+      capabilityOf(tagOrDigest),
+    );
     await check(response, ref, `manifest "${tagOrDigest}"`, this.#bodyLimits);
     const digest = response.headers.get("docker-content-digest");
     if (!isDigest(digest)) {
@@ -136,10 +169,21 @@ export class RegistryClient {
    */
   async getManifest(ref: Reference, tagOrDigest: string): Promise<FetchedManifest> {
     for (;;) {
-      const { response, endpoint } = await this.#request(ref, "GET", `manifests/${tagOrDigest}`, { Accept: MANIFEST_MEDIA_TYPES.join(", ") }, capabilityOf(tagOrDigest));
+      const { response, endpoint } = await this.#request(
+        ref,
+        "GET",
+        `manifests/${tagOrDigest}`,
+        { Accept: MANIFEST_MEDIA_TYPES.join(", ") },
+        capabilityOf(tagOrDigest),
+      );
       await check(response, ref, `manifest "${tagOrDigest}"`, this.#bodyLimits);
       try {
-        const bytes = await readBounded(response, MAX_MANIFEST_BYTES, `manifest of "${formatReference(ref)}"`, this.#bodyLimits);
+        const bytes = await readBounded(
+          response,
+          MAX_MANIFEST_BYTES,
+          `manifest of "${formatReference(ref)}"`,
+          this.#bodyLimits,
+        );
         const digest = digestOf(bytes);
         const claimed = isDigest(tagOrDigest) ? tagOrDigest : response.headers.get("docker-content-digest");
         if (claimed !== null && claimed.startsWith("sha256:") && claimed !== digest) {
@@ -167,7 +211,10 @@ export class RegistryClient {
       throw new RegistryError(`Cannot fetch blob "${digest}" from "${ref.registry}": it sent no Content-Length`);
     }
     if (size > MAX_BLOB_BYTES) {
-      throw new IntegrityError(`Cannot accept blob "${digest}" from "${ref.registry}": ${size} bytes is larger than the limit of ${MAX_BLOB_BYTES}`);
+      throw new IntegrityError(
+        `Cannot accept blob "${digest}" from "${ref.registry}": ${size} bytes is larger than the limit of ` +
+          `${MAX_BLOB_BYTES}`,
+      );
     }
     return size;
   }
@@ -194,16 +241,24 @@ export class RegistryClient {
   }
 
   /** Mirrors with the capability that have not failed, then the origin; the first that answers wins. */
-  async #request(ref: Reference, method: "GET" | "HEAD", path: string, headers: Record<string, string>, capability: Capability): Promise<BlobResponse> {
-    const endpoints = endpointsFor(ref.registry, this.options)
-      .filter((e) => !e.mirror || (e.capabilities.has(capability) && !this.#failed.has(e.host)));
+  async #request(
+    ref: Reference,
+    method: "GET" | "HEAD",
+    path: string,
+    headers: Record<string, string>,
+    capability: Capability,
+  ): Promise<BlobResponse> {
+    const endpoints = endpointsFor(ref.registry, this.options).filter(
+      (e) => !e.mirror || (e.capabilities.has(capability) && !this.#failed.has(e.host)),
+    );
     for (const endpoint of endpoints) {
       if (!endpoint.mirror) return { response: await this.#send(endpoint, ref, method, path, headers), endpoint };
       try {
         const response = await this.#send(endpoint, ref, method, path, headers);
         if (response.ok) return { response, endpoint };
         await response.body?.cancel();
-        if (response.status >= 500 || response.status === 429) this.markFailed(endpoint, ref.registry, `it answered ${response.status}`);
+        if (response.status >= 500 || response.status === 429)
+          this.markFailed(endpoint, ref.registry, `it answered ${response.status}`);
       } catch (error) {
         this.markFailed(endpoint, ref.registry, error instanceof Error ? error.message : String(error));
       }
@@ -211,18 +266,27 @@ export class RegistryClient {
     throw new TypeError("endpointsFor() always ends with the origin");
   }
 
-  async #send(endpoint: Endpoint, ref: Reference, method: "GET" | "HEAD", path: string, headers: Record<string, string>): Promise<Response> {
+  async #send(
+    endpoint: Endpoint,
+    ref: Reference,
+    method: "GET" | "HEAD",
+    path: string,
+    headers: Record<string, string>,
+  ): Promise<Response> {
     const tokenKey = `${endpoint.host}/${ref.repository}`;
     const url = `${endpoint.apiUrl}/${ref.repository}/${path}`;
     const send = () => {
       const authorization = this.#authorization.get(tokenKey) ?? this.#authorization.get(endpoint.host);
-      return sendRequest({
-        url,
-        method,
-        headers: authorization === undefined ? headers : { ...headers, Authorization: authorization },
-        host: endpoint.host,
-        ...(endpoint.ca !== undefined && { ca: endpoint.ca }),
-      }, this.options);
+      return sendRequest(
+        {
+          url,
+          method,
+          headers: authorization === undefined ? headers : { ...headers, Authorization: authorization },
+          host: endpoint.host,
+          ...(endpoint.ca !== undefined && { ca: endpoint.ca }),
+        },
+        this.options,
+      );
     };
     const sent = await send();
     if (sent.response.status !== 401) return sent.response;
@@ -230,7 +294,8 @@ export class RegistryClient {
     if (!isSameOrigin(sent.url, url)) {
       // The credentials belong to the endpoint; a redirect target that asks for them gets nothing.
       throw new AuthError(
-        `Cannot pull "${formatReference(ref)}": "${new URL(sent.url).host}", where "${endpoint.host}" redirected, asks for credentials; they are sent only to "${endpoint.host}"`,
+        `Cannot pull "${formatReference(ref)}": "${new URL(sent.url).host}", where "${endpoint.host}" redirected, ` +
+          `asks for credentials; they are sent only to "${endpoint.host}"`,
         { reason: "challenge", status: 401 },
       );
     }
@@ -250,7 +315,9 @@ export class RegistryClient {
   }
 
   #credentials(endpoint: Endpoint): Credentials | undefined {
-    return endpoint.credentials ?? (this.options.credentials ?? ((host: string) => findCredentials(host)))(endpoint.host);
+    return (
+      endpoint.credentials ?? (this.options.credentials ?? ((host: string) => findCredentials(host)))(endpoint.host)
+    );
   }
 }
 
@@ -269,18 +336,29 @@ async function check(response: Response, ref: Reference, what: string, limits: B
     throw new NotFoundError(`Cannot find ${what} of "${name}" in "${ref.registry}"${said}`);
   }
   if (response.status === 401 || response.status === 403) {
-    throw new AuthError(`Cannot pull "${name}": "${ref.registry}" refused the credentials (${response.status}${said})`, { reason: "refused", status: response.status });
+    throw new AuthError(
+      `Cannot pull "${name}": "${ref.registry}" refused the credentials (${response.status}${said})`,
+      { reason: "refused", status: response.status },
+    );
   }
-  throw new RegistryError(`Cannot fetch ${what} of "${name}": "${ref.registry}" answered ${response.status}${said}`, { status: response.status, details });
+  throw new RegistryError(`Cannot fetch ${what} of "${name}": "${ref.registry}" answered ${response.status}${said}`, {
+    status: response.status,
+    details,
+  });
 }
 
 async function readErrorDetails(response: Response, limits: BodyLimits): Promise<RegistryErrorDetail[]> {
   try {
-    const body = JSON.parse(new TextDecoder().decode(await readBounded(response, 64 * 1024, "error body", limits))) as { errors?: unknown };
+    const body = JSON.parse(new TextDecoder().decode(await readBounded(response, 64 * 1024, "error body", limits))) as {
+      errors?: unknown;
+    };
     if (!Array.isArray(body.errors)) return [];
     return body.errors
       .filter((e): e is { code: string; message?: unknown } => typeof e?.code === "string")
-      .map((e) => ({ code: e.code.slice(0, 64), ...(typeof e.message === "string" && { message: e.message.slice(0, 200) }) }));
+      .map((e) => ({
+        code: e.code.slice(0, 64),
+        ...(typeof e.message === "string" && { message: e.message.slice(0, 200) }),
+      }));
   } catch {
     return [];
   }

@@ -42,7 +42,8 @@ export function findCredentials(host: string, options: CredentialOptions = {}): 
   const config = loadDockerConfig(env);
   if (config === undefined) return undefined;
   const wanted = normaliseHost(host);
-  const helper = Object.entries(config.credHelpers ?? {}).find(([key]) => normaliseHost(key) === wanted)?.[1] ?? config.credsStore;
+  const helper =
+    Object.entries(config.credHelpers ?? {}).find(([key]) => normaliseHost(key) === wanted)?.[1] ?? config.credsStore;
   if (typeof helper === "string" && helper !== "") return askHelper(helper, wanted, env);
   for (const [key, entry] of Object.entries(config.auths ?? {})) {
     if (normaliseHost(key) !== wanted || typeof entry !== "object" || entry === null) continue;
@@ -71,12 +72,18 @@ interface DockerConfig {
  * @throws {UsageError} when the helper is not on the PATH or answers nonsense.
  */
 function askHelper(helper: string, host: string, env: Record<string, string | undefined>): Credentials | undefined {
-  if (!/^[A-Za-z0-9._-]+$/.test(helper)) throw new UsageError(`Cannot use the credential helper "${helper.slice(0, 40)}": not a helper name`);
+  if (!/^[A-Za-z0-9._-]+$/.test(helper))
+    throw new UsageError(`Cannot use the credential helper "${helper.slice(0, 40)}": not a helper name`);
   const program = `docker-credential-${helper}`;
   const server = host === DOCKER_HUB ? "https://index.docker.io/v1/" : host;
   let result;
   try {
-    result = Bun.spawnSync([program, "get"], { stdin: new TextEncoder().encode(server), stdout: "pipe", stderr: "pipe", env: env as Record<string, string> });
+    result = Bun.spawnSync([program, "get"], {
+      stdin: new TextEncoder().encode(server),
+      stdout: "pipe",
+      stderr: "pipe",
+      env: env as Record<string, string>,
+    });
   } catch (cause) {
     throw new UsageError(`Cannot run the credential helper "${program}": it is not on the PATH`, { cause });
   }
@@ -125,5 +132,10 @@ function decodeEntry(entry: AuthEntry): Credentials | undefined {
 
 /** `https://index.docker.io/v1/` and `docker.io` name the same registry. */
 function normaliseHost(key: string): string {
-  return canonicalRegistry(key.replace(/^[a-z]+:\/\//i, "").replace(/\/.*$/, "").toLowerCase());
+  return canonicalRegistry(
+    key
+      .replace(/^[a-z]+:\/\//i, "")
+      .replace(/\/.*$/, "")
+      .toLowerCase(),
+  );
 }

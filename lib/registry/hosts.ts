@@ -11,7 +11,14 @@
 import { readFileSync } from "node:fs";
 import type { Credentials } from "./credentials.ts";
 import { UsageError } from "../errors.ts";
-import { apiHost, isLoopback, type Capability, type HostSettings, type MirrorSettings, type RegistrySettings } from "../oci/host.ts";
+import {
+  apiHost,
+  isLoopback,
+  type Capability,
+  type HostSettings,
+  type MirrorSettings,
+  type RegistrySettings,
+} from "../oci/host.ts";
 
 export type { Capability, MirrorSettings, RegistrySettings };
 
@@ -60,13 +67,29 @@ export function endpointsFor(registry: string, config: HostsConfig = {}): Endpoi
   for (const mirror of mirrors) {
     if (seen.has(mirror.host)) continue;
     seen.add(mirror.host);
-    endpoints.push(endpoint(mirror.host, { ...(config.registries?.[mirror.host] ?? {}), ...mirror }, config, true, mirror.capabilities ?? ["pull", "resolve"], mirror.path));
+    endpoints.push(
+      endpoint(
+        mirror.host,
+        { ...(config.registries?.[mirror.host] ?? {}), ...mirror },
+        config,
+        true,
+        mirror.capabilities ?? ["pull", "resolve"],
+        mirror.path,
+      ),
+    );
   }
   endpoints.push(endpoint(registry, own, config, false, ["pull", "resolve"]));
   return endpoints;
 }
 
-function endpoint(host: string, settings: HostSettings, config: HostsConfig, mirror: boolean, capabilities: Capability[], path = "/v2"): Endpoint {
+function endpoint(
+  host: string,
+  settings: HostSettings,
+  config: HostsConfig,
+  mirror: boolean,
+  capabilities: Capability[],
+  path = "/v2",
+): Endpoint {
   const insecure = settings.insecure ?? (isLoopback(host) || (config.insecureRegistries ?? []).includes(host));
   const caFiles = [settings.ca, config.caFile].filter((f): f is string => f !== undefined);
   return {
@@ -75,7 +98,8 @@ function endpoint(host: string, settings: HostSettings, config: HostsConfig, mir
     mirror,
     capabilities: new Set(capabilities),
     ...(!insecure && caFiles.length > 0 && { ca: trustedCertificates(caFiles) }),
-    ...(settings.username !== undefined && settings.password !== undefined && { credentials: { username: settings.username, password: settings.password } }),
+    ...(settings.username !== undefined &&
+      settings.password !== undefined && { credentials: { username: settings.username, password: settings.password } }),
   };
 }
 
@@ -85,7 +109,11 @@ function trustedCertificates(files: string[]): string[] {
     try {
       return readFileSync(file, "utf8");
     } catch (cause) {
-      throw new UsageError(`Cannot read the CA file "${file}": ${(cause as NodeJS.ErrnoException).code === "ENOENT" ? "it does not exist" : (cause as Error).message}`, { cause });
+      throw new UsageError(
+        `Cannot read the CA file "${file}": ` +
+          `${(cause as NodeJS.ErrnoException).code === "ENOENT" ? "it does not exist" : (cause as Error).message}`,
+        { cause },
+      );
     }
   });
   return [...own, ...(require("node:tls") as typeof import("node:tls")).rootCertificates];

@@ -64,7 +64,10 @@ export interface TransportResponse {
  * ).catch(() => undefined);
  * ```
  */
-export async function sendRequest(request: TransportRequest, options: TransportOptions = {}): Promise<TransportResponse> {
+export async function sendRequest(
+  request: TransportRequest,
+  options: TransportOptions = {},
+): Promise<TransportResponse> {
   const retries = options.retries ?? 3;
   const backoffMs = options.backoffMs ?? 250;
   for (let attempt = 0; ; attempt++) {
@@ -72,7 +75,8 @@ export async function sendRequest(request: TransportRequest, options: TransportO
     try {
       sent = await followRedirects(request, options);
     } catch (error) {
-      if (error instanceof RegistryError || attempt >= retries || isTlsError(error)) throw toRegistryError(error, request.host);
+      if (error instanceof RegistryError || attempt >= retries || isTlsError(error))
+        throw toRegistryError(error, request.host);
       await Bun.sleep(backoffMs * 2 ** attempt);
       continue;
     }
@@ -85,7 +89,9 @@ export async function sendRequest(request: TransportRequest, options: TransportO
   }
 }
 
-/** Whether a response came from the request's own origin (scheme, host and port), not from a redirect target elsewhere. */
+/**
+ * Whether a response came from the request's own origin (scheme, host and port), not from a redirect target elsewhere.
+ */
 export function isSameOrigin(a: string, b: string): boolean {
   return new URL(a).origin === new URL(b).origin;
 }
@@ -104,14 +110,20 @@ async function followRedirects(request: TransportRequest, options: TransportOpti
       doFetch(url, { method: request.method, headers, redirect: "manual", signal, ...tls }),
     );
     const location = response.headers.get("location");
-    if (response.status < 300 || response.status >= 400 || response.status === 304 || location === null) return { response, url };
+    if (response.status < 300 || response.status >= 400 || response.status === 304 || location === null)
+      return { response, url };
     await response.body?.cancel();
     url = new URL(location, url).href;
     if (!url.startsWith("http://") && !url.startsWith("https://")) {
-      throw new RegistryError(`Cannot follow redirect from "${request.host}": unsupported location "${location.slice(0, 80)}"`, { kind: "protocol" });
+      throw new RegistryError(
+        `Cannot follow redirect from "${request.host}": unsupported location "${location.slice(0, 80)}"`,
+        { kind: "protocol" },
+      );
     }
   }
-  throw new RegistryError(`Cannot fetch from "${request.host}": more than ${maxRedirects} redirects`, { kind: "protocol" });
+  throw new RegistryError(`Cannot fetch from "${request.host}": more than ${maxRedirects} redirects`, {
+    kind: "protocol",
+  });
 }
 
 async function withTimeout(
@@ -120,7 +132,13 @@ async function withTimeout(
   run: (signal: AbortSignal) => Promise<Response>,
 ): Promise<Response> {
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(new RegistryError(`Cannot reach "${host}": no response within ${timeoutMs} ms`, { kind: "timeout" })), timeoutMs);
+  const timer = setTimeout(
+    () =>
+      controller.abort(
+        new RegistryError(`Cannot reach "${host}": no response within ${timeoutMs} ms`, { kind: "timeout" }),
+      ),
+    timeoutMs,
+  );
   try {
     return await run(controller.signal);
   } catch (error) {
@@ -151,7 +169,9 @@ export interface BodyLimits {
  * ```ts
  * import { readBody } from "./transport.ts";
  * let bytes = 0;
- * for await (const chunk of readBody(new Response("hello"), { idleTimeoutMs: 1000 }, "example")) bytes += chunk.byteLength;
+ * for await (const chunk of readBody(new Response("hello"), { idleTimeoutMs: 1000 }, "example")) {
+ *   bytes += chunk.byteLength;
+ * }
  * console.log(bytes); // 5
  * ```
  */
@@ -167,7 +187,10 @@ export async function* readBody(response: Response, limits: BodyLimits, what: st
   let finished = false;
   try {
     for (;;) {
-      const waitMs = limits.deadlineMs === undefined ? limits.idleTimeoutMs : Math.min(limits.idleTimeoutMs, Math.max(0, started + limits.deadlineMs - Date.now()));
+      const waitMs =
+        limits.deadlineMs === undefined
+          ? limits.idleTimeoutMs
+          : Math.min(limits.idleTimeoutMs, Math.max(0, started + limits.deadlineMs - Date.now()));
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<"timeout">((resolve) => {
         timer = setTimeout(() => resolve("timeout"), waitMs);
@@ -182,7 +205,10 @@ export async function* readBody(response: Response, limits: BodyLimits, what: st
       }
       if (next === "timeout") {
         const late = limits.deadlineMs !== undefined && Date.now() - started >= limits.deadlineMs;
-        throw fail(late ? `not complete within ${limits.deadlineMs} ms` : `nothing received for ${limits.idleTimeoutMs} ms`, "timeout");
+        throw fail(
+          late ? `not complete within ${limits.deadlineMs} ms` : `nothing received for ${limits.idleTimeoutMs} ms`,
+          "timeout",
+        );
       }
       if (next.done) {
         finished = true;
@@ -213,7 +239,12 @@ export async function* readBody(response: Response, limits: BodyLimits, what: st
  * @throws {IntegrityError} when the body is larger than `limit`.
  * @throws {RegistryError} when it stalls, is late or drops.
  */
-export async function readBounded(response: Response, limit: number, what: string, limits: BodyLimits): Promise<Uint8Array> {
+export async function readBounded(
+  response: Response,
+  limit: number,
+  what: string,
+  limits: BodyLimits,
+): Promise<Uint8Array> {
   const declared = Number(response.headers.get("content-length") ?? "0");
   if (declared > limit) {
     await response.body?.cancel();
@@ -243,12 +274,16 @@ function toRegistryError(error: unknown, host: string): RegistryError {
   const code = (error as { code?: string }).code ?? "";
   if (isTlsError(error)) {
     return new RegistryError(
-      `Cannot verify the TLS certificate of "${host}": ${TLS_REASONS[code] ?? code} (trust its CA with --ca-file FILE, or "ca" for this host in the config)`,
+      `Cannot verify the TLS certificate of "${host}": ${TLS_REASONS[code] ?? code} (trust its CA with --ca-file ` +
+        `FILE, or "ca" for this host in the config)`,
       { kind: "tls", cause: error },
     );
   }
   const reason = NETWORK_REASONS[code] ?? (error instanceof Error ? error.message : String(error));
-  return new RegistryError(`Cannot reach "${host}": ${reason} (use --offline to use the cache only)`, { kind: "unreachable", cause: error });
+  return new RegistryError(`Cannot reach "${host}": ${reason} (use --offline to use the cache only)`, {
+    kind: "unreachable",
+    cause: error,
+  });
 }
 
 /** A certificate problem: not transient, so never retried. */

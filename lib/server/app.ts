@@ -47,8 +47,16 @@ export interface AdminDeps {
 /** HTTP statuses of the error codes (the admin API's JSON errors). */
 const STATUS_OF = { EUSAGE: 400, ENOTFOUND: 404, EINTEGRITY: 502, EREGISTRY: 502, EAUTH: 502, ESTORE: 500 } as const;
 
-const PULL_BODY = z.strictObject({ ref: z.string().min(1).max(512), platform: z.string().min(1).max(64).optional(), plat: z.string().min(1).max(64).optional() });
-const GC_BODY = z.strictObject({ maxAge: z.string().min(1).max(32).optional(), maxSize: z.string().min(1).max(32).optional(), dryRun: z.boolean().optional() });
+const PULL_BODY = z.strictObject({
+  ref: z.string().min(1).max(512),
+  platform: z.string().min(1).max(64).optional(),
+  plat: z.string().min(1).max(64).optional(),
+});
+const GC_BODY = z.strictObject({
+  maxAge: z.string().min(1).max(32).optional(),
+  maxSize: z.string().min(1).max(32).optional(),
+  dryRun: z.boolean().optional(),
+});
 const BLOBS_QUERY = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).optional(),
   cursor: z.string().refine(isDigest, "expected a blob digest").optional(),
@@ -73,7 +81,9 @@ export function createAdminApp(deps: AdminDeps): Hono {
   app.use("*", async (c, next) => {
     const host = c.req.header("host") ?? new URL(c.req.url).host;
     if (!isAllowedHost(host, allowed)) {
-      throw new HTTPException(421, { message: `Requests for the host "${host.slice(0, 80)}" are not answered here (allow it with --allowed-host)` });
+      throw new HTTPException(421, {
+        message: `Requests for the host "${host.slice(0, 80)}" are not answered here (allow it with --allowed-host)`,
+      });
     }
     await next();
   });
@@ -81,7 +91,10 @@ export function createAdminApp(deps: AdminDeps): Hono {
     const check = basicChecker(deps.htpasswd);
     app.use("/v2/*", async (c, next) => {
       if (await check(c.req.header("authorization"))) return next();
-      return c.json({ errors: [{ code: "UNAUTHORIZED", message: "This mirror needs credentials" }] }, 401, { "WWW-Authenticate": 'Basic realm="ocicache"', "Docker-Distribution-API-Version": "registry/2.0" });
+      return c.json({ errors: [{ code: "UNAUTHORIZED", message: "This mirror needs credentials" }] }, 401, {
+        "WWW-Authenticate": 'Basic realm="ocicache"',
+        "Docker-Distribution-API-Version": "registry/2.0",
+      });
     });
   }
 
@@ -95,24 +108,35 @@ export function createAdminApp(deps: AdminDeps): Hono {
   });
   app.get("/metrics", (c) => {
     const inventory = takeInventory(cache.store);
-    const body = metrics.render({ bytes: inventory.totalBytes, references: referenceRows(inventory).length, blobs: inventory.blobs.size });
+    const body = metrics.render({
+      bytes: inventory.totalBytes,
+      references: referenceRows(inventory).length,
+      blobs: inventory.blobs.size,
+    });
     return c.body(body, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
   });
   app.get("/v1/stats", (c) => c.json(cacheStats(takeInventory(cache.store), config)));
   app.get("/v1/refs", (c) => c.json(referenceRows(takeInventory(cache.store))));
-  app.get("/v1/blobs", validator("query", (value) => parseWith(BLOBS_QUERY, value)), (c) => {
-    const query = c.req.valid("query");
-    const all = blobRows(takeInventory(cache.store)).sort((a, b) => (a.digest < b.digest ? -1 : 1));
-    const start = query.cursor === undefined ? 0 : all.findIndex((b) => b.digest > query.cursor!);
-    const page = start === -1 ? [] : all.slice(start, start + (query.limit ?? 100));
-    const next = start !== -1 && start + page.length < all.length ? page.at(-1)?.digest : undefined;
-    return c.json({ blobs: page, ...(next !== undefined && { next }) });
-  });
+  app.get(
+    "/v1/blobs",
+    validator("query", (value) => parseWith(BLOBS_QUERY, value)),
+    (c) => {
+      const query = c.req.valid("query");
+      const all = blobRows(takeInventory(cache.store)).sort((a, b) => (a.digest < b.digest ? -1 : 1));
+      const start = query.cursor === undefined ? 0 : all.findIndex((b) => b.digest > query.cursor!);
+      const page = start === -1 ? [] : all.slice(start, start + (query.limit ?? 100));
+      const next = start !== -1 && start + page.length < all.length ? page.at(-1)?.digest : undefined;
+      return c.json({ blobs: page, ...(next !== undefined && { next }) });
+    },
+  );
 
   app.post("/v1/pull", jsonBody(PULL_BODY), async (c) => {
     const body = c.req.valid("json");
     const ref = parseReference(body.ref);
-    const result = await pullImage(cache, ref, { platform: parsePlatform(body.platform, body.plat), concurrency: config.concurrency });
+    const result = await pullImage(cache, ref, {
+      platform: parsePlatform(body.platform, body.plat),
+      concurrency: config.concurrency,
+    });
     return c.json(result);
   });
   app.post("/v1/gc", jsonBody(GC_BODY), async (c) => {
@@ -138,14 +162,23 @@ export function createAdminApp(deps: AdminDeps): Hono {
 
   if (deps.upstream !== undefined) mountMirror(app, { cache, metrics, upstream: deps.upstream });
 
-  app.notFound((c) => c.json({ code: "ENOTFOUND", message: `No route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404));
+  app.notFound((c) =>
+    c.json({ code: "ENOTFOUND", message: `No route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404),
+  );
   // The one place errors become responses: `{code, message}` with the status of the error's code.
   app.onError((error, c) => {
     if (error instanceof HTTPException) {
       if (error.res !== undefined) return error.getResponse();
-      return c.json({ code: error.status === 401 || error.status === 403 ? "EAUTH" : error.status < 500 ? "EUSAGE" : "EINTERNAL", message: error.message }, error.status);
+      return c.json(
+        {
+          code: error.status === 401 || error.status === 403 ? "EAUTH" : error.status < 500 ? "EUSAGE" : "EINTERNAL",
+          message: error.message,
+        },
+        error.status,
+      );
     }
-    if (error instanceof OcicacheError) return c.json({ code: error.code, message: error.message }, STATUS_OF[error.code]);
+    if (error instanceof OcicacheError)
+      return c.json({ code: error.code, message: error.message }, STATUS_OF[error.code]);
     return c.json({ code: "EINTERNAL", message: error.message }, 500);
   });
   return app;

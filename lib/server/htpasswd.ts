@@ -28,7 +28,11 @@ export function readHtpasswd(path: string): Htpasswd {
   try {
     text = readFileSync(path, "utf8");
   } catch (cause) {
-    throw new UsageError(`Cannot read the htpasswd file "${path}": ${(cause as NodeJS.ErrnoException).code === "ENOENT" ? "it does not exist" : (cause as Error).message}`, { cause });
+    throw new UsageError(
+      `Cannot read the htpasswd file "${path}": ` +
+        `${(cause as NodeJS.ErrnoException).code === "ENOENT" ? "it does not exist" : (cause as Error).message}`,
+      { cause },
+    );
   }
   const users: Htpasswd = new Map();
   for (const [index, line] of text.split("\n").entries()) {
@@ -36,7 +40,10 @@ export function readHtpasswd(path: string): Htpasswd {
     const colon = line.indexOf(":");
     const hash = line.slice(colon + 1).trim();
     if (colon <= 0 || !/^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/.test(hash)) {
-      throw new UsageError(`Cannot use the htpasswd file "${path}": line ${index + 1} is not "user:bcrypt hash" (make entries with htpasswd -B)`);
+      throw new UsageError(
+        `Cannot use the htpasswd file "${path}": line ${index + 1} is not "user:bcrypt hash" (make entries with ` +
+          `htpasswd -B)`,
+      );
     }
     users.set(line.slice(0, colon), hash);
   }

@@ -43,11 +43,26 @@ export class Metrics {
     };
     metric("hits_total", "counter", "Blobs served from the cache.", this.hits);
     metric("misses_total", "counter", "Blobs fetched from a registry.", this.misses);
-    metric("served_from_cache_bytes_total", "counter", "Bytes sent to mirror clients from the cache.", this.bytesServedFromCache);
+    metric(
+      "served_from_cache_bytes_total",
+      "counter",
+      "Bytes sent to mirror clients from the cache.",
+      this.bytesServedFromCache,
+    );
     metric("fetched_bytes_total", "counter", "Bytes fetched from registries and verified.", this.bytesFetched);
-    metric("verification_failures_total", "counter", "Downloads refused because their size or digest was wrong.", this.verificationFailures);
+    metric(
+      "verification_failures_total",
+      "counter",
+      "Downloads refused because their size or digest was wrong.",
+      this.verificationFailures,
+    );
     metric("evictions_total", "counter", "Units removed by cleanup.", this.evictions);
-    metric("damaged_blobs_dropped_total", "counter", "Cached blobs that failed verification while served to a mirror client, and were dropped.", this.damagedBlobsDropped);
+    metric(
+      "damaged_blobs_dropped_total",
+      "counter",
+      "Cached blobs that failed verification while served to a mirror client, and were dropped.",
+      this.damagedBlobsDropped,
+    );
     metric("cache_bytes", "gauge", "Bytes in blobs/.", gauges.bytes);
     metric("references", "gauge", "Cached references.", gauges.references);
     metric("blobs", "gauge", "Blobs in the cache.", gauges.blobs);

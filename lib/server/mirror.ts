@@ -23,7 +23,10 @@ import { parseReference, type Reference } from "../oci/reference.ts";
 export interface MirrorDeps {
   cache: Cache;
   metrics: Metrics;
-  /** The registry pulled through, e.g. `127.0.0.1:5000`, whatever its shape (a bare name is a host, never Docker Hub's namespace). */
+  /**
+   * The registry pulled through, e.g. `127.0.0.1:5000`, whatever its shape (a bare name is a host, never Docker Hub's
+   * namespace).
+   */
   upstream: string;
 }
 
@@ -51,12 +54,16 @@ export function mountMirror(app: Hono, deps: MirrorDeps): void {
     if (match === null) return registryError(c, 404, "NAME_UNKNOWN", "No such repository route");
     const [, name, kind, reference] = match as unknown as [string, string, "manifests" | "blobs", string];
     try {
-      return kind === "manifests" ? await serveManifest(c, deps, name, reference) : await serveBlob(c, deps, downloads, name, reference);
+      return kind === "manifests"
+        ? await serveManifest(c, deps, name, reference)
+        : await serveBlob(c, deps, downloads, name, reference);
     } catch (error) {
       return mirrorError(c, error, kind);
     }
   });
-  app.on(["POST", "PUT", "PATCH", "DELETE"], "/v2/*", (c) => registryError(c, 405, "UNSUPPORTED", "ocicache is a read-only mirror"));
+  app.on(["POST", "PUT", "PATCH", "DELETE"], "/v2/*", (c) =>
+    registryError(c, 405, "UNSUPPORTED", "ocicache is a read-only mirror"),
+  );
 }
 
 /**
@@ -74,17 +81,37 @@ async function serveManifest(c: Context, deps: MirrorDeps, name: string, referen
     throw new NotFoundError(`Cannot serve "${resolved.digest}" as a manifest: it is not one`);
   }
   const mediaType = defaultMediaType(manifest);
-  if (ref.digest === undefined && resolved.checked) await deps.cache.record(resolved, { mediaType, digest: resolved.digest, size: bytes.byteLength }, {});
-  const headers = { ...API_HEADER, "Content-Type": mediaType, "Content-Length": String(bytes.byteLength), "Docker-Content-Digest": resolved.digest, ETag: `"${resolved.digest}"` };
+  if (ref.digest === undefined && resolved.checked)
+    await deps.cache.record(resolved, { mediaType, digest: resolved.digest, size: bytes.byteLength }, {});
+  const headers = {
+    ...API_HEADER,
+    "Content-Type": mediaType,
+    "Content-Length": String(bytes.byteLength),
+    "Docker-Content-Digest": resolved.digest,
+    ETag: `"${resolved.digest}"`,
+  };
   return new Response(c.req.method === "HEAD" ? null : bytes, { status: 200, headers });
 }
 
-async function serveBlob(c: Context, deps: MirrorDeps, downloads: Map<Digest, Promise<BlobResult>>, name: string, reference: string): Promise<Response> {
-  if (!isDigest(reference)) return registryError(c, 400, "DIGEST_INVALID", `"${reference.slice(0, 80)}" is not a sha256 digest`);
+async function serveBlob(
+  c: Context,
+  deps: MirrorDeps,
+  downloads: Map<Digest, Promise<BlobResult>>,
+  name: string,
+  reference: string,
+): Promise<Response> {
+  if (!isDigest(reference))
+    return registryError(c, 400, "DIGEST_INVALID", `"${reference.slice(0, 80)}" is not a sha256 digest`);
   const ref = toReference(deps.upstream, name, reference) as Reference & { digest: Digest };
   const { cache, metrics } = deps;
   const range = c.req.header("range");
-  const headers: Record<string, string> = { ...API_HEADER, "Content-Type": "application/octet-stream", "Docker-Content-Digest": ref.digest, "Accept-Ranges": "bytes", ETag: `"${ref.digest}"` };
+  const headers: Record<string, string> = {
+    ...API_HEADER,
+    "Content-Type": "application/octet-stream",
+    "Docker-Content-Digest": ref.digest,
+    "Accept-Ranges": "bytes",
+    ETag: `"${ref.digest}"`,
+  };
   const cached = cache.store.stat(ref.digest);
   if (cached === undefined && c.req.method === "HEAD") {
     // A HEAD of a missing blob asks upstream for the size: no download for a question.
@@ -96,20 +123,29 @@ async function serveBlob(c: Context, deps: MirrorDeps, downloads: Map<Digest, Pr
     return cache.writable ? streamMiss(deps, downloads, ref, headers) : streamUncached(deps, ref);
   }
   const blob = await pullBlob(cache, ref);
-  if (blob.path === undefined) throw new OcicacheError("ESTORE", 1, `Cannot serve blob "${ref.digest}": the cache cannot be written`);
-  if (c.req.method === "HEAD") return new Response(null, { status: 200, headers: { ...headers, "Content-Length": String(blob.size) } });
+  if (blob.path === undefined)
+    throw new OcicacheError("ESTORE", 1, `Cannot serve blob "${ref.digest}": the cache cannot be written`);
+  if (c.req.method === "HEAD")
+    return new Response(null, { status: 200, headers: { ...headers, "Content-Length": String(blob.size) } });
   if (range === undefined) {
     metrics.bytesServedFromCache += blob.size;
-    const body = verifiedStream(fileSource(blob.path, blob.size), { digest: ref.digest, size: blob.size }, () => dropDamaged(deps, ref.digest));
+    const body = verifiedStream(fileSource(blob.path, blob.size), { digest: ref.digest, size: blob.size }, () =>
+      dropDamaged(deps, ref.digest),
+    );
     return new Response(body, { status: 200, headers: { ...headers, "Content-Length": String(blob.size) } });
   }
   const parsed = parseRange(range, blob.size);
-  if (parsed === undefined) return new Response(null, { status: 416, headers: { ...headers, "Content-Range": `bytes */${blob.size}` } });
+  if (parsed === undefined)
+    return new Response(null, { status: 416, headers: { ...headers, "Content-Range": `bytes */${blob.size}` } });
   const [start, end] = parsed;
   metrics.bytesServedFromCache += end - start + 1;
   return new Response(Bun.file(blob.path).slice(start, end + 1), {
     status: 206,
-    headers: { ...headers, "Content-Length": String(end - start + 1), "Content-Range": `bytes ${start}-${end}/${blob.size}` },
+    headers: {
+      ...headers,
+      "Content-Length": String(end - start + 1),
+      "Content-Range": `bytes ${start}-${end}/${blob.size}`,
+    },
   });
 }
 
@@ -118,7 +154,12 @@ async function serveBlob(c: Context, deps: MirrorDeps, downloads: Map<Digest, Pr
  * upstream's pace, and each client reading that file as it grows at its own
  * pace, verified as it goes (a mismatch cuts every client's response).
  */
-async function streamMiss(deps: MirrorDeps, downloads: Map<Digest, Promise<BlobResult>>, ref: Reference & { digest: Digest }, headers: Record<string, string>): Promise<Response> {
+async function streamMiss(
+  deps: MirrorDeps,
+  downloads: Map<Digest, Promise<BlobResult>>,
+  ref: Reference & { digest: Digest },
+  headers: Record<string, string>,
+): Promise<Response> {
   const size = await (await deps.cache.client()).headBlob(ref, ref.digest);
   let download = downloads.get(ref.digest);
   if (download === undefined) {
@@ -127,7 +168,11 @@ async function streamMiss(deps: MirrorDeps, downloads: Map<Digest, Promise<BlobR
     const forget = () => downloads.delete(ref.digest);
     download.then(forget, forget);
   }
-  const body = verifiedStream(growingSource(deps.cache.store, ref.digest, size, download), { digest: ref.digest, size }, () => {});
+  const body = verifiedStream(
+    growingSource(deps.cache.store, ref.digest, size, download),
+    { digest: ref.digest, size },
+    () => {},
+  );
   return new Response(body, { status: 200, headers: { ...headers, "Content-Length": String(size) } });
 }
 
@@ -140,33 +185,44 @@ async function streamUncached(deps: MirrorDeps, ref: Reference & { digest: Diges
   const size = await (await deps.cache.client()).headBlob(ref, ref.digest);
   let ready: (() => void) | undefined;
   let gone = false;
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      pullBlob(deps.cache, ref, {
-        onChunk: async (chunk) => {
-          if (gone) return;
-          controller.enqueue(chunk);
-          if ((controller.desiredSize ?? 1) <= 0) await new Promise<void>((resolve) => (ready = resolve));
-        },
-      }).then(() => {
-        if (!gone) controller.close();
-      }, (error) => {
-        if (!gone) controller.error(error);
-      });
+  const body = new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        pullBlob(deps.cache, ref, {
+          onChunk: async (chunk) => {
+            if (gone) return;
+            controller.enqueue(chunk);
+            if ((controller.desiredSize ?? 1) <= 0) await new Promise<void>((resolve) => (ready = resolve));
+          },
+        }).then(
+          () => {
+            if (!gone) controller.close();
+          },
+          (error) => {
+            if (!gone) controller.error(error);
+          },
+        );
+      },
+      pull() {
+        ready?.();
+        ready = undefined;
+      },
+      cancel() {
+        gone = true;
+        ready?.();
+        ready = undefined;
+      },
     },
-    pull() {
-      ready?.();
-      ready = undefined;
-    },
-    cancel() {
-      gone = true;
-      ready?.();
-      ready = undefined;
-    },
-  }, new ByteLengthQueuingStrategy({ highWaterMark: MIRROR_QUEUE_BYTES }));
+    new ByteLengthQueuingStrategy({ highWaterMark: MIRROR_QUEUE_BYTES }),
+  );
   return new Response(body, {
     status: 200,
-    headers: { ...API_HEADER, "Content-Type": "application/octet-stream", "Content-Length": String(size), "Docker-Content-Digest": ref.digest },
+    headers: {
+      ...API_HEADER,
+      "Content-Type": "application/octet-stream",
+      "Content-Length": String(size),
+      "Docker-Content-Digest": ref.digest,
+    },
   });
 }
 
@@ -212,15 +268,22 @@ function parseRange(header: string, size: number): [number, number] | undefined 
 }
 
 /** An error in the distribution spec's JSON format. */
-function registryError(c: Context, status: 400 | 404 | 405 | 416 | 500 | 502 | 503, code: string, message: string): Response {
+function registryError(
+  c: Context,
+  status: 400 | 404 | 405 | 416 | 500 | 502 | 503,
+  code: string,
+  message: string,
+): Response {
   return c.json({ errors: [{ code, message }] }, status, API_HEADER);
 }
 
 function mirrorError(c: Context, error: unknown, kind: "manifests" | "blobs"): Response {
   const message = error instanceof Error ? error.message : String(error);
-  if (error instanceof NotFoundError) return registryError(c, 404, kind === "manifests" ? "MANIFEST_UNKNOWN" : "BLOB_UNKNOWN", message);
+  if (error instanceof NotFoundError)
+    return registryError(c, 404, kind === "manifests" ? "MANIFEST_UNKNOWN" : "BLOB_UNKNOWN", message);
   if (error instanceof UsageError) return registryError(c, 400, "NAME_INVALID", message);
   if (error instanceof AuthError) return registryError(c, 502, "UNAUTHORIZED", message);
-  if (error instanceof IntegrityError) return registryError(c, 502, kind === "manifests" ? "MANIFEST_INVALID" : "BLOB_UNKNOWN", message);
+  if (error instanceof IntegrityError)
+    return registryError(c, 502, kind === "manifests" ? "MANIFEST_INVALID" : "BLOB_UNKNOWN", message);
   return registryError(c, 503, "UNAVAILABLE", message);
 }

@@ -54,7 +54,8 @@ export interface CleanupReport {
  * ```ts
  * import { pruneCache } from "./cleanup.ts";
  * import { Store } from "./store.ts";
- * const report = await pruneCache(new Store("/tmp/ocicache-example"), { maxAgeMs: 7 * 86_400_000, maxSizeBytes: 2 ** 30, graceMs: 600_000, dryRun: true });
+ * const policy = { maxAgeMs: 7 * 86_400_000, maxSizeBytes: 2 ** 30, graceMs: 600_000, dryRun: true };
+ * const report = await pruneCache(new Store("/tmp/ocicache-example"), policy);
  * console.log(report.freedBytes);
  * ```
  */
@@ -74,7 +75,12 @@ export async function pruneCache(store: Store, policy: CleanupPolicy): Promise<C
  *
  * @returns the report, or `undefined` when it was not due or another process was cleaning.
  */
-export async function autoClean(store: Store, policy: CleanupPolicy, intervalMs: number, budgetMs = 2000): Promise<CleanupReport | undefined> {
+export async function autoClean(
+  store: Store,
+  policy: CleanupPolicy,
+  intervalMs: number,
+  budgetMs = 2000,
+): Promise<CleanupReport | undefined> {
   if (intervalMs <= 0 || !store.trusted) return undefined;
   const stamp = store.paths.cleanupStamp;
   const now = policy.now ?? Date.now();
@@ -140,7 +146,9 @@ async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<Cleanup
   };
   for (const { unit } of chosen) release(unit);
   const ageCount = chosen.length;
-  const byLastUse = inventory.units.filter((u) => !chosen.some((c) => c.unit === u)).sort((a, b) => a.lastUseMs - b.lastUseMs);
+  const byLastUse = inventory.units
+    .filter((u) => !chosen.some((c) => c.unit === u))
+    .sort((a, b) => a.lastUseMs - b.lastUseMs);
   for (const unit of byLastUse) {
     if (total <= policy.maxSizeBytes || overdue(policy.deadline)) break;
     if (unit.lastUseMs >= protectedAfter) continue;
@@ -148,7 +156,8 @@ async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<Cleanup
     release(unit);
   }
   const result = await removeUnits(store, inventory, chosen, { graceMs: policy.graceMs, dryRun, now });
-  const sum = (reason: RemovedUnit["reason"]) => result.removed.filter((r) => r.reason === reason).reduce((s, r) => s + r.bytes, 0);
+  const sum = (reason: RemovedUnit["reason"]) =>
+    result.removed.filter((r) => r.reason === reason).reduce((s, r) => s + r.bytes, 0);
   return {
     dryRun,
     removed: result.removed,
@@ -172,7 +181,12 @@ async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<Cleanup
  * owned by whoever holds `<hex>.lock`. Entries are looked at with `lstat`:
  * a link is removed itself, never what it points to.
  */
-function removeStaleTemp(store: Store, graceMs: number, now: number, dryRun: boolean): { count: number; bytes: number } {
+function removeStaleTemp(
+  store: Store,
+  graceMs: number,
+  now: number,
+  dryRun: boolean,
+): { count: number; bytes: number } {
   if (!store.trusted) return { count: 0, bytes: 0 };
   let names: string[];
   try {
@@ -193,7 +207,8 @@ function removeStaleTemp(store: Store, graceMs: number, now: number, dryRun: boo
       size = stat.isFile() ? stat.size : 0;
       const old = now - stat.mtimeMs > graceMs;
       if (entry.kind === "lock") stale = isStale(path);
-      else if (entry.kind === "partial") stale = old && (!lexists(join(store.tmpDir, entry.lock)) || isStale(join(store.tmpDir, entry.lock)));
+      else if (entry.kind === "partial")
+        stale = old && (!lexists(join(store.tmpDir, entry.lock)) || isStale(join(store.tmpDir, entry.lock)));
       else if (entry.kind === "temp") stale = old && !isAlive(entry.pid);
       else stale = old;
     } catch {

@@ -13,7 +13,6 @@ import { cachePaths, tempPath } from "./paths.ts";
 import { BlobWriter, openRegular } from "./writer.ts";
 import { DERIVED_ANNOTATION, OCI_INDEX, REF_NAME_ANNOTATION } from "../oci/names.ts";
 
-
 /** One descriptor of `index.json`. */
 export interface IndexEntry {
   mediaType: string;
@@ -83,7 +82,8 @@ export function parseDerived(entry: IndexEntry): Record<string, DerivedFile> {
     const out: Record<string, DerivedFile> = {};
     for (const [key, value] of Object.entries(parsed)) {
       const file = value as Partial<DerivedFile>;
-      if (isDigest(file?.digest) && Number.isSafeInteger(file.size)) out[key] = { digest: file.digest, size: file.size! };
+      if (isDigest(file?.digest) && Number.isSafeInteger(file.size))
+        out[key] = { digest: file.digest, size: file.size! };
     }
     return out;
   } catch {
@@ -97,10 +97,7 @@ export function parseDerived(entry: IndexEntry): Record<string, DerivedFile> {
  *
  * @throws {Error} the file system's error when the cache cannot be written.
  */
-export async function updateIndex(
-  root: string,
-  mutate: (entries: IndexEntry[]) => IndexEntry[],
-): Promise<void> {
+export async function updateIndex(root: string, mutate: (entries: IndexEntry[]) => IndexEntry[]): Promise<void> {
   const paths = cachePaths(root);
   const lock = await acquireLock(paths.indexLock);
   try {

@@ -70,7 +70,16 @@ export function takeInventory(store: Store): Inventory {
   }
   for (const blob of blobs.values()) {
     if (referenced.has(blob.digest)) continue;
-    units.push({ kind: "blob", name: blob.digest, digest: blob.digest, blobs: new Set([blob.digest]), missing: [], platforms: [], lastUseMs: blob.mtimeMs, size: blob.size });
+    units.push({
+      kind: "blob",
+      name: blob.digest,
+      digest: blob.digest,
+      blobs: new Set([blob.digest]),
+      missing: [],
+      platforms: [],
+      lastUseMs: blob.mtimeMs,
+      size: blob.size,
+    });
   }
   let totalBytes = 0;
   for (const blob of blobs.values()) totalBytes += blob.size;
@@ -80,7 +89,8 @@ export function takeInventory(store: Store): Inventory {
 /** Every blob that is a regular file, with its size and mtime. */
 export function listBlobs(store: Store): Map<Digest, BlobInfo> {
   const blobs = new Map<Digest, BlobInfo>();
-  for (const entry of store.list()) if (entry.regular) blobs.set(entry.digest, { digest: entry.digest, size: entry.size, mtimeMs: entry.mtimeMs });
+  for (const entry of store.list())
+    if (entry.regular) blobs.set(entry.digest, { digest: entry.digest, size: entry.size, mtimeMs: entry.mtimeMs });
   return blobs;
 }
 

@@ -42,7 +42,9 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
     const lock = tryLock(path);
     if (lock !== undefined) return lock;
     if (Date.now() > deadline) {
-      throw new StoreError(`Cannot lock "${path}": another ocicache process holds it (pid ${readOwner(path)?.pid ?? "unknown"})`);
+      throw new StoreError(
+        `Cannot lock "${path}": another ocicache process holds it (pid ${readOwner(path)?.pid ?? "unknown"})`,
+      );
     }
     await Bun.sleep(options.pollMs ?? 10);
   }
@@ -58,7 +60,11 @@ export function tryLock(path: string): Lock | undefined {
   const token = `${process.pid} ${Date.now()} ${Math.random().toString(36).slice(2)}`;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+      const fd = openSync(
+        path,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+        0o644,
+      );
       try {
         writeSync(fd, token);
       } finally {

@@ -69,7 +69,9 @@ export async function removeUnits(
   if (options.dryRun) return { removed, freedBytes, keptInUse: 0 };
   const names = new Set(units.filter((u) => u.unit.kind === "reference").map((u) => u.unit.name));
   if (names.size > 0) {
-    await updateIndex(store.root, (entries) => entries.filter((e) => !names.has(e.annotations[REF_NAME_ANNOTATION] ?? e.digest)));
+    await updateIndex(store.root, (entries) =>
+      entries.filter((e) => !names.has(e.annotations[REF_NAME_ANNOTATION] ?? e.digest)),
+    );
   }
   const cutoff = (options.now ?? Date.now()) - options.graceMs;
   let keptInUse = 0;
@@ -93,25 +95,44 @@ export async function removeUnits(
  *
  * @throws {NotFoundError} naming the first target the cache does not hold.
  */
-export async function removeTargets(store: Store, targets: Array<{ name: string } | { digest: Digest }>): Promise<RemovalResult> {
+export async function removeTargets(
+  store: Store,
+  targets: Array<{ name: string } | { digest: Digest }>,
+): Promise<RemovalResult> {
   const lock = await lockCleanup(store);
   try {
     const inventory = takeInventory(store);
     const chosen: Unit[] = [];
     const shared: RemovedUnit[] = [];
     for (const target of targets) {
-      const found = "name" in target
-        ? inventory.units.filter((u) => u.kind === "reference" && u.name === target.name)
-        : inventory.units.filter((u) => u.digest === target.digest);
+      const found =
+        "name" in target
+          ? inventory.units.filter((u) => u.kind === "reference" && u.name === target.name)
+          : inventory.units.filter((u) => u.digest === target.digest);
       const blob = "digest" in target ? inventory.blobs.get(target.digest) : undefined;
       if (found.length === 0 && blob !== undefined) {
-        shared.push({ kind: "blob", name: blob.digest, digest: blob.digest, lastUseMs: blob.mtimeMs, bytes: blob.size, reason: "requested" });
+        shared.push({
+          kind: "blob",
+          name: blob.digest,
+          digest: blob.digest,
+          lastUseMs: blob.mtimeMs,
+          bytes: blob.size,
+          reason: "requested",
+        });
         continue;
       }
-      if (found.length === 0) throw new NotFoundError(`Cannot remove "${"name" in target ? target.name : target.digest}": it is not in the cache`);
+      if (found.length === 0)
+        throw new NotFoundError(
+          `Cannot remove "${"name" in target ? target.name : target.digest}": it is not in the cache`,
+        );
       chosen.push(...found);
     }
-    const result = await removeUnits(store, inventory, chosen.map((unit) => ({ unit, reason: "requested" as const })), { graceMs: 0 });
+    const result = await removeUnits(
+      store,
+      inventory,
+      chosen.map((unit) => ({ unit, reason: "requested" as const })),
+      { graceMs: 0 },
+    );
     for (const blob of shared) store.remove(blob.digest);
     const sharedBytes = shared.reduce((sum, b) => sum + b.bytes, 0);
     return { ...result, removed: [...result.removed, ...shared], freedBytes: result.freedBytes + sharedBytes };
@@ -125,7 +146,12 @@ export async function pruneAll(store: Store): Promise<RemovalResult> {
   const lock = await lockCleanup(store);
   try {
     const inventory = takeInventory(store);
-    return await removeUnits(store, inventory, inventory.units.map((unit) => ({ unit, reason: "requested" as const })), { graceMs: 0 });
+    return await removeUnits(
+      store,
+      inventory,
+      inventory.units.map((unit) => ({ unit, reason: "requested" as const })),
+      { graceMs: 0 },
+    );
   } finally {
     lock.release();
   }

@@ -53,15 +53,17 @@ export interface CacheStats {
  * ```
  */
 export function referenceRows(inventory: Inventory): ReferenceRow[] {
-  return inventory.units.filter((u) => u.kind === "reference").map((u) => ({
-    reference: u.name,
-    digest: u.digest,
-    mediaType: u.entry?.mediaType ?? "",
-    platforms: u.platforms,
-    size: u.size,
-    lastUse: iso(u.lastUseMs),
-    blobs: u.blobs.size,
-  }));
+  return inventory.units
+    .filter((u) => u.kind === "reference")
+    .map((u) => ({
+      reference: u.name,
+      digest: u.digest,
+      mediaType: u.entry?.mediaType ?? "",
+      platforms: u.platforms,
+      size: u.size,
+      lastUse: iso(u.lastUseMs),
+      blobs: u.blobs.size,
+    }));
 }
 
 /** Every blob, the most recently used first, with the references that reach it. */
@@ -71,12 +73,17 @@ export function blobRows(inventory: Inventory): BlobRow[] {
     if (unit.kind !== "reference") continue;
     for (const digest of unit.blobs) users.set(digest, [...(users.get(digest) ?? []), unit.name]);
   }
-  return [...inventory.blobs.values()].sort((a, b) => b.mtimeMs - a.mtimeMs)
+  return [...inventory.blobs.values()]
+    .sort((a, b) => b.mtimeMs - a.mtimeMs)
     .map((b) => ({ digest: b.digest, size: b.size, lastUse: iso(b.mtimeMs), references: users.get(b.digest) ?? [] }));
 }
 
 /** Totals, the oldest and newest use, and the bytes over the limits. */
-export function cacheStats(inventory: Inventory, limits: { cacheDir: string; maxSizeBytes: number; maxAgeMs: number }, now = Date.now()): CacheStats {
+export function cacheStats(
+  inventory: Inventory,
+  limits: { cacheDir: string; maxSizeBytes: number; maxAgeMs: number },
+  now = Date.now(),
+): CacheStats {
   let oldest = Infinity;
   let newest = -Infinity;
   for (const blob of inventory.blobs.values()) {

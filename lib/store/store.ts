@@ -9,7 +9,17 @@
  * @module
  */
 
-import { closeSync, fstatSync, lstatSync, lutimesSync, mkdirSync, readdirSync, readSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  fstatSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  readdirSync,
+  readSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { isDigest, type Digest, type Expected } from "../oci/digest.ts";
 import { isErrno } from "../errors.ts";
 import { blobPath, cachePaths, OCI_LAYOUT, tempPath, type CachePaths } from "./paths.ts";
@@ -225,7 +235,11 @@ export class Store {
   /** `tmp/`, `blobs/` and `blobs/sha256/` must be directories of this user, not links to elsewhere. */
   #checkDirectories(): string | undefined {
     const uid = process.getuid?.();
-    for (const [dir, name] of [[this.paths.tmpDir, "tmp/"], [this.paths.blobsDir, "blobs/"], [this.paths.blobDir, "blobs/sha256/"]] as const) {
+    for (const [dir, name] of [
+      [this.paths.tmpDir, "tmp/"],
+      [this.paths.blobsDir, "blobs/"],
+      [this.paths.blobDir, "blobs/sha256/"],
+    ] as const) {
       let problem: string | undefined;
       try {
         const stat = lstatSync(dir);

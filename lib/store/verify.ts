@@ -20,7 +20,9 @@ export interface VerifyReport {
   /** Blobs re-hashed. */
   checked: number;
   bytes: number;
-  /** Blobs whose content does not hash to their name (`actual`), or that are not regular files (a link, a directory). */
+  /**
+   * Blobs whose content does not hash to their name (`actual`), or that are not regular files (a link, a directory).
+   */
   corrupt: Array<{ digest: Digest; actual?: Digest; reason: "content" | "not a regular file"; size: number }>;
   /** Blobs a cached reference names that are not on disk. */
   missing: Array<{ reference: string; digest: Digest }>;
@@ -47,7 +49,8 @@ export async function verifyCache(store: Store, options: { repair?: boolean } = 
   const lock = options.repair ? await lockCleanup(store) : undefined;
   try {
     const inventory = takeInventory(store);
-    const corrupt: VerifyReport["corrupt"] = store.list()
+    const corrupt: VerifyReport["corrupt"] = store
+      .list()
       .filter((entry) => !entry.regular)
       .map((entry) => ({ digest: entry.digest, reason: "not a regular file" as const, size: 0 }));
     let bytes = 0;
@@ -67,7 +70,15 @@ export async function verifyCache(store: Store, options: { repair?: boolean } = 
       if (wrongFiles.length > 0) await dropDerived(store, wrongFiles);
     }
     const missing = inventory.units.flatMap((unit) => unit.missing.map((digest) => ({ reference: unit.name, digest })));
-    return { checked: inventory.blobs.size, bytes, corrupt, missing, wrongFiles, repaired: options.repair === true, durationMs: Date.now() - started };
+    return {
+      checked: inventory.blobs.size,
+      bytes,
+      corrupt,
+      missing,
+      wrongFiles,
+      repaired: options.repair === true,
+      durationMs: Date.now() - started,
+    };
   } finally {
     lock?.release();
   }
@@ -90,7 +101,14 @@ function checkDerived(store: Store, inventory: Inventory): VerifyReport["wrongFi
       } catch {
         actual = undefined;
       }
-      if (actual !== recorded.digest) wrong.push({ reference: unit.name, layer: where.layer, path: where.path, recorded: recorded.digest, ...(actual !== undefined && { actual }) });
+      if (actual !== recorded.digest)
+        wrong.push({
+          reference: unit.name,
+          layer: where.layer,
+          path: where.path,
+          recorded: recorded.digest,
+          ...(actual !== undefined && { actual }),
+        });
     }
   }
   return wrong;
@@ -98,11 +116,19 @@ function checkDerived(store: Store, inventory: Inventory): VerifyReport["wrongFi
 
 /** Remove the wrong records from their entries in `index.json`. */
 async function dropDerived(store: Store, wrong: VerifyReport["wrongFiles"]): Promise<void> {
-  await updateIndex(store.root, (entries) => entries.map((entry) => {
-    const bad = new Set(wrong.filter((w) => w.reference === entry.annotations[REF_NAME_ANNOTATION]).map((w) => `${w.layer}:${w.path}`));
-    if (bad.size === 0) return entry;
-    const kept = Object.fromEntries(Object.entries(parseDerived(entry)).filter(([key]) => !bad.has(key)));
-    const { [DERIVED_ANNOTATION]: _dropped, ...annotations } = entry.annotations;
-    return { ...entry, annotations: Object.keys(kept).length > 0 ? { ...annotations, [DERIVED_ANNOTATION]: JSON.stringify(kept) } : annotations };
-  }));
+  await updateIndex(store.root, (entries) =>
+    entries.map((entry) => {
+      const bad = new Set(
+        wrong.filter((w) => w.reference === entry.annotations[REF_NAME_ANNOTATION]).map((w) => `${w.layer}:${w.path}`),
+      );
+      if (bad.size === 0) return entry;
+      const kept = Object.fromEntries(Object.entries(parseDerived(entry)).filter(([key]) => !bad.has(key)));
+      const { [DERIVED_ANNOTATION]: _dropped, ...annotations } = entry.annotations;
+      return {
+        ...entry,
+        annotations:
+          Object.keys(kept).length > 0 ? { ...annotations, [DERIVED_ANNOTATION]: JSON.stringify(kept) } : annotations,
+      };
+    }),
+  );
 }

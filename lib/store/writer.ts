@@ -10,7 +10,21 @@
  * @module
  */
 
-import { closeSync, constants, fchmodSync, fdatasync, fstatSync, fsyncSync, ftruncateSync, lstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fdatasync,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  lstatSync,
+  openSync,
+  readSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
 import type { Digest } from "../oci/digest.ts";
 import { DigestMismatchError, IntegrityError, SizeMismatchError } from "../errors.ts";
 
@@ -90,8 +104,12 @@ export class BlobWriter {
    *
    * @throws {Error} the file system's error.
    */
-  static async resume(path: string, options: WriterOptions & { onExisting?: (chunk: Uint8Array) => void | Promise<void> } = {}): Promise<BlobWriter> {
-    const flags = constants.O_RDWR | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+  static async resume(
+    path: string,
+    options: WriterOptions & { onExisting?: (chunk: Uint8Array) => void | Promise<void> } = {},
+  ): Promise<BlobWriter> {
+    const flags =
+      constants.O_RDWR | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW | constants.O_NONBLOCK;
     let fd: number;
     try {
       fd = openSync(path, flags, 0o644);
@@ -136,7 +154,8 @@ export class BlobWriter {
    */
   write(chunk: Uint8Array): void {
     if (this.#fd === undefined || this.#digest !== undefined) throw new TypeError("BlobWriter is closed");
-    if (this.#written + chunk.byteLength > this.#limit) throw new SizeMismatchError(this.#limit, this.#written + chunk.byteLength, this.#what);
+    if (this.#written + chunk.byteLength > this.#limit)
+      throw new SizeMismatchError(this.#limit, this.#written + chunk.byteLength, this.#what);
     this.#hasher.update(chunk);
     writeAll(this.#fd, chunk, (n) => {
       this.#written += n;
@@ -174,8 +193,10 @@ export class BlobWriter {
    * @throws {DigestMismatchError} when the digest differs.
    */
   verify(expected: WriteExpectation): void {
-    if (expected.size !== undefined && this.#written !== expected.size) throw new SizeMismatchError(expected.size, this.#written, this.#what);
-    if (expected.digest !== undefined && this.digest() !== expected.digest) throw new DigestMismatchError(expected.digest, this.digest(), this.#what);
+    if (expected.size !== undefined && this.#written !== expected.size)
+      throw new SizeMismatchError(expected.size, this.#written, this.#what);
+    if (expected.digest !== undefined && this.digest() !== expected.digest)
+      throw new DigestMismatchError(expected.digest, this.digest(), this.#what);
   }
 
   /**
@@ -293,7 +314,7 @@ export function copyRange(source: string, offset: number, length: number, onChun
   const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK_BYTES, Math.max(length, 1)));
   const fd = openRegular(source);
   try {
-    for (let done = 0; done < length;) {
+    for (let done = 0; done < length; ) {
       const n = readSync(fd, buffer, 0, Math.min(buffer.length, length - done), offset + done);
       if (n === 0) throw new SizeMismatchError(length, done, `range of "${source}"`);
       onChunk(buffer.subarray(0, n));

@@ -21,6 +21,10 @@ export interface Ran {
 /** Run `bun lib/cli/main.ts ARGS` with `env` added to this process's environment. */
 export async function runCli(args: string[], env: Record<string, string> = {}): Promise<Ran> {
   const proc = Bun.spawn(["bun", CLI, ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
-  const [bytes, stderr, code] = await Promise.all([new Response(proc.stdout).bytes(), new Response(proc.stderr).text(), proc.exited]);
+  const [bytes, stderr, code] = await Promise.all([
+    new Response(proc.stdout).bytes(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   return { code, stdout: new TextDecoder().decode(bytes), stderr, bytes };
 }

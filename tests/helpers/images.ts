@@ -51,7 +51,9 @@ export interface SampleOptions {
   ca?: string;
 }
 
-/** Upload one blob: POST to start, PUT with the digest to finish (distribution spec, "Pushing a blob monolithically"). */
+/**
+ * Upload one blob: POST to start, PUT with the digest to finish (distribution spec, "Pushing a blob monolithically").
+ */
 /** Headers for every push request (basic or bearer auth), and a CA to trust for an HTTPS registry. */
 export interface PushOptions {
   headers?: Record<string, string>;
@@ -59,17 +61,29 @@ export interface PushOptions {
 }
 
 function init(push: PushOptions, extra: RequestInit & { headers?: Record<string, string> }): RequestInit {
-  return { ...extra, headers: { ...push.headers, ...extra.headers }, ...(push.ca !== undefined && { tls: { ca: push.ca } }) };
+  return {
+    ...extra,
+    headers: { ...push.headers, ...extra.headers },
+    ...(push.ca !== undefined && { tls: { ca: push.ca } }),
+  };
 }
 
-export async function pushBlob(url: string, repo: string, bytes: Uint8Array | Blob, push: PushOptions = {}): Promise<string> {
+export async function pushBlob(
+  url: string,
+  repo: string,
+  bytes: Uint8Array | Blob,
+  push: PushOptions = {},
+): Promise<string> {
   const data = bytes instanceof Blob ? new Uint8Array(await bytes.arrayBuffer()) : bytes;
   const digest = `sha256:${new Bun.CryptoHasher("sha256").update(data).digest("hex")}`;
   const start = await fetch(`${url}/v2/${repo}/blobs/uploads/`, init(push, { method: "POST" }));
   if (start.status !== 202) throw new Error(`blob upload start: ${start.status} ${await start.text()}`);
   const location = new URL(start.headers.get("location")!, url);
   location.searchParams.set("digest", digest);
-  const put = await fetch(location, init(push, { method: "PUT", body: data, headers: { "Content-Type": "application/octet-stream" } }));
+  const put = await fetch(
+    location,
+    init(push, { method: "PUT", body: data, headers: { "Content-Type": "application/octet-stream" } }),
+  );
   if (put.status !== 201) throw new Error(`blob upload: ${put.status} ${await put.text()}`);
   return digest;
 }
@@ -81,31 +95,63 @@ export async function pushBlobFile(url: string, repo: string, path: string, dige
   const location = new URL(start.headers.get("location")!, url);
   location.searchParams.set("digest", digest);
   const file = Bun.file(path);
-  const put = await fetch(location, { method: "PUT", body: file, headers: { "Content-Type": "application/octet-stream", "Content-Length": String(file.size) } });
+  const put = await fetch(location, {
+    method: "PUT",
+    body: file,
+    headers: { "Content-Type": "application/octet-stream", "Content-Length": String(file.size) },
+  });
   if (put.status !== 201) throw new Error(`blob upload: ${put.status} ${await put.text()}`);
 }
 
 /** PUT a manifest under a tag or digest. */
-export async function pushManifest(url: string, repo: string, reference: string, mediaType: string, body: string, push: PushOptions = {}): Promise<string> {
-  const response = await fetch(`${url}/v2/${repo}/manifests/${reference}`, init(push, { method: "PUT", body, headers: { "Content-Type": mediaType } }));
+export async function pushManifest(
+  url: string,
+  repo: string,
+  reference: string,
+  mediaType: string,
+  body: string,
+  push: PushOptions = {},
+): Promise<string> {
+  const response = await fetch(
+    `${url}/v2/${repo}/manifests/${reference}`,
+    init(push, { method: "PUT", body, headers: { "Content-Type": mediaType } }),
+  );
   if (response.status !== 201) throw new Error(`manifest push: ${response.status} ${await response.text()}`);
   return `sha256:${new Bun.CryptoHasher("sha256").update(body).digest("hex")}`;
 }
 
 /** Build and push a two-platform unikernel image; returns what was pushed, bytes included. */
-export async function pushSampleImage(url: string, repo: string, tag: string, options: SampleOptions): Promise<SampleImage> {
-  const headers: PushOptions = { ...(options.headers !== undefined && { headers: options.headers }), ...(options.ca !== undefined && { ca: options.ca }) };
+export async function pushSampleImage(
+  url: string,
+  repo: string,
+  tag: string,
+  options: SampleOptions,
+): Promise<SampleImage> {
+  const headers: PushOptions = {
+    ...(options.headers !== undefined && { headers: options.headers }),
+    ...(options.ca !== undefined && { ca: options.ca }),
+  };
   const manifests = {} as SampleImage["manifests"];
   const descriptors: PushedDescriptor[] = [];
-  for (const [arch, unikraftArch] of [["amd64", "x86_64"], ["arm64", "arm64"]] as const) {
+  for (const [arch, unikraftArch] of [
+    ["amd64", "x86_64"],
+    ["arm64", "arm64"],
+  ] as const) {
     const files: SampleFiles = {
       kernel: randomBytes(options.kernelBytes ?? 64 * 1024),
       initrd: randomBytes(options.initrdBytes ?? 128 * 1024),
       roms: (options.romBytes ?? []).map((n) => randomBytes(n)),
       ...(options.debugKernelBytes !== undefined && { "kernel.dbg": randomBytes(options.debugKernelBytes) }),
     };
-    const layers = options.format === "spec" ? await specLayers(url, repo, files, headers) : await kraftkitLayers(url, repo, files, headers);
-    const config = JSON.stringify({ architecture: arch, os: "linux", config: { Labels: { sample: randomBytes(8).toString("hex") } } });
+    const layers =
+      options.format === "spec"
+        ? await specLayers(url, repo, files, headers)
+        : await kraftkitLayers(url, repo, files, headers);
+    const config = JSON.stringify({
+      architecture: arch,
+      os: "linux",
+      config: { Labels: { sample: randomBytes(8).toString("hex") } },
+    });
     const configDigest = await pushBlob(url, repo, new TextEncoder().encode(config), headers);
     const manifest = JSON.stringify({
       schemaVersion: 2,
@@ -113,23 +159,40 @@ export async function pushSampleImage(url: string, repo: string, tag: string, op
       config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: configDigest, size: config.length },
       layers,
     });
-    const digest = await pushManifest(url, repo, `sha256:${hex(manifest)}`, "application/vnd.oci.image.manifest.v1+json", manifest, headers);
+    const digest = await pushManifest(
+      url,
+      repo,
+      `sha256:${hex(manifest)}`,
+      "application/vnd.oci.image.manifest.v1+json",
+      manifest,
+      headers,
+    );
     manifests[arch] = { digest, files, layers };
     descriptors.push({
       mediaType: "application/vnd.oci.image.manifest.v1+json",
       digest,
       size: Buffer.byteLength(manifest),
-      platform: options.format === "spec" ? { os: "linux", architecture: arch } : { os: "qemu", architecture: unikraftArch },
+      platform:
+        options.format === "spec" ? { os: "linux", architecture: arch } : { os: "qemu", architecture: unikraftArch },
       annotations: { "org.unikraft.kernel.arch": unikraftArch, "org.unikraft.kernel.plat": "qemu" },
     });
   }
-  const index = JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: descriptors });
+  const index = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: "application/vnd.oci.image.index.v1+json",
+    manifests: descriptors,
+  });
   const indexDigest = await pushManifest(url, repo, tag, "application/vnd.oci.image.index.v1+json", index, headers);
   const host = new URL(url).host;
   return { ref: `${host}/${repo}:${tag}`, name: `${host}/${repo}`, indexDigest, manifests };
 }
 
-async function kraftkitLayers(url: string, repo: string, files: SampleFiles, headers: PushOptions): Promise<PushedDescriptor[]> {
+async function kraftkitLayers(
+  url: string,
+  repo: string,
+  files: SampleFiles,
+  headers: PushOptions,
+): Promise<PushedDescriptor[]> {
   const layers: PushedDescriptor[] = [];
   const add = async (mediaType: string, bytes: Uint8Array) =>
     layers.push({ mediaType, digest: await pushBlob(url, repo, bytes, headers), size: bytes.byteLength });
@@ -140,7 +203,12 @@ async function kraftkitLayers(url: string, repo: string, files: SampleFiles, hea
   return layers;
 }
 
-async function specLayers(url: string, repo: string, files: SampleFiles, headers: PushOptions): Promise<PushedDescriptor[]> {
+async function specLayers(
+  url: string,
+  repo: string,
+  files: SampleFiles,
+  headers: PushOptions,
+): Promise<PushedDescriptor[]> {
   const tar = makeTar({
     "unikraft/bin/kernel": files.kernel,
     "unikraft/bin/initrd": files.initrd,
@@ -152,14 +220,20 @@ async function specLayers(url: string, repo: string, files: SampleFiles, headers
     "org.unikraft.kernel.initrd": "/unikraft/bin/initrd",
     ...(files["kernel.dbg"] !== undefined && { "org.unikraft.kernel.dbg": "/unikraft/bin/kernel.dbg" }),
   };
-  const layers: PushedDescriptor[] = [{
-    mediaType: "application/vnd.oci.image.layer.v1.tar",
-    digest: await pushBlob(url, repo, tar, headers),
-    size: tar.byteLength,
-    annotations,
-  }];
+  const layers: PushedDescriptor[] = [
+    {
+      mediaType: "application/vnd.oci.image.layer.v1.tar",
+      digest: await pushBlob(url, repo, tar, headers),
+      size: tar.byteLength,
+      annotations,
+    },
+  ];
   for (const rom of files.roms) {
-    layers.push({ mediaType: "application/vnd.unikraft.rom.v1", digest: await pushBlob(url, repo, rom, headers), size: rom.byteLength });
+    layers.push({
+      mediaType: "application/vnd.unikraft.rom.v1",
+      digest: await pushBlob(url, repo, rom, headers),
+      size: rom.byteLength,
+    });
   }
   return layers;
 }
@@ -172,7 +246,16 @@ export function makeTar(entries: Record<string, Uint8Array>): Uint8Array {
       mkdirSync(join(dir, "root", name, ".."), { recursive: true });
       writeFileSync(join(dir, "root", name), bytes);
     }
-    const result = Bun.spawnSync(["tar", "--format=posix", "--sort=name", "-cf", join(dir, "layer.tar"), "-C", join(dir, "root"), "."]);
+    const result = Bun.spawnSync([
+      "tar",
+      "--format=posix",
+      "--sort=name",
+      "-cf",
+      join(dir, "layer.tar"),
+      "-C",
+      join(dir, "root"),
+      ".",
+    ]);
     if (result.exitCode !== 0) throw new Error(`tar failed: ${result.stderr.toString()}`);
     return readFileSync(join(dir, "layer.tar"));
   } finally {

@@ -36,7 +36,11 @@ export function startProxy(target: string, hook?: ProxyHook): ProxyHandle {
     idleTimeout: 0,
     async fetch(request) {
       const url = new URL(request.url);
-      requests.push({ method: request.method, path: url.pathname + url.search, headers: Object.fromEntries(request.headers) });
+      requests.push({
+        method: request.method,
+        path: url.pathname + url.search,
+        headers: Object.fromEntries(request.headers),
+      });
       const forward = async () => {
         const headers = new Headers(request.headers);
         headers.delete("host");
@@ -49,7 +53,10 @@ export function startProxy(target: string, hook?: ProxyHook): ProxyHandle {
         });
         const out = new Headers(response.headers);
         out.delete("transfer-encoding");
-        return new Response(request.method === "HEAD" ? null : response.body, { status: response.status, headers: out });
+        return new Response(request.method === "HEAD" ? null : response.body, {
+          status: response.status,
+          headers: out,
+        });
       };
       return hook === undefined ? forward() : hook(request, forward);
     },
@@ -59,7 +66,8 @@ export function startProxy(target: string, hook?: ProxyHook): ProxyHandle {
     host,
     url: `http://${host}`,
     requests,
-    count: (part, method) => requests.filter((r) => r.path.includes(part) && (method === undefined || r.method === method)).length,
+    count: (part, method) =>
+      requests.filter((r) => r.path.includes(part) && (method === undefined || r.method === method)).length,
     stop: async () => {
       await server.stop(true);
     },
@@ -77,12 +85,15 @@ export async function corrupt(response: Response, at = 0): Promise<Response> {
 export async function trickle(response: Response, chunkBytes: number, delayMs: number): Promise<Response> {
   const bytes = new Uint8Array(await response.arrayBuffer());
   let sent = 0;
-  return new Response(new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      await Bun.sleep(delayMs);
-      controller.enqueue(bytes.subarray(sent, sent + chunkBytes));
-      sent += chunkBytes;
-      if (sent >= bytes.length) controller.close();
-    },
-  }), { status: response.status, headers: response.headers });
+  return new Response(
+    new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        await Bun.sleep(delayMs);
+        controller.enqueue(bytes.subarray(sent, sent + chunkBytes));
+        sent += chunkBytes;
+        if (sent >= bytes.length) controller.close();
+      },
+    }),
+    { status: response.status, headers: response.headers },
+  );
 }

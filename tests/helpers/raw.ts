@@ -16,7 +16,11 @@ export interface RawRequest {
 }
 
 /** Decide an answer: write to the socket (and end it), or return false to forward. */
-export type RawFault = (request: RawRequest, socket: Socket<undefined>, upstream: () => Promise<Response>) => Promise<boolean> | boolean;
+export type RawFault = (
+  request: RawRequest,
+  socket: Socket<undefined>,
+  upstream: () => Promise<Response>,
+) => Promise<boolean> | boolean;
 
 export interface RawServer {
   host: string;
@@ -42,18 +46,27 @@ export function startRawServer(target: string, fault: RawFault): RawServer {
         buffers.delete(socket);
         const [line, ...rest] = text.slice(0, end).split("\r\n");
         const [method, path] = line!.split(" ");
-        const headers = Object.fromEntries(rest.map((h) => [h.slice(0, h.indexOf(":")).toLowerCase(), h.slice(h.indexOf(":") + 1).trim()]));
+        const headers = Object.fromEntries(
+          rest.map((h) => [h.slice(0, h.indexOf(":")).toLowerCase(), h.slice(h.indexOf(":") + 1).trim()]),
+        );
         const request = { method: method!, path: path!, headers };
         requests.push(request);
-        const upstream = () => fetch(`${target}${path}`, {
-          method,
-          headers: Object.fromEntries(Object.entries(headers).filter(([k]) => k !== "host" && k !== "connection")),
-          redirect: "manual",
-        });
+        const upstream = () =>
+          fetch(`${target}${path}`, {
+            method,
+            headers: Object.fromEntries(Object.entries(headers).filter(([k]) => k !== "host" && k !== "connection")),
+            redirect: "manual",
+          });
         if (await fault(request, socket, upstream)) return;
         const response = await upstream();
         const body = method === "HEAD" ? new Uint8Array() : new Uint8Array(await response.arrayBuffer());
-        writeResponse(socket, response.status, response.headers, body, method === "HEAD" ? Number(response.headers.get("content-length") ?? 0) : body.length);
+        writeResponse(
+          socket,
+          response.status,
+          response.headers,
+          body,
+          method === "HEAD" ? Number(response.headers.get("content-length") ?? 0) : body.length,
+        );
         endAfterFlush(socket);
       },
       drain(socket) {
@@ -69,10 +82,17 @@ export function startRawServer(target: string, fault: RawFault): RawServer {
 }
 
 /** Write a status line, headers (with the given `Content-Length`) and a body. */
-export function writeResponse(socket: Socket<undefined>, status: number, headers: Headers, body: Uint8Array, contentLength: number): void {
+export function writeResponse(
+  socket: Socket<undefined>,
+  status: number,
+  headers: Headers,
+  body: Uint8Array,
+  contentLength: number,
+): void {
   const lines = [`HTTP/1.1 ${status} X`];
   headers.forEach((value, key) => {
-    if (!["content-length", "connection", "transfer-encoding", "keep-alive"].includes(key)) lines.push(`${key}: ${value}`);
+    if (!["content-length", "connection", "transfer-encoding", "keep-alive"].includes(key))
+      lines.push(`${key}: ${value}`);
   });
   lines.push(`Content-Length: ${contentLength}`, "Connection: close", "", "");
   send(socket, new TextEncoder().encode(lines.join("\r\n")));

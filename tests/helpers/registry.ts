@@ -43,12 +43,28 @@ const REGISTRY_BIN = process.env.OCICACHE_REGISTRY_BIN ?? "docker-registry";
 export async function startRegistry(options: RegistryOptions = {}): Promise<RegistryHandle> {
   const dir = mkdtempSync(join(tmpdir(), "ocicache-registry-"));
   const port = options.port ?? freePort();
-  const auth = options.htpasswd !== undefined
-    ? `auth:\n  htpasswd:\n    realm: ocicache-test\n    path: ${options.htpasswd}\n`
-    : options.token !== undefined
-      ? `auth:\n  token:\n    realm: ${options.token.realm}\n    service: ${options.token.service}\n    issuer: ${options.token.issuer}\n    rootcertbundle: ${options.token.rootCertBundle}\n`
-      : "";
-  writeFileSync(join(dir, "config.yml"), `version: 0.1
+  const auth =
+    options.htpasswd !== undefined
+      ? `auth:\n  htpasswd:\n    realm: ocicache-test\n    path: ${options.htpasswd}\n`
+      : options.token !== undefined
+        ? [
+            "auth:",
+            "  token:",
+            `    realm: ${options.token.realm}`,
+            `    service: ${options.token.service}`,
+            `    issuer: ${options.token.issuer}`,
+            `    rootcertbundle: ${options.token.rootCertBundle}`,
+            "",
+          ].join("\n")
+        : "";
+  const tls =
+    options.tls === undefined
+      ? ""
+      : `  tls:\n    certificate: ${options.tls.certificate}\n    key: ${options.tls.key}\n`;
+  const proxy = options.proxy === undefined ? "" : `proxy:\n  remoteurl: ${options.proxy}\n`;
+  writeFileSync(
+    join(dir, "config.yml"),
+    `version: 0.1
 log:
   level: error
   accesslog:
@@ -60,8 +76,12 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:${port}
-${options.tls === undefined ? "" : `  tls:\n    certificate: ${options.tls.certificate}\n    key: ${options.tls.key}\n`}${auth}${options.proxy === undefined ? "" : `proxy:\n  remoteurl: ${options.proxy}\n`}`);
-  const proc: Subprocess = Bun.spawn([REGISTRY_BIN, "serve", join(dir, "config.yml")], { stdout: "ignore", stderr: "pipe" });
+${tls}${auth}${proxy}`,
+  );
+  const proc: Subprocess = Bun.spawn([REGISTRY_BIN, "serve", join(dir, "config.yml")], {
+    stdout: "ignore",
+    stderr: "pipe",
+  });
   const host = `127.0.0.1:${port}`;
   const url = `${options.tls === undefined ? "http" : "https"}://${host}`;
   await waitFor(url, proc);

@@ -27,13 +27,34 @@ export interface TokenServer {
 }
 
 /** Which actions a user may take on a repository; `undefined` refuses with 401. */
-export type TokenPolicy = (repository: string, user: { username: string; password: string } | undefined) => string[] | undefined;
+export type TokenPolicy = (
+  repository: string,
+  user: { username: string; password: string } | undefined,
+) => string[] | undefined;
 
 export function startTokenServer(policy: TokenPolicy): TokenServer {
   const dir = mkdtempSync(join(tmpdir(), "ocicache-token-"));
   const key = join(dir, "key.pem");
   const certificate = join(dir, "cert.pem");
-  const made = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "1", "-subj", "/CN=ocicache-test-token-issuer"], { stderr: "pipe" });
+  const made = Bun.spawnSync(
+    [
+      "openssl",
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      certificate,
+      "-days",
+      "1",
+      "-subj",
+      "/CN=ocicache-test-token-issuer",
+    ],
+    { stderr: "pipe" },
+  );
   if (made.exitCode !== 0) throw new Error(`openssl: ${made.stderr.toString()}`);
   const privateKey = createPrivateKey(readFileSync(key));
   const kid = libtrustKeyId(createPublicKey(privateKey).export({ type: "spki", format: "der" }));
@@ -44,7 +65,16 @@ export function startTokenServer(policy: TokenPolicy): TokenServer {
   const sign = (subject: string, access: Array<{ type: string; name: string; actions: string[] }>) => {
     const now = Math.floor(Date.now() / 1000);
     const header = { typ: "JWT", alg: "RS256", kid };
-    const claims = { iss: issuer, sub: subject, aud: service, exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString("hex"), access };
+    const claims = {
+      iss: issuer,
+      sub: subject,
+      aud: service,
+      exp: now + 300,
+      nbf: now - 10,
+      iat: now,
+      jti: randomBytes(8).toString("hex"),
+      access,
+    };
     const body = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
     const signature = createSign("RSA-SHA256").update(body).sign(privateKey);
     return `${body}.${b64url(signature)}`;
@@ -64,7 +94,11 @@ export function startTokenServer(policy: TokenPolicy): TokenServer {
       const granted = policy(match[1]!, user);
       if (granted === undefined) return new Response("denied", { status: 401 });
       const wanted = match[2]!.split(",");
-      return Response.json({ token: sign(user?.username ?? "", [{ type: "repository", name: match[1]!, actions: wanted.filter((a) => granted.includes(a)) }]) });
+      return Response.json({
+        token: sign(user?.username ?? "", [
+          { type: "repository", name: match[1]!, actions: wanted.filter((a) => granted.includes(a)) },
+        ]),
+      });
     },
   });
   return {
