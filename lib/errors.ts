@@ -6,7 +6,15 @@
  * @module
  */
 
-/** The exit codes of the CLI, documented in the README. */
+/** The exit codes of the CLI, documented in the README.
+ * @example Exit codes by name
+ * ```ts
+ * import assert from "node:assert";
+ * import { EXIT_CODES } from "ocicache";
+ * assert.equal(EXIT_CODES.notFound, 3);
+ * assert.equal(EXIT_CODES.auth, 6);
+ * ```
+ */
 export const EXIT_CODES = {
   ok: 0,
   other: 1,
@@ -22,12 +30,14 @@ export type ErrorCode = "EUSAGE" | "ENOTFOUND" | "EINTEGRITY" | "EREGISTRY" | "E
 
 /**
  * The base of every error ocicache throws on purpose.
- *
- * @example
+ * @example Handle any error of ocicache
  * ```ts
- * import { OcicacheError } from "./errors.ts";
- * const error = new OcicacheError("ESTORE", 1, "Cannot open cache: read-only");
- * console.log(error.code, error.exitCode);
+ * import assert from "node:assert";
+ * import { OcicacheError, UsageError } from "ocicache";
+ * const error: unknown = new UsageError('Unknown role "bios"');
+ * assert(error instanceof OcicacheError);
+ * assert.equal(error.code, "EUSAGE");
+ * assert.equal(error.exitCode, 2);
  * ```
  */
 export class OcicacheError extends Error {
@@ -44,28 +54,63 @@ export class OcicacheError extends Error {
   }
 }
 
-/** Bad input from the user: a flag, a reference, a digest. Exit code 2. */
+/** Bad input from the user: a flag, a reference, a digest. Exit code 2.
+ * @example A bad flag or reference
+ * ```ts
+ * import assert from "node:assert";
+ * import { parseReference, UsageError } from "ocicache";
+ * assert.throws(() => parseReference("Bad/Ref"), UsageError);
+ * assert.equal(new UsageError("x").exitCode, 2);
+ * ```
+ */
 export class UsageError extends OcicacheError {
   constructor(message: string, options?: ErrorOptions) {
     super("EUSAGE", EXIT_CODES.usage, message, options);
   }
 }
 
-/** A reference, tag, platform or blob that does not exist. Exit code 3. */
+/** A reference, tag, platform or blob that does not exist. Exit code 3.
+ * @example Something that is not there
+ * ```ts
+ * import assert from "node:assert";
+ * import { NotFoundError } from "ocicache";
+ * const error = new NotFoundError('Cannot find "1.25" in "oci:./image"');
+ * assert.equal(error.code, "ENOTFOUND");
+ * assert.equal(error.exitCode, 3);
+ * ```
+ */
 export class NotFoundError extends OcicacheError {
   constructor(message: string, options?: ErrorOptions) {
     super("ENOTFOUND", EXIT_CODES.notFound, message, options);
   }
 }
 
-/** Content that is not what it claims to be. Exit code 4. */
+/** Content that is not what it claims to be. Exit code 4.
+ * @example Content that is not what it claims
+ * ```ts
+ * import assert from "node:assert";
+ * import { DigestMismatchError, IntegrityError } from "ocicache";
+ * const error = new DigestMismatchError(`sha256:${"a".repeat(64)}`, `sha256:${"b".repeat(64)}`);
+ * assert(error instanceof IntegrityError);
+ * assert.equal(error.exitCode, 4);
+ * ```
+ */
 export class IntegrityError extends OcicacheError {
   constructor(message: string, options?: ErrorOptions) {
     super("EINTEGRITY", EXIT_CODES.integrity, message, options);
   }
 }
 
-/** Bytes whose SHA-256 is not the expected digest. Exit code 4. */
+/** Bytes whose SHA-256 is not the expected digest. Exit code 4.
+ * @example What was expected and what came
+ * ```ts
+ * import assert from "node:assert";
+ * import { DigestMismatchError } from "ocicache";
+ * const error = new DigestMismatchError(`sha256:${"a".repeat(64)}`, `sha256:${"b".repeat(64)}`, 'blob "kernel"');
+ * assert.equal(error.actual, `sha256:${"b".repeat(64)}`);
+ * assert.match(error.message, /^Cannot verify blob "kernel": digest is/);
+ * ```
+ */
 export class DigestMismatchError extends IntegrityError {
   /** The digest the content should have. */
   readonly expected: string;
@@ -79,7 +124,16 @@ export class DigestMismatchError extends IntegrityError {
   }
 }
 
-/** Content whose length is not the expected size. Exit code 4. */
+/** Content whose length is not the expected size. Exit code 4.
+ * @example Too few or too many bytes
+ * ```ts
+ * import assert from "node:assert";
+ * import { SizeMismatchError } from "ocicache";
+ * const error = new SizeMismatchError(10, 12, "blob");
+ * assert.equal(error.message, "Cannot verify blob: received more than 12 bytes, expected 10");
+ * assert.equal(error.exitCode, 4);
+ * ```
+ */
 export class SizeMismatchError extends IntegrityError {
   /** The size in bytes the content should have. */
   readonly expected: number;
@@ -110,7 +164,16 @@ export interface RegistryErrorDetail {
  */
 export type RegistryErrorKind = "unreachable" | "tls" | "timeout" | "status" | "protocol";
 
-/** A registry that cannot be reached or answers with an error. Exit code 5. */
+/** A registry that cannot be reached or answers with an error. Exit code 5.
+ * @example Tell a registry's failures apart
+ * ```ts
+ * import assert from "node:assert";
+ * import { RegistryError } from "ocicache";
+ * const error = new RegistryError('Cannot fetch manifest "1.25": "registry.example" answered 503', { status: 503 });
+ * assert.equal(error.kind, "status");
+ * assert.equal(error.exitCode, 5);
+ * ```
+ */
 export class RegistryError extends OcicacheError {
   /** What went wrong. */
   readonly kind: RegistryErrorKind;
@@ -140,7 +203,16 @@ export class RegistryError extends OcicacheError {
  */
 export type AuthErrorReason = "missing" | "refused" | "challenge" | "token";
 
-/** Credentials refused or missing for a registry that requires them. Exit code 6. */
+/** Credentials refused or missing for a registry that requires them. Exit code 6.
+ * @example Why authentication failed
+ * ```ts
+ * import assert from "node:assert";
+ * import { AuthError } from "ocicache";
+ * const error = new AuthError('Cannot pull from "registry.example": it requires credentials', { reason: "missing" });
+ * assert.equal(error.reason, "missing");
+ * assert.equal(error.exitCode, 6);
+ * ```
+ */
 export class AuthError extends OcicacheError {
   /** Why. */
   readonly reason: AuthErrorReason;
@@ -154,7 +226,16 @@ export class AuthError extends OcicacheError {
   }
 }
 
-/** The cache directory cannot be used. Exit code 1. */
+/** The cache directory cannot be used. Exit code 1.
+ * @example A cache or output that cannot be used
+ * ```ts
+ * import assert from "node:assert";
+ * import { StoreError } from "ocicache";
+ * const error = new StoreError('Cannot write "out/kernel": read-only file system');
+ * assert.equal(error.code, "ESTORE");
+ * assert.equal(error.exitCode, 1);
+ * ```
+ */
 export class StoreError extends OcicacheError {
   constructor(message: string, options?: ErrorOptions) {
     super("ESTORE", EXIT_CODES.other, message, options);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, checks the formatting, type-checks,
-# checks that imports flow down the layers, starts a real registry on
-# 127.0.0.1, runs the whole bun:test suite against it, stops it.
+# checks that imports flow down the layers, runs the doc examples, starts a
+# real registry on 127.0.0.1, runs the whole bun:test suite against it, stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -14,5 +14,7 @@ echo "test: type check (tsc --noEmit)"
 bun x tsc --noEmit -p .
 echo "test: import directions"
 bun scripts/check-imports.ts
+echo "test: doc examples"
+bun scripts/check-docs.ts
 echo "test: bun test"
 bun scripts/with-registry.ts -- bun test --timeout 60000 "$@"

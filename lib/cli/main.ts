@@ -20,11 +20,12 @@ import { escapeControl } from "./text.ts";
 
 /**
  * Run the CLI with `argv` (without the program name) and return the exit code.
- *
- * @example
+ * @example Run the command line in-process
  * ```ts
- * import { main } from "./main.ts";
- * process.exitCode = await main(["--version"]);
+ * import assert from "node:assert";
+ * import { main } from "ocicache";
+ * assert.equal(await main(["--version"]), 0);
+ * assert.equal(await main(["pull", "Not/A/Ref"]), 2); // a usage error, one line on stderr
  * ```
  */
 export async function main(argv: string[]): Promise<number> {

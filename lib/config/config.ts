@@ -106,7 +106,7 @@ export const KEYS = {
   maxAge: { flag: "--max-age", env: "OCICACHE_MAX_AGE", parse: parseDuration },
   maxSize: { flag: "--max-size", env: "OCICACHE_MAX_SIZE", parse: parseSize },
   grace: { flag: "--grace", env: "OCICACHE_GRACE", parse: parseDuration },
-  autoCleanInterval: { flag: "--auto-clean-interval", env: "OCICACHE_AUTO_CLEAN_INTERVAL", parse: parseDuration },
+  autoCleanInterval: { flag: undefined, env: "OCICACHE_AUTO_CLEAN_INTERVAL", parse: parseDuration },
   freshFor: { flag: "--fresh-for", env: "OCICACHE_FRESH_FOR", parse: parseDuration },
   offline: { flag: "--offline", env: "OCICACHE_OFFLINE", parse: parseBoolean },
   insecureRegistries: { flag: "--insecure-registry", env: "OCICACHE_INSECURE_REGISTRIES", parse: parseList },
@@ -115,7 +115,7 @@ export const KEYS = {
   idleTimeout: { flag: "--idle-timeout", env: "OCICACHE_IDLE_TIMEOUT", parse: parsePositiveDuration },
   lowSpeedLimit: { flag: "--low-speed-limit", env: "OCICACHE_LOW_SPEED_LIMIT", parse: parseSize },
   lowSpeedTime: { flag: "--low-speed-time", env: "OCICACHE_LOW_SPEED_TIME", parse: parsePositiveDuration },
-  lockTimeout: { flag: "--lock-timeout", env: "OCICACHE_LOCK_TIMEOUT", parse: parseDuration },
+  lockTimeout: { flag: undefined, env: "OCICACHE_LOCK_TIMEOUT", parse: parseDuration },
   listen: { flag: "--listen", env: "OCICACHE_LISTEN", parse: parseListen },
   allowedHosts: { flag: "--allowed-host", env: "OCICACHE_ALLOWED_HOSTS", parse: parseHosts },
   htpasswd: { flag: "--htpasswd", env: "OCICACHE_HTPASSWD", parse: (v: string) => v },
@@ -167,7 +167,7 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
   }
   const pick = (key: keyof typeof KEYS) => {
     for (const [source, raw] of [
-      [KEYS[key].flag, sources.flags?.[key]],
+      [KEYS[key].flag ?? key, sources.flags?.[key]],
       [KEYS[key].env, fromEnv[key]],
       [`"${key}" in ${path}`, file[key]],
     ] as const) {

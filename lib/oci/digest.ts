@@ -20,10 +20,13 @@ const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
  * Parse a digest; only `sha256:` followed by 64 lowercase hex digits passes.
  *
  * @throws {UsageError} for anything else (other algorithms, uppercase, `..`, NUL).
- * @example
+ * @example Accept only sha256 digests
  * ```ts
- * import { parseDigest } from "./digest.ts";
- * const digest = parseDigest("sha256:" + "a".repeat(64));
+ * import assert from "node:assert";
+ * import { parseDigest, UsageError } from "ocicache";
+ * const digest = parseDigest(`sha256:${"a".repeat(64)}`);
+ * assert.equal(digest.length, 71);
+ * assert.throws(() => parseDigest("sha256:../../etc/passwd"), UsageError);
  * ```
  */
 export function parseDigest(input: string): Digest {
@@ -52,11 +55,11 @@ export function digestHex(digest: Digest): string {
 
 /**
  * The digest of bytes held in memory.
- *
- * @example
+ * @example Hash bytes in memory
  * ```ts
- * import { digestOf } from "./digest.ts";
- * console.log(digestOf(new TextEncoder().encode("hello")));
+ * import assert from "node:assert";
+ * import { digestOf } from "ocicache";
+ * assert.equal(digestOf("hello"), "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
  * ```
  */
 export function digestOf(bytes: Uint8Array | string): Digest {
@@ -72,14 +75,18 @@ export interface Expected {
 /**
  * Hashes and counts bytes as they pass. It refuses a byte past the expected
  * size at once, and `finish()` checks the size and the digest at the end.
- *
- * @example
+ * @example Check a stream chunk by chunk
  * ```ts
- * import { digestOf, Verifier } from "./digest.ts";
+ * import assert from "node:assert";
+ * import { DigestMismatchError, digestOf, Verifier } from "ocicache";
  * const bytes = new TextEncoder().encode("hello");
  * const verifier = new Verifier({ digest: digestOf(bytes), size: bytes.length });
- * verifier.update(bytes);
+ * verifier.update(bytes.subarray(0, 2));
+ * verifier.update(bytes.subarray(2));
  * verifier.finish();
+ * const wrong = new Verifier({ digest: digestOf("other"), size: bytes.length });
+ * wrong.update(bytes);
+ * assert.throws(() => wrong.finish(), DigestMismatchError);
  * ```
  */
 export class Verifier {
@@ -141,13 +148,15 @@ export class Verifier {
 /**
  * Pass a stream through unchanged while verifying it: the returned stream
  * errors instead of ending when the size or digest is wrong.
- *
- * @example
+ * @example Verify a response body as it is read
  * ```ts
- * import { digestOf, verifyStream } from "./digest.ts";
+ * import assert from "node:assert";
+ * import { digestOf, verifyStream } from "ocicache";
  * const bytes = new TextEncoder().encode("hello");
  * const checked = verifyStream(new Response(bytes).body!, { digest: digestOf(bytes), size: 5 });
- * console.log(await new Response(checked).text());
+ * assert.equal(await new Response(checked).text(), "hello");
+ * const forged = verifyStream(new Response("hellO").body!, { digest: digestOf(bytes), size: 5 });
+ * await assert.rejects(new Response(forged).text());
  * ```
  */
 export function verifyStream(stream: ReadableStream<Uint8Array>, expected: Expected): ReadableStream<Uint8Array> {

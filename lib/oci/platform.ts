@@ -23,10 +23,12 @@ export interface PlatformWant {
  * Parse `--platform os/arch[/variant]` (or a bare `arch`) and `--plat`.
  *
  * @throws {UsageError} naming the bad part.
- * @example
+ * @example Choose a platform
  * ```ts
- * import { parsePlatform } from "./platform.ts";
- * console.log(parsePlatform("linux/arm64", "qemu")); // { os: "linux", architecture: "arm64", plat: "qemu" }
+ * import assert from "node:assert";
+ * import { parsePlatform } from "ocicache";
+ * assert.deepEqual(parsePlatform("linux/arm64"), { os: "linux", architecture: "arm64" });
+ * assert.deepEqual(parsePlatform("x86_64", "qemu"), { architecture: "amd64", plat: "qemu" });
  * ```
  */
 export function parsePlatform(platform?: string, plat?: string): PlatformWant {
@@ -94,7 +96,7 @@ export function describe(descriptor: Descriptor): PlatformWant {
   };
 }
 
-/** `linux/arm64 (qemu)`, or `unknown` parts where the descriptor says nothing. */
+/** `linux/arm64 (qemu)`, with `any` for the parts a descriptor leaves out. */
 export function formatPlatform(p: PlatformWant): string {
   const base = [p.os ?? "any", p.architecture ?? "any", ...(p.variant !== undefined ? [p.variant] : [])].join("/");
   return p.plat !== undefined && p.plat !== p.os ? `${base} (${p.plat})` : base;

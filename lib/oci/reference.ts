@@ -42,11 +42,12 @@ export const MAX_NAME_LENGTH = 255;
  * `library/`) and the `latest` tag when neither tag nor digest is given.
  *
  * @throws {UsageError} naming the malformed part.
- * @example
+ * @example Parse a reference
  * ```ts
- * import { parseReference } from "./reference.ts";
+ * import assert from "node:assert";
+ * import { parseReference } from "ocicache";
  * const ref = parseReference("127.0.0.1:5000/unikraft/nginx:1.25");
- * console.log(ref.registry, ref.repository, ref.tag); // 127.0.0.1:5000 unikraft/nginx 1.25
+ * assert.deepEqual(ref, { registry: "127.0.0.1:5000", repository: "unikraft/nginx", tag: "1.25" });
  * ```
  */
 export function parseReference(input: string): Reference {
@@ -92,11 +93,11 @@ export function parseReference(input: string): Reference {
 
 /**
  * Format a reference in its normalised form, the inverse of `parseReference`.
- *
- * @example
+ * @example The normalised name of a reference
  * ```ts
- * import { formatReference, parseReference } from "./reference.ts";
- * console.log(formatReference(parseReference("alpine"))); // docker.io/library/alpine:latest
+ * import assert from "node:assert";
+ * import { formatReference, parseReference } from "ocicache";
+ * assert.equal(formatReference(parseReference("alpine")), "docker.io/library/alpine:latest");
  * ```
  */
 export function formatReference(ref: Reference): string {
@@ -108,11 +109,12 @@ export function formatReference(ref: Reference): string {
 
 /**
  * Parse `oci:DIR[:tag]`, or return `undefined` when the input is not a layout source.
- *
- * @example
+ * @example Tell a local layout from a registry reference
  * ```ts
- * import { parseLayoutSource } from "./reference.ts";
- * console.log(parseLayoutSource("oci:./build/image:latest")); // { dir: "./build/image", tag: "latest" }
+ * import assert from "node:assert";
+ * import { parseLayoutSource } from "ocicache";
+ * assert.deepEqual(parseLayoutSource("oci:/tmp/image:1.25"), { dir: "/tmp/image", tag: "1.25" });
+ * assert.equal(parseLayoutSource("127.0.0.1:5000/unikraft/nginx:1.25"), undefined);
  * ```
  */
 export function parseLayoutSource(input: string): LayoutSource | undefined {

@@ -74,13 +74,18 @@ export type { BlobResult };
 
 /**
  * One cache directory and the registries behind it.
- *
- * @example
+ * @example Open a cache directory
  * ```ts
- * import { Cache } from "./cache.ts";
- * import { parseReference } from "../oci/reference.ts";
- * const cache = new Cache({ dir: "/tmp/ocicache-example" });
- * const resolved = await cache.resolve(parseReference("127.0.0.1:5000/unikraft/nginx:1.25")).catch(() => undefined);
+ * import assert from "node:assert";
+ * import { mkdtempSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { Cache, NotFoundError, parseReference } from "ocicache";
+ * const cache = new Cache({ dir: mkdtempSync(join(tmpdir(), "ocicache-")), offline: true });
+ * assert.equal(cache.writable, true);
+ * // Offline, a tag the cache has never seen cannot be resolved.
+ * const error = await cache.resolve(parseReference("127.0.0.1:5000/unikraft/nginx:1.25")).catch((e) => e);
+ * assert(error instanceof NotFoundError);
  * ```
  */
 export class Cache {

@@ -23,8 +23,6 @@ import { registrySource } from "./source.ts";
 /** What to pull and where to put it. */
 export interface PullOptions extends ImageChoice, PlaceOptions {}
 
-export type { PulledFile };
-
 /** The result of a pull. */
 export interface PullResult {
   reference: string;
@@ -45,14 +43,20 @@ export interface PullResult {
  * @throws {NotFoundError} when the reference, the platform or a kernel is not there.
  * @throws {IntegrityError} when content fails verification.
  * @throws {StoreError} when a file has no place: no `outDir` and a cache that cannot be written.
- * @example
+ * @example A registry that cannot be reached
  * ```ts
- * import { Cache } from "./cache.ts";
- * import { pullImage } from "./pull.ts";
- * import { parseReference } from "../oci/reference.ts";
- * const cache = new Cache({ dir: "/tmp/ocicache-example" });
- * const ref = parseReference("127.0.0.1:5000/unikraft/nginx:1.25");
- * const result = await pullImage(cache, ref, { outDir: ".unikraft" }).catch(() => undefined);
+ * import assert from "node:assert";
+ * import { mkdtempSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { Cache, parseReference, pullImage, RegistryError } from "ocicache";
+ * const dir = mkdtempSync(join(tmpdir(), "ocicache-"));
+ * const cache = new Cache({ dir: join(dir, "cache"), registry: { retries: 0 } });
+ * // Nothing listens on port 9 here: the pull fails with a registry error (exit code 5).
+ * const ref = parseReference("127.0.0.1:9/unikraft/nginx:1.25");
+ * const error = await pullImage(cache, ref, { outDir: join(dir, "out") }).catch((e) => e);
+ * assert(error instanceof RegistryError);
+ * assert.equal(error.kind, "unreachable");
  * ```
  */
 export async function pullImage(cache: Cache, ref: Reference, options: PullOptions = {}): Promise<PullResult> {
@@ -85,11 +89,28 @@ export async function pullImage(cache: Cache, ref: Reference, options: PullOptio
  *
  * @throws {NotFoundError} when the layout, the tag, the platform or a file is missing.
  * @throws {IntegrityError} when a manifest or (with `verify`) a blob fails verification.
- * @example
+ * @example Take a kernel out of a local OCI layout
  * ```ts
- * import { pullLayout } from "./pull.ts";
- * const layout = { dir: "./image", tag: "latest" };
- * const result = await pullLayout(undefined, layout, { outDir: ".unikraft" }).catch(() => undefined);
+ * import assert from "node:assert";
+ * import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { digestOf, pullLayout } from "ocicache";
+ * const dir = mkdtempSync(join(tmpdir(), "layout-"));
+ * mkdirSync(join(dir, "blobs", "sha256"), { recursive: true });
+ * const put = (text: string) => {
+ *   const digest = digestOf(text);
+ *   writeFileSync(join(dir, "blobs", "sha256", digest.slice(7)), text);
+ *   return { digest, size: Buffer.byteLength(text) };
+ * };
+ * const layers = [{ mediaType: "application/vnd.unikraft.kernel.v1", ...put("a unikernel") }];
+ * const config = { mediaType: "application/vnd.oci.image.config.v1+json", ...put("{}") };
+ * const mediaType = "application/vnd.oci.image.manifest.v1+json";
+ * const manifest = put(JSON.stringify({ schemaVersion: 2, mediaType, config, layers }));
+ * const annotations = { "org.opencontainers.image.ref.name": "1.0" };
+ * writeFileSync(join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType, ...manifest, annotations }] }));
+ * const result = await pullLayout(undefined, { dir, tag: "1.0" }, { outDir: join(dir, "out") });
+ * assert.equal(readFileSync(result.files[0]!.path, "utf8"), "a unikernel");
  * ```
  */
 export async function pullLayout(
@@ -119,6 +140,18 @@ function result(name: string, image: ResolvedImage, files: PulledFile[]): PullRe
  * the cache's `verify`, a cached copy is re-hashed first.
  *
  * @throws {NotFoundError} when neither the cache nor the registry has it.
+ * @example A blob that is not cached, offline
+ * ```ts
+ * import assert from "node:assert";
+ * import { mkdtempSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { Cache, NotFoundError, parseReference, pullBlob } from "ocicache";
+ * const cache = new Cache({ dir: mkdtempSync(join(tmpdir(), "ocicache-")), offline: true });
+ * const ref = parseReference(`127.0.0.1:5000/unikraft/nginx@sha256:${"a".repeat(64)}`);
+ * const error = await pullBlob(cache, { ...ref, digest: ref.digest! }).catch((e) => e);
+ * assert(error instanceof NotFoundError);
+ * ```
  */
 export function pullBlob(
   cache: Cache,
