@@ -64,9 +64,8 @@ function exportsOf(path: string): Array<{ name: string; type: boolean; file: str
 /** The doc comment right before the declaration of `name` in `file`. */
 function docOf(file: string, name: string): string | undefined {
   const text = readFileSync(file, "utf8");
-  const declaration = new RegExp(
-    `(/\\*\\*(?:(?!\\*/)[\\s\\S])*\\*/)\\s*\\nexport (?:declare )?(?:async )?(?:function\\*? |class |const |let |interface |type )${name}\\b`,
-  );
+  const kinds = "(?:declare )?(?:async )?(?:function\\*? |class |const |let |interface |type )";
+  const declaration = new RegExp(`(/\\*\\*(?:(?!\\*/)[\\s\\S])*\\*/)\\s*\\nexport ${kinds}${name}\\b`);
   return declaration.exec(text)?.[1];
 }
 

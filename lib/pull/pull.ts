@@ -108,7 +108,8 @@ export async function pullImage(cache: Cache, ref: Reference, options: PullOptio
  * const mediaType = "application/vnd.oci.image.manifest.v1+json";
  * const manifest = put(JSON.stringify({ schemaVersion: 2, mediaType, config, layers }));
  * const annotations = { "org.opencontainers.image.ref.name": "1.0" };
- * writeFileSync(join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType, ...manifest, annotations }] }));
+ * const index = { schemaVersion: 2, manifests: [{ mediaType, ...manifest, annotations }] };
+ * writeFileSync(join(dir, "index.json"), JSON.stringify(index));
  * const result = await pullLayout(undefined, { dir, tag: "1.0" }, { outDir: join(dir, "out") });
  * assert.equal(readFileSync(result.files[0]!.path, "utf8"), "a unikernel");
  * ```

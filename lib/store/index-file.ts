@@ -120,7 +120,7 @@ export async function updateIndex(root: string, mutate: (entries: IndexEntry[]) 
   }
 }
 
-/** Replace the entry with the same reference name by `entry` (which carries whatever annotations it keeps), or add it. */
+/** Replace the entry of the same reference name by `entry` (with the annotations it carries), or add it. */
 export function upsertEntry(entries: IndexEntry[], entry: IndexEntry): IndexEntry[] {
   const name = entry.annotations[REF_NAME_ANNOTATION];
   const others = entries.filter((e) => e.annotations[REF_NAME_ANNOTATION] !== name);
