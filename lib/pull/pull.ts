@@ -68,10 +68,14 @@ export async function pullImage(cache: Cache, ref: Reference, options: PullOptio
   // Only the reference's own entry says which blob holds a file of its layers: a record made for another
   // reference is never taken on trust.
   const recorded = resolved.entry?.digest === resolved.digest ? parseDerived(resolved.entry) : {};
-  const [pulled] = await Promise.all([
-    pullFiles(cache, source, image.files, recorded, options),
-    keepConfig(cache, ref, image.image.manifest.config),
-  ]);
+  // The config blob is fetched beside the files; a failed pull still waits for it, so nothing runs on after.
+  const config = keepConfig(cache, ref, image.image.manifest.config);
+  let pulled: Awaited<ReturnType<typeof pullFiles>>;
+  try {
+    pulled = await pullFiles(cache, source, image.files, recorded, options);
+  } finally {
+    await config;
+  }
   const annotations: Record<string, string> =
     Object.keys(pulled.derived).length > 0 ? { [DERIVED_ANNOTATION]: JSON.stringify(pulled.derived) } : {};
   await cache.record(

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { parseArguments } from "../lib/cli/args.ts";
-import { UsageError } from "../lib/errors.ts";
+import { parseArguments } from "../../../lib/cli/args.ts";
+import { UsageError } from "../../../lib/errors.ts";
 
 const OPTIONS = {
   output: { type: "string", short: "o" },

@@ -2,20 +2,19 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { answerChallenge, parseChallenge } from "../lib/registry/challenge.ts";
-import { parseDigest, type Digest } from "../lib/oci/digest.ts";
-import { AuthError, IntegrityError } from "../lib/errors.ts";
-import { MAX_BLOB_BYTES } from "../lib/oci/limits.ts";
-import { parseReference } from "../lib/oci/reference.ts";
-import { RegistryClient } from "../lib/registry/client.ts";
-import { runCli } from "./helpers/cli.ts";
-import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
-import { startProxy, trickle } from "./helpers/proxy.ts";
-import { send, startRawServer, writeResponse } from "./helpers/raw.ts";
-import { sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";
+import { answerChallenge, parseChallenge } from "../../lib/registry/challenge.ts";
+import { parseDigest, type Digest } from "../../lib/oci/digest.ts";
+import { AuthError, IntegrityError } from "../../lib/errors.ts";
+import { MAX_BLOB_BYTES } from "../../lib/oci/limits.ts";
+import { parseReference } from "../../lib/oci/reference.ts";
+import { RegistryClient } from "../../lib/registry/client.ts";
+import { runCli } from "../helpers/cli.ts";
+import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { startProxy, trickle } from "../helpers/proxy.ts";
+import { send, startRawServer, writeResponse } from "../helpers/raw.ts";
+import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { HOST_ARCH as host, RUN_ID as run } from "../helpers/env.ts";
 
-const host = process.arch === "arm64" ? "arm64" : "amd64";
-const run = Math.random().toString(36).slice(2, 8);
 const repo = `hostile-registry-${run}/app`;
 
 let registry: RegistryHandle;
@@ -86,7 +85,7 @@ describe("a hostile registry", () => {
       expect(pulled.stderr).toContain(`they are sent only to "${origin.host}"`);
       expect(pulled.stderr).not.toContain("secret-pw");
       expect(thief.requests).toEqual([]);
-      expect(cdn.requests.every((r) => r.headers.authorization === undefined)).toBe(true);
+      expect(cdn.requests.filter((r) => r.headers.authorization !== undefined)).toEqual([]);
     } finally {
       await Promise.all([thief.stop(), cdn.stop(), origin.stop()]);
     }

@@ -12,22 +12,22 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Cache, type CacheOptions } from "../lib/pull/cache.ts";
-import { digestHex, digestOf, type Digest } from "../lib/oci/digest.ts";
-import { DigestMismatchError, NotFoundError, RegistryError } from "../lib/errors.ts";
-import { readIndex } from "../lib/store/index-file.ts";
-import { parsePlatform } from "../lib/oci/platform.ts";
-import { pullBlob, pullImage } from "../lib/pull/pull.ts";
-import { parseReference } from "../lib/oci/reference.ts";
-import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
-import { mountTmpfs } from "./helpers/mount.ts";
-import { corrupt, startProxy, type ProxyHandle, type ProxyHook } from "./helpers/proxy.ts";
-import { sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";
+import { Cache, type CacheOptions } from "../../../lib/pull/cache.ts";
+import { digestHex, digestOf, type Digest } from "../../../lib/oci/digest.ts";
+import { DigestMismatchError, NotFoundError, RegistryError } from "../../../lib/errors.ts";
+import { readIndex } from "../../../lib/store/index-file.ts";
+import { parsePlatform } from "../../../lib/oci/platform.ts";
+import { pullBlob, pullImage } from "../../../lib/pull/pull.ts";
+import { parseReference } from "../../../lib/oci/reference.ts";
+import { pushSampleImage, type SampleImage } from "../../helpers/images.ts";
+import { mountTmpfs } from "../../helpers/mount.ts";
+import { corrupt, startProxy, type ProxyHandle, type ProxyHook } from "../../helpers/proxy.ts";
+import { sharedRegistry, type RegistryHandle } from "../../helpers/registry.ts";
+import { CAN_MOUNT, HOST_ARCH as host, RUN_ID as run } from "../../helpers/env.ts";
 
 let registry: RegistryHandle;
 let spec: SampleImage;
 let kraftkit: SampleImage;
-const run = Math.random().toString(36).slice(2, 8);
 
 beforeAll(async () => {
   registry = await sharedRegistry();
@@ -78,8 +78,6 @@ function via(p: ProxyHandle, image: SampleImage, suffix = ":1.25"): string {
   return `${image.name.replace(registry.host, p.host)}${suffix}`;
 }
 
-const host = process.arch === "arm64" ? "arm64" : "amd64";
-
 function blobFiles(): string[] {
   const blobs = join(dir, "cache", "blobs", "sha256");
   return existsSync(blobs) ? readdirSync(blobs) : [];
@@ -98,7 +96,7 @@ describe("pullImage()", () => {
 
     const second = await pullImage(cache(), ref, { outDir: join(dir, "two") });
     expect(second.hit).toBe(true);
-    expect(second.files.every((f) => f.hit)).toBe(true);
+    expect(second.files.filter((f) => !f.hit).map((f) => f.name)).toEqual([]);
     expect(p.count("/blobs/", "GET")).toBe(blobGets);
     expect(p.count("/manifests/1.25", "HEAD")).toBe(1);
     expect(p.count("/manifests/1.25", "GET")).toBe(1);
@@ -276,37 +274,43 @@ describe("pullImage()", () => {
     expect(readFileSync(path)).toEqual(Buffer.from(kraftkit.manifests[host].files.kernel));
   });
 
-  test("a read-only cache still delivers the files, with one warning", async () => {
-    const fs = mountTmpfs(1024 * 1024);
-    try {
-      fs.readOnly();
-      const c = new Cache({ dir: join(fs.dir, "cache"), onWarning: (w) => warnings.push(w) });
-      const result = await pullImage(c, parseReference(`${spec.name}:1.25`), { outDir: join(dir, "out") });
-      expect(result.files.every((f) => !f.hit)).toBe(true);
-      expect(readFileSync(join(dir, "out", "kernel"))).toEqual(Buffer.from(spec.manifests[host].files.kernel));
-      expect(readFileSync(join(dir, "out", "initrd"))).toEqual(Buffer.from(spec.manifests[host].files.initrd));
-      expect(readdirSync(join(dir, "out")).sort()).toEqual(["initrd", "kernel", "rom0", "rom1"]);
-      expect(warnings).toHaveLength(1);
-      expect(warnings[0]).toContain("read-only file system");
-    } finally {
-      fs.unmount();
-    }
-  });
+  test.skipIf(!CAN_MOUNT)(
+    "a read-only cache still delivers the files, with one warning (mounts a tmpfs: root only)",
+    async () => {
+      const fs = mountTmpfs(1024 * 1024);
+      try {
+        fs.readOnly();
+        const c = new Cache({ dir: join(fs.dir, "cache"), onWarning: (w) => warnings.push(w) });
+        const result = await pullImage(c, parseReference(`${spec.name}:1.25`), { outDir: join(dir, "out") });
+        expect(result.files.filter((f) => f.hit).map((f) => f.name)).toEqual([]);
+        expect(readFileSync(join(dir, "out", "kernel"))).toEqual(Buffer.from(spec.manifests[host].files.kernel));
+        expect(readFileSync(join(dir, "out", "initrd"))).toEqual(Buffer.from(spec.manifests[host].files.initrd));
+        expect(readdirSync(join(dir, "out")).sort()).toEqual(["initrd", "kernel", "rom0", "rom1"]);
+        expect(warnings).toHaveLength(1);
+        expect(warnings[0]).toContain("read-only file system");
+      } finally {
+        fs.unmount();
+      }
+    },
+  );
 
-  test("a cache that fills up mid-download still delivers the bytes and keeps no partial file", async () => {
-    const fs = mountTmpfs(400 * 1024);
-    try {
-      const c = new Cache({ dir: join(fs.dir, "cache"), onWarning: (w) => warnings.push(w) });
-      await pullImage(c, parseReference(`${kraftkit.name}:0.9`), { outDir: join(dir, "out") });
-      expect(readFileSync(join(dir, "out", "initrd"))).toEqual(Buffer.from(kraftkit.manifests[host].files.initrd));
-      expect(readFileSync(join(dir, "out", "kernel"))).toEqual(Buffer.from(kraftkit.manifests[host].files.kernel));
-      expect(warnings.filter((w) => w.includes("no space left on device"))).toHaveLength(1);
-      expect(readdirSync(join(fs.dir, "cache", "tmp")).filter((f) => f.endsWith(".part"))).toEqual([]);
-      expect(readdirSync(join(dir, "out")).sort()).toEqual(["initrd", "kernel"]);
-    } finally {
-      fs.unmount();
-    }
-  });
+  test.skipIf(!CAN_MOUNT)(
+    "a cache that fills up mid-download still delivers the bytes and keeps no partial file (mounts a tmpfs: root only)",
+    async () => {
+      const fs = mountTmpfs(400 * 1024);
+      try {
+        const c = new Cache({ dir: join(fs.dir, "cache"), onWarning: (w) => warnings.push(w) });
+        await pullImage(c, parseReference(`${kraftkit.name}:0.9`), { outDir: join(dir, "out") });
+        expect(readFileSync(join(dir, "out", "initrd"))).toEqual(Buffer.from(kraftkit.manifests[host].files.initrd));
+        expect(readFileSync(join(dir, "out", "kernel"))).toEqual(Buffer.from(kraftkit.manifests[host].files.kernel));
+        expect(warnings.filter((w) => w.includes("no space left on device"))).toHaveLength(1);
+        expect(readdirSync(join(fs.dir, "cache", "tmp")).filter((f) => f.endsWith(".part"))).toEqual([]);
+        expect(readdirSync(join(dir, "out")).sort()).toEqual(["initrd", "kernel"]);
+      } finally {
+        fs.unmount();
+      }
+    },
+  );
 
   test("an unknown tag is not found; an unknown platform lists what there is", async () => {
     await expect(pullImage(cache(), parseReference(`${spec.name}:no-such-tag`))).rejects.toBeInstanceOf(NotFoundError);

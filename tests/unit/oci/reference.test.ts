@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { parseDigest } from "../lib/oci/digest.ts";
-import { UsageError } from "../lib/errors.ts";
-import { formatReference, parseLayoutSource, parseReference } from "../lib/oci/reference.ts";
+import { parseDigest } from "../../../lib/oci/digest.ts";
+import { UsageError } from "../../../lib/errors.ts";
+import { formatReference, parseLayoutSource, parseReference } from "../../../lib/oci/reference.ts";
 
 const HEX = "a".repeat(64);
 

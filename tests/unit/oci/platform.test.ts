@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { NotFoundError, UsageError } from "../lib/errors.ts";
-import type { Descriptor } from "../lib/oci/manifest.ts";
-import { hostArchitecture, parsePlatform, selectManifest } from "../lib/oci/platform.ts";
+import { NotFoundError, UsageError } from "../../../lib/errors.ts";
+import type { Descriptor } from "../../../lib/oci/manifest.ts";
+import { hostArchitecture, parsePlatform, selectManifest } from "../../../lib/oci/platform.ts";
 
 const entry = (n: number, platform: Descriptor["platform"], plat?: string): Descriptor => ({
   mediaType: "application/vnd.oci.image.manifest.v1+json",

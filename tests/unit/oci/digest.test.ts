@@ -2,8 +2,8 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestOf, hashFile, parseDigest, Verifier, verifyStream } from "../lib/oci/digest.ts";
-import { DigestMismatchError, SizeMismatchError, UsageError } from "../lib/errors.ts";
+import { digestOf, hashFile, parseDigest, Verifier, verifyStream } from "../../../lib/oci/digest.ts";
+import { DigestMismatchError, SizeMismatchError, UsageError } from "../../../lib/errors.ts";
 
 const bytes = new TextEncoder().encode("unikraft kernel bytes");
 const expected = { digest: digestOf(bytes), size: bytes.length };

@@ -12,17 +12,16 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestHex, digestOf, type Digest } from "../lib/oci/digest.ts";
-import { readIndex } from "../lib/store/index-file.ts";
-import { Store } from "../lib/store/store.ts";
-import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
-import { CLI, runCli } from "./helpers/cli.ts";
-import { startProxy, trickle } from "./helpers/proxy.ts";
-import { sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";
+import { digestHex, digestOf, type Digest } from "../../lib/oci/digest.ts";
+import { readIndex } from "../../lib/store/index-file.ts";
+import { Store } from "../../lib/store/store.ts";
+import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { CLI, runCli } from "../helpers/cli.ts";
+import { startProxy, trickle } from "../helpers/proxy.ts";
+import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { HOST_ARCH as host, RUN_ID as run } from "../helpers/env.ts";
 
 const DAY_MS = 86_400_000;
-const host = process.arch === "arm64" ? "arm64" : "amd64";
-const run = Math.random().toString(36).slice(2, 8);
 
 let registry: RegistryHandle;
 let spec: SampleImage;
@@ -89,7 +88,7 @@ describe("ls, stats", () => {
     expect(text.stdout.split("\n")[0]).toMatch(/^REFERENCE\s+DIGEST\s+PLATFORMS\s+SIZE\s+LAST USE$/);
     const blobs = JSON.parse((await ocicache(["ls", "--blobs", "--json"])).stdout);
     expect(blobs.length).toBe(readdirSync(join(cacheDir, "blobs", "sha256")).length);
-    expect(blobs.every((b: { references: string[] }) => b.references.length === 1)).toBe(true);
+    expect(blobs.filter((b: { references: string[] }) => b.references.length !== 1)).toEqual([]);
   });
 
   test("stats counts references, blobs and bytes, and the bytes over the limits", async () => {
@@ -267,7 +266,7 @@ describe("the warm path stays light", () => {
     await pull(spec.ref);
     const pinned = `${spec.name}@${spec.indexDigest}`;
     const script = `
-      import { main } from ${JSON.stringify(join(import.meta.dir, "..", "lib", "cli", "main.ts"))};
+      import { main } from ${JSON.stringify(join(import.meta.dir, "..", "..", "lib", "cli", "main.ts"))};
       const path = await main(["path", ${JSON.stringify(pinned)}, "--role", "kernel"]);
       const code = path + await main(["pull", ${JSON.stringify(pinned)}, "-o", ${JSON.stringify(join(dir, "warm"))}]);
       const loaded = Object.keys(require.cache).filter((k) => /node_modules\\/(hono|zod)\\//.test(k));

@@ -2,21 +2,21 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { findCredentials } from "../lib/registry/credentials.ts";
-import { digestOf, type Digest } from "../lib/oci/digest.ts";
-import { AuthError, DigestMismatchError, IntegrityError, NotFoundError, RegistryError } from "../lib/errors.ts";
-import { parseReference } from "../lib/oci/reference.ts";
-import { parseChallenge } from "../lib/registry/challenge.ts";
-import { MAX_MANIFEST_BYTES } from "../lib/oci/limits.ts";
-import { RegistryClient } from "../lib/registry/client.ts";
-import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
-import { startProxy, type ProxyHandle } from "./helpers/proxy.ts";
-import { sharedRegistry, startRegistry, type RegistryHandle } from "./helpers/registry.ts";
+import { findCredentials } from "../../../lib/registry/credentials.ts";
+import { digestOf, type Digest } from "../../../lib/oci/digest.ts";
+import { AuthError, DigestMismatchError, IntegrityError, NotFoundError } from "../../../lib/errors.ts";
+import { parseReference } from "../../../lib/oci/reference.ts";
+import { parseChallenge } from "../../../lib/registry/challenge.ts";
+import { MAX_MANIFEST_BYTES } from "../../../lib/oci/limits.ts";
+import { RegistryClient } from "../../../lib/registry/client.ts";
+import { pushSampleImage, type SampleImage } from "../../helpers/images.ts";
+import { startProxy, type ProxyHandle } from "../../helpers/proxy.ts";
+import { sharedRegistry, startRegistry, type RegistryHandle } from "../../helpers/registry.ts";
+import { RUN_ID as run } from "../../helpers/env.ts";
 
 let registry: RegistryHandle;
 let image: SampleImage;
 const dir = mkdtempSync(join(tmpdir(), "ocicache-registry-test-"));
-const run = Math.random().toString(36).slice(2, 8);
 
 beforeAll(async () => {
   registry = await sharedRegistry();
@@ -187,41 +187,7 @@ describe("the bearer-token challenge (a token-server fixture in front of the reg
   });
 });
 
-describe("retries, redirects and untrusted answers", () => {
-  test("429 and 503 with Retry-After, then success", async () => {
-    let calls = 0;
-    const proxy = startProxy(registry.url, (_request, forward) => {
-      calls++;
-      if (calls === 1) return new Response("slow down", { status: 429, headers: { "Retry-After": "1" } });
-      if (calls === 2) return new Response("busy", { status: 503, headers: { "Retry-After": "0" } });
-      return forward();
-    });
-    try {
-      const started = Date.now();
-      const manifest = await new RegistryClient(fast).getManifest(refVia(proxy.host), "v1");
-      expect(manifest.digest as string).toBe(image.indexDigest);
-      expect(calls).toBe(3);
-      expect(Date.now() - started).toBeGreaterThanOrEqual(900);
-    } finally {
-      await proxy.stop();
-    }
-  });
-
-  test("500 forever fails with exit 5 after the bounded retries", async () => {
-    const proxy = startProxy(registry.url, () => new Response("boom", { status: 500 }));
-    try {
-      const error = await new RegistryClient({ ...fast, retries: 2 })
-        .getManifest(refVia(proxy.host), "v1")
-        .catch((e) => e);
-      expect(error).toBeInstanceOf(RegistryError);
-      expect(error.exitCode).toBe(5);
-      expect(error.status).toBe(500);
-      expect(proxy.requests.length).toBe(3);
-    } finally {
-      await proxy.stop();
-    }
-  });
-
+describe("redirects and untrusted answers", () => {
   test("a redirect to another host gets the blob without the Authorization header", async () => {
     const other = startProxy(registry.url);
     const origin = startProxy(registry.url, (request, forward) => {
@@ -249,22 +215,6 @@ describe("retries, redirects and untrusted answers", () => {
     } finally {
       await origin.stop();
       await other.stop();
-    }
-  });
-
-  test("a redirect loop fails after the bound", async () => {
-    const proxy = startProxy(
-      registry.url,
-      (request) => new Response(null, { status: 302, headers: { Location: request.url } }),
-    );
-    try {
-      const error = await new RegistryClient(fast)
-        .getBlob(refVia(proxy.host), kernelLayer().digest as Digest)
-        .catch((e) => e);
-      expect(error).toBeInstanceOf(RegistryError);
-      expect(error.message).toContain("more than 5 redirects");
-    } finally {
-      await proxy.stop();
     }
   });
 

@@ -18,13 +18,12 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestHex, parseDigest, type Digest } from "../lib/oci/digest.ts";
-import { runCli } from "./helpers/cli.ts";
-import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
-import { sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";
+import { digestHex, parseDigest, type Digest } from "../../lib/oci/digest.ts";
+import { runCli } from "../helpers/cli.ts";
+import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { HOST_ARCH as host, RUN_ID as run } from "../helpers/env.ts";
 
-const host = process.arch === "arm64" ? "arm64" : "amd64";
-const run = Math.random().toString(36).slice(2, 8);
 const KERNEL_BYTES = 300_000;
 
 let registry: RegistryHandle;

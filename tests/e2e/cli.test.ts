@@ -13,14 +13,12 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestHex, type Digest } from "../lib/oci/digest.ts";
-import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
-import { CLI, runCli } from "./helpers/cli.ts";
-import { startProxy, trickle } from "./helpers/proxy.ts";
-import { sharedRegistry, startRegistry, type RegistryHandle } from "./helpers/registry.ts";
-
-const host = process.arch === "arm64" ? "arm64" : "amd64";
-const run = Math.random().toString(36).slice(2, 8);
+import { digestHex, type Digest } from "../../lib/oci/digest.ts";
+import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { CLI, runCli } from "../helpers/cli.ts";
+import { startProxy, trickle } from "../helpers/proxy.ts";
+import { sharedRegistry, startRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { HOST_ARCH as host, RUN_ID as run } from "../helpers/env.ts";
 
 let registry: RegistryHandle;
 let spec: SampleImage;
@@ -335,16 +333,16 @@ describe("a local OCI layout as the source", () => {
 });
 
 test("mod.ts is the library when imported and the CLI when run", async () => {
-  const version = (await Bun.file(join(import.meta.dir, "..", "package.json")).json()).version;
-  const run = Bun.spawnSync(["bun", join(import.meta.dir, "..", "mod.ts"), "--version"]);
+  const version = (await Bun.file(join(import.meta.dir, "..", "..", "package.json")).json()).version;
+  const run = Bun.spawnSync(["bun", join(import.meta.dir, "..", "..", "mod.ts"), "--version"]);
   expect(run.exitCode).toBe(0);
   expect(run.stdout.toString().trim()).toBe(version);
-  const library = await import("../mod.ts");
+  const library = await import("../../mod.ts");
   expect(typeof library.pullImage).toBe("function");
   expect(typeof library.main).toBe("function");
 });
 
 test("--version prints the package version", async () => {
   const ran = await ocicache(["--version"]);
-  expect(ran.stdout.trim()).toBe((await Bun.file(join(import.meta.dir, "..", "package.json")).json()).version);
+  expect(ran.stdout.trim()).toBe((await Bun.file(join(import.meta.dir, "..", "..", "package.json")).json()).version);
 });

@@ -2,8 +2,8 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DEFAULTS, loadConfig } from "../lib/config/config.ts";
-import { UsageError } from "../lib/errors.ts";
+import { DEFAULTS, loadConfig } from "../../../lib/config/config.ts";
+import { UsageError } from "../../../lib/errors.ts";
 
 let home: string;
 let file: string;

@@ -2,11 +2,11 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
-import { sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";
+import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { HOST_ARCH as host } from "../helpers/env.ts";
 
-const ROOT = join(import.meta.dir, "..");
-const host = process.arch === "arm64" ? "arm64" : "amd64";
+const ROOT = join(import.meta.dir, "..", "..");
 const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
 
 let registry: RegistryHandle;

@@ -2,13 +2,12 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runCli } from "./helpers/cli.ts";
-import { pushSampleImage, type SampleImage } from "./helpers/images.ts";
-import { corrupt, startProxy } from "./helpers/proxy.ts";
-import { startRegistry, type RegistryHandle } from "./helpers/registry.ts";
-import { startTokenServer, type TokenServer } from "./helpers/token.ts";
-
-const host = process.arch === "arm64" ? "arm64" : "amd64";
+import { runCli } from "../helpers/cli.ts";
+import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { corrupt, startProxy } from "../helpers/proxy.ts";
+import { startRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { startTokenServer, type TokenServer } from "../helpers/token.ts";
+import { HOST_ARCH as host } from "../helpers/env.ts";
 
 let dir: string;
 beforeEach(() => {

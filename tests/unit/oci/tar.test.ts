@@ -2,9 +2,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { IntegrityError, NotFoundError } from "../lib/errors.ts";
-import { findTarMember } from "../lib/oci/tar.ts";
-import { makeTar } from "./helpers/images.ts";
+import { IntegrityError, NotFoundError } from "../../../lib/errors.ts";
+import { findTarMember } from "../../../lib/oci/tar.ts";
+import { makeTar } from "../../helpers/images.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ocicache-tar-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -2,21 +2,20 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Cache } from "../lib/pull/cache.ts";
-import { autoClean, pruneCache } from "../lib/store/cleanup.ts";
-import { digestOf, type Digest } from "../lib/oci/digest.ts";
-import { takeInventory } from "../lib/store/inventory.ts";
-import { readIndex } from "../lib/store/index-file.ts";
-import { pullImage } from "../lib/pull/pull.ts";
-import { parseReference } from "../lib/oci/reference.ts";
-import { pruneAll, removeTargets } from "../lib/store/remove.ts";
-import { Store } from "../lib/store/store.ts";
-import { pushBlob, pushManifest, pushSampleImage, type SampleImage } from "./helpers/images.ts";
-import { sharedRegistry, type RegistryHandle } from "./helpers/registry.ts";
+import { Cache } from "../../../lib/pull/cache.ts";
+import { autoClean, pruneCache } from "../../../lib/store/cleanup.ts";
+import { digestOf, type Digest } from "../../../lib/oci/digest.ts";
+import { takeInventory } from "../../../lib/store/inventory.ts";
+import { readIndex } from "../../../lib/store/index-file.ts";
+import { pullImage } from "../../../lib/pull/pull.ts";
+import { parseReference } from "../../../lib/oci/reference.ts";
+import { pruneAll, removeTargets } from "../../../lib/store/remove.ts";
+import { Store } from "../../../lib/store/store.ts";
+import { pushBlob, pushManifest, pushSampleImage, type SampleImage } from "../../helpers/images.ts";
+import { sharedRegistry, type RegistryHandle } from "../../helpers/registry.ts";
+import { HOST_ARCH as host, RUN_ID as run } from "../../helpers/env.ts";
 
 const DAY_MS = 86_400_000;
-const run = Math.random().toString(36).slice(2, 8);
-const host = process.arch === "arm64" ? "arm64" : "amd64";
 
 let registry: RegistryHandle;
 let images: SampleImage[];
@@ -104,7 +103,7 @@ describe("pruneCache()", () => {
     const newest = inventory.units.find((u) => u.name === images[1]!.ref)!;
     const report = await pruneCache(store, { ...policy, maxSizeBytes: newest.size + 1000 });
     expect(report.removed.map((r) => r.name)).toEqual([images[0]!.ref, images[2]!.ref]);
-    expect(report.removed.every((r) => r.reason === "size")).toBe(true);
+    expect(report.removed.filter((r) => r.reason !== "size")).toEqual([]);
     expect(names()).toEqual([images[1]!.ref]);
     expect(report.remainingBytes).toBeLessThanOrEqual(newest.size + 1000);
 

@@ -2,12 +2,13 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestOf } from "../lib/oci/digest.ts";
-import { SizeMismatchError } from "../lib/errors.ts";
-import { tempPath } from "../lib/store/paths.ts";
-import { OCI_LAYOUT, Store } from "../lib/store/store.ts";
-import { BlobWriter } from "../lib/store/writer.ts";
-import { mountTmpfs } from "./helpers/mount.ts";
+import { digestOf } from "../../../lib/oci/digest.ts";
+import { SizeMismatchError } from "../../../lib/errors.ts";
+import { tempPath } from "../../../lib/store/paths.ts";
+import { OCI_LAYOUT, Store } from "../../../lib/store/store.ts";
+import { BlobWriter } from "../../../lib/store/writer.ts";
+import { mountTmpfs } from "../../helpers/mount.ts";
+import { CAN_MOUNT } from "../../helpers/env.ts";
 
 let root: string;
 beforeEach(() => {
@@ -80,33 +81,39 @@ describe("Store", () => {
     expect(result.status === "committed" && result.digest).toBe(digestOf(bytes.subarray(2, 7)));
   });
 
-  test("a read-only file system is reported, not thrown, and putBytes() says skipped", () => {
-    const fs = mountTmpfs(1024 * 1024);
-    try {
-      new Store(fs.dir).init();
-      fs.readOnly();
-      const store = new Store(fs.dir);
-      expect(store.init()).toBeUndefined();
-      const result = store.putBytes(expected, bytes);
-      expect(result).toEqual({ status: "skipped", reason: "read-only file system" });
-      expect(store.stat(expected.digest)).toBeUndefined();
-    } finally {
-      fs.unmount();
-    }
-  });
+  test.skipIf(!CAN_MOUNT)(
+    "a read-only file system is reported, not thrown, and putBytes() says skipped (mounts a tmpfs: root only)",
+    () => {
+      const fs = mountTmpfs(1024 * 1024);
+      try {
+        new Store(fs.dir).init();
+        fs.readOnly();
+        const store = new Store(fs.dir);
+        expect(store.init()).toBeUndefined();
+        const result = store.putBytes(expected, bytes);
+        expect(result).toEqual({ status: "skipped", reason: "read-only file system" });
+        expect(store.stat(expected.digest)).toBeUndefined();
+      } finally {
+        fs.unmount();
+      }
+    },
+  );
 
-  test("a full file system fails the write and leaves tmp/ empty", () => {
-    const fs = mountTmpfs(64 * 1024);
-    try {
-      const store = new Store(fs.dir);
-      store.init();
-      const big = new Uint8Array(256 * 1024);
-      const result = store.putBytes({ digest: digestOf(big), size: big.length }, big);
-      expect(result.status).toBe("failed");
-      expect(result.status === "failed" && (result.error as NodeJS.ErrnoException).code).toBe("ENOSPC");
-      expect(readdirSync(store.tmpDir)).toEqual([]);
-    } finally {
-      fs.unmount();
-    }
-  });
+  test.skipIf(!CAN_MOUNT)(
+    "a full file system fails the write and leaves tmp/ empty (mounts a tmpfs: root only)",
+    () => {
+      const fs = mountTmpfs(64 * 1024);
+      try {
+        const store = new Store(fs.dir);
+        store.init();
+        const big = new Uint8Array(256 * 1024);
+        const result = store.putBytes({ digest: digestOf(big), size: big.length }, big);
+        expect(result.status).toBe("failed");
+        expect(result.status === "failed" && (result.error as NodeJS.ErrnoException).code).toBe("ENOSPC");
+        expect(readdirSync(store.tmpDir)).toEqual([]);
+      } finally {
+        fs.unmount();
+      }
+    },
+  );
 });
