@@ -16,6 +16,7 @@ import { isDigest, type Digest } from "../oci/digest.ts";
 import { AuthError, IntegrityError, NotFoundError, OcicacheError, UsageError } from "../errors.ts";
 import { defaultMediaType, parseManifest } from "../oci/manifest.ts";
 import type { Metrics } from "./metrics.ts";
+import { parseRange } from "./range.ts";
 import { pullBlob } from "../pull/pull.ts";
 import { parseReference, type Reference } from "../oci/reference.ts";
 
@@ -250,22 +251,6 @@ function toReference(upstream: string, name: string, reference: string): Referen
 
 /** A host only used to check a repository name and a tag with the reference grammar. */
 const NAME_CHECK_HOST = "mirror.invalid";
-
-/** One `bytes=start-end` range (RFC 9110, section 14.1.2), or `undefined` when it cannot be satisfied. */
-function parseRange(header: string, size: number): [number, number] | undefined {
-  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (match === null || (match[1] === "" && match[2] === "")) return undefined;
-  let start: number;
-  let end: number;
-  if (match[1] === "") {
-    start = Math.max(0, size - Number(match[2]));
-    end = size - 1;
-  } else {
-    start = Number(match[1]);
-    end = match[2] === "" ? size - 1 : Math.min(Number(match[2]), size - 1);
-  }
-  return start <= end && start < size ? [start, end] : undefined;
-}
 
 /** An error in the distribution spec's JSON format. */
 function registryError(
