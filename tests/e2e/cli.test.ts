@@ -286,18 +286,16 @@ describe("credentials from the docker config", () => {
 });
 
 describe("a local OCI layout as the source", () => {
-  test("oci:DIR:tag (written by skopeo) is read in place and nothing enters the cache", async () => {
+  /** The image copied by skopeo into an OCI layout of its own, tagged 1.25. */
+  function skopeoLayout(): string {
     const layout = join(dir, "layout");
-    const copied = Bun.spawnSync([
-      "skopeo",
-      "copy",
-      "--all",
-      "--preserve-digests",
-      "--src-tls-verify=false",
-      `docker://${spec.ref}`,
-      `oci:${layout}:1.25`,
-    ]);
-    expect(copied.exitCode).toBe(0);
+    const argv = ["skopeo", "copy", "--all", "--preserve-digests", "--src-tls-verify=false", `docker://${spec.ref}`];
+    expect(Bun.spawnSync([...argv, `oci:${layout}:1.25`]).exitCode).toBe(0);
+    return layout;
+  }
+
+  test("oci:DIR:tag (written by skopeo) is read in place and nothing enters the cache", async () => {
+    const layout = skopeoLayout();
     const out = join(dir, "out");
     const ran = await ocicache(["pull", `oci:${layout}:1.25`, "-o", out]);
     expect(ran.code).toBe(0);
@@ -307,18 +305,7 @@ describe("a local OCI layout as the source", () => {
   });
 
   test("path and cat of a file in a tar layer of oci:DIR work (it is taken out into the cache)", async () => {
-    const layout = join(dir, "layout");
-    expect(
-      Bun.spawnSync([
-        "skopeo",
-        "copy",
-        "--all",
-        "--preserve-digests",
-        "--src-tls-verify=false",
-        `docker://${spec.ref}`,
-        `oci:${layout}:1.25`,
-      ]).exitCode,
-    ).toBe(0);
+    const layout = skopeoLayout();
     const path = await ocicache(["path", `oci:${layout}:1.25`, "--role", "kernel"]);
     expect(path.code).toBe(0);
     expect(path.stdout.trim().startsWith(join(dir, "cache", "blobs", "sha256"))).toBe(true);

@@ -1,6 +1,5 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { Hono } from "hono";
 import { Cache } from "../../lib/pull/cache.ts";
@@ -17,7 +16,7 @@ import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { startProxy } from "../helpers/proxy.ts";
 import { send, startRawServer } from "../helpers/raw.ts";
 import { freePort, sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
-import { HOST_ARCH as host, RUN_ID as run } from "../helpers/env.ts";
+import { HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
 
 const TOKEN = "test-admin-token-0123456789";
 const repo = `hostile-client-${run}/app`;
@@ -37,11 +36,7 @@ beforeAll(async () => {
 });
 afterAll(() => registry.stop());
 
-let dir: string;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), "ocicache-hostile-client-"));
-});
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+const tmp = useTempDir("hostile-client");
 
 interface AppOptions {
   upstream?: string;
@@ -51,7 +46,7 @@ interface AppOptions {
 }
 
 function mirrorApp(options: AppOptions = {}): { app: Hono; cache: Cache; metrics: Metrics } {
-  const cacheDir = join(dir, "cache");
+  const cacheDir = join(tmp.path, "cache");
   const config: Config = { ...DEFAULTS, cacheDir };
   const metrics = new Metrics();
   const cache = new Cache({
@@ -72,7 +67,7 @@ function mirrorApp(options: AppOptions = {}): { app: Hono; cache: Cache; metrics
 }
 
 const indexEntries = () => {
-  const path = join(dir, "cache", "index.json");
+  const path = join(tmp.path, "cache", "index.json");
   return existsSync(path) ? JSON.parse(readFileSync(path, "utf8")).manifests.length : 0;
 };
 
@@ -111,7 +106,7 @@ describe("hostile requests to the mirror", () => {
     expect(response.status).toBe(200);
     expect(response.headers.get("docker-content-digest")).toBe(image.indexDigest);
     expect(
-      JSON.parse(readFileSync(join(dir, "cache", "index.json"), "utf8")).manifests[0].annotations[
+      JSON.parse(readFileSync(join(tmp.path, "cache", "index.json"), "utf8")).manifests[0].annotations[
         "org.opencontainers.image.ref.name"
       ],
     ).toBe(`myregistry/${repo}:1`);
@@ -120,7 +115,7 @@ describe("hostile requests to the mirror", () => {
   test("a blob damaged on disk is cut off mid-response, dropped, counted, and fetched again", async () => {
     const { app, cache } = mirrorApp();
     await pullImage(cache, parseReference(image.ref));
-    const blob = join(dir, "cache", "blobs", "sha256", digestHex(kernel));
+    const blob = join(tmp.path, "cache", "blobs", "sha256", digestHex(kernel));
     const fd = openSync(blob, "r+");
     writeSync(fd, new Uint8Array([0xde, 0xad, 0xbe, 0xef]), 0, 4, 1000);
     closeSync(fd);
@@ -209,7 +204,7 @@ describe("who may talk to serve", () => {
   });
 
   test("with --htpasswd, mirror clients need credentials: none and wrong are 401, right is served", async () => {
-    const file = join(dir, "htpasswd");
+    const file = join(tmp.path, "htpasswd");
     const made = Bun.spawnSync(["htpasswd", "-nbB", "fleet", "s3cret"]);
     writeFileSync(file, made.stdout);
     const { app } = mirrorApp({ htpasswd: file });
@@ -228,7 +223,7 @@ describe("who may talk to serve", () => {
   });
 
   test("an htpasswd file with a non-bcrypt entry is refused with a clear error", () => {
-    const file = join(dir, "htpasswd");
+    const file = join(tmp.path, "htpasswd");
     writeFileSync(file, "fleet:$apr1$abc$defghijklmnopqrstuvwx\n");
     expect(() => readHtpasswd(file)).toThrow("line 1 is not");
   });
@@ -236,8 +231,8 @@ describe("who may talk to serve", () => {
   test("serve refuses a mirror on a non-loopback address without --htpasswd or --public-mirror (exit 2)", async () => {
     const env = {
       ...process.env,
-      OCICACHE_DIR: join(dir, "cache"),
-      XDG_CONFIG_HOME: join(dir, "config"),
+      OCICACHE_DIR: join(tmp.path, "cache"),
+      XDG_CONFIG_HOME: join(tmp.path, "config"),
       OCICACHE_ADMIN_TOKEN: TOKEN,
     };
     const proc = Bun.spawn(["bun", CLI, "serve", "--listen", `0.0.0.0:${freePort()}`, "--upstream", registry.host], {
@@ -250,13 +245,13 @@ describe("who may talk to serve", () => {
   });
 
   test("skopeo through a mirror with --htpasswd: refused without credentials, served with them", async () => {
-    const file = join(dir, "htpasswd");
+    const file = join(tmp.path, "htpasswd");
     writeFileSync(file, Bun.spawnSync(["htpasswd", "-nbB", "fleet", "s3cret"]).stdout);
     const port = freePort();
     const env = {
       ...process.env,
-      OCICACHE_DIR: join(dir, "cache"),
-      XDG_CONFIG_HOME: join(dir, "config"),
+      OCICACHE_DIR: join(tmp.path, "cache"),
+      XDG_CONFIG_HOME: join(tmp.path, "config"),
       OCICACHE_ADMIN_TOKEN: TOKEN,
     };
     const proc = Bun.spawn(

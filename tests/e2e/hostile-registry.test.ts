@@ -1,6 +1,5 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { answerChallenge, parseChallenge } from "../../lib/registry/challenge.ts";
 import { parseDigest, type Digest } from "../../lib/oci/digest.ts";
@@ -13,7 +12,7 @@ import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { startProxy, trickle } from "../helpers/proxy.ts";
 import { send, startRawServer, writeResponse } from "../helpers/raw.ts";
 import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
-import { HOST_ARCH as host, RUN_ID as run } from "../helpers/env.ts";
+import { HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
 
 const repo = `hostile-registry-${run}/app`;
 
@@ -32,23 +31,19 @@ beforeAll(async () => {
 });
 afterAll(() => registry.stop());
 
-let dir: string;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), "ocicache-hostile-registry-"));
-});
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+const tmp = useTempDir("hostile-registry");
 
 const ocicache = (args: string[], extra: Record<string, string> = {}) =>
   runCli(args, {
-    OCICACHE_DIR: join(dir, "cache"),
-    XDG_CONFIG_HOME: join(dir, "config"),
+    OCICACHE_DIR: join(tmp.path, "cache"),
+    XDG_CONFIG_HOME: join(tmp.path, "config"),
     OCICACHE_AUTO_CLEAN_INTERVAL: "0",
     ...extra,
   });
 
 /** A docker config that holds credentials for `registryHost` only. */
 function credentialsFor(registryHost: string, username: string, password: string): string {
-  const configDir = join(dir, "docker");
+  const configDir = join(tmp.path, "docker");
   mkdirSync(configDir, { recursive: true });
   writeFileSync(
     join(configDir, "config.json"),
@@ -78,7 +73,7 @@ describe("a hostile registry", () => {
       return forward();
     });
     try {
-      const pulled = await ocicache(["pull", `${origin.host}/${repo}:1`, "-o", join(dir, "out")], {
+      const pulled = await ocicache(["pull", `${origin.host}/${repo}:1`, "-o", join(tmp.path, "out")], {
         DOCKER_CONFIG: credentialsFor(origin.host, "carol", "secret-pw"),
       });
       expect(pulled.code).toBe(6);
@@ -177,7 +172,7 @@ describe("a hostile registry", () => {
           "pull",
           `${stalled.host}/${repo}:1`,
           "-o",
-          join(dir, "out"),
+          join(tmp.path, "out"),
           "--idle-timeout",
           "1s",
           "--connect-timeout",
@@ -204,7 +199,7 @@ describe("a hostile registry", () => {
         "pull",
         `${slow.host}/${repo}:1`,
         "-o",
-        join(dir, "out"),
+        join(tmp.path, "out"),
         "--low-speed-limit",
         "4KiB",
         "--low-speed-time",
@@ -212,7 +207,7 @@ describe("a hostile registry", () => {
       ]);
       expect(pulled.code).toBe(5);
       expect(pulled.stderr).toContain("slower than 4096 bytes/s for 1000 ms");
-      expect(readdirSync(join(dir, "cache", "tmp")).filter((n) => n.endsWith(".partial"))).toHaveLength(1);
+      expect(readdirSync(join(tmp.path, "cache", "tmp")).filter((n) => n.endsWith(".partial"))).toHaveLength(1);
     } finally {
       await slow.stop();
     }
@@ -223,7 +218,7 @@ describe("a hostile registry", () => {
       Response.json({ errors: [{ code: "DENIED\u001b[2J\u001b]0;pwned\u0007", message: "x" }] }, { status: 500 }),
     );
     try {
-      const pulled = await ocicache(["pull", `${evil.host}/${repo}:1`, "-o", join(dir, "out")]);
+      const pulled = await ocicache(["pull", `${evil.host}/${repo}:1`, "-o", join(tmp.path, "out")]);
       expect(pulled.code).toBe(5);
       expect(pulled.stderr).toContain("DENIED\\x1b[2J\\x1b]0;pwned\\x07");
       expect(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/.test(pulled.stderr)).toBe(false);

@@ -1,5 +1,5 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCli } from "../helpers/cli.ts";
@@ -7,20 +7,16 @@ import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { corrupt, startProxy } from "../helpers/proxy.ts";
 import { startRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { startTokenServer, type TokenServer } from "../helpers/token.ts";
-import { HOST_ARCH as host } from "../helpers/env.ts";
+import { HOST_ARCH as host, useTempDir } from "../helpers/env.ts";
 
-let dir: string;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), "ocicache-mirrors-"));
-});
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+const tmp = useTempDir("mirrors");
 
 const ocicache = (args: string[], env: Record<string, string> = {}) =>
   runCli(args, {
-    OCICACHE_DIR: join(dir, "cache"),
-    XDG_CONFIG_HOME: join(dir, "config"),
+    OCICACHE_DIR: join(tmp.path, "cache"),
+    XDG_CONFIG_HOME: join(tmp.path, "config"),
     OCICACHE_AUTO_CLEAN_INTERVAL: "0",
-    DOCKER_CONFIG: join(dir, "docker"),
+    DOCKER_CONFIG: join(tmp.path, "docker"),
     ...env,
   });
 
@@ -38,10 +34,10 @@ describe("a distribution registry in proxy mode as the shared tier", () => {
     const mirrorSeen = startProxy(mirror.url);
     const ref = `${originSeen.host}/team/app:1`;
     try {
-      const first = await ocicache(["pull", ref, "-o", join(dir, "one"), "--mirror", mirrorSeen.host]);
+      const first = await ocicache(["pull", ref, "-o", join(tmp.path, "one"), "--mirror", mirrorSeen.host]);
       expect(first.code).toBe(0);
       expect(first.stderr).toBe("");
-      expectFiles(join(dir, "one"), image);
+      expectFiles(join(tmp.path, "one"), image);
       expect(mirrorSeen.count("/blobs/", "GET")).toBeGreaterThanOrEqual(2);
       expect(originSeen.requests).toEqual([]);
 
@@ -51,14 +47,14 @@ describe("a distribution registry in proxy mode as the shared tier", () => {
         "pull",
         ref,
         "-o",
-        join(dir, "two"),
+        join(tmp.path, "two"),
         "--mirror",
         mirrorSeen.host,
         "--cache-dir",
-        join(dir, "second-machine"),
+        join(tmp.path, "second-machine"),
       ]);
       expect(second.code).toBe(0);
-      expectFiles(join(dir, "two"), image);
+      expectFiles(join(tmp.path, "two"), image);
     } finally {
       await mirrorSeen.stop();
       await mirror.stop();
@@ -72,9 +68,9 @@ describe("a distribution registry in proxy mode as the shared tier", () => {
     const image = await pushSampleImage(origin.url, "team/app", "1", { format: "spec", romBytes: [700] });
     await mirror.stop();
     try {
-      const pulled = await ocicache(["pull", image.ref, "-o", join(dir, "out"), "--mirror", mirror.host]);
+      const pulled = await ocicache(["pull", image.ref, "-o", join(tmp.path, "out"), "--mirror", mirror.host]);
       expect(pulled.code).toBe(0);
-      expectFiles(join(dir, "out"), image);
+      expectFiles(join(tmp.path, "out"), image);
       const warnings = pulled.stderr.trim().split("\n");
       expect(warnings).toHaveLength(1);
       expect(warnings[0]).toContain(`Cannot use the mirror "${mirror.host}"`);
@@ -102,9 +98,9 @@ describe("mirrors that misbehave, and the config's per-registry hosts", () => {
     const originSeen = startProxy(origin.url);
     try {
       const ref = `${originSeen.host}/team/app:1`;
-      const pulled = await ocicache(["pull", ref, "-o", join(dir, "out"), "--mirror", liar.host]);
+      const pulled = await ocicache(["pull", ref, "-o", join(tmp.path, "out"), "--mirror", liar.host]);
       expect(pulled.code).toBe(0);
-      expectFiles(join(dir, "out"), image);
+      expectFiles(join(tmp.path, "out"), image);
       expect(pulled.stderr.trim().split("\n")).toHaveLength(1);
       expect(pulled.stderr).toContain(`Cannot use the mirror "${liar.host}"`);
       expect(pulled.stderr).toContain("digest");
@@ -121,16 +117,16 @@ describe("mirrors that misbehave, and the config's per-registry hosts", () => {
     const mirrorSeen = startProxy(origin.url);
     const originSeen = startProxy(origin.url);
     try {
-      mkdirSync(join(dir, "config", "ocicache"), { recursive: true });
+      mkdirSync(join(tmp.path, "config", "ocicache"), { recursive: true });
       writeFileSync(
-        join(dir, "config", "ocicache", "config.json"),
+        join(tmp.path, "config", "ocicache", "config.json"),
         JSON.stringify({
           registries: { [originSeen.host]: { mirrors: [{ host: mirrorSeen.host, capabilities: ["pull"] }] } },
         }),
       );
-      const pulled = await ocicache(["pull", `${originSeen.host}/team/app:1`, "-o", join(dir, "out")]);
+      const pulled = await ocicache(["pull", `${originSeen.host}/team/app:1`, "-o", join(tmp.path, "out")]);
       expect(pulled.code).toBe(0);
-      expectFiles(join(dir, "out"), image);
+      expectFiles(join(tmp.path, "out"), image);
       expect(originSeen.requests.map((r) => r.path)).toEqual(["/v2/team/app/manifests/1"]);
       expect(mirrorSeen.count("/manifests/1")).toBe(0);
       expect(mirrorSeen.count("/blobs/", "GET")).toBeGreaterThanOrEqual(2);
@@ -157,19 +153,19 @@ describe("mirrors that misbehave, and the config's per-registry hosts", () => {
     });
     const originSeen = startProxy(origin.url);
     try {
-      mkdirSync(join(dir, "config", "ocicache"), { recursive: true });
+      mkdirSync(join(tmp.path, "config", "ocicache"), { recursive: true });
       writeFileSync(
-        join(dir, "config", "ocicache", "config.json"),
+        join(tmp.path, "config", "ocicache", "config.json"),
         JSON.stringify({
           registries: {
             [originSeen.host]: { mirrors: [{ host: `127.0.0.1:${harbor.port}`, path: "/v2/unikraft-proxy" }] },
           },
         }),
       );
-      const pulled = await ocicache(["pull", `${originSeen.host}/team/app:1`, "-o", join(dir, "out")]);
+      const pulled = await ocicache(["pull", `${originSeen.host}/team/app:1`, "-o", join(tmp.path, "out")]);
       expect(pulled.code).toBe(0);
       expect(pulled.stderr).toBe("");
-      expectFiles(join(dir, "out"), image);
+      expectFiles(join(tmp.path, "out"), image);
       expect(seen).toContain("/team/app/manifests/1");
       expect(originSeen.requests).toEqual([]);
     } finally {
@@ -179,9 +175,9 @@ describe("mirrors that misbehave, and the config's per-registry hosts", () => {
   });
 
   test("an unknown key or a bad mirror host in the config is exit 2 naming it", async () => {
-    mkdirSync(join(dir, "config", "ocicache"), { recursive: true });
+    mkdirSync(join(tmp.path, "config", "ocicache"), { recursive: true });
     writeFileSync(
-      join(dir, "config", "ocicache", "config.json"),
+      join(tmp.path, "config", "ocicache", "config.json"),
       JSON.stringify({ registries: { [origin.host]: { mirrors: [{ host: "not a host" }] } } }),
     );
     const bad = await ocicache(["pull", image.ref]);
@@ -251,9 +247,9 @@ describe("a TLS registry with a private CA (made with openssl)", () => {
 
   /** Loopback hosts are plain HTTP unless the config says otherwise. */
   function tlsConfig(extra: Record<string, unknown> = {}): void {
-    mkdirSync(join(dir, "config", "ocicache"), { recursive: true });
+    mkdirSync(join(tmp.path, "config", "ocicache"), { recursive: true });
     writeFileSync(
-      join(dir, "config", "ocicache", "config.json"),
+      join(tmp.path, "config", "ocicache", "config.json"),
       JSON.stringify({ registries: { [secure.host]: { insecure: false, ...extra } } }),
     );
   }
@@ -268,13 +264,20 @@ describe("a TLS registry with a private CA (made with openssl)", () => {
 
   test("is pulled with --ca-file, and with the host's ca in the config", async () => {
     tlsConfig();
-    const pulled = await ocicache(["pull", image.ref, "-o", join(dir, "one"), "--ca-file", ca]);
+    const pulled = await ocicache(["pull", image.ref, "-o", join(tmp.path, "one"), "--ca-file", ca]);
     expect(pulled.code).toBe(0);
-    expectFiles(join(dir, "one"), image);
+    expectFiles(join(tmp.path, "one"), image);
     tlsConfig({ ca });
-    const viaConfig = await ocicache(["pull", image.ref, "-o", join(dir, "two"), "--cache-dir", join(dir, "other")]);
+    const viaConfig = await ocicache([
+      "pull",
+      image.ref,
+      "-o",
+      join(tmp.path, "two"),
+      "--cache-dir",
+      join(tmp.path, "other"),
+    ]);
     expect(viaConfig.code).toBe(0);
-    expectFiles(join(dir, "two"), image);
+    expectFiles(join(tmp.path, "two"), image);
   });
 });
 
@@ -293,7 +296,7 @@ describe("credentials", () => {
   afterAll(() => secured.stop());
 
   function helper(secret: string): Record<string, string> {
-    const bin = join(dir, "bin");
+    const bin = join(tmp.path, "bin");
     mkdirSync(bin, { recursive: true });
     const script = join(bin, "docker-credential-ocitest");
     writeFileSync(
@@ -308,18 +311,21 @@ describe("credentials", () => {
       ].join("\n"),
     );
     chmodSync(script, 0o755);
-    mkdirSync(join(dir, "docker"), { recursive: true });
-    writeFileSync(join(dir, "docker", "config.json"), JSON.stringify({ credHelpers: { [secured.host]: "ocitest" } }));
+    mkdirSync(join(tmp.path, "docker"), { recursive: true });
+    writeFileSync(
+      join(tmp.path, "docker", "config.json"),
+      JSON.stringify({ credHelpers: { [secured.host]: "ocitest" } }),
+    );
     return { PATH: `${bin}:${process.env.PATH}` };
   }
 
   test("a credential helper on the PATH is used, and its secret appears in no output", async () => {
     const pulled = await ocicache(
-      ["pull", image.ref, "-o", join(dir, "out"), "--debug", "--json"],
+      ["pull", image.ref, "-o", join(tmp.path, "out"), "--debug", "--json"],
       helper("helper-secret-42"),
     );
     expect(pulled.code).toBe(0);
-    expectFiles(join(dir, "out"), image);
+    expectFiles(join(tmp.path, "out"), image);
     expect(pulled.stdout + pulled.stderr).not.toContain("helper-secret-42");
   });
 
@@ -331,14 +337,14 @@ describe("credentials", () => {
   });
 
   test("credentials for a host in the config file", async () => {
-    mkdirSync(join(dir, "config", "ocicache"), { recursive: true });
+    mkdirSync(join(tmp.path, "config", "ocicache"), { recursive: true });
     writeFileSync(
-      join(dir, "config", "ocicache", "config.json"),
+      join(tmp.path, "config", "ocicache", "config.json"),
       JSON.stringify({ registries: { [secured.host]: { username: "erin", password: "helper-secret-42" } } }),
     );
-    const pulled = await ocicache(["pull", image.ref, "-o", join(dir, "out")]);
+    const pulled = await ocicache(["pull", image.ref, "-o", join(tmp.path, "out")]);
     expect(pulled.code).toBe(0);
-    expectFiles(join(dir, "out"), image);
+    expectFiles(join(tmp.path, "out"), image);
   });
 });
 
@@ -374,23 +380,23 @@ describe("the bearer-token flow against the real registry in auth.token mode", (
   });
 
   test("anonymous pull where the token server allows it", async () => {
-    const pulled = await ocicache(["pull", open.ref, "-o", join(dir, "out")]);
+    const pulled = await ocicache(["pull", open.ref, "-o", join(tmp.path, "out")]);
     expect(pulled.code).toBe(0);
-    expectFiles(join(dir, "out"), open);
+    expectFiles(join(tmp.path, "out"), open);
     const request = tokens.requests.at(-1)!;
     expect(request.scope).toBe("repository:public/app:pull");
     expect(request.user).toBeUndefined();
   });
 
   test("credentialed pull where it requires them", async () => {
-    mkdirSync(join(dir, "docker"), { recursive: true });
+    mkdirSync(join(tmp.path, "docker"), { recursive: true });
     writeFileSync(
-      join(dir, "docker", "config.json"),
+      join(tmp.path, "docker", "config.json"),
       JSON.stringify({ auths: { [registry.host]: { auth: btoa("frank:token-secret-7") } } }),
     );
-    const pulled = await ocicache(["pull", closed.ref, "-o", join(dir, "out")]);
+    const pulled = await ocicache(["pull", closed.ref, "-o", join(tmp.path, "out")]);
     expect(pulled.code).toBe(0);
-    expectFiles(join(dir, "out"), closed);
+    expectFiles(join(tmp.path, "out"), closed);
     expect(tokens.requests.at(-1)!.user).toBe("frank");
   });
 

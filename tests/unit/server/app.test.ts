@@ -1,6 +1,5 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Hono } from "hono";
 import { Cache } from "../../../lib/pull/cache.ts";
@@ -15,7 +14,7 @@ import { CLI } from "../../helpers/cli.ts";
 import { mountTmpfs } from "../../helpers/mount.ts";
 import { startProxy, trickle, type ProxyHandle } from "../../helpers/proxy.ts";
 import { freePort, sharedRegistry, startRegistry, type RegistryHandle } from "../../helpers/registry.ts";
-import { CAN_MOUNT, HOST_ARCH as host, RUN_ID as run } from "../../helpers/env.ts";
+import { CAN_MOUNT, HOST_ARCH as host, RUN_ID as run, useTempDir } from "../../helpers/env.ts";
 
 const TOKEN = "test-admin-token-0123456789";
 
@@ -32,18 +31,14 @@ beforeAll(async () => {
 });
 afterAll(() => registry.stop());
 
-let dir: string;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), "ocicache-serve-"));
-});
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+const tmp = useTempDir("serve");
 
 function adminApp(options: { cacheDir?: string; upstream?: string } = {}): {
   app: Hono;
   cache: Cache;
   metrics: Metrics;
 } {
-  const cacheDir = options.cacheDir ?? join(dir, "cache");
+  const cacheDir = options.cacheDir ?? join(tmp.path, "cache");
   const config: Config = { ...DEFAULTS, cacheDir };
   const metrics = new Metrics();
   const cache = new Cache({ dir: cacheDir, onEvent: (e) => metrics.record(e), registry: { backoffMs: 5 } });
@@ -116,7 +111,7 @@ describe("the admin API", () => {
 
     const stats = await json(await app.request("/v1/stats"));
     expect(stats.references).toBe(1);
-    expect(stats.blobs).toBe(readdirSync(join(dir, "cache", "blobs", "sha256")).length);
+    expect(stats.blobs).toBe(readdirSync(join(tmp.path, "cache", "blobs", "sha256")).length);
     const refs = await json(await app.request("/v1/refs"));
     expect(refs.map((r: { reference: string }) => r.reference)).toEqual([image.ref]);
 
@@ -258,7 +253,7 @@ describe("the mirror and slow or vanishing clients", () => {
     }
     expect(digestOf(Buffer.concat(chunks)) as string).toBe(layer.digest);
 
-    const { app: other, cache: otherCache } = adminApp({ cacheDir: join(dir, "other"), upstream: registry.host });
+    const { app: other, cache: otherCache } = adminApp({ cacheDir: join(tmp.path, "other"), upstream: registry.host });
     const leaving = await other.request(`/v2/serve-${run}/app/blobs/${layer.digest}`);
     const reader = leaving.body!.getReader();
     await reader.read();
@@ -280,7 +275,7 @@ function slowProxy(digest: string, delayMs = 10): ProxyHandle {
 describe("ocicache serve (the process)", () => {
   async function serve(args: string[], env: Record<string, string> = {}) {
     const proc = Bun.spawn(["bun", CLI, "serve", ...args], {
-      env: { ...process.env, OCICACHE_DIR: join(dir, "cache"), XDG_CONFIG_HOME: join(dir, "config"), ...env },
+      env: { ...process.env, OCICACHE_DIR: join(tmp.path, "cache"), XDG_CONFIG_HOME: join(tmp.path, "config"), ...env },
       stdout: "pipe",
       stderr: "pipe",
     });
@@ -294,7 +289,7 @@ describe("ocicache serve (the process)", () => {
 
   test("refuses to listen on a non-loopback address without a token", async () => {
     const proc = Bun.spawn(["bun", CLI, "serve", "--listen", "0.0.0.0:0"], {
-      env: { ...process.env, OCICACHE_DIR: join(dir, "cache"), OCICACHE_ADMIN_TOKEN: "" },
+      env: { ...process.env, OCICACHE_DIR: join(tmp.path, "cache"), OCICACHE_ADMIN_TOKEN: "" },
       stderr: "pipe",
     });
     expect(await proc.exited).toBe(2);
@@ -304,7 +299,7 @@ describe("ocicache serve (the process)", () => {
   test("writes a generated token to a file only the owner can read, and never prints it", async () => {
     const { proc, line } = await serve(["--listen", `127.0.0.1:${freePort()}`], { OCICACHE_ADMIN_TOKEN: "" });
     try {
-      const file = join(dir, "config", "ocicache", "admin-token");
+      const file = join(tmp.path, "config", "ocicache", "admin-token");
       expect(statSync(file).mode & 0o777).toBe(0o600);
       const token = readFileSync(file, "utf8").trim();
       expect(token).toMatch(/^[0-9a-f]{64}$/);
@@ -327,22 +322,22 @@ describe("ocicache serve (the process)", () => {
         Bun.spawnSync(["skopeo", "copy", "--src-tls-verify=false", `docker://${mirror}/mirror/app:2`, `dir:${out}`], {
           stderr: "pipe",
         });
-      const first = copy(join(dir, "first"));
+      const first = copy(join(tmp.path, "first"));
       expect(first.exitCode).toBe(0);
       for (const layer of pushed.manifests[host].layers) {
-        expect(digestOf(readFileSync(join(dir, "first", digestHex(layer.digest as Digest)))) as string).toBe(
+        expect(digestOf(readFileSync(join(tmp.path, "first", digestHex(layer.digest as Digest)))) as string).toBe(
           layer.digest,
         );
       }
       await origin.stop();
-      const second = copy(join(dir, "second"));
+      const second = copy(join(tmp.path, "second"));
       expect(second.exitCode).toBe(0);
-      expect(readFileSync(join(dir, "second", "manifest.json"))).toEqual(
-        readFileSync(join(dir, "first", "manifest.json")),
+      expect(readFileSync(join(tmp.path, "second", "manifest.json"))).toEqual(
+        readFileSync(join(tmp.path, "first", "manifest.json")),
       );
       for (const layer of pushed.manifests[host].layers) {
-        expect(readFileSync(join(dir, "second", digestHex(layer.digest as Digest)))).toEqual(
-          readFileSync(join(dir, "first", digestHex(layer.digest as Digest))),
+        expect(readFileSync(join(tmp.path, "second", digestHex(layer.digest as Digest)))).toEqual(
+          readFileSync(join(tmp.path, "first", digestHex(layer.digest as Digest))),
         );
       }
     } finally {
@@ -370,11 +365,11 @@ describe("ocicache serve (the process)", () => {
         received += value!.byteLength;
       }
       expect(await proc.exited).toBe(0);
-      const blob = join(dir, "cache", "blobs", "sha256", digestHex(layer.digest as Digest));
+      const blob = join(tmp.path, "cache", "blobs", "sha256", digestHex(layer.digest as Digest));
       if (existsSync(blob)) expect(digestOf(readFileSync(blob)) as string).toBe(layer.digest);
       expect(received).toBeGreaterThan(0);
       const verify = Bun.spawnSync(["bun", CLI, "verify", "--json"], {
-        env: { ...process.env, OCICACHE_DIR: join(dir, "cache") },
+        env: { ...process.env, OCICACHE_DIR: join(tmp.path, "cache") },
       });
       expect(JSON.parse(verify.stdout.toString()).corrupt).toEqual([]);
     } finally {
@@ -397,7 +392,7 @@ describe("ocicache serve (the process)", () => {
       first.proc.kill("SIGKILL");
       await first.proc.exited;
       await reader.read().catch(() => undefined);
-      const blob = join(dir, "cache", "blobs", "sha256", digestHex(layer.digest as Digest));
+      const blob = join(tmp.path, "cache", "blobs", "sha256", digestHex(layer.digest as Digest));
       expect(existsSync(blob)).toBe(false);
       const second = await serve(["--listen", `127.0.0.1:${freePort()}`, "--upstream", registry.host], {
         OCICACHE_ADMIN_TOKEN: TOKEN,
@@ -413,7 +408,7 @@ describe("ocicache serve (the process)", () => {
         expect(await second.proc.exited).toBe(0);
       }
       const verify = Bun.spawnSync(["bun", CLI, "verify", "--json"], {
-        env: { ...process.env, OCICACHE_DIR: join(dir, "cache") },
+        env: { ...process.env, OCICACHE_DIR: join(tmp.path, "cache") },
       });
       expect(JSON.parse(verify.stdout.toString())).toMatchObject({ corrupt: [], missing: [] });
     } finally {
