@@ -14,7 +14,7 @@ import { RegistryClient, type RegistryClientOptions } from "../registry/client.t
 import { Store } from "../store/store.ts";
 import { formatBytes } from "../config/units.ts";
 import { tempPath } from "../store/paths.ts";
-import { describeFsError } from "../store/writer.ts";
+import { describeFsError } from "../store/files.ts";
 
 /** One finding. */
 export interface Check {

@@ -15,7 +15,7 @@ import type { BlobResult } from "./download.ts";
 import { IntegrityError, StoreError } from "../errors.ts";
 import { partialPath } from "../store/paths.ts";
 import type { Store } from "../store/store.ts";
-import { openRegular } from "../store/writer.ts";
+import { openRegular } from "../store/files.ts";
 
 /** Where the chunks of a body come from; `null` is the end. */
 export interface ChunkSource {

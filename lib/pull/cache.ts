@@ -15,8 +15,10 @@ import { findEntry, readIndex, updateIndex, upsertEntry, type IndexEntry } from 
 import { formatReference, type Reference } from "../oci/reference.ts";
 import type { RegistryClient, RegistryClientOptions } from "../registry/client.ts";
 import { Store } from "../store/store.ts";
-import { describeFsError, type WriteResult } from "../store/writer.ts";
+import { type WriteResult } from "../store/writer.ts";
 import { CHECKED_ANNOTATION, REF_NAME_ANNOTATION } from "../oci/names.ts";
+import { describeFsError } from "../store/files.ts";
+import { MANIFEST_MEMORY_BYTES, ManifestMemory } from "./manifest-memory.ts";
 
 /** How a cache behaves. */
 export interface CacheOptions {
@@ -262,43 +264,5 @@ export class Cache {
   noteUnwritable(error: unknown): void {
     if (error !== undefined) this.#unwritable = describeFsError(error);
     this.warn(`Cannot write to the cache "${this.store.root}": ${this.#unwritable}; continuing without caching`);
-  }
-}
-
-/** The bytes of manifests kept in memory by one cache (a long-running `serve` asks for many). */
-const MANIFEST_MEMORY_BYTES = 16 * 1024 * 1024;
-
-/** Manifests in memory, the least recently used dropped first once they hold more than `limit` bytes. */
-class ManifestMemory {
-  readonly #limit: number;
-  #bytes = 0;
-  #entries = new Map<Digest, Uint8Array>();
-
-  constructor(limit: number) {
-    this.#limit = limit;
-  }
-
-  get(digest: Digest): Uint8Array | undefined {
-    const bytes = this.#entries.get(digest);
-    if (bytes !== undefined) {
-      this.#entries.delete(digest);
-      this.#entries.set(digest, bytes);
-    }
-    return bytes;
-  }
-
-  set(digest: Digest, bytes: Uint8Array): void {
-    const old = this.#entries.get(digest);
-    if (old !== undefined) {
-      this.#bytes -= old.byteLength;
-      this.#entries.delete(digest);
-    }
-    this.#entries.set(digest, bytes);
-    this.#bytes += bytes.byteLength;
-    for (const [oldest, kept] of this.#entries) {
-      if (this.#bytes <= this.#limit) break;
-      this.#entries.delete(oldest);
-      this.#bytes -= kept.byteLength;
-    }
   }
 }

@@ -16,8 +16,9 @@ import { downloadLockPath, partialPath, tempBeside, tempPath } from "../store/pa
 import type { Reference } from "../oci/reference.ts";
 import type { RegistryClient } from "../registry/client.ts";
 import type { Store } from "../store/store.ts";
-import { readBody, type BodyLimits } from "../registry/transport.ts";
-import { BlobWriter, copyRange, lexists } from "../store/writer.ts";
+import { BlobWriter } from "../store/writer.ts";
+import { type BodyLimits, readBody } from "../registry/body.ts";
+import { copyRange, lexists } from "../store/files.ts";
 
 /** Where a verified blob is, and whether this call fetched it. */
 export interface BlobResult {

@@ -11,7 +11,8 @@ import { dirname } from "node:path";
 import type { Digest } from "../oci/digest.ts";
 import { StoreError } from "../errors.ts";
 import { tempBeside } from "../store/paths.ts";
-import { BlobWriter, copyRange, describeFsError } from "../store/writer.ts";
+import { BlobWriter } from "../store/writer.ts";
+import { copyRange, describeFsError } from "../store/files.ts";
 
 /** How a file is placed. */
 export interface PlaceOptions {

@@ -14,10 +14,10 @@ import type { ImageFile } from "../oci/files.ts";
 import type { Role } from "../oci/names.ts";
 import { findTarMember } from "../oci/tar.ts";
 import type { DerivedFile } from "../store/index-file.ts";
-import { describeFsError } from "../store/writer.ts";
 import type { BlobResult, Cache } from "./cache.ts";
 import { placeFile, placeRange, removeQuietly } from "./output.ts";
 import type { ImageSource } from "./source.ts";
+import { describeFsError } from "../store/files.ts";
 
 /** Where files go. */
 export interface PlaceOptions {

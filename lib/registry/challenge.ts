@@ -10,7 +10,8 @@
 import type { Credentials } from "./credentials.ts";
 import { AuthError, RegistryError } from "../errors.ts";
 import { DEFAULT_IDLE_TIMEOUT_MS, MAX_CHALLENGE_BYTES } from "../oci/limits.ts";
-import { readBounded, sendRequest, type TransportOptions } from "./transport.ts";
+import { sendRequest, type TransportOptions } from "./transport.ts";
+import { readBounded } from "./body.ts";
 
 /** Where a challenge came from and what may answer it. */
 export interface ChallengeContext {

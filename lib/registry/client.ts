@@ -22,8 +22,9 @@ import {
 import { endpointsFor, type Capability, type Endpoint, type HostsConfig } from "./hosts.ts";
 import { formatReference, type Reference } from "../oci/reference.ts";
 import { DEFAULT_IDLE_TIMEOUT_MS, MAX_BLOB_BYTES, MAX_MANIFEST_BYTES } from "../oci/limits.ts";
-import { isSameOrigin, readBounded, sendRequest, type BodyLimits, type TransportOptions } from "./transport.ts";
+import { isSameOrigin, sendRequest, type TransportOptions } from "./transport.ts";
 import { MANIFEST_MEDIA_TYPES } from "../oci/names.ts";
+import { type BodyLimits, readBounded } from "./body.ts";
 
 /** Options of a registry client. */
 export interface RegistryClientOptions extends TransportOptions, HostsConfig {

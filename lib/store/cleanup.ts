@@ -13,9 +13,9 @@ import { join } from "node:path";
 import { takeInventory, type Unit } from "./inventory.ts";
 import { acquireLock, isAlive, isStale } from "./lock.ts";
 import { classifyTemp } from "./paths.ts";
-import { lexists } from "./writer.ts";
 import { lockCleanup, removeUnits, type RemovedUnit } from "./remove.ts";
 import type { Store } from "./store.ts";
+import { lexists } from "./files.ts";
 
 /** What may be removed. */
 export interface CleanupPolicy {

@@ -10,8 +10,9 @@ import { closeSync, readFileSync } from "node:fs";
 import { isDigest, type Digest } from "../oci/digest.ts";
 import { acquireLock } from "./lock.ts";
 import { cachePaths, tempPath } from "./paths.ts";
-import { BlobWriter, openRegular } from "./writer.ts";
+import { BlobWriter } from "./writer.ts";
 import { DERIVED_ANNOTATION, OCI_INDEX, REF_NAME_ANNOTATION } from "../oci/names.ts";
+import { openRegular } from "./files.ts";
 
 /** One descriptor of `index.json`. */
 export interface IndexEntry {

@@ -23,7 +23,8 @@ import {
 import { isDigest, type Digest, type Expected } from "../oci/digest.ts";
 import { isErrno } from "../errors.ts";
 import { blobPath, cachePaths, OCI_LAYOUT, tempPath, type CachePaths } from "./paths.ts";
-import { BlobWriter, copyRange, describeFsError, openRegular, type WriteResult } from "./writer.ts";
+import { BlobWriter, type WriteResult } from "./writer.ts";
+import { copyRange, describeFsError, openRegular } from "./files.ts";
 
 export { OCI_LAYOUT };
 

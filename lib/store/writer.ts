@@ -23,9 +23,9 @@ import {
   readSync,
   renameSync,
   unlinkSync,
-  writeSync,
 } from "node:fs";
 import type { Digest } from "../oci/digest.ts";
+import { COPY_CHUNK_BYTES, writeAll } from "./files.ts";
 import { DigestMismatchError, IntegrityError, SizeMismatchError } from "../errors.ts";
 
 /**
@@ -267,77 +267,4 @@ export function removeUnfinished(): void {
     }
   }
   UNFINISHED.clear();
-}
-
-/**
- * Open a file for reading without following a link, and only if it is a
- * regular file (a FIFO or a device planted in its place is refused, without
- * blocking on it).
- *
- * @throws {Error} the file system's error: `ELOOP` for a link, `EINVAL` for what is not a regular file.
- */
-export function openRegular(path: string): number {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  if (!fstatSync(fd).isFile()) {
-    closeSync(fd);
-    throw Object.assign(new Error(`"${path}" is not a regular file`), { code: "EINVAL" });
-  }
-  return fd;
-}
-
-/** Whether anything (a link too, never followed) is at `path`. */
-export function lexists(path: string): boolean {
-  try {
-    lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Write a whole chunk, looping over short writes; `onWritten` sees each
- * write so that a failure midway still tells how much landed.
- */
-export function writeAll(fd: number, chunk: Uint8Array, onWritten?: (n: number) => void): number {
-  let offset = 0;
-  while (offset < chunk.byteLength) {
-    const n = writeSync(fd, chunk, offset, chunk.byteLength - offset);
-    offset += n;
-    onWritten?.(n);
-  }
-  return offset;
-}
-
-/** Read `length` bytes of a regular file from `offset`, in 1 MiB chunks (one buffer, reused). */
-export function copyRange(source: string, offset: number, length: number, onChunk: (chunk: Uint8Array) => void): void {
-  const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK_BYTES, Math.max(length, 1)));
-  const fd = openRegular(source);
-  try {
-    for (let done = 0; done < length; ) {
-      const n = readSync(fd, buffer, 0, Math.min(buffer.length, length - done), offset + done);
-      if (n === 0) throw new SizeMismatchError(length, done, `range of "${source}"`);
-      onChunk(buffer.subarray(0, n));
-      done += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
-
-const COPY_CHUNK_BYTES = 1024 * 1024;
-
-/** One line for a file-system failure: `read-only file system`, `no space left on device`. */
-export function describeFsError(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  const reasons: Record<string, string> = {
-    EROFS: "read-only file system",
-    ENOSPC: "no space left on device",
-    EACCES: "permission denied",
-    EPERM: "operation not permitted",
-    EDQUOT: "disk quota exceeded",
-    EIO: "input/output error",
-    ELOOP: "a symbolic link is in the way",
-  };
-  return (code !== undefined ? reasons[code] : undefined) ?? (error instanceof Error ? error.message : String(error));
 }
