@@ -116,6 +116,9 @@ function rawFlags(flags: Flags): RawConfig {
   if (flags["allowed-host"] !== undefined) raw.allowedHosts = flags["allowed-host"].join(",");
   if (flags.htpasswd !== undefined) raw.htpasswd = flags.htpasswd;
   if (flags["public-mirror"]) raw.publicMirror = "true";
+  if (flags["max-downloads"] !== undefined) raw.maxConcurrentDownloads = flags["max-downloads"];
+  if (flags["max-connections"] !== undefined) raw.maxConnections = flags["max-connections"];
+  if (flags["client-buffer"] !== undefined) raw.clientBuffer = flags["client-buffer"];
   if (flags.upstream !== undefined) raw.upstream = flags.upstream;
   if (flags.mirror !== undefined) raw.mirrors = flags.mirror.join(",");
   if (flags["ca-file"] !== undefined) raw.caFile = flags["ca-file"];

@@ -61,6 +61,9 @@ Options:
       --allowed-host HOST    serve: also answer requests for this Host name (repeatable)
       --htpasswd FILE        serve: mirror clients need Basic credentials from FILE (bcrypt entries)
       --public-mirror        serve: allow the mirror on a non-loopback address without --htpasswd
+      --max-downloads N      serve: upstream blob downloads at once; more wait their turn (default 8)
+      --max-connections N    serve: blob responses at once; more are told to retry, 429 (default 64)
+      --client-buffer SIZE   serve: bytes read at once for one client (default 256KiB)
       --json                 Print the result as JSON
   -q, --quiet                No progress and no warnings
       --debug                Show stack traces
@@ -93,6 +96,9 @@ export const OPTIONS = {
   "allowed-host": { type: "string", multiple: true },
   htpasswd: { type: "string" },
   "public-mirror": { type: "boolean" },
+  "max-downloads": { type: "string" },
+  "max-connections": { type: "string" },
+  "client-buffer": { type: "string" },
   upstream: { type: "string" },
   mirror: { type: "string", multiple: true },
   "ca-file": { type: "string" },

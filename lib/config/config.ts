@@ -59,6 +59,12 @@ export interface Config {
   htpasswd: string | undefined;
   /** Serve the mirror on a non-loopback address without client credentials. */
   publicMirror: boolean;
+  /** The mirror's upstream blob downloads at once; further misses wait their turn. */
+  maxConcurrentDownloads: number;
+  /** The mirror's blob responses in progress at once; past it clients are told to retry (429). */
+  maxConnections: number;
+  /** Bytes the mirror reads at once for one client (a blob response holds at most two such chunks). */
+  clientBufferBytes: number;
   /** The registry the `serve` mirror pulls through, if any. */
   upstream: string | undefined;
   /** Mirror hosts tried in order for every registry, before the registry itself. */
@@ -93,6 +99,9 @@ export const DEFAULTS: Omit<Config, "cacheDir"> = {
   allowedHosts: [],
   htpasswd: undefined,
   publicMirror: false,
+  maxConcurrentDownloads: 8,
+  maxConnections: 64,
+  clientBufferBytes: 256 * 1024,
   upstream: undefined,
   mirrors: [],
   caFile: undefined,
@@ -120,6 +129,9 @@ export const KEYS = {
   allowedHosts: { flag: "--allowed-host", env: "OCICACHE_ALLOWED_HOSTS", parse: parseHosts },
   htpasswd: { flag: "--htpasswd", env: "OCICACHE_HTPASSWD", parse: (v: string) => v },
   publicMirror: { flag: "--public-mirror", env: "OCICACHE_PUBLIC_MIRROR", parse: parseBoolean },
+  maxConcurrentDownloads: { flag: "--max-downloads", env: "OCICACHE_MAX_DOWNLOADS", parse: parseCount },
+  maxConnections: { flag: "--max-connections", env: "OCICACHE_MAX_CONNECTIONS", parse: parseCount },
+  clientBuffer: { flag: "--client-buffer", env: "OCICACHE_CLIENT_BUFFER", parse: parseBuffer },
   upstream: { flag: "--upstream", env: "OCICACHE_UPSTREAM", parse: parseHost },
   mirrors: { flag: "--mirror", env: "OCICACHE_MIRRORS", parse: parseHosts },
   caFile: { flag: "--ca-file", env: "OCICACHE_CA_FILE", parse: (v: string) => v },
@@ -204,6 +216,9 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
     allowedHosts: value("allowedHosts", DEFAULTS.allowedHosts),
     htpasswd: value("htpasswd", DEFAULTS.htpasswd),
     publicMirror: value("publicMirror", DEFAULTS.publicMirror),
+    maxConcurrentDownloads: value("maxConcurrentDownloads", DEFAULTS.maxConcurrentDownloads),
+    maxConnections: value("maxConnections", DEFAULTS.maxConnections),
+    clientBufferBytes: value("clientBuffer", DEFAULTS.clientBufferBytes),
     upstream: value("upstream", DEFAULTS.upstream),
     mirrors: value("mirrors", DEFAULTS.mirrors),
     caFile: value("caFile", DEFAULTS.caFile),
@@ -260,6 +275,22 @@ function parseConcurrency(input: string, what: string): number {
   if (!Number.isInteger(n) || n < 1 || n > 64)
     throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a whole number from 1 to 64`);
   return n;
+}
+
+function parseCount(input: string, what: string): number {
+  const n = Number(input);
+  if (!Number.isInteger(n) || n < 1 || n > 100_000) {
+    throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a whole number from 1 to 100000`);
+  }
+  return n;
+}
+
+function parseBuffer(input: string, what: string): number {
+  const bytes = parseSize(input, what);
+  if (bytes < 4096 || bytes > 64 * 1024 * 1024) {
+    throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a size from 4KiB to 64MiB`);
+  }
+  return bytes;
 }
 
 function exists(path: string): boolean {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, openSync, readSync } from "node:fs";
 import { DigestMismatchError, SizeMismatchError, UsageError } from "../errors.ts";
 
 /** A validated `sha256:<64 lowercase hex>` digest. */
@@ -204,4 +204,35 @@ export function hashFile(path: string, offset = 0, length?: number): { digest: D
     closeSync(fd);
   }
   return { digest: `sha256:${hasher.digest("hex")}` as Digest, size };
+}
+
+/**
+ * The digest of a whole file, read with one buffer and yielding to the event
+ * loop between chunks, so that a server hashing a large blob keeps answering.
+ *
+ * @example Hash a file without blocking
+ * ```ts
+ * import assert from "node:assert";
+ * import { writeFileSync } from "node:fs";
+ * import { digestOf, hashFileAsync } from "./digest.ts";
+ * writeFileSync("/tmp/ocicache-hash-example", "hello");
+ * assert.equal(await hashFileAsync("/tmp/ocicache-hash-example"), digestOf("hello"));
+ * ```
+ */
+export async function hashFileAsync(path: string): Promise<Digest> {
+  const hasher = new Bun.CryptoHasher("sha256");
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const buffer = Buffer.allocUnsafe(HASH_CHUNK_BYTES);
+  try {
+    for (let position = 0; ; ) {
+      const n = readSync(fd, buffer, 0, buffer.length, position);
+      if (n === 0) break;
+      hasher.update(buffer.subarray(0, n));
+      position += n;
+      if (position % (8 * HASH_CHUNK_BYTES) === 0) await Bun.sleep(0);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return `sha256:${hasher.digest("hex")}` as Digest;
 }

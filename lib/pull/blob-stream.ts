@@ -1,10 +1,10 @@
 /**
- * A blob's bytes as a response body, verified as they go out: every chunk is
- * hashed and counted, and the last one is held back until the whole blob's
- * digest was checked, so a client never receives a complete body that is
- * wrong. The bytes come from a cached file, or from a partial download as it
- * grows (whoever writes it, this process or another), at the client's own
- * pace: memory per client is one chunk, whatever the blob's size.
+ * A blob being downloaded as a response body, verified as it goes out: every
+ * chunk is hashed and counted, and the last one is held back until the whole
+ * blob's digest was checked, so a client never receives a complete body that
+ * is wrong. The bytes come from the partial download as it grows (whoever
+ * writes it, this process or another), at the client's own pace: memory per
+ * client is at most two chunks, whatever the blob's size.
  *
  * @module
  */
@@ -23,36 +23,67 @@ export interface ChunkSource {
   close(): void;
 }
 
+/** What a verified stream reports as it goes. */
+export interface StreamHooks {
+  /** The bytes were not the blob; told before the stream errors. */
+  onMismatch?: (error: IntegrityError) => void;
+  /** Every byte was the blob's: told before the last chunk goes out. */
+  onVerified?: () => void;
+  /** The stream is over: read to its end, failed, or cancelled by the client. Told once. */
+  onEnd?: () => void;
+  /** The bytes it holds in memory changed by `delta` (a chunk held back or queued for the client). */
+  onBuffered?: (delta: number) => void;
+}
+
 /**
  * A stream of `source` that errors instead of ending when the bytes are not
- * `expected`; `onMismatch` is told first.
+ * `expected`. It holds at most two chunks: the one held back, and the one the
+ * client has not read yet.
  *
- * @example
+ * @example Bytes that are what they claim go through
  * ```ts
+ * import assert from "node:assert";
  * import { digestOf } from "../oci/digest.ts";
  * import { verifiedStream } from "./blob-stream.ts";
  * const bytes = new TextEncoder().encode("hello");
  * let sent = false;
  * const source = { next: async () => (sent ? null : ((sent = true), bytes)), close() {} };
- * const text = await new Response(verifiedStream(source, { digest: digestOf(bytes), size: 5 }, () => {})).text();
- * console.log(text); // hello
+ * const text = await new Response(verifiedStream(source, { digest: digestOf(bytes), size: 5 })).text();
+ * assert.equal(text, "hello");
  * ```
  */
 export function verifiedStream(
   source: ChunkSource,
   expected: Expected,
-  onMismatch: (error: IntegrityError) => void,
+  hooks: StreamHooks = {},
 ): ReadableStream<Uint8Array> {
   const verifier = new Verifier(expected, `blob "${expected.digest}"`);
   let held: Uint8Array | undefined;
-  const fail = (controller: ReadableStreamDefaultController<Uint8Array>, error: unknown) => {
+  let queued = 0;
+  let ended = false;
+  const buffered = (delta: number) => {
+    if (delta !== 0) hooks.onBuffered?.(delta);
+  };
+  const end = () => {
+    if (ended) return;
+    ended = true;
     source.close();
-    if (error instanceof IntegrityError) onMismatch(error);
+    buffered(-(queued + (held?.byteLength ?? 0)));
+    queued = 0;
+    held = undefined;
+    hooks.onEnd?.();
+  };
+  const fail = (controller: ReadableStreamDefaultController<Uint8Array>, error: unknown) => {
+    if (error instanceof IntegrityError) hooks.onMismatch?.(error);
+    end();
     controller.error(error);
   };
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
+        // Asked for more: the chunk queued last time has gone to the client.
+        buffered(-queued);
+        queued = 0;
         for (;;) {
           let chunk: Uint8Array | null;
           try {
@@ -64,53 +95,45 @@ export function verifiedStream(
             return;
           }
           if (chunk === null) {
-            source.close();
+            hooks.onVerified?.();
             if (held !== undefined) controller.enqueue(held);
+            end();
             controller.close();
             return;
           }
           const previous = held;
           held = chunk;
+          buffered(chunk.byteLength);
           if (previous !== undefined) {
             controller.enqueue(previous);
+            queued = previous.byteLength;
             return;
           }
         }
       },
       cancel() {
-        source.close();
+        end();
       },
     },
     { highWaterMark: 0 },
   );
 }
 
-/** A cached blob file, read from its start up to `size` bytes. */
-export function fileSource(path: string, size: number): ChunkSource {
-  let fd: number | undefined;
-  let offset = 0;
-  return {
-    async next() {
-      fd ??= openRegular(path);
-      if (offset >= size) return null;
-      const chunk = readChunk(fd, offset, size);
-      if (chunk === null) throw new IntegrityError(`Cannot serve "${path}": it has ${offset} bytes, expected ${size}`);
-      offset += chunk.byteLength;
-      return chunk;
-    },
-    close() {
-      if (fd !== undefined) closeSync(fd);
-      fd = undefined;
-    },
-  };
-}
+/** Bytes read at once for a client, unless the caller says otherwise. */
+export const DEFAULT_CHUNK_BYTES = 256 * 1024;
 
 /**
  * A blob being downloaded: its partial file as it grows, then (once the
  * download settled) the committed blob from where the partial left off.
  * `done` is this process's download or its wait for another process's.
  */
-export function growingSource(store: Store, digest: Digest, size: number, done: Promise<BlobResult>): ChunkSource {
+export function growingSource(
+  store: Store,
+  digest: Digest,
+  size: number,
+  done: Promise<BlobResult>,
+  chunkBytes = DEFAULT_CHUNK_BYTES,
+): ChunkSource {
   let outcome: { result: BlobResult } | { error: unknown } | undefined;
   done.then(
     (result) => (outcome = { result }),
@@ -144,7 +167,7 @@ export function growingSource(store: Store, digest: Digest, size: number, done: 
             }
           }
         }
-        const chunk = readChunk(fd, offset, size);
+        const chunk = readChunk(fd, offset, size, chunkBytes);
         if (chunk !== null) {
           offset += chunk.byteLength;
           return chunk;
@@ -161,12 +184,9 @@ export function growingSource(store: Store, digest: Digest, size: number, done: 
 
 /** How often a follower looks for more bytes of a partial file. */
 const FOLLOW_POLL_MS = 10;
-/** Bytes read at once for a client. */
-const CHUNK_BYTES = 256 * 1024;
-
 /** The next chunk from `offset` (a buffer of its own: the stream holds one back), or `null` at the file's end. */
-function readChunk(fd: number, offset: number, size: number): Uint8Array | null {
-  const buffer = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, size - offset));
+function readChunk(fd: number, offset: number, size: number, chunkBytes: number): Uint8Array | null {
+  const buffer = Buffer.allocUnsafe(Math.min(chunkBytes, size - offset));
   const n = readSync(fd, buffer, 0, buffer.length, offset);
   return n === 0 ? null : buffer.subarray(0, n);
 }

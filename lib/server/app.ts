@@ -160,7 +160,17 @@ export function createAdminApp(deps: AdminDeps): Hono {
     return c.json(await removeTargets(cache.store, [{ digest: digest as Digest }]));
   });
 
-  if (deps.upstream !== undefined) mountMirror(app, { cache, metrics, upstream: deps.upstream });
+  if (deps.upstream !== undefined)
+    mountMirror(app, {
+      cache,
+      metrics,
+      upstream: deps.upstream,
+      limits: {
+        maxConcurrentDownloads: config.maxConcurrentDownloads,
+        maxConnections: config.maxConnections,
+        chunkBytes: config.clientBufferBytes,
+      },
+    });
 
   app.notFound((c) =>
     c.json({ code: "ENOTFOUND", message: `No route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404),

@@ -16,6 +16,16 @@ export class Metrics {
   verificationFailures = 0;
   evictions = 0;
   damagedBlobsDropped = 0;
+  /** Mirror: upstream blob downloads running now. */
+  downloadsInFlight = 0;
+  /** Mirror: missing blobs waiting for a download slot. */
+  downloadsQueued = 0;
+  /** Mirror: blob responses in progress. */
+  blobStreams = 0;
+  /** Mirror: bytes of blob bodies held in memory for clients. */
+  bufferedBytes = 0;
+  /** Mirror: blob requests refused with 429 past `maxConnections`. */
+  refusedTotal = 0;
 
   /** Count one cache event. */
   record(event: CacheEvent): void {
@@ -63,6 +73,11 @@ export class Metrics {
       "Cached blobs that failed verification while served to a mirror client, and were dropped.",
       this.damagedBlobsDropped,
     );
+    metric("mirror_refused_total", "counter", "Blob requests refused (429) past maxConnections.", this.refusedTotal);
+    metric("mirror_downloads_in_flight", "gauge", "Upstream blob downloads running now.", this.downloadsInFlight);
+    metric("mirror_downloads_queued", "gauge", "Missing blobs waiting for a download slot.", this.downloadsQueued);
+    metric("mirror_blob_streams", "gauge", "Blob responses in progress.", this.blobStreams);
+    metric("mirror_buffered_bytes", "gauge", "Bytes of blob bodies held in memory for clients.", this.bufferedBytes);
     metric("cache_bytes", "gauge", "Bytes in blobs/.", gauges.bytes);
     metric("references", "gauge", "Cached references.", gauges.references);
     metric("blobs", "gauge", "Blobs in the cache.", gauges.blobs);

@@ -8,15 +8,17 @@
  * @module
  */
 
+import { lstatSync } from "node:fs";
 import type { Context, Hono } from "hono";
-import { fileSource, growingSource, verifiedStream } from "../pull/blob-stream.ts";
+import { growingSource, verifiedStream, type StreamHooks } from "../pull/blob-stream.ts";
 import { fetchBlob } from "../pull/blobs.ts";
 import type { BlobResult, Cache } from "../pull/cache.ts";
-import { isDigest, type Digest } from "../oci/digest.ts";
+import { hashFileAsync, isDigest, type Digest } from "../oci/digest.ts";
 import { AuthError, IntegrityError, NotFoundError, OcicacheError, UsageError } from "../errors.ts";
 import { defaultMediaType, parseManifest } from "../oci/manifest.ts";
 import type { Metrics } from "./metrics.ts";
 import { parseRange } from "./range.ts";
+import { Slots } from "./slots.ts";
 import { pullBlob } from "../pull/pull.ts";
 import { parseReference, type Reference } from "../oci/reference.ts";
 
@@ -29,6 +31,18 @@ export interface MirrorDeps {
    * namespace).
    */
   upstream: string;
+  /** How much the mirror takes on at once. */
+  limits: MirrorLimits;
+}
+
+/** The mirror's bounds: memory is at most `maxConnections` × 2 × `chunkBytes` for blob bodies. */
+export interface MirrorLimits {
+  /** Upstream blob downloads at once; further misses wait their turn. */
+  maxConcurrentDownloads: number;
+  /** Blob responses in progress at once; past it a client is told to come back (429, `Retry-After`). */
+  maxConnections: number;
+  /** Bytes read at once for one client: a blob response holds at most two such chunks. */
+  chunkBytes: number;
 }
 
 const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/;
@@ -48,7 +62,7 @@ const API_HEADER = { "Docker-Distribution-API-Version": "registry/2.0" };
  */
 export function mountMirror(app: Hono, deps: MirrorDeps): void {
   // One download per missing blob in this process, whoever asks and however slowly they read.
-  const downloads = new Map<Digest, Promise<BlobResult>>();
+  const downloads: Downloads = { byDigest: new Map(), slots: new Slots(deps.limits.maxConcurrentDownloads) };
   app.get("/v2/", (c) => c.json({}, 200, API_HEADER));
   app.on(["GET", "HEAD"], "/v2/*", async (c) => {
     const match = ROUTE_RE.exec(new URL(c.req.url).pathname);
@@ -97,7 +111,7 @@ async function serveManifest(c: Context, deps: MirrorDeps, name: string, referen
 async function serveBlob(
   c: Context,
   deps: MirrorDeps,
-  downloads: Map<Digest, Promise<BlobResult>>,
+  downloads: Downloads,
   name: string,
   reference: string,
 ): Promise<Response> {
@@ -120,20 +134,35 @@ async function serveBlob(
     if (size === undefined) throw new NotFoundError(`Cannot find blob "${ref.digest}" offline: it is not in the cache`);
     return new Response(null, { status: 200, headers: { ...headers, "Content-Length": String(size) } });
   }
-  if (cached === undefined && c.req.method === "GET" && range === undefined && !cache.options.offline) {
+  const miss = cached === undefined && c.req.method === "GET" && range === undefined && !cache.options.offline;
+  if (miss && metrics.blobStreams >= deps.limits.maxConnections) {
+    metrics.refusedTotal++;
+    return c.json(
+      { errors: [{ code: "TOOMANYREQUESTS", message: "Too many blob downloads at once; try again" }] },
+      429,
+      { ...API_HEADER, "Retry-After": "1" },
+    );
+  }
+  if (miss) {
     return cache.writable ? streamMiss(deps, downloads, ref, headers) : streamUncached(deps, ref);
   }
-  const blob = await pullBlob(cache, ref);
+  let blob = await pullBlob(cache, ref);
   if (blob.path === undefined)
     throw new OcicacheError("ESTORE", 1, `Cannot serve blob "${ref.digest}": the cache cannot be written`);
   if (c.req.method === "HEAD")
     return new Response(null, { status: 200, headers: { ...headers, "Content-Length": String(blob.size) } });
+  if (blob.hit && !(await verifyCached(deps, ref.digest, blob.path))) {
+    // Damaged on disk: dropped, and fetched again for this client.
+    blob = await pullBlob(cache, ref);
+    if (blob.path === undefined)
+      throw new OcicacheError("ESTORE", 1, `Cannot serve blob "${ref.digest}": the cache cannot be written`);
+  }
   if (range === undefined) {
     metrics.bytesServedFromCache += blob.size;
-    const body = verifiedStream(fileSource(blob.path, blob.size), { digest: ref.digest, size: blob.size }, () =>
-      dropDamaged(deps, ref.digest),
-    );
-    return new Response(body, { status: 200, headers: { ...headers, "Content-Length": String(blob.size) } });
+    return new Response(Bun.file(blob.path), {
+      status: 200,
+      headers: { ...headers, "Content-Length": String(blob.size) },
+    });
   }
   const parsed = parseRange(range, blob.size);
   if (parsed === undefined)
@@ -157,23 +186,30 @@ async function serveBlob(
  */
 async function streamMiss(
   deps: MirrorDeps,
-  downloads: Map<Digest, Promise<BlobResult>>,
+  downloads: Downloads,
   ref: Reference & { digest: Digest },
   headers: Record<string, string>,
 ): Promise<Response> {
   const size = await (await deps.cache.client()).headBlob(ref, ref.digest);
-  let download = downloads.get(ref.digest);
+  let download = downloads.byDigest.get(ref.digest);
   if (download === undefined) {
-    download = fetchBlob(deps.cache, ref, { mediaType: "application/octet-stream", digest: ref.digest, size });
-    downloads.set(ref.digest, download);
-    const forget = () => downloads.delete(ref.digest);
+    const { metrics } = deps;
+    metrics.downloadsQueued++;
+    download = downloads.slots.run(async () => {
+      metrics.downloadsQueued--;
+      metrics.downloadsInFlight++;
+      try {
+        return await fetchBlob(deps.cache, ref, { mediaType: "application/octet-stream", digest: ref.digest, size });
+      } finally {
+        metrics.downloadsInFlight--;
+      }
+    });
+    downloads.byDigest.set(ref.digest, download);
+    const forget = () => downloads.byDigest.delete(ref.digest);
     download.then(forget, forget);
   }
-  const body = verifiedStream(
-    growingSource(deps.cache.store, ref.digest, size, download),
-    { digest: ref.digest, size },
-    () => {},
-  );
+  const source = growingSource(deps.cache.store, ref.digest, size, download, deps.limits.chunkBytes);
+  const body = verifiedStream(source, { digest: ref.digest, size }, streamHooks(deps));
   return new Response(body, { status: 200, headers: { ...headers, "Content-Length": String(size) } });
 }
 
@@ -227,7 +263,74 @@ async function streamUncached(deps: MirrorDeps, ref: Reference & { digest: Diges
   });
 }
 
-/** A cached blob failed verification while served: drop it, so that the next request fetches it again. */
+/** The downloads of missing blobs: one per digest, at most `maxConcurrentDownloads` at once. */
+interface Downloads {
+  byDigest: Map<Digest, Promise<BlobResult>>;
+  slots: Slots;
+}
+
+/**
+ * Whether a cached blob is what its name says: hashed the first time this
+ * process serves it (one hash for every client asking at once), and again
+ * whenever the file changed (inode, size or ctime). A damaged one is dropped
+ * and counted.
+ */
+async function verifyCached(deps: MirrorDeps, digest: Digest, path: string): Promise<boolean> {
+  const identity = fileIdentity(path);
+  if (identity !== undefined && verifiedFiles.get(digest) === identity) return true;
+  let check = verifying.get(path);
+  if (check === undefined) {
+    check = hashFileAsync(path).then(
+      (actual) => actual === digest,
+      () => false,
+    );
+    verifying.set(path, check);
+    const forget = () => verifying.delete(path);
+    check.then(forget, forget);
+  }
+  if (await check) {
+    if (identity !== undefined) {
+      if (verifiedFiles.size >= MAX_VERIFIED_FILES) verifiedFiles.clear();
+      verifiedFiles.set(digest, identity);
+    }
+    return true;
+  }
+  if (fileIdentity(path) === identity) dropDamaged(deps, digest);
+  return false;
+}
+
+/** Cached blobs this process has hashed, by digest, with the identity of the file then. */
+const verifiedFiles = new Map<Digest, string>();
+/** Hashes of cached blobs in progress, by path. */
+const verifying = new Map<string, Promise<boolean>>();
+/** Files remembered at most; past it the memory starts over. */
+const MAX_VERIFIED_FILES = 10_000;
+
+/** What tells a file from the same file changed or replaced: inode, size and the time of its last change. */
+function fileIdentity(path: string): string | undefined {
+  try {
+    const stat = lstatSync(path);
+    return `${stat.dev}:${stat.ino}:${stat.size}:${stat.ctimeMs}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A blob response counts against `maxConnections` until it ends, and its chunks in memory against the gauge. */
+function streamHooks(deps: MirrorDeps): StreamHooks {
+  const { metrics } = deps;
+  metrics.blobStreams++;
+  return {
+    onEnd: () => {
+      metrics.blobStreams--;
+    },
+    onBuffered: (delta) => {
+      metrics.bufferedBytes += delta;
+    },
+  };
+}
+
+/** A cached blob failed verification: drop it, so that it is fetched again. */
 function dropDamaged(deps: MirrorDeps, digest: Digest): void {
   deps.metrics.damagedBlobsDropped++;
   deps.cache.warn(`Dropping cached blob "${digest}": its content does not match its digest`);

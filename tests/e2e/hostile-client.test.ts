@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { Hono } from "hono";
 import { Cache } from "../../lib/pull/cache.ts";
 import { DEFAULTS, type Config } from "../../lib/config/config.ts";
-import { digestHex, digestOf, parseDigest, type Digest } from "../../lib/oci/digest.ts";
+import { digestHex, digestOf, hashFile, parseDigest, type Digest } from "../../lib/oci/digest.ts";
 import { readHtpasswd } from "../../lib/server/htpasswd.ts";
 import { Metrics } from "../../lib/server/metrics.ts";
 import { pullImage } from "../../lib/pull/pull.ts";
@@ -13,7 +13,7 @@ import type { RegistryClientOptions } from "../../lib/registry/client.ts";
 import { createAdminApp } from "../../lib/server/app.ts";
 import { CLI } from "../helpers/cli.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
-import { startProxy } from "../helpers/proxy.ts";
+import { startProxy, trickle } from "../helpers/proxy.ts";
 import { send, startRawServer } from "../helpers/raw.ts";
 import { freePort, sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
@@ -43,11 +43,13 @@ interface AppOptions {
   registry?: RegistryClientOptions;
   allowedHosts?: string[];
   htpasswd?: string;
+  config?: Partial<Config>;
+  cacheDir?: string;
 }
 
 function mirrorApp(options: AppOptions = {}): { app: Hono; cache: Cache; metrics: Metrics } {
-  const cacheDir = join(tmp.path, "cache");
-  const config: Config = { ...DEFAULTS, cacheDir };
+  const cacheDir = options.cacheDir ?? join(tmp.path, "cache");
+  const config: Config = { ...DEFAULTS, cacheDir, ...options.config };
   const metrics = new Metrics();
   const cache = new Cache({
     dir: cacheDir,
@@ -112,25 +114,26 @@ describe("hostile requests to the mirror", () => {
     ).toBe(`myregistry/${repo}:1`);
   });
 
-  test("a blob damaged on disk is cut off mid-response, dropped, counted, and fetched again", async () => {
-    const { app, cache } = mirrorApp();
-    await pullImage(cache, parseReference(image.ref));
-    const blob = join(tmp.path, "cache", "blobs", "sha256", digestHex(kernel));
-    const fd = openSync(blob, "r+");
-    writeSync(fd, new Uint8Array([0xde, 0xad, 0xbe, 0xef]), 0, 4, 1000);
-    closeSync(fd);
-    const damaged = await app.request(`/v2/${repo}/blobs/${kernel}`);
-    expect(damaged.status).toBe(200);
-    expect(
-      await damaged.arrayBuffer().then(
-        () => "complete",
-        () => "cut",
-      ),
-    ).toBe("cut");
-    expect(existsSync(blob)).toBe(false);
-    expect(await (await app.request("/metrics")).text()).toContain("ocicache_damaged_blobs_dropped_total 1");
-    const again = await app.request(`/v2/${repo}/blobs/${kernel}`);
-    expect(digestOf(new Uint8Array(await again.arrayBuffer()))).toBe(kernel);
+  test("a blob damaged on disk is found before it is served: dropped, counted, fetched again", async () => {
+    const upstream = startProxy(registry.url);
+    try {
+      const { app, cache } = mirrorApp({ upstream: upstream.host });
+      await pullImage(cache, parseReference(`${upstream.host}/${repo}:1`));
+      const blob = join(tmp.path, "cache", "blobs", "sha256", digestHex(kernel));
+      const first = await app.request(`/v2/${repo}/blobs/${kernel}`);
+      expect(digestOf(new Uint8Array(await first.arrayBuffer()))).toBe(kernel);
+      const fd = openSync(blob, "r+");
+      writeSync(fd, new Uint8Array([0xde, 0xad, 0xbe, 0xef]), 0, 4, 1000);
+      closeSync(fd);
+      const gets = upstream.count(`/blobs/${kernel}`, "GET");
+      const served = await app.request(`/v2/${repo}/blobs/${kernel}`);
+      expect(digestOf(new Uint8Array(await served.arrayBuffer()))).toBe(kernel);
+      expect(upstream.count(`/blobs/${kernel}`, "GET")).toBe(gets + 1);
+      expect(hashFile(blob).digest).toBe(kernel);
+      expect(await (await app.request("/metrics")).text()).toContain("ocicache_damaged_blobs_dropped_total 1");
+    } finally {
+      await upstream.stop();
+    }
   });
 
   test("a client that never reads holds nobody back: another gets every byte, one upstream GET", async () => {
@@ -147,6 +150,47 @@ describe("hostile requests to the mirror", () => {
       await stuck.body?.cancel();
     } finally {
       await upstream.stop();
+    }
+  });
+
+  test("past maxConnections a miss is a 429 with Retry-After; past maxConcurrentDownloads misses queue", async () => {
+    const slow = startProxy(registry.url, async (request, forward) =>
+      request.method === "GET" && new URL(request.url).pathname.includes("/blobs/")
+        ? trickle(await forward(), 64 * 1024, 20)
+        : forward(),
+    );
+    try {
+      const { app, metrics } = mirrorApp({
+        upstream: slow.host,
+        config: { maxConnections: 1, maxConcurrentDownloads: 1 },
+      });
+      const [kernelLayer, initrdLayer] = image.manifests[host].layers;
+      const first = await app.request(`/v2/${repo}/blobs/${kernelLayer!.digest}`);
+      expect(first.status).toBe(200);
+      const refused = await app.request(`/v2/${repo}/blobs/${initrdLayer!.digest}`);
+      expect(refused.status).toBe(429);
+      expect(refused.headers.get("retry-after")).toBe("1");
+      expect(metrics.refusedTotal).toBe(1);
+      expect(digestOf(new Uint8Array(await first.arrayBuffer())) as string).toBe(kernelLayer!.digest);
+      const { app: queued, metrics: counted } = mirrorApp({
+        upstream: slow.host,
+        config: { maxConcurrentDownloads: 1 },
+        cacheDir: join(tmp.path, "second"),
+      });
+      const responses = await Promise.all(
+        image.manifests[host].layers.map((l) => queued.request(`/v2/${repo}/blobs/${l.digest}`)),
+      );
+      const seen = [counted.downloadsInFlight, counted.downloadsQueued];
+      const bodies = await Promise.all(
+        responses.map(async (r) => digestOf(new Uint8Array(await r.arrayBuffer())) as string),
+      );
+      expect(bodies).toEqual(image.manifests[host].layers.map((l) => l.digest));
+      expect(seen).toEqual([1, 1]);
+      expect([counted.downloadsInFlight, counted.downloadsQueued, counted.blobStreams, counted.bufferedBytes]).toEqual([
+        0, 0, 0, 0,
+      ]);
+    } finally {
+      await slow.stop();
     }
   });
 
