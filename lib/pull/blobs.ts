@@ -13,6 +13,7 @@ import { IntegrityError, NotFoundError } from "../errors.ts";
 import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LOCK_TIMEOUT_MS } from "../oci/limits.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import type { Reference } from "../oci/reference.ts";
+import type { BlobResponse } from "../registry/client.ts";
 
 /** Options of `fetchBlob` and `fetchBlobByDigest`. */
 export interface FetchBlobOptions {
@@ -20,6 +21,8 @@ export interface FetchBlobOptions {
   fallbackPath?: string;
   /** Sees every byte as it arrives, before the final verification; a promise it returns holds the download back. */
   onChunk?: (chunk: Uint8Array) => void | Promise<void>;
+  /** The answer to a `GET` of the whole blob the caller already sent (see `DownloadOptions.firstResponse`). */
+  firstResponse?: BlobResponse;
 }
 
 /**
@@ -48,6 +51,8 @@ export async function fetchBlob(
 ): Promise<BlobResult> {
   const { digest } = descriptor;
   const cached = cachedCopy(cache, digest, descriptor.size);
+  if (cached !== undefined || cache.options.offline)
+    await options.firstResponse?.response.body?.cancel().catch(() => {});
   if (cached !== undefined) return { path: cached.path, hit: true, cached: true };
   if (cache.options.offline) throw new NotFoundError(`Cannot fetch blob "${digest}" offline: it is not in the cache`);
   const { downloadBlob } = await import("./download.ts");

@@ -14,7 +14,7 @@ import type { Descriptor } from "../oci/manifest.ts";
 import { isStale, tryLock, type Lock } from "../store/lock.ts";
 import { downloadLockPath, partialPath, tempBeside, tempPath } from "../store/paths.ts";
 import type { Reference } from "../oci/reference.ts";
-import type { RegistryClient } from "../registry/client.ts";
+import type { BlobResponse, RegistryClient } from "../registry/client.ts";
 import type { Store } from "../store/store.ts";
 import { BlobWriter } from "../store/writer.ts";
 import { type BodyLimits, readBody } from "../registry/body.ts";
@@ -58,6 +58,11 @@ export interface DownloadOptions {
   lowSpeed?: BodyLimits["lowSpeed"];
   /** How long to wait for another process downloading the same blob. */
   lockTimeoutMs: number;
+  /**
+   * An answer to `GET` of the whole blob the caller already has (the mirror learns the size from it): used
+   * instead of a request of its own when the download starts from the first byte, else cancelled.
+   */
+  firstResponse?: BlobResponse;
 }
 
 /**
@@ -68,10 +73,24 @@ export interface DownloadOptions {
  * @throws {RegistryError} when the registry fails, stalls, trickles or drops (the partial file is kept for resume).
  */
 export async function downloadBlob(options: DownloadOptions): Promise<BlobResult> {
+  const first = { response: options.firstResponse };
+  try {
+    return await download(options, first);
+  } finally {
+    await first.response?.response.body?.cancel().catch(() => {});
+  }
+}
+
+/** A response given by the caller, taken at most once. */
+interface FirstResponse {
+  response: BlobResponse | undefined;
+}
+
+async function download(options: DownloadOptions, first: FirstResponse): Promise<BlobResult> {
   const { store, descriptor } = options;
   if (!options.writable) {
     options.onCacheFailed(undefined);
-    return stream(options, undefined);
+    return stream(options, undefined, first);
   }
   const lockPath = downloadLockPath(store.root, descriptor.digest);
   const deadline = Date.now() + options.lockTimeoutMs;
@@ -81,13 +100,13 @@ export async function downloadBlob(options: DownloadOptions): Promise<BlobResult
       lock = tryLock(lockPath);
     } catch (error) {
       options.onCacheFailed(error);
-      return stream(options, undefined);
+      return stream(options, undefined, first);
     }
     if (lock !== undefined) {
       try {
         if (store.stat(descriptor.digest)?.size === descriptor.size)
           return { path: store.blobPath(descriptor.digest), hit: true, cached: true };
-        return await stream(options, "partial");
+        return await stream(options, "partial", first);
       } finally {
         lock.release();
       }
@@ -98,7 +117,7 @@ export async function downloadBlob(options: DownloadOptions): Promise<BlobResult
       return { path: store.blobPath(descriptor.digest), hit: true, cached: true };
     }
     // An owner that makes no progress is not waited for: this process fetches the blob into a file of its own.
-    if (outcome !== "released") return stream(options, "temp");
+    if (outcome !== "released") return stream(options, "temp", first);
   }
 }
 
@@ -137,7 +156,11 @@ async function waitForOwner(
  * a target, into the fallback only. Each byte goes to one writer, which
  * hashes it; with no file at all, a verifier alone checks the stream.
  */
-async function stream(options: DownloadOptions, target: "partial" | "temp" | undefined): Promise<BlobResult> {
+async function stream(
+  options: DownloadOptions,
+  target: "partial" | "temp" | undefined,
+  first: FirstResponse,
+): Promise<BlobResult> {
   const { descriptor, store } = options;
   const expected: Expected = { digest: descriptor.digest, size: descriptor.size };
   const what = `blob "${descriptor.digest}"`;
@@ -179,7 +202,9 @@ async function stream(options: DownloadOptions, target: "partial" | "temp" | und
     let offset = received();
     if (offset > 0) options.onProgress?.(offset);
     while (offset < descriptor.size) {
-      const { response, endpoint } = await options.client.getBlob(options.ref, descriptor.digest, offset);
+      const given = offset === 0 ? first.response : undefined;
+      first.response = undefined;
+      const { response, endpoint } = given ?? (await options.client.getBlob(options.ref, descriptor.digest, offset));
       // A host that ignores Range sends the whole blob: start over, unless a consumer already has the
       // partial file's bytes, in which case they are skipped (the final digest check still decides).
       let skip = 0;

@@ -14,10 +14,12 @@ import { growingSource, verifiedStream, type StreamHooks } from "../pull/blob-st
 import { fetchBlob } from "../pull/blobs.ts";
 import type { BlobResult, Cache } from "../pull/cache.ts";
 import { hashFileAsync, isDigest, type Digest } from "../oci/digest.ts";
-import { AuthError, IntegrityError, NotFoundError, OcicacheError, UsageError } from "../errors.ts";
+import { AuthError, IntegrityError, NotFoundError, OcicacheError, RegistryError, UsageError } from "../errors.ts";
+import { MAX_BLOB_BYTES } from "../oci/limits.ts";
 import { defaultMediaType, parseManifest } from "../oci/manifest.ts";
 import type { Metrics } from "./metrics.ts";
 import { parseRange } from "./range.ts";
+import type { BlobResponse } from "../registry/client.ts";
 import { Slots } from "./slots.ts";
 import { pullBlob } from "../pull/pull.ts";
 import { parseReference, type Reference } from "../oci/reference.ts";
@@ -190,27 +192,79 @@ async function streamMiss(
   ref: Reference & { digest: Digest },
   headers: Record<string, string>,
 ): Promise<Response> {
-  const size = await (await deps.cache.client()).headBlob(ref, ref.digest);
+  // Nothing is awaited between looking the download up and registering it: concurrent requests share one.
+  const client = await deps.cache.client();
   let download = downloads.byDigest.get(ref.digest);
   if (download === undefined) {
     const { metrics } = deps;
+    let sized: (size: number) => void = () => {};
+    let unsized: (error: unknown) => void = () => {};
+    const size = new Promise<number>((resolve, reject) => {
+      sized = resolve;
+      unsized = reject;
+    });
+    // With no download slot free, a HEAD answers the size at once, so that the client's headers do not wait.
+    const queued = downloads.slots.active >= downloads.slots.limit;
+    if (queued) {
+      client.headBlob(ref, ref.digest).then(
+        (n) => sized(n),
+        (error) => unsized(error),
+      );
+    }
     metrics.downloadsQueued++;
-    download = downloads.slots.run(async () => {
+    const done = downloads.slots.run(async () => {
       metrics.downloadsQueued--;
       metrics.downloadsInFlight++;
       try {
-        return await fetchBlob(deps.cache, ref, { mediaType: "application/octet-stream", digest: ref.digest, size });
+        if (queued) {
+          const descriptor = { mediaType: "application/octet-stream", digest: ref.digest, size: await size };
+          return await fetchBlob(deps.cache, ref, descriptor);
+        }
+        // One request upstream: the GET that starts the download also gives the size for the client.
+        const first = await sizedGet(deps.cache, ref).catch((error) => {
+          unsized(error);
+          throw error;
+        });
+        sized(first.size);
+        const descriptor = { mediaType: "application/octet-stream", digest: ref.digest, size: first.size };
+        return await fetchBlob(deps.cache, ref, descriptor, { firstResponse: first.sent });
       } finally {
         metrics.downloadsInFlight--;
       }
     });
+    download = { size, done };
     downloads.byDigest.set(ref.digest, download);
     const forget = () => downloads.byDigest.delete(ref.digest);
-    download.then(forget, forget);
+    done.then(forget, forget);
   }
-  const source = growingSource(deps.cache.store, ref.digest, size, download, deps.limits.chunkBytes);
+  const size = await download.size;
+  const source = growingSource(deps.cache.store, ref.digest, size, download.done, deps.limits.chunkBytes);
   const body = verifiedStream(source, { digest: ref.digest, size }, streamHooks(deps));
   return new Response(body, { status: 200, headers: { ...headers, "Content-Length": String(size) } });
+}
+
+/**
+ * `GET` a whole blob from upstream, and its size from the answer's
+ * `Content-Length`; an answer without one (sent in chunks) costs a `HEAD`.
+ */
+async function sizedGet(
+  cache: Cache,
+  ref: Reference & { digest: Digest },
+): Promise<{ sent: BlobResponse; size: number }> {
+  const client = await cache.client();
+  const sent = await client.getBlob(ref, ref.digest);
+  const declared = sent.response.headers.get("content-length");
+  const size = declared === null || !/^\d+$/.test(declared) ? await client.headBlob(ref, ref.digest) : Number(declared);
+  if (sent.response.status !== 200 || size > MAX_BLOB_BYTES) {
+    await sent.response.body?.cancel().catch(() => {});
+    throw new RegistryError(
+      `Cannot fetch blob "${ref.digest}" from "${ref.registry}": it answered ${sent.response.status}`,
+      {
+        status: sent.response.status,
+      },
+    );
+  }
+  return { sent, size };
 }
 
 /**
@@ -219,13 +273,15 @@ async function streamMiss(
  * full, so a slow client costs time, never memory.
  */
 async function streamUncached(deps: MirrorDeps, ref: Reference & { digest: Digest }): Promise<Response> {
-  const size = await (await deps.cache.client()).headBlob(ref, ref.digest);
+  const { sent, size } = await sizedGet(deps.cache, ref);
+  const descriptor = { mediaType: "application/octet-stream", digest: ref.digest, size };
   let ready: (() => void) | undefined;
   let gone = false;
   const body = new ReadableStream<Uint8Array>(
     {
       start(controller) {
-        pullBlob(deps.cache, ref, {
+        fetchBlob(deps.cache, ref, descriptor, {
+          firstResponse: sent,
           onChunk: async (chunk) => {
             if (gone) return;
             controller.enqueue(chunk);
@@ -265,7 +321,8 @@ async function streamUncached(deps: MirrorDeps, ref: Reference & { digest: Diges
 
 /** The downloads of missing blobs: one per digest, at most `maxConcurrentDownloads` at once. */
 interface Downloads {
-  byDigest: Map<Digest, Promise<BlobResult>>;
+  /** Each blob's size (known once its download's first answer came) and the download itself. */
+  byDigest: Map<Digest, { size: Promise<number>; done: Promise<BlobResult> }>;
   slots: Slots;
 }
 

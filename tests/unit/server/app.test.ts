@@ -13,6 +13,7 @@ import { pushSampleImage, type SampleImage } from "../../helpers/images.ts";
 import { CLI } from "../../helpers/cli.ts";
 import { mountTmpfs } from "../../helpers/mount.ts";
 import { startProxy, trickle, type ProxyHandle } from "../../helpers/proxy.ts";
+import { startRawServer } from "../../helpers/raw.ts";
 import { freePort, sharedRegistry, startRegistry, type RegistryHandle } from "../../helpers/registry.ts";
 import { CAN_MOUNT, HOST_ARCH as host, RUN_ID as run, useTempDir } from "../../helpers/env.ts";
 
@@ -237,6 +238,30 @@ describe("the registry mirror (/v2/)", () => {
       expect(metrics.misses).toBe(1);
     } finally {
       await proxy.stop();
+    }
+  });
+
+  test("a GET miss costs the upstream one GET and answers with Content-Length; a HEAD miss one HEAD", async () => {
+    const [kernel, initrd] = image.manifests[host].layers;
+    const upstream = startRawServer(registry.url, () => false);
+    try {
+      const { app } = adminApp({ upstream: upstream.host });
+      const blobRequests = (digest: string) =>
+        upstream.requests.filter((r) => r.path.includes(`/blobs/${digest}`)).map((r) => r.method);
+      const responses = await Promise.all(
+        [1, 2, 3].map(() => app.request(`/v2/serve-${run}/app/blobs/${kernel!.digest}`)),
+      );
+      expect(responses.map((r) => r.headers.get("content-length"))).toEqual(Array(3).fill(String(kernel!.size)));
+      const bodies = await Promise.all(
+        responses.map(async (r) => digestOf(new Uint8Array(await r.arrayBuffer())) as string),
+      );
+      expect(bodies).toEqual(Array(3).fill(kernel!.digest));
+      expect(blobRequests(kernel!.digest)).toEqual(["GET"]);
+      const head = await app.request(`/v2/serve-${run}/app/blobs/${initrd!.digest}`, { method: "HEAD" });
+      expect(head.headers.get("content-length")).toBe(String(initrd!.size));
+      expect(blobRequests(initrd!.digest)).toEqual(["HEAD"]);
+    } finally {
+      upstream.stop();
     }
   });
 });
