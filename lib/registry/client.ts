@@ -20,7 +20,7 @@ import {
   type RegistryErrorDetail,
 } from "../errors.ts";
 import { endpointsFor, type Capability, type Endpoint, type HostsConfig } from "./hosts.ts";
-import { formatReference, type Reference } from "../oci/reference.ts";
+import { formatReference, TAG_RE, type Reference } from "../oci/reference.ts";
 import { DEFAULT_IDLE_TIMEOUT_MS, MAX_BLOB_BYTES, MAX_MANIFEST_BYTES } from "../oci/limits.ts";
 import { isSameOrigin, sendRequest, type TransportOptions } from "./transport.ts";
 import { MANIFEST_MEDIA_TYPES } from "../oci/names.ts";
@@ -221,6 +221,37 @@ export class RegistryClient {
   }
 
   /**
+   * Every tag of a repository (distribution spec, "Listing Tags"), following
+   * the registry's pages (`Link: <…>; rel="next"`) up to `MAX_TAG_PAGES`.
+   *
+   * @throws {NotFoundError} when the registry does not know the repository.
+   * @throws {IntegrityError} when a page is not the tag list it should be.
+   */
+  async listTags(ref: Reference): Promise<string[]> {
+    const tags: string[] = [];
+    let query = "";
+    for (let page = 0; page < MAX_TAG_PAGES; page++) {
+      const { response } = await this.#request(ref, "GET", `tags/list${query}`, {}, "resolve");
+      await check(response, ref, "tag list", this.#bodyLimits);
+      const body = await readBounded(response, MAX_MANIFEST_BYTES, `tag list of "${ref.repository}"`, this.#bodyLimits);
+      let parsed: { tags?: unknown };
+      try {
+        parsed = JSON.parse(new TextDecoder().decode(body));
+      } catch (cause) {
+        throw new IntegrityError(`Cannot use the tag list of "${ref.repository}": it is not JSON`, { cause });
+      }
+      if (parsed.tags !== null && parsed.tags !== undefined && !Array.isArray(parsed.tags)) {
+        throw new IntegrityError(`Cannot use the tag list of "${ref.repository}": "tags" is not a list`);
+      }
+      for (const tag of parsed.tags ?? []) if (typeof tag === "string" && TAG_RE.test(tag)) tags.push(tag);
+      const next = /<[^>]*\?([^>]*)>\s*;\s*rel="?next"?/.exec(response.headers.get("link") ?? "");
+      if (next === null) break;
+      query = `?${next[1]}`;
+    }
+    return [...new Set(tags)];
+  }
+
+  /**
    * GET a blob; the caller reads and verifies the body, and tells
    * `markFailed` when a mirror's bytes were wrong. With `offset`, asks for
    * the rest with `Range`: the answer is 206, or 200 when the host ignores ranges.
@@ -321,6 +352,9 @@ export class RegistryClient {
     );
   }
 }
+
+/** The most pages of a tag list followed. */
+const MAX_TAG_PAGES = 100;
 
 /** Tags need `resolve`; content named by digest needs `pull`. */
 function capabilityOf(tagOrDigest: string): Capability {

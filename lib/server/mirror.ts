@@ -1,56 +1,29 @@
 /**
  * The read side of the OCI distribution API (spec v1.1, "Pull"), answered
  * through the cache: any OCI client can use `ocicache serve --upstream` as a
- * mirror. A miss streams to the client while it is written to the cache and
- * verified; concurrent requests for one missing blob cause one upstream
- * fetch; with the upstream down, what is cached is still served.
+ * mirror: manifests, blobs (misses in `misses.ts`, cached ones checked in
+ * `verified.ts`), tag lists and the catalog (`tags.ts`); with the upstream
+ * down, what is cached is still served.
  *
  * @module
  */
 
-import { lstatSync } from "node:fs";
 import type { Context, Hono } from "hono";
-import { growingSource, verifiedStream, type StreamHooks } from "../pull/blob-stream.ts";
-import { fetchBlob } from "../pull/blobs.ts";
-import type { BlobResult, Cache } from "../pull/cache.ts";
-import { hashFileAsync, isDigest, type Digest } from "../oci/digest.ts";
-import { AuthError, IntegrityError, NotFoundError, OcicacheError, RegistryError, UsageError } from "../errors.ts";
-import { MAX_BLOB_BYTES } from "../oci/limits.ts";
+import { NotFoundError, OcicacheError, UsageError } from "../errors.ts";
+import { isDigest, type Digest } from "../oci/digest.ts";
 import { defaultMediaType, parseManifest } from "../oci/manifest.ts";
-import type { Metrics } from "./metrics.ts";
-import { parseRange } from "./range.ts";
-import type { BlobResponse } from "../registry/client.ts";
-import { Slots } from "./slots.ts";
-import { pullBlob } from "../pull/pull.ts";
 import { parseReference, type Reference } from "../oci/reference.ts";
-
-/** What the mirror needs. */
-export interface MirrorDeps {
-  cache: Cache;
-  metrics: Metrics;
-  /**
-   * The registry pulled through, e.g. `127.0.0.1:5000`, whatever its shape (a bare name is a host, never Docker Hub's
-   * namespace).
-   */
-  upstream: string;
-  /** How much the mirror takes on at once. */
-  limits: MirrorLimits;
-}
-
-/** The mirror's bounds: memory is at most `maxConnections` × 2 × `chunkBytes` for blob bodies. */
-export interface MirrorLimits {
-  /** Upstream blob downloads at once; further misses wait their turn. */
-  maxConcurrentDownloads: number;
-  /** Blob responses in progress at once; past it a client is told to come back (429, `Retry-After`). */
-  maxConnections: number;
-  /** Bytes read at once for one client: a blob response holds at most two such chunks. */
-  chunkBytes: number;
-}
+import { pullBlob } from "../pull/pull.ts";
+import { API_HEADER, listResponse, mirrorError, registryError } from "./answers.ts";
+import type { MirrorDeps } from "./mirror-deps.ts";
+import { streamMiss, streamUncached, type Downloads } from "./misses.ts";
+import { parseRange } from "./range.ts";
+import { Slots } from "./slots.ts";
+import { cachedRepositories, paginate, TagMemory } from "./tags.ts";
+import { verifyCached } from "./verified.ts";
 
 const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/;
-/** Bytes queued for one mirror client before its download waits, when the cache cannot be written. */
-const MIRROR_QUEUE_BYTES = 4 * 1024 * 1024;
-const API_HEADER = { "Docker-Distribution-API-Version": "registry/2.0" };
+const TAGS_RE = /^\/v2\/(.+)\/tags\/list$/;
 
 /**
  * Add the `/v2/` routes to an app.
@@ -66,8 +39,24 @@ export function mountMirror(app: Hono, deps: MirrorDeps): void {
   // One download per missing blob in this process, whoever asks and however slowly they read.
   const downloads: Downloads = { byDigest: new Map(), slots: new Slots(deps.limits.maxConcurrentDownloads) };
   app.get("/v2/", (c) => c.json({}, 200, API_HEADER));
+  const tags = new TagMemory();
+  app.get("/v2/_catalog", (c) => {
+    const page = paginate(cachedRepositories(deps.cache, deps.upstream), c.req.query("n"), c.req.query("last"));
+    return listResponse(c, "/v2/_catalog", { repositories: page.items }, page);
+  });
   app.on(["GET", "HEAD"], "/v2/*", async (c) => {
-    const match = ROUTE_RE.exec(new URL(c.req.url).pathname);
+    const path = new URL(c.req.url).pathname;
+    const list = TAGS_RE.exec(path);
+    if (list !== null) {
+      try {
+        const ref = toReference(deps.upstream, list[1]!, "latest");
+        const page = paginate(await tags.list(deps.cache, ref, deps.upstream), c.req.query("n"), c.req.query("last"));
+        return listResponse(c, path, { name: ref.repository, tags: page.items }, page);
+      } catch (error) {
+        return mirrorError(c, error, "tags");
+      }
+    }
+    const match = ROUTE_RE.exec(path);
     if (match === null) return registryError(c, 404, "NAME_UNKNOWN", "No such repository route");
     const [, name, kind, reference] = match as unknown as [string, string, "manifests" | "blobs", string];
     try {
@@ -181,223 +170,6 @@ async function serveBlob(
   });
 }
 
-/**
- * A missing blob: one download into the cache's partial file at the
- * upstream's pace, and each client reading that file as it grows at its own
- * pace, verified as it goes (a mismatch cuts every client's response).
- */
-async function streamMiss(
-  deps: MirrorDeps,
-  downloads: Downloads,
-  ref: Reference & { digest: Digest },
-  headers: Record<string, string>,
-): Promise<Response> {
-  // Nothing is awaited between looking the download up and registering it: concurrent requests share one.
-  const client = await deps.cache.client();
-  let download = downloads.byDigest.get(ref.digest);
-  if (download === undefined) {
-    const { metrics } = deps;
-    let sized: (size: number) => void = () => {};
-    let unsized: (error: unknown) => void = () => {};
-    const size = new Promise<number>((resolve, reject) => {
-      sized = resolve;
-      unsized = reject;
-    });
-    // With no download slot free, a HEAD answers the size at once, so that the client's headers do not wait.
-    const queued = downloads.slots.active >= downloads.slots.limit;
-    if (queued) {
-      client.headBlob(ref, ref.digest).then(
-        (n) => sized(n),
-        (error) => unsized(error),
-      );
-    }
-    metrics.downloadsQueued++;
-    const done = downloads.slots.run(async () => {
-      metrics.downloadsQueued--;
-      metrics.downloadsInFlight++;
-      try {
-        if (queued) {
-          const descriptor = { mediaType: "application/octet-stream", digest: ref.digest, size: await size };
-          return await fetchBlob(deps.cache, ref, descriptor);
-        }
-        // One request upstream: the GET that starts the download also gives the size for the client.
-        const first = await sizedGet(deps.cache, ref).catch((error) => {
-          unsized(error);
-          throw error;
-        });
-        sized(first.size);
-        const descriptor = { mediaType: "application/octet-stream", digest: ref.digest, size: first.size };
-        return await fetchBlob(deps.cache, ref, descriptor, { firstResponse: first.sent });
-      } finally {
-        metrics.downloadsInFlight--;
-      }
-    });
-    download = { size, done };
-    downloads.byDigest.set(ref.digest, download);
-    const forget = () => downloads.byDigest.delete(ref.digest);
-    done.then(forget, forget);
-  }
-  const size = await download.size;
-  const source = growingSource(deps.cache.store, ref.digest, size, download.done, deps.limits.chunkBytes);
-  const body = verifiedStream(source, { digest: ref.digest, size }, streamHooks(deps));
-  return new Response(body, { status: 200, headers: { ...headers, "Content-Length": String(size) } });
-}
-
-/**
- * `GET` a whole blob from upstream, and its size from the answer's
- * `Content-Length`; an answer without one (sent in chunks) costs a `HEAD`.
- */
-async function sizedGet(
-  cache: Cache,
-  ref: Reference & { digest: Digest },
-): Promise<{ sent: BlobResponse; size: number }> {
-  const client = await cache.client();
-  const sent = await client.getBlob(ref, ref.digest);
-  const declared = sent.response.headers.get("content-length");
-  const size = declared === null || !/^\d+$/.test(declared) ? await client.headBlob(ref, ref.digest) : Number(declared);
-  if (sent.response.status !== 200 || size > MAX_BLOB_BYTES) {
-    await sent.response.body?.cancel().catch(() => {});
-    throw new RegistryError(
-      `Cannot fetch blob "${ref.digest}" from "${ref.registry}": it answered ${sent.response.status}`,
-      {
-        status: sent.response.status,
-      },
-    );
-  }
-  return { sent, size };
-}
-
-/**
- * A missing blob when the cache cannot be written: its bytes go to the client
- * as they arrive, hashed; the download waits while the client's queue is
- * full, so a slow client costs time, never memory.
- */
-async function streamUncached(deps: MirrorDeps, ref: Reference & { digest: Digest }): Promise<Response> {
-  const { sent, size } = await sizedGet(deps.cache, ref);
-  const descriptor = { mediaType: "application/octet-stream", digest: ref.digest, size };
-  let ready: (() => void) | undefined;
-  let gone = false;
-  const body = new ReadableStream<Uint8Array>(
-    {
-      start(controller) {
-        fetchBlob(deps.cache, ref, descriptor, {
-          firstResponse: sent,
-          onChunk: async (chunk) => {
-            if (gone) return;
-            controller.enqueue(chunk);
-            if ((controller.desiredSize ?? 1) <= 0) await new Promise<void>((resolve) => (ready = resolve));
-          },
-        }).then(
-          () => {
-            if (!gone) controller.close();
-          },
-          (error) => {
-            if (!gone) controller.error(error);
-          },
-        );
-      },
-      pull() {
-        ready?.();
-        ready = undefined;
-      },
-      cancel() {
-        gone = true;
-        ready?.();
-        ready = undefined;
-      },
-    },
-    new ByteLengthQueuingStrategy({ highWaterMark: MIRROR_QUEUE_BYTES }),
-  );
-  return new Response(body, {
-    status: 200,
-    headers: {
-      ...API_HEADER,
-      "Content-Type": "application/octet-stream",
-      "Content-Length": String(size),
-      "Docker-Content-Digest": ref.digest,
-    },
-  });
-}
-
-/** The downloads of missing blobs: one per digest, at most `maxConcurrentDownloads` at once. */
-interface Downloads {
-  /** Each blob's size (known once its download's first answer came) and the download itself. */
-  byDigest: Map<Digest, { size: Promise<number>; done: Promise<BlobResult> }>;
-  slots: Slots;
-}
-
-/**
- * Whether a cached blob is what its name says: hashed the first time this
- * process serves it (one hash for every client asking at once), and again
- * whenever the file changed (inode, size or ctime). A damaged one is dropped
- * and counted.
- */
-async function verifyCached(deps: MirrorDeps, digest: Digest, path: string): Promise<boolean> {
-  const identity = fileIdentity(path);
-  if (identity !== undefined && verifiedFiles.get(digest) === identity) return true;
-  let check = verifying.get(path);
-  if (check === undefined) {
-    check = hashFileAsync(path).then(
-      (actual) => actual === digest,
-      () => false,
-    );
-    verifying.set(path, check);
-    const forget = () => verifying.delete(path);
-    check.then(forget, forget);
-  }
-  if (await check) {
-    if (identity !== undefined) {
-      if (verifiedFiles.size >= MAX_VERIFIED_FILES) verifiedFiles.clear();
-      verifiedFiles.set(digest, identity);
-    }
-    return true;
-  }
-  if (fileIdentity(path) === identity) dropDamaged(deps, digest);
-  return false;
-}
-
-/** Cached blobs this process has hashed, by digest, with the identity of the file then. */
-const verifiedFiles = new Map<Digest, string>();
-/** Hashes of cached blobs in progress, by path. */
-const verifying = new Map<string, Promise<boolean>>();
-/** Files remembered at most; past it the memory starts over. */
-const MAX_VERIFIED_FILES = 10_000;
-
-/** What tells a file from the same file changed or replaced: inode, size and the time of its last change. */
-function fileIdentity(path: string): string | undefined {
-  try {
-    const stat = lstatSync(path);
-    return `${stat.dev}:${stat.ino}:${stat.size}:${stat.ctimeMs}`;
-  } catch {
-    return undefined;
-  }
-}
-
-/** A blob response counts against `maxConnections` until it ends, and its chunks in memory against the gauge. */
-function streamHooks(deps: MirrorDeps): StreamHooks {
-  const { metrics } = deps;
-  metrics.blobStreams++;
-  return {
-    onEnd: () => {
-      metrics.blobStreams--;
-    },
-    onBuffered: (delta) => {
-      metrics.bufferedBytes += delta;
-    },
-  };
-}
-
-/** A cached blob failed verification: drop it, so that it is fetched again. */
-function dropDamaged(deps: MirrorDeps, digest: Digest): void {
-  deps.metrics.damagedBlobsDropped++;
-  deps.cache.warn(`Dropping cached blob "${digest}": its content does not match its digest`);
-  try {
-    deps.cache.store.remove(digest);
-  } catch (error) {
-    deps.cache.noteUnwritable(error);
-  }
-}
-
 /** The reference on the upstream: the upstream is the registry, whatever its shape (no Docker Hub defaults). */
 function toReference(upstream: string, name: string, reference: string): Reference {
   let parsed: Reference;
@@ -411,24 +183,3 @@ function toReference(upstream: string, name: string, reference: string): Referen
 
 /** A host only used to check a repository name and a tag with the reference grammar. */
 const NAME_CHECK_HOST = "mirror.invalid";
-
-/** An error in the distribution spec's JSON format. */
-function registryError(
-  c: Context,
-  status: 400 | 404 | 405 | 416 | 500 | 502 | 503,
-  code: string,
-  message: string,
-): Response {
-  return c.json({ errors: [{ code, message }] }, status, API_HEADER);
-}
-
-function mirrorError(c: Context, error: unknown, kind: "manifests" | "blobs"): Response {
-  const message = error instanceof Error ? error.message : String(error);
-  if (error instanceof NotFoundError)
-    return registryError(c, 404, kind === "manifests" ? "MANIFEST_UNKNOWN" : "BLOB_UNKNOWN", message);
-  if (error instanceof UsageError) return registryError(c, 400, "NAME_INVALID", message);
-  if (error instanceof AuthError) return registryError(c, 502, "UNAUTHORIZED", message);
-  if (error instanceof IntegrityError)
-    return registryError(c, 502, kind === "manifests" ? "MANIFEST_INVALID" : "BLOB_UNKNOWN", message);
-  return registryError(c, 503, "UNAVAILABLE", message);
-}

@@ -297,6 +297,68 @@ function slowProxy(digest: string, delayMs = 10): ProxyHandle {
   });
 }
 
+describe("tag lists and the catalog (/v2/<name>/tags/list, /v2/_catalog)", () => {
+  const repo = `serve-${run}/tagged`;
+  beforeAll(async () => {
+    for (const tag of ["1.0", "1.1", "2.0"])
+      await pushSampleImage(registry.url, repo, tag, { format: "kraftkit", kernelBytes: 1000 });
+  });
+
+  test("lists the upstream's tags in lexical order, n at a time with a Link to the next page", async () => {
+    const { app } = adminApp({ upstream: registry.host });
+    const first = await app.request(`/v2/${repo}/tags/list?n=2`);
+    expect(await json(first)).toEqual({ name: repo, tags: ["1.0", "1.1"] });
+    const link = first.headers.get("link")!;
+    expect(link).toBe(`</v2/${repo}/tags/list?n=2&last=1.1>; rel="next"`);
+    const second = await app.request(/<([^>]+)>/.exec(link)![1]!);
+    expect(await json(second)).toEqual({ name: repo, tags: ["2.0"] });
+    expect(second.headers.get("link")).toBeNull();
+    expect((await app.request(`/v2/serve-${run}/nothing/tags/list`)).status).toBe(404);
+  });
+
+  test("with the upstream down: the tags it listed last, else the tags the cache holds; the catalog", async () => {
+    const upstream = startProxy(registry.url);
+    const { app } = adminApp({ upstream: upstream.host });
+    expect((await app.request(`/v2/${repo}/manifests/1.1`)).status).toBe(200);
+    expect((await json(await app.request(`/v2/${repo}/tags/list`))).tags).toEqual(["1.0", "1.1", "2.0"]);
+    await upstream.stop();
+    expect((await json(await app.request(`/v2/${repo}/tags/list`))).tags).toEqual(["1.0", "1.1", "2.0"]);
+    const restarted = adminApp({ upstream: upstream.host }).app;
+    expect((await json(await restarted.request(`/v2/${repo}/tags/list`))).tags).toEqual(["1.1"]);
+    expect(await json(await restarted.request("/v2/_catalog"))).toEqual({ repositories: [repo] });
+  });
+
+  test("skopeo list-tags and inspect work through the mirror", async () => {
+    const port = freePort();
+    const proc = Bun.spawn(["bun", CLI, "serve", "--listen", `127.0.0.1:${port}`, "--upstream", registry.host], {
+      env: { ...process.env, OCICACHE_DIR: join(tmp.path, "cache"), XDG_CONFIG_HOME: join(tmp.path, "config") },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    try {
+      const reader = proc.stdout.getReader();
+      await reader.read();
+      reader.releaseLock();
+      const listed = Bun.spawnSync(["skopeo", "list-tags", "--tls-verify=false", `docker://127.0.0.1:${port}/${repo}`]);
+      expect(listed.exitCode).toBe(0);
+      expect(JSON.parse(listed.stdout.toString()).Tags).toEqual(["1.0", "1.1", "2.0"]);
+      const platform = ["--override-os", "qemu", "--override-arch", host === "amd64" ? "x86_64" : "arm64"];
+      const inspected = Bun.spawnSync([
+        "skopeo",
+        ...platform,
+        "inspect",
+        "--tls-verify=false",
+        `docker://127.0.0.1:${port}/${repo}:1.0`,
+      ]);
+      expect(inspected.exitCode).toBe(0);
+      expect(JSON.parse(inspected.stdout.toString()).RepoTags).toEqual(["1.0", "1.1", "2.0"]);
+    } finally {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    }
+  });
+});
+
 describe("ocicache serve (the process)", () => {
   async function serve(args: string[], env: Record<string, string> = {}) {
     const proc = Bun.spawn(["bun", CLI, "serve", ...args], {
