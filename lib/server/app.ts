@@ -17,7 +17,7 @@ import type { Config } from "../config/config.ts";
 import { isDigest, type Digest } from "../oci/digest.ts";
 import { OcicacheError, UsageError } from "../errors.ts";
 import { takeInventory } from "../store/inventory.ts";
-import type { Metrics } from "./metrics.ts";
+import { routeClass, type Metrics } from "./metrics.ts";
 import { basicChecker, type Htpasswd } from "./htpasswd.ts";
 import { mountMirror } from "./mirror.ts";
 import { parsePlatform } from "../oci/platform.ts";
@@ -78,6 +78,14 @@ export function createAdminApp(deps: AdminDeps): Hono {
   const allowed = new Set((deps.allowedHosts ?? []).map((h) => hostName(h)));
 
   // DNS rebinding: a web page whose name resolves to this address must not reach the API or the mirror.
+  app.use("*", async (c, next) => {
+    const started = performance.now();
+    try {
+      await next();
+    } finally {
+      metrics.observe(routeClass(c.req.method, new URL(c.req.url).pathname), (performance.now() - started) / 1000);
+    }
+  });
   app.use("*", async (c, next) => {
     const host = c.req.header("host") ?? new URL(c.req.url).host;
     if (!isAllowedHost(host, allowed)) {
@@ -177,6 +185,7 @@ export function createAdminApp(deps: AdminDeps): Hono {
   );
   // The one place errors become responses: `{code, message}` with the status of the error's code.
   app.onError((error, c) => {
+    metrics.upstreamError(error);
     if (error instanceof HTTPException) {
       if (error.res !== undefined) return error.getResponse();
       return c.json(

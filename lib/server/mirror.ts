@@ -53,6 +53,7 @@ export function mountMirror(app: Hono, deps: MirrorDeps): void {
         const page = paginate(await tags.list(deps.cache, ref, deps.upstream), c.req.query("n"), c.req.query("last"));
         return listResponse(c, path, { name: ref.repository, tags: page.items }, page);
       } catch (error) {
+        deps.metrics.upstreamError(error);
         return mirrorError(c, error, "tags");
       }
     }
@@ -64,6 +65,7 @@ export function mountMirror(app: Hono, deps: MirrorDeps): void {
         ? await serveManifest(c, deps, name, reference)
         : await serveBlob(c, deps, downloads, name, reference);
     } catch (error) {
+      deps.metrics.upstreamError(error);
       return mirrorError(c, error, kind);
     }
   });

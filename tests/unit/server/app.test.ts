@@ -297,6 +297,26 @@ function slowProxy(digest: string, delayMs = 10): ProxyHandle {
   });
 }
 
+describe("/metrics", () => {
+  test("follows Prometheus conventions, times requests by route class, and counts upstream errors by kind", async () => {
+    const { app } = adminApp({ upstream: registry.host });
+    expect((await app.request(`/v2/serve-${run}/app/manifests/1`)).status).toBe(200);
+    expect((await app.request("/healthz")).status).toBe(200);
+    const down = adminApp({ upstream: "127.0.0.1:9" });
+    expect((await down.app.request(`/v2/serve-${run}/app/manifests/1`)).status).toBe(503);
+    const text = await (await app.request("/metrics")).text();
+    const types = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!] as const);
+    expect(types.filter(([name]) => !name.startsWith("ocicache_"))).toEqual([]);
+    expect(types.filter(([name, type]) => type === "counter" && !name.endsWith("_total"))).toEqual([]);
+    const samples = text.split("\n").filter((line) => line !== "" && !line.startsWith("#"));
+    expect(samples.filter((line) => !line.startsWith("ocicache_"))).toEqual([]);
+    expect(text).toContain('ocicache_http_request_duration_seconds_count{route="v2_manifest"} 1');
+    expect(text).toContain('ocicache_http_request_duration_seconds_bucket{route="health",le="+Inf"} 1');
+    const downText = await (await down.app.request("/metrics")).text();
+    expect(downText).toContain('ocicache_upstream_errors_total{kind="unreachable"} 1');
+  });
+});
+
 describe("tag lists and the catalog (/v2/<name>/tags/list, /v2/_catalog)", () => {
   const repo = `serve-${run}/tagged`;
   beforeAll(async () => {
