@@ -5,7 +5,9 @@
  * at `--throttle` MiB/s (a remote upstream), pushes `--images` images of one
  * `--mib` MiB layer, starts `ocicache serve` on that upstream, and has
  * `--clients` clients fetch the layers at once (spread over the images), cold
- * and then warm, each round on a fresh server. Prints, per round, the
+ * and then warm, each round on a fresh server; then a cold `skopeo copy`
+ * of one `--latency-mib` MiB layer straight from the upstream and through a
+ * fresh mirror, three times each, alternating. Prints, per round, the
  * server's idle and peak RSS (VmHWM), the peak of the mirror's own buffers
  * (its `/metrics`), the throughput to the clients, p50 and p99 time to first
  * byte, and the upstream GETs per blob, as a Markdown table.
@@ -72,10 +74,14 @@ function throttle(body: ReadableStream<Uint8Array>, bytesPerSecond: number): Rea
   });
 }
 
+/** The image of the latency comparison: one layer of LATENCY_MIB MiB. */
+const LATENCY_REPO = "soak/latency";
+const LATENCY_MIB = arg("--latency-mib", 256);
+
 const layers: Array<{ repo: string; digest: string }> = [];
-for (let i = 0; i < IMAGES; i++) {
-  const repo = `soak/app${i}`;
-  const bytes = new Uint8Array(MIB * MiB);
+/** Push an image of one layer of `mib` MiB of random bytes, tagged 1; its layer's digest. */
+async function pushImage(repo: string, mib: number): Promise<string> {
+  const bytes = new Uint8Array(mib * MiB);
   randomFillSync(bytes);
   const digest = await pushBlob(registry.url, repo, bytes);
   const config = new TextEncoder().encode("{}");
@@ -87,17 +93,22 @@ for (let i = 0; i < IMAGES; i++) {
     layers: [{ mediaType: "application/vnd.unikraft.initrd.v1", digest, size: bytes.length }],
   });
   await pushManifest(registry.url, repo, "1", "application/vnd.oci.image.manifest.v1+json", manifest);
-  layers.push({ repo, digest });
+  return digest;
 }
 
+for (let i = 0; i < IMAGES; i++) layers.push({ repo: `soak/app${i}`, digest: await pushImage(`soak/app${i}`, MIB) });
+await pushImage(LATENCY_REPO, LATENCY_MIB);
+
 /** A fresh `ocicache serve` on the cache of this run, warmed up, with its port. */
-async function startServe(): Promise<{ proc: ReturnType<typeof Bun.spawn>; port: number }> {
+async function startServe(
+  cacheDir = join(work, "cache"),
+): Promise<{ proc: ReturnType<typeof Bun.spawn>; port: number }> {
   const port = freePort();
   const cli = join(import.meta.dir, "..", "lib", "cli", "main.ts");
   const proc = Bun.spawn(
     ["bun", cli, "serve", "--listen", `127.0.0.1:${port}`, "--upstream", `127.0.0.1:${upstream.port}`],
     {
-      env: { ...process.env, OCICACHE_DIR: join(work, "cache"), XDG_CONFIG_HOME: join(work, "config") },
+      env: { ...process.env, OCICACHE_DIR: cacheDir, XDG_CONFIG_HOME: join(work, "config") },
       stdout: "pipe",
       stderr: "ignore",
     },
@@ -173,6 +184,44 @@ async function round(name: string): Promise<string> {
   return `| ${cells.join(" | ")} |`;
 }
 
+/** One `skopeo copy` of the latency image from `host` into a fresh directory, in ms. */
+async function timedCopy(host: string, out: string): Promise<number> {
+  const started = performance.now();
+  const argv = ["skopeo", "copy", "--src-tls-verify=false", `docker://${host}/${LATENCY_REPO}:1`, `dir:${out}`];
+  const proc = Bun.spawn(argv, { stdout: "ignore", stderr: "pipe" });
+  const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+  if (code !== 0) throw new Error(`skopeo copy from ${host}: ${stderr.trim()}`);
+  const ms = performance.now() - started;
+  rmSync(out, { recursive: true, force: true });
+  return ms;
+}
+
+/** A cold `skopeo copy` through a fresh mirror against the same copy straight from the upstream, alternating. */
+async function latency(runs: number): Promise<string[]> {
+  const direct: number[] = [];
+  const mirrored: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    direct.push(await timedCopy(`127.0.0.1:${upstream.port}`, join(work, `direct-${i}`)));
+    const cacheDir = join(work, `latency-cache-${i}`);
+    const { proc, port } = await startServe(cacheDir);
+    try {
+      mirrored.push(await timedCopy(`127.0.0.1:${port}`, join(work, `mirrored-${i}`)));
+    } finally {
+      proc.kill("SIGTERM");
+      await proc.exited;
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  }
+  const median = (values: number[]) => percentile(values, 50);
+  return [
+    `#### Cold pull through the mirror: skopeo copy of one ${LATENCY_MIB} MiB layer, upstream at ${THROTTLE_MIB_S} MiB/s`,
+    "",
+    "| client | direct median ms | through the mirror median ms | ratio |",
+    "| --- | ---: | ---: | ---: |",
+    `| skopeo | ${median(direct).toFixed(0)} | ${median(mirrored).toFixed(0)} | ${(median(mirrored) / median(direct)).toFixed(2)} × |`,
+  ];
+}
+
 try {
   const lines = [
     `#### Mirror soak: ${CLIENTS} clients on ${IMAGES} uncached images of ${MIB} MiB, ` +
@@ -183,6 +232,8 @@ try {
     "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     await round("cold"),
     await round("warm"),
+    "",
+    ...(await latency(3)),
   ];
   console.log(lines.join("\n"));
 } finally {
