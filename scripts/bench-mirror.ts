@@ -214,11 +214,13 @@ async function latency(runs: number): Promise<string[]> {
   }
   const median = (values: number[]) => percentile(values, 50);
   return [
-    `#### Cold pull through the mirror: skopeo copy of one ${LATENCY_MIB} MiB layer, upstream at ${THROTTLE_MIB_S} MiB/s`,
+    `#### Cold pull through the mirror: skopeo copy of one ${LATENCY_MIB} MiB layer, ` +
+      `upstream at ${THROTTLE_MIB_S} MiB/s`,
     "",
     "| client | direct median ms | through the mirror median ms | ratio |",
     "| --- | ---: | ---: | ---: |",
-    `| skopeo | ${median(direct).toFixed(0)} | ${median(mirrored).toFixed(0)} | ${(median(mirrored) / median(direct)).toFixed(2)} × |`,
+    `| skopeo | ${median(direct).toFixed(0)} | ${median(mirrored).toFixed(0)} | ` +
+      `${(median(mirrored) / median(direct)).toFixed(2)} × |`,
   ];
 }
 

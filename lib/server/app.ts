@@ -20,6 +20,7 @@ import { takeInventory } from "../store/inventory.ts";
 import { routeClass, type Metrics } from "./metrics.ts";
 import { basicChecker, type Htpasswd } from "./htpasswd.ts";
 import { mountMirror } from "./mirror.ts";
+import { renderStatus } from "./status.ts";
 import { parsePlatform } from "../oci/platform.ts";
 import { pullImage } from "../pull/pull.ts";
 import { formatReference, parseReference } from "../oci/reference.ts";
@@ -80,10 +81,13 @@ export function createAdminApp(deps: AdminDeps): Hono {
   // DNS rebinding: a web page whose name resolves to this address must not reach the API or the mirror.
   app.use("*", async (c, next) => {
     const started = performance.now();
+    const path = new URL(c.req.url).pathname;
     try {
       await next();
     } finally {
-      metrics.observe(routeClass(c.req.method, new URL(c.req.url).pathname), (performance.now() - started) / 1000);
+      const ms = performance.now() - started;
+      metrics.observe(routeClass(c.req.method, path), ms / 1000);
+      metrics.request({ method: c.req.method, path: path.slice(0, 200), status: c.res.status, ms });
     }
   });
   app.use("*", async (c, next) => {
@@ -109,6 +113,18 @@ export function createAdminApp(deps: AdminDeps): Hono {
   const admin = adminOnly(deps.token, allowed);
   app.on(["POST", "PUT", "PATCH", "DELETE"], "/v1/*", admin.sameOrigin, admin.token);
 
+  app.get("/", (c) => {
+    const inventory = takeInventory(cache.store);
+    return c.html(
+      renderStatus({
+        stats: cacheStats(inventory, config),
+        references: referenceRows(inventory),
+        metrics,
+        ...(deps.upstream !== undefined && { upstream: deps.upstream }),
+        now: Date.now(),
+      }),
+    );
+  });
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", (c) => {
     const reason = cacheWritable(cache);

@@ -22,6 +22,17 @@ export type RouteClass =
   | "v2_other"
   | "other";
 
+/** One request answered. */
+export interface RecentRequest {
+  method: string;
+  path: string;
+  status: number;
+  ms: number;
+}
+
+/** Requests the status page lists. */
+const RECENT_REQUESTS = 20;
+
 /** The upper bounds of the request-duration buckets, in seconds. */
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
@@ -44,6 +55,10 @@ export class Metrics {
   bufferedBytes = 0;
   /** Mirror: blob requests refused with 429 past `maxConnections`. */
   refusedTotal = 0;
+  /** The last requests answered (the status page's own and `/metrics` left out), the newest first. */
+  readonly recent: RecentRequest[] = [];
+  /** The last error on the upstream side, for the status page. */
+  lastUpstreamError: { kind: string; at: number } | undefined;
   readonly #durations = new Map<RouteClass, { buckets: number[]; sum: number; count: number }>();
   readonly #upstreamErrors = new Map<string, number>();
 
@@ -55,6 +70,13 @@ export class Metrics {
       this.bytesFetched += event.bytes;
     }
     if (event.type === "verification-failure") this.verificationFailures++;
+  }
+
+  /** Remember a request for the status page's list of recent ones. */
+  request(entry: RecentRequest): void {
+    if (entry.path === "/" || entry.path === "/metrics") return;
+    this.recent.unshift(entry);
+    this.recent.length = Math.min(this.recent.length, RECENT_REQUESTS);
   }
 
   /** Count how long a request of a route class took until its answer (headers) was ready. */
@@ -71,7 +93,9 @@ export class Metrics {
   /** Count an error that came from the upstream side of a request, by its kind. */
   upstreamError(error: unknown): void {
     const kind = upstreamErrorKind(error);
-    if (kind !== undefined) this.#upstreamErrors.set(kind, (this.#upstreamErrors.get(kind) ?? 0) + 1);
+    if (kind === undefined) return;
+    this.#upstreamErrors.set(kind, (this.#upstreamErrors.get(kind) ?? 0) + 1);
+    this.lastUpstreamError = { kind, at: Date.now() };
   }
 
   /**

@@ -96,7 +96,7 @@ describe.skipIf(!HAS_CONTAINERD)("containerd through the mirror (ctr 1.6)", () =
   });
   afterAll(() => registry.stop());
 
-  test("content fetch and images pull --hosts-dir: misses then hits; a fresh containerd pulls with the upstream stopped", async () => {
+  test("content fetch and images pull --hosts-dir: misses, hits, and a pull with the upstream stopped", async () => {
     const serve = await startServe(registry.host, join(tmp.path, "cache"));
     const first = await startContainerd(join(tmp.path, "first"));
     const second = await startContainerd(join(tmp.path, "second"));

@@ -298,7 +298,7 @@ function slowProxy(digest: string, delayMs = 10): ProxyHandle {
 }
 
 describe("/metrics", () => {
-  test("follows Prometheus conventions, times requests by route class, and counts upstream errors by kind", async () => {
+  test("follows Prometheus conventions, times requests by route class, counts upstream errors by kind", async () => {
     const { app } = adminApp({ upstream: registry.host });
     expect((await app.request(`/v2/serve-${run}/app/manifests/1`)).status).toBe(200);
     expect((await app.request("/healthz")).status).toBe(200);

@@ -1,0 +1,59 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { CLI } from "../helpers/cli.ts";
+import { RUN_ID, useTempDir } from "../helpers/env.ts";
+import { pushSampleImage } from "../helpers/images.ts";
+import { freePort, sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
+
+const CHROMIUM = Bun.which("chromium");
+const tmp = useTempDir("status");
+let registry: RegistryHandle;
+beforeAll(async () => {
+  registry = await sharedRegistry();
+  await pushSampleImage(registry.url, `status-${RUN_ID}/app`, "1", { format: "spec", kernelBytes: 50_000 });
+});
+afterAll(() => registry.stop());
+
+/** Run headless Chromium on a page (as root it needs --no-sandbox). */
+function chromium(...args: string[]): { code: number; stdout: string } {
+  const ran = Bun.spawnSync([CHROMIUM!, "--headless", "--no-sandbox", "--disable-gpu", ...args], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  return { code: ran.exitCode, stdout: ran.stdout.toString() };
+}
+
+describe.skipIf(CHROMIUM === null)("the status page at / in a real browser", () => {
+  test("shows the figures of /v1/stats and the requests, and renders (a screenshot)", async () => {
+    const port = freePort();
+    const proc = Bun.spawn(["bun", CLI, "serve", "--listen", `127.0.0.1:${port}`, "--upstream", registry.host], {
+      env: { ...process.env, OCICACHE_DIR: join(tmp.path, "cache"), XDG_CONFIG_HOME: join(tmp.path, "config") },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    try {
+      const reader = proc.stdout.getReader();
+      await reader.read();
+      reader.releaseLock();
+      const base = `http://127.0.0.1:${port}`;
+      expect((await fetch(`${base}/v2/status-${RUN_ID}/app/manifests/1`)).status).toBe(200);
+      const stats = (await (await fetch(`${base}/v1/stats`)).json()) as { references: number; blobs: number };
+      const dom = chromium("--dump-dom", `${base}/`);
+      expect(dom.code).toBe(0);
+      const figure = (id: string) => new RegExp(`id="${id}">([^<]*)<`).exec(dom.stdout)?.[1];
+      expect([figure("references"), figure("blobs")]).toEqual([String(stats.references), String(stats.blobs)]);
+      expect(stats.references).toBe(1);
+      expect(dom.stdout).toContain(`${registry.host}/status-${RUN_ID}/app:1`);
+      expect(dom.stdout).toContain(`/v2/status-${RUN_ID}/app/manifests/1`);
+      expect(dom.stdout).not.toMatch(/<script|https?:\/\/(?!127\.0\.0\.1)[a-z]/);
+      const screenshot = join(tmp.path, "status-page.png");
+      expect(chromium(`--screenshot=${screenshot}`, "--window-size=1000,700", `${base}/`).code).toBe(0);
+      expect(statSync(screenshot).size).toBeGreaterThan(1000);
+      expect(readFileSync(screenshot).subarray(1, 4).toString()).toBe("PNG");
+    } finally {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    }
+  }, 60_000);
+});
