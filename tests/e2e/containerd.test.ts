@@ -1,12 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
 import { digestOf } from "../../lib/oci/digest.ts";
-import { CLI } from "../helpers/cli.ts";
 import { RUN_ID, useTempDir } from "../helpers/env.ts";
 import { makeTar, pushBlob, pushManifest } from "../helpers/images.ts";
-import { freePort, startRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { startRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { startServe } from "../helpers/serve.ts";
 
 const HAS_CONTAINERD = Bun.which("containerd") !== null && Bun.which("ctr") !== null;
 const tmp = useTempDir("containerd");
@@ -71,19 +70,6 @@ async function startContainerd(dir: string): Promise<{ ctr: (...args: string[]) 
   };
 }
 
-async function startServe(upstream: string, cacheDir: string): Promise<{ proc: Subprocess; host: string }> {
-  const port = freePort();
-  const proc = Bun.spawn(["bun", CLI, "serve", "--listen", `127.0.0.1:${port}`, "--upstream", upstream], {
-    env: { ...process.env, OCICACHE_DIR: cacheDir, XDG_CONFIG_HOME: join(cacheDir, "..", "config") },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-  await reader.read();
-  reader.releaseLock();
-  return { proc, host: `127.0.0.1:${port}` };
-}
-
 const counter = async (host: string, name: string) =>
   Number(new RegExp(`^ocicache_${name} (\\d+)`, "m").exec(await (await fetch(`http://${host}/metrics`)).text())?.[1]);
 
@@ -97,7 +83,7 @@ describe.skipIf(!HAS_CONTAINERD)("containerd through the mirror (ctr 1.6)", () =
   afterAll(() => registry.stop());
 
   test("content fetch and images pull --hosts-dir: misses, hits, and a pull with the upstream stopped", async () => {
-    const serve = await startServe(registry.host, join(tmp.path, "cache"));
+    const serve = await startServe(tmp.path, registry.host);
     const first = await startContainerd(join(tmp.path, "first"));
     const second = await startContainerd(join(tmp.path, "second"));
     try {
@@ -135,8 +121,7 @@ describe.skipIf(!HAS_CONTAINERD)("containerd through the mirror (ctr 1.6)", () =
     } finally {
       await first.stop();
       await second.stop();
-      serve.proc.kill("SIGTERM");
-      await serve.proc.exited;
+      await serve.stop();
     }
   }, 60_000);
 });

@@ -1,13 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
 import { digestHex, hashFile, type Digest } from "../../lib/oci/digest.ts";
-import { CLI } from "../helpers/cli.ts";
 import { HOST_ARCH, RUN_ID, useTempDir } from "../helpers/env.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { startProxy, type ProxyHandle } from "../helpers/proxy.ts";
-import { freePort, sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { startServe, type ServeHandle } from "../helpers/serve.ts";
 
 const MiB = 1024 * 1024;
 const IMAGES = 4;
@@ -38,20 +37,11 @@ function memoryOf(pid: number): { rss: number; hwm: number } {
   return { rss: kib("VmRSS"), hwm: kib("VmHWM") };
 }
 
-async function startServe(): Promise<{ proc: Subprocess<"ignore", "pipe", "pipe">; host: string }> {
-  const port = freePort();
-  const env = { ...process.env, OCICACHE_DIR: join(tmp.path, "cache"), XDG_CONFIG_HOME: join(tmp.path, "config") };
-  const proc = Bun.spawn(["bun", CLI, "serve", "--listen", `127.0.0.1:${port}`, "--upstream", upstream.host], {
-    env,
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const reader = proc.stdout.getReader();
-  await reader.read();
-  reader.releaseLock();
-  // Warm up the server's own code paths (a manifest and the routes) before measuring its idle memory.
-  await (await fetch(`http://127.0.0.1:${port}/v2/`)).arrayBuffer();
-  return { proc, host: `127.0.0.1:${port}` };
+/** `serve` on the upstream, warmed up (its own code paths) before its idle memory is read. */
+async function warmServe(): Promise<ServeHandle> {
+  const serve = await startServe(tmp.path, upstream.host);
+  await (await fetch(`http://${serve.host}/v2/`)).arrayBuffer();
+  return serve;
 }
 
 /** Sixteen `skopeo copy` clients at once, four per image, each into a directory of its own. */
@@ -83,14 +73,13 @@ function wrongLayers(outs: string[]): string[] {
 
 /** Run `round` against a fresh `serve`; its idle and peak memory in MiB. */
 async function measured(round: (host: string) => Promise<void>): Promise<{ idle: number; peak: number }> {
-  const { proc, host } = await startServe();
+  const serve = await warmServe();
   try {
-    const idle = memoryOf(proc.pid).rss;
-    await round(host);
-    return { idle: idle / MiB, peak: memoryOf(proc.pid).hwm / MiB };
+    const idle = memoryOf(serve.proc.pid).rss;
+    await round(serve.host);
+    return { idle: idle / MiB, peak: memoryOf(serve.proc.pid).hwm / MiB };
   } finally {
-    proc.kill("SIGTERM");
-    await proc.exited;
+    await serve.stop();
   }
 }
 

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CLI } from "../helpers/cli.ts";
 import { RUN_ID, useTempDir } from "../helpers/env.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
-import { freePort, startRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { startRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { startServe } from "../helpers/serve.ts";
 
 const HAS_PODMAN = Bun.which("podman") !== null;
 const tmp = useTempDir("podman");
@@ -29,16 +29,8 @@ function podman(storage: string, registriesConf: string, ...args: string[]): { c
 
 describe.skipIf(!HAS_PODMAN)("podman through the mirror (registries.conf)", () => {
   test("pulls the image's digest through the mirror, then from a fresh store with the upstream stopped", async () => {
-    const port = freePort();
-    const serve = Bun.spawn(["bun", CLI, "serve", "--listen", `127.0.0.1:${port}`, "--upstream", registry.host], {
-      env: { ...process.env, OCICACHE_DIR: join(tmp.path, "cache"), XDG_CONFIG_HOME: join(tmp.path, "config") },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+    const serve = await startServe(tmp.path, registry.host);
     try {
-      const reader = serve.stdout.getReader();
-      await reader.read();
-      reader.releaseLock();
       const conf = join(tmp.path, "registries.conf");
       writeFileSync(
         conf,
@@ -48,7 +40,7 @@ describe.skipIf(!HAS_PODMAN)("podman through the mirror (registries.conf)", () =
           "insecure = true",
           "",
           "[[registry.mirror]]",
-          `location = "127.0.0.1:${port}"`,
+          `location = "${serve.host}"`,
           "insecure = true",
           "",
         ].join("\n"),
@@ -58,15 +50,14 @@ describe.skipIf(!HAS_PODMAN)("podman through the mirror (registries.conf)", () =
       expect(first.code).toBe(0);
       const digest = podman(join(tmp.path, "first"), conf, "image", "inspect", "--format", "{{.Digest}}", ref);
       expect(digest.out.trim()).toBe(image.indexDigest);
-      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const metrics = await (await fetch(`http://${serve.host}/metrics`)).text();
       expect(Number(/^ocicache_misses_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
       await registry.stop();
       const second = podman(join(tmp.path, "second"), conf, "pull", ref);
       expect(second.out).not.toContain("Error");
       expect(second.code).toBe(0);
     } finally {
-      serve.kill("SIGTERM");
-      await serve.exited;
+      await serve.stop();
     }
   }, 90_000);
 });

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { CLI } from "../helpers/cli.ts";
 import { RUN_ID, useTempDir } from "../helpers/env.ts";
 import { pushSampleImage } from "../helpers/images.ts";
-import { freePort, sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { startServe } from "../helpers/serve.ts";
 
 const CHROMIUM = Bun.which("chromium");
 const tmp = useTempDir("status");
@@ -26,17 +26,9 @@ function chromium(...args: string[]): { code: number; stdout: string } {
 
 describe.skipIf(CHROMIUM === null)("the status page at / in a real browser", () => {
   test("shows the figures of /v1/stats and the requests, and renders (a screenshot)", async () => {
-    const port = freePort();
-    const proc = Bun.spawn(["bun", CLI, "serve", "--listen", `127.0.0.1:${port}`, "--upstream", registry.host], {
-      env: { ...process.env, OCICACHE_DIR: join(tmp.path, "cache"), XDG_CONFIG_HOME: join(tmp.path, "config") },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+    const serve = await startServe(tmp.path, registry.host);
     try {
-      const reader = proc.stdout.getReader();
-      await reader.read();
-      reader.releaseLock();
-      const base = `http://127.0.0.1:${port}`;
+      const base = `http://${serve.host}`;
       expect((await fetch(`${base}/v2/status-${RUN_ID}/app/manifests/1`)).status).toBe(200);
       const stats = (await (await fetch(`${base}/v1/stats`)).json()) as { references: number; blobs: number };
       const dom = chromium("--dump-dom", `${base}/`);
@@ -52,8 +44,7 @@ describe.skipIf(CHROMIUM === null)("the status page at / in a real browser", () 
       expect(statSync(screenshot).size).toBeGreaterThan(1000);
       expect(readFileSync(screenshot).subarray(1, 4).toString()).toBe("PNG");
     } finally {
-      proc.kill("SIGTERM");
-      await proc.exited;
+      await serve.stop();
     }
   }, 60_000);
 });

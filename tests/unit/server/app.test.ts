@@ -14,6 +14,7 @@ import { CLI } from "../../helpers/cli.ts";
 import { mountTmpfs } from "../../helpers/mount.ts";
 import { startProxy, trickle, type ProxyHandle } from "../../helpers/proxy.ts";
 import { startRawServer } from "../../helpers/raw.ts";
+import { startServe } from "../../helpers/serve.ts";
 import { freePort, sharedRegistry, startRegistry, type RegistryHandle } from "../../helpers/registry.ts";
 import { CAN_MOUNT, HOST_ARCH as host, RUN_ID as run, useTempDir } from "../../helpers/env.ts";
 
@@ -349,32 +350,18 @@ describe("tag lists and the catalog (/v2/<name>/tags/list, /v2/_catalog)", () =>
   });
 
   test("skopeo list-tags and inspect work through the mirror", async () => {
-    const port = freePort();
-    const proc = Bun.spawn(["bun", CLI, "serve", "--listen", `127.0.0.1:${port}`, "--upstream", registry.host], {
-      env: { ...process.env, OCICACHE_DIR: join(tmp.path, "cache"), XDG_CONFIG_HOME: join(tmp.path, "config") },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+    const serve = await startServe(tmp.path, registry.host);
     try {
-      const reader = proc.stdout.getReader();
-      await reader.read();
-      reader.releaseLock();
-      const listed = Bun.spawnSync(["skopeo", "list-tags", "--tls-verify=false", `docker://127.0.0.1:${port}/${repo}`]);
+      const listed = Bun.spawnSync(["skopeo", "list-tags", "--tls-verify=false", `docker://${serve.host}/${repo}`]);
       expect(listed.exitCode).toBe(0);
       expect(JSON.parse(listed.stdout.toString()).Tags).toEqual(["1.0", "1.1", "2.0"]);
       const platform = ["--override-os", "qemu", "--override-arch", host === "amd64" ? "x86_64" : "arm64"];
-      const inspected = Bun.spawnSync([
-        "skopeo",
-        ...platform,
-        "inspect",
-        "--tls-verify=false",
-        `docker://127.0.0.1:${port}/${repo}:1.0`,
-      ]);
+      const inspect = ["skopeo", ...platform, "inspect", "--tls-verify=false", `docker://${serve.host}/${repo}:1.0`];
+      const inspected = Bun.spawnSync(inspect);
       expect(inspected.exitCode).toBe(0);
       expect(JSON.parse(inspected.stdout.toString()).RepoTags).toEqual(["1.0", "1.1", "2.0"]);
     } finally {
-      proc.kill("SIGTERM");
-      await proc.exited;
+      await serve.stop();
     }
   });
 });
