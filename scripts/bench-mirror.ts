@@ -6,8 +6,9 @@
  * `--mib` MiB layer, starts `ocicache serve` on that upstream, and has
  * `--clients` clients fetch the layers at once (spread over the images), cold
  * and then warm, each round on a fresh server; then a cold `skopeo copy`
- * of one `--latency-mib` MiB layer straight from the upstream and through a
- * fresh mirror, three times each, alternating. Prints, per round, the
+ * (and `ctr content fetch`, where containerd is installed) of one
+ * `--latency-mib` MiB layer straight from the upstream and through a fresh
+ * mirror, three times each, alternating. Prints, per round, the
  * server's idle and peak RSS (VmHWM), the peak of the mirror's own buffers
  * (its `/metrics`), the throughput to the clients, p50 and p99 time to first
  * byte, and the upstream GETs per blob, as a Markdown table.
@@ -17,6 +18,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pushBlob, pushManifest } from "../tests/helpers/images.ts";
+import { startContainerd } from "../tests/helpers/containerd.ts";
 import { freePort, startRegistry } from "../tests/helpers/registry.ts";
 
 const arg = (name: string, fallback: number) => {
@@ -184,44 +186,61 @@ async function round(name: string): Promise<string> {
   return `| ${cells.join(" | ")} |`;
 }
 
-/** One `skopeo copy` of the latency image from `host` into a fresh directory, in ms. */
-async function timedCopy(host: string, out: string): Promise<number> {
-  const started = performance.now();
-  const argv = ["skopeo", "copy", "--src-tls-verify=false", `docker://${host}/${LATENCY_REPO}:1`, `dir:${out}`];
-  const proc = Bun.spawn(argv, { stdout: "ignore", stderr: "pipe" });
-  const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
-  if (code !== 0) throw new Error(`skopeo copy from ${host}: ${stderr.trim()}`);
-  const ms = performance.now() - started;
+/** A client that copies the latency image from a registry `host`, in ms. */
+type Client = (host: string, run: string) => Promise<number>;
+
+/** `skopeo copy` into a fresh directory. */
+const skopeo: Client = async (host, run) => {
+  const out = join(work, `skopeo-${run}`);
+  const ms = await timed([
+    "skopeo",
+    "copy",
+    "--src-tls-verify=false",
+    `docker://${host}/${LATENCY_REPO}:1`,
+    `dir:${out}`,
+  ]);
   rmSync(out, { recursive: true, force: true });
   return ms;
+};
+
+/** `ctr content fetch` into a fresh containerd (of its own root), where containerd is installed. */
+const ctr: Client = async (host, run) => {
+  const containerd = await startContainerd(join(work, `containerd-${run}`));
+  try {
+    const socket = join(work, `containerd-${run}`, "containerd.sock");
+    return await timed(["ctr", "--address", socket, "content", "fetch", "--plain-http", `${host}/${LATENCY_REPO}:1`]);
+  } finally {
+    await containerd.stop();
+    rmSync(join(work, `containerd-${run}`), { recursive: true, force: true });
+  }
+};
+
+async function timed(argv: string[]): Promise<number> {
+  const started = performance.now();
+  const proc = Bun.spawn(argv, { stdout: "ignore", stderr: "pipe" });
+  const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+  if (code !== 0) throw new Error(`${argv.slice(0, 3).join(" ")}: ${stderr.trim()}`);
+  return performance.now() - started;
 }
 
-/** A cold `skopeo copy` through a fresh mirror against the same copy straight from the upstream, alternating. */
-async function latency(runs: number): Promise<string[]> {
+/** One client's cold copy through a fresh mirror against the same copy straight from the upstream, alternating. */
+async function latency(name: string, client: Client, runs: number): Promise<string> {
   const direct: number[] = [];
   const mirrored: number[] = [];
   for (let i = 0; i < runs; i++) {
-    direct.push(await timedCopy(`127.0.0.1:${upstream.port}`, join(work, `direct-${i}`)));
+    direct.push(await client(`127.0.0.1:${upstream.port}`, `${name}-direct-${i}`));
     const cacheDir = join(work, `latency-cache-${i}`);
     const { proc, port } = await startServe(cacheDir);
     try {
-      mirrored.push(await timedCopy(`127.0.0.1:${port}`, join(work, `mirrored-${i}`)));
+      mirrored.push(await client(`127.0.0.1:${port}`, `${name}-mirrored-${i}`));
     } finally {
       proc.kill("SIGTERM");
       await proc.exited;
       rmSync(cacheDir, { recursive: true, force: true });
     }
   }
-  const median = (values: number[]) => percentile(values, 50);
-  return [
-    `#### Cold pull through the mirror: skopeo copy of one ${LATENCY_MIB} MiB layer, ` +
-      `upstream at ${THROTTLE_MIB_S} MiB/s`,
-    "",
-    "| client | direct median ms | through the mirror median ms | ratio |",
-    "| --- | ---: | ---: | ---: |",
-    `| skopeo | ${median(direct).toFixed(0)} | ${median(mirrored).toFixed(0)} | ` +
-      `${(median(mirrored) / median(direct)).toFixed(2)} × |`,
-  ];
+  const [d, m] = [percentile(direct, 50), percentile(mirrored, 50)];
+  return `| ${name} | ${d.toFixed(0)} | ${m.toFixed(0)} | ${(m / d).toFixed(2)} × |`;
 }
 
 try {
@@ -235,7 +254,12 @@ try {
     await round("cold"),
     await round("warm"),
     "",
-    ...(await latency(3)),
+    `#### Cold pull through the mirror: one ${LATENCY_MIB} MiB layer, upstream at ${THROTTLE_MIB_S} MiB/s`,
+    "",
+    "| client | direct median ms | through the mirror median ms | ratio |",
+    "| --- | ---: | ---: | ---: |",
+    await latency("skopeo copy", skopeo, 3),
+    ...(Bun.which("containerd") === null ? [] : [await latency("ctr content fetch", ctr, 3)]),
   ];
   console.log(lines.join("\n"));
 } finally {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { digestOf } from "../../lib/oci/digest.ts";
 import { RUN_ID, useTempDir } from "../helpers/env.ts";
 import { makeTar, pushBlob, pushManifest } from "../helpers/images.ts";
+import { startContainerd } from "../helpers/containerd.ts";
 import { startRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { startServe } from "../helpers/serve.ts";
 
@@ -28,46 +29,6 @@ async function pushRootfsImage(registry: RegistryHandle): Promise<{ manifest: st
   });
   await pushManifest(registry.url, repo, "1", mediaType, body);
   return { manifest: digestOf(body), layer };
-}
-
-/** What a `ctr` command did. */
-interface Ran {
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** A containerd of its own: root, state and socket in a temp directory, no CRI plugin. */
-async function startContainerd(dir: string): Promise<{ ctr: (...args: string[]) => Ran; stop(): Promise<void> }> {
-  mkdirSync(dir, { recursive: true });
-  const socket = join(dir, "containerd.sock");
-  writeFileSync(
-    join(dir, "config.toml"),
-    [
-      "version = 2",
-      `root = "${join(dir, "root")}"`,
-      `state = "${join(dir, "state")}"`,
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-      "[grpc]",
-      `  address = "${socket}"`,
-      "[ttrpc]",
-      `  address = "${join(dir, "ttrpc.sock")}"`,
-      "",
-    ].join("\n"),
-  );
-  const proc = Bun.spawn(["containerd", "--config", join(dir, "config.toml")], { stdout: "ignore", stderr: "ignore" });
-  const ctr = (...args: string[]): Ran => {
-    const ran = Bun.spawnSync(["ctr", "--address", socket, ...args], { stdout: "pipe", stderr: "pipe" });
-    return { exitCode: ran.exitCode, stdout: String(ran.stdout), stderr: String(ran.stderr) };
-  };
-  for (let i = 0; i < 100 && ctr("version").exitCode !== 0; i++) await Bun.sleep(50);
-  return {
-    ctr,
-    stop: async () => {
-      proc.kill("SIGTERM");
-      await proc.exited;
-    },
-  };
 }
 
 const counter = async (host: string, name: string) =>
