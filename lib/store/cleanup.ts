@@ -8,14 +8,15 @@
  * @module
  */
 
-import { closeSync, constants, futimesSync, lstatSync, openSync, readdirSync, unlinkSync } from "node:fs";
+import { lstatSync, readdirSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
+import { isDigest } from "../oci/digest.ts";
 import { takeInventory, type Unit } from "./inventory.ts";
 import { acquireLock, isAlive, isStale } from "./lock.ts";
 import { classifyTemp } from "./paths.ts";
 import { lockCleanup, removeUnits, type RemovedUnit } from "./remove.ts";
 import type { Store } from "./store.ts";
-import { lexists } from "./files.ts";
+import { lexists, stampFile } from "./files.ts";
 
 /** What may be removed. */
 export interface CleanupPolicy {
@@ -96,27 +97,10 @@ export async function autoClean(
     return undefined;
   }
   try {
-    stampNow(stamp, now);
+    stampFile(stamp, now);
     return await cleanLocked(store, { ...policy, deadline: now + budgetMs });
   } finally {
     lock.release();
-  }
-}
-
-/** Set the stamp's mtime, creating it without following a link (one planted in its place is replaced). */
-function stampNow(path: string, now: number): void {
-  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK;
-  let fd: number;
-  try {
-    fd = openSync(path, flags, 0o644);
-  } catch {
-    unlinkSync(path);
-    fd = openSync(path, flags | constants.O_EXCL, 0o644);
-  }
-  try {
-    futimesSync(fd, new Date(now), new Date(now));
-  } finally {
-    closeSync(fd);
   }
 }
 
@@ -156,6 +140,7 @@ async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<Cleanup
     release(unit);
   }
   const result = await removeUnits(store, inventory, chosen, { graceMs: policy.graceMs, dryRun, now });
+  if (!dryRun) removeOrphanMarkers(store);
   const sum = (reason: RemovedUnit["reason"]) =>
     result.removed.filter((r) => r.reason === reason).reduce((s, r) => s + r.bytes, 0);
   return {
@@ -172,6 +157,26 @@ async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<Cleanup
     incomplete: overdue(policy.deadline),
     durationMs: Date.now() - started,
   };
+}
+
+/** Remove the use markers of blobs that are gone (a link planted in `uses/` is removed itself). */
+function removeOrphanMarkers(store: Store): void {
+  if (!store.trusted) return;
+  let names: string[];
+  try {
+    names = readdirSync(store.paths.usesDir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const digest = `sha256:${name}`;
+    if (isDigest(digest) && store.stat(digest) !== undefined) continue;
+    try {
+      unlinkSync(join(store.paths.usesDir, name));
+    } catch {
+      // A directory planted here records nothing: it is never read as a marker.
+    }
+  }
 }
 
 /**

@@ -6,7 +6,17 @@
  * @module
  */
 
-import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  futimesSync,
+  lstatSync,
+  openSync,
+  readSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
 import { SizeMismatchError } from "../errors.ts";
 
 /**
@@ -23,6 +33,23 @@ export function openRegular(path: string): number {
     throw Object.assign(new Error(`"${path}" is not a regular file`), { code: "EINVAL" });
   }
   return fd;
+}
+
+/** Set a marker file's mtime, creating it without following a link (anything planted in its place is replaced). */
+export function stampFile(path: string, now: number): void {
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+  let fd: number;
+  try {
+    fd = openSync(path, flags, 0o644);
+  } catch {
+    unlinkSync(path);
+    fd = openSync(path, flags | constants.O_EXCL, 0o644);
+  }
+  try {
+    futimesSync(fd, new Date(now), new Date(now));
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Whether anything (a link too, never followed) is at `path`. */

@@ -2,7 +2,7 @@
  * What the cache holds, as units that are kept or removed whole: each cached
  * reference with every blob it reaches (its manifests, their config and
  * layers, the files taken out of its tar layers), and each blob no reference
- * reaches. A unit's last use is the newest mtime among its blobs.
+ * reaches. A unit's last use is the newest last use among its blobs.
  *
  * @module
  */
@@ -19,7 +19,8 @@ import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 export interface BlobInfo {
   digest: Digest;
   size: number;
-  mtimeMs: number;
+  /** The newer of its write and its last recorded use. */
+  lastUseMs: number;
 }
 
 /** A unit: a cached reference and what it reaches, or one unreferenced blob. */
@@ -77,7 +78,7 @@ export function takeInventory(store: Store): Inventory {
       blobs: new Set([blob.digest]),
       missing: [],
       platforms: [],
-      lastUseMs: blob.mtimeMs,
+      lastUseMs: blob.lastUseMs,
       size: blob.size,
     });
   }
@@ -86,11 +87,11 @@ export function takeInventory(store: Store): Inventory {
   return { blobs, units, totalBytes };
 }
 
-/** Every blob that is a regular file, with its size and mtime. */
+/** Every blob that is a regular file, with its size and last use. */
 export function listBlobs(store: Store): Map<Digest, BlobInfo> {
   const blobs = new Map<Digest, BlobInfo>();
   for (const entry of store.list())
-    if (entry.regular) blobs.set(entry.digest, { digest: entry.digest, size: entry.size, mtimeMs: entry.mtimeMs });
+    if (entry.regular) blobs.set(entry.digest, { digest: entry.digest, size: entry.size, lastUseMs: entry.lastUseMs });
   return blobs;
 }
 
@@ -133,7 +134,7 @@ function referenceUnit(store: Store, blobs: Map<Digest, BlobInfo>, entry: IndexE
   let size = 0;
   for (const digest of reached) {
     const blob = blobs.get(digest)!;
-    lastUseMs = Math.max(lastUseMs, blob.mtimeMs);
+    lastUseMs = Math.max(lastUseMs, blob.lastUseMs);
     size += blob.size;
   }
   return {

@@ -7,7 +7,8 @@
  * ```
  * <root>/oci-layout              {"imageLayoutVersion":"1.0.0"}
  * <root>/index.json              one descriptor per cached reference
- * <root>/blobs/sha256/<hex>      verified, read-only content
+ * <root>/blobs/sha256/<hex>      verified, read-only content; its mtime is when it was written
+ * <root>/uses/<hex>              empty; its mtime is the blob's last use (never the blob's own mtime)
  * <root>/tmp/<hex>.partial       a resumable download, owned by whoever holds <hex>.lock
  * <root>/tmp/<hex>.lock          the cross-process lock of that download
  * <root>/tmp/<name>.<pid>.<random>.part   any other file being written, named for its owner
@@ -34,6 +35,8 @@ export interface CachePaths {
   blobsDir: string;
   /** `blobs/sha256/` */
   blobDir: string;
+  /** `uses/`: one empty marker per used blob, whose mtime is its last use. */
+  usesDir: string;
   /** `tmp/`: downloads in progress and locks; never read as content. */
   tmpDir: string;
   /** The lock around rewrites of `index.json`. */
@@ -62,6 +65,7 @@ export function cachePaths(root: string): CachePaths {
     indexFile: join(root, "index.json"),
     blobsDir,
     blobDir: join(blobsDir, "sha256"),
+    usesDir: join(root, "uses"),
     tmpDir,
     indexLock: join(tmpDir, "index.json.lock"),
     cleanupLock: join(tmpDir, "gc.lock"),
@@ -72,6 +76,11 @@ export function cachePaths(root: string): CachePaths {
 /** Where the blob with this digest lives under `root`, whether or not it is there. */
 export function blobPath(root: string, digest: Digest): string {
   return join(root, "blobs", "sha256", digestHex(digest));
+}
+
+/** The marker whose mtime is the last use of a blob, so that the blob's own mtime never moves on a hit. */
+export function usePath(root: string, digest: Digest): string {
+  return join(root, "uses", digestHex(digest));
 }
 
 /** The resumable partial download of a blob. */

@@ -79,7 +79,7 @@ export async function removeUnits(
   for (const digest of freed) {
     const stat = store.stat(digest);
     if (stat === undefined) continue;
-    if (stat.mtimeMs > cutoff && options.graceMs > 0) {
+    if (stat.lastUseMs > cutoff && options.graceMs > 0) {
       keptInUse++;
       continue;
     }
@@ -115,7 +115,7 @@ export async function removeTargets(
           kind: "blob",
           name: blob.digest,
           digest: blob.digest,
-          lastUseMs: blob.mtimeMs,
+          lastUseMs: blob.lastUseMs,
           bytes: blob.size,
           reason: "requested",
         });

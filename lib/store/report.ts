@@ -74,8 +74,8 @@ export function blobRows(inventory: Inventory): BlobRow[] {
     for (const digest of unit.blobs) users.set(digest, [...(users.get(digest) ?? []), unit.name]);
   }
   return [...inventory.blobs.values()]
-    .sort((a, b) => b.mtimeMs - a.mtimeMs)
-    .map((b) => ({ digest: b.digest, size: b.size, lastUse: iso(b.mtimeMs), references: users.get(b.digest) ?? [] }));
+    .sort((a, b) => b.lastUseMs - a.lastUseMs)
+    .map((b) => ({ digest: b.digest, size: b.size, lastUse: iso(b.lastUseMs), references: users.get(b.digest) ?? [] }));
 }
 
 /** Totals, the oldest and newest use, and the bytes over the limits. */
@@ -87,8 +87,8 @@ export function cacheStats(
   let oldest = Infinity;
   let newest = -Infinity;
   for (const blob of inventory.blobs.values()) {
-    oldest = Math.min(oldest, blob.mtimeMs);
-    newest = Math.max(newest, blob.mtimeMs);
+    oldest = Math.min(oldest, blob.lastUseMs);
+    newest = Math.max(newest, blob.lastUseMs);
   }
   const stale = inventory.units.filter((u) => u.lastUseMs < now - limits.maxAgeMs);
   return {

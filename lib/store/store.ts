@@ -1,6 +1,7 @@
 /**
- * The content-addressed store on disk: `blobs/sha256/<hex>`, read-only, whose
- * mtime is its last use. A blob appears only by `rename` from the cache's own
+ * The content-addressed store on disk: `blobs/sha256/<hex>`, read-only, never
+ * touched once written; its last use is the mtime of `uses/<hex>` (rule 10:
+ * a hit moves no mtime of a file handed out). A blob appears only by `rename` from the cache's own
  * `tmp/`, after its size and digest were checked (docs/ARCHITECTURE.md, rule 1). Nothing in
  * the directory is trusted to be what its name says: `tmp/` and `blobs/` must
  * be real directories of this user, no link is followed, and a blob that is
@@ -9,29 +10,22 @@
  * @module
  */
 
-import {
-  closeSync,
-  fstatSync,
-  lstatSync,
-  lutimesSync,
-  mkdirSync,
-  readdirSync,
-  readSync,
-  unlinkSync,
-  writeFileSync,
-} from "node:fs";
+import { closeSync, fstatSync, lstatSync, mkdirSync, readdirSync, readSync, unlinkSync, writeFileSync } from "node:fs";
 import { isDigest, type Digest, type Expected } from "../oci/digest.ts";
 import { isErrno } from "../errors.ts";
-import { blobPath, cachePaths, OCI_LAYOUT, tempPath, type CachePaths } from "./paths.ts";
+import { blobPath, cachePaths, OCI_LAYOUT, tempPath, usePath, type CachePaths } from "./paths.ts";
 import { BlobWriter, type WriteResult } from "./writer.ts";
-import { copyRange, describeFsError, openRegular } from "./files.ts";
+import { copyRange, describeFsError, lexists, openRegular, stampFile } from "./files.ts";
 
 export { OCI_LAYOUT };
 
-/** A blob's size and last use. */
+/** A use within this long of the recorded one is not recorded again (one write a minute at most). */
+export const USE_RESOLUTION_MS = 60_000;
+
+/** A blob's size and last use (the newer of its write and its use marker). */
 export interface BlobStat {
   size: number;
-  mtimeMs: number;
+  lastUseMs: number;
 }
 
 /** One entry of `blobs/sha256/`: a blob, or something planted there that is not a regular file. */
@@ -61,6 +55,7 @@ export class Store {
   /** Every path of its layout. */
   readonly paths: CachePaths;
   #trusted = true;
+  #usesChecked = false;
 
   constructor(root: string) {
     this.root = root;
@@ -113,7 +108,7 @@ export class Store {
     if (!this.#trusted) return undefined;
     try {
       const stat = lstatSync(this.blobPath(digest));
-      return stat.isFile() ? { size: stat.size, mtimeMs: stat.mtimeMs } : undefined;
+      return stat.isFile() ? { size: stat.size, lastUseMs: this.#lastUse(digest, stat.mtimeMs) } : undefined;
     } catch (error) {
       if (isErrno(error, "ENOENT", "ENOTDIR")) return undefined;
       throw error;
@@ -135,7 +130,12 @@ export class Store {
       if (!isDigest(digest)) continue;
       try {
         const stat = lstatSync(this.blobPath(digest));
-        entries.push({ digest, size: stat.size, mtimeMs: stat.mtimeMs, regular: stat.isFile() });
+        entries.push({
+          digest,
+          size: stat.size,
+          lastUseMs: this.#lastUse(digest, stat.mtimeMs),
+          regular: stat.isFile(),
+        });
       } catch {
         // Removed meanwhile.
       }
@@ -143,15 +143,52 @@ export class Store {
     return entries;
   }
 
-  /** Mark a blob as used now (never through a link); a read-only cache is left as it is. */
+  /**
+   * Record that a blob was used now, on its marker in `uses/` (never on the
+   * blob, never through a link), at most once a minute; a read-only cache is
+   * left as it is.
+   */
   touch(digest: Digest): void {
     if (!this.#trusted) return;
-    const now = new Date();
+    const path = usePath(this.root, digest);
+    const now = Date.now();
     try {
-      lutimesSync(this.blobPath(digest), now, now);
+      const marker = lstatSync(path);
+      if (marker.isFile() && now - marker.mtimeMs < USE_RESOLUTION_MS) return;
+    } catch {
+      // No marker yet, or `uses/` is missing: both are made below.
+    }
+    try {
+      if (!this.#usesReady()) return;
+      stampFile(path, now);
     } catch {
       // A cache that cannot record the use still serves the blob.
     }
+  }
+
+  /** The newer of a blob's write and its use marker (a marker that is not a regular file counts for nothing). */
+  #lastUse(digest: Digest, writtenMs: number): number {
+    if (!this.#usesReady(false)) return writtenMs;
+    try {
+      const marker = lstatSync(usePath(this.root, digest));
+      return marker.isFile() ? Math.max(writtenMs, marker.mtimeMs) : writtenMs;
+    } catch {
+      return writtenMs;
+    }
+  }
+
+  /** Whether `uses/` is a real directory of this user, made first when `create` and missing. */
+  #usesReady(create = true): boolean {
+    if (this.#usesChecked) return true;
+    if (create) {
+      try {
+        mkdirSync(this.paths.usesDir);
+      } catch (error) {
+        if (!isErrno(error, "EEXIST")) return false;
+      }
+    }
+    this.#usesChecked = lexists(this.paths.usesDir) && directoryProblem(this.paths.usesDir) === undefined;
+    return this.#usesChecked;
   }
 
   /**
@@ -189,6 +226,11 @@ export class Store {
       unlinkSync(this.blobPath(digest));
     } catch (error) {
       if (!isErrno(error, "ENOENT")) throw error;
+    }
+    try {
+      unlinkSync(usePath(this.root, digest));
+    } catch {
+      // No marker, or one that is not ours to remove: it records nothing once the blob is gone.
     }
   }
 
@@ -235,27 +277,33 @@ export class Store {
 
   /** `tmp/`, `blobs/` and `blobs/sha256/` must be directories of this user, not links to elsewhere. */
   #checkDirectories(): string | undefined {
-    const uid = process.getuid?.();
     for (const [dir, name] of [
       [this.paths.tmpDir, "tmp/"],
       [this.paths.blobsDir, "blobs/"],
       [this.paths.blobDir, "blobs/sha256/"],
+      [this.paths.usesDir, "uses/"],
     ] as const) {
-      let problem: string | undefined;
-      try {
-        const stat = lstatSync(dir);
-        if (stat.isSymbolicLink()) problem = "is a symbolic link";
-        else if (!stat.isDirectory()) problem = "is not a directory";
-        else if (uid !== undefined && stat.uid !== uid) problem = `belongs to another user (uid ${stat.uid})`;
-      } catch (error) {
-        if (isErrno(error, "ENOENT")) continue;
-        problem = `cannot be checked (${describeFsError(error)})`;
-      }
+      const problem = directoryProblem(dir);
       if (problem !== undefined) {
         this.#trusted = false;
         return `its ${name} ${problem}; the cache is not used`;
       }
     }
     return undefined;
+  }
+}
+
+/** What is wrong with a directory the cache relies on; `undefined` when it is absent or fine. */
+function directoryProblem(dir: string): string | undefined {
+  const uid = process.getuid?.();
+  try {
+    const stat = lstatSync(dir);
+    if (stat.isSymbolicLink()) return "is a symbolic link";
+    if (!stat.isDirectory()) return "is not a directory";
+    if (uid !== undefined && stat.uid !== uid) return `belongs to another user (uid ${stat.uid})`;
+    return undefined;
+  } catch (error) {
+    if (isErrno(error, "ENOENT")) return undefined;
+    return `cannot be checked (${describeFsError(error)})`;
   }
 }

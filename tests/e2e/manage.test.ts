@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { digestHex, digestOf, type Digest } from "../../lib/oci/digest.ts";
 import { readIndex } from "../../lib/store/index-file.ts";
 import { Store } from "../../lib/store/store.ts";
+import { setLastUse } from "../helpers/age.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { CLI, runCli } from "../helpers/cli.ts";
 import { startProxy, trickle } from "../helpers/proxy.ts";
@@ -70,7 +71,7 @@ function orphan(text: string, daysAgo: number): Digest {
   const digest = digestOf(bytes);
   store.putBytes({ digest, size: bytes.length }, bytes);
   const when = new Date(Date.now() - daysAgo * DAY_MS);
-  utimesSync(store.blobPath(digest), when, when);
+  setLastUse(store.root, digest, when);
   return digest;
 }
 
@@ -163,7 +164,7 @@ describe("gc", () => {
       writeFileSync(path, bytes);
       utimesSync(path, old, old);
     }
-    for (const name of readdirSync(blobs)) utimesSync(join(blobs, name), old, old);
+    for (const name of readdirSync(blobs)) setLastUse(cacheDir, `sha256:${name}` as Digest, old);
     const before = readdirSync(blobs).length;
     const proc = Bun.spawn(["bun", CLI, "gc"], { env: baseEnv(), stdout: "ignore", stderr: "ignore" });
     let left = before;

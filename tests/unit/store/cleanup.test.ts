@@ -14,6 +14,7 @@ import { Store } from "../../../lib/store/store.ts";
 import { pushBlob, pushManifest, pushSampleImage, type SampleImage } from "../../helpers/images.ts";
 import { sharedRegistry, type RegistryHandle } from "../../helpers/registry.ts";
 import { HOST_ARCH as host, RUN_ID as run } from "../../helpers/env.ts";
+import { setLastUse } from "../../helpers/age.ts";
 
 const DAY_MS = 86_400_000;
 
@@ -67,7 +68,7 @@ async function pull(ref: string, offline = false) {
 function age(name: string, daysAgo: number): void {
   const unit = takeInventory(store).units.find((u) => u.name === name)!;
   const when = new Date(Date.now() - daysAgo * DAY_MS);
-  for (const digest of unit.blobs) utimesSync(store.blobPath(digest), when, when);
+  for (const digest of unit.blobs) setLastUse(store.root, digest, when);
 }
 
 const names = () => readIndex(store.root).map((e) => e.annotations["org.opencontainers.image.ref.name"]);
@@ -118,7 +119,7 @@ describe("pruneCache()", () => {
     await pull(sharing.ref);
     age(images[0]!.ref, 40);
     const shared = sharing.kernel as Digest;
-    utimesSync(store.blobPath(shared), new Date(Date.now() - 40 * DAY_MS), new Date(Date.now() - 40 * DAY_MS));
+    setLastUse(store.root, shared, new Date(Date.now() - 40 * DAY_MS));
     const report = await pruneCache(store, policy);
     expect(report.removed.map((r) => r.name)).toEqual([images[0]!.ref]);
     expect(store.stat(shared)).toBeDefined();
@@ -141,7 +142,7 @@ describe("pruneCache()", () => {
     const bytes = new TextEncoder().encode("fetched by digest alone");
     const digest = digestOf(bytes);
     store.putBytes({ digest, size: bytes.length }, bytes);
-    utimesSync(store.blobPath(digest), new Date(Date.now() - 31 * DAY_MS), new Date(Date.now() - 31 * DAY_MS));
+    setLastUse(store.root, digest, new Date(Date.now() - 31 * DAY_MS));
     const report = await pruneCache(store, policy);
     expect(report.removed).toMatchObject([{ kind: "blob", name: digest, bytes: bytes.length, reason: "age" }]);
     expect(store.stat(digest)).toBeUndefined();
@@ -173,7 +174,7 @@ describe("autoClean()", () => {
       const bytes = new TextEncoder().encode(text);
       const digest = digestOf(bytes);
       store.putBytes({ digest, size: bytes.length }, bytes);
-      utimesSync(store.blobPath(digest), new Date(Date.now() - 40 * DAY_MS), new Date(Date.now() - 40 * DAY_MS));
+      setLastUse(store.root, digest, new Date(Date.now() - 40 * DAY_MS));
       return digest;
     };
     const first = orphan("first");

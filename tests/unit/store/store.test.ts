@@ -1,10 +1,22 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { digestOf } from "../../../lib/oci/digest.ts";
 import { SizeMismatchError } from "../../../lib/errors.ts";
-import { tempPath } from "../../../lib/store/paths.ts";
+import { tempPath, usePath } from "../../../lib/store/paths.ts";
 import { OCI_LAYOUT, Store } from "../../../lib/store/store.ts";
 import { BlobWriter } from "../../../lib/store/writer.ts";
 import { mountTmpfs } from "../../helpers/mount.ts";
@@ -64,13 +76,42 @@ describe("Store", () => {
     expect(readdirSync(store.tmpDir)).toEqual([]);
   });
 
-  test("touch() sets the last use to now", () => {
+  test("touch() records the use on a marker, never on the blob, at most once a minute", () => {
     const store = new Store(root);
     store.init();
     store.putBytes(expected, bytes);
     utimesSync(store.blobPath(expected.digest), new Date(0), new Date(0));
     store.touch(expected.digest);
-    expect(Date.now() - store.stat(expected.digest)!.mtimeMs).toBeLessThan(60_000);
+    expect(statSync(store.blobPath(expected.digest)).mtimeMs).toBe(0);
+    expect(Date.now() - store.stat(expected.digest)!.lastUseMs).toBeLessThan(60_000);
+    const marker = usePath(root, expected.digest);
+    const recent = new Date(Date.now() - 30_000);
+    utimesSync(marker, recent, recent);
+    store.touch(expected.digest);
+    expect(statSync(marker).mtimeMs).toBe(recent.getTime());
+    const old = new Date(Date.now() - 120_000);
+    utimesSync(marker, old, old);
+    store.touch(expected.digest);
+    expect(Date.now() - statSync(marker).mtimeMs).toBeLessThan(60_000);
+  });
+
+  test("a link planted as a use marker is replaced, its target untouched; a uses/ link distrusts the cache", () => {
+    const store = new Store(root);
+    store.init();
+    store.putBytes(expected, bytes);
+    const outside = join(root, "outside");
+    writeFileSync(outside, "precious");
+    utimesSync(outside, new Date(0), new Date(0));
+    mkdirSync(join(root, "uses"));
+    symlinkSync(outside, usePath(root, expected.digest));
+    store.touch(expected.digest);
+    expect(statSync(outside).mtimeMs).toBe(0);
+    expect(lstatSync(usePath(root, expected.digest)).isFile()).toBe(true);
+    rmSync(join(root, "uses"), { recursive: true });
+    symlinkSync(join(root, "tmp"), join(root, "uses"));
+    const planted = new Store(root);
+    expect(planted.init()).toBe("its uses/ is a symbolic link; the cache is not used");
+    expect(planted.stat(expected.digest)).toBeUndefined();
   });
 
   test("putRange() stores a slice as a blob named by its digest", () => {
