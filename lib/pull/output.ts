@@ -6,7 +6,7 @@
  * @module
  */
 
-import { chmodSync, constants, copyFileSync, linkSync, mkdirSync, renameSync, unlinkSync } from "node:fs";
+import { chmodSync, constants, copyFileSync, linkSync, lstatSync, mkdirSync, renameSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Digest } from "../oci/digest.ts";
 import { StoreError } from "../errors.ts";
@@ -76,6 +76,16 @@ export function placeRange(source: string, offset: number, length: number, dest:
     );
   }
   return result.digest;
+}
+
+/** Whether `a` and `b` are the same file (a hardlink placed before); a link is never followed. */
+export function sameInode(a: string, b: string): boolean {
+  try {
+    const [x, y] = [lstatSync(a), lstatSync(b)];
+    return x.isFile() && x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
 }
 
 /** Remove a file, ignoring one that is gone. */

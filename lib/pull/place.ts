@@ -15,7 +15,8 @@ import type { Role } from "../oci/names.ts";
 import { findTarMember } from "../oci/tar.ts";
 import type { DerivedFile } from "../store/index-file.ts";
 import type { BlobResult, Cache } from "./cache.ts";
-import { placeFile, placeRange, removeQuietly } from "./output.ts";
+import { placeFile, placeRange, removeQuietly, sameInode } from "./output.ts";
+import { holdsAlready, rememberOutput } from "../store/outputs.ts";
 import type { ImageSource } from "./source.ts";
 import { describeFsError } from "../store/files.ts";
 
@@ -88,7 +89,7 @@ export async function pullFiles(
     const derived: Record<string, DerivedFile> = { ...recorded };
     const pulled = files.map((file) => {
       const layer = results.get(file.layer.digest)!;
-      if (file.path === undefined) return placeWhole(source, file, layer, options);
+      if (file.path === undefined) return placeWhole(cache, source, file, layer, options);
       const key = `${file.layer.digest}:${file.path}`;
       const placed = placeMember(cache, source, file, layer, recorded[key], options);
       if (placed.cached && !source.local) derived[key] = { digest: placed.digest, size: placed.size };
@@ -103,11 +104,17 @@ export async function pullFiles(
 
 type Placed = PulledFile & { cached: boolean };
 
-function placeWhole(source: ImageSource, file: ImageFile, layer: BlobResult, options: PlaceOptions): PulledFile {
+function placeWhole(
+  cache: Cache | undefined,
+  source: ImageSource,
+  file: ImageFile,
+  layer: BlobResult,
+  options: PlaceOptions,
+): PulledFile {
   const from = requirePath(layer, file);
   const path = options.outDir === undefined ? from : join(options.outDir, file.name);
   if (options.outDir !== undefined)
-    placeFile(from, path, { link: options.link === true && (layer.cached || source.local) });
+    placeOutput(cache, from, path, file.layer, options.link === true && (layer.cached || source.local));
   return { role: file.role, name: file.name, path, digest: file.layer.digest, size: file.layer.size, hit: layer.hit };
 }
 
@@ -156,7 +163,7 @@ function placeMember(
     if (cache.writable) {
       const result = cache.store.putRange(layerPath, range.offset, range.size);
       if (result.status === "committed") {
-        if (dest !== undefined) placeFile(result.path, dest, { link: options.link });
+        if (dest !== undefined) placeOutput(cache, result.path, dest, result, options.link === true);
         return { ...base, path: dest ?? result.path, digest: result.digest, size: range.size, cached: true };
       }
       cache.warn(
@@ -179,8 +186,26 @@ function placeCachedMember(
 ): Placed {
   cache.store.touch(blob.digest);
   const from = cache.store.blobPath(blob.digest);
-  if (dest !== undefined) placeFile(from, dest, { link: options.link });
+  if (dest !== undefined) placeOutput(cache, from, dest, blob, options.link === true);
   return { ...base, path: dest ?? from, digest: blob.digest, size: blob.size, cached: true };
+}
+
+/**
+ * Place a file at `dest` unless it holds that content already (rule 10: an
+ * unchanged output keeps its inode and mtime): a hardlink to `from` itself, or
+ * a copy ocicache made and recorded that nobody changed since.
+ */
+function placeOutput(
+  cache: Cache | undefined,
+  from: string,
+  dest: string,
+  blob: { digest: Digest; size: number },
+  link: boolean,
+): void {
+  if (link ? sameInode(from, dest) : cache !== undefined && holdsAlready(cache.store, dest, blob.digest, blob.size))
+    return;
+  placeFile(from, dest, { link });
+  if (!link && cache !== undefined) rememberOutput(cache.store, dest, blob.digest, blob.size);
 }
 
 function makeOutDir(dir: string): void {

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { isDigest } from "../oci/digest.ts";
 import { takeInventory, type Unit } from "./inventory.ts";
 import { acquireLock, isAlive, isStale } from "./lock.ts";
+import { removeStaleRecords } from "./outputs.ts";
 import { classifyTemp } from "./paths.ts";
 import { lockCleanup, removeUnits, type RemovedUnit } from "./remove.ts";
 import type { Store } from "./store.ts";
@@ -140,7 +141,10 @@ async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<Cleanup
     release(unit);
   }
   const result = await removeUnits(store, inventory, chosen, { graceMs: policy.graceMs, dryRun, now });
-  if (!dryRun) removeOrphanMarkers(store);
+  if (!dryRun) {
+    removeOrphanMarkers(store);
+    removeStaleRecords(store);
+  }
   const sum = (reason: RemovedUnit["reason"]) =>
     result.removed.filter((r) => r.reason === reason).reduce((s, r) => s + r.bytes, 0);
   return {

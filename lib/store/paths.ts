@@ -9,6 +9,7 @@
  * <root>/index.json              one descriptor per cached reference
  * <root>/blobs/sha256/<hex>      verified, read-only content; its mtime is when it was written
  * <root>/uses/<hex>              empty; its mtime is the blob's last use (never the blob's own mtime)
+ * <root>/outputs/<hex>           what was last written to an output path (hex: sha256 of that path)
  * <root>/tmp/<hex>.partial       a resumable download, owned by whoever holds <hex>.lock
  * <root>/tmp/<hex>.lock          the cross-process lock of that download
  * <root>/tmp/<name>.<pid>.<random>.part   any other file being written, named for its owner
@@ -37,6 +38,8 @@ export interface CachePaths {
   blobDir: string;
   /** `uses/`: one empty marker per used blob, whose mtime is its last use. */
   usesDir: string;
+  /** `outputs/`: a record per output path of what was last written there. */
+  outputsDir: string;
   /** `tmp/`: downloads in progress and locks; never read as content. */
   tmpDir: string;
   /** The lock around rewrites of `index.json`. */
@@ -66,6 +69,7 @@ export function cachePaths(root: string): CachePaths {
     blobsDir,
     blobDir: join(blobsDir, "sha256"),
     usesDir: join(root, "uses"),
+    outputsDir: join(root, "outputs"),
     tmpDir,
     indexLock: join(tmpDir, "index.json.lock"),
     cleanupLock: join(tmpDir, "gc.lock"),

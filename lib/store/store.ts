@@ -282,6 +282,7 @@ export class Store {
       [this.paths.blobsDir, "blobs/"],
       [this.paths.blobDir, "blobs/sha256/"],
       [this.paths.usesDir, "uses/"],
+      [this.paths.outputsDir, "outputs/"],
     ] as const) {
       const problem = directoryProblem(dir);
       if (problem !== undefined) {

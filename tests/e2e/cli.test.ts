@@ -73,6 +73,40 @@ describe("ocicache pull", () => {
     ]);
   });
 
+  test("pull -o again leaves unchanged outputs alone (same inode, mtime), rewrites a changed one", async () => {
+    for (const image of [spec, big]) {
+      const out = join(dir, `out-${image.name.split("/").at(-1)}`);
+      expect((await ocicache(["pull", image.ref, "-o", out])).code).toBe(0);
+      const names = readdirSync(out).sort();
+      const before = names.map((name) => statSync(join(out, name)));
+      expect((await ocicache(["pull", image.ref, "-o", out])).code).toBe(0);
+      const after = names.map((name) => statSync(join(out, name)));
+      expect(after.map((s) => [s.ino, s.mtimeMs])).toEqual(before.map((s) => [s.ino, s.mtimeMs]));
+      writeFileSync(join(out, "kernel"), "edited by hand");
+      expect((await ocicache(["pull", image.ref, "-o", out])).code).toBe(0);
+      expect(readFileSync(join(out, "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));
+    }
+    const records = () => readdirSync(join(cacheDir, "outputs")).length;
+    const total = records();
+    const gone = join(dir, `out-${spec.name.split("/").at(-1)}`);
+    const count = readdirSync(gone).length;
+    rmSync(gone, { recursive: true });
+    expect((await ocicache(["gc"])).code).toBe(0);
+    expect(records()).toBe(total - count);
+  });
+
+  test("pull -o --link leaves its hardlinks alone, and replaces a file that is not one", async () => {
+    const out = join(dir, "linked");
+    expect((await ocicache(["pull", spec.ref, "-o", out, "--link"])).code).toBe(0);
+    const before = statSync(join(out, "kernel"));
+    expect((await ocicache(["pull", spec.ref, "-o", out, "--link"])).code).toBe(0);
+    expect(statSync(join(out, "kernel")).ctimeMs).toBe(before.ctimeMs);
+    rmSync(join(out, "kernel"));
+    writeFileSync(join(out, "kernel"), spec.manifests[host].files.kernel);
+    expect((await ocicache(["pull", spec.ref, "-o", out, "--link"])).code).toBe(0);
+    expect(statSync(join(out, "kernel")).ino).toBe(before.ino);
+  });
+
   test("--platform chooses another architecture; a missing one is exit 3 with what is offered", async () => {
     const other = host === "amd64" ? "arm64" : "amd64";
     const ok = await ocicache([

@@ -126,6 +126,19 @@ describe("a hostile cache directory", () => {
     expect(readdirSync(join(cacheDir, "blobs", "sha256"))).toEqual([]);
   });
 
+  for (const name of ["uses", "outputs"])
+    test(`${name}/ planted as a link to a directory: nothing is written into it, the cache is not used`, async () => {
+      const elsewhere = join(dir, `elsewhere-${name}`);
+      mkdirSync(elsewhere);
+      rmSync(join(cacheDir, name), { recursive: true, force: true });
+      symlinkSync(elsewhere, join(cacheDir, name));
+      const pulled = await ocicache(["pull", image.ref, "-o", join(dir, "out")]);
+      expect(pulled.code).toBe(0);
+      expect(pulled.stderr).toContain(`${name}/ is a symbolic link`);
+      expect(readFileSync(join(dir, "out", "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));
+      expect(readdirSync(elsewhere)).toEqual([]);
+    });
+
   test("blobs/ planted as a link to another directory: nothing is read from it or written into it", async () => {
     const elsewhere = join(dir, "elsewhere-blobs");
     mkdirSync(join(elsewhere, "sha256"), { recursive: true });

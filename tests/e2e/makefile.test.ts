@@ -11,7 +11,9 @@ import { CLI } from "../helpers/cli.ts";
 import { startRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { HOST_ARCH as host, useTempDir } from "../helpers/env.ts";
 
-const recipe = /```make\n([\s\S]*?)```/.exec(readFileSync(join(import.meta.dir, "../../docs/cli.md"), "utf8"))![1]!;
+const [recipe, recipeForm] = [
+  ...readFileSync(join(import.meta.dir, "../../docs/cli.md"), "utf8").matchAll(/```make\n([\s\S]*?)```/g),
+].map((m) => m[1]!);
 
 let registry: RegistryHandle;
 let image: SampleImage;
@@ -33,12 +35,22 @@ async function make(...args: string[]): Promise<{ code: number; stderr: string }
   return { code, stderr };
 }
 
-describe("the makefile recipe", () => {
+describe("the makefile recipes", () => {
   test("a failing path stops make with the recipe's error", async () => {
     writeFileSync(join(temp.path, "Makefile"), recipe.replace("--role kernel", "--role nosuchrole"));
     const run = await make();
     expect(run.code).not.toBe(0);
     expect(run.stderr).toContain("ocicache could not provide the kernel");
+  });
+
+  test("pulling in a recipe: the second make runs the pull and rebuilds nothing", async () => {
+    writeFileSync(join(temp.path, "Makefile"), recipeForm!);
+    expect((await make()).code).toBe(0);
+    const app = join(temp.path, "app.img");
+    expect(readFileSync(app)).toEqual(Buffer.from(image.manifests[host].files.kernel));
+    const built = statSync(app);
+    expect((await make()).code).toBe(0);
+    expect([statSync(app).ino, statSync(app).mtimeMs]).toEqual([built.ino, built.mtimeMs]);
   });
 
   test("builds once; the second make has nothing to do, online and with the registry stopped", async () => {

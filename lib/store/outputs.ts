@@ -1,0 +1,148 @@
+/**
+ * What ocicache last wrote to each output path (`pull -o DIR`): the digest
+ * and size of the content, and the file's identity (device, inode, mtime,
+ * ctime) right after it was written. A pull that finds the same file still
+ * there, unchanged since, with the content it wants, leaves it alone, so that
+ * make sees no change (rule 10). Any change to the file moves its ctime, which
+ * no one can set back, and the record no longer matches.
+ *
+ * @module
+ */
+
+import {
+  closeSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readSync,
+  renameSync,
+  type Stats,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { join, resolve } from "node:path";
+import { digestHex, digestOf, type Digest } from "../oci/digest.ts";
+import { openRegular } from "./files.ts";
+import { tempPath } from "./paths.ts";
+import type { Store } from "./store.ts";
+
+/** The record of one output file. */
+interface OutputRecord {
+  path: string;
+  digest: Digest;
+  size: number;
+  dev: number;
+  ino: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+const MAX_RECORD_BYTES = 4096;
+
+/** Whether `dest` still holds what ocicache wrote there, and that is `digest` of `size` bytes. */
+export function holdsAlready(store: Store, dest: string, digest: Digest, size: number): boolean {
+  if (!store.trusted) return false;
+  const path = resolve(dest);
+  let stat: Stats;
+  try {
+    stat = lstatSync(path);
+  } catch {
+    return false;
+  }
+  if (!stat.isFile() || stat.size !== size) return false;
+  const record = readRecord(store, path);
+  return (
+    record !== undefined &&
+    record.path === path &&
+    record.digest === digest &&
+    record.size === size &&
+    sameFile(record, stat)
+  );
+}
+
+/** Record that `dest` now holds `digest` (a cache that cannot be written records nothing). */
+export function rememberOutput(store: Store, dest: string, digest: Digest, size: number): void {
+  if (!store.trusted) return;
+  const path = resolve(dest);
+  try {
+    const stat = lstatSync(path);
+    if (!stat.isFile()) return;
+    const record: OutputRecord = {
+      path,
+      digest,
+      size,
+      dev: stat.dev,
+      ino: stat.ino,
+      mtimeMs: stat.mtimeMs,
+      ctimeMs: stat.ctimeMs,
+    };
+    mkdirSync(store.paths.outputsDir, { recursive: true });
+    const tmp = tempPath(store.root, "output");
+    writeFileSync(tmp, JSON.stringify(record), { flag: "wx", mode: 0o644 });
+    renameSync(tmp, recordPath(store, path));
+  } catch {
+    // Without a record, the next pull writes the output again: slower, never wrong.
+  }
+}
+
+/** Remove the records of outputs that are gone or changed since: they would never match again. */
+export function removeStaleRecords(store: Store): void {
+  if (!store.trusted) return;
+  let names: string[];
+  try {
+    names = readdirSync(store.paths.outputsDir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const path = join(store.paths.outputsDir, name);
+    const record = readRecordFile(path);
+    if (record !== undefined && typeof record.path === "string" && recordPath(store, record.path) === path) {
+      try {
+        if (sameFile(record, lstatSync(record.path))) continue;
+      } catch {
+        // The output is gone.
+      }
+    }
+    try {
+      unlinkSync(path);
+    } catch {
+      // A directory planted here is never read as a record.
+    }
+  }
+}
+
+function recordPath(store: Store, path: string): string {
+  return join(store.paths.outputsDir, digestHex(digestOf(path)));
+}
+
+function readRecord(store: Store, path: string): OutputRecord | undefined {
+  return readRecordFile(recordPath(store, path));
+}
+
+function readRecordFile(file: string): OutputRecord | undefined {
+  let fd: number;
+  try {
+    fd = openRegular(file);
+  } catch {
+    return undefined;
+  }
+  try {
+    const bytes = new Uint8Array(MAX_RECORD_BYTES);
+    const n = readSync(fd, bytes, 0, MAX_RECORD_BYTES, 0);
+    return JSON.parse(new TextDecoder().decode(bytes.subarray(0, n))) as OutputRecord;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function sameFile(record: OutputRecord, stat: Stats): boolean {
+  return (
+    record.dev === stat.dev &&
+    record.ino === stat.ino &&
+    record.mtimeMs === stat.mtimeMs &&
+    record.ctimeMs === stat.ctimeMs
+  );
+}
