@@ -1,6 +1,6 @@
 /**
  * HTTP for registries: bounded retries with backoff on 429, 5xx and dropped
- * connections (honouring `Retry-After`), redirects followed by hand so that
+ * connections (never on a refused one) (honouring `Retry-After`), redirects followed by hand so that
  * `Authorization` never reaches another host, and a timeout until the
  * registry answers (connection and response headers).
  *
@@ -74,7 +74,7 @@ export async function sendRequest(
     try {
       sent = await followRedirects(request, options);
     } catch (error) {
-      if (error instanceof RegistryError || attempt >= retries || isTlsError(error))
+      if (error instanceof RegistryError || attempt >= retries || isTlsError(error) || isRefused(error))
         throw toRegistryError(error, request.host);
       await Bun.sleep(backoffMs * 2 ** attempt);
       continue;
@@ -172,6 +172,16 @@ function toRegistryError(error: unknown, host: string): RegistryError {
     kind: "unreachable",
     cause: error,
   });
+}
+
+/**
+ * Nobody listens there, or the name does not resolve: retrying would only
+ * delay the fallback to the cache (a registry that is down must cost next to
+ * nothing); a reset or a close midway is retried.
+ */
+function isRefused(error: unknown): boolean {
+  const code = (error as { code?: string }).code ?? "";
+  return code === "ConnectionRefused" || code === "ECONNREFUSED" || code === "ENOTFOUND";
 }
 
 /** A certificate problem: not transient, so never retried. */

@@ -116,6 +116,44 @@ describe("sendRequest()", () => {
     other.stop(true);
   });
 
+  test("a refused connection is not retried; a connection closed without an answer is", async () => {
+    const closed = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("") });
+    const port = closed.port;
+    closed.stop(true);
+    const calls: string[] = [];
+    const counting = Object.assign(
+      (input: string | URL | Request, init?: RequestInit) => {
+        calls.push(String(input));
+        return fetch(input, init);
+      },
+      { preconnect: fetch.preconnect },
+    );
+    const request = (host: string) => ({ url: `http://${host}/v2/`, method: "GET" as const, headers: {}, host });
+    const refused = await sendRequest(request(`127.0.0.1:${port}`), { fetch: counting, backoffMs: 1 }).catch(
+      (e: unknown) => e,
+    );
+    expect(refused).toMatchObject({ kind: "unreachable" });
+    expect((refused as Error).message).toContain("connection refused");
+    expect(calls).toHaveLength(1);
+
+    const hangUp = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(socket) {
+          socket.end();
+        },
+      },
+    });
+    calls.length = 0;
+    const dropped = await sendRequest(request(`127.0.0.1:${hangUp.port}`), { fetch: counting, backoffMs: 1 }).catch(
+      (e: unknown) => e,
+    );
+    hangUp.stop(true);
+    expect(dropped).toMatchObject({ kind: "unreachable" });
+    expect(calls).toHaveLength(4);
+  });
+
   test("follows a redirect to another host without Authorization, and says where the answer came from", async () => {
     seen.length = 0;
     const request = {
