@@ -35,7 +35,12 @@ export async function main(argv: string[]): Promise<number> {
     debug = flags.debug === true;
     if (flags.version) return printLine(pkg.version);
     const [command, ...args] = positionals;
-    if (flags.help || command === undefined || command === "help") return printLine(USAGE);
+    if (flags.help || command === "help") return printLine(USAGE);
+    if (command === undefined) {
+      // A makefile that lost its command line should fail, not print help and succeed.
+      console.error(USAGE);
+      return EXIT_CODES.usage;
+    }
     const run = await findCommand(command);
     const config = await loadConfig({
       flags: rawFlags(flags),
@@ -74,6 +79,12 @@ async function findCommand(command: string): Promise<(context: Context) => Promi
       return (await import("./manage.ts")).MANAGE_COMMANDS[command];
     case "serve":
       return (await import("./serve.ts")).runServe;
+    case "login":
+    case "logout":
+      throw new UsageError(
+        `ocicache has no "${command}": run \`docker ${command}\`; ocicache uses the credentials it saves ` +
+          "(~/.docker/config.json and its credential helpers; see docs/behaviour.md)",
+      );
     default:
       throw new UsageError(`Unknown command "${command}" (see ocicache --help)`);
   }

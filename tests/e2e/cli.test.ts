@@ -131,6 +131,7 @@ describe("ocicache pull", () => {
     [["pull"], 2, "expected one reference"],
     [["pull", "a", "--no-such-flag"], 2, "Cannot parse arguments"],
     [["frobnicate", "x"], 2, "Unknown command"],
+    [["login"], 2, "run `docker login`"],
     [["path", "127.0.0.1:5000/a:1", "--role", "bios"], 2, 'Unknown role "bios"'],
     [["pull", "127.0.0.1:5000/a:1", "--fresh-for", "soon"], 2, "--fresh-for"],
   ])("%j exits %i with one line naming the problem", async (args, code, part) => {
@@ -140,6 +141,15 @@ describe("ocicache pull", () => {
     expect(ran.stderr.trim().split("\n")).toHaveLength(1);
     expect(ran.stderr).not.toContain("    at ");
     expect(existsSync(join(cacheDir, "blobs"))).toBe(false);
+  });
+
+  test("bare ocicache prints the usage on stderr and exits 2; --help prints it on stdout and exits 0", async () => {
+    const bare = await ocicache([]);
+    expect([bare.code, bare.stdout]).toEqual([2, ""]);
+    expect(bare.stderr).toStartWith("Usage: ocicache <command>");
+    const help = await ocicache(["--help"]);
+    expect([help.code, help.stderr]).toEqual([0, ""]);
+    expect(help.stdout).toBe(bare.stderr);
   });
 
   test("an unknown tag is exit 3; an unreachable registry is exit 5", async () => {
