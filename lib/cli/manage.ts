@@ -120,6 +120,11 @@ async function runGc(context: Context): Promise<number> {
     `${report.dryRun ? "would free" : "freed"} ${formatBytes(report.freedBytes)}; ` +
       `${formatBytes(report.remainingBytes)} remain`,
   );
+  if (report.keptRecentBytes > 0)
+    lines.push(
+      `kept ${formatBytes(report.keptRecentBytes)} used within the grace period (${formatDuration(config.graceMs)}), ` +
+        `over the size limit (${formatBytes(config.maxSizeBytes)})`,
+    );
   printLines(context, lines);
   return EXIT_CODES.ok;
 }

@@ -10,7 +10,7 @@
 
 import { lstatSync, readdirSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
-import { isDigest } from "../oci/digest.ts";
+import { isDigest, type Digest } from "../oci/digest.ts";
 import { takeInventory, type Unit } from "./inventory.ts";
 import { acquireLock, isAlive, isStale } from "./lock.ts";
 import { removeStaleRecords } from "./outputs.ts";
@@ -43,6 +43,8 @@ export interface CleanupReport {
   /** Bytes in `blobs/` after the cleanup (before it, in a dry run, less what would go). */
   remainingBytes: number;
   steps: Array<{ name: string; count: number; bytes: number }>;
+  /** Bytes kept over `maxSizeBytes` because they were used within the grace period. */
+  keptRecentBytes: number;
   /** Whether the deadline cut it short. */
   incomplete: boolean;
   durationMs: number;
@@ -134,9 +136,13 @@ async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<Cleanup
   const byLastUse = inventory.units
     .filter((u) => !chosen.some((c) => c.unit === u))
     .sort((a, b) => a.lastUseMs - b.lastUseMs);
+  const keptRecent = new Set<Digest>();
   for (const unit of byLastUse) {
     if (total <= policy.maxSizeBytes || overdue(policy.deadline)) break;
-    if (unit.lastUseMs >= protectedAfter) continue;
+    if (unit.lastUseMs >= protectedAfter) {
+      for (const digest of unit.blobs) keptRecent.add(digest);
+      continue;
+    }
     chosen.push({ unit, reason: "size" });
     release(unit);
   }
@@ -158,6 +164,7 @@ async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<Cleanup
       { name: "evict by size", count: chosen.length - ageCount, bytes: sum("size") },
       { name: "rewrite the index and delete", count: result.removed.length, bytes: result.freedBytes },
     ],
+    keptRecentBytes: [...keptRecent].reduce((sum, d) => sum + (inventory.blobs.get(d)?.size ?? 0), 0),
     incomplete: overdue(policy.deadline),
     durationMs: Date.now() - started,
   };

@@ -15,6 +15,8 @@ import { join } from "node:path";
 import { digestHex, digestOf, type Digest } from "../../lib/oci/digest.ts";
 import { readIndex } from "../../lib/store/index-file.ts";
 import { Store } from "../../lib/store/store.ts";
+import { takeInventory } from "../../lib/store/inventory.ts";
+import { formatBytes } from "../../lib/config/units.ts";
 import { setLastUse } from "../helpers/age.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { CLI, runCli } from "../helpers/cli.ts";
@@ -116,6 +118,18 @@ describe("gc", () => {
     expect(report.removed.map((r: { name: string }) => r.name)).toEqual([old]);
     expect(report.freedBytes).toBe(18);
     expect(store.stat(old)).toBeUndefined();
+    expect(readIndex(cacheDir)).toHaveLength(1);
+  });
+
+  test("says what it kept over --max-size because it was used within the grace period", async () => {
+    await pull(small.ref);
+    const total = takeInventory(store).totalBytes;
+    const ran = await ocicache(["gc", "--max-size", "1B", "--grace", "10m"]);
+    expect(ran.code).toBe(0);
+    expect(ran.stdout).toContain(
+      `kept ${formatBytes(total)} used within the grace period (10m), over the size limit (1 B)`,
+    );
+    expect(JSON.parse((await ocicache(["gc", "--max-size", "1B", "--json"])).stdout).keptRecentBytes).toBe(total);
     expect(readIndex(cacheDir)).toHaveLength(1);
   });
 
