@@ -8,7 +8,7 @@
  * @module
  */
 
-import { lstatSync, readdirSync, unlinkSync } from "node:fs";
+import { lstatSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { isDigest, type Digest } from "../oci/digest.ts";
 import { takeInventory, type Unit } from "./inventory.ts";
@@ -17,7 +17,7 @@ import { removeStaleRecords } from "./outputs.ts";
 import { classifyTemp } from "./paths.ts";
 import { lockCleanup, removeUnits, type RemovedUnit } from "./remove.ts";
 import type { Store } from "./store.ts";
-import { lexists, stampFile } from "./files.ts";
+import { lexists, listNames, stampFile } from "./files.ts";
 
 /** What may be removed. */
 export interface CleanupPolicy {
@@ -173,13 +173,7 @@ async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<Cleanup
 /** Remove the use markers of blobs that are gone (a link planted in `uses/` is removed itself). */
 function removeOrphanMarkers(store: Store): void {
   if (!store.trusted) return;
-  let names: string[];
-  try {
-    names = readdirSync(store.paths.usesDir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
+  for (const name of listNames(store.paths.usesDir)) {
     const digest = `sha256:${name}`;
     if (isDigest(digest) && store.stat(digest) !== undefined) continue;
     try {
@@ -204,15 +198,9 @@ function removeStaleTemp(
   dryRun: boolean,
 ): { count: number; bytes: number } {
   if (!store.trusted) return { count: 0, bytes: 0 };
-  let names: string[];
-  try {
-    names = readdirSync(store.tmpDir);
-  } catch {
-    return { count: 0, bytes: 0 };
-  }
   let count = 0;
   let bytes = 0;
-  for (const name of names) {
+  for (const name of listNames(store.tmpDir)) {
     const entry = classifyTemp(name);
     if (entry.kind === "cleanup") continue;
     const path = join(store.tmpDir, name);

@@ -13,6 +13,7 @@ import {
   futimesSync,
   lstatSync,
   openSync,
+  readdirSync,
   readSync,
   unlinkSync,
   writeSync,
@@ -49,6 +50,15 @@ export function stampFile(path: string, now: number): void {
     futimesSync(fd, new Date(now), new Date(now));
   } finally {
     closeSync(fd);
+  }
+}
+
+/** The names in a directory; none when it is missing or cannot be read. */
+export function listNames(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
   }
 }
 

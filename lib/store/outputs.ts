@@ -9,20 +9,10 @@
  * @module
  */
 
-import {
-  closeSync,
-  lstatSync,
-  mkdirSync,
-  readdirSync,
-  readSync,
-  renameSync,
-  type Stats,
-  unlinkSync,
-  writeFileSync,
-} from "node:fs";
+import { closeSync, lstatSync, mkdirSync, readSync, renameSync, type Stats, unlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { digestHex, digestOf, type Digest } from "../oci/digest.ts";
-import { openRegular } from "./files.ts";
+import { listNames, openRegular } from "./files.ts";
 import { tempPath } from "./paths.ts";
 import type { Store } from "./store.ts";
 
@@ -88,13 +78,7 @@ export function rememberOutput(store: Store, dest: string, digest: Digest, size:
 /** Remove the records of outputs that are gone or changed since: they would never match again. */
 export function removeStaleRecords(store: Store): void {
   if (!store.trusted) return;
-  let names: string[];
-  try {
-    names = readdirSync(store.paths.outputsDir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
+  for (const name of listNames(store.paths.outputsDir)) {
     const path = join(store.paths.outputsDir, name);
     const record = readRecordFile(path);
     if (record !== undefined && typeof record.path === "string" && recordPath(store, record.path) === path) {

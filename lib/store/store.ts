@@ -10,12 +10,12 @@
  * @module
  */
 
-import { closeSync, fstatSync, lstatSync, mkdirSync, readdirSync, readSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, fstatSync, lstatSync, mkdirSync, readSync, unlinkSync, writeFileSync } from "node:fs";
 import { isDigest, type Digest, type Expected } from "../oci/digest.ts";
 import { isErrno } from "../errors.ts";
 import { blobPath, cachePaths, OCI_LAYOUT, tempPath, usePath, type CachePaths } from "./paths.ts";
 import { BlobWriter, type WriteResult } from "./writer.ts";
-import { copyRange, describeFsError, lexists, openRegular, stampFile } from "./files.ts";
+import { copyRange, describeFsError, lexists, listNames, openRegular, stampFile } from "./files.ts";
 
 export { OCI_LAYOUT };
 
@@ -118,14 +118,8 @@ export class Store {
   /** Every entry of `blobs/sha256/` named by a digest, regular files or not. */
   list(): BlobEntry[] {
     if (!this.#trusted) return [];
-    let names: string[];
-    try {
-      names = readdirSync(this.paths.blobDir);
-    } catch {
-      return [];
-    }
     const entries: BlobEntry[] = [];
-    for (const name of names) {
+    for (const name of listNames(this.paths.blobDir)) {
       const digest = `sha256:${name}`;
       if (!isDigest(digest)) continue;
       try {
