@@ -9,7 +9,7 @@
  * @module
  */
 
-import { closeSync, lstatSync, mkdirSync, readSync, renameSync, type Stats, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, lstatSync, readSync, renameSync, type Stats, unlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { digestHex, digestOf, type Digest } from "../oci/digest.ts";
 import { listNames, openRegular } from "./files.ts";
@@ -66,7 +66,6 @@ export function rememberOutput(store: Store, dest: string, digest: Digest, size:
       mtimeMs: stat.mtimeMs,
       ctimeMs: stat.ctimeMs,
     };
-    mkdirSync(store.paths.outputsDir, { recursive: true });
     const tmp = tempPath(store.root, "output");
     writeFileSync(tmp, JSON.stringify(record), { flag: "wx", mode: 0o644 });
     renameSync(tmp, recordPath(store, path));

@@ -77,7 +77,7 @@ export async function removeUnits(
   let keptInUse = 0;
   let actuallyFreed = 0;
   for (const digest of freed) {
-    const stat = store.stat(digest);
+    const stat = store.usage(digest);
     if (stat === undefined) continue;
     if (stat.lastUseMs > cutoff && options.graceMs > 0) {
       keptInUse++;

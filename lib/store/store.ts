@@ -10,12 +10,12 @@
  * @module
  */
 
-import { closeSync, fstatSync, lstatSync, mkdirSync, readSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, fstatSync, lstatSync, mkdirSync, readSync, type Stats, unlinkSync, writeFileSync } from "node:fs";
 import { isDigest, type Digest, type Expected } from "../oci/digest.ts";
 import { isErrno } from "../errors.ts";
 import { blobPath, cachePaths, OCI_LAYOUT, tempPath, usePath, type CachePaths } from "./paths.ts";
 import { BlobWriter, type WriteResult } from "./writer.ts";
-import { copyRange, describeFsError, lexists, listNames, openRegular, stampFile } from "./files.ts";
+import { copyRange, describeFsError, listNames, openRegular, stampFile } from "./files.ts";
 
 export { OCI_LAYOUT };
 
@@ -55,7 +55,6 @@ export class Store {
   /** Every path of its layout. */
   readonly paths: CachePaths;
   #trusted = true;
-  #usesChecked = false;
 
   constructor(root: string) {
     this.root = root;
@@ -68,7 +67,7 @@ export class Store {
   }
 
   /**
-   * Create the layout (`oci-layout`, `blobs/sha256/`, `tmp/`) where missing,
+   * Create the layout (`oci-layout`, `blobs/sha256/`, `tmp/`, `uses/`, `outputs/`) where missing,
    * and check that its directories are real directories owned by this user.
    * A cache that fails the check is neither read nor written.
    *
@@ -78,6 +77,8 @@ export class Store {
     try {
       mkdirSync(this.paths.blobDir, { recursive: true });
       mkdirSync(this.paths.tmpDir, { recursive: true });
+      mkdirSync(this.paths.usesDir, { recursive: true });
+      mkdirSync(this.paths.outputsDir, { recursive: true });
     } catch (error) {
       const untrusted = this.#checkDirectories();
       if (untrusted !== undefined) return untrusted;
@@ -103,12 +104,23 @@ export class Store {
     return blobPath(this.root, digest);
   }
 
-  /** The size and last use of a cached blob: `undefined` when absent, or when what is there is not a regular file. */
-  stat(digest: Digest): BlobStat | undefined {
+  /** The size of a cached blob: `undefined` when absent, or when what is there is not a regular file. */
+  stat(digest: Digest): { size: number } | undefined {
+    const stat = this.#lstatBlob(digest);
+    return stat === undefined ? undefined : { size: stat.size };
+  }
+
+  /** The size and last use of a cached blob, for cleanup (one more `lstat` than `stat()`, of its use marker). */
+  usage(digest: Digest): BlobStat | undefined {
+    const stat = this.#lstatBlob(digest);
+    return stat === undefined ? undefined : { size: stat.size, lastUseMs: this.#lastUse(digest, stat.mtimeMs) };
+  }
+
+  #lstatBlob(digest: Digest): Stats | undefined {
     if (!this.#trusted) return undefined;
     try {
       const stat = lstatSync(this.blobPath(digest));
-      return stat.isFile() ? { size: stat.size, lastUseMs: this.#lastUse(digest, stat.mtimeMs) } : undefined;
+      return stat.isFile() ? stat : undefined;
     } catch (error) {
       if (isErrno(error, "ENOENT", "ENOTDIR")) return undefined;
       throw error;
@@ -150,10 +162,9 @@ export class Store {
       const marker = lstatSync(path);
       if (marker.isFile() && now - marker.mtimeMs < USE_RESOLUTION_MS) return;
     } catch {
-      // No marker yet, or `uses/` is missing: both are made below.
+      // No marker yet: made below.
     }
     try {
-      if (!this.#usesReady()) return;
       stampFile(path, now);
     } catch {
       // A cache that cannot record the use still serves the blob.
@@ -162,27 +173,12 @@ export class Store {
 
   /** The newer of a blob's write and its use marker (a marker that is not a regular file counts for nothing). */
   #lastUse(digest: Digest, writtenMs: number): number {
-    if (!this.#usesReady(false)) return writtenMs;
     try {
       const marker = lstatSync(usePath(this.root, digest));
       return marker.isFile() ? Math.max(writtenMs, marker.mtimeMs) : writtenMs;
     } catch {
       return writtenMs;
     }
-  }
-
-  /** Whether `uses/` is a real directory of this user, made first when `create` and missing. */
-  #usesReady(create = true): boolean {
-    if (this.#usesChecked) return true;
-    if (create) {
-      try {
-        mkdirSync(this.paths.usesDir);
-      } catch (error) {
-        if (!isErrno(error, "EEXIST")) return false;
-      }
-    }
-    this.#usesChecked = lexists(this.paths.usesDir) && directoryProblem(this.paths.usesDir) === undefined;
-    return this.#usesChecked;
   }
 
   /**

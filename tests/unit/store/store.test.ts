@@ -2,7 +2,6 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import {
   existsSync,
   lstatSync,
-  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -83,7 +82,7 @@ describe("Store", () => {
     utimesSync(store.blobPath(expected.digest), new Date(0), new Date(0));
     store.touch(expected.digest);
     expect(statSync(store.blobPath(expected.digest)).mtimeMs).toBe(0);
-    expect(Date.now() - store.stat(expected.digest)!.lastUseMs).toBeLessThan(60_000);
+    expect(Date.now() - store.usage(expected.digest)!.lastUseMs).toBeLessThan(60_000);
     const marker = usePath(root, expected.digest);
     const recent = new Date(Date.now() - 30_000);
     utimesSync(marker, recent, recent);
@@ -102,7 +101,6 @@ describe("Store", () => {
     const outside = join(root, "outside");
     writeFileSync(outside, "precious");
     utimesSync(outside, new Date(0), new Date(0));
-    mkdirSync(join(root, "uses"));
     symlinkSync(outside, usePath(root, expected.digest));
     store.touch(expected.digest);
     expect(statSync(outside).mtimeMs).toBe(0);
