@@ -11,6 +11,12 @@ import { HOST_ARCH as host, useTempDir } from "../helpers/env.ts";
 
 const tmp = useTempDir("mirrors");
 
+/** Write the config file the CLI reads (under XDG_CONFIG_HOME, below). */
+function writeConfig(config: object): void {
+  mkdirSync(join(tmp.path, "config", "ocicache"), { recursive: true });
+  writeFileSync(join(tmp.path, "config", "ocicache", "config.json"), JSON.stringify(config));
+}
+
 const ocicache = (args: string[], env: Record<string, string> = {}) =>
   runCli(args, {
     OCICACHE_DIR: join(tmp.path, "cache"),
@@ -117,13 +123,9 @@ describe("mirrors that misbehave, and the config's per-registry hosts", () => {
     const mirrorSeen = startProxy(origin.url);
     const originSeen = startProxy(origin.url);
     try {
-      mkdirSync(join(tmp.path, "config", "ocicache"), { recursive: true });
-      writeFileSync(
-        join(tmp.path, "config", "ocicache", "config.json"),
-        JSON.stringify({
-          registries: { [originSeen.host]: { mirrors: [{ host: mirrorSeen.host, capabilities: ["pull"] }] } },
-        }),
-      );
+      writeConfig({
+        registries: { [originSeen.host]: { mirrors: [{ host: mirrorSeen.host, capabilities: ["pull"] }] } },
+      });
       const pulled = await ocicache(["pull", `${originSeen.host}/team/app:1`, "-o", join(tmp.path, "out")]);
       expect(pulled.code).toBe(0);
       expectFiles(join(tmp.path, "out"), image);
@@ -153,15 +155,11 @@ describe("mirrors that misbehave, and the config's per-registry hosts", () => {
     });
     const originSeen = startProxy(origin.url);
     try {
-      mkdirSync(join(tmp.path, "config", "ocicache"), { recursive: true });
-      writeFileSync(
-        join(tmp.path, "config", "ocicache", "config.json"),
-        JSON.stringify({
-          registries: {
-            [originSeen.host]: { mirrors: [{ host: `127.0.0.1:${harbor.port}`, path: "/v2/unikraft-proxy" }] },
-          },
-        }),
-      );
+      writeConfig({
+        registries: {
+          [originSeen.host]: { mirrors: [{ host: `127.0.0.1:${harbor.port}`, path: "/v2/unikraft-proxy" }] },
+        },
+      });
       const pulled = await ocicache(["pull", `${originSeen.host}/team/app:1`, "-o", join(tmp.path, "out")]);
       expect(pulled.code).toBe(0);
       expect(pulled.stderr).toBe("");
@@ -175,11 +173,7 @@ describe("mirrors that misbehave, and the config's per-registry hosts", () => {
   });
 
   test("an unknown key or a bad mirror host in the config is exit 2 naming it", async () => {
-    mkdirSync(join(tmp.path, "config", "ocicache"), { recursive: true });
-    writeFileSync(
-      join(tmp.path, "config", "ocicache", "config.json"),
-      JSON.stringify({ registries: { [origin.host]: { mirrors: [{ host: "not a host" }] } } }),
-    );
+    writeConfig({ registries: { [origin.host]: { mirrors: [{ host: "not a host" }] } } });
     const bad = await ocicache(["pull", image.ref]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("mirrors.0.host");
@@ -247,11 +241,7 @@ describe("a TLS registry with a private CA (made with openssl)", () => {
 
   /** Loopback hosts are plain HTTP unless the config says otherwise. */
   function tlsConfig(extra: Record<string, unknown> = {}): void {
-    mkdirSync(join(tmp.path, "config", "ocicache"), { recursive: true });
-    writeFileSync(
-      join(tmp.path, "config", "ocicache", "config.json"),
-      JSON.stringify({ registries: { [secure.host]: { insecure: false, ...extra } } }),
-    );
+    writeConfig({ registries: { [secure.host]: { insecure: false, ...extra } } });
   }
 
   test("is refused without the CA, with exit 5 and the option that fixes it", async () => {
@@ -337,11 +327,7 @@ describe("credentials", () => {
   });
 
   test("credentials for a host in the config file", async () => {
-    mkdirSync(join(tmp.path, "config", "ocicache"), { recursive: true });
-    writeFileSync(
-      join(tmp.path, "config", "ocicache", "config.json"),
-      JSON.stringify({ registries: { [secured.host]: { username: "erin", password: "helper-secret-42" } } }),
-    );
+    writeConfig({ registries: { [secured.host]: { username: "erin", password: "helper-secret-42" } } });
     const pulled = await ocicache(["pull", image.ref, "-o", join(tmp.path, "out")]);
     expect(pulled.code).toBe(0);
     expectFiles(join(tmp.path, "out"), image);
