@@ -1,7 +1,8 @@
 /**
  * Command-line arguments: `--name value`, `--name=value`, `-o value`,
- * boolean `--flag` and `-q`, repeatable options, positionals, and `--` to end
- * options. Strict: an unknown option or a missing value is a usage error.
+ * boolean `--flag` and `-q`, clusters like `-qo DIR` (as getopt reads them),
+ * repeatable options, positionals, and `--` to end options. Strict: an
+ * unknown option or a missing value is a usage error.
  * (Hand-written: `node:util` costs a cache hit about 9 ms to load in Bun.)
  *
  * @module
@@ -54,25 +55,55 @@ export function parseArguments<T extends Record<string, OptionSpec>>(
       positionals.push(arg);
       continue;
     }
+    if (!arg.startsWith("--")) {
+      i = parseShorts(argv, i, options, shorts, values);
+      continue;
+    }
     const eq = arg.indexOf("=");
-    const long = arg.startsWith("--");
-    const key = long ? arg.slice(2, eq === -1 ? undefined : eq) : arg.slice(1, 2);
-    const name = long ? key : shorts.get(key);
-    const spec = name === undefined ? undefined : options[name];
-    if (name === undefined || spec === undefined)
-      throw new UsageError(`Cannot parse arguments: unknown option "${arg.slice(0, eq === -1 ? undefined : eq)}"`);
+    const name = arg.slice(2, eq === -1 ? undefined : eq);
+    const spec = Object.hasOwn(options, name) ? options[name] : undefined;
+    if (spec === undefined) throw new UsageError(`Cannot parse arguments: unknown option "--${name}"`);
     if (spec.type === "boolean") {
-      if (long && eq !== -1) throw new UsageError(`Cannot parse arguments: option "--${name}" takes no value`);
+      if (eq !== -1) throw new UsageError(`Cannot parse arguments: option "--${name}" takes no value`);
       values[name] = true;
       continue;
     }
-    let value: string | undefined;
-    if (long && eq !== -1) value = arg.slice(eq + 1);
-    else if (!long && arg.length > 2) value = arg.slice(2);
-    else value = argv[++i];
-    if (value === undefined)
-      throw new UsageError(`Cannot parse arguments: option "${long ? `--${name}` : `-${key}`}" needs a value`);
-    values[name] = spec.multiple ? [...((values[name] as string[] | undefined) ?? []), value] : value;
+    const value = eq !== -1 ? arg.slice(eq + 1) : argv[++i];
+    if (value === undefined) throw new UsageError(`Cannot parse arguments: option "--${name}" needs a value`);
+    set(values, name, spec, value);
   }
   return { values: values as ParsedValues<T>, positionals };
+}
+
+/**
+ * One argument of short options, `-q`, `-o DIR`, `-oDIR` or a cluster like `-qo DIR`: booleans, then at most one
+ * option with a value, which takes the rest of the argument or the next one. Returns the index of the last argument
+ * used.
+ */
+function parseShorts(
+  argv: string[],
+  i: number,
+  options: Record<string, OptionSpec>,
+  shorts: Map<string, string>,
+  values: Record<string, string | boolean | string[]>,
+): number {
+  const arg = argv[i]!;
+  for (let j = 1; j < arg.length; j++) {
+    const name = shorts.get(arg[j]!);
+    if (name === undefined) throw new UsageError(`Cannot parse arguments: unknown option "-${arg[j]}"`);
+    const spec = options[name]!;
+    if (spec.type === "boolean") {
+      values[name] = true;
+      continue;
+    }
+    const value = j + 1 < arg.length ? arg.slice(j + 1) : argv[++i];
+    if (value === undefined) throw new UsageError(`Cannot parse arguments: option "-${arg[j]}" needs a value`);
+    set(values, name, spec, value);
+    break;
+  }
+  return i;
+}
+
+function set(values: Record<string, string | boolean | string[]>, name: string, spec: OptionSpec, value: string) {
+  values[name] = spec.multiple ? [...((values[name] as string[] | undefined) ?? []), value] : value;
 }

@@ -15,7 +15,7 @@ import { releaseAllLocks } from "../store/lock.ts";
 import { removeUnfinished } from "../store/writer.ts";
 import { parseArguments } from "./args.ts";
 import type { Context } from "./context.ts";
-import { OPTIONS, USAGE, type Flags } from "./options.ts";
+import { commandNamed, commandUsage, foreignOption, OPTIONS, usage, type CommandName, type Flags } from "./options.ts";
 import { escapeControl } from "./text.ts";
 
 /**
@@ -34,13 +34,19 @@ export async function main(argv: string[]): Promise<number> {
     const { values: flags, positionals } = parseArguments(argv, OPTIONS);
     debug = flags.debug === true;
     if (flags.version) return printLine(pkg.version);
-    const [command, ...args] = positionals;
-    if (flags.help || command === "help") return printLine(USAGE);
-    if (command === undefined) {
+    const [name, ...args] = positionals;
+    if (name === "help") return printLine(args[0] === undefined ? usage() : commandUsage(known(args[0])));
+    if (name === undefined) {
+      if (flags.help) return printLine(usage());
       // A makefile that lost its command line should fail, not print help and succeed.
-      console.error(USAGE);
+      console.error(usage());
       return EXIT_CODES.usage;
     }
+    const command = known(name);
+    if (flags.help) return printLine(commandUsage(command));
+    const foreign = foreignOption(command, flags);
+    if (foreign !== undefined)
+      throw new UsageError(`"${name}" takes no option --${foreign} (see ocicache ${name} --help)`);
     const run = await findCommand(command);
     const config = await loadConfig({
       flags: rawFlags(flags),
@@ -61,32 +67,29 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function findCommand(command: string): Promise<(context: Context) => Promise<number>> {
+/** The command `name` names; `login` and `logout` point to docker's. */
+function known(name: string): CommandName {
+  const command = commandNamed(name);
+  if (command !== undefined) return command;
+  if (name === "login" || name === "logout")
+    throw new UsageError(
+      `ocicache has no "${name}": run \`docker ${name}\`; ocicache uses the credentials it saves ` +
+        "(~/.docker/config.json and its credential helpers; see docs/behaviour.md)",
+    );
+  throw new UsageError(`Unknown command "${name}" (see ocicache --help)`);
+}
+
+async function findCommand(command: CommandName): Promise<(context: Context) => Promise<number>> {
   switch (command) {
     case "pull":
     case "path":
     case "cat":
       exitOnSignals();
       return (await import("./pull.ts")).PULL_COMMANDS[command];
-    case "ls":
-    case "du":
-    case "stats":
-    case "gc":
-    case "verify":
-    case "rm":
-    case "prune":
-    case "doctor":
-      return (await import("./manage.ts")).MANAGE_COMMANDS[command];
     case "serve":
       return (await import("./serve.ts")).runServe;
-    case "login":
-    case "logout":
-      throw new UsageError(
-        `ocicache has no "${command}": run \`docker ${command}\`; ocicache uses the credentials it saves ` +
-          "(~/.docker/config.json and its credential helpers; see docs/behaviour.md)",
-      );
     default:
-      throw new UsageError(`Unknown command "${command}" (see ocicache --help)`);
+      return (await import("./manage.ts")).MANAGE_COMMANDS[command];
   }
 }
 

@@ -1,120 +1,267 @@
 /**
- * The CLI's options and its usage text: the one list of flags every command
- * is parsed against.
+ * The CLI's options and commands: each option with its help line, each
+ * command with the options it takes, its usage line and an example. The
+ * parser, the check that a command gets only its own options, and every help
+ * text come from these two tables.
  *
  * @module
  */
 
 import type { OptionSpec, ParsedValues } from "./args.ts";
 
-/** The usage text of `ocicache --help`. */
-export const USAGE = `Usage: ocicache <command> [options]
+/** One option: how it parses, and its help line. */
+interface OptionDoc extends OptionSpec {
+  /** The placeholder for its value, for a string option. */
+  value?: string;
+  help: string;
+}
 
-Commands:
-  pull REF [-o DIR]          Pull an image through the cache; print its files
-  path REF --role ROLE       Print the cached file of ROLE (or of REF's blob digest)
-  cat REF [--role ROLE]      Write one blob (REF@sha256:…) or ROLE's file to stdout
-  ls [--blobs]               List cached references (or every blob)
-  du | stats                 Totals: references, blobs, bytes, oldest and newest use
-  gc [--max-age D] [--max-size S] [--dry-run]
-                             Remove what was not used for long, then the least recently used
-  verify [--repair]          Re-hash every blob; --repair removes corrupt ones
-  rm REF|DIGEST…             Remove references (with their unshared blobs) or blobs
-  prune --all                Empty the cache
-  doctor                     Check the cache, the config and each configured registry
-  serve [--listen H:P] [--upstream HOST]
-                             The admin API, and with --upstream a registry mirror
-
-REF is [host[:port]/]repo[:tag][@sha256:<hex>], or oci:DIR[:tag] for a local OCI layout.
-ROLE is kernel, initrd, kernel.dbg or rom.
-
-Options:
-  -o, --output DIR           Write kernel, initrd, rom* into DIR (pull)
-      --link                 Hardlink the read-only cache files into DIR
-      --debug-kernel         Also write kernel.dbg
-      --role ROLE            The file to print or write (path, cat)
-      --platform OS/ARCH     Choose from an index (default: this machine's architecture)
-      --plat PLAT            Choose by unikraft platform (qemu, fc, xen, …)
-      --cache-dir DIR        The cache (default: $OCICACHE_DIR, else $XDG_CACHE_HOME/ocicache)
-      --config FILE          The config file (default: $XDG_CONFIG_HOME/ocicache/config.json)
-      --offline              Never contact a registry
-      --fresh-for DURATION   Trust a tag checked within DURATION (e.g. 10m; default 0)
-      --refresh              Ask the registry even when the tag is known
-      --verify               Re-hash cached blobs before using them
-      --insecure-registry HOST  Use plain HTTP for HOST (repeatable)
-      --mirror HOST          Try HOST first for every registry (repeatable, in order)
-      --ca-file FILE         Trust the CA in FILE (PEM) for TLS registries
-      --concurrency N        Layers downloaded at once (default 4)
-      --connect-timeout D    How long a registry may take to answer (default 30s)
-      --idle-timeout D       How long a download may stall (default 30s)
-      --low-speed-limit SIZE A blob slower than SIZE per second over --low-speed-time fails (default 1KiB; 0 off)
-      --low-speed-time D     The time the low-speed limit is measured over (default 60s)
-      --max-age DURATION     gc: remove what was unused this long (default 30d)
-      --max-size SIZE        gc: evict down to SIZE (default 10GiB)
-      --grace DURATION       gc: never remove what was used this recently (default 10m)
-      --dry-run              gc: report, remove nothing
-      --blobs                ls: every blob
-      --repair               verify: remove corrupt blobs
-      --all                  prune: everything
-      --listen HOST:PORT     serve: where to listen (default 127.0.0.1:5050)
-      --upstream HOST        serve: the registry the /v2/ mirror pulls through
-      --allowed-host HOST    serve: also answer requests for this Host name (repeatable)
-      --htpasswd FILE        serve: mirror clients need Basic credentials from FILE (bcrypt entries)
-      --public-mirror        serve: allow the mirror on a non-loopback address without --htpasswd
-      --max-downloads N      serve: upstream blob downloads at once; more wait their turn (default 8)
-      --max-connections N    serve: blob responses at once; more are told to retry, 429 (default 64)
-      --client-buffer SIZE   serve: bytes read at once for one client (default 256KiB)
-      --json                 Print the result as JSON
-  -q, --quiet                No progress and no warnings
-      --debug                Show stack traces
-  -h, --help                 Show this help
-  -V, --version              Show the version
-
-Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 4 integrity, 5 registry unreachable, 6 authentication refused.`;
-
-/** Every flag, for `parseArguments`. */
+/** Every option. */
 export const OPTIONS = {
-  output: { type: "string", short: "o" },
-  link: { type: "boolean" },
-  "debug-kernel": { type: "boolean" },
-  role: { type: "string" },
-  platform: { type: "string" },
-  plat: { type: "string" },
-  "cache-dir": { type: "string" },
-  config: { type: "string" },
-  offline: { type: "boolean" },
-  "fresh-for": { type: "string" },
-  refresh: { type: "boolean" },
-  verify: { type: "boolean" },
-  "insecure-registry": { type: "string", multiple: true },
-  concurrency: { type: "string" },
-  "connect-timeout": { type: "string" },
-  "idle-timeout": { type: "string" },
-  "low-speed-limit": { type: "string" },
-  "low-speed-time": { type: "string" },
-  listen: { type: "string" },
-  "allowed-host": { type: "string", multiple: true },
-  htpasswd: { type: "string" },
-  "public-mirror": { type: "boolean" },
-  "max-downloads": { type: "string" },
-  "max-connections": { type: "string" },
-  "client-buffer": { type: "string" },
-  upstream: { type: "string" },
-  mirror: { type: "string", multiple: true },
-  "ca-file": { type: "string" },
-  "max-age": { type: "string" },
-  "max-size": { type: "string" },
-  grace: { type: "string" },
-  "dry-run": { type: "boolean" },
-  blobs: { type: "boolean" },
-  repair: { type: "boolean" },
-  all: { type: "boolean" },
-  json: { type: "boolean" },
-  quiet: { type: "boolean", short: "q" },
-  debug: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-  version: { type: "boolean", short: "V" },
-} satisfies Record<string, OptionSpec>;
+  output: { type: "string", short: "o", value: "DIR", help: "Write kernel, initrd, rom* into DIR" },
+  link: { type: "boolean", help: "Hardlink the read-only cache files into DIR instead of copying" },
+  "debug-kernel": { type: "boolean", help: "Also write kernel.dbg" },
+  role: { type: "string", value: "ROLE", help: "The file: kernel, initrd, kernel.dbg or rom" },
+  platform: {
+    type: "string",
+    value: "OS/ARCH",
+    help: "Choose from an index (default: this machine's architecture)",
+  },
+  plat: { type: "string", value: "PLAT", help: "Choose by unikraft platform (qemu, fc, xen, …)" },
+  "cache-dir": {
+    type: "string",
+    value: "DIR",
+    help: "The cache (default: $OCICACHE_DIR, else $XDG_CACHE_HOME/ocicache)",
+  },
+  config: {
+    type: "string",
+    value: "FILE",
+    help: "The config file (default: $XDG_CONFIG_HOME/ocicache/config.json)",
+  },
+  offline: { type: "boolean", help: "Never contact a registry" },
+  "fresh-for": { type: "string", value: "D", help: "Trust a tag checked within D (e.g. 10m; default 0)" },
+  refresh: { type: "boolean", help: "Ask the registry even when the tag is known" },
+  verify: { type: "boolean", help: "Re-hash cached blobs before using them" },
+  "insecure-registry": { type: "string", multiple: true, value: "HOST", help: "Use plain HTTP for HOST (repeatable)" },
+  mirror: { type: "string", multiple: true, value: "HOST", help: "Try HOST first for every registry (repeatable)" },
+  "ca-file": { type: "string", value: "FILE", help: "Trust the CA in FILE (PEM) for TLS registries" },
+  concurrency: { type: "string", value: "N", help: "Layers downloaded at once (default 4)" },
+  "connect-timeout": { type: "string", value: "D", help: "How long a registry may take to answer (default 30s)" },
+  "idle-timeout": { type: "string", value: "D", help: "How long a download may stall (default 30s)" },
+  "low-speed-limit": {
+    type: "string",
+    value: "SIZE",
+    help: "A blob slower than SIZE per second over --low-speed-time fails (default 1KiB; 0 off)",
+  },
+  "low-speed-time": { type: "string", value: "D", help: "The time the low-speed limit is measured over (default 60s)" },
+  "max-age": { type: "string", value: "D", help: "Remove what was unused this long (default 30d)" },
+  "max-size": { type: "string", value: "SIZE", help: "Evict the least recently used down to SIZE (default 10GiB)" },
+  grace: { type: "string", value: "D", help: "Never remove what was used this recently (default 10m)" },
+  "dry-run": { type: "boolean", help: "Report what would be removed; remove nothing" },
+  blobs: { type: "boolean", help: "Every blob instead of every reference" },
+  repair: { type: "boolean", help: "Remove corrupt blobs and drop wrong records" },
+  all: { type: "boolean", help: "Everything" },
+  listen: { type: "string", value: "HOST:PORT", help: "Where to listen (default 127.0.0.1:5050)" },
+  upstream: { type: "string", value: "HOST", help: "The registry the /v2/ mirror pulls through" },
+  "allowed-host": {
+    type: "string",
+    multiple: true,
+    value: "HOST",
+    help: "Also answer requests for this Host name (repeatable)",
+  },
+  htpasswd: { type: "string", value: "FILE", help: "Mirror clients need Basic credentials from FILE (bcrypt)" },
+  "public-mirror": { type: "boolean", help: "Allow the mirror on a non-loopback address without --htpasswd" },
+  "max-downloads": { type: "string", value: "N", help: "Upstream blob downloads at once (default 8)" },
+  "max-connections": { type: "string", value: "N", help: "Blob responses at once; more get 429 (default 64)" },
+  "client-buffer": { type: "string", value: "SIZE", help: "Bytes read at once for one client (default 256KiB)" },
+  json: { type: "boolean", help: "Print the result as JSON" },
+  quiet: { type: "boolean", short: "q", help: "No progress and no warnings" },
+  debug: { type: "boolean", help: "Show stack traces" },
+  help: { type: "boolean", short: "h", help: "Show this help" },
+  version: { type: "boolean", short: "V", help: "Show the version" },
+} satisfies Record<string, OptionDoc>;
 
 /** The parsed flags. */
 export type Flags = ParsedValues<typeof OPTIONS>;
+
+type OptionName = keyof typeof OPTIONS;
+
+/** One command: its usage line, what it does, the options it takes beyond the common ones, an example. */
+interface CommandDoc {
+  usage: string;
+  summary: string;
+  options: readonly OptionName[];
+  example: string;
+}
+
+/** The options every command takes. */
+const COMMON: readonly OptionName[] = ["cache-dir", "config", "quiet", "debug", "help", "version"];
+/** How a command that contacts a registry reaches it. */
+const REGISTRY: readonly OptionName[] = [
+  "offline",
+  "insecure-registry",
+  "mirror",
+  "ca-file",
+  "connect-timeout",
+  "idle-timeout",
+  "low-speed-limit",
+  "low-speed-time",
+];
+/** How a pull chooses and trusts what it uses. */
+const CHOICE: readonly OptionName[] = ["platform", "plat", "fresh-for", "refresh", "verify"];
+/** The cleanup limits (a pull that fetched something cleans up with them). */
+const LIMITS: readonly OptionName[] = ["max-age", "max-size", "grace"];
+
+/** Every command, by name. */
+export const COMMANDS = {
+  pull: {
+    usage: "pull REF [-o DIR]",
+    summary: "Pull an image through the cache; print its files",
+    options: ["output", "link", "debug-kernel", "concurrency", "json", ...CHOICE, ...REGISTRY, ...LIMITS],
+    example: "ocicache pull unikraft.org/nginx:1.25 -o build",
+  },
+  path: {
+    usage: "path REF --role ROLE | REF@sha256:…",
+    summary: "Print the cached file of ROLE (or of a blob digest)",
+    options: ["role", ...CHOICE, ...REGISTRY, ...LIMITS],
+    example: "ocicache path unikraft.org/nginx:1.25 --role kernel",
+  },
+  cat: {
+    usage: "cat REF --role ROLE | REF@sha256:…",
+    summary: "Write ROLE's file (or one blob) to stdout",
+    options: ["role", ...CHOICE, ...REGISTRY, ...LIMITS],
+    example: "ocicache cat unikraft.org/nginx:1.25 --role initrd > initrd.cpio",
+  },
+  ls: {
+    usage: "ls [--blobs]",
+    summary: "List cached references (or every blob)",
+    options: ["blobs", "json"],
+    example: "ocicache ls",
+  },
+  stats: {
+    usage: "stats | du",
+    summary: "Totals: references, blobs, bytes, oldest and newest use",
+    options: ["json", ...LIMITS],
+    example: "ocicache stats --json",
+  },
+  gc: {
+    usage: "gc [--max-age D] [--max-size SIZE] [--dry-run]",
+    summary: "Remove what was not used for long, then the least recently used",
+    options: ["dry-run", "json", ...LIMITS],
+    example: "ocicache gc --max-size 5GiB --dry-run",
+  },
+  verify: {
+    usage: "verify [--repair]",
+    summary: "Re-hash every blob; --repair removes corrupt ones",
+    options: ["repair", "json"],
+    example: "ocicache verify --repair",
+  },
+  rm: {
+    usage: "rm REF|DIGEST…",
+    summary: "Remove references (with their unshared blobs) or blobs",
+    options: ["json"],
+    example: "ocicache rm unikraft.org/nginx:1.25",
+  },
+  prune: {
+    usage: "prune --all",
+    summary: "Empty the cache",
+    options: ["all", "json"],
+    example: "ocicache prune --all",
+  },
+  doctor: {
+    usage: "doctor",
+    summary: "Check the cache, the config and each configured registry",
+    options: ["json", ...REGISTRY],
+    example: "ocicache doctor",
+  },
+  serve: {
+    usage: "serve [--listen HOST:PORT] [--upstream HOST]",
+    summary: "The admin API, and with --upstream a registry mirror",
+    options: [
+      "listen",
+      "upstream",
+      "allowed-host",
+      "htpasswd",
+      "public-mirror",
+      "max-downloads",
+      "max-connections",
+      "client-buffer",
+      "concurrency",
+      "fresh-for",
+      ...REGISTRY,
+      ...LIMITS,
+    ],
+    example: "ocicache serve --upstream ghcr.io",
+  },
+} satisfies Record<string, CommandDoc>;
+
+/** A command's name. */
+export type CommandName = keyof typeof COMMANDS;
+
+/** Other names of commands. */
+const ALIASES: Record<string, CommandName> = { du: "stats" };
+
+/** The command `name` stands for, if any. */
+export function commandNamed(name: string): CommandName | undefined {
+  return Object.hasOwn(COMMANDS, name) ? (name as CommandName) : ALIASES[name];
+}
+
+/** The option of `flags` that `command` does not take, if any. */
+export function foreignOption(command: CommandName, flags: Flags): string | undefined {
+  const allowed: readonly string[] = [...COMMON, ...COMMANDS[command].options];
+  return Object.keys(flags).find((name) => !allowed.includes(name));
+}
+
+const EXIT_LINE =
+  "Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 4 integrity, 5 registry unreachable, 6 authentication refused.";
+
+/** The usage text of `ocicache --help`. */
+export function usage(): string {
+  const commands = Object.values(COMMANDS).map((c: CommandDoc) => row(c.usage, c.summary));
+  return [
+    "Usage: ocicache <command> [options]",
+    "",
+    "Commands:",
+    ...commands,
+    "",
+    "REF is [host[:port]/]repo[:tag][@sha256:<hex>], or oci:DIR[:tag] for a local OCI layout.",
+    "ROLE is kernel, initrd, kernel.dbg or rom.",
+    "",
+    "Options of every command:",
+    ...COMMON.map(optionRow),
+    "",
+    "Run `ocicache <command> --help` for the options of a command.",
+    EXIT_LINE,
+  ].join("\n");
+}
+
+/** The usage text of `ocicache COMMAND --help`. */
+export function commandUsage(command: CommandName): string {
+  const doc: CommandDoc = COMMANDS[command];
+  return [
+    `Usage: ocicache ${doc.usage} [options]`,
+    "",
+    `${doc.summary}.`,
+    "",
+    "Options:",
+    ...doc.options.map(optionRow),
+    "",
+    "Options of every command:",
+    ...COMMON.map(optionRow),
+    "",
+    "Example:",
+    `  ${doc.example}`,
+    "",
+    EXIT_LINE,
+  ].join("\n");
+}
+
+function optionRow(name: OptionName): string {
+  const option: OptionDoc = OPTIONS[name];
+  const short = option.short === undefined ? "    " : `-${option.short}, `;
+  return row(`${short}--${name}${option.value === undefined ? "" : ` ${option.value}`}`, option.help);
+}
+
+function row(left: string, right: string): string {
+  return left.length < 27 ? `  ${left.padEnd(27)}${right}` : `  ${left}\n  ${" ".repeat(27)}${right}`;
+}

@@ -131,6 +131,10 @@ describe("ocicache pull", () => {
     [["pull"], 2, "expected one reference"],
     [["pull", "a", "--no-such-flag"], 2, "Cannot parse arguments"],
     [["frobnicate", "x"], 2, "Unknown command"],
+    [["path", "127.0.0.1:5000/a:1", "--dry-run"], 2, '"path" takes no option --dry-run (see ocicache path --help)'],
+    [["pull", "127.0.0.1:5000/a:1", "--repair"], 2, '"pull" takes no option --repair'],
+    [["cat", "127.0.0.1:5000/a:1", "--json"], 2, '"cat" takes no option --json'],
+    [["ls", "-qx"], 2, 'unknown option "-x"'],
     [["login"], 2, "run `docker login`"],
     [["path", "127.0.0.1:5000/a:1", "--role", "bios"], 2, 'Unknown role "bios"'],
     [["pull", "127.0.0.1:5000/a:1", "--fresh-for", "soon"], 2, "--fresh-for"],
@@ -150,6 +154,26 @@ describe("ocicache pull", () => {
     const help = await ocicache(["--help"]);
     expect([help.code, help.stderr]).toEqual([0, ""]);
     expect(help.stdout).toBe(bare.stderr);
+  });
+
+  test("each command's --help (and help COMMAND) prints its usage, its options and an example", async () => {
+    const help = await ocicache(["pull", "--help"]);
+    expect([help.code, help.stderr]).toEqual([0, ""]);
+    expect(help.stdout).toStartWith("Usage: ocicache pull REF");
+    expect(help.stdout).toContain("-o, --output DIR");
+    expect(help.stdout).toContain("Example:\n  ocicache pull ");
+    expect(help.stdout).not.toContain("--repair");
+    expect((await ocicache(["help", "pull"])).stdout).toBe(help.stdout);
+    const du = await ocicache(["du", "-h"]);
+    expect(du.stdout).toStartWith("Usage: ocicache stats | du");
+    expect(existsSync(cacheDir)).toBe(false);
+  });
+
+  test("short options cluster: -qo DIR is --quiet --output DIR", async () => {
+    const out = join(dir, "out");
+    const ran = await ocicache(["pull", spec.ref, "-qo", out]);
+    expect([ran.code, ran.stderr]).toEqual([0, ""]);
+    expect(readFileSync(join(out, "kernel"))).toEqual(Buffer.from(spec.manifests[host].files.kernel));
   });
 
   test("an unknown tag is exit 3; an unreachable registry is exit 5", async () => {

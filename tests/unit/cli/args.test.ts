@@ -20,6 +20,12 @@ describe("parseArguments()", () => {
     expect(parseArguments(["-o", "dir", "x"], OPTIONS)).toEqual({ values: { output: "dir" }, positionals: ["x"] });
   });
 
+  test("short options cluster as getopt reads them: booleans, then one option that takes the rest or the next", () => {
+    expect(parseArguments(["-qo", "dir"], OPTIONS).values).toEqual({ quiet: true, output: "dir" });
+    expect(parseArguments(["-qodir"], OPTIONS).values).toEqual({ quiet: true, output: "dir" });
+    expect(parseArguments(["-oq"], OPTIONS).values).toEqual({ output: "q" });
+  });
+
   test("everything after -- is positional", () => {
     expect(parseArguments(["--", "-q", "--output"], OPTIONS).positionals).toEqual(["-q", "--output"]);
   });
@@ -27,6 +33,8 @@ describe("parseArguments()", () => {
   test.each([
     [["--nope"], 'unknown option "--nope"'],
     [["-x"], 'unknown option "-x"'],
+    [["-qx"], 'unknown option "-x"'],
+    [["-qo"], 'option "-o" needs a value'],
     [["--output"], 'option "--output" needs a value'],
     [["-o"], 'option "-o" needs a value'],
     [["--quiet=yes"], 'option "--quiet" takes no value'],
