@@ -8,11 +8,11 @@
 import { pruneCache } from "../store/cleanup.ts";
 import { registryOptions, type Context } from "./context.ts";
 import { runDoctor } from "./doctor.ts";
-import { isDigest, type Digest } from "../oci/digest.ts";
+import { isDigest } from "../oci/digest.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import { takeInventory } from "../store/inventory.ts";
 import { formatReference, parseReference } from "../oci/reference.ts";
-import { pruneAll, removeTargets, type RemovalResult } from "../store/remove.ts";
+import { pruneAll, removeTargets, type RemovalResult, type RemovalTarget } from "../store/remove.ts";
 import { blobRows, cacheStats, iso, referenceRows } from "../store/report.ts";
 import { Store } from "../store/store.ts";
 import { escapeControl } from "./text.ts";
@@ -22,7 +22,6 @@ import { verifyCache } from "../store/verify.ts";
 /** The commands of this module, by name. */
 export const MANAGE_COMMANDS = {
   ls: runLs,
-  du: runStats,
   stats: runStats,
   gc: runGc,
   verify: runVerify,
@@ -160,14 +159,13 @@ async function runVerify(context: Context): Promise<number> {
 
 async function runRm(context: Context): Promise<number> {
   if (context.args.length === 0) throw new UsageError("Cannot run rm: expected one or more references or digests");
-  const targets = context.args.map((arg): { name: string } | { digest: Digest } =>
-    isDigest(arg)
-      ? { digest: arg }
-      : {
-          name:
-            arg.includes("@") || arg.includes(":") || arg.includes("/") ? formatReference(parseReference(arg)) : arg,
-        },
-  );
+  const targets = context.args.map((arg): RemovalTarget => {
+    if (isDigest(arg)) return { digest: arg };
+    const prefix = /^(?:sha256:)?([0-9a-f]{7,64})$/.exec(arg)?.[1];
+    if (prefix !== undefined) return { prefix };
+    const reference = arg.includes("@") || arg.includes(":") || arg.includes("/");
+    return { name: reference ? formatReference(parseReference(arg)) : arg };
+  });
   return printRemoval(context, await removeTargets(openStore(context, true), targets));
 }
 

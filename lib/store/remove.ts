@@ -8,7 +8,7 @@
  */
 
 import type { Digest } from "../oci/digest.ts";
-import { NotFoundError } from "../errors.ts";
+import { NotFoundError, UsageError } from "../errors.ts";
 import { takeInventory, type Inventory, type Unit } from "./inventory.ts";
 import { updateIndex } from "./index-file.ts";
 import { acquireLock, type Lock } from "./lock.ts";
@@ -89,22 +89,25 @@ export async function removeUnits(
   return { removed, freedBytes: actuallyFreed, keptInUse };
 }
 
+/** What `rm` is asked to remove: a reference by name, a blob or image by digest, or by a unique digest prefix. */
+export type RemovalTarget = { name: string } | { digest: Digest } | { prefix: string };
+
 /**
  * `rm`: remove references (by name, as `ls` prints them, or as given on the
- * command line) and blobs (by digest), with the blobs no other reference needs.
+ * command line) and blobs (by digest, or by a unique prefix of its hex), with
+ * the blobs no other reference needs.
  *
  * @throws {NotFoundError} naming the first target the cache does not hold.
+ * @throws {UsageError} for a prefix that more than one digest starts with, listing them.
  */
-export async function removeTargets(
-  store: Store,
-  targets: Array<{ name: string } | { digest: Digest }>,
-): Promise<RemovalResult> {
+export async function removeTargets(store: Store, targets: RemovalTarget[]): Promise<RemovalResult> {
   const lock = await lockCleanup(store);
   try {
     const inventory = takeInventory(store);
     const chosen: Unit[] = [];
     const shared: RemovedUnit[] = [];
-    for (const target of targets) {
+    for (const asked of targets) {
+      const target = "prefix" in asked ? { digest: expandPrefix(inventory, asked.prefix) } : asked;
       const found =
         "name" in target
           ? inventory.units.filter((u) => u.kind === "reference" && u.name === target.name)
@@ -139,6 +142,21 @@ export async function removeTargets(
   } finally {
     lock.release();
   }
+}
+
+/** The one digest of a reference or blob that starts with `sha256:<prefix>`. */
+function expandPrefix(inventory: Inventory, prefix: string): Digest {
+  const start = `sha256:${prefix}`;
+  const matches = new Set<Digest>();
+  for (const unit of inventory.units) if (unit.digest.startsWith(start)) matches.add(unit.digest);
+  for (const digest of inventory.blobs.keys()) if (digest.startsWith(start)) matches.add(digest);
+  if (matches.size > 1)
+    throw new UsageError(
+      `Cannot remove "${start}": it is the start of ${[...matches].sort().join(", ")}; give more digits`,
+    );
+  const [digest] = matches;
+  if (digest === undefined) throw new NotFoundError(`Cannot remove "${start}": no cached digest starts with it`);
+  return digest;
 }
 
 /** `prune --all`: remove every reference and blob; downloads in progress keep their temp files. */

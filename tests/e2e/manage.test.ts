@@ -232,6 +232,29 @@ describe("verify, rm, prune", () => {
     expect((await ocicache(["prune", "--all"])).code).toBe(0);
     expect(readdirSync(join(cacheDir, "blobs", "sha256"))).toEqual([]);
   });
+
+  test("rm takes the digest prefix ls prints (7+ hex, sha256: optional); an ambiguous one is exit 2", async () => {
+    await pull(small.ref);
+    await pull(spec.ref);
+    const row = (await ocicache(["ls"])).stdout.split("\n").find((line) => line.startsWith(small.ref))!;
+    const short = row.split(/\s+/)[1]!;
+    expect(short).toMatch(/^[0-9a-f]{12}$/);
+    const rm = await ocicache(["rm", short]);
+    expect([rm.code, rm.stderr]).toEqual([0, ""]);
+    expect(rm.stdout).toContain(`removed ${small.ref}`);
+    expect(readIndex(cacheDir).map((e) => e.annotations["org.opencontainers.image.ref.name"])).toEqual([spec.ref]);
+    // Two blobs planted under names that share their first 8 hex digits.
+    const planted = ["1", "2"].map((last) => `sha256:abcdef01${"0".repeat(55)}${last}` as Digest);
+    for (const digest of planted) writeFileSync(store.blobPath(digest), digest);
+    const ambiguous = await ocicache(["rm", "sha256:abcdef0"]);
+    expect(ambiguous.code).toBe(2);
+    expect(ambiguous.stderr).toContain(`it is the start of ${planted.join(", ")}`);
+    expect(planted.every((digest) => existsSync(store.blobPath(digest)))).toBe(true);
+    expect((await ocicache(["rm", "abcdef0100"])).code).toBe(2);
+    expect((await ocicache(["rm", planted[1]!.slice(7)])).code).toBe(0);
+    expect(existsSync(store.blobPath(planted[1]!))).toBe(false);
+    expect((await ocicache(["rm", "0123456"])).code).toBe(3);
+  });
 });
 
 describe("automatic cleanup after a pull that fetched something", () => {
