@@ -13,7 +13,8 @@ import { EXIT_CODES, UsageError } from "../errors.ts";
 import { takeInventory } from "../store/inventory.ts";
 import { formatReference, parseReference } from "../oci/reference.ts";
 import { pruneAll, removeTargets, type RemovalResult, type RemovalTarget } from "../store/remove.ts";
-import { blobRows, cacheStats, iso, referenceRows } from "../store/report.ts";
+import { blobRows, cacheStats, cleanupJson, referenceRows, removalJson, verifyJson } from "../store/report.ts";
+import { formatPlatform } from "../oci/platform.ts";
 import { Store } from "../store/store.ts";
 import { escapeControl } from "./text.ts";
 import { formatBytes, formatDuration } from "../config/units.ts";
@@ -57,7 +58,12 @@ async function runLs(context: Context): Promise<number> {
     context.print(
       table(
         ["DIGEST", "SIZE", "LAST USE", "REFERENCES"],
-        blobs.map((b) => [b.digest, formatBytes(b.size), ago(now, Date.parse(b.lastUse)), String(b.references.length)]),
+        blobs.map((b) => [
+          b.digest,
+          formatBytes(b.bytes),
+          ago(now, Date.parse(b.lastUsedAt)),
+          String(b.references.length),
+        ]),
       ),
     );
     return EXIT_CODES.ok;
@@ -70,9 +76,9 @@ async function runLs(context: Context): Promise<number> {
       refs.map((r) => [
         r.reference,
         r.digest.slice(7, 19),
-        r.platforms.join(", ") || "-",
-        formatBytes(r.size),
-        ago(now, Date.parse(r.lastUse)),
+        r.platforms.map(formatPlatform).join(", ") || "-",
+        formatBytes(r.bytes),
+        ago(now, Date.parse(r.lastUsedAt)),
       ]),
     ),
   );
@@ -89,11 +95,11 @@ async function runStats(context: Context): Promise<number> {
       `cache       ${stats.cacheDir}`,
       `references  ${stats.references}`,
       `blobs       ${stats.blobs}`,
-      `size        ${formatBytes(stats.bytes)} (limit ${formatBytes(stats.maxSize)}, ` +
-        `${formatBytes(stats.overMaxSize)} over)`,
-      `oldest use  ${stats.oldestUse === null ? "-" : `${ago(now, Date.parse(stats.oldestUse))}`}`,
-      `newest use  ${stats.newestUse === null ? "-" : `${ago(now, Date.parse(stats.newestUse))}`}`,
-      `unused for longer than ${formatDuration(stats.maxAgeMs)}: ${formatBytes(stats.overMaxAge)}`,
+      `size        ${formatBytes(stats.bytes)} (limit ${formatBytes(stats.maxSizeBytes)}, ` +
+        `${formatBytes(stats.overMaxSizeBytes)} over)`,
+      `oldest use  ${stats.oldestUseAt === null ? "-" : `${ago(now, Date.parse(stats.oldestUseAt))}`}`,
+      `newest use  ${stats.newestUseAt === null ? "-" : `${ago(now, Date.parse(stats.newestUseAt))}`}`,
+      `unused for longer than ${formatDuration(stats.maxAgeSeconds * 1000)}: ${formatBytes(stats.overMaxAgeBytes)}`,
     ].join("\n"),
   );
   return EXIT_CODES.ok;
@@ -108,8 +114,7 @@ async function runGc(context: Context): Promise<number> {
     graceMs: config.graceMs,
     dryRun: flags["dry-run"] === true,
   });
-  if (flags.json)
-    return json(context, { ...report, removed: report.removed.map((r) => ({ ...r, lastUse: iso(r.lastUseMs) })) });
+  if (flags.json) return json(context, cleanupJson(report));
   const verb = report.dryRun ? "would remove" : "removed";
   const now = Date.now();
   const lines = report.removed.map(
@@ -135,7 +140,7 @@ async function runVerify(context: Context): Promise<number> {
   });
   const failed = (report.corrupt.length > 0 || report.wrongFiles.length > 0) && !report.repaired;
   if (context.flags.json) {
-    context.print(JSON.stringify(report, null, 2));
+    json(context, verifyJson(report));
   } else {
     const lines = [
       ...report.corrupt.map(
@@ -176,7 +181,7 @@ async function runPrune(context: Context): Promise<number> {
 }
 
 function printRemoval(context: Context, result: RemovalResult): number {
-  if (context.flags.json) return json(context, result);
+  if (context.flags.json) return json(context, removalJson(result));
   printLines(context, [
     ...result.removed.map((r) => `removed ${r.name} (${formatBytes(r.bytes)})`),
     `freed ${formatBytes(result.freedBytes)}`,

@@ -11,7 +11,7 @@ import { cacheOptions, one, type Context } from "./context.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import { ProgressBar } from "./progress.ts";
 import { parsePlatform } from "../oci/platform.ts";
-import { pullBlob, pullImage, pullLayout, type PullOptions, type PullResult } from "../pull/pull.ts";
+import { pullBlob, pullImage, pullJson, pullLayout, type PullOptions, type PullResult } from "../pull/pull.ts";
 import { parseLayoutSource, parseReference, type Reference } from "../oci/reference.ts";
 import type { Role } from "../oci/names.ts";
 
@@ -104,7 +104,9 @@ function pullInput(context: Context, input: string, options: PullOptions): Promi
 }
 
 function printResult(context: Context, result: PullResult): number {
-  context.print(context.flags.json ? JSON.stringify(result, null, 2) : result.files.map((f) => f.path).join("\n"));
+  context.print(
+    context.flags.json ? JSON.stringify(pullJson(result), null, 2) : result.files.map((f) => f.path).join("\n"),
+  );
   return EXIT_CODES.ok;
 }
 

@@ -30,7 +30,7 @@ export interface ResolvedImage {
   /** The platform's image manifest. */
   image: SourceManifest & { manifest: Manifest & { kind: "image" } };
   /** The chosen platform, when the top manifest is an index. */
-  platform?: string;
+  platform?: PlatformWant;
   files: ImageFile[];
 }
 
@@ -51,12 +51,13 @@ export async function resolveImage(source: ImageSource, choice: ImageChoice = {}
   const fetched = await source.top();
   const top = { ...fetched, manifest: parseManifest(fetched.bytes, fetched.mediaType, source.name) };
   let image = top;
-  let platform: string | undefined;
+  let platform: PlatformWant | undefined;
   if (top.manifest.kind === "index") {
     const chosen = selectManifest(top.manifest.manifests, choice.platform ?? {}, source.name);
-    platform = formatPlatform(describe(chosen));
+    platform = describe(chosen);
     const child = await source.manifest(chosen);
-    image = { ...child, manifest: parseManifest(child.bytes, chosen.mediaType, `${source.name} (${platform})`) };
+    const name = `${source.name} (${formatPlatform(platform)})`;
+    image = { ...child, manifest: parseManifest(child.bytes, chosen.mediaType, name) };
   }
   const manifest = image.manifest;
   if (manifest.kind !== "image")

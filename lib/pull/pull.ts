@@ -11,6 +11,7 @@ import type { Digest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
 import { defaultMediaType, type Descriptor } from "../oci/manifest.ts";
 import { DERIVED_ANNOTATION } from "../oci/names.ts";
+import type { PlatformWant } from "../oci/platform.ts";
 import type { LayoutSource, Reference } from "../oci/reference.ts";
 import { parseDerived } from "../store/index-file.ts";
 import { fetchBlob, fetchBlobByDigest } from "./blobs.ts";
@@ -31,7 +32,7 @@ export interface PullResult {
   /** The platform's image manifest. */
   manifest: Digest;
   /** The chosen platform, when the reference named an index. */
-  platform?: string;
+  platform?: PlatformWant;
   files: PulledFile[];
   /** Whether nothing came from a registry. */
   hit: boolean;
@@ -138,6 +139,11 @@ function result(name: string, image: ResolvedImage, files: PulledFile[]): PullRe
     files,
     hit: image.top.hit && image.image.hit && files.every((f) => f.hit),
   };
+}
+
+/** What `pull --json` and `POST /v1/pull` print: a file's size is `bytes`, as everywhere in the JSON. */
+export function pullJson(result: PullResult) {
+  return { ...result, files: result.files.map(({ size, ...file }) => ({ ...file, bytes: size })) };
 }
 
 /**

@@ -22,10 +22,10 @@ import { basicChecker, type Htpasswd } from "./htpasswd.ts";
 import { mountMirror } from "./mirror.ts";
 import { renderStatus } from "./status.ts";
 import { parsePlatform } from "../oci/platform.ts";
-import { pullImage } from "../pull/pull.ts";
+import { pullImage, pullJson } from "../pull/pull.ts";
 import { formatReference, parseReference } from "../oci/reference.ts";
 import { removeTargets } from "../store/remove.ts";
-import { blobRows, cacheStats, referenceRows } from "../store/report.ts";
+import { blobRows, cacheStats, cleanupJson, referenceRows, removalJson } from "../store/report.ts";
 import { tempPath } from "../store/paths.ts";
 import { parseDuration, parseSize } from "../config/units.ts";
 import { unlinkSync, writeFileSync } from "node:fs";
@@ -161,7 +161,7 @@ export function createAdminApp(deps: AdminDeps): Hono {
       platform: parsePlatform(body.platform, body.plat),
       concurrency: config.concurrency,
     });
-    return c.json(result);
+    return c.json(pullJson(result));
   });
   app.post("/v1/gc", jsonBody(GC_BODY), async (c) => {
     const body = c.req.valid("json");
@@ -172,16 +172,16 @@ export function createAdminApp(deps: AdminDeps): Hono {
       dryRun: body.dryRun === true,
     });
     if (!report.dryRun) metrics.evictions += report.removed.length;
-    return c.json(report);
+    return c.json(cleanupJson(report));
   });
   app.delete("/v1/refs/:ref{.+}", async (c) => {
     const name = formatReference(parseReference(c.req.param("ref")));
-    return c.json(await removeTargets(cache.store, [{ name }]));
+    return c.json(removalJson(await removeTargets(cache.store, [{ name }])));
   });
   app.delete("/v1/blobs/:digest", async (c) => {
     const digest = c.req.param("digest");
     if (!isDigest(digest)) throw new UsageError(`Invalid "digest": expected sha256:<64 hex>`);
-    return c.json(await removeTargets(cache.store, [{ digest: digest as Digest }]));
+    return c.json(removalJson(await removeTargets(cache.store, [{ digest: digest as Digest }])));
   });
 
   if (deps.upstream !== undefined)

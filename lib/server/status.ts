@@ -36,18 +36,18 @@ const MAX_ROWS = 20;
  * import assert from "node:assert";
  * import { Metrics } from "./metrics.ts";
  * import { renderStatus } from "./status.ts";
- * const stats = { cacheDir: "/c", references: 0, blobs: 0, bytes: 0, oldestUse: null, newestUse: null,
- *   maxSize: 1024, overMaxSize: 0, maxAgeMs: 0, overMaxAge: 0 };
+ * const stats = { cacheDir: "/c", references: 0, blobs: 0, bytes: 0, oldestUseAt: null, newestUseAt: null,
+ *   maxSizeBytes: 1024, overMaxSizeBytes: 0, maxAgeSeconds: 0, overMaxAgeBytes: 0 };
  * const page = String(await renderStatus({ stats, references: [], metrics: new Metrics(), now: Date.now() }));
  * assert.match(page, /0 B of 1 KiB/);
  * ```
  */
 export function renderStatus(data: StatusData): HtmlEscapedString | Promise<HtmlEscapedString> {
   const { stats, metrics } = data;
-  const used = stats.maxSize > 0 ? Math.min(100, (stats.bytes / stats.maxSize) * 100) : 0;
+  const used = stats.maxSizeBytes > 0 ? Math.min(100, (stats.bytes / stats.maxSizeBytes) * 100) : 0;
   const served = metrics.hits + metrics.misses;
   const ratio = served === 0 ? "–" : `${((metrics.hits / served) * 100).toFixed(0)} %`;
-  const rows = [...data.references].sort((a, b) => b.size - a.size).slice(0, MAX_ROWS);
+  const rows = [...data.references].sort((a, b) => b.bytes - a.bytes).slice(0, MAX_ROWS);
   const upstream = metrics.lastUpstreamError;
   return html`<!doctype html>
 <html lang="en">
@@ -69,7 +69,7 @@ td.n, th.n { text-align: right; } .muted { color: #777; }
 <p class="muted">${stats.cacheDir}${data.upstream === undefined ? "" : html` · mirroring ${data.upstream}`}</p>
 <h2>Cache</h2>
 <div class="bar"><div class="fill" style="width: ${used.toFixed(1)}%"></div></div>
-<p id="size">${formatBytes(stats.bytes)} of ${formatBytes(stats.maxSize)} ·
+<p id="size">${formatBytes(stats.bytes)} of ${formatBytes(stats.maxSizeBytes)} ·
 <span id="references">${stats.references}</span> references · <span id="blobs">${stats.blobs}</span> blobs</p>
 <h2>Traffic</h2>
 <p>hit ratio <span id="hit-ratio">${ratio}</span> (${metrics.hits} hits, ${metrics.misses} misses) ·
@@ -85,10 +85,10 @@ ${metrics.blobStreams} blob responses following them</p>
 <h2>References, the largest first</h2>
 <table>
 <tr><th>reference</th><th class="n">size</th><th>last use</th></tr>
-${rows.map(
-  (r) =>
-    html`<tr><td>${r.reference}</td><td class="n">${formatBytes(r.size)}</td><td>${ago(data.now, r.lastUse)}</td></tr>`,
-)}
+${rows.map((r) => {
+  const cells = html`<td class="n">${formatBytes(r.bytes)}</td><td>${ago(data.now, r.lastUsedAt)}</td>`;
+  return html`<tr><td>${r.reference}</td>${cells}</tr>`;
+})}
 </table>
 <h2>Recent requests</h2>
 <table>

@@ -11,7 +11,7 @@ import type { Digest } from "../oci/digest.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
 import { parseDerived, readIndex, type IndexEntry } from "./index-file.ts";
-import { describe, formatPlatform } from "../oci/platform.ts";
+import { describe, type PlatformWant } from "../oci/platform.ts";
 import type { Store } from "./store.ts";
 import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 
@@ -35,7 +35,7 @@ export interface Unit {
   /** Blobs the unit names that are not on disk (its top manifest, files taken out of layers). */
   missing: Digest[];
   /** Platforms whose manifest is cached, for a reference to an index. */
-  platforms: string[];
+  platforms: PlatformWant[];
   lastUseMs: number;
   /** Bytes of the unit's blobs on disk, shared ones included. */
   size: number;
@@ -98,7 +98,7 @@ export function listBlobs(store: Store): Map<Digest, BlobInfo> {
 function referenceUnit(store: Store, blobs: Map<Digest, BlobInfo>, entry: IndexEntry): Unit {
   const reached = new Set<Digest>();
   const missing: Digest[] = [];
-  const platforms: string[] = [];
+  const platforms: PlatformWant[] = [];
   const visit = (digest: Digest, depth: number) => {
     if (reached.has(digest)) return;
     if (!blobs.has(digest)) {
@@ -117,7 +117,7 @@ function referenceUnit(store: Store, blobs: Map<Digest, BlobInfo>, entry: IndexE
     }
     if (manifest.kind === "index") {
       for (const child of manifest.manifests) {
-        if (blobs.has(child.digest)) platforms.push(formatPlatform(describe(child)));
+        if (blobs.has(child.digest)) platforms.push(describe(child));
         visit(child.digest, depth + 1);
       }
     } else {

@@ -1,29 +1,36 @@
 /**
- * The views of an inventory that `ls`, `stats` and the admin API share:
- * plain JSON-ready rows.
+ * What the commands' `--json` and the admin API print about the cache, in
+ * one vocabulary (docs/cli.md, "JSON output"): byte counts are integers named
+ * `bytes` or `…Bytes`, points in time ISO 8601 strings named `…At`, durations
+ * seconds named `…Seconds`, platforms objects, digests whole.
  *
  * @module
  */
 
 import type { Digest } from "../oci/digest.ts";
+import type { PlatformWant } from "../oci/platform.ts";
+import type { CleanupReport } from "./cleanup.ts";
 import type { Inventory } from "./inventory.ts";
+import type { RemovalResult, RemovedUnit } from "./remove.ts";
+import type { VerifyReport } from "./verify.ts";
 
 /** One cached reference, as `ls --json` and `GET /v1/refs` show it. */
 export interface ReferenceRow {
   reference: string;
   digest: Digest;
   mediaType: string;
-  platforms: string[];
-  size: number;
-  lastUse: string;
+  /** The platforms whose manifest is cached, for a reference to an index. */
+  platforms: PlatformWant[];
+  bytes: number;
+  lastUsedAt: string;
   blobs: number;
 }
 
 /** One blob, as `ls --blobs --json` and `GET /v1/blobs` show it. */
 export interface BlobRow {
   digest: Digest;
-  size: number;
-  lastUse: string;
+  bytes: number;
+  lastUsedAt: string;
   references: string[];
 }
 
@@ -33,12 +40,22 @@ export interface CacheStats {
   references: number;
   blobs: number;
   bytes: number;
-  oldestUse: string | null;
-  newestUse: string | null;
-  maxSize: number;
-  overMaxSize: number;
-  maxAgeMs: number;
-  overMaxAge: number;
+  oldestUseAt: string | null;
+  newestUseAt: string | null;
+  maxSizeBytes: number;
+  overMaxSizeBytes: number;
+  maxAgeSeconds: number;
+  overMaxAgeBytes: number;
+}
+
+/** A removed unit, as `rm`, `prune` and `gc` print it. */
+export interface RemovedRow {
+  kind: RemovedUnit["kind"];
+  name: string;
+  digest: Digest;
+  bytes: number;
+  reason: RemovedUnit["reason"];
+  lastUsedAt: string;
 }
 
 /**
@@ -60,8 +77,8 @@ export function referenceRows(inventory: Inventory): ReferenceRow[] {
       digest: u.digest,
       mediaType: u.entry?.mediaType ?? "",
       platforms: u.platforms,
-      size: u.size,
-      lastUse: iso(u.lastUseMs),
+      bytes: u.size,
+      lastUsedAt: iso(u.lastUseMs),
       blobs: u.blobs.size,
     }));
 }
@@ -75,7 +92,12 @@ export function blobRows(inventory: Inventory): BlobRow[] {
   }
   return [...inventory.blobs.values()]
     .sort((a, b) => b.lastUseMs - a.lastUseMs)
-    .map((b) => ({ digest: b.digest, size: b.size, lastUse: iso(b.lastUseMs), references: users.get(b.digest) ?? [] }));
+    .map((b) => ({
+      digest: b.digest,
+      bytes: b.size,
+      lastUsedAt: iso(b.lastUseMs),
+      references: users.get(b.digest) ?? [],
+    }));
 }
 
 /** Totals, the oldest and newest use, and the bytes over the limits. */
@@ -96,16 +118,47 @@ export function cacheStats(
     references: inventory.units.filter((u) => u.kind === "reference").length,
     blobs: inventory.blobs.size,
     bytes: inventory.totalBytes,
-    oldestUse: inventory.blobs.size > 0 ? iso(oldest) : null,
-    newestUse: inventory.blobs.size > 0 ? iso(newest) : null,
-    maxSize: limits.maxSizeBytes,
-    overMaxSize: Math.max(0, inventory.totalBytes - limits.maxSizeBytes),
-    maxAgeMs: limits.maxAgeMs,
-    overMaxAge: stale.reduce((sum, u) => sum + u.size, 0),
+    oldestUseAt: inventory.blobs.size > 0 ? iso(oldest) : null,
+    newestUseAt: inventory.blobs.size > 0 ? iso(newest) : null,
+    maxSizeBytes: limits.maxSizeBytes,
+    overMaxSizeBytes: Math.max(0, inventory.totalBytes - limits.maxSizeBytes),
+    maxAgeSeconds: seconds(limits.maxAgeMs),
+    overMaxAgeBytes: stale.reduce((sum, u) => sum + u.size, 0),
   };
+}
+
+/** What `rm`, `prune` and `DELETE /v1/…` print. */
+export function removalJson(result: RemovalResult) {
+  return { removed: result.removed.map(removedRow), freedBytes: result.freedBytes, keptInUse: result.keptInUse };
+}
+
+/** What `gc` and `POST /v1/gc` print. */
+export function cleanupJson(report: CleanupReport) {
+  const { removed, durationMs, ...rest } = report;
+  return { ...rest, removed: removed.map(removedRow), durationSeconds: seconds(durationMs) };
+}
+
+/** What `verify` prints. */
+export function verifyJson(report: VerifyReport) {
+  const { corrupt, durationMs, ...rest } = report;
+  return {
+    ...rest,
+    corrupt: corrupt.map(({ size, ...c }) => ({ ...c, bytes: size })),
+    durationSeconds: seconds(durationMs),
+  };
+}
+
+function removedRow(unit: RemovedUnit): RemovedRow {
+  const { lastUseMs, ...rest } = unit;
+  return { ...rest, lastUsedAt: iso(lastUseMs) };
 }
 
 /** A time as ISO 8601. */
 export function iso(ms: number): string {
   return new Date(ms).toISOString();
+}
+
+/** Milliseconds as seconds, to the millisecond. */
+export function seconds(ms: number): number {
+  return Math.round(ms) / 1000;
 }

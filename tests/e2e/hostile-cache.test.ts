@@ -158,7 +158,7 @@ describe("a hostile cache directory", () => {
     symlinkSync(lookalike, kernelBlob());
     const verify = await ocicache(["verify", "--json"]);
     expect(verify.code).toBe(4);
-    expect(JSON.parse(verify.stdout).corrupt).toEqual([{ digest: kernel, reason: "not a regular file", size: 0 }]);
+    expect(JSON.parse(verify.stdout).corrupt).toEqual([{ digest: kernel, reason: "not a regular file", bytes: 0 }]);
     const pulled = await ocicache(["pull", image.ref, "-o", join(dir, "out")]);
     expect(pulled.code).toBe(0);
     expect(readFileSync(join(dir, "out", "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));

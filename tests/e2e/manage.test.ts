@@ -85,8 +85,8 @@ describe("ls, stats", () => {
     expect(refs.map((r: { reference: string }) => r.reference).sort()).toEqual([small.ref, spec.ref].sort());
     const specRow = refs.find((r: { reference: string }) => r.reference === spec.ref);
     expect(specRow.digest).toBe(spec.indexDigest);
-    expect(specRow.platforms).toEqual([`linux/${host} (qemu)`]);
-    expect(specRow.size).toBeGreaterThan(spec.manifests[host].files.initrd.length);
+    expect(specRow.platforms).toEqual([{ os: "linux", architecture: host, plat: "qemu" }]);
+    expect(specRow.bytes).toBeGreaterThan(spec.manifests[host].files.initrd.length);
     const text = await ocicache(["ls"]);
     expect(text.stdout.split("\n")[0]).toMatch(/^REFERENCE\s+DIGEST\s+PLATFORMS\s+SIZE\s+LAST USE$/);
     const blobs = JSON.parse((await ocicache(["ls", "--blobs", "--json"])).stdout);
@@ -101,9 +101,48 @@ describe("ls, stats", () => {
     expect(stats.references).toBe(1);
     expect(stats.blobs).toBe(readdirSync(join(cacheDir, "blobs", "sha256")).length);
     expect(stats.bytes).toBeGreaterThan(small.manifests[host].files.kernel.length);
-    expect(stats.overMaxSize).toBe(stats.bytes - 1000);
-    expect(stats.overMaxAge).toBe(3);
+    expect(stats.overMaxSizeBytes).toBe(stats.bytes - 1000);
+    expect(stats.overMaxAgeBytes).toBe(3);
     expect((await ocicache(["du"])).stdout).toContain("references  1");
+  });
+});
+
+describe("--json", () => {
+  /** Every key of a JSON value, with the value, at any depth. */
+  function entries(value: unknown): Array<[string, unknown]> {
+    if (Array.isArray(value)) return value.flatMap(entries);
+    if (value === null || typeof value !== "object") return [];
+    return Object.entries(value).flatMap(([key, inner]) => [[key, inner] as [string, unknown], ...entries(inner)]);
+  }
+
+  test("every command speaks one vocabulary: bytes, …At as ISO 8601, …Seconds, platform objects, whole digests", async () => {
+    await pull(spec.ref);
+    orphan("stale", 40);
+    const outputs = await Promise.all(
+      [
+        ["pull", spec.ref, "--json"],
+        ["ls", "--json"],
+        ["ls", "--blobs", "--json"],
+        ["stats", "--json"],
+        ["verify", "--json"],
+        ["gc", "--dry-run", "--max-age", "1d", "--json"],
+        ["doctor", "--json", "--offline"],
+      ].map(async (args) => JSON.parse((await ocicache(args)).stdout) as unknown),
+    );
+    outputs.push(JSON.parse((await ocicache(["rm", spec.ref, "--json"])).stdout));
+    const all = outputs.flatMap(entries);
+    const keys = new Set(all.map(([key]) => key));
+    for (const banned of ["size", "lastUse", "lastUseMs", "durationMs", "maxSize", "maxAgeMs"])
+      expect(keys.has(banned)).toBe(false);
+    for (const [key, value] of all) {
+      if (/Bytes$|^bytes$/.test(key)) expect(Number.isInteger(value)).toBe(true);
+      if (key.endsWith("At") && value !== null) expect(new Date(value as string).toISOString()).toBe(value as string);
+      if (key.endsWith("Seconds")) expect(typeof value).toBe("number");
+      if (key === "digest" || key === "manifest") expect(value as string).toMatch(/^sha256:[0-9a-f]{64}$/);
+      if (key === "platform") expect(Object.keys(value as object)).toContain("architecture");
+    }
+    for (const key of ["lastUsedAt", "durationSeconds", "maxAgeSeconds", "freedBytes", "bytes", "platform"])
+      expect(keys.has(key)).toBe(true);
   });
 });
 
