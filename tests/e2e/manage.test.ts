@@ -115,7 +115,7 @@ describe("--json", () => {
     return Object.entries(value).flatMap(([key, inner]) => [[key, inner] as [string, unknown], ...entries(inner)]);
   }
 
-  test("every command speaks one vocabulary: bytes, …At as ISO 8601, …Seconds, platform objects, whole digests", async () => {
+  test("every command speaks one vocabulary: bytes, …At (ISO 8601), …Seconds, platforms", async () => {
     await pull(spec.ref);
     orphan("stale", 40);
     const outputs = await Promise.all(
