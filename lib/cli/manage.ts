@@ -13,7 +13,15 @@ import { EXIT_CODES, UsageError } from "../errors.ts";
 import { takeInventory } from "../store/inventory.ts";
 import { formatReference, parseReference } from "../oci/reference.ts";
 import { pruneAll, removeTargets, type RemovalResult, type RemovalTarget } from "../store/remove.ts";
-import { blobRows, cacheStats, cleanupJson, referenceRows, removalJson, verifyJson } from "../store/report.ts";
+import {
+  blobRows,
+  cacheStats,
+  cleanupJson,
+  referenceRows,
+  removalJson,
+  verifyJson,
+  type ReferenceRow,
+} from "../store/report.ts";
 import { formatPlatform } from "../oci/platform.ts";
 import { Store } from "../store/store.ts";
 import { escapeControl } from "./text.ts";
@@ -55,34 +63,69 @@ async function runLs(context: Context): Promise<number> {
   if (context.flags.blobs) {
     const blobs = blobRows(inventory);
     if (context.flags.json) return json(context, blobs);
-    context.print(
-      table(
-        ["DIGEST", "SIZE", "LAST USE", "REFERENCES"],
-        blobs.map((b) => [
-          b.digest,
-          formatBytes(b.bytes),
-          ago(now, Date.parse(b.lastUsedAt)),
-          String(b.references.length),
-        ]),
-      ),
-    );
+    if (blobs.length === 0) return printEmpty(context);
+    const cells = blobs.map((b) => [
+      b.digest,
+      formatBytes(b.bytes),
+      ago(now, Date.parse(b.lastUsedAt)),
+      String(b.references.length),
+    ]);
+    context.print(table(["DIGEST", "SIZE", "LAST USE", "REFERENCES"], cells, [{ column: 0, min: 19 }]));
     return EXIT_CODES.ok;
   }
   const refs = referenceRows(inventory);
   if (context.flags.json) return json(context, refs);
-  context.print(
-    table(
-      ["REFERENCE", "DIGEST", "PLATFORMS", "SIZE", "LAST USE"],
-      refs.map((r) => [
-        r.reference,
-        r.digest.slice(7, 19),
-        r.platforms.map(formatPlatform).join(", ") || "-",
-        formatBytes(r.bytes),
-        ago(now, Date.parse(r.lastUsedAt)),
-      ]),
-    ),
-  );
+  if (refs.length === 0) {
+    if (inventory.blobs.size === 0) return printEmpty(context);
+    context.print(`no references cached (${inventory.blobs.size} blobs without one: ocicache ls --blobs)`);
+    return EXIT_CODES.ok;
+  }
+  const cells = groupByImage(refs).map((rows) => [
+    imageName(rows),
+    rows[0]!.digest.slice(7, 19),
+    rows[0]!.platforms.map(formatPlatform).join(", ") || "-",
+    formatBytes(rows[0]!.bytes),
+    ago(now, Math.max(...rows.map((r) => Date.parse(r.lastUsedAt)))),
+  ]);
+  const shrink = [
+    { column: 0, min: 24 },
+    { column: 2, min: 12 },
+  ];
+  context.print(table(["REFERENCE", "DIGEST", "PLATFORMS", "SIZE", "LAST USE"], cells, shrink));
   return EXIT_CODES.ok;
+}
+
+function printEmpty(context: Context): number {
+  context.print("cache is empty");
+  return EXIT_CODES.ok;
+}
+
+/** The rows of one image: the names of one repository that resolve to one digest (its tags and its digest form). */
+function groupByImage(refs: ReferenceRow[]): ReferenceRow[][] {
+  const groups = new Map<string, ReferenceRow[]>();
+  for (const row of refs) {
+    const key = `${repositoryOf(row.reference)}@${row.digest}`;
+    groups.set(key, [...(groups.get(key) ?? []), row]);
+  }
+  return [...groups.values()];
+}
+
+/** `host/repo:tag` for each tag (`host/repo:1, :latest`), or `host/repo@sha256:<12>…` with no tag. */
+function imageName(rows: ReferenceRow[]): string {
+  const repository = repositoryOf(rows[0]!.reference);
+  const tags = rows.map((r) => r.reference).filter((name) => !name.includes("@"));
+  if (tags.length === 0) return `${repository}@${rows[0]!.digest.slice(0, 19)}…`;
+  return [tags[0]!, ...tags.slice(1).map((name) => name.slice(repository.length))].join(", ");
+}
+
+/** A cached name's `host/repository`: what comes before its tag or digest. */
+function repositoryOf(name: string): string {
+  try {
+    const ref = parseReference(name);
+    return `${ref.registry}/${ref.repository}`;
+  } catch {
+    return name;
+  }
 }
 
 async function runStats(context: Context): Promise<number> {
@@ -213,12 +256,37 @@ function json(context: Context, value: unknown): number {
   return EXIT_CODES.ok;
 }
 
-function table(header: string[], cells: string[][]): string {
+/**
+ * Columns padded to their widest cell. On a terminal (or with `COLUMNS` set), the `shrink` columns are cut with `…`,
+ * in order and down to their `min`, until a row fits the width.
+ */
+function table(header: string[], cells: string[][], shrink: Array<{ column: number; min: number }>): string {
   const rows = cells.map((row) => row.map(escapeControl));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const over = (terminalWidth() ?? Infinity) - (widths.reduce((a, b) => a + b, 0) + 2 * (widths.length - 1));
+  let excess = -over;
+  for (const { column, min } of shrink) {
+    if (excess <= 0) break;
+    const cut = Math.min(excess, Math.max(0, widths[column]! - min));
+    widths[column]! -= cut;
+    excess -= cut;
+  }
   return [header, ...rows]
-    .map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  "))
+    .map((r) =>
+      r.map((cell, i) => (i === r.length - 1 ? cell : ellipsis(cell, widths[i]!).padEnd(widths[i]!))).join("  "),
+    )
     .join("\n");
+}
+
+function ellipsis(text: string, width: number): string {
+  return text.length <= width ? text : `${text.slice(0, width - 1)}…`;
+}
+
+/** The width to fit: `COLUMNS` when set, else the terminal's, else none (a pipe gets whole lines). */
+function terminalWidth(): number | undefined {
+  const columns = Number(process.env.COLUMNS);
+  if (Number.isInteger(columns) && columns > 0) return columns;
+  return process.stdout.isTTY ? process.stdout.columns : undefined;
 }
 
 function ago(now: number, ms: number): string {

@@ -94,6 +94,25 @@ describe("ls, stats", () => {
     expect(blobs.filter((b: { references: string[] }) => b.references.length !== 1)).toEqual([]);
   });
 
+  test("ls: a tag and its digest form are one row, names are cut to fit COLUMNS, an empty cache says so", async () => {
+    expect((await ocicache(["ls"])).stdout).toBe("cache is empty\n");
+    expect((await ocicache(["ls", "--blobs"])).stdout).toBe("cache is empty\n");
+    await pull(spec.ref);
+    await pull(`${spec.name}@${spec.indexDigest}`);
+    expect(JSON.parse((await ocicache(["ls", "--json"])).stdout)).toHaveLength(2);
+    const lines = (await ocicache(["ls"])).stdout.trimEnd().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toStartWith(`${spec.ref}  `);
+    expect(lines[1]).toContain(spec.indexDigest.slice(7, 19));
+    const width = lines[1]!.length - (spec.ref.length - 30);
+    const narrow = (await ocicache(["ls"], { COLUMNS: String(width) })).stdout.trimEnd().split("\n");
+    expect(narrow.map((line) => line.length <= width)).toEqual([true, true]);
+    expect(narrow[1]).toMatch(new RegExp(`^${spec.ref.slice(0, 24).replaceAll(".", "\\.")}[^ ]*…  `));
+    orphan("alone", 0);
+    await ocicache(["rm", spec.ref, `${spec.name}@${spec.indexDigest}`]);
+    expect((await ocicache(["ls"])).stdout).toBe("no references cached (1 blobs without one: ocicache ls --blobs)\n");
+  });
+
   test("stats counts references, blobs and bytes, and the bytes over the limits", async () => {
     await pull(small.ref);
     orphan("old", 40);
