@@ -86,6 +86,9 @@ async function findCommand(command: CommandName): Promise<(context: Context) => 
     case "cat":
       exitOnSignals();
       return (await import("./pull.ts")).PULL_COMMANDS[command];
+    case "inspect":
+    case "tags":
+      return (await import("./inspect.ts")).INSPECT_COMMANDS[command];
     case "serve":
       return (await import("./serve.ts")).runServe;
     default:

@@ -132,6 +132,18 @@ export const COMMANDS = {
     options: ["role", ...CHOICE, ...REGISTRY, ...LIMITS],
     example: "ocicache cat unikraft.org/nginx:1.25 --role initrd > initrd.cpio",
   },
+  inspect: {
+    usage: "inspect REF",
+    summary: "Show what REF offers: its platforms, and each one's files, sizes and whether cached",
+    options: ["json", "fresh-for", "refresh", ...REGISTRY],
+    example: "ocicache inspect unikraft.org/nginx:1.25",
+  },
+  tags: {
+    usage: "tags REPO",
+    summary: "List the tags of a repository (offline: the tags the cache knows)",
+    options: ["json", ...REGISTRY],
+    example: "ocicache tags unikraft.org/nginx",
+  },
   ls: {
     usage: "ls [--blobs]",
     summary: "List cached references (or every blob)",
