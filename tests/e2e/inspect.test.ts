@@ -41,7 +41,7 @@ async function inspect(cache: string, ref: string, ...flags: string[]): Promise<
 }
 
 describe("ocicache inspect", () => {
-  test("shows the digest, the platforms with unikraft's plat, and each platform's files, sizes and digests", async () => {
+  test("the digest, the platforms with unikraft's plat, and each platform's files, sizes and digests", async () => {
     const found = await inspect("a", spec.ref);
     expect(found.digest).toBe(spec.indexDigest);
     expect(found.mediaType).toBe("application/vnd.oci.image.index.v1+json");
