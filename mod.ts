@@ -33,7 +33,14 @@ export {
 } from "./lib/errors.ts";
 export { parsePlatform } from "./lib/oci/platform.ts";
 export type { PulledFile } from "./lib/pull/place.ts";
-export { pullBlob, pullImage, pullLayout, type PullOptions, type PullResult } from "./lib/pull/pull.ts";
+export {
+  pullAllPlatforms,
+  pullBlob,
+  pullImage,
+  pullLayout,
+  type PullOptions,
+  type PullResult,
+} from "./lib/pull/pull.ts";
 export { formatReference, parseLayoutSource, parseReference, type Reference } from "./lib/oci/reference.ts";
 
 if (import.meta.main) {

@@ -16,7 +16,7 @@ import { removeUnfinished } from "../store/writer.ts";
 import { parseArguments } from "./args.ts";
 import type { Context } from "./context.ts";
 import { commandNamed, commandUsage, foreignOption, OPTIONS, usage, type CommandName, type Flags } from "./options.ts";
-import { escapeControl } from "./text.ts";
+import { escapeControl, isTerminal } from "./text.ts";
 
 /**
  * Run the CLI with `argv` (without the program name) and return the exit code.
@@ -109,7 +109,9 @@ function exitOnSignals(): void {
     process.once(signal, () => {
       releaseAllLocks();
       removeUnfinished();
-      console.error(`ocicache: error: Interrupted by ${signal}; partial downloads are kept to resume`);
+      // A progress line is ended first: the message starts a line of its own.
+      const clear = isTerminal(2) ? "\r\x1b[2K" : "";
+      console.error(`${clear}ocicache: error: Interrupted by ${signal}; partial downloads are kept to resume`);
       process.exit(code);
     });
   }

@@ -21,6 +21,7 @@ export const OPTIONS = {
   output: { type: "string", short: "o", value: "DIR", help: "Write kernel, initrd, rom* into DIR" },
   link: { type: "boolean", help: "Hardlink the read-only cache files into DIR instead of copying" },
   "debug-kernel": { type: "boolean", help: "Also write kernel.dbg" },
+  "all-platforms": { type: "boolean", help: "Cache every platform of an index (not with -o)" },
   role: { type: "string", value: "ROLE", help: "The file: kernel, initrd, kernel.dbg or rom" },
   platform: {
     type: "string",
@@ -115,9 +116,19 @@ const LIMITS: readonly OptionName[] = ["max-age", "max-size", "grace"];
 /** Every command, by name. */
 export const COMMANDS = {
   pull: {
-    usage: "pull REF [-o DIR]",
-    summary: "Pull an image through the cache; print its files",
-    options: ["output", "link", "debug-kernel", "concurrency", "json", ...CHOICE, ...REGISTRY, ...LIMITS],
+    usage: "pull REF… [-o DIR]",
+    summary: "Pull images through the cache (several at once); print their files",
+    options: [
+      "output",
+      "link",
+      "debug-kernel",
+      "all-platforms",
+      "concurrency",
+      "json",
+      ...CHOICE,
+      ...REGISTRY,
+      ...LIMITS,
+    ],
     example: "ocicache pull unikraft.org/nginx:1.25 -o build",
   },
   path: {

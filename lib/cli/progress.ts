@@ -1,63 +1,116 @@
 /**
- * A one-line progress bar for a terminal: the bytes of every blob in flight,
- * redrawn at most ten times a second.
+ * Progress of the downloads of one command. On a terminal: one line that
+ * never wraps, with the bytes of every blob in flight, the speed, the time
+ * left, and `writing` once the bytes are in; redrawn at most ten times a
+ * second and cleared before anything else is printed. Elsewhere (a CI log):
+ * one line when each download starts and one when it ends, and a summary.
  *
  * @module
  */
 
 import type { BlobProgress } from "../pull/cache.ts";
-import { formatBytes } from "../config/units.ts";
+import { formatBytes, formatDuration } from "../config/units.ts";
 
 /** Milliseconds between redraws. */
 const REDRAW_MS = 100;
-const BAR_WIDTH = 24;
+/** Where progress goes: stderr, whether it is a terminal, and its width. */
+export interface ProgressSink {
+  write(text: string): void;
+  terminal: boolean;
+  columns(): number;
+}
 
 /**
- * Collects blob progress and draws it through `write` (a TTY's stderr).
+ * Collects blob progress and shows it through a sink.
  *
  * @example
  * ```ts
- * import { ProgressBar } from "./progress.ts";
- * const bar = new ProgressBar("example", (text) => process.stderr.write(text));
- * bar.done();
+ * import { Progress } from "./progress.ts";
+ * const lines: string[] = [];
+ * const progress = new Progress("example", { write: (t) => lines.push(t), terminal: false, columns: () => 80 });
+ * progress.update({ digest: `sha256:${"a".repeat(64)}`, received: 0, total: 10 });
+ * progress.update({ digest: `sha256:${"a".repeat(64)}`, received: 10, total: 10 });
+ * console.log(lines.length); // 2
  * ```
  */
-export class ProgressBar {
+export class Progress {
   readonly #label: string;
-  readonly #write: (text: string) => void;
-  #blobs = new Map<string, BlobProgress>();
+  readonly #sink: ProgressSink;
+  readonly #now: () => number;
+  #blobs = new Map<string, BlobProgress & { startedAt: number }>();
+  #startedAt: number | undefined;
   #lastDraw = 0;
   #drawn = false;
 
-  constructor(label: string, write: (text: string) => void) {
+  constructor(label: string, sink: ProgressSink, now: () => number = Date.now) {
     this.#label = label;
-    this.#write = write;
+    this.#sink = sink;
+    this.#now = now;
   }
 
-  /** Record progress of one blob and redraw when due. */
+  /** Record progress of one blob; draw the bar when due, or log a start or an end. */
   update(progress: BlobProgress): void {
-    this.#blobs.set(progress.digest, progress);
-    const now = Date.now();
+    const now = this.#now();
+    this.#startedAt ??= now;
+    const before = this.#blobs.get(progress.digest);
+    this.#blobs.set(progress.digest, { ...progress, startedAt: before?.startedAt ?? now });
+    if (!this.#sink.terminal) return this.#log(before, progress, now);
     if (now - this.#lastDraw < REDRAW_MS && progress.received < progress.total) return;
     this.#lastDraw = now;
+    this.#sink.write(`\r\x1b[2K${this.line(now)}`);
+    this.#drawn = true;
+  }
+
+  /** The terminal line: label, bar, bytes, speed and time left (or the phase), cut to the width. */
+  line(now: number): string {
     let received = 0;
     let total = 0;
     for (const blob of this.#blobs.values()) {
       received += blob.received;
       total += blob.total;
     }
-    const ratio = total === 0 ? 1 : received / total;
-    const filled = Math.round(ratio * BAR_WIDTH);
-    this.#write(
-      `\r\x1b[2K${this.#label} [${"#".repeat(filled)}${" ".repeat(BAR_WIDTH - filled)}] ${formatBytes(received)} / ` +
-        `${formatBytes(total)}`,
-    );
-    this.#drawn = true;
+    const seconds = Math.max(0.001, (now - (this.#startedAt ?? now)) / 1000);
+    const speed = received / seconds;
+    const tail =
+      received >= total
+        ? "writing"
+        : `${formatBytes(speed)}/s, ${speed > 0 ? formatDuration(((total - received) / speed) * 1000) : "?"} left`;
+    const counts = `${formatBytes(received)} / ${formatBytes(total)} ${tail}`;
+    const width = this.#sink.columns() - 1;
+    const barWidth = Math.max(0, Math.min(24, width - counts.length - 16));
+    const filled = Math.round((total === 0 ? 1 : received / total) * barWidth);
+    const bar = barWidth > 0 ? ` [${"#".repeat(filled)}${" ".repeat(barWidth - filled)}] ` : " ";
+    const room = width - counts.length - bar.length;
+    const label = room <= 1 ? "" : this.#label.length <= room ? this.#label : `${this.#label.slice(0, room - 1)}…`;
+    return `${label}${bar}${counts}`.slice(0, Math.max(0, width));
   }
 
-  /** Clear the line. */
+  #log(before: BlobProgress | undefined, progress: BlobProgress, now: number): void {
+    const short = progress.digest.slice(0, 19);
+    if (before === undefined) this.#sink.write(`ocicache: fetching ${short} (${formatBytes(progress.total)})\n`);
+    if (progress.received >= progress.total && (before === undefined || before.received < before.total)) {
+      const took = now - this.#blobs.get(progress.digest)!.startedAt;
+      const speed = took > 0 ? `, ${formatBytes((progress.total / took) * 1000)}/s` : "";
+      this.#sink.write(
+        `ocicache: fetched ${short} (${formatBytes(progress.total)} in ${formatDuration(took)}${speed})\n`,
+      );
+    }
+  }
+
+  /** After success: in a log, one summary line of what was fetched; on a terminal, the line cleared. */
+  finish(label: string): void {
+    this.done();
+    if (this.#sink.terminal || this.#blobs.size === 0) return;
+    let bytes = 0;
+    for (const blob of this.#blobs.values()) bytes += blob.received;
+    const took = this.#now() - this.#startedAt!;
+    const count = this.#blobs.size === 1 ? "1 blob" : `${this.#blobs.size} blobs`;
+    this.#sink.write(`ocicache: ${label}: fetched ${count} (${formatBytes(bytes)}) in ${formatDuration(took)}\n`);
+  }
+
+  /** Clear the terminal line (before an error, a warning, the result, or on an interrupt). */
   done(): void {
-    if (this.#drawn) this.#write("\r\x1b[2K");
+    if (this.#drawn) this.#sink.write("\r\x1b[2K");
     this.#drawn = false;
   }
 }

@@ -6,12 +6,21 @@
  */
 
 import { writeSync } from "node:fs";
-import { Cache, type BlobProgress, type CacheOptions } from "../pull/cache.ts";
+import { Cache, type CacheOptions } from "../pull/cache.ts";
 import { cacheOptions, one, type Context } from "./context.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
-import { ProgressBar } from "./progress.ts";
-import { parsePlatform } from "../oci/platform.ts";
-import { pullBlob, pullImage, pullJson, pullLayout, type PullOptions, type PullResult } from "../pull/pull.ts";
+import { Progress, type ProgressSink } from "./progress.ts";
+import { isTerminal } from "./text.ts";
+import { formatPlatform, parsePlatform } from "../oci/platform.ts";
+import {
+  pullAllPlatforms,
+  pullBlob,
+  pullImage,
+  pullJson,
+  pullLayout,
+  type PullOptions,
+  type PullResult,
+} from "../pull/pull.ts";
 import { parseLayoutSource, parseReference, type Reference } from "../oci/reference.ts";
 import type { Role } from "../oci/names.ts";
 
@@ -21,8 +30,19 @@ const ROLES: Role[] = ["kernel", "initrd", "kernel.dbg", "rom"];
 export const PULL_COMMANDS = { pull: runPull, path: runPath, cat: runCat };
 
 async function runPull(context: Context): Promise<number> {
-  const { flags } = context;
-  const input = one(context);
+  const { flags, args } = context;
+  if (args.length === 0) throw new UsageError("Cannot run pull: expected one or more references");
+  if (flags.output !== undefined && args.length > 1)
+    throw new UsageError(`Cannot pull ${args.length} references into one -o DIR: pull each into its own`);
+  if (flags.output !== undefined && flags["all-platforms"])
+    throw new UsageError(
+      "Cannot write every platform into one -o DIR: pull --all-platforms without -o, into the cache",
+    );
+  if (flags["all-platforms"] && (flags.platform !== undefined || flags.plat !== undefined))
+    throw new UsageError("Cannot choose a platform with --all-platforms");
+  // Every input is parsed before anything is fetched: one bad reference touches nothing.
+  const inputs = args.map((input) => ({ input, layout: parseLayoutSource(input) }));
+  for (const { input, layout } of inputs) if (layout === undefined) parseReference(input);
   const options = {
     platform: parsePlatform(flags.platform, flags.plat),
     ...(flags.output !== undefined && { outDir: flags.output }),
@@ -30,7 +50,26 @@ async function runPull(context: Context): Promise<number> {
     debugKernel: flags["debug-kernel"] === true,
     concurrency: context.config.concurrency,
   };
-  return printResult(context, await pullInput(context, input, options));
+  const label = args.length === 1 ? args[0]! : `${args.length} images`;
+  const outcomes = await withCache(context, label, {}, async (cache) => {
+    const settled = await Promise.allSettled(
+      inputs.map(({ input, layout }) =>
+        layout !== undefined
+          ? pullLayout(cache, layout, { ...options, verify: flags.verify === true }).then((r) => [r])
+          : flags["all-platforms"]
+            ? pullAllPlatforms(cache, parseReference(input), options)
+            : pullImage(cache, parseReference(input), options).then((r) => [r]),
+      ),
+    );
+    const results = settled.flatMap((s) => (s.status === "fulfilled" ? s.value : []));
+    return { settled, results, hit: results.every((r) => r.hit) };
+  });
+  const failures = outcomes.settled.flatMap((s) => (s.status === "rejected" ? [s.reason as unknown] : []));
+  printResults(context, outcomes.results, args.length > 1 || flags["all-platforms"] === true);
+  if (failures.length === 0) return EXIT_CODES.ok;
+  // With several references, each failure gets its line; the first decides the exit code.
+  for (const failure of failures.slice(1)) context.warn(`another pull failed: ${(failure as Error).message}`);
+  throw failures[0];
 }
 
 async function runPath(context: Context): Promise<number> {
@@ -103,11 +142,27 @@ function pullInput(context: Context, input: string, options: PullOptions): Promi
   );
 }
 
-function printResult(context: Context, result: PullResult): number {
-  context.print(
-    context.flags.json ? JSON.stringify(pullJson(result), null, 2) : result.files.map((f) => f.path).join("\n"),
-  );
-  return EXIT_CODES.ok;
+/**
+ * The files pulled: JSON (an object for one image, a list for several), else one path per line, labelled with the
+ * role on a terminal (`kernel  /path`); through a pipe, bare paths for scripts.
+ */
+function printResults(context: Context, results: PullResult[], several: boolean): void {
+  if (context.flags.json) {
+    const json = results.map(pullJson);
+    context.print(JSON.stringify(several ? json : json[0], null, 2));
+    return;
+  }
+  const files = results.flatMap((r) => r.files);
+  if (context.flags.output !== undefined || !isTerminal(1)) {
+    context.print(files.map((f) => f.path).join("\n"));
+    return;
+  }
+  const width = Math.max(...files.map((f) => f.name.length));
+  const lines = results.flatMap((r) => [
+    ...(several ? [`${r.reference}${r.platform === undefined ? "" : ` (${formatPlatform(r.platform)})`}`] : []),
+    ...r.files.map((f) => `${several ? "  " : ""}${f.name.padEnd(width)}  ${f.path}`),
+  ]);
+  context.print(lines.join("\n"));
 }
 
 /** Open the cache from the configuration, run, draw progress on a TTY, then clean up automatically when due. */
@@ -118,33 +173,30 @@ async function withCache<T extends { hit: boolean }>(
   run: (cache: Cache) => Promise<T>,
 ): Promise<T> {
   const { flags, config } = context;
-  // The bar is made on the first progress, a miss: asking whether stderr is a TTY costs a start about 20 ms.
-  let bar: ProgressBar | undefined;
-  let drawing = !flags.quiet && !flags.json;
-  const progress = (update: BlobProgress) => {
-    if (bar === undefined && drawing) {
-      drawing = process.stderr.isTTY === true;
-      if (drawing) bar = new ProgressBar(label, (text) => process.stderr.write(text));
-    }
-    bar?.update(update);
-  };
+  // Made on the first progress, a miss: a hit never asks whether stderr is a terminal.
+  let progress: Progress | undefined;
+  const show = !flags.quiet && !flags.json;
   const cache = new Cache({
     ...cacheOptions(config),
     refresh: flags.refresh === true,
     verify: flags.verify === true,
     onWarning: (message) => {
-      bar?.done();
+      progress?.done();
       context.warn(message);
     },
-    onProgress: progress,
+    onProgress: (update) => {
+      if (show) progress ??= new Progress(label, stderrSink());
+      progress?.update(update);
+    },
     ...overrides,
   });
   let result: T;
   try {
     result = await run(cache);
   } finally {
-    bar?.done();
+    progress?.done();
   }
+  progress?.finish(label);
   if (!result.hit && cache.writable) {
     try {
       const { autoClean } = await import("../store/cleanup.ts");
@@ -171,6 +223,14 @@ function requireDigest(ref: Reference, command: string): Reference & { digest: N
     throw new UsageError(`Cannot run "${command}" on a tag: give a blob digest (REF@sha256:…) or --role`);
   }
   return ref as Reference & { digest: NonNullable<Reference["digest"]> };
+}
+
+function stderrSink(): ProgressSink {
+  return {
+    write: (text) => process.stderr.write(text),
+    terminal: isTerminal(2),
+    columns: () => process.stderr.columns || 80,
+  };
 }
 
 /** Write to fd 1 synchronously, waiting out a full non-blocking pipe. */

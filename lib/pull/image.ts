@@ -6,9 +6,9 @@
  * @module
  */
 
-import { IntegrityError } from "../errors.ts";
+import { IntegrityError, NotFoundError } from "../errors.ts";
 import { selectImageFiles, type ImageFile } from "../oci/files.ts";
-import { parseManifest, type Manifest } from "../oci/manifest.ts";
+import { parseManifest, type Descriptor, type Manifest } from "../oci/manifest.ts";
 import type { Role } from "../oci/names.ts";
 import { describe, formatPlatform, selectManifest, type PlatformWant } from "../oci/platform.ts";
 import type { ImageSource, SourceManifest } from "./source.ts";
@@ -48,16 +48,54 @@ export interface ResolvedImage {
  * ```
  */
 export async function resolveImage(source: ImageSource, choice: ImageChoice = {}): Promise<ResolvedImage> {
+  const top = await resolveTop(source);
+  if (top.manifest.kind !== "index") return resolveChild(source, top, undefined, choice);
+  const chosen = selectManifest(top.manifest.manifests, choice.platform ?? {}, source.name);
+  return resolveChild(source, top, chosen, choice);
+}
+
+/**
+ * Resolve every platform of an index (or the one image a manifest is) down to its files. A platform without a
+ * unikernel file (an attestation manifest, say) is left out.
+ *
+ * @throws {NotFoundError} when no platform has the files asked for.
+ * @throws {IntegrityError} when a manifest is malformed, or an index names an index.
+ */
+export async function resolveAllPlatforms(source: ImageSource, choice: ImageChoice = {}): Promise<ResolvedImage[]> {
+  const top = await resolveTop(source);
+  if (top.manifest.kind !== "index") return [await resolveChild(source, top, undefined, choice)];
+  const images: ResolvedImage[] = [];
+  for (const child of top.manifest.manifests) {
+    try {
+      images.push(await resolveChild(source, top, child, choice));
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) throw error;
+    }
+  }
+  if (images.length === 0) throw new NotFoundError(`Cannot find a platform with unikernel files in "${source.name}"`);
+  return images;
+}
+
+async function resolveTop(source: ImageSource): Promise<ResolvedImage["top"]> {
   const fetched = await source.top();
-  const top = { ...fetched, manifest: parseManifest(fetched.bytes, fetched.mediaType, source.name) };
+  return { ...fetched, manifest: parseManifest(fetched.bytes, fetched.mediaType, source.name) };
+}
+
+/** The image `chosen` names among its index's manifests (or, without one, the top manifest), down to its files. */
+async function resolveChild(
+  source: ImageSource,
+  top: ResolvedImage["top"],
+  chosen: Descriptor | undefined,
+  choice: ImageChoice,
+): Promise<ResolvedImage> {
   let image = top;
   let platform: PlatformWant | undefined;
-  if (top.manifest.kind === "index") {
-    const chosen = selectManifest(top.manifest.manifests, choice.platform ?? {}, source.name);
-    platform = describe(chosen);
-    const child = await source.manifest(chosen);
+  if (chosen !== undefined) {
+    const descriptor = chosen;
+    platform = describe(descriptor);
+    const child = await source.manifest(descriptor);
     const name = `${source.name} (${formatPlatform(platform)})`;
-    image = { ...child, manifest: parseManifest(child.bytes, chosen.mediaType, name) };
+    image = { ...child, manifest: parseManifest(child.bytes, descriptor.mediaType, name) };
   }
   const manifest = image.manifest;
   if (manifest.kind !== "image")

@@ -16,10 +16,10 @@ import type { LayoutSource, Reference } from "../oci/reference.ts";
 import { parseDerived } from "../store/index-file.ts";
 import { fetchBlob, fetchBlobByDigest } from "./blobs.ts";
 import type { BlobResult, Cache } from "./cache.ts";
-import { resolveImage, type ImageChoice, type ResolvedImage } from "./image.ts";
+import { resolveAllPlatforms, resolveImage, type ImageChoice, type ResolvedImage } from "./image.ts";
 import { layoutSource } from "./layout-source.ts";
 import { pullFiles, type PlaceOptions, type PulledFile } from "./place.ts";
-import { registrySource } from "./source.ts";
+import { registrySource, type ImageSource } from "./source.ts";
 
 /** What to pull and where to put it. */
 export interface PullOptions extends ImageChoice, PlaceOptions {}
@@ -61,30 +61,67 @@ export interface PullResult {
  * ```
  */
 export async function pullImage(cache: Cache, ref: Reference, options: PullOptions = {}): Promise<PullResult> {
+  const [result] = await pullImages(cache, ref, options, (source) => resolveImage(source, options).then((i) => [i]));
+  return result!;
+}
+
+/**
+ * Pull every platform of an index through the cache (the one image, for a manifest), one platform after another,
+ * and record the reference once. Without `outDir`, each platform's files stay in the cache.
+ *
+ * @throws {NotFoundError} when the reference is not there, or no platform has a unikernel's files.
+ * @throws {IntegrityError} when content fails verification.
+ * @example Every platform, offline: what is not cached is not found
+ * ```ts
+ * import assert from "node:assert";
+ * import { mkdtempSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { Cache, NotFoundError, parseReference, pullAllPlatforms } from "ocicache";
+ * const cache = new Cache({ dir: join(mkdtempSync(join(tmpdir(), "ocicache-")), "cache"), offline: true });
+ * const error = await pullAllPlatforms(cache, parseReference("127.0.0.1:9/unikraft/nginx:1.25")).catch((e) => e);
+ * assert.ok(error instanceof NotFoundError);
+ * ```
+ */
+export function pullAllPlatforms(cache: Cache, ref: Reference, options: PullOptions = {}): Promise<PullResult[]> {
+  return pullImages(cache, ref, options, (source) => resolveAllPlatforms(source, options));
+}
+
+async function pullImages(
+  cache: Cache,
+  ref: Reference,
+  options: PullOptions,
+  resolve: (source: ImageSource) => Promise<ResolvedImage[]>,
+): Promise<PullResult[]> {
   const resolved = await cache.resolve(ref);
   const source = registrySource(cache, ref, resolved);
-  const image = await resolveImage(source, options);
-  if (image.top.manifest.kind === "index") cache.store.touch(resolved.digest);
-  cache.store.touch(image.image.digest);
+  const images = await resolve(source);
+  const top = images[0]!.top;
+  if (top.manifest.kind === "index") cache.store.touch(resolved.digest);
   // Only the reference's own entry says which blob holds a file of its layers: a record made for another
   // reference is never taken on trust.
-  const recorded = resolved.entry?.digest === resolved.digest ? parseDerived(resolved.entry) : {};
-  // The config blob is fetched beside the files; a failed pull still waits for it, so nothing runs on after.
-  const config = keepConfig(cache, ref, image.image.manifest.config);
-  let pulled: Awaited<ReturnType<typeof pullFiles>>;
-  try {
-    pulled = await pullFiles(cache, source, image.files, recorded, options);
-  } finally {
-    await config;
+  let derived = resolved.entry?.digest === resolved.digest ? parseDerived(resolved.entry) : {};
+  const results: PullResult[] = [];
+  for (const image of images) {
+    cache.store.touch(image.image.digest);
+    // The config blob is fetched beside the files; a failed pull still waits for it, so nothing runs on after.
+    const config = keepConfig(cache, ref, image.image.manifest.config);
+    try {
+      const pulled = await pullFiles(cache, source, image.files, derived, options);
+      derived = pulled.derived;
+      results.push(result(resolved.name, image, pulled.files));
+    } finally {
+      await config;
+    }
   }
   const annotations: Record<string, string> =
-    Object.keys(pulled.derived).length > 0 ? { [DERIVED_ANNOTATION]: JSON.stringify(pulled.derived) } : {};
+    Object.keys(derived).length > 0 ? { [DERIVED_ANNOTATION]: JSON.stringify(derived) } : {};
   await cache.record(
     resolved,
-    { mediaType: defaultMediaType(image.top.manifest), digest: resolved.digest, size: image.top.bytes.byteLength },
+    { mediaType: defaultMediaType(top.manifest), digest: resolved.digest, size: top.bytes.byteLength },
     annotations,
   );
-  return result(resolved.name, image, pulled.files);
+  return results;
 }
 
 /**

@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { digestHex, type Digest } from "../../lib/oci/digest.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
-import { CLI, runCli } from "../helpers/cli.ts";
+import { CLI, runCli, withoutProgress } from "../helpers/cli.ts";
 import { startProxy, trickle } from "../helpers/proxy.ts";
 import { sharedRegistry, startRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { HOST_ARCH as host, RUN_ID as run } from "../helpers/env.ts";
@@ -55,7 +55,7 @@ describe("ocicache pull", () => {
     const out = join(dir, ".unikraft");
     const first = await ocicache(["pull", spec.ref, "-o", out]);
     expect(first.code).toBe(0);
-    expect(first.stderr).toBe("");
+    expect(first.messages).toBe("");
     expect(first.stdout.trim().split("\n")).toEqual(["kernel", "initrd", "rom0"].map((f) => join(out, f)));
     expect(readFileSync(join(out, "kernel"))).toEqual(Buffer.from(spec.manifests[host].files.kernel));
 
@@ -128,7 +128,7 @@ describe("ocicache pull", () => {
   test.each([
     [["pull", "Bad/Ref"], 2, "bad repository component"],
     [["pull", "repo@sha256:../../etc/passwd"], 2, "bad digest"],
-    [["pull"], 2, "expected one reference"],
+    [["pull"], 2, "expected one or more references"],
     [["pull", "a", "--no-such-flag"], 2, "Cannot parse arguments"],
     [["frobnicate", "x"], 2, "Unknown command"],
     [["path", "127.0.0.1:5000/a:1", "--dry-run"], 2, '"path" takes no option --dry-run (see ocicache path --help)'],
@@ -251,6 +251,68 @@ describe("a pull killed with SIGKILL mid-download", () => {
   });
 });
 
+describe("pull of several references, every platform, and what it prints", () => {
+  test("several references are pulled in one call; JSON is a list; -o takes exactly one", async () => {
+    const ran = await ocicache(["pull", spec.ref, big.ref, "--json"]);
+    expect(ran.code).toBe(0);
+    const results = JSON.parse(ran.stdout) as Array<{ reference: string; files: Array<{ path: string }> }>;
+    expect(results.map((r) => r.reference)).toEqual([spec.ref, big.ref]);
+    expect(readFileSync(results[1]!.files[0]!.path)).toEqual(Buffer.from(big.manifests[host].files.kernel));
+    const two = await ocicache(["pull", spec.ref, big.ref, "-o", join(dir, "out")]);
+    expect([two.code, two.stderr]).toEqual([
+      2,
+      "ocicache: error: Cannot pull 2 references into one -o DIR: pull each into its own\n",
+    ]);
+  });
+
+  test("one failing reference among several: the others are cached, its error decides the exit code", async () => {
+    const bad = await ocicache(["pull", spec.ref, "Bad/Ref"]);
+    expect(bad.code).toBe(2);
+    expect(blobs()).toEqual([]);
+    const missing = await ocicache(["pull", `${spec.name}:nope`, big.ref]);
+    expect(missing.code).toBe(3);
+    expect(missing.messages).toContain(`ocicache: error: `);
+    const kernel = join(cacheDir, "blobs", "sha256", big.manifests[host].layers[0]!.digest.slice(7));
+    expect(missing.stdout.split("\n")[0]).toBe(kernel);
+  });
+
+  test("--all-platforms caches every platform of an index, and is refused with -o or --platform", async () => {
+    const other = host === "amd64" ? "arm64" : "amd64";
+    const ran = await ocicache(["pull", spec.ref, "--all-platforms", "--json"]);
+    expect(ran.code).toBe(0);
+    const results = JSON.parse(ran.stdout) as Array<{ platform: { architecture: string } }>;
+    expect(results.map((r) => r.platform.architecture).sort()).toEqual(["amd64", "arm64"]);
+    const offline = await ocicache(["path", spec.ref, "--role", "initrd", "--platform", other, "--offline"]);
+    expect(offline.code).toBe(0);
+    expect(readFileSync(offline.stdout.trim())).toEqual(Buffer.from(spec.manifests[other].files.initrd));
+    expect((await ocicache(["pull", spec.ref, "--all-platforms", "-o", join(dir, "o")])).code).toBe(2);
+    expect((await ocicache(["pull", spec.ref, "--all-platforms", "--platform", "arm64"])).code).toBe(2);
+  });
+
+  test("in a log (stderr not a terminal) a pull writes a line per download and a summary; -q nothing", async () => {
+    const ran = await ocicache(["pull", big.ref]);
+    const kernel = big.manifests[host].layers[0]!;
+    const short = kernel.digest.slice(0, 19);
+    expect(ran.stderr).toContain(`ocicache: fetching ${short} (4.0 MiB)\n`);
+    expect(ran.stderr).toMatch(new RegExp(`ocicache: fetched ${short} \\(4\\.0 MiB in [^)]+\\)\n`));
+    expect(ran.stderr).toMatch(new RegExp(`ocicache: ${big.ref.replaceAll(".", "\\.")}: fetched 3 blobs \\(`));
+    expect(ran.messages).toBe("");
+    expect((await ocicache(["pull", big.ref])).stderr).toBe("");
+    const quiet = await ocicache(["pull", spec.ref, "-q"]);
+    expect([quiet.code, quiet.stderr]).toEqual([0, ""]);
+  });
+
+  test("on a terminal, pull labels each path with its file's name; through a pipe the paths are bare", async () => {
+    const script = `bun ${CLI} pull ${spec.ref} -q`;
+    const tty = Bun.spawnSync(["script", "-qec", script, "/dev/null"], {
+      env: { ...process.env, OCICACHE_DIR: cacheDir },
+    });
+    const lines = tty.stdout.toString().trim().split(/\r?\n/);
+    expect(lines.map((line) => line.split(/\s+/)[0])).toEqual(["kernel", "initrd", "rom0"]);
+    expect(lines[0]).toContain(`kernel  ${join(cacheDir, "blobs", "sha256")}/`);
+  });
+});
+
 describe("ocicache path and cat", () => {
   test("path --role prints the cached kernel of a digest-pinned image, with no network the second time", async () => {
     const proxy = startProxy(registry.url);
@@ -303,7 +365,7 @@ describe("ocicache path and cat", () => {
       stderr: "pipe",
     });
     expect(ran.stdout.toString().trim()).toBe("0");
-    expect(ran.stderr.toString()).toBe("");
+    expect(withoutProgress(ran.stderr.toString())).toBe("");
   });
 
   test("path and cat of a tag without --role are usage errors", async () => {

@@ -42,7 +42,7 @@ describe("a distribution registry in proxy mode as the shared tier", () => {
     try {
       const first = await ocicache(["pull", ref, "-o", join(tmp.path, "one"), "--mirror", mirrorSeen.host]);
       expect(first.code).toBe(0);
-      expect(first.stderr).toBe("");
+      expect(first.messages).toBe("");
       expectFiles(join(tmp.path, "one"), image);
       expect(mirrorSeen.count("/blobs/", "GET")).toBeGreaterThanOrEqual(2);
       expect(originSeen.requests).toEqual([]);
@@ -77,7 +77,7 @@ describe("a distribution registry in proxy mode as the shared tier", () => {
       const pulled = await ocicache(["pull", image.ref, "-o", join(tmp.path, "out"), "--mirror", mirror.host]);
       expect(pulled.code).toBe(0);
       expectFiles(join(tmp.path, "out"), image);
-      const warnings = pulled.stderr.trim().split("\n");
+      const warnings = pulled.messages.trim().split("\n");
       expect(warnings).toHaveLength(1);
       expect(warnings[0]).toContain(`Cannot use the mirror "${mirror.host}"`);
       expect(warnings[0]).toContain("connection refused");
@@ -107,7 +107,7 @@ describe("mirrors that misbehave, and the config's per-registry hosts", () => {
       const pulled = await ocicache(["pull", ref, "-o", join(tmp.path, "out"), "--mirror", liar.host]);
       expect(pulled.code).toBe(0);
       expectFiles(join(tmp.path, "out"), image);
-      expect(pulled.stderr.trim().split("\n")).toHaveLength(1);
+      expect(pulled.messages.trim().split("\n")).toHaveLength(1);
       expect(pulled.stderr).toContain(`Cannot use the mirror "${liar.host}"`);
       expect(pulled.stderr).toContain("digest");
       for (const layer of image.manifests[host].layers)
@@ -162,7 +162,7 @@ describe("mirrors that misbehave, and the config's per-registry hosts", () => {
       });
       const pulled = await ocicache(["pull", `${originSeen.host}/team/app:1`, "-o", join(tmp.path, "out")]);
       expect(pulled.code).toBe(0);
-      expect(pulled.stderr).toBe("");
+      expect(pulled.messages).toBe("");
       expectFiles(join(tmp.path, "out"), image);
       expect(seen).toContain("/team/app/manifests/1");
       expect(originSeen.requests).toEqual([]);

@@ -14,6 +14,8 @@ export interface Ran {
   code: number;
   stdout: string;
   stderr: string;
+  /** stderr without the progress lines a log gets (a download starting, ending, the summary): warnings and errors. */
+  messages: string;
   /** stdout as bytes (for `cat`). */
   bytes: Uint8Array;
 }
@@ -26,5 +28,15 @@ export async function runCli(args: string[], env: Record<string, string> = {}): 
     new Response(proc.stderr).text(),
     proc.exited,
   ]);
-  return { code, stdout: new TextDecoder().decode(bytes), stderr, bytes };
+  return { code, stdout: new TextDecoder().decode(bytes), stderr, messages: withoutProgress(stderr), bytes };
 }
+
+/** `stderr` without the lines of progress that a pull writes when stderr is not a terminal. */
+export function withoutProgress(stderr: string): string {
+  return stderr
+    .split(/(?<=\n)/)
+    .filter((line) => !PROGRESS_LINE.test(line))
+    .join("");
+}
+
+const PROGRESS_LINE = /^ocicache: (fetching|fetched) sha256:|^ocicache: .+: fetched \d+ blobs? \(/;
