@@ -97,6 +97,7 @@ export class Cache {
   #unwritable: string | undefined;
   #warned = new Set<string>();
   #client: RegistryClient | undefined;
+  #warnedOffline = false;
   #manifests = new ManifestMemory(MANIFEST_MEMORY_BYTES);
 
   constructor(options: CacheOptions) {
@@ -154,7 +155,10 @@ export class Cache {
       const fresh = Date.now() - checkedAt < (this.options.freshForMs ?? 0);
       if (fresh) return { name, digest: entry.digest, entry, checked: false };
       if (this.options.offline) {
-        this.warn(`Using the last known digest of "${name}" (offline): ${entry.digest}`);
+        // Once per cache (a process): asked to stay offline, every tag is its last known digest.
+        if (!this.#warnedOffline)
+          this.warn(`Offline: tags are their last known digests ("${name}" is ${entry.digest})`);
+        this.#warnedOffline = true;
         return { name, digest: entry.digest, entry, checked: false };
       }
       try {
@@ -170,7 +174,17 @@ export class Cache {
       }
     }
     if (this.options.offline) throw new NotFoundError(`Cannot resolve "${name}" offline: it is not in the cache`);
-    const fetched = await (await this.client()).getManifest(ref, ref.tag!);
+    let fetched;
+    try {
+      fetched = await (await this.client()).getManifest(ref, ref.tag!);
+    } catch (error) {
+      // Only where the cache has a digest to fall back on (asked to --refresh) is --offline worth a word.
+      if (entry === undefined || !(error instanceof RegistryError) || error.kind !== "unreachable") throw error;
+      throw new RegistryError(`${error.message} (--offline uses the cached ${entry.digest})`, {
+        kind: error.kind,
+        cause: error,
+      });
+    }
     this.#manifests.set(fetched.digest, fetched.bytes);
     return { name, digest: fetched.digest, ...(entry !== undefined && { entry }), checked: true };
   }

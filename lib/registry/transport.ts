@@ -168,7 +168,7 @@ function toRegistryError(error: unknown, host: string): RegistryError {
     );
   }
   const reason = NETWORK_REASONS[code] ?? (error instanceof Error ? error.message : String(error));
-  return new RegistryError(`Cannot reach "${host}": ${reason} (use --offline to use the cache only)`, {
+  return new RegistryError(`Cannot reach "${host}": ${reason}`, {
     kind: "unreachable",
     cause: error,
   });

@@ -183,8 +183,22 @@ describe("ocicache pull", () => {
     await proxy.stop();
     const down = await ocicache(["pull", `${proxy.host}/cli-${run}/nginx:1.25`]);
     expect(down.code).toBe(5);
-    expect(down.stderr).toBe(
-      `ocicache: error: Cannot reach "${proxy.host}": connection refused (use --offline to use the cache only)\n`,
+    // Nothing cached: --offline would not help, so the error does not suggest it.
+    expect(down.stderr).toBe(`ocicache: error: Cannot reach "${proxy.host}": connection refused\n`);
+  });
+
+  test("--offline is suggested only where the cache has a digest; offline warns once however many tags", async () => {
+    const proxy = startProxy(registry.url);
+    const refs = [`${proxy.host}/cli-${run}/nginx:1.25`, `${proxy.host}/cli-${run}/big:1`];
+    expect((await ocicache(["pull", ...refs, "-q"])).code).toBe(0);
+    await proxy.stop();
+    const refresh = await ocicache(["pull", refs[0]!, "--refresh"]);
+    expect(refresh.code).toBe(5);
+    expect(refresh.stderr).toContain(`connection refused (--offline uses the cached ${spec.indexDigest})`);
+    const offline = await ocicache(["pull", ...refs, "--offline"]);
+    expect(offline.code).toBe(0);
+    expect(offline.stderr).toBe(
+      `ocicache: warning: Offline: tags are their last known digests ("${refs[0]}" is ${spec.indexDigest})\n`,
     );
   });
 
