@@ -12,7 +12,7 @@ import { AuthError, RegistryError } from "../errors.ts";
 import { endpointsFor } from "../registry/hosts.ts";
 import { RegistryClient, type RegistryClientOptions } from "../registry/client.ts";
 import { Store } from "../store/store.ts";
-import { formatBytes } from "../config/units.ts";
+import { formatBytes } from "../units.ts";
 import { tempPath } from "../store/paths.ts";
 import { describeFsError } from "../store/files.ts";
 
@@ -24,6 +24,12 @@ export interface Check {
   /** What to do, when not ok. */
   fix?: string;
 }
+
+const ACCESS = {
+  open: "it asks for no credentials",
+  anonymous: "it lets anyone in without credentials",
+  credentials: "it accepts the configured credentials",
+};
 
 /** Free space below which the cache is reported as nearly full. */
 const LOW_SPACE_BYTES = 1024 ** 3;
@@ -42,7 +48,7 @@ const FILE_SYSTEMS: Record<number, string> = {
 };
 
 /**
- * Run every check.
+ * Run every check. `configFile` is the file to check: the one `config` was read from, or one it could not be.
  *
  * @example
  * ```ts
@@ -52,8 +58,12 @@ const FILE_SYSTEMS: Record<number, string> = {
  * console.log(checks.every((c) => c.ok));
  * ```
  */
-export async function runDoctor(config: Config, registry: RegistryClientOptions): Promise<Check[]> {
-  const checks = [checkCache(config), checkConfig(config.configFile)];
+export async function runDoctor(
+  config: Config,
+  registry: RegistryClientOptions,
+  configFile = config.configFile,
+): Promise<Check[]> {
+  const checks = [checkCache(config), ...(await checkConfig(configFile))];
   const client = new RegistryClient({ ...registry, retries: 0 });
   const hosts = new Set<string>([
     ...Object.keys(config.registries),
@@ -61,7 +71,7 @@ export async function runDoctor(config: Config, registry: RegistryClientOptions)
   ]);
   for (const registryHost of [...hosts])
     for (const endpoint of endpointsFor(registryHost, registry)) hosts.add(endpoint.host);
-  for (const mirror of config.mirrors) hosts.add(mirror);
+  for (const mirror of config.mirrors) hosts.add(mirror.host);
   for (const host of hosts) checks.push(await checkRegistry(client, host));
   return checks;
 }
@@ -105,21 +115,33 @@ function checkCache(config: Config): Check {
   return { subject: "cache", ok: true, detail };
 }
 
-function checkConfig(configFile: string | undefined): Check {
+async function checkConfig(configFile: string | undefined): Promise<Check[]> {
   if (configFile === undefined)
-    return { subject: "config", ok: true, detail: "no config file: defaults, flags and OCICACHE_* variables" };
-  return { subject: "config", ok: true, detail: `${configFile} is valid` };
+    return [{ subject: "config", ok: true, detail: "no config file: defaults, flags and OCICACHE_* variables" }];
+  const { checkConfigFile } = await import("../config/config-file.ts");
+  const checked = checkConfigFile(configFile);
+  if (!("problems" in checked)) return [{ subject: "config", ok: true, detail: `${configFile} is valid` }];
+  return checked.problems.map((problem) => ({
+    subject: "config",
+    ok: false,
+    detail: `${configFile}: ${problem}`,
+    fix: "correct it (docs/configuration.md); until then ocicache refuses to run, and these checks ignore the file",
+  }));
 }
 
 async function checkRegistry(client: RegistryClient, host: string): Promise<Check> {
   const started = Date.now();
   try {
-    await client.ping(host);
-    return {
-      subject: "registry",
-      ok: true,
-      detail: `${host} answers /v2/ (${Date.now() - started} ms); credentials accepted or not needed`,
-    };
+    const access = await client.ping(host);
+    const took = `${host} answers /v2/ (${Date.now() - started} ms)`;
+    if (access === "needed")
+      return {
+        subject: "registry",
+        ok: false,
+        detail: `${took}, but demands credentials and none are configured for it: pulls will fail (exit 6)`,
+        fix: `docker login ${host} (or a credential helper, or username/password for the host in the config)`,
+      };
+    return { subject: "registry", ok: true, detail: `${took}; ${ACCESS[access]}` };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     const fix =

@@ -8,7 +8,7 @@
 import { Cache } from "../pull/cache.ts";
 import { cacheOptions, one, type Context } from "./context.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
-import { formatBytes } from "../config/units.ts";
+import { formatBytes } from "../units.ts";
 import { formatPlatform } from "../oci/platform.ts";
 import { parseReference } from "../oci/reference.ts";
 import { inspectImage, listRepositoryTags, type InspectedFile, type Inspection } from "../pull/inspect.ts";

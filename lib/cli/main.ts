@@ -48,9 +48,11 @@ export async function main(argv: string[]): Promise<number> {
     if (foreign !== undefined)
       throw new UsageError(`"${name}" takes no option --${foreign} (see ocicache ${name} --help)`);
     const run = await findCommand(command);
-    const config = await loadConfig({
-      flags: rawFlags(flags),
-      ...(flags.config !== undefined && { configPath: flags.config }),
+    const sources = { flags: rawFlags(flags), ...(flags.config !== undefined && { configPath: flags.config }) };
+    const config = await loadConfig(sources).catch((error: unknown) => {
+      // doctor diagnoses a config file that does not load (every problem in it), rather than failing on it.
+      if (command !== "doctor" || !(error instanceof UsageError)) throw error;
+      return loadConfig({ ...sources, skipFile: true });
     });
     const context: Context = {
       flags,

@@ -8,6 +8,7 @@
 import { pruneCache } from "../store/cleanup.ts";
 import { registryOptions, type Context } from "./context.ts";
 import { runDoctor } from "./doctor.ts";
+import { configFileFor } from "../config/config.ts";
 import { isDigest } from "../oci/digest.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import { takeInventory } from "../store/inventory.ts";
@@ -25,7 +26,7 @@ import {
 import { formatPlatform } from "../oci/platform.ts";
 import { Store } from "../store/store.ts";
 import { escapeControl } from "./text.ts";
-import { formatBytes, formatDuration } from "../config/units.ts";
+import { formatBytes, formatDuration } from "../units.ts";
 import { verifyCache } from "../store/verify.ts";
 
 /** The commands of this module, by name. */
@@ -41,7 +42,8 @@ export const MANAGE_COMMANDS = {
 
 async function runDoctorCommand(context: Context): Promise<number> {
   noArgs(context);
-  const checks = await runDoctor(context.config, registryOptions(context.config));
+  const configFile = configFileFor(context.flags.config === undefined ? {} : { configPath: context.flags.config });
+  const checks = await runDoctor(context.config, registryOptions(context.config), configFile);
   if (context.flags.json) {
     context.print(JSON.stringify(checks, null, 2));
   } else {

@@ -9,7 +9,7 @@
  */
 
 import type { BlobProgress } from "../pull/cache.ts";
-import { formatBytes, formatDuration } from "../config/units.ts";
+import { formatBytes, formatDuration } from "../units.ts";
 
 /** Milliseconds between redraws. */
 const REDRAW_MS = 100;

@@ -1,7 +1,9 @@
 /**
  * The config file, validated with zod: a JSON object whose keys are those of
- * `KEYS` in `config.ts`; unknown keys and values of the wrong type are errors
- * that name the key. Loaded only when a config file exists.
+ * `KEYS` in `config.ts`. Every problem is found, each named by its full key
+ * path (`registries["ghcr.io"].mirrors[0].host`), an unknown key with the
+ * key it may have meant, JSON that does not parse by line and column.
+ * Loaded only when a config file exists.
  *
  * @module
  */
@@ -9,7 +11,7 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
-import { HOST_RE, type RegistrySettings } from "../oci/host.ts";
+import { HOST_RE, type MirrorSettings, type RegistrySettings } from "../oci/host.ts";
 
 const text = z.string().min(1);
 const HOST = z.string().regex(HOST_RE, "expected a registry host such as registry.example:5000");
@@ -31,7 +33,9 @@ const MIRROR = z.strictObject({
     .optional(),
   ...HOST_SETTINGS,
 });
-const REGISTRY = z.strictObject({ mirrors: z.array(MIRROR).optional(), ...HOST_SETTINGS });
+/** A mirror is a host, or an object with its host and settings: both forms, wherever mirrors are listed. */
+const MIRRORS = z.array(z.preprocess((value) => (typeof value === "string" ? { host: value } : value), MIRROR));
+const REGISTRY = z.strictObject({ mirrors: MIRRORS.optional(), ...HOST_SETTINGS });
 const SCHEMA = z.strictObject({
   cacheDir: text.optional(),
   maxAge: text.optional(),
@@ -55,45 +59,196 @@ const SCHEMA = z.strictObject({
   maxConnections: z.number().int().min(1).max(100_000).optional(),
   clientBuffer: z.union([text, z.number().int().positive()]).optional(),
   upstream: text.optional(),
-  mirrors: z.array(HOST).optional(),
+  mirrors: MIRRORS.optional(),
   caFile: text.optional(),
   registries: z.record(HOST, REGISTRY).optional(),
 });
 
+/** What a valid config file holds. */
+export interface ConfigFile {
+  /** Values as strings, for the common parsers that check durations and sizes. */
+  raw: Record<string, string>;
+  registries: Record<string, RegistrySettings>;
+  /** The mirrors for every registry, when the file lists them. */
+  mirrors?: MirrorSettings[];
+}
+
 /**
- * Read and check a config file; values come back as strings for the common
- * parsers, which check durations and sizes, and the per-registry settings
- * as they are.
+ * Read and check a config file.
  *
- * @throws {UsageError} when the file is missing, not JSON, or has a bad key or value.
+ * @throws {UsageError} when the file is missing, not JSON, or has a bad key or value: the first problem, and how
+ * many more there are.
  * @example
  * ```ts
  * import { readConfigFile } from "./config-file.ts";
  * const file = (() => { try { return readConfigFile("/etc/ocicache.json"); } catch { return undefined; } })();
  * ```
  */
-export function readConfigFile(path: string): {
-  raw: Record<string, string>;
-  registries: Record<string, RegistrySettings>;
-} {
+export function readConfigFile(path: string): ConfigFile {
+  const checked = checkConfigFile(path);
+  if ("problems" in checked) {
+    const more = checked.problems.length - 1;
+    const rest = more > 0 ? ` (and ${more} more: ocicache doctor lists them)` : "";
+    throw new UsageError(`Cannot load config "${path}": ${checked.problems[0]}${rest}`);
+  }
+  return checked.file;
+}
+
+/**
+ * Check a config file: what it holds, or every problem, each one line naming its key path (or line and column).
+ *
+ * @example
+ * ```ts
+ * import { checkConfigFile } from "./config-file.ts";
+ * const checked = checkConfigFile("/etc/ocicache.json");
+ * if ("problems" in checked) console.log(checked.problems.join("\n"));
+ * ```
+ */
+export function checkConfigFile(path: string): { file: ConfigFile } | { problems: string[] } {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    return { problems: [code === "ENOENT" ? "it does not exist" : `it cannot be read (${code})`] };
+  }
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(path, "utf8"));
-  } catch (cause) {
-    const reason = (cause as NodeJS.ErrnoException).code === "ENOENT" ? "it does not exist" : "it is not valid JSON";
-    throw new UsageError(`Cannot load config "${path}": ${reason}`, { cause });
+    json = JSON.parse(text);
+  } catch {
+    return { problems: [`it is not valid JSON: ${describeSyntaxError(text)}`] };
   }
   const result = SCHEMA.safeParse(json);
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    const key = issue.code === "unrecognized_keys" ? issue.keys.join(", ") : issue.path.join(".") || "(top level)";
-    const reason = issue.code === "unrecognized_keys" ? "unknown key" : issue.message;
-    throw new UsageError(`Cannot load config "${path}": "${key}": ${reason}`);
-  }
-  const { registries, ...rest } = result.data;
+  if (!result.success) return { problems: result.error.issues.flatMap(describeIssue) };
+  const { registries, mirrors, ...rest } = result.data;
   const raw: Record<string, string> = {};
   for (const [key, value] of Object.entries(rest)) {
     if (value !== undefined) raw[key] = Array.isArray(value) ? value.join(",") : String(value);
   }
-  return { raw, registries: (registries ?? {}) as Record<string, RegistrySettings> };
+  return {
+    file: {
+      raw,
+      registries: (registries ?? {}) as Record<string, RegistrySettings>,
+      ...(mirrors !== undefined && { mirrors: mirrors as MirrorSettings[] }),
+    },
+  };
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string[] {
+  if (issue.code !== "unrecognized_keys") return [`${keyPath(issue.path)}: ${issue.message}`];
+  const known = keysAt(issue.path);
+  return issue.keys.map((key) => {
+    const near = known.find((candidate) => editDistance(candidate.toLowerCase(), key.toLowerCase()) <= 2);
+    return `${keyPath([...issue.path, key])}: unknown key${near === undefined ? "" : ` (did you mean "${near}"?)`}`;
+  });
+}
+
+/** The keys the object at `path` may have. */
+function keysAt(path: PropertyKey[]): string[] {
+  const names = path.filter((part) => typeof part === "string");
+  if (names.length === 0) return Object.keys(SCHEMA.shape);
+  if (names.at(-1) === "mirrors") return Object.keys(MIRROR.shape);
+  if (names[0] === "registries" && names.length === 2) return Object.keys(REGISTRY.shape);
+  return [];
+}
+
+/** `registries["ghcr.io"].mirrors[0].host`: the key path as it would be written in JavaScript. */
+function keyPath(path: PropertyKey[]): string {
+  if (path.length === 0) return "(the top level)";
+  return path
+    .map((part, i) =>
+      typeof part === "number"
+        ? `[${part}]`
+        : /^[A-Za-z_$][\w$]*$/.test(String(part))
+          ? `${i === 0 ? "" : "."}${String(part)}`
+          : `[${JSON.stringify(String(part))}]`,
+    )
+    .join("");
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++)
+      row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = row;
+  }
+  return previous[b.length]!;
+}
+
+/** Where JSON that does not parse goes wrong, as `line L, column C: what` (the parser's own error says neither). */
+function describeSyntaxError(text: string): string {
+  let i = 0;
+  const fail = (reason: string): never => {
+    throw new SyntaxError(reason);
+  };
+  const space = () => {
+    while (i < text.length && " \t\n\r".includes(text[i]!)) i++;
+  };
+  const expect = (char: string, what: string) => {
+    space();
+    if (text[i] !== char) fail(`expected ${what}`);
+    i++;
+  };
+  const string = () => {
+    i++;
+    for (;;) {
+      const char = text[i];
+      if (char === undefined) fail("a string is not closed");
+      if (char === '"') return void i++;
+      if (char! < " ") fail("a control character in a string");
+      if (char === "\\") {
+        i++;
+        if (
+          text[i] === "u" ? !/^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5)) : !'"\\/bfnrt'.includes(text[i] ?? "x")
+        )
+          fail("a bad escape in a string");
+        if (text[i] === "u") i += 4;
+      }
+      i++;
+    }
+  };
+  const value = (): void => {
+    space();
+    const char = text[i];
+    if (char === "{" || char === "[") {
+      const close = char === "{" ? "}" : "]";
+      i++;
+      space();
+      if (text[i] === close) return void i++;
+      for (;;) {
+        if (char === "{") {
+          space();
+          if (text[i] !== '"') fail("expected a key in double quotes");
+          string();
+          expect(":", '":"');
+        }
+        value();
+        space();
+        if (text[i] === ",") {
+          i++;
+          continue;
+        }
+        expect(close, `"," or "${close}"`);
+        return;
+      }
+    }
+    if (char === '"') return string();
+    const literal = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null/y;
+    literal.lastIndex = i;
+    if (literal.exec(text) === null) fail(char === undefined ? "the file ends too early" : `unexpected "${char}"`);
+    i = literal.lastIndex;
+  };
+  let reason = "it does not parse";
+  try {
+    value();
+    space();
+    if (i < text.length) fail("text after the end of the value");
+  } catch (error) {
+    if (!(error instanceof SyntaxError)) throw error;
+    reason = error.message;
+  }
+  const before = text.slice(0, i).split("\n");
+  return `line ${before.length}, column ${before.at(-1)!.length + 1}: ${reason}`;
 }

@@ -18,8 +18,8 @@ import {
   DEFAULT_LOW_SPEED_BYTES_PER_SECOND,
   DEFAULT_LOW_SPEED_WINDOW_MS,
 } from "../oci/limits.ts";
-import { HOST_RE, type RegistrySettings } from "../oci/host.ts";
-import { parseDuration, parseSize } from "./units.ts";
+import { HOST_RE, type MirrorSettings, type RegistrySettings } from "../oci/host.ts";
+import { parseDuration, parseSize } from "../units.ts";
 
 /** Every setting, resolved. */
 export interface Config {
@@ -67,8 +67,8 @@ export interface Config {
   clientBufferBytes: number;
   /** The registry the `serve` mirror pulls through, if any. */
   upstream: string | undefined;
-  /** Mirror hosts tried in order for every registry, before the registry itself. */
-  mirrors: string[];
+  /** Mirrors tried in order for every registry, before the registry itself (a host, or a host with settings). */
+  mirrors: MirrorSettings[];
   /** A PEM file of a CA to trust for every TLS registry. */
   caFile: string | undefined;
   /** Per registry: its mirrors, TLS, CA and credentials (config file only). */
@@ -133,7 +133,11 @@ export const KEYS = {
   maxConnections: { flag: "--max-connections", env: "OCICACHE_MAX_CONNECTIONS", parse: parseCount },
   clientBuffer: { flag: "--client-buffer", env: "OCICACHE_CLIENT_BUFFER", parse: parseBuffer },
   upstream: { flag: "--upstream", env: "OCICACHE_UPSTREAM", parse: parseHost },
-  mirrors: { flag: "--mirror", env: "OCICACHE_MIRRORS", parse: parseHosts },
+  mirrors: {
+    flag: "--mirror",
+    env: "OCICACHE_MIRRORS",
+    parse: (input: string, what: string): MirrorSettings[] => parseHosts(input, what).map((host) => ({ host })),
+  },
   caFile: { flag: "--ca-file", env: "OCICACHE_CA_FILE", parse: (v: string) => v },
 } as const;
 
@@ -145,6 +149,16 @@ export interface ConfigSources {
   configPath?: string;
   /** The environment. @default process.env */
   env?: Record<string, string | undefined>;
+  /** Leave the config file out (`doctor`, which diagnoses a file that does not load). */
+  skipFile?: boolean;
+}
+
+/** The config file that `sources` name, or the default one when it exists. */
+export function configFileFor(sources: ConfigSources = {}): string | undefined {
+  const env = sources.env ?? process.env;
+  const named = sources.configPath ?? (env.OCICACHE_CONFIG || undefined);
+  const path = named ?? join(configDir(env), "config.json");
+  return named !== undefined || exists(path) ? path : undefined;
 }
 
 /**
@@ -161,16 +175,16 @@ export interface ConfigSources {
  */
 export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
   const env = sources.env ?? process.env;
-  const named = sources.configPath ?? (env.OCICACHE_CONFIG || undefined);
-  const path = named ?? join(configDir(env), "config.json");
+  const path = sources.skipFile ? undefined : configFileFor(sources);
   let file: RawConfig = {};
   let registries: Record<string, RegistrySettings> = {};
-  const hasFile = named !== undefined || exists(path);
-  if (hasFile) {
+  let fileMirrors: MirrorSettings[] | undefined;
+  if (path !== undefined) {
     const { readConfigFile } = await import("./config-file.ts");
     const read = readConfigFile(path);
     file = read.raw as RawConfig;
     registries = read.registries;
+    fileMirrors = read.mirrors;
   }
   const fromEnv: RawConfig = {};
   for (const [key, spec] of Object.entries(KEYS) as [keyof typeof KEYS, (typeof KEYS)[keyof typeof KEYS]][]) {
@@ -220,10 +234,10 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
     maxConnections: value("maxConnections", DEFAULTS.maxConnections),
     clientBufferBytes: value("clientBuffer", DEFAULTS.clientBufferBytes),
     upstream: value("upstream", DEFAULTS.upstream),
-    mirrors: value("mirrors", DEFAULTS.mirrors),
+    mirrors: value("mirrors", fileMirrors ?? DEFAULTS.mirrors),
     caFile: value("caFile", DEFAULTS.caFile),
     registries,
-    configFile: hasFile ? path : undefined,
+    configFile: path,
   };
 }
 

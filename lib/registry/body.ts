@@ -8,6 +8,7 @@
 
 import { IntegrityError, RegistryError } from "../errors.ts";
 import { SMALL_BODY_DEADLINE_MS } from "../oci/limits.ts";
+import { formatBytes, formatDuration } from "../units.ts";
 
 /** How long a body may take: every read of a registry's body goes through these. */
 export interface BodyLimits {
@@ -66,7 +67,9 @@ export async function* readBody(response: Response, limits: BodyLimits, what: st
       if (next === "timeout") {
         const late = limits.deadlineMs !== undefined && Date.now() - started >= limits.deadlineMs;
         throw fail(
-          late ? `not complete within ${limits.deadlineMs} ms` : `nothing received for ${limits.idleTimeoutMs} ms`,
+          late
+            ? `not complete within ${formatDuration(limits.deadlineMs!)}`
+            : `nothing received for ${formatDuration(limits.idleTimeoutMs)}`,
           "timeout",
         );
       }
@@ -79,7 +82,7 @@ export async function* readBody(response: Response, limits: BodyLimits, what: st
       const low = limits.lowSpeed;
       if (low !== undefined && Date.now() - windowStart >= low.windowMs) {
         if (windowBytes * 1000 < low.bytesPerSecond * (Date.now() - windowStart)) {
-          throw fail(`slower than ${low.bytesPerSecond} bytes/s for ${low.windowMs} ms`, "timeout");
+          throw fail(`slower than ${formatBytes(low.bytesPerSecond)}/s for ${formatDuration(low.windowMs)}`, "timeout");
         }
         windowStart = Date.now();
         windowBytes = 0;

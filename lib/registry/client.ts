@@ -78,12 +78,15 @@ export class RegistryClient {
 
   /**
    * Check that a host speaks the distribution API (`GET /v2/`), and that its
-   * credentials work when it asks for them.
+   * credentials work when it asks for them. Says how access was granted:
+   * `open` (no challenge), `anonymous` (a token without credentials),
+   * `credentials`, or `needed` when it demands credentials and none are
+   * configured.
    *
    * @throws {RegistryError} when it cannot be reached or answers otherwise.
    * @throws {AuthError} when it refuses the credentials.
    */
-  async ping(registry: string): Promise<void> {
+  async ping(registry: string): Promise<"open" | "anonymous" | "credentials" | "needed"> {
     const endpoint = endpointsFor(registry, this.options).at(-1)!;
     const request = async (authorization?: string) =>
       (
@@ -99,6 +102,7 @@ export class RegistryClient {
         )
       ).response;
     let response = await request();
+    let access: "open" | "anonymous" | "credentials" = "open";
     if (response.status === 401) {
       await response.body?.cancel();
       const credentials = this.#credentials(endpoint);
@@ -116,19 +120,23 @@ export class RegistryClient {
           return undefined;
         throw error;
       });
-      if (authorization === undefined) return;
+      if (authorization === undefined) return "needed";
+      access = credentials === undefined ? "anonymous" : "credentials";
       response = await request(authorization);
     }
     await response.body?.cancel();
-    if (response.status === 401 || response.status === 403)
+    if (response.status === 401 || response.status === 403) {
+      if (access === "anonymous") return "needed";
       throw new AuthError(`Cannot use "${registry}": it refused the credentials (${response.status})`, {
         reason: "refused",
         status: response.status,
       });
+    }
     if (response.status !== 200)
       throw new RegistryError(`Cannot use "${registry}": /v2/ answered ${response.status}`, {
         status: response.status,
       });
+    return access;
   }
 
   /**

@@ -24,8 +24,8 @@ export type { Capability, MirrorSettings, RegistrySettings };
 
 /** Mirrors and per-registry settings. */
 export interface HostsConfig {
-  /** Mirror hosts for every registry, tried in order after a registry's own. */
-  mirrors?: string[];
+  /** Mirrors for every registry (a host, or a host with settings), tried in order after a registry's own. */
+  mirrors?: Array<string | MirrorSettings>;
   /** Settings by registry host (`docker.io`, `registry.example:5000`). */
   registries?: Record<string, RegistrySettings>;
   /** Hosts spoken to over plain HTTP. */
@@ -61,7 +61,8 @@ export interface Endpoint {
  */
 export function endpointsFor(registry: string, config: HostsConfig = {}): Endpoint[] {
   const own = config.registries?.[registry] ?? {};
-  const mirrors: MirrorSettings[] = [...(own.mirrors ?? []), ...(config.mirrors ?? []).map((host) => ({ host }))];
+  const shared = (config.mirrors ?? []).map((mirror) => (typeof mirror === "string" ? { host: mirror } : mirror));
+  const mirrors: MirrorSettings[] = [...(own.mirrors ?? []), ...shared];
   const seen = new Set<string>([registry]);
   const endpoints: Endpoint[] = [];
   for (const mirror of mirrors) {

@@ -8,6 +8,7 @@
  */
 
 import { RegistryError } from "../errors.ts";
+import { formatDuration } from "../units.ts";
 
 /** How requests are sent and retried. */
 export interface TransportOptions {
@@ -134,7 +135,9 @@ async function withTimeout(
   const timer = setTimeout(
     () =>
       controller.abort(
-        new RegistryError(`Cannot reach "${host}": no response within ${timeoutMs} ms`, { kind: "timeout" }),
+        new RegistryError(`Cannot reach "${host}": no response within ${formatDuration(timeoutMs)}`, {
+          kind: "timeout",
+        }),
       ),
     timeoutMs,
   );

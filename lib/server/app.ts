@@ -27,7 +27,7 @@ import { formatReference, parseReference } from "../oci/reference.ts";
 import { removeTargets } from "../store/remove.ts";
 import { blobRows, cacheStats, cleanupJson, referenceRows, removalJson } from "../store/report.ts";
 import { tempPath } from "../store/paths.ts";
-import { parseDuration, parseSize } from "../config/units.ts";
+import { parseDuration, parseSize } from "../units.ts";
 import { unlinkSync, writeFileSync } from "node:fs";
 
 /** What the admin app works with. */

@@ -8,7 +8,7 @@
 
 import { html } from "hono/html";
 import type { HtmlEscapedString } from "hono/utils/html";
-import { formatBytes } from "../config/units.ts";
+import { formatBytes } from "../units.ts";
 import type { CacheStats, ReferenceRow } from "../store/report.ts";
 import type { Metrics } from "./metrics.ts";
 

@@ -28,7 +28,8 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 async function doctor(config: unknown, env: Record<string, string> = {}) {
-  writeFileSync(join(dir, "config", "ocicache", "config.json"), JSON.stringify(config));
+  const text = typeof config === "string" ? config : JSON.stringify(config);
+  writeFileSync(join(dir, "config", "ocicache", "config.json"), text);
   const proc = Bun.spawn(["bun", CLI, "doctor", "--json"], {
     env: {
       ...process.env,
@@ -78,6 +79,34 @@ describe("ocicache doctor", () => {
       JSON.stringify({ auths: { [secured.host]: { auth: btoa("gina:doctor-secret") } } }),
     );
     expect((await doctor({ registries: { [secured.host]: {} } })).code).toBe(0);
+  });
+
+  test("a registry that demands credentials when none are configured is reported, not called ok", async () => {
+    const { code, checks } = await doctor({ registries: { [secured.host]: {} } });
+    const check = checks.find((c) => c.detail.includes(secured.host))!;
+    expect(check.ok).toBe(false);
+    expect(check.detail).toContain("demands credentials and none are configured for it: pulls will fail (exit 6)");
+    expect(check.fix).toStartWith(`docker login ${secured.host}`);
+    expect(code).toBe(1);
+    const plain = await doctor({ registries: { [registry.host]: {} } });
+    expect(plain.checks.find((c) => c.detail.includes(registry.host))!.detail).toContain("asks for no credentials");
+  });
+
+  test("a config file that does not load is diagnosed, every problem listed; the other checks still run", async () => {
+    const config = {
+      maxAgee: "3d",
+      concurrency: 1000,
+      registries: { "ghcr.io": { mirrors: [{ hots: "mirror.example" }] } },
+    };
+    const { code, checks } = await doctor(config);
+    expect(code).toBe(1);
+    expect(checks[0]).toMatchObject({ subject: "cache", ok: true });
+    const problems = checks.filter((c) => c.subject === "config").map((c) => c.detail.split(": ").slice(1).join(": "));
+    expect(problems).toContain('maxAgee: unknown key (did you mean "maxAge"?)');
+    expect(problems.some((p) => p.startsWith("concurrency: "))).toBe(true);
+    expect(problems).toContain('registries["ghcr.io"].mirrors[0].hots: unknown key (did you mean "host"?)');
+    const broken = await doctor('{\n  "maxAge": "3d",\n  "offline": tru\n}');
+    expect(broken.checks[1]!.detail).toContain("it is not valid JSON: line 3, column 14: unexpected");
   });
 
   test.skipIf(!CAN_MOUNT)(

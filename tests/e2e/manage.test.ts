@@ -16,7 +16,7 @@ import { digestHex, digestOf, type Digest } from "../../lib/oci/digest.ts";
 import { readIndex } from "../../lib/store/index-file.ts";
 import { Store } from "../../lib/store/store.ts";
 import { takeInventory } from "../../lib/store/inventory.ts";
-import { formatBytes } from "../../lib/config/units.ts";
+import { formatBytes } from "../../lib/units.ts";
 import { setLastUse } from "../helpers/age.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { CLI, runCli } from "../helpers/cli.ts";

@@ -176,7 +176,7 @@ describe("mirrors that misbehave, and the config's per-registry hosts", () => {
     writeConfig({ registries: { [origin.host]: { mirrors: [{ host: "not a host" }] } } });
     const bad = await ocicache(["pull", image.ref]);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toContain("mirrors.0.host");
+    expect(bad.stderr).toContain(`registries["${origin.host}"].mirrors[0].host: expected a registry host`);
   });
 });
 

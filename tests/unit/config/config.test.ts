@@ -88,11 +88,17 @@ describe("loadConfig()", () => {
 
   test.each([
     [{ maxAge: "30 days" }, '"maxAge" in'],
-    [{ maxSize: -5 }, '"maxSize"'],
-    [{ offline: "yes" }, '"offline"'],
-    [{ concurrency: 1000 }, '"concurrency"'],
-    [{ maxAgee: "3d" }, '"maxAgee": unknown key'],
-    [{ insecureRegistries: "a.local" }, '"insecureRegistries"'],
+    [{ maxSize: -5 }, "maxSize: "],
+    [{ offline: "yes" }, "offline: "],
+    [{ concurrency: 1000 }, "concurrency: "],
+    [{ maxAgee: "3d" }, 'maxAgee: unknown key (did you mean "maxAge"?)'],
+    [{ insecureRegistries: "a.local" }, "insecureRegistries: "],
+    [
+      { registries: { "a.example": { mirrors: [{ host: "b.example", capabilites: ["pull"] }] } } },
+      'registries["a.example"].mirrors[0].capabilites: unknown key (did you mean "capabilities"?)',
+    ],
+    [{ mirrors: ["bad host"] }, "mirrors[0].host: expected a registry host"],
+    [{ maxAgee: "3d", offlin: true }, "(and 1 more: ocicache doctor lists them)"],
   ])("a bad config file names the key: %j", async (content, part) => {
     writeFileSync(file, JSON.stringify(content));
     const error = await usageError(() => loadConfig({ env: env() }));
@@ -100,9 +106,31 @@ describe("loadConfig()", () => {
     expect(error.message).toContain(file);
   });
 
+  test("mirrors are hosts or objects in both places; durations may have several parts", async () => {
+    writeFileSync(
+      file,
+      JSON.stringify({
+        maxAge: "1d12h",
+        mirrors: [{ host: "m1.example", capabilities: ["pull"] }, "m2.example"],
+        registries: { "r.example": { mirrors: ["m3.example", { host: "m4.example", path: "/v2/proxy" }] } },
+      }),
+    );
+    const config = await loadConfig({ env: env() });
+    expect(config.maxAgeMs).toBe(36 * 3_600_000);
+    expect(config.mirrors).toEqual([{ host: "m1.example", capabilities: ["pull"] }, { host: "m2.example" }]);
+    expect(config.registries["r.example"]!.mirrors).toEqual([
+      { host: "m3.example" },
+      { host: "m4.example", path: "/v2/proxy" },
+    ]);
+    const flagged = await loadConfig({ env: env(), flags: { mirrors: "m5.example" } });
+    expect(flagged.mirrors).toEqual([{ host: "m5.example" }]);
+  });
+
   test("a config file that is not JSON, or a --config that does not exist, is a usage error", async () => {
-    writeFileSync(file, "{ maxAge: 3d");
-    expect((await usageError(() => loadConfig({ env: env() }))).message).toContain("not valid JSON");
+    writeFileSync(file, '{\n  "maxAge": "3d",\n}');
+    expect((await usageError(() => loadConfig({ env: env() }))).message).toContain(
+      "it is not valid JSON: line 3, column 1: expected a key in double quotes",
+    );
     expect((await usageError(() => loadConfig({ env: env(), configPath: join(home, "nope.json") }))).message).toContain(
       "does not exist",
     );

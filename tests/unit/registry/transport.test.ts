@@ -33,12 +33,12 @@ describe("readBody()", () => {
     const error = await drain(dripping("x", 300), { idleTimeoutMs: 100 });
     expect(error).toBeInstanceOf(RegistryError);
     expect((error as RegistryError).kind).toBe("timeout");
-    expect((error as RegistryError).message).toContain("nothing received for 100 ms");
+    expect((error as RegistryError).message).toContain("nothing received for 100ms");
   });
 
   test("a body that keeps trickling fails at its deadline", async () => {
     const error = await drain(dripping("x", 20), { idleTimeoutMs: 1000, deadlineMs: 150 });
-    expect((error as RegistryError).message).toContain("not complete within 150 ms");
+    expect((error as RegistryError).message).toContain("not complete within 150ms");
   });
 
   test("a body slower than the low-speed limit fails; a fast one passes", async () => {
@@ -46,7 +46,7 @@ describe("readBody()", () => {
       idleTimeoutMs: 1000,
       lowSpeed: { bytesPerSecond: 1000, windowMs: 200 },
     });
-    expect((slow as RegistryError).message).toContain("slower than 1000 bytes/s for 200 ms");
+    expect((slow as RegistryError).message).toContain("slower than 1000 B/s for 200ms");
     const fast = await drain(dripping("x".repeat(1000), 10, 30), {
       idleTimeoutMs: 1000,
       lowSpeed: { bytesPerSecond: 1000, windowMs: 100 },

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { formatBytes, formatDuration, parseDuration, parseSize } from "../../../lib/config/units.ts";
-import { UsageError } from "../../../lib/errors.ts";
+import { formatBytes, formatDuration, parseDuration, parseSize } from "../../lib/units.ts";
+import { UsageError } from "../../lib/errors.ts";
 
 describe("parseDuration()", () => {
   test.each([
@@ -11,21 +11,32 @@ describe("parseDuration()", () => {
     ["30d", 30 * 86_400_000],
     ["2w", 14 * 86_400_000],
     ["1.5h", 5_400_000],
+    ["1d12h", 36 * 3_600_000],
+    ["1h 30m", 5_400_000],
+    ["250 ms", 250],
   ] as const)("%p is %p ms", (input, ms) => {
     expect(parseDuration(input, '"maxAge"')).toBe(ms);
   });
 
-  test.each(["", "soon", "10", "-1h", "10 minutes", "10x"])("%p is a usage error naming the setting", (input) => {
-    const error = (() => {
-      try {
-        return parseDuration(input, '"maxAge"');
-      } catch (e) {
-        return e;
-      }
-    })();
-    expect(error).toBeInstanceOf(UsageError);
-    expect((error as UsageError).message).toContain('"maxAge"');
+  test("what formatDuration writes, parseDuration reads", () => {
+    for (const ms of [250, 90_000, 5_400_000, 36 * 3_600_000, 30 * 86_400_000])
+      expect(parseDuration(formatDuration(ms), "x")).toBe(ms);
   });
+
+  test.each(["", "soon", "10", "-1h", "10 minutes", "10x", "1d12", "h1", "1h  30m"])(
+    "%p is a usage error naming the setting",
+    (input) => {
+      const error = (() => {
+        try {
+          return parseDuration(input, '"maxAge"');
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(error).toBeInstanceOf(UsageError);
+      expect((error as UsageError).message).toContain('"maxAge"');
+    },
+  );
 });
 
 describe("parseSize()", () => {

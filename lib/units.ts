@@ -1,11 +1,12 @@
 /**
- * Durations (`90s`, `30m`, `12h`, `30d`) and byte sizes (`500MB`, `10GiB`)
- * as people write them, and back.
+ * Durations (`90s`, `30m`, `12h`, `30d`, `1d12h`) and byte sizes (`500MB`,
+ * `10GiB`) as people write them, and back: what `formatDuration` writes,
+ * `parseDuration` reads.
  *
  * @module
  */
 
-import { UsageError } from "../errors.ts";
+import { UsageError } from "./errors.ts";
 
 const DURATION_UNITS_MS: Record<string, number> = {
   ms: 1,
@@ -17,24 +18,31 @@ const DURATION_UNITS_MS: Record<string, number> = {
 };
 
 /**
- * Parse a duration into milliseconds; a bare `0` is zero.
+ * Parse a duration into milliseconds: one or more parts such as `1d12h`, `1h 30m` or `1.5h`; a bare `0` is zero.
  *
  * @throws {UsageError} naming `what` when the value is not a duration.
  * @example
  * ```ts
  * import { parseDuration } from "./units.ts";
  * console.log(parseDuration("90m", "--fresh-for")); // 5400000
+ * console.log(parseDuration("1d12h", "--max-age")); // 129600000
  * ```
  */
 export function parseDuration(input: string, what: string): number {
-  if (input.trim() === "0") return 0;
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$/.exec(input.trim());
-  if (match === null)
+  const trimmed = input.trim();
+  if (trimmed === "0") return 0;
+  if (!DURATION_RE.test(trimmed))
     throw new UsageError(
-      `Cannot parse ${what} "${input.slice(0, 40)}": expected a duration such as 90s, 30m, 12h or 30d`,
+      `Cannot parse ${what} "${input.slice(0, 40)}": expected a duration such as 90s, 30m, 12h, 30d or 1d12h`,
     );
-  return Math.round(Number(match[1]) * DURATION_UNITS_MS[match[2]!]!);
+  let ms = 0;
+  for (const [, amount, unit] of trimmed.matchAll(DURATION_PART_RE)) ms += Number(amount) * DURATION_UNITS_MS[unit!]!;
+  return Math.round(ms);
 }
+
+const DURATION_PART = String.raw`(\d+(?:\.\d+)?) ?(ms|s|m|h|d|w)`;
+const DURATION_RE = new RegExp(`^${DURATION_PART}(?: ?${DURATION_PART})*$`);
+const DURATION_PART_RE = new RegExp(DURATION_PART, "g");
 
 const SIZE_UNITS: Record<string, number> = {
   b: 1,
@@ -85,7 +93,7 @@ export function parseSize(input: string, what: string): number {
  * ```
  */
 export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 1000) return `${Math.round(ms)}ms`;
   const parts: string[] = [];
   let rest = Math.round(ms / 1000);
   for (const [unit, seconds] of [
