@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
@@ -76,5 +76,32 @@ describe("bunx from a packed tarball", () => {
     );
     expect(pulled.code).toBe(0);
     expect(readFileSync(join(dir, "bunx", "initrd"))).toEqual(Buffer.from(image.manifests[host].files.initrd));
+  }, 120_000);
+
+  test("bun add of the tarball into an empty project: its bin runs, and the library imports", () => {
+    const packDir = join(dir, "pack-add");
+    mkdirSync(packDir);
+    const packed = Bun.spawnSync(["npm", "pack", "--pack-destination", packDir], { cwd: ROOT, stdout: "ignore" });
+    expect(packed.exitCode).toBe(0);
+    const tarball = join(packDir, `ocicache-${pkg.version}.tgz`);
+    const project = join(dir, "project");
+    mkdirSync(project);
+    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "app", private: true }));
+    const isolated = { BUN_INSTALL_CACHE_DIR: join(dir, "bun-cache-add") };
+    const added = Bun.spawnSync(["bun", "add", tarball], { cwd: project, env: { ...process.env, ...isolated } });
+    expect(added.exitCode).toBe(0);
+    const installed = join(project, "node_modules", "ocicache");
+    expect(existsSync(join(installed, "LICENSE"))).toBe(true);
+    expect(existsSync(join(installed, "docs", "cli.md"))).toBe(true);
+    expect(existsSync(join(installed, "tests"))).toBe(false);
+    const bin = run([join(project, "node_modules", ".bin", "ocicache"), "path", image.ref, "--role", "kernel"]);
+    expect(bin.code).toBe(0);
+    expect(readFileSync(bin.stdout.trim())).toEqual(Buffer.from(image.manifests[host].files.kernel));
+    writeFileSync(
+      join(project, "use.ts"),
+      'import { formatReference, parseReference } from "ocicache";\nconsole.log(formatReference(parseReference("alpine")));\n',
+    );
+    const used = Bun.spawnSync(["bun", "use.ts"], { cwd: project, stdout: "pipe" });
+    expect(used.stdout.toString().trim()).toBe("docker.io/library/alpine:latest");
   }, 120_000);
 });
