@@ -97,10 +97,11 @@ describe("bunx from a packed tarball", () => {
     const bin = run([join(project, "node_modules", ".bin", "ocicache"), "path", image.ref, "--role", "kernel"]);
     expect(bin.code).toBe(0);
     expect(readFileSync(bin.stdout.trim())).toEqual(Buffer.from(image.manifests[host].files.kernel));
-    writeFileSync(
-      join(project, "use.ts"),
-      'import { formatReference, parseReference } from "ocicache";\nconsole.log(formatReference(parseReference("alpine")));\n',
-    );
+    const script = [
+      'import { formatReference, parseReference } from "ocicache";',
+      'console.log(formatReference(parseReference("alpine")));',
+    ];
+    writeFileSync(join(project, "use.ts"), script.join("\n"));
     const used = Bun.spawnSync(["bun", "use.ts"], { cwd: project, stdout: "pipe" });
     expect(used.stdout.toString().trim()).toBe("docker.io/library/alpine:latest");
   }, 120_000);
