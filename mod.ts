@@ -41,6 +41,15 @@ export {
   type PullOptions,
   type PullResult,
 } from "./lib/pull/pull.ts";
+export {
+  emptyLock,
+  lockEntry,
+  readLock,
+  writeLock,
+  type LockedReference,
+  type LockFile,
+  type LockUse,
+} from "./lib/pull/lock.ts";
 export { formatReference, parseLayoutSource, parseReference, type Reference } from "./lib/oci/reference.ts";
 
 if (import.meta.main) {

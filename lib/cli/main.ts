@@ -88,6 +88,9 @@ async function findCommand(command: CommandName): Promise<(context: Context) => 
     case "cat":
       exitOnSignals();
       return (await import("./pull.ts")).PULL_COMMANDS[command];
+    case "lock":
+      exitOnSignals();
+      return (await import("./lock.ts")).runLock;
     case "inspect":
     case "tags":
       return (await import("./inspect.ts")).INSPECT_COMMANDS[command];
@@ -143,6 +146,7 @@ function rawFlags(flags: Flags): RawConfig {
   if (flags.upstream !== undefined) raw.upstream = flags.upstream;
   if (flags.mirror !== undefined) raw.mirrors = flags.mirror.join(",");
   if (flags["ca-file"] !== undefined) raw.caFile = flags["ca-file"];
+  if (flags["lock-file"] !== undefined) raw.lockFile = flags["lock-file"];
   return raw;
 }
 

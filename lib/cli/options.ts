@@ -29,6 +29,10 @@ export const OPTIONS = {
     help: "Choose from an index (default: this machine's architecture)",
   },
   plat: { type: "string", value: "PLAT", help: "Choose by unikraft platform (qemu, fc, xen, …)" },
+  "lock-file": { type: "string", value: "FILE", help: "Use the digests locked in FILE (lock: default ocicache.lock)" },
+  locked: { type: "boolean", help: "A reference that is not in the lock file is not found (exit 3)" },
+  check: { type: "boolean", help: "Exit 1 when a locked tag points elsewhere now, naming it" },
+  update: { type: "boolean", help: "Resolve the locked references again (or the ones named)" },
   "cache-dir": {
     type: "string",
     value: "DIR",
@@ -110,6 +114,8 @@ const REGISTRY: readonly OptionName[] = [
 ];
 /** How a pull chooses and trusts what it uses. */
 const CHOICE: readonly OptionName[] = ["platform", "plat", "fresh-for", "refresh", "verify"];
+/** A lock file's digests in place of tags. */
+const LOCK: readonly OptionName[] = ["lock-file", "locked"];
 /** The cleanup limits (a pull that fetched something cleans up with them). */
 const LIMITS: readonly OptionName[] = ["max-age", "max-size", "grace"];
 
@@ -125,6 +131,7 @@ export const COMMANDS = {
       "all-platforms",
       "concurrency",
       "json",
+      ...LOCK,
       ...CHOICE,
       ...REGISTRY,
       ...LIMITS,
@@ -134,14 +141,20 @@ export const COMMANDS = {
   path: {
     usage: "path REF --role ROLE | REF@sha256:…",
     summary: "Print the cached file of ROLE (or of a blob digest)",
-    options: ["role", ...CHOICE, ...REGISTRY, ...LIMITS],
+    options: ["role", ...LOCK, ...CHOICE, ...REGISTRY, ...LIMITS],
     example: "ocicache path unikraft.org/nginx:1.25 --role kernel",
   },
   cat: {
     usage: "cat REF --role ROLE | REF@sha256:…",
     summary: "Write ROLE's file (or one blob) to stdout",
-    options: ["role", ...CHOICE, ...REGISTRY, ...LIMITS],
+    options: ["role", ...LOCK, ...CHOICE, ...REGISTRY, ...LIMITS],
     example: "ocicache cat unikraft.org/nginx:1.25 --role initrd > initrd.cpio",
+  },
+  lock: {
+    usage: "lock REF… | --update [REF…] | --check",
+    summary: "Resolve references once and record their digests in a lock file (default ./ocicache.lock)",
+    options: ["lock-file", "update", "check", "json", "concurrency", ...REGISTRY, ...LIMITS],
+    example: "ocicache lock unikraft.org/nginx:1.25 && ocicache pull unikraft.org/nginx:1.25 --lock-file ocicache.lock",
   },
   inspect: {
     usage: "inspect REF",

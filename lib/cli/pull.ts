@@ -23,6 +23,7 @@ import {
 } from "../pull/pull.ts";
 import { parseLayoutSource, parseReference, type Reference } from "../oci/reference.ts";
 import type { Role } from "../oci/names.ts";
+import { readLock, type LockUse } from "../pull/lock.ts";
 
 const ROLES: Role[] = ["kernel", "initrd", "kernel.dbg", "rom"];
 
@@ -43,7 +44,9 @@ async function runPull(context: Context): Promise<number> {
   // Every input is parsed before anything is fetched: one bad reference touches nothing.
   const inputs = args.map((input) => ({ input, layout: parseLayoutSource(input) }));
   for (const { input, layout } of inputs) if (layout === undefined) parseReference(input);
+  const lock = lockUse(context);
   const options = {
+    ...(lock !== undefined && { lock }),
     platform: parsePlatform(flags.platform, flags.plat),
     ...(flags.output !== undefined && { outDir: flags.output }),
     link: flags.link === true,
@@ -135,9 +138,10 @@ function pullInput(context: Context, input: string, options: PullOptions): Promi
   // Parsed before the cache is opened: bad input touches nothing.
   const layout = parseLayoutSource(input);
   const ref = layout === undefined ? parseReference(input) : undefined;
+  const lock = lockUse(context);
   return withCache(context, input, {}, (cache) =>
     ref !== undefined
-      ? pullImage(cache, ref, options)
+      ? pullImage(cache, ref, { ...options, ...(lock !== undefined && { lock }) })
       : pullLayout(cache, layout!, { ...options, verify: context.flags.verify === true }),
   );
 }
@@ -165,8 +169,18 @@ function printResults(context: Context, results: PullResult[], several: boolean)
   context.print(lines.join("\n"));
 }
 
+/** The lock file the pull commands use, if one is set (`--lock-file`, `OCICACHE_LOCK_FILE`, `lockFile`). */
+function lockUse(context: Context): LockUse | undefined {
+  const path = context.config.lockFile;
+  if (path === undefined) {
+    if (context.flags.locked) throw new UsageError("Cannot use --locked without a lock file: give --lock-file FILE");
+    return undefined;
+  }
+  return { lock: readLock(path), path, locked: context.flags.locked === true };
+}
+
 /** Open the cache from the configuration, run, draw progress on a TTY, then clean up automatically when due. */
-async function withCache<T extends { hit: boolean }>(
+export async function withCache<T extends { hit: boolean }>(
   context: Context,
   label: string,
   overrides: Partial<CacheOptions>,

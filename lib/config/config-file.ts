@@ -61,6 +61,7 @@ const SCHEMA = z.strictObject({
   upstream: text.optional(),
   mirrors: MIRRORS.optional(),
   caFile: text.optional(),
+  lockFile: text.optional(),
   registries: z.record(HOST, REGISTRY).optional(),
 });
 

@@ -75,6 +75,8 @@ export interface Config {
   registries: Record<string, RegistrySettings>;
   /** The config file that was read, if any. */
   configFile: string | undefined;
+  /** The lock file pulls use, if any; `lock` writes `ocicache.lock` when none is set. */
+  lockFile: string | undefined;
 }
 
 /** Settings as strings, the way flags, env and the file give them. */
@@ -107,6 +109,7 @@ export const DEFAULTS: Omit<Config, "cacheDir"> = {
   caFile: undefined,
   registries: {},
   configFile: undefined,
+  lockFile: undefined,
 };
 
 /** Each key: its flag, its environment variable, and how its string is parsed. */
@@ -139,6 +142,7 @@ export const KEYS = {
     parse: (input: string, what: string): MirrorSettings[] => parseHosts(input, what).map((host) => ({ host })),
   },
   caFile: { flag: "--ca-file", env: "OCICACHE_CA_FILE", parse: (v: string) => v },
+  lockFile: { flag: "--lock-file", env: "OCICACHE_LOCK_FILE", parse: (v: string) => v },
 } as const;
 
 /** Where settings come from. */
@@ -238,6 +242,7 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
     caFile: value("caFile", DEFAULTS.caFile),
     registries,
     configFile: path,
+    lockFile: value("lockFile", DEFAULTS.lockFile),
   };
 }
 

@@ -18,11 +18,15 @@ import { fetchBlob, fetchBlobByDigest } from "./blobs.ts";
 import type { BlobResult, Cache } from "./cache.ts";
 import { resolveAllPlatforms, resolveImage, type ImageChoice, type ResolvedImage } from "./image.ts";
 import { layoutSource } from "./layout-source.ts";
+import { applyLock, type LockUse } from "./lock.ts";
 import { pullFiles, type PlaceOptions, type PulledFile } from "./place.ts";
 import { registrySource, type ImageSource } from "./source.ts";
 
 /** What to pull and where to put it. */
-export interface PullOptions extends ImageChoice, PlaceOptions {}
+export interface PullOptions extends ImageChoice, PlaceOptions {
+  /** A lock file: a reference it holds is pulled at its locked digest, with no question to the registry. */
+  lock?: LockUse;
+}
 
 /** The result of a pull. */
 export interface PullResult {
@@ -93,7 +97,7 @@ async function pullImages(
   options: PullOptions,
   resolve: (source: ImageSource) => Promise<ResolvedImage[]>,
 ): Promise<PullResult[]> {
-  const resolved = await cache.resolve(ref);
+  const resolved = await cache.resolve(applyLock(ref, options.lock));
   const source = registrySource(cache, ref, resolved);
   const images = await resolve(source);
   const top = images[0]!.top;

@@ -27,12 +27,12 @@ export interface ProxyHandle {
 /** Decides the answer: return `forward()` unchanged, altered, or a response of its own. */
 export type ProxyHook = (request: Request, forward: () => Promise<Response>) => Response | Promise<Response>;
 
-/** Start a proxy to `target` (`http://127.0.0.1:5000`). */
-export function startProxy(target: string, hook?: ProxyHook): ProxyHandle {
+/** Start a proxy to `target` (`http://127.0.0.1:5000`), on `port` (by default, any free one). */
+export function startProxy(target: string, hook?: ProxyHook, port = 0): ProxyHandle {
   const requests: RecordedRequest[] = [];
   const server: Server<undefined> = Bun.serve({
     hostname: "127.0.0.1",
-    port: 0,
+    port,
     idleTimeout: 0,
     async fetch(request) {
       const url = new URL(request.url);

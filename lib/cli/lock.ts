@@ -1,0 +1,96 @@
+/**
+ * `ocicache lock`: resolve references once and record what they hold in the
+ * lock file (every platform, each file's digest and size, the cache warmed on
+ * the way); `--update` resolves them again; `--check` says which locked tags
+ * point elsewhere now.
+ *
+ * @module
+ */
+
+import { existsSync } from "node:fs";
+import { EXIT_CODES, UsageError } from "../errors.ts";
+import type { Digest } from "../oci/digest.ts";
+import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
+import { Cache } from "../pull/cache.ts";
+import { DEFAULT_LOCK_FILE, emptyLock, lockEntry, readLock, writeLock, type LockFile } from "../pull/lock.ts";
+import { pullAllPlatforms } from "../pull/pull.ts";
+import { cacheOptions, type Context } from "./context.ts";
+import { withCache } from "./pull.ts";
+import { escapeControl } from "./text.ts";
+
+/** Run `lock`. */
+export async function runLock(context: Context): Promise<number> {
+  const { flags, args } = context;
+  const path = context.config.lockFile ?? DEFAULT_LOCK_FILE;
+  if (flags.check) {
+    if (args.length > 0 || flags.update) throw new UsageError("Cannot run lock --check with references or --update");
+    return checkLock(context, path, readLock(path));
+  }
+  if (args.length === 0 && !flags.update)
+    throw new UsageError("Cannot run lock: expected one or more references (or --update, or --check)");
+  const lock = existsSync(path) ? readLock(path) : emptyLock();
+  const names =
+    args.length > 0 ? args.map((arg) => formatReference(parseReference(arg))) : Object.keys(lock.references);
+  if (flags.update) {
+    const missing = names.find((name) => lock.references[name] === undefined);
+    if (missing !== undefined) throw new UsageError(`Cannot update "${missing}": it is not in "${path}"`);
+  }
+  const before = new Map(names.map((name) => [name, lock.references[name]?.digest]));
+  // Resolved anew: a tag the cache knows is asked about again (unless offline, where the cache is all there is).
+  const label = names.length === 1 ? names[0]! : `${names.length} references`;
+  await withCache(context, label, { refresh: !context.config.offline }, (cache) =>
+    lockAll(cache, lock, names, context.config.concurrency),
+  );
+  writeLock(path, lock);
+  if (flags.json) {
+    context.print(JSON.stringify(Object.fromEntries(names.map((name) => [name, lock.references[name]])), null, 2));
+    return EXIT_CODES.ok;
+  }
+  const lines = names.map((name) => {
+    const was = before.get(name);
+    const now = lock.references[name]!.digest;
+    return was === undefined
+      ? `locked ${name} ${now}`
+      : was === now
+        ? `unchanged ${name} ${now}`
+        : `updated ${name} ${was} -> ${now}`;
+  });
+  context.print(lines.map(escapeControl).join("\n"));
+  return EXIT_CODES.ok;
+}
+
+/** Pull every platform of each reference (no lock applied: they are resolved anew) and record it. */
+async function lockAll(cache: Cache, lock: LockFile, names: string[], concurrency: number): Promise<{ hit: boolean }> {
+  let hit = true;
+  for (const name of names) {
+    const results = await pullAllPlatforms(cache, parseReference(name), { concurrency });
+    lock.references[name] = lockEntry(results);
+    hit &&= results.every((r) => r.hit);
+  }
+  return { hit };
+}
+
+/** Ask the registry where each locked tag points now; exit 1 when one moved. */
+async function checkLock(context: Context, path: string, lock: LockFile): Promise<number> {
+  const cache = new Cache({ ...cacheOptions(context.config), refresh: true, onWarning: (m) => context.warn(m) });
+  const client = await cache.client();
+  const rows: Array<{ reference: string; lockedDigest: Digest; currentDigest: Digest; moved: boolean }> = [];
+  for (const [name, entry] of Object.entries(lock.references)) {
+    const ref: Reference = parseReference(name);
+    if (ref.digest !== undefined || ref.tag === undefined) continue;
+    const current = (await client.headManifest(ref, ref.tag)).digest;
+    rows.push({ reference: name, lockedDigest: entry.digest, currentDigest: current, moved: current !== entry.digest });
+  }
+  const moved = rows.filter((r) => r.moved);
+  if (context.flags.json) context.print(JSON.stringify(rows, null, 2));
+  else
+    context.print(
+      [
+        ...moved.map((r) => `moved ${r.reference}: ${r.lockedDigest} -> ${r.currentDigest}`),
+        `${rows.length} locked tags in ${path}: ${moved.length} moved`,
+      ]
+        .map(escapeControl)
+        .join("\n"),
+    );
+  return moved.length > 0 ? EXIT_CODES.other : EXIT_CODES.ok;
+}

@@ -1,0 +1,200 @@
+/**
+ * The lock file: each reference resolved once, recorded, reviewed in a diff,
+ * and used byte for byte until someone updates it. A pull of a locked
+ * reference asks no registry about its tag: it pulls the locked digest, from
+ * the cache when it is there. The file is JSON with its keys in a stable
+ * order, written whole by rename.
+ *
+ * @module
+ */
+
+import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { isDigest, type Digest } from "../oci/digest.ts";
+import { NotFoundError, UsageError } from "../errors.ts";
+import type { Role } from "../oci/names.ts";
+import type { PlatformWant } from "../oci/platform.ts";
+import { formatReference, type Reference } from "../oci/reference.ts";
+
+/** The lock file's name when none is given. */
+export const DEFAULT_LOCK_FILE = "ocicache.lock";
+
+/** The lock file. */
+export interface LockFile {
+  lockfileVersion: 1;
+  /** By reference, as `formatReference` writes it (`docker.io/library/alpine:latest`). */
+  references: Record<string, LockedReference>;
+}
+
+/** One locked reference: what it resolved to, and per platform what it holds. */
+export interface LockedReference {
+  /** The index (or manifest) the reference resolved to. */
+  digest: Digest;
+  platforms: LockedPlatform[];
+}
+
+/** One platform of a locked reference. */
+export interface LockedPlatform {
+  platform?: PlatformWant;
+  manifest: Digest;
+  files: Array<{ role: Role; name: string; digest: Digest; bytes: number }>;
+}
+
+/** What a pull does with a lock file. */
+export interface LockUse {
+  lock: LockFile;
+  /** Where it was read from, for messages. */
+  path: string;
+  /** A reference that is not in the file is not found (`--locked`), instead of resolved as usual. */
+  locked?: boolean;
+}
+
+/**
+ * Read a lock file.
+ *
+ * @throws {UsageError} when it does not exist, or is not a lock file.
+ * @example A lock file that does not exist is a usage error
+ * ```ts
+ * import assert from "node:assert";
+ * import { UsageError, readLock } from "ocicache";
+ * assert.throws(() => readLock("/nonexistent/ocicache.lock"), UsageError);
+ * ```
+ */
+export function readLock(path: string): LockFile {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, "utf8"));
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    const reason = code === "ENOENT" ? "it does not exist" : code === undefined ? "it is not JSON" : code;
+    throw new UsageError(`Cannot read the lock file "${path}": ${reason}`, { cause });
+  }
+  const problem = lockProblem(json);
+  if (problem !== undefined) throw new UsageError(`Cannot read the lock file "${path}": ${problem}`);
+  return json as LockFile;
+}
+
+/**
+ * A lock file with no reference, to add to.
+ *
+ * @example A new lock file holds nothing
+ * ```ts
+ * import assert from "node:assert";
+ * import { emptyLock } from "ocicache";
+ * assert.deepEqual(emptyLock().references, {});
+ * ```
+ */
+export function emptyLock(): LockFile {
+  return { lockfileVersion: 1, references: {} };
+}
+
+/**
+ * Write `lock` to `path`: references in name order, keys in a fixed order, replaced whole by rename.
+ *
+ * @throws {UsageError} when it cannot be written.
+ * @example Lock a reference, write the file, read it back
+ * ```ts
+ * import assert from "node:assert";
+ * import { mkdtempSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { emptyLock, lockEntry, readLock, writeLock } from "ocicache";
+ * const digest = `sha256:${"a".repeat(64)}` as never;
+ * const lock = emptyLock();
+ * lock.references["docker.io/unikraft/nginx:1.25"] = lockEntry([{ digest, manifest: digest, files: [] }]);
+ * const path = join(mkdtempSync(join(tmpdir(), "lock-")), "ocicache.lock");
+ * writeLock(path, lock);
+ * assert.equal(readLock(path).references["docker.io/unikraft/nginx:1.25"]!.digest, digest);
+ * ```
+ */
+export function writeLock(path: string, lock: LockFile): void {
+  const references: Record<string, LockedReference> = {};
+  for (const name of Object.keys(lock.references).sort()) {
+    const entry = lock.references[name]!;
+    references[name] = {
+      digest: entry.digest,
+      platforms: entry.platforms.map((p) => ({
+        ...(p.platform !== undefined && { platform: orderPlatform(p.platform) }),
+        manifest: p.manifest,
+        files: p.files.map((f) => ({ role: f.role, name: f.name, digest: f.digest, bytes: f.bytes })),
+      })),
+    };
+  }
+  const temp = `${path}.${process.pid}.tmp`;
+  try {
+    writeFileSync(temp, `${JSON.stringify({ lockfileVersion: 1, references }, null, 2)}\n`);
+    renameSync(temp, path);
+  } catch (error) {
+    rmSync(temp, { force: true });
+    throw new UsageError(`Cannot write the lock file "${path}": ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** What a pull of one platform gave (a `PullResult`), as far as a lock file records it. */
+export interface PulledPlatform {
+  digest: Digest;
+  manifest: Digest;
+  platform?: PlatformWant;
+  files: Array<{ role: Role; name: string; digest: Digest; size: number }>;
+}
+
+/**
+ * The entry for a reference pulled on every platform (the results of `pullAllPlatforms`).
+ *
+ * @example One platform's entry
+ * ```ts
+ * import assert from "node:assert";
+ * import { lockEntry } from "ocicache";
+ * const digest = `sha256:${"b".repeat(64)}` as never;
+ * assert.equal(lockEntry([{ digest, manifest: digest, files: [] }]).platforms.length, 1);
+ * ```
+ */
+export function lockEntry(results: PulledPlatform[]): LockedReference {
+  return {
+    digest: results[0]!.digest,
+    platforms: results.map((r) => ({
+      ...(r.platform !== undefined && { platform: r.platform }),
+      manifest: r.manifest,
+      files: r.files.map((f) => ({ role: f.role, name: f.name, digest: f.digest, bytes: f.size })),
+    })),
+  };
+}
+
+/**
+ * The reference a pull uses: a locked one pinned to its locked digest (its tag kept, for its name), else as given.
+ *
+ * @throws {NotFoundError} for a reference that is not locked, when `use.locked`.
+ */
+export function applyLock(ref: Reference, use: LockUse | undefined): Reference {
+  if (use === undefined || ref.digest !== undefined) return ref;
+  const name = formatReference(ref);
+  const entry = use.lock.references[name];
+  if (entry !== undefined) return { ...ref, digest: entry.digest };
+  if (use.locked) throw new NotFoundError(`Cannot pull "${name}": it is not in the lock file "${use.path}" (--locked)`);
+  return ref;
+}
+
+function orderPlatform(p: PlatformWant): PlatformWant {
+  return {
+    ...(p.os !== undefined && { os: p.os }),
+    ...(p.architecture !== undefined && { architecture: p.architecture }),
+    ...(p.variant !== undefined && { variant: p.variant }),
+    ...(p.plat !== undefined && { plat: p.plat }),
+  };
+}
+
+/** What is wrong with a parsed lock file, if anything: the shape a lock file must have, checked without zod. */
+function lockProblem(json: unknown): string | undefined {
+  if (typeof json !== "object" || json === null) return "it is not a JSON object";
+  const lock = json as Partial<LockFile>;
+  if (lock.lockfileVersion !== 1) return `"lockfileVersion" is not 1`;
+  if (typeof lock.references !== "object" || lock.references === null) return `"references" is not an object`;
+  for (const [name, entry] of Object.entries(lock.references)) {
+    if (!isDigest(entry?.digest)) return `"${name}" has no digest`;
+    if (!Array.isArray(entry.platforms)) return `"${name}" has no list of platforms`;
+    for (const platform of entry.platforms) {
+      if (!isDigest(platform?.manifest) || !Array.isArray(platform.files))
+        return `a platform of "${name}" has no manifest digest or no files`;
+    }
+  }
+  return undefined;
+}

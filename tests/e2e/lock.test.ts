@@ -1,0 +1,112 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { digestOf } from "../../lib/oci/digest.ts";
+import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { CLI } from "../helpers/cli.ts";
+import { startProxy, type ProxyHandle } from "../helpers/proxy.ts";
+import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
+
+const tmp = useTempDir("lock");
+let registry: RegistryHandle;
+let proxy: ProxyHandle;
+let first: SampleImage;
+const repo = `lock-${run}/nginx`;
+
+beforeAll(async () => {
+  registry = await sharedRegistry();
+  proxy = startProxy(registry.url);
+  first = await pushSampleImage(registry.url, repo, "1.25", { format: "spec", romBytes: [500] });
+});
+afterAll(async () => {
+  await proxy.stop();
+  await registry.stop();
+});
+
+/** Run the CLI in the test's directory, so that `ocicache.lock` lands there. */
+async function ocicache(args: string[]) {
+  const proc = Bun.spawn(["bun", CLI, ...args], {
+    cwd: tmp.path,
+    env: { ...process.env, OCICACHE_DIR: join(tmp.path, "cache") },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { code, stdout, stderr };
+}
+
+describe("ocicache lock", () => {
+  const ref = () => `${proxy.host}/${repo}:1.25`;
+  const lockPath = () => join(tmp.path, "ocicache.lock");
+
+  test("lock, a new push to the tag, the locked bytes; --check names the tag; offline from the cache", async () => {
+    const locked = await ocicache(["lock", ref(), "-q"]);
+    expect([locked.code, locked.stdout]).toEqual([0, `locked ${ref()} ${first.indexDigest}\n`]);
+    const lock = JSON.parse(readFileSync(lockPath(), "utf8"));
+    expect(Object.keys(lock)).toEqual(["lockfileVersion", "references"]);
+    const entry = lock.references[ref()];
+    expect(entry.digest).toBe(first.indexDigest);
+    const mine = entry.platforms.find((p: { platform: { architecture: string } }) => p.platform.architecture === host);
+    expect(mine.manifest).toBe(first.manifests[host].digest);
+    expect(mine.files).toEqual([
+      {
+        role: "kernel",
+        name: "kernel",
+        digest: digestOf(first.manifests[host].files.kernel),
+        bytes: expect.any(Number),
+      },
+      {
+        role: "initrd",
+        name: "initrd",
+        digest: digestOf(first.manifests[host].files.initrd),
+        bytes: expect.any(Number),
+      },
+      { role: "rom", name: "rom0", digest: first.manifests[host].layers.at(-1)!.digest, bytes: 500 },
+    ]);
+    expect(entry.platforms).toHaveLength(2);
+
+    // The tag moves on the registry.
+    const second = await pushSampleImage(registry.url, repo, "1.25", { format: "spec", romBytes: [600] });
+    const asked = proxy.count("/manifests/1.25");
+    const pulled = await ocicache(["pull", ref(), "--lock-file", "ocicache.lock", "-o", "out", "-q"]);
+    expect(pulled.code).toBe(0);
+    expect(readFileSync(join(tmp.path, "out", "kernel"))).toEqual(Buffer.from(first.manifests[host].files.kernel));
+    expect(proxy.count("/manifests/1.25")).toBe(asked);
+
+    const check = await ocicache(["lock", "--check"]);
+    expect(check.code).toBe(1);
+    expect(check.stdout).toContain(`moved ${ref()}: ${first.indexDigest} -> ${second.indexDigest}\n`);
+
+    // The registry is gone: the locked reference is answered from the cache.
+    await proxy.stop();
+    const path = await ocicache(["path", ref(), "--role", "initrd", "--lock-file", "ocicache.lock"]);
+    expect([path.code, path.stderr]).toEqual([0, ""]);
+    expect(readFileSync(path.stdout.trim())).toEqual(Buffer.from(first.manifests[host].files.initrd));
+    proxy = startProxy(registry.url, undefined, Number(proxy.host.split(":")[1]));
+
+    const updated = await ocicache(["lock", "--update", "-q"]);
+    expect(updated.stdout).toBe(`updated ${ref()} ${first.indexDigest} -> ${second.indexDigest}\n`);
+    expect((await ocicache(["lock", "--check"])).code).toBe(0);
+    const now = await ocicache(["path", ref(), "--role", "kernel", "--lock-file", "ocicache.lock"]);
+    expect(readFileSync(now.stdout.trim())).toEqual(Buffer.from(second.manifests[host].files.kernel));
+  });
+
+  test("--locked: a reference that is not locked is not found; without a lock file it is a usage error", async () => {
+    const other = `${proxy.host}/${repo}:other`;
+    writeFileSync(join(tmp.path, "ocicache.lock"), JSON.stringify({ lockfileVersion: 1, references: {} }));
+    const notLocked = await ocicache(["pull", other, "--lock-file", "ocicache.lock", "--locked"]);
+    expect(notLocked.code).toBe(3);
+    expect(notLocked.stderr).toContain(`it is not in the lock file "ocicache.lock" (--locked)`);
+    expect((await ocicache(["pull", other, "--locked"])).code).toBe(2);
+    writeFileSync(join(tmp.path, "bad.lock"), JSON.stringify({ lockfileVersion: 2, references: {} }));
+    const bad = await ocicache(["pull", other, "--lock-file", "bad.lock"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('"lockfileVersion" is not 1');
+    expect((await ocicache(["lock", "--update", other])).code).toBe(2);
+  });
+});
