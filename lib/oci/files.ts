@@ -8,7 +8,14 @@
 
 import { IntegrityError, NotFoundError } from "../errors.ts";
 import type { Descriptor, Manifest } from "./manifest.ts";
-import { PATH_ANNOTATIONS, STANDALONE_MEDIA_TYPES, TAR_MEDIA_TYPES, type Role } from "./names.ts";
+import {
+  COMPRESSED_TAR_MEDIA_TYPES,
+  PATH_ANNOTATIONS,
+  STANDALONE_MEDIA_TYPES,
+  TAR_MEDIA_TYPES,
+  WELL_KNOWN_PATHS,
+  type Role,
+} from "./names.ts";
 
 export type { Role };
 
@@ -20,38 +27,59 @@ export interface ImageFile {
   layer: Descriptor;
   /** The file's path inside the tar layer, when it is not the whole layer. */
   path?: string;
+  /** How the tar layer is compressed, when it is. */
+  compression?: "gzip" | "zstd";
+  /** Looked for at the unikraft image spec's path because no annotation names it: it may not be there. */
+  wellKnown?: boolean;
 }
 
 /**
  * The files of a unikernel image, in a stable order: kernel, initrd,
  * kernel.dbg (only with `debugKernel`), then ROMs as `rom0`, `rom1`, ….
+ * Files inside tar layers are named by annotations (on the layer, or on the
+ * manifest for its last tar layer); when none names a kernel or an initrd,
+ * the image's last tar layer (plain or compressed) is to be searched at the
+ * unikraft image spec's paths (`unikraft/bin/kernel`, …).
  *
- * @throws {IntegrityError} when an annotation names a file in a compressed layer.
+ * @throws {IntegrityError} when an annotation names a file in a layer that is not a tar.
  */
 export function findImageFiles(manifest: Manifest & { kind: "image" }, debugKernel = false): ImageFile[] {
   const files: ImageFile[] = [];
-  const tarLayers = manifest.layers.filter((l) => TAR_MEDIA_TYPES.includes(l.mediaType));
+  const isTar = (layer: Descriptor) =>
+    TAR_MEDIA_TYPES.includes(layer.mediaType) || COMPRESSED_TAR_MEDIA_TYPES[layer.mediaType] !== undefined;
+  const member = (role: Role, layer: Descriptor, path: string, wellKnown = false): ImageFile => {
+    const compression = COMPRESSED_TAR_MEDIA_TYPES[layer.mediaType];
+    return {
+      role,
+      name: role,
+      layer,
+      path: normaliseTarPath(path),
+      ...(compression !== undefined && { compression }),
+      ...(wellKnown && { wellKnown }),
+    };
+  };
+  const lastTar = manifest.layers.filter(isTar).at(-1);
   for (const layer of manifest.layers) {
     const role = STANDALONE_MEDIA_TYPES[layer.mediaType];
     if (role !== undefined && role !== "rom") files.push({ role, name: role, layer });
     for (const [key, annotated] of Object.entries(PATH_ANNOTATIONS)) {
       const path = layer.annotations?.[key];
       if (path === undefined) continue;
-      if (!TAR_MEDIA_TYPES.includes(layer.mediaType)) {
+      if (!isTar(layer)) {
         throw new IntegrityError(
-          `Cannot take "${path}" out of layer "${layer.digest}": media type "${layer.mediaType}" is not an ` +
-            `uncompressed tar`,
+          `Cannot take "${path}" out of layer "${layer.digest}": media type "${layer.mediaType}" is not a tar`,
         );
       }
-      files.push({ role: annotated, name: annotated, layer, path: normaliseTarPath(path) });
+      files.push(member(annotated, layer, path));
     }
   }
   for (const [key, role] of Object.entries(PATH_ANNOTATIONS)) {
     const path = manifest.annotations[key];
-    const layer = tarLayers.at(-1);
-    if (path !== undefined && layer !== undefined && !files.some((f) => f.role === role)) {
-      files.push({ role, name: role, layer, path: normaliseTarPath(path) });
-    }
+    if (path !== undefined && lastTar !== undefined && !files.some((f) => f.role === role))
+      files.push(member(role, lastTar, path));
+  }
+  if (lastTar !== undefined && !files.some((f) => f.role === "kernel" || f.role === "initrd")) {
+    for (const [path, role] of Object.entries(WELL_KNOWN_PATHS)) files.push(member(role, lastTar, path, true));
   }
   const order: Role[] = ["kernel", "initrd", "kernel.dbg"];
   const unique = order.flatMap((role) => files.filter((f) => f.role === role).slice(0, 1));

@@ -27,6 +27,13 @@ export const TAR_MEDIA_TYPES = [
   "application/vnd.docker.image.rootfs.diff.tar",
 ];
 
+/** Compressed tar layers (an image pushed again by common tools, or recompressed by a mirror), by compression. */
+export const COMPRESSED_TAR_MEDIA_TYPES: Record<string, "gzip" | "zstd"> = {
+  "application/vnd.oci.image.layer.v1.tar+gzip": "gzip",
+  "application/vnd.docker.image.rootfs.diff.tar.gzip": "gzip",
+  "application/vnd.oci.image.layer.v1.tar+zstd": "zstd",
+};
+
 /** The roles a unikernel image's files play. */
 export type Role = "kernel" | "initrd" | "kernel.dbg" | "rom";
 
@@ -43,6 +50,12 @@ export const PATH_ANNOTATIONS: Record<string, Role> = {
   "org.unikraft.kernel.image": "kernel",
   "org.unikraft.kernel.initrd": "initrd",
   "org.unikraft.kernel.dbg": "kernel.dbg",
+};
+/** Where the unikraft image spec puts each file in the root filesystem: looked for when no annotation names them. */
+export const WELL_KNOWN_PATHS: Record<string, Role> = {
+  "unikraft/bin/kernel": "kernel",
+  "unikraft/bin/initrd": "initrd",
+  "unikraft/bin/kernel.dbg": "kernel.dbg",
 };
 /** Unikraft's architecture annotation on an index's manifest descriptor. */
 export const ARCH_ANNOTATION = "org.unikraft.kernel.arch";

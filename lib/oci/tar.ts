@@ -1,7 +1,10 @@
 /**
- * Find a file inside an uncompressed tar layer without reading its content:
- * a regular file's bytes are one contiguous range after its 512-byte header.
- * Handles ustar prefixes, GNU long names and PAX `path`/`size` records.
+ * Files inside tar layers. In an uncompressed layer a file is found without
+ * reading its content: a regular file's bytes are one contiguous range after
+ * its 512-byte header. A compressed layer is read as a stream, once, handing
+ * the content of the files asked for to a writer as it goes by: never the
+ * whole layer in memory. Handles ustar prefixes, GNU long names and PAX
+ * `path`/`size` records.
  *
  * @module
  */
@@ -130,4 +133,123 @@ function checksumOk(header: Uint8Array): boolean {
   let sum = 0;
   for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : header[i]!;
   return sum === stored;
+}
+
+/** Where `extractTarMembers` writes one file's content. */
+export interface MemberSink {
+  write(chunk: Uint8Array): void;
+}
+
+/**
+ * Read a tar stream (a decompressed layer) to its end; the content of each regular file named in `wanted` goes to
+ * the sink `open` gives for it (the last entry of a name wins, as when the layer is unpacked: a sink is opened for
+ * each). Returns the names found.
+ *
+ * @throws {IntegrityError} when the tar is malformed or ends inside a member.
+ * @example
+ * ```ts
+ * import { extractTarMembers } from "./tar.ts";
+ * const layer = Bun.file("/tmp/layer.tar.gz");
+ * const stream = layer.stream().pipeThrough(new DecompressionStream("gzip"));
+ * const found = await extractTarMembers(stream, new Set(["unikraft/bin/kernel"]), () => ({ write() {} }), "layer")
+ *   .catch(() => new Set<string>());
+ * ```
+ */
+export async function extractTarMembers(
+  stream: AsyncIterable<Uint8Array>,
+  wanted: ReadonlySet<string>,
+  open: (name: string, size: number) => MemberSink,
+  what: string,
+): Promise<Set<string>> {
+  const input = new StreamReader(stream[Symbol.asyncIterator]());
+  const found = new Set<string>();
+  let longName: string | undefined;
+  let pax: Record<string, string> = {};
+  for (;;) {
+    const header = await input.take(BLOCK);
+    if (header === undefined || header.every((b) => b === 0)) break;
+    if (!checksumOk(header)) throw new IntegrityError(`Cannot read tar layer "${what}": bad header checksum`);
+    const type = String.fromCharCode(header[156]!);
+    const size = pax.size !== undefined ? Number(pax.size) : parseOctal(header.subarray(124, 136));
+    if (!Number.isSafeInteger(size) || size < 0)
+      throw new IntegrityError(`Cannot read tar layer "${what}": a member has no valid size`);
+    const padding = Math.ceil(size / BLOCK) * BLOCK - size;
+    if (type === "L" || type === "x") {
+      if (size > MAX_META_BYTES)
+        throw new IntegrityError(`Cannot read tar layer "${what}": a ${size}-byte header record is too large`);
+      const meta = new TextDecoder().decode(await input.need(size, what));
+      if (type === "L") longName = meta.replace(/\0.*$/s, "");
+      else pax = { ...pax, ...parsePax(meta) };
+      await input.pass(padding, undefined, what);
+    } else {
+      const name = stripLeading(pax.path ?? longName ?? ustarName(header));
+      const regular = type === "0" || type === "\0";
+      const sink = regular && wanted.has(name) ? open(name, size) : undefined;
+      await input.pass(size, sink, what);
+      await input.pass(padding, undefined, what);
+      if (sink !== undefined) found.add(name);
+      if (type !== "g") {
+        longName = undefined;
+        pax = {};
+      }
+    }
+  }
+  return found;
+}
+
+/** Exact reads over a stream of chunks of any size. */
+class StreamReader {
+  readonly #chunks: AsyncIterator<Uint8Array>;
+  #head: Uint8Array = new Uint8Array(0);
+
+  constructor(chunks: AsyncIterator<Uint8Array>) {
+    this.#chunks = chunks;
+  }
+
+  /** The next `n` bytes, or `undefined` at the end of the stream. */
+  async take(n: number): Promise<Uint8Array | undefined> {
+    while (this.#head.byteLength < n) {
+      const next = await this.#chunks.next();
+      if (next.done) return undefined;
+      this.#head = concat(this.#head, next.value);
+    }
+    const out = this.#head.subarray(0, n);
+    this.#head = this.#head.subarray(n);
+    return out;
+  }
+
+  /** The next `n` bytes, which must be there. */
+  async need(n: number, what: string): Promise<Uint8Array> {
+    const bytes = await this.take(n);
+    if (bytes === undefined) throw truncated(what);
+    return bytes;
+  }
+
+  /** Hand the next `n` bytes to `sink` (or drop them) as they come, never holding more than one chunk. */
+  async pass(n: number, sink: MemberSink | undefined, what: string): Promise<void> {
+    let left = n;
+    while (left > 0) {
+      if (this.#head.byteLength === 0) {
+        const next = await this.#chunks.next();
+        if (next.done) throw truncated(what);
+        this.#head = next.value;
+      }
+      const part = this.#head.subarray(0, Math.min(left, this.#head.byteLength));
+      sink?.write(part);
+      this.#head = this.#head.subarray(part.byteLength);
+      left -= part.byteLength;
+    }
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (a.byteLength === 0) return b;
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a);
+  out.set(b, a.byteLength);
+  return out;
+}
+
+function truncated(what: string): IntegrityError {
+  return new IntegrityError(`Cannot read tar layer "${what}": it ends inside a member`);
 }

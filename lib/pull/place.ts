@@ -8,7 +8,7 @@
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { StoreError } from "../errors.ts";
+import { NotFoundError, StoreError } from "../errors.ts";
 import { digestHex, hashFile, type Digest } from "../oci/digest.ts";
 import type { ImageFile } from "../oci/files.ts";
 import type { Role } from "../oci/names.ts";
@@ -18,6 +18,7 @@ import type { BlobResult, Cache } from "./cache.ts";
 import { placeFile, placeRange, removeQuietly, sameInode } from "./output.ts";
 import { holdsAlready, rememberOutput } from "../store/outputs.ts";
 import type { ImageSource } from "./source.ts";
+import { takeOutCompressedFiles } from "./members.ts";
 import { describeFsError } from "../store/files.ts";
 
 /** Where files go. */
@@ -86,16 +87,31 @@ export async function pullFiles(
       if (fallbackPath !== undefined) fallbacks.push(fallbackPath);
       results.set(layer.digest, await source.blob(layer, fallbackPath));
     });
+    const taken = await takeOutCompressedFiles(cache, source, files, results, recorded);
     const derived: Record<string, DerivedFile> = { ...recorded };
-    const pulled = files.map((file) => {
+    const pulled = files.flatMap((file) => {
       const layer = results.get(file.layer.digest)!;
-      if (file.path === undefined) return placeWhole(cache, source, file, layer, options);
+      if (file.path === undefined) return [placeWhole(cache, source, file, layer, options)];
       const key = `${file.layer.digest}:${file.path}`;
-      const placed = placeMember(cache, source, file, layer, recorded[key], options);
+      const placed =
+        file.compression === undefined
+          ? placeMemberIfThere(cache, source, file, layer, recorded[key], options)
+          : placeTakenMember(cache!, file, taken.has(key) ? taken.get(key) : recorded[key], recorded[key], {
+              ...options,
+              hit: layer.hit,
+            });
+      if (placed === undefined) return [];
       if (placed.cached && !source.local) derived[key] = { digest: placed.digest, size: placed.size };
       const { cached: _cached, ...rest } = placed;
-      return rest;
+      return [rest];
     });
+    const sought = files.filter((f) => f.wellKnown);
+    if (sought.length > 0 && !pulled.some((f) => sought.some((s) => s.role === f.role))) {
+      throw new NotFoundError(
+        `Cannot find a ${sought.map((f) => f.role).join(", ")} in "${source.name}": no annotation names one, and its ` +
+          `last tar layer "${sought[0]!.layer.digest}" holds none of ${sought.map((f) => `/${f.path}`).join(", ")}`,
+      );
+    }
     return { files: pulled, derived };
   } finally {
     for (const path of fallbacks) removeQuietly(path);
@@ -103,6 +119,37 @@ export async function pullFiles(
 }
 
 type Placed = PulledFile & { cached: boolean };
+
+/** A file taken out of a compressed tar layer, now a blob in the cache; a well-known path the layer lacks is none. */
+function placeTakenMember(
+  cache: Cache,
+  file: ImageFile,
+  blob: DerivedFile | null | undefined,
+  known: DerivedFile | undefined,
+  options: PlaceOptions & { hit: boolean },
+): Placed | undefined {
+  if (blob === null || blob === undefined) {
+    if (file.wellKnown) return undefined;
+    throw new NotFoundError(`Cannot find "/${file.path}" in the compressed layer "${file.layer.digest}"`);
+  }
+  if (known !== undefined && known.digest !== blob.digest)
+    cache.warn(
+      `Dropping the recorded blob "${known.digest}" for "${file.path}" of layer "${file.layer.digest}": the layer ` +
+        `holds "${blob.digest}"`,
+    );
+  const dest = options.outDir === undefined ? undefined : join(options.outDir, file.name);
+  return placeCachedMember(cache, blob, dest, options, { role: file.role, name: file.name, hit: options.hit });
+}
+
+/** `placeMember`, for a file that may not be there: one looked for at a well-known path is none when it is not. */
+function placeMemberIfThere(...args: Parameters<typeof placeMember>): Placed | undefined {
+  try {
+    return placeMember(...args);
+  } catch (error) {
+    if (error instanceof NotFoundError && args[2].wellKnown) return undefined;
+    throw error;
+  }
+}
 
 function placeWhole(
   cache: Cache | undefined,

@@ -12,7 +12,9 @@ import { takeInventory, type Inventory } from "./inventory.ts";
 import { parseDerived, splitDerivedKey, updateIndex } from "./index-file.ts";
 import { lockCleanup } from "./remove.ts";
 import type { Store } from "./store.ts";
-import { findTarMember } from "../oci/tar.ts";
+import { extractTarMembers, findTarMember } from "../oci/tar.ts";
+import { closeSync, readSync } from "node:fs";
+import { openRegular } from "./files.ts";
 import { DERIVED_ANNOTATION, REF_NAME_ANNOTATION } from "../oci/names.ts";
 
 /** What `verifyCache` found. */
@@ -64,7 +66,7 @@ export async function verifyCache(store: Store, options: { repair?: boolean } = 
       bytes += blob.size;
       if (actual !== blob.digest) corrupt.push({ digest: blob.digest, actual, reason: "content", size: blob.size });
     }
-    const wrongFiles = checkDerived(store, inventory);
+    const wrongFiles = await checkDerived(store, inventory);
     if (options.repair) {
       for (const blob of corrupt) store.remove(blob.digest);
       if (wrongFiles.length > 0) await dropDerived(store, wrongFiles);
@@ -85,33 +87,84 @@ export async function verifyCache(store: Store, options: { repair?: boolean } = 
 }
 
 /** Take every recorded file out of its layer again (when the layer is cached) and compare. */
-function checkDerived(store: Store, inventory: Inventory): VerifyReport["wrongFiles"] {
+async function checkDerived(store: Store, inventory: Inventory): Promise<VerifyReport["wrongFiles"]> {
   const wrong: VerifyReport["wrongFiles"] = [];
-  for (const unit of inventory.units) {
-    if (unit.entry === undefined) continue;
-    for (const [key, recorded] of Object.entries(parseDerived(unit.entry))) {
+  const records = inventory.units.flatMap((unit) =>
+    Object.entries(unit.entry === undefined ? {} : parseDerived(unit.entry)).flatMap(([key, recorded]) => {
       const where = splitDerivedKey(key);
       const layer = where === undefined ? undefined : inventory.blobs.get(where.layer);
-      if (where === undefined || layer === undefined) continue;
-      const layerPath = store.blobPath(where.layer);
-      let actual: Digest | undefined;
-      try {
+      return where === undefined || layer === undefined ? [] : [{ unit, where, layer, recorded }];
+    }),
+  );
+  // A compressed layer is decompressed once, for every path recorded of it.
+  const compressed = new Map<Digest, Map<string, Digest>>();
+  for (const { where } of records) {
+    if (compressionOf(store.blobPath(where.layer)) === undefined || compressed.has(where.layer)) continue;
+    const paths = records.filter((r) => r.where.layer === where.layer).map((r) => r.where.path);
+    compressed.set(where.layer, await hashCompressedMembers(store.blobPath(where.layer), paths, where.layer));
+  }
+  for (const { unit, where, layer, recorded } of records) {
+    const layerPath = store.blobPath(where.layer);
+    let actual: Digest | undefined;
+    try {
+      if (compressed.has(where.layer)) actual = compressed.get(where.layer)!.get(where.path);
+      else {
         const range = findTarMember(layerPath, where.path, layer.size);
         actual = range.size === recorded.size ? hashFile(layerPath, range.offset, range.size).digest : undefined;
-      } catch {
-        actual = undefined;
       }
-      if (actual !== recorded.digest)
-        wrong.push({
-          reference: unit.name,
-          layer: where.layer,
-          path: where.path,
-          recorded: recorded.digest,
-          ...(actual !== undefined && { actual }),
-        });
+    } catch {
+      actual = undefined;
     }
+    if (actual !== recorded.digest)
+      wrong.push({
+        reference: unit.name,
+        layer: where.layer,
+        path: where.path,
+        recorded: recorded.digest,
+        ...(actual !== undefined && { actual }),
+      });
   }
   return wrong;
+}
+
+/** `gzip` or `zstd` by the file's first bytes (a compressed tar layer), else `undefined`. */
+function compressionOf(path: string): "gzip" | "zstd" | undefined {
+  const head = new Uint8Array(4);
+  let fd: number | undefined;
+  try {
+    fd = openRegular(path);
+    readSync(fd, head, 0, 4, 0);
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  if (head[0] === 0x1f && head[1] === 0x8b) return "gzip";
+  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return "zstd";
+  return undefined;
+}
+
+/** The digests of `paths` in a compressed tar layer, in one streaming pass; none for a layer that does not read. */
+async function hashCompressedMembers(path: string, paths: string[], what: string): Promise<Map<string, Digest>> {
+  const hashers = new Map<string, Bun.CryptoHasher>();
+  try {
+    const stream = Bun.file(path)
+      .stream()
+      .pipeThrough(new DecompressionStream(compressionOf(path)!));
+    await extractTarMembers(
+      stream,
+      new Set(paths),
+      (name) => {
+        const hasher = new Bun.CryptoHasher("sha256");
+        hashers.set(name, hasher);
+        return { write: (chunk) => void hasher.update(chunk) };
+      },
+      what,
+    );
+  } catch {
+    return new Map();
+  }
+  return new Map([...hashers].map(([name, hasher]) => [name, `sha256:${hasher.digest("hex")}` as Digest]));
 }
 
 /** Remove the wrong records from their entries in `index.json`. */

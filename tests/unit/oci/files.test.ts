@@ -139,17 +139,41 @@ describe("findImageFiles()", () => {
     ]);
   });
 
-  test("refuses a path inside a compressed layer", () => {
+  test("a path inside a compressed tar layer is taken out of the decompressed stream; a non-tar is refused", () => {
     const m = parse(
       image([
         {
-          mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+          mediaType: "application/vnd.oci.image.layer.v1.tar+zstd",
           digest: d(11),
           size: 1,
           annotations: { "org.unikraft.kernel.image": "/k" },
         },
       ]),
     );
-    expectIntegrity(() => findImageFiles(m), "is not an uncompressed tar");
+    expect(findImageFiles(m)).toMatchObject([{ role: "kernel", path: "k", compression: "zstd" }]);
+    const other = parse(
+      image([
+        {
+          mediaType: "application/octet-stream",
+          digest: d(12),
+          size: 1,
+          annotations: { "org.unikraft.kernel.image": "/k" },
+        },
+      ]),
+    );
+    expectIntegrity(() => findImageFiles(other), "is not a tar");
+  });
+
+  test("with no annotation naming a kernel or an initrd, the last tar layer is searched at the spec's paths", () => {
+    const layers = [
+      { mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: d(13), size: 1 },
+      { mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: d(14), size: 1 },
+    ];
+    const found = findImageFiles(parse(image(layers)), true);
+    expect(found.map((f) => [f.role, f.path, f.layer.digest, f.wellKnown, f.compression])).toEqual([
+      ["kernel", "unikraft/bin/kernel", d(14), true, "gzip"],
+      ["initrd", "unikraft/bin/initrd", d(14), true, "gzip"],
+      ["kernel.dbg", "unikraft/bin/kernel.dbg", d(14), true, "gzip"],
+    ]);
   });
 });
