@@ -11,7 +11,8 @@ import type { BlobResult } from "./download.ts";
 import { IntegrityError, NotFoundError, RegistryError } from "../errors.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
-import { findEntry, readIndex, updateIndex, upsertEntry, type IndexEntry } from "../store/index-file.ts";
+import { updateIndex, upsertEntry, type IndexEntry } from "../store/index-file.ts";
+import { lookupEntry } from "../store/lookup.ts";
 import { formatReference, type Reference } from "../oci/reference.ts";
 import type { RegistryClient, RegistryClientOptions } from "../registry/client.ts";
 import { Store } from "../store/store.ts";
@@ -265,7 +266,7 @@ export class Cache {
   }
 
   #known(name: string): { entry?: IndexEntry } {
-    const entry = findEntry(readIndex(this.store.root), name);
+    const entry = lookupEntry(this.store, name);
     return entry === undefined ? {} : { entry };
   }
 

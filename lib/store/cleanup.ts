@@ -14,6 +14,7 @@ import { isDigest, type Digest } from "../oci/digest.ts";
 import { takeInventory, type Unit } from "./inventory.ts";
 import { acquireLock, isAlive, isStale } from "./lock.ts";
 import { removeStaleRecords } from "./outputs.ts";
+import { removeStaleMemos } from "./lookup.ts";
 import { classifyTemp } from "./paths.ts";
 import { lockCleanup, removeUnits, type RemovedUnit } from "./remove.ts";
 import type { Store } from "./store.ts";
@@ -150,6 +151,7 @@ async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<Cleanup
   if (!dryRun) {
     removeOrphanMarkers(store);
     removeStaleRecords(store);
+    removeStaleMemos(store);
   }
   const sum = (reason: RemovedUnit["reason"]) =>
     result.removed.filter((r) => r.reason === reason).reduce((s, r) => s + r.bytes, 0);

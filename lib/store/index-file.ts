@@ -128,7 +128,8 @@ export function upsertEntry(entries: IndexEntry[], entry: IndexEntry): IndexEntr
   return [...others, entry];
 }
 
-function isIndexEntry(value: unknown): value is IndexEntry {
+/** Whether a parsed value is a well-formed entry: a descriptor with string annotations. */
+export function isIndexEntry(value: unknown): value is IndexEntry {
   const entry = value as IndexEntry;
   if (typeof entry !== "object" || entry === null) return false;
   if (!isDigest(entry.digest) || typeof entry.mediaType !== "string" || !Number.isSafeInteger(entry.size)) return false;

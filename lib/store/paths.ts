@@ -40,6 +40,8 @@ export interface CachePaths {
   usesDir: string;
   /** `outputs/`: a record per output path of what was last written there. */
   outputsDir: string;
+  /** `refs/`: per reference name, its `index.json` entry as last read (a memo; `index.json` is the truth). */
+  refsDir: string;
   /** `tmp/`: downloads in progress and locks; never read as content. */
   tmpDir: string;
   /** The lock around rewrites of `index.json`. */
@@ -70,6 +72,7 @@ export function cachePaths(root: string): CachePaths {
     blobDir: join(blobsDir, "sha256"),
     usesDir: join(root, "uses"),
     outputsDir: join(root, "outputs"),
+    refsDir: join(root, "refs"),
     tmpDir,
     indexLock: join(tmpDir, "index.json.lock"),
     cleanupLock: join(tmpDir, "gc.lock"),

@@ -67,7 +67,7 @@ export class Store {
   }
 
   /**
-   * Create the layout (`oci-layout`, `blobs/sha256/`, `tmp/`, `uses/`, `outputs/`) where missing,
+   * Create the layout (`oci-layout`, `blobs/sha256/`, `tmp/`, `uses/`, `outputs/`, `refs/`) where missing,
    * and check that its directories are real directories owned by this user.
    * A cache that fails the check is neither read nor written.
    *
@@ -79,6 +79,7 @@ export class Store {
       mkdirSync(this.paths.tmpDir, { recursive: true });
       mkdirSync(this.paths.usesDir, { recursive: true });
       mkdirSync(this.paths.outputsDir, { recursive: true });
+      mkdirSync(this.paths.refsDir, { recursive: true });
     } catch (error) {
       const untrusted = this.#checkDirectories();
       if (untrusted !== undefined) return untrusted;
@@ -273,6 +274,7 @@ export class Store {
       [this.paths.blobDir, "blobs/sha256/"],
       [this.paths.usesDir, "uses/"],
       [this.paths.outputsDir, "outputs/"],
+      [this.paths.refsDir, "refs/"],
     ] as const) {
       const problem = directoryProblem(dir);
       if (problem !== undefined) {

@@ -126,7 +126,7 @@ describe("a hostile cache directory", () => {
     expect(readdirSync(join(cacheDir, "blobs", "sha256"))).toEqual([]);
   });
 
-  for (const name of ["uses", "outputs"])
+  for (const name of ["uses", "outputs", "refs"])
     test(`${name}/ planted as a link to a directory: nothing is written into it, the cache is not used`, async () => {
       const elsewhere = join(dir, `elsewhere-${name}`);
       mkdirSync(elsewhere);
