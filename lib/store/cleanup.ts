@@ -134,9 +134,8 @@ async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<Cleanup
   };
   for (const { unit } of chosen) release(unit);
   const ageCount = chosen.length;
-  const byLastUse = inventory.units
-    .filter((u) => !chosen.some((c) => c.unit === u))
-    .sort((a, b) => a.lastUseMs - b.lastUseMs);
+  const expired = new Set(chosen.map((c) => c.unit));
+  const byLastUse = inventory.units.filter((u) => !expired.has(u)).sort((a, b) => a.lastUseMs - b.lastUseMs);
   const keptRecent = new Set<Digest>();
   for (const unit of byLastUse) {
     if (total <= policy.maxSizeBytes || overdue(policy.deadline)) break;

@@ -13,7 +13,7 @@
 import { closeSync, fstatSync, lstatSync, mkdirSync, readSync, type Stats, unlinkSync, writeFileSync } from "node:fs";
 import { isDigest, type Digest, type Expected } from "../oci/digest.ts";
 import { isErrno } from "../errors.ts";
-import { blobPath, cachePaths, OCI_LAYOUT, tempPath, usePath, type CachePaths } from "./paths.ts";
+import { cachePaths, OCI_LAYOUT, tempPath, type CachePaths } from "./paths.ts";
 import { BlobWriter, type WriteResult } from "./writer.ts";
 import { copyRange, describeFsError, listNames, openRegular, stampFile } from "./files.ts";
 
@@ -102,7 +102,7 @@ export class Store {
 
   /** The path of a blob, whether or not it is there. */
   blobPath(digest: Digest): string {
-    return blobPath(this.root, digest);
+    return this.paths.blob(digest);
   }
 
   /** The size of a cached blob: `undefined` when absent, or when what is there is not a regular file. */
@@ -132,15 +132,17 @@ export class Store {
   list(): BlobEntry[] {
     if (!this.#trusted) return [];
     const entries: BlobEntry[] = [];
+    // The markers there are, read at once: a blob without one costs no failed lstat.
+    const marked = new Set(listNames(this.paths.usesDir));
     for (const name of listNames(this.paths.blobDir)) {
       const digest = `sha256:${name}`;
       if (!isDigest(digest)) continue;
       try {
-        const stat = lstatSync(this.blobPath(digest));
+        const stat = lstatSync(this.paths.blob(digest));
         entries.push({
           digest,
           size: stat.size,
-          lastUseMs: this.#lastUse(digest, stat.mtimeMs),
+          lastUseMs: marked.has(name) ? this.#lastUse(digest, stat.mtimeMs) : stat.mtimeMs,
           regular: stat.isFile(),
         });
       } catch {
@@ -157,7 +159,7 @@ export class Store {
    */
   touch(digest: Digest): void {
     if (!this.#trusted) return;
-    const path = usePath(this.root, digest);
+    const path = this.paths.use(digest);
     const now = Date.now();
     try {
       const marker = lstatSync(path);
@@ -175,7 +177,7 @@ export class Store {
   /** The newer of a blob's write and its use marker (a marker that is not a regular file counts for nothing). */
   #lastUse(digest: Digest, writtenMs: number): number {
     try {
-      const marker = lstatSync(usePath(this.root, digest));
+      const marker = lstatSync(this.paths.use(digest));
       return marker.isFile() ? Math.max(writtenMs, marker.mtimeMs) : writtenMs;
     } catch {
       return writtenMs;
@@ -219,7 +221,7 @@ export class Store {
       if (!isErrno(error, "ENOENT")) throw error;
     }
     try {
-      unlinkSync(usePath(this.root, digest));
+      unlinkSync(this.paths.use(digest));
     } catch {
       // No marker, or one that is not ours to remove: it records nothing once the blob is gone.
     }

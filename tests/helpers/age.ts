@@ -7,11 +7,11 @@
 
 import { existsSync, utimesSync } from "node:fs";
 import type { Digest } from "../../lib/oci/digest.ts";
-import { blobPath, usePath } from "../../lib/store/paths.ts";
+import { blobPath, cachePaths } from "../../lib/store/paths.ts";
 
 /** Set the last use of the blob `digest` of the cache at `root` to `when`. */
 export function setLastUse(root: string, digest: Digest, when: Date): void {
   utimesSync(blobPath(root, digest), when, when);
-  const marker = usePath(root, digest);
+  const marker = cachePaths(root).use(digest);
   if (existsSync(marker)) utimesSync(marker, when, when);
 }
