@@ -1,6 +1,6 @@
 /**
  * The benchmark: `bun run bench [--runs N] [--sizes small,medium,large] [--no-soak]` (5 runs by default), then
- * the mirror's soak (`scripts/bench-mirror.ts`).
+ * start-up and scale (`scripts/bench-startup.ts`) and the mirror's soak (`scripts/bench-mirror.ts`).
  *
  * Starts the real registry on 127.0.0.1, pushes kraftkit-style images of
  * three sizes (kernel + initrd: 1 + 4, 8 + 64, 16 + 512 MiB), and times,
@@ -406,6 +406,12 @@ console.log(
   `### Benchmark (${new Date().toISOString().slice(0, 10)}, ${cpus} cores, Bun ${Bun.version}, registry on 127.0.0.1)`,
 );
 console.log(lines.join("\n"));
+// Start-up and scale: what each call from a makefile pays.
+const startup = Bun.spawnSync(["bun", join(import.meta.dir, "bench-startup.ts")], {
+  stdout: "pipe",
+  stderr: "inherit",
+});
+console.log(`\n${startup.stdout.toString().trim()}`);
 if (!Bun.argv.includes("--no-soak")) {
   // The mirror's soak runs after the pulls, on a registry of its own.
   const soak = Bun.spawnSync(["bun", join(import.meta.dir, "bench-mirror.ts")], { stdout: "pipe", stderr: "inherit" });
