@@ -8,7 +8,7 @@
 
 import type { Cache } from "./cache.ts";
 import { hashFile, type Digest } from "../oci/digest.ts";
-import type { BlobResult } from "./download.ts";
+import type { BlobResult, DownloadTee } from "./download.ts";
 import { IntegrityError, NotFoundError } from "../errors.ts";
 import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LOCK_TIMEOUT_MS } from "../oci/limits.ts";
 import type { Descriptor } from "../oci/manifest.ts";
@@ -19,6 +19,8 @@ import type { BlobResponse } from "../registry/client.ts";
 export interface FetchBlobOptions {
   /** Where the verified blob goes when the cache cannot take it. */
   fallbackPath?: string;
+  /** Gets every byte the cache's writer takes, from the first (see `DownloadOptions.tee`). */
+  tee?: DownloadTee;
   /** Sees every byte as it arrives, before the final verification; a promise it returns holds the download back. */
   onChunk?: (chunk: Uint8Array) => void | Promise<void>;
   /** The answer to a `GET` of the whole blob the caller already sent (see `DownloadOptions.firstResponse`). */

@@ -45,6 +45,8 @@ export interface DownloadOptions {
    * verification; a promise it returns holds the download back (a slow reader).
    */
   onChunk?: (chunk: Uint8Array) => void | Promise<void>;
+  /** Gets every byte the cache's writer takes, from the first (a copy of the blob into an output directory). */
+  tee?: DownloadTee;
   /** Bytes received so far (resumed bytes included) of the expected total. */
   onProgress?: (received: number) => void;
   /** The cache failed (`undefined`: it was already known to be unwritable). */
@@ -63,6 +65,13 @@ export interface DownloadOptions {
    * instead of a request of its own when the download starts from the first byte, else cancelled.
    */
   firstResponse?: BlobResponse;
+}
+
+/** A second home for a blob's bytes while they download: told when the download starts over or cannot be whole. */
+export interface DownloadTee {
+  write(chunk: Uint8Array): void;
+  restart(): void;
+  abandon(): void;
 }
 
 /**
@@ -172,6 +181,7 @@ async function stream(
     writer?.truncate();
     fallback?.truncate();
     verifier.reset();
+    options.tee?.restart();
   };
   const verify = () => {
     if (writer !== undefined) writer.verify(expected);
@@ -179,6 +189,7 @@ async function stream(
     else verifier.finish();
   };
   const take = (chunk: Uint8Array) => {
+    options.tee?.write(chunk);
     if (writer === undefined) {
       if (fallback !== undefined) fallback.write(chunk);
       else verifier.update(chunk);
@@ -200,7 +211,11 @@ async function stream(
   };
   try {
     let offset = received();
-    if (offset > 0) options.onProgress?.(offset);
+    if (offset > 0) {
+      // Resumed: the tee never saw the bytes of the partial file.
+      options.tee?.abandon();
+      options.onProgress?.(offset);
+    }
     while (offset < descriptor.size) {
       const given = offset === 0 ? first.response : undefined;
       first.response = undefined;

@@ -6,9 +6,24 @@
  * @module
  */
 
-import { chmodSync, constants, copyFileSync, linkSync, lstatSync, mkdirSync, renameSync, unlinkSync } from "node:fs";
-import { dirname } from "node:path";
-import type { Digest } from "../oci/digest.ts";
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  copyFileSync,
+  ftruncateSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  statfsSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
+import { dirname, join } from "node:path";
+import { digestHex, type Digest } from "../oci/digest.ts";
 import { StoreError } from "../errors.ts";
 import { tempBeside } from "../store/paths.ts";
 import { BlobWriter } from "../store/writer.ts";
@@ -77,6 +92,87 @@ export function placeRange(source: string, offset: number, length: number, dest:
   }
   return result.digest;
 }
+
+/**
+ * A copy of a blob written into the output directory while the blob downloads, so that `pull -o` does not copy it
+ * again after the download (on a file system that cannot clone, that copy is most of the time the output costs).
+ * It receives exactly the bytes the cache's writer hashes, from the first; a download that resumes a partial file
+ * abandons it. Once the blob is verified, `placeTee` renames it into place; otherwise it is removed and the output
+ * copied as usual. Never fsynced: an output is the caller's file, not the cache's.
+ */
+export class OutputTee {
+  readonly path: string;
+  #fd: number | undefined;
+  #written = 0;
+  #abandoned = false;
+
+  /** @throws {Error} the file system's error when the temp file cannot be made (the output is then copied). */
+  constructor(outDir: string, digest: Digest) {
+    this.path = join(outDir, `.ocicache-${digestHex(digest).slice(0, 16)}.out`);
+    this.#fd = openSync(
+      this.path,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+      0o644,
+    );
+  }
+
+  /** Whether it holds `size` bytes, all of one download from its first byte. */
+  complete(size: number): boolean {
+    return !this.#abandoned && this.#written === size;
+  }
+
+  write(chunk: Uint8Array): void {
+    if (this.#abandoned || this.#fd === undefined) return;
+    try {
+      // At its own position: after a restart the file starts again at its first byte.
+      for (let offset = 0; offset < chunk.byteLength; ) {
+        const n = writeSync(this.#fd, chunk, offset, chunk.byteLength - offset, this.#written);
+        offset += n;
+        this.#written += n;
+      }
+    } catch {
+      this.#abandoned = true;
+    }
+  }
+
+  /** The download starts over from the first byte. */
+  restart(): void {
+    if (this.#fd === undefined) return;
+    try {
+      ftruncateSync(this.#fd, 0);
+      this.#written = 0;
+      this.#abandoned = false;
+    } catch {
+      this.#abandoned = true;
+    }
+  }
+
+  /** The download does not start from the first byte: this copy cannot be whole. */
+  abandon(): void {
+    this.#abandoned = true;
+  }
+
+  close(): void {
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
+  }
+}
+
+/**
+ * Whether writing outputs while blobs download is worth it: not where the cache's files can be cloned into `outDir`
+ * (a reflink of the same file system, btrfs or XFS, costs nothing later).
+ */
+export function teeWorthIt(cacheRoot: string, outDir: string): boolean {
+  try {
+    const [cache, out] = [statSync(cacheRoot), statSync(outDir)];
+    return cache.dev !== out.dev || !CLONING_FILE_SYSTEMS.includes(statfsSync(outDir).type);
+  } catch {
+    return false;
+  }
+}
+
+/** btrfs and XFS, by `statfs` type: file systems that clone a file in place of copying it. */
+const CLONING_FILE_SYSTEMS = [0x9123683e, 0x58465342];
 
 /** Whether `a` and `b` are the same file (a hardlink placed before); a link is never followed. */
 export function sameInode(a: string, b: string): boolean {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { NotFoundError, StoreError } from "../errors.ts";
 import { digestHex, hashFile, type Digest } from "../oci/digest.ts";
@@ -15,7 +15,7 @@ import type { Role } from "../oci/names.ts";
 import { findTarMember } from "../oci/tar.ts";
 import type { DerivedFile } from "../store/index-file.ts";
 import type { BlobResult, Cache } from "./cache.ts";
-import { placeFile, placeRange, removeQuietly, sameInode } from "./output.ts";
+import { OutputTee, placeFile, placeRange, removeQuietly, sameInode, teeWorthIt } from "./output.ts";
 import { holdsAlready, rememberOutput } from "../store/outputs.ts";
 import type { ImageSource } from "./source.ts";
 import { takeOutCompressedFiles } from "./members.ts";
@@ -78,6 +78,7 @@ export async function pullFiles(
   const fallbacks: string[] = [];
   const results = new Map<Digest, BlobResult>();
   if (options.outDir !== undefined) makeOutDir(options.outDir);
+  const tees = openTees(cache, source, files, options);
   try {
     await mapLimit(layers, options.concurrency ?? 4, async (layer) => {
       const fallbackPath =
@@ -85,13 +86,13 @@ export async function pullFiles(
           ? undefined
           : join(options.outDir, `.ocicache-${digestHex(layer.digest).slice(0, 16)}.layer`);
       if (fallbackPath !== undefined) fallbacks.push(fallbackPath);
-      results.set(layer.digest, await source.blob(layer, fallbackPath));
+      results.set(layer.digest, await source.blob(layer, fallbackPath, tees.get(layer.digest)));
     });
     const taken = await takeOutCompressedFiles(cache, source, files, results, recorded);
     const derived: Record<string, DerivedFile> = { ...recorded };
     const pulled = files.flatMap((file) => {
       const layer = results.get(file.layer.digest)!;
-      if (file.path === undefined) return [placeWhole(cache, source, file, layer, options)];
+      if (file.path === undefined) return [placeWhole(cache, source, file, layer, options, tees)];
       const key = `${file.layer.digest}:${file.path}`;
       const placed =
         file.compression === undefined
@@ -115,6 +116,10 @@ export async function pullFiles(
     return { files: pulled, derived };
   } finally {
     for (const path of fallbacks) removeQuietly(path);
+    for (const tee of tees.values()) {
+      tee.close();
+      removeQuietly(tee.path);
+    }
   }
 }
 
@@ -157,12 +162,60 @@ function placeWhole(
   file: ImageFile,
   layer: BlobResult,
   options: PlaceOptions,
+  tees: Map<Digest, OutputTee>,
 ): PulledFile {
   const from = requirePath(layer, file);
   const path = options.outDir === undefined ? from : join(options.outDir, file.name);
-  if (options.outDir !== undefined)
+  const tee = tees.get(file.layer.digest);
+  tees.delete(file.layer.digest);
+  if (options.outDir !== undefined && !(tee !== undefined && placeTee(cache!, tee, path, file.layer)))
     placeOutput(cache, from, path, file.layer, options.link === true && (layer.cached || source.local));
+  if (tee !== undefined) removeQuietly(tee.path);
   return { role: file.role, name: file.name, path, digest: file.layer.digest, size: file.layer.size, hit: layer.hit };
+}
+
+/**
+ * The outputs written while their blobs download (`OutputTee`): for `-o` without `--link`, each whole-layer file the
+ * cache does not hold yet, where the file system cannot clone the cache's file into place later.
+ */
+function openTees(
+  cache: Cache | undefined,
+  source: ImageSource,
+  files: ImageFile[],
+  options: PlaceOptions,
+): Map<Digest, OutputTee> {
+  const tees = new Map<Digest, OutputTee>();
+  const outDir = options.outDir;
+  if (cache === undefined || source.local || outDir === undefined || options.link) return tees;
+  if (!teeWorthIt(cache.store.root, outDir)) return tees;
+  for (const file of files) {
+    const { layer } = file;
+    if (file.path !== undefined || tees.has(layer.digest) || cache.store.stat(layer.digest) !== undefined) continue;
+    try {
+      tees.set(layer.digest, new OutputTee(outDir, layer.digest));
+    } catch {
+      // No second copy while it downloads: the output is copied afterwards.
+    }
+  }
+  return tees;
+}
+
+/**
+ * Rename a whole tee into place at `dest` (unless `dest` holds the content already): the blob it copies was
+ * verified, and it holds the same bytes, from the first. `false` when it cannot be used.
+ */
+function placeTee(cache: Cache, tee: OutputTee, dest: string, blob: { digest: Digest; size: number }): boolean {
+  tee.close();
+  if (!tee.complete(blob.size)) return false;
+  if (holdsAlready(cache.store, dest, blob.digest, blob.size)) return true;
+  try {
+    chmodSync(tee.path, 0o644);
+    renameSync(tee.path, dest);
+  } catch {
+    return false;
+  }
+  rememberOutput(cache.store, dest, blob.digest, blob.size);
+  return true;
 }
 
 /**

@@ -12,6 +12,7 @@ import type { Descriptor } from "../oci/manifest.ts";
 import type { Reference } from "../oci/reference.ts";
 import { fetchBlob } from "./blobs.ts";
 import type { BlobResult, Cache, Resolved } from "./cache.ts";
+import type { DownloadTee } from "./download.ts";
 
 /** A verified manifest, and whether no registry was asked for it. */
 export interface SourceManifest {
@@ -34,8 +35,8 @@ export interface ImageSource {
   top(): Promise<SourceManifest>;
   /** A manifest by its descriptor. */
   manifest(descriptor: Descriptor): Promise<SourceManifest>;
-  /** A blob as a verified file; `fallbackPath` takes it when the cache cannot. */
-  blob(descriptor: Descriptor, fallbackPath?: string): Promise<BlobResult>;
+  /** A blob as a verified file; `fallbackPath` takes it when the cache cannot, `tee` a copy while it downloads. */
+  blob(descriptor: Descriptor, fallbackPath?: string, tee?: DownloadTee): Promise<BlobResult>;
 }
 
 /**
@@ -65,7 +66,10 @@ export function registrySource(cache: Cache, ref: Reference, resolved: Resolved)
       const { bytes, hit } = await cache.manifestBytes(ref, descriptor.digest, descriptor.size);
       return { digest: descriptor.digest, bytes, mediaType: descriptor.mediaType, hit };
     },
-    blob: (descriptor, fallbackPath) =>
-      fetchBlob(cache, ref, descriptor, fallbackPath === undefined ? {} : { fallbackPath }),
+    blob: (descriptor, fallbackPath, tee) =>
+      fetchBlob(cache, ref, descriptor, {
+        ...(fallbackPath !== undefined && { fallbackPath }),
+        ...(tee !== undefined && { tee }),
+      }),
   };
 }

@@ -55,6 +55,7 @@ describe("ocicache pull", () => {
     const out = join(dir, ".unikraft");
     const first = await ocicache(["pull", spec.ref, "-o", out]);
     expect(first.code).toBe(0);
+    expect(readdirSync(out).sort()).toEqual(["initrd", "kernel", "rom0"]);
     expect(first.messages).toBe("");
     expect(first.stdout.trim().split("\n")).toEqual(["kernel", "initrd", "rom0"].map((f) => join(out, f)));
     expect(readFileSync(join(out, "kernel"))).toEqual(Buffer.from(spec.manifests[host].files.kernel));
@@ -216,6 +217,8 @@ describe("ocicache pull", () => {
       expect(ran.stderr).toContain("Cannot verify blob");
       const layers = big.manifests[host].layers.map((l) => digestHex(l.digest as Digest));
       expect(blobs().filter((b) => layers.includes(b))).toEqual([]);
+      // Nothing of the wrong bytes reaches the output directory either: not the copy written while it downloaded.
+      expect(readdirSync(join(dir, "o"))).toEqual([]);
     } finally {
       await proxy.stop();
     }
