@@ -10,6 +10,7 @@
  * @module
  */
 
+import { unlink } from "node:fs/promises";
 import { closeSync, fstatSync, lstatSync, mkdirSync, readSync, type Stats, unlinkSync, writeFileSync } from "node:fs";
 import { isDigest, type Digest, type Expected } from "../oci/digest.ts";
 import { isErrno } from "../errors.ts";
@@ -220,6 +221,20 @@ export class Store {
     } catch (error) {
       if (!isErrno(error, "ENOENT")) throw error;
     }
+    this.#removeMarker(digest);
+  }
+
+  /** `remove`, its unlink on a worker thread: cleanup overlaps many (a disk that unlinks slowly does them faster). */
+  async removeAsync(digest: Digest): Promise<void> {
+    try {
+      await unlink(this.blobPath(digest));
+    } catch (error) {
+      if (!isErrno(error, "ENOENT")) throw error;
+    }
+    this.#removeMarker(digest);
+  }
+
+  #removeMarker(digest: Digest): void {
     try {
       unlinkSync(this.paths.use(digest));
     } catch {
