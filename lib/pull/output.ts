@@ -26,7 +26,7 @@ import { dirname, join } from "node:path";
 import { digestHex, type Digest } from "../oci/digest.ts";
 import { StoreError } from "../errors.ts";
 import { tempBeside } from "../store/paths.ts";
-import { BlobWriter } from "../store/writer.ts";
+import { BlobWriter, trackUnfinished, untrackUnfinished } from "../store/writer.ts";
 import { copyRange, describeFsError } from "../store/files.ts";
 
 /** How a file is placed. */
@@ -97,8 +97,9 @@ export function placeRange(source: string, offset: number, length: number, dest:
  * A copy of a blob written into the output directory while the blob downloads, so that `pull -o` does not copy it
  * again after the download (on a file system that cannot clone, that copy is most of the time the output costs).
  * It receives exactly the bytes the cache's writer hashes, from the first; a download that resumes a partial file
- * abandons it. Once the blob is verified, `placeTee` renames it into place; otherwise it is removed and the output
- * copied as usual. Never fsynced: an output is the caller's file, not the cache's.
+ * abandons it. Once the blob is verified, `finish` renames it into place; otherwise `discard` removes it and the
+ * output is copied as usual. Never fsynced: an output is the caller's file, not the cache's. A signal removes it
+ * (it counts among the process's unfinished files).
  */
 export class OutputTee {
   readonly path: string;
@@ -114,11 +115,7 @@ export class OutputTee {
       constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
       0o644,
     );
-  }
-
-  /** Whether it holds `size` bytes, all of one download from its first byte. */
-  complete(size: number): boolean {
-    return !this.#abandoned && this.#written === size;
+    trackUnfinished(this.path);
   }
 
   write(chunk: Uint8Array): void {
@@ -152,7 +149,28 @@ export class OutputTee {
     this.#abandoned = true;
   }
 
-  close(): void {
+  /** Rename it to `dest` (mode 0644) when it holds `size` bytes, all of one download from its first byte. */
+  finish(dest: string, size: number): boolean {
+    this.#close();
+    if (this.#abandoned || this.#written !== size) return false;
+    try {
+      chmodSync(this.path, 0o644);
+      renameSync(this.path, dest);
+    } catch {
+      return false;
+    }
+    untrackUnfinished(this.path);
+    return true;
+  }
+
+  /** Remove it (not needed, or not whole). */
+  discard(): void {
+    this.#close();
+    removeQuietly(this.path);
+    untrackUnfinished(this.path);
+  }
+
+  #close(): void {
     if (this.#fd !== undefined) closeSync(this.#fd);
     this.#fd = undefined;
   }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { chmodSync, mkdirSync, renameSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { NotFoundError, StoreError } from "../errors.ts";
 import { digestHex, hashFile, type Digest } from "../oci/digest.ts";
@@ -116,10 +116,7 @@ export async function pullFiles(
     return { files: pulled, derived };
   } finally {
     for (const path of fallbacks) removeQuietly(path);
-    for (const tee of tees.values()) {
-      tee.close();
-      removeQuietly(tee.path);
-    }
+    for (const tee of tees.values()) tee.discard();
   }
 }
 
@@ -170,7 +167,7 @@ function placeWhole(
   tees.delete(file.layer.digest);
   if (options.outDir !== undefined && !(tee !== undefined && placeTee(cache!, tee, path, file.layer)))
     placeOutput(cache, from, path, file.layer, options.link === true && (layer.cached || source.local));
-  if (tee !== undefined) removeQuietly(tee.path);
+  tee?.discard();
   return { role: file.role, name: file.name, path, digest: file.layer.digest, size: file.layer.size, hit: layer.hit };
 }
 
@@ -201,19 +198,12 @@ function openTees(
 }
 
 /**
- * Rename a whole tee into place at `dest` (unless `dest` holds the content already): the blob it copies was
- * verified, and it holds the same bytes, from the first. `false` when it cannot be used.
+ * Put a whole tee in place at `dest` (unless `dest` holds the content already): the blob it copies was verified, and
+ * it holds the same bytes, from the first. `false` when it cannot be used.
  */
 function placeTee(cache: Cache, tee: OutputTee, dest: string, blob: { digest: Digest; size: number }): boolean {
-  tee.close();
-  if (!tee.complete(blob.size)) return false;
   if (holdsAlready(cache.store, dest, blob.digest, blob.size)) return true;
-  try {
-    chmodSync(tee.path, 0o644);
-    renameSync(tee.path, dest);
-  } catch {
-    return false;
-  }
+  if (!tee.finish(dest, blob.size)) return false;
   rememberOutput(cache.store, dest, blob.digest, blob.size);
   return true;
 }

@@ -257,6 +257,16 @@ const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
 /** Files of writers that are neither committed nor aborted, and cannot be resumed. */
 const UNFINISHED = new Set<string>();
 
+/** Count `path` among this process's unfinished files (a temp file written elsewhere than by a `BlobWriter`). */
+export function trackUnfinished(path: string): void {
+  UNFINISHED.add(path);
+}
+
+/** `path` is finished: renamed into place, or removed. */
+export function untrackUnfinished(path: string): void {
+  UNFINISHED.delete(path);
+}
+
 /** Remove the unfinished temp files of this process: on exit, so that a signal leaves none behind. */
 export function removeUnfinished(): void {
   for (const path of UNFINISHED) {

@@ -1,7 +1,9 @@
 import { describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { digestOf } from "../../../lib/oci/digest.ts";
 import { OutputTee } from "../../../lib/pull/output.ts";
+import { removeUnfinished } from "../../../lib/store/writer.ts";
 import { useTempDir } from "../../helpers/env.ts";
 
 const tmp = useTempDir("output");
@@ -14,25 +16,34 @@ describe("OutputTee", () => {
     tee.restart();
     tee.write(bytes("right "));
     tee.write(bytes("bytes"));
-    tee.close();
-    expect(tee.complete(11)).toBe(true);
-    expect(readFileSync(tee.path, "utf8")).toBe("right bytes");
+    const dest = join(tmp.path, "kernel");
+    expect(tee.finish(dest, 11)).toBe(true);
+    expect(readFileSync(dest, "utf8")).toBe("right bytes");
+    expect(statSync(dest).mode & 0o777).toBe(0o644);
+    expect(existsSync(tee.path)).toBe(false);
   });
 
-  test("a resumed download abandons it; a short one is not complete", () => {
+  test("a resumed download abandons it, a short one is not whole: neither is put in place", () => {
     const resumed = new OutputTee(tmp.path, digestOf("a"));
     resumed.abandon();
     resumed.write(bytes("tail"));
-    expect(resumed.complete(4)).toBe(false);
+    expect(resumed.finish(join(tmp.path, "a"), 4)).toBe(false);
     const short = new OutputTee(tmp.path, digestOf("b"));
     short.write(bytes("abc"));
-    expect(short.complete(4)).toBe(false);
+    expect(short.finish(join(tmp.path, "b"), 4)).toBe(false);
+    short.discard();
+    expect([existsSync(join(tmp.path, "a")), existsSync(join(tmp.path, "b")), existsSync(short.path)]).toEqual([
+      false,
+      false,
+      false,
+    ]);
   });
 
-  test("is made with O_EXCL: a file planted at its name is not written through", () => {
+  test("is made with O_EXCL (a file planted at its name is not written through), and a signal removes it", () => {
     const first = new OutputTee(tmp.path, digestOf("c"));
-    first.close();
     expect(() => new OutputTee(tmp.path, digestOf("c"))).toThrow();
     expect(existsSync(first.path)).toBe(true);
+    removeUnfinished();
+    expect(existsSync(first.path)).toBe(false);
   });
 });
