@@ -13,9 +13,8 @@ import { findImageFiles } from "../oci/files.ts";
 import { defaultMediaType, parseManifest, type Descriptor } from "../oci/manifest.ts";
 import type { Role } from "../oci/names.ts";
 import { describe, type PlatformWant } from "../oci/platform.ts";
-import { parseReference, type Reference } from "../oci/reference.ts";
-import { parseDerived, readIndex, type DerivedFile } from "../store/index-file.ts";
-import { REF_NAME_ANNOTATION } from "../oci/names.ts";
+import type { Reference } from "../oci/reference.ts";
+import { cachedTags, parseDerived, type DerivedFile } from "../store/index-file.ts";
 import type { Cache } from "./cache.ts";
 import { registrySource, type ImageSource } from "./source.ts";
 
@@ -116,7 +115,7 @@ async function inspectManifest(
  * @throws {NotFoundError} when the registry does not know the repository, or offline the cache holds no tag of it.
  */
 export async function listRepositoryTags(cache: Cache, repo: Reference): Promise<string[]> {
-  const known = () => knownTags(cache, repo);
+  const known = () => [...new Set(cachedTags(cache.store.root, repo.registry, repo.repository))].sort();
   if (cache.options.offline) {
     const tags = known();
     if (tags.length === 0)
@@ -133,19 +132,4 @@ export async function listRepositoryTags(cache: Cache, repo: Reference): Promise
     );
     return tags;
   }
-}
-
-function knownTags(cache: Cache, repo: Reference): string[] {
-  const tags = new Set<string>();
-  for (const entry of readIndex(cache.store.root)) {
-    let ref: Reference;
-    try {
-      ref = parseReference(entry.annotations[REF_NAME_ANNOTATION] ?? "");
-    } catch {
-      continue;
-    }
-    if (ref.registry === repo.registry && ref.repository === repo.repository && ref.digest === undefined)
-      tags.add(ref.tag!);
-  }
-  return [...tags].sort();
 }

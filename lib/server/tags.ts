@@ -12,7 +12,7 @@ import { NotFoundError, RegistryError } from "../errors.ts";
 import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 import type { Reference } from "../oci/reference.ts";
 import type { Cache } from "../pull/cache.ts";
-import { readIndex } from "../store/index-file.ts";
+import { cachedTags, readIndex } from "../store/index-file.ts";
 
 /** One page of a sorted list. */
 export interface ListPage {
@@ -52,7 +52,10 @@ export class TagMemory {
    * @throws {NotFoundError} when neither the upstream nor the cache knows the repository.
    */
   async list(cache: Cache, ref: Reference, upstream: string): Promise<string[]> {
-    const known = () => [...(this.#tags.get(ref.repository) ?? []), ...cachedTags(cache, upstream, ref.repository)];
+    const known = () => [
+      ...(this.#tags.get(ref.repository) ?? []),
+      ...cachedTags(cache.store.root, upstream, ref.repository),
+    ];
     if (cache.options.offline) return orNotFound(known(), ref);
     try {
       const tags = await (await cache.client()).listTags(ref);
@@ -72,15 +75,6 @@ export function cachedRepositories(cache: Cache, upstream: string): string[] {
     const name = entry.annotations[REF_NAME_ANNOTATION] ?? "";
     if (!name.startsWith(prefix)) return [];
     return [name.slice(prefix.length).replace(/[:@].*$/, "")];
-  });
-}
-
-/** The tags of one repository of `upstream` that the cache holds. */
-function cachedTags(cache: Cache, upstream: string, repository: string): string[] {
-  const prefix = `${upstream}/${repository}:`;
-  return readIndex(cache.store.root).flatMap((entry) => {
-    const name = entry.annotations[REF_NAME_ANNOTATION] ?? "";
-    return name.startsWith(prefix) && !name.includes("@") ? [name.slice(prefix.length)] : [];
   });
 }
 

@@ -61,6 +61,23 @@ export function findEntry(entries: IndexEntry[], name: string): IndexEntry | und
 }
 
 /**
+ * The tags of `registry/repository` that `index.json` under `root` holds references of, in its order.
+ *
+ * @example
+ * ```ts
+ * import { cachedTags } from "./index-file.ts";
+ * console.log(cachedTags("/tmp/ocicache-example", "docker.io", "library/alpine"));
+ * ```
+ */
+export function cachedTags(root: string, registry: string, repository: string): string[] {
+  const prefix = `${registry}/${repository}:`;
+  return readIndex(root).flatMap((entry) => {
+    const name = entry.annotations[REF_NAME_ANNOTATION] ?? "";
+    return name.startsWith(prefix) && !name.includes("@") ? [name.slice(prefix.length)] : [];
+  });
+}
+
+/**
  * The key of a derived file in `io.ocicache.derived`: `<layer digest>:<path>`.
  *
  * @example
