@@ -18,7 +18,7 @@ import { removeStaleMemos } from "./lookup.ts";
 import { classifyTemp } from "./paths.ts";
 import { lockCleanup, removeUnits, type RemovedUnit } from "./remove.ts";
 import type { Store } from "./store.ts";
-import { lexists, listNames, stampFile } from "./files.ts";
+import { lexists, listNames, removeEntriesUnless, stampFile } from "./files.ts";
 
 /** What may be removed. */
 export interface CleanupPolicy {
@@ -174,15 +174,10 @@ async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<Cleanup
 /** Remove the use markers of blobs that are gone (a link planted in `uses/` is removed itself). */
 function removeOrphanMarkers(store: Store): void {
   if (!store.trusted) return;
-  for (const name of listNames(store.paths.usesDir)) {
+  removeEntriesUnless(store.paths.usesDir, (name) => {
     const digest = `sha256:${name}`;
-    if (isDigest(digest) && store.stat(digest) !== undefined) continue;
-    try {
-      unlinkSync(join(store.paths.usesDir, name));
-    } catch {
-      // A directory planted here records nothing: it is never read as a marker.
-    }
-  }
+    return isDigest(digest) && store.stat(digest) !== undefined;
+  });
 }
 
 /**

@@ -14,11 +14,16 @@ import {
   lstatSync,
   openSync,
   readdirSync,
+  readFileSync,
   readSync,
+  renameSync,
   unlinkSync,
+  writeFileSync,
   writeSync,
 } from "node:fs";
+import { join } from "node:path";
 import { SizeMismatchError } from "../errors.ts";
+import { tempPath } from "./paths.ts";
 
 /**
  * Open a file for reading without following a link, and only if it is a
@@ -60,6 +65,52 @@ export function listNames(dir: string): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * Remove each entry of `dir` that `keep` does not keep (a link is removed itself, never its target); one that
+ * cannot be removed (a directory planted there) stays, and is never read as a file.
+ */
+export function removeEntriesUnless(dir: string, keep: (name: string, path: string) => boolean): void {
+  for (const name of listNames(dir)) {
+    const path = join(dir, name);
+    if (keep(name, path)) continue;
+    try {
+      unlinkSync(path);
+    } catch {
+      // Not a file: left where it is.
+    }
+  }
+}
+
+/** A small JSON file: parsed when it is a regular file (no link followed) of at most `maxBytes`, else `undefined`. */
+export function readSmallJson(path: string, maxBytes: number): unknown {
+  let fd: number;
+  try {
+    fd = openRegular(path);
+  } catch {
+    return undefined;
+  }
+  try {
+    if (fstatSync(fd).size > maxBytes) return undefined;
+    return JSON.parse(readFileSync(fd, "utf8"));
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Replace `dest` with `text`: written to a new temp file in the cache's `tmp/` (`O_EXCL`), then renamed over it (a
+ * link at `dest` is replaced, never followed).
+ *
+ * @throws {Error} the file system's error.
+ */
+export function replaceSmallFile(root: string, prefix: string, dest: string, text: string): void {
+  const temp = tempPath(root, prefix);
+  writeFileSync(temp, text, { flag: "wx", mode: 0o644 });
+  renameSync(temp, dest);
 }
 
 /** Whether anything (a link too, never followed) is at `path`. */

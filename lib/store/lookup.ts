@@ -11,13 +11,12 @@
  * @module
  */
 
-import { closeSync, fstatSync, lstatSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { lstatSync } from "node:fs";
 import { join } from "node:path";
 import { digestHex, digestOf } from "../oci/digest.ts";
 import { REF_NAME_ANNOTATION } from "../oci/names.ts";
-import { listNames, openRegular } from "./files.ts";
+import { readSmallJson, removeEntriesUnless, replaceSmallFile } from "./files.ts";
 import { findEntry, isIndexEntry, readIndex, type IndexEntry } from "./index-file.ts";
-import { tempPath } from "./paths.ts";
 import type { Store } from "./store.ts";
 
 /** The memo of one name: the `index.json` it was read from, and the entry there (`null`: none). */
@@ -57,15 +56,7 @@ export function lookupEntry(store: Store, name: string): IndexEntry | undefined 
 export function removeStaleMemos(store: Store): void {
   if (!store.trusted) return;
   const index = indexIdentity(store);
-  for (const name of listNames(store.paths.refsDir)) {
-    const path = join(store.paths.refsDir, name);
-    if (index !== undefined && readMemo(path)?.index === index) continue;
-    try {
-      unlinkSync(path);
-    } catch {
-      // A directory planted here is never read as a memo.
-    }
-  }
+  removeEntriesUnless(store.paths.refsDir, (_, path) => index !== undefined && readMemo(path)?.index === index);
 }
 
 /** The identity of the `index.json` there is now; `undefined` when there is none (or it is not a regular file). */
@@ -83,35 +74,17 @@ function memoPath(store: Store, name: string): string {
 }
 
 function readMemo(path: string): Memo | undefined {
-  let text: string;
-  try {
-    const fd = openRegular(path);
-    try {
-      if (fstatSync(fd).size > MAX_MEMO_BYTES) return undefined;
-      text = readFileSync(fd, "utf8");
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return undefined;
-  }
-  try {
-    const memo = JSON.parse(text) as Partial<Memo>;
-    if (typeof memo.index !== "string" || typeof memo.name !== "string") return undefined;
-    if (memo.entry === null) return memo as Memo;
-    // A memo names its reference: one planted for another name, or malformed, is not used.
-    if (!isIndexEntry(memo.entry) || memo.entry.annotations[REF_NAME_ANNOTATION] !== memo.name) return undefined;
-    return memo as Memo;
-  } catch {
-    return undefined;
-  }
+  const memo = readSmallJson(path, MAX_MEMO_BYTES) as Partial<Memo> | undefined;
+  if (typeof memo?.index !== "string" || typeof memo.name !== "string") return undefined;
+  if (memo.entry === null) return memo as Memo;
+  // A memo names its reference: one planted for another name, or malformed, is not used.
+  if (!isIndexEntry(memo.entry) || memo.entry.annotations[REF_NAME_ANNOTATION] !== memo.name) return undefined;
+  return memo as Memo;
 }
 
 function writeMemo(store: Store, path: string, memo: Memo): void {
   try {
-    const temp = tempPath(store.root, "ref");
-    writeFileSync(temp, JSON.stringify(memo), { flag: "wx", mode: 0o644 });
-    renameSync(temp, path);
+    replaceSmallFile(store.root, "ref", path, JSON.stringify(memo));
   } catch {
     // Without a memo, the next lookup reads index.json whole: slower, never wrong.
   }

@@ -9,11 +9,10 @@
  * @module
  */
 
-import { closeSync, lstatSync, readSync, renameSync, type Stats, unlinkSync, writeFileSync } from "node:fs";
+import { lstatSync, type Stats } from "node:fs";
 import { join, resolve } from "node:path";
 import { digestHex, digestOf, type Digest } from "../oci/digest.ts";
-import { listNames, openRegular } from "./files.ts";
-import { tempPath } from "./paths.ts";
+import { readSmallJson, removeEntriesUnless, replaceSmallFile } from "./files.ts";
 import type { Store } from "./store.ts";
 
 /** The record of one output file. */
@@ -66,9 +65,7 @@ export function rememberOutput(store: Store, dest: string, digest: Digest, size:
       mtimeMs: stat.mtimeMs,
       ctimeMs: stat.ctimeMs,
     };
-    const tmp = tempPath(store.root, "output");
-    writeFileSync(tmp, JSON.stringify(record), { flag: "wx", mode: 0o644 });
-    renameSync(tmp, recordPath(store, path));
+    replaceSmallFile(store.root, "output", recordPath(store, path), JSON.stringify(record));
   } catch {
     // Without a record, the next pull writes the output again: slower, never wrong.
   }
@@ -77,22 +74,16 @@ export function rememberOutput(store: Store, dest: string, digest: Digest, size:
 /** Remove the records of outputs that are gone or changed since: they would never match again. */
 export function removeStaleRecords(store: Store): void {
   if (!store.trusted) return;
-  for (const name of listNames(store.paths.outputsDir)) {
-    const path = join(store.paths.outputsDir, name);
+  removeEntriesUnless(store.paths.outputsDir, (_, path) => {
     const record = readRecordFile(path);
-    if (record !== undefined && typeof record.path === "string" && recordPath(store, record.path) === path) {
-      try {
-        if (sameFile(record, lstatSync(record.path))) continue;
-      } catch {
-        // The output is gone.
-      }
-    }
+    if (record === undefined || typeof record.path !== "string" || recordPath(store, record.path) !== path)
+      return false;
     try {
-      unlinkSync(path);
+      return sameFile(record, lstatSync(record.path));
     } catch {
-      // A directory planted here is never read as a record.
+      return false; // The output is gone.
     }
-  }
+  });
 }
 
 function recordPath(store: Store, path: string): string {
@@ -104,21 +95,7 @@ function readRecord(store: Store, path: string): OutputRecord | undefined {
 }
 
 function readRecordFile(file: string): OutputRecord | undefined {
-  let fd: number;
-  try {
-    fd = openRegular(file);
-  } catch {
-    return undefined;
-  }
-  try {
-    const bytes = new Uint8Array(MAX_RECORD_BYTES);
-    const n = readSync(fd, bytes, 0, MAX_RECORD_BYTES, 0);
-    return JSON.parse(new TextDecoder().decode(bytes.subarray(0, n))) as OutputRecord;
-  } catch {
-    return undefined;
-  } finally {
-    closeSync(fd);
-  }
+  return readSmallJson(file, MAX_RECORD_BYTES) as OutputRecord | undefined;
 }
 
 function sameFile(record: OutputRecord, stat: Stats): boolean {
