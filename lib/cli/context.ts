@@ -7,7 +7,7 @@
 
 import type { Config } from "../config/config.ts";
 import { UsageError } from "../errors.ts";
-import type { CacheOptions } from "../pull/cache.ts";
+import { Cache, type CacheOptions } from "../pull/cache.ts";
 import type { RegistryClientOptions } from "../registry/client.ts";
 import type { Flags } from "./options.ts";
 
@@ -23,7 +23,7 @@ export interface Context {
 }
 
 /** The cache's settings from the configuration. */
-export function cacheOptions(config: Config): CacheOptions {
+function cacheOptions(config: Config): CacheOptions {
   return {
     dir: config.cacheDir,
     offline: config.offline,
@@ -35,6 +35,11 @@ export function cacheOptions(config: Config): CacheOptions {
       lowSpeed: { bytesPerSecond: config.lowSpeedLimitBytes, windowMs: config.lowSpeedTimeMs },
     }),
   };
+}
+
+/** The cache a command works with: its settings from the configuration, its warnings to stderr, then `overrides`. */
+export function openCache(context: Context, overrides: Partial<CacheOptions> = {}): Cache {
+  return new Cache({ ...cacheOptions(context.config), onWarning: (message) => context.warn(message), ...overrides });
 }
 
 /** The registry client's settings from the configuration. */

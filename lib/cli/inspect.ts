@@ -5,8 +5,7 @@
  * @module
  */
 
-import { Cache } from "../pull/cache.ts";
-import { cacheOptions, one, type Context } from "./context.ts";
+import { one, openCache, type Context } from "./context.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import { formatBytes } from "../units.ts";
 import { formatPlatform } from "../oci/platform.ts";
@@ -19,7 +18,7 @@ export const INSPECT_COMMANDS = { inspect: runInspect, tags: runTags };
 
 async function runInspect(context: Context): Promise<number> {
   const ref = parseReference(one(context));
-  const inspection = await inspectImage(openCache(context), ref);
+  const inspection = await inspectImage(openCache(context, { refresh: context.flags.refresh === true }), ref);
   context.print(context.flags.json ? JSON.stringify(inspection, null, 2) : describeInspection(inspection));
   return EXIT_CODES.ok;
 }
@@ -32,14 +31,6 @@ async function runTags(context: Context): Promise<number> {
   const tags = await listRepositoryTags(openCache(context), repo);
   context.print(context.flags.json ? JSON.stringify(tags) : tags.map(escapeControl).join("\n"));
   return EXIT_CODES.ok;
-}
-
-function openCache(context: Context): Cache {
-  return new Cache({
-    ...cacheOptions(context.config),
-    refresh: context.flags.refresh === true,
-    onWarning: (message) => context.warn(message),
-  });
 }
 
 /** The inspection as text: the reference, then each manifest with its files. */

@@ -11,10 +11,10 @@ import { existsSync } from "node:fs";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import type { Digest } from "../oci/digest.ts";
 import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
-import { Cache } from "../pull/cache.ts";
+import type { Cache } from "../pull/cache.ts";
 import { DEFAULT_LOCK_FILE, emptyLock, lockEntry, readLock, writeLock, type LockFile } from "../pull/lock.ts";
 import { pullAllPlatforms } from "../pull/pull.ts";
-import { cacheOptions, type Context } from "./context.ts";
+import { openCache, type Context } from "./context.ts";
 import { withCache } from "./pull.ts";
 import { escapeControl } from "./text.ts";
 
@@ -72,8 +72,7 @@ async function lockAll(cache: Cache, lock: LockFile, names: string[], concurrenc
 
 /** Ask the registry where each locked tag points now; exit 1 when one moved. */
 async function checkLock(context: Context, path: string, lock: LockFile): Promise<number> {
-  const cache = new Cache({ ...cacheOptions(context.config), refresh: true, onWarning: (m) => context.warn(m) });
-  const client = await cache.client();
+  const client = await openCache(context, { refresh: true }).client();
   const rows: Array<{ reference: string; lockedDigest: Digest; currentDigest: Digest; moved: boolean }> = [];
   for (const [name, entry] of Object.entries(lock.references)) {
     const ref: Reference = parseReference(name);

@@ -6,8 +6,8 @@
  */
 
 import { writeSync } from "node:fs";
-import { Cache, type CacheOptions } from "../pull/cache.ts";
-import { cacheOptions, one, type Context } from "./context.ts";
+import type { Cache, CacheOptions } from "../pull/cache.ts";
+import { one, openCache, type Context } from "./context.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import { Progress, type ProgressSink } from "./progress.ts";
 import { isTerminal } from "./text.ts";
@@ -21,7 +21,7 @@ import {
   type PullOptions,
   type PullResult,
 } from "../pull/pull.ts";
-import { parseLayoutSource, parseReference, type Reference } from "../oci/reference.ts";
+import { parseLayoutSource, parseReference, type LayoutSource, type Reference } from "../oci/reference.ts";
 import type { Role } from "../oci/names.ts";
 import { readLock, type LockUse } from "../pull/lock.ts";
 
@@ -42,8 +42,7 @@ async function runPull(context: Context): Promise<number> {
   if (flags["all-platforms"] && (flags.platform !== undefined || flags.plat !== undefined))
     throw new UsageError("Cannot choose a platform with --all-platforms");
   // Every input is parsed before anything is fetched: one bad reference touches nothing.
-  const inputs = args.map((input) => ({ input, layout: parseLayoutSource(input) }));
-  for (const { input, layout } of inputs) if (layout === undefined) parseReference(input);
+  const inputs = args.map(parseInput);
   const lock = lockUse(context);
   const options = {
     ...(lock !== undefined && { lock }),
@@ -56,13 +55,7 @@ async function runPull(context: Context): Promise<number> {
   const label = args.length === 1 ? args[0]! : `${args.length} images`;
   const outcomes = await withCache(context, label, {}, async (cache) => {
     const settled = await Promise.allSettled(
-      inputs.map(({ input, layout }) =>
-        layout !== undefined
-          ? pullLayout(cache, layout, { ...options, verify: flags.verify === true }).then((r) => [r])
-          : flags["all-platforms"]
-            ? pullAllPlatforms(cache, parseReference(input), options)
-            : pullImage(cache, parseReference(input), options).then((r) => [r]),
-      ),
+      inputs.map((input) => pullParsed(context, cache, input, options, flags["all-platforms"] === true)),
     );
     const results = settled.flatMap((s) => (s.status === "fulfilled" ? s.value : []));
     return { settled, results, hit: results.every((r) => r.hit) };
@@ -134,16 +127,31 @@ async function catBlob(context: Context): Promise<number> {
 }
 
 /** A registry reference through the cache, or an `oci:DIR` source read in place. */
-function pullInput(context: Context, input: string, options: PullOptions): Promise<PullResult> {
+async function pullInput(context: Context, input: string, options: PullOptions): Promise<PullResult> {
   // Parsed before the cache is opened: bad input touches nothing.
-  const layout = parseLayoutSource(input);
-  const ref = layout === undefined ? parseReference(input) : undefined;
+  const parsed = parseInput(input);
   const lock = lockUse(context);
-  return withCache(context, input, {}, (cache) =>
-    ref !== undefined
-      ? pullImage(cache, ref, { ...options, ...(lock !== undefined && { lock }) })
-      : pullLayout(cache, layout!, { ...options, verify: context.flags.verify === true }),
-  );
+  const withLock = { ...options, ...(lock !== undefined && { lock }) };
+  return withCache(context, input, {}, async (cache) => (await pullParsed(context, cache, parsed, withLock))[0]!);
+}
+
+/** What the pull commands take: an `oci:DIR[:tag]` layout, or a registry reference. */
+function parseInput(input: string): { layout: LayoutSource } | { ref: Reference } {
+  const layout = parseLayoutSource(input);
+  return layout !== undefined ? { layout } : { ref: parseReference(input) };
+}
+
+/** One input's files: a layout read in place (re-hashed with `--verify`), or a reference's, on every platform. */
+async function pullParsed(
+  context: Context,
+  cache: Cache,
+  input: { layout: LayoutSource } | { ref: Reference },
+  options: PullOptions,
+  allPlatforms = false,
+): Promise<PullResult[]> {
+  if ("layout" in input)
+    return [await pullLayout(cache, input.layout, { ...options, verify: context.flags.verify === true })];
+  return allPlatforms ? pullAllPlatforms(cache, input.ref, options) : [await pullImage(cache, input.ref, options)];
 }
 
 /**
@@ -190,8 +198,7 @@ export async function withCache<T extends { hit: boolean }>(
   // Made on the first progress, a miss: a hit never asks whether stderr is a terminal.
   let progress: Progress | undefined;
   const show = !flags.quiet && !flags.json;
-  const cache = new Cache({
-    ...cacheOptions(config),
+  const cache = openCache(context, {
     refresh: flags.refresh === true,
     verify: flags.verify === true,
     onWarning: (message) => {

@@ -13,8 +13,7 @@
 
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { Cache } from "../pull/cache.ts";
-import { cacheOptions, type Context } from "./context.ts";
+import { openCache, type Context } from "./context.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import { configDir } from "../home.ts";
 import { readHtpasswd } from "../server/htpasswd.ts";
@@ -49,11 +48,7 @@ export async function runServe(context: Context): Promise<number> {
   const generated = fromEnv !== undefined && fromEnv !== "" ? undefined : generateToken();
   const token = generated?.value ?? fromEnv!;
   const metrics = new Metrics();
-  const cache = new Cache({
-    ...cacheOptions(config),
-    onWarning: (message) => context.warn(message),
-    onEvent: (event) => metrics.record(event),
-  });
+  const cache = openCache(context, { onEvent: (event) => metrics.record(event) });
   const app = createAdminApp({
     config,
     cache,
