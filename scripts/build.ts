@@ -21,6 +21,7 @@ for (const { outfile, target } of targets) {
     "--compile",
     "--minify",
     "--bytecode",
+    "--splitting",
     "--format=esm",
     "--outfile",
     outfile,

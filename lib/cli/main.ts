@@ -2,17 +2,16 @@
 /**
  * The command line: `bin` and the compiled binary start here. It parses
  * arguments, loads the configuration and dispatches; each command's module
- * is loaded only when that command runs, so `--version` and a warm `path`
- * evaluate little. Errors become one line on stderr and an exit code here.
+ * is loaded only when that command runs, and so is the configuration: `--version`,
+ * help and a usage error load no file-system module, a warm `path` only what
+ * a hit needs. Errors become one line on stderr and an exit code here.
  *
  * @module
  */
 
 import pkg from "../../package.json" with { type: "json" };
-import { loadConfig, type RawConfig } from "../config/config.ts";
+import type { RawConfig } from "../config/config.ts";
 import { EXIT_CODES, OcicacheError, UsageError } from "../errors.ts";
-import { releaseAllLocks } from "../store/lock.ts";
-import { removeUnfinished } from "../store/writer.ts";
 import { parseArguments } from "./args.ts";
 import type { Context } from "./context.ts";
 import { commandNamed, commandUsage, foreignOption, OPTIONS, usage, type CommandName, type Flags } from "./options.ts";
@@ -47,7 +46,7 @@ export async function main(argv: string[]): Promise<number> {
     const foreign = foreignOption(command, flags);
     if (foreign !== undefined)
       throw new UsageError(`"${name}" takes no option --${foreign} (see ocicache ${name} --help)`);
-    const run = await findCommand(command);
+    const [run, { loadConfig }] = await Promise.all([findCommand(command), import("../config/config.ts")]);
     const sources = { flags: rawFlags(flags), ...(flags.config !== undefined && { configPath: flags.config }) };
     const config = await loadConfig(sources).catch((error: unknown) => {
       // doctor diagnoses a config file that does not load (every problem in it), rather than failing on it.
@@ -86,10 +85,10 @@ async function findCommand(command: CommandName): Promise<(context: Context) => 
     case "pull":
     case "path":
     case "cat":
-      exitOnSignals();
+      await exitOnSignals();
       return (await import("./pull.ts")).PULL_COMMANDS[command];
     case "lock":
-      exitOnSignals();
+      await exitOnSignals();
       return (await import("./lock.ts")).runLock;
     case "inspect":
     case "tags":
@@ -106,7 +105,11 @@ async function findCommand(command: CommandName): Promise<(context: Context) => 
  * `blobs/`, partial downloads stay in `tmp/` for the next pull to resume, and
  * this process's locks and unfinished temp files go.
  */
-function exitOnSignals(): void {
+async function exitOnSignals(): Promise<void> {
+  const [{ releaseAllLocks }, { removeUnfinished }] = await Promise.all([
+    import("../store/lock.ts"),
+    import("../store/writer.ts"),
+  ]);
   for (const [signal, code] of [
     ["SIGINT", 130],
     ["SIGTERM", 143],

@@ -7,8 +7,6 @@
  * @module
  */
 
-import { readlinkSync } from "node:fs";
-
 /**
  * `text` with every C0 and C1 control character and DEL written as `\xNN`
  * (line breaks included: one message stays one line).
@@ -27,10 +25,12 @@ const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/g;
 
 /**
  * Whether file descriptor `fd` is a terminal, from `/proc` where there is one: asking `process.stderr` costs a start
- * about 15 ms in Bun, a readlink next to nothing.
+ * about 15 ms in Bun, a readlink next to nothing. `node:fs` is loaded here, not with this module: `--version` and a
+ * usage error load no file-system module at all.
  */
 export function isTerminal(fd: 1 | 2): boolean {
   try {
+    const { readlinkSync } = require("node:fs") as typeof import("node:fs");
     return /^\/dev\/(pts\/|tty)/.test(readlinkSync(`/proc/self/fd/${fd}`));
   } catch {
     return (fd === 1 ? process.stdout : process.stderr).isTTY === true;

@@ -10,7 +10,6 @@
  * @module
  */
 
-import { unlink } from "node:fs/promises";
 import { closeSync, fstatSync, lstatSync, mkdirSync, readSync, type Stats, unlinkSync, writeFileSync } from "node:fs";
 import { isDigest, type Digest, type Expected } from "../oci/digest.ts";
 import { isErrno } from "../errors.ts";
@@ -224,8 +223,12 @@ export class Store {
     this.#removeMarker(digest);
   }
 
-  /** `remove`, its unlink on a worker thread: cleanup overlaps many (a disk that unlinks slowly does them faster). */
+  /**
+   * `remove`, its unlink on a worker thread: cleanup overlaps many (a disk that unlinks slowly does them faster).
+   * `node:fs/promises` is loaded here, not by every start: loading it costs a start a few milliseconds.
+   */
   async removeAsync(digest: Digest): Promise<void> {
+    const { unlink } = await import("node:fs/promises");
     try {
       await unlink(this.blobPath(digest));
     } catch (error) {
