@@ -1,8 +1,10 @@
 /**
  * Pull a unikernel image from a registry through the cache, or from a local
  * OCI layout: both resolve with `resolveImage` and place files with
- * `pullFiles`; a registry pull also keeps the config blob and records the
- * reference in `index.json`.
+ * `pullFiles`; a registry pull also keeps the config blob, records the
+ * reference in `index.json` and remembers what it came to. A hit that was
+ * remembered is answered from the memo and a few `lstat`s: the walk's
+ * modules (manifests, layers, outputs) are loaded only when it runs.
  *
  * @module
  */
@@ -10,17 +12,16 @@
 import type { Digest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
 import { defaultMediaType, type Descriptor } from "../oci/manifest.ts";
-import { DERIVED_ANNOTATION } from "../oci/names.ts";
-import type { PlatformWant } from "../oci/platform.ts";
+import { DERIVED_ANNOTATION, type Role } from "../oci/names.ts";
+import { hostArchitecture, type PlatformWant } from "../oci/platform.ts";
 import type { LayoutSource, Reference } from "../oci/reference.ts";
 import { parseDerived } from "../store/index-file.ts";
-import { fetchBlob, fetchBlobByDigest } from "./blobs.ts";
-import type { BlobResult, Cache } from "./cache.ts";
-import { resolveAllPlatforms, resolveImage, type ImageChoice, type ResolvedImage } from "./image.ts";
-import { layoutSource } from "./layout-source.ts";
+import { rememberedImage, rememberImage, type RememberedImage } from "../store/lookup.ts";
+import type { BlobResult, Cache, Resolved } from "./cache.ts";
+import type { ImageChoice, ResolvedImage } from "./image.ts";
 import { applyLock, type LockUse } from "./lock.ts";
-import { pullFiles, type PlaceOptions, type PulledFile } from "./place.ts";
-import { registrySource, type ImageSource } from "./source.ts";
+import type { PlaceOptions, PulledFile } from "./place.ts";
+import type { ImageSource } from "./source.ts";
 
 /** What to pull and where to put it. */
 export interface PullOptions extends ImageChoice, PlaceOptions {
@@ -65,8 +66,20 @@ export interface PullResult {
  * ```
  */
 export async function pullImage(cache: Cache, ref: Reference, options: PullOptions = {}): Promise<PullResult> {
-  const [result] = await pullImages(cache, ref, options, (source) => resolveImage(source, options).then((i) => [i]));
-  return result!;
+  const resolved = await cache.resolve(applyLock(ref, options.lock));
+  const remembered = rememberedHit(cache, resolved, options);
+  if (remembered !== undefined) {
+    // A tag the registry confirmed is stamped as a walk would stamp it.
+    const { entry } = resolved;
+    if (resolved.checked)
+      await cache.record(resolved, { mediaType: entry!.mediaType, digest: entry!.digest, size: entry!.size }, {});
+    return remembered;
+  }
+  const { resolveImage } = await import("./image.ts");
+  const [pulled] = await pullImages(cache, ref, resolved, options, (s) => resolveImage(s, options).then((i) => [i]));
+  const { result, image } = pulled!;
+  remember(cache, resolved, options, image, result);
+  return result;
 }
 
 /**
@@ -87,17 +100,21 @@ export async function pullImage(cache: Cache, ref: Reference, options: PullOptio
  * assert.ok(error instanceof NotFoundError);
  * ```
  */
-export function pullAllPlatforms(cache: Cache, ref: Reference, options: PullOptions = {}): Promise<PullResult[]> {
-  return pullImages(cache, ref, options, (source) => resolveAllPlatforms(source, options));
+export async function pullAllPlatforms(cache: Cache, ref: Reference, options: PullOptions = {}): Promise<PullResult[]> {
+  const resolved = await cache.resolve(applyLock(ref, options.lock));
+  const { resolveAllPlatforms } = await import("./image.ts");
+  const pulled = await pullImages(cache, ref, resolved, options, (source) => resolveAllPlatforms(source, options));
+  return pulled.map((p) => p.result);
 }
 
 async function pullImages(
   cache: Cache,
   ref: Reference,
+  resolved: Resolved,
   options: PullOptions,
   resolve: (source: ImageSource) => Promise<ResolvedImage[]>,
-): Promise<PullResult[]> {
-  const resolved = await cache.resolve(applyLock(ref, options.lock));
+): Promise<Array<{ result: PullResult; image: ResolvedImage }>> {
+  const [{ registrySource }, { pullFiles }] = await Promise.all([import("./source.ts"), import("./place.ts")]);
   const source = registrySource(cache, ref, resolved);
   const images = await resolve(source);
   const top = images[0]!.top;
@@ -105,7 +122,7 @@ async function pullImages(
   // Only the reference's own entry says which blob holds a file of its layers: a record made for another
   // reference is never taken on trust.
   let derived = resolved.entry?.digest === resolved.digest ? parseDerived(resolved.entry) : {};
-  const results: PullResult[] = [];
+  const results: Array<{ result: PullResult; image: ResolvedImage }> = [];
   for (const image of images) {
     cache.store.touch(image.image.digest);
     // The config blob is fetched beside the files; a failed pull still waits for it, so nothing runs on after.
@@ -113,7 +130,7 @@ async function pullImages(
     try {
       const pulled = await pullFiles(cache, source, image.files, derived, options);
       derived = pulled.derived;
-      results.push(result(resolved.name, image, pulled.files));
+      results.push({ result: result(resolved.name, image, pulled.files), image });
     } finally {
       await config;
     }
@@ -165,6 +182,11 @@ export async function pullLayout(
   layout: LayoutSource,
   options: PullOptions & { verify?: boolean } = {},
 ): Promise<PullResult> {
+  const [{ layoutSource }, { resolveImage }, { pullFiles }] = await Promise.all([
+    import("./layout-source.ts"),
+    import("./image.ts"),
+    import("./place.ts"),
+  ]);
   const source = layoutSource(layout, options.verify === true);
   const image = await resolveImage(source, options);
   const pulled = await pullFiles(cache, source, image.files, {}, options);
@@ -205,11 +227,12 @@ export function pullJson(result: PullResult) {
  * assert(error instanceof NotFoundError);
  * ```
  */
-export function pullBlob(
+export async function pullBlob(
   cache: Cache,
   ref: Reference & { digest: Digest },
   options: { onChunk?: (chunk: Uint8Array) => void | Promise<void>; fallbackPath?: string } = {},
 ): Promise<BlobResult & { size: number }> {
+  const { fetchBlobByDigest } = await import("./blobs.ts");
   return fetchBlobByDigest(cache, ref, ref.digest, options);
 }
 
@@ -218,10 +241,76 @@ export function pullBlob(
  * complete OCI layout for other tools; a failure only warns.
  */
 async function keepConfig(cache: Cache, ref: Reference, config: Descriptor): Promise<void> {
-  if (!cache.writable || config.size > MAX_MANIFEST_BYTES) return;
+  if (!keepsConfig(cache, config)) return;
   try {
+    const { fetchBlob } = await import("./blobs.ts");
     await fetchBlob(cache, ref, config);
   } catch (error) {
     cache.warn(`Cannot keep the config blob "${config.digest}": ${(error as Error).message}`);
   }
+}
+
+function keepsConfig(cache: Cache, config: Descriptor): boolean {
+  return cache.writable && config.size <= MAX_MANIFEST_BYTES;
+}
+
+/** What a pull chose, as the memo's key: the platform asked for (and this machine's, the default), the files. */
+function choiceKey(options: PullOptions): string {
+  return JSON.stringify([
+    options.platform ?? {},
+    hostArchitecture(),
+    options.roles ?? null,
+    options.debugKernel === true,
+  ]);
+}
+
+/**
+ * A hit answered from what an earlier pull of the same reference and choice came to: only into the cache (no
+ * `outDir`), without `--verify` (which re-hashes everything), for the digest the reference's entry names, and only
+ * while every manifest, blob and file is there with its size. It records the uses a walk would.
+ */
+function rememberedHit(cache: Cache, resolved: Resolved, options: PullOptions): PullResult | undefined {
+  if (options.outDir !== undefined || cache.options.verify) return undefined;
+  if (resolved.entry?.digest !== resolved.digest) return undefined;
+  const image = rememberedImage(cache.store, resolved.name, resolved.digest, choiceKey(options));
+  if (image === undefined) return undefined;
+  const { store } = cache;
+  const sized = [...image.blobs, ...image.files];
+  if (image.manifests.some((digest) => store.stat(digest) === undefined)) return undefined;
+  if (sized.some(({ digest, size }) => store.stat(digest)?.size !== size)) return undefined;
+  for (const digest of image.manifests) store.touch(digest);
+  for (const { digest, size } of image.blobs) {
+    store.touch(digest);
+    cache.options.onEvent?.({ type: "hit", bytes: size });
+  }
+  for (const { digest } of image.files) store.touch(digest);
+  return {
+    reference: resolved.name,
+    digest: resolved.digest,
+    manifest: image.manifests.at(-1)!,
+    ...(image.platform !== undefined && { platform: image.platform }),
+    files: image.files.map(({ role, name, digest, size }) => ({
+      role: role as Role,
+      name,
+      path: store.blobPath(digest),
+      digest,
+      size,
+      hit: true,
+    })),
+    hit: true,
+  };
+}
+
+/** Remember what a pull into the cache came to, for the next hit (`rememberedHit`); a pull into `outDir` too. */
+function remember(cache: Cache, resolved: Resolved, options: PullOptions, image: ResolvedImage, pulled: PullResult) {
+  if (!cache.writable) return;
+  const config = image.image.manifest.config;
+  const layers = [...new Map(image.files.map((f) => [f.layer.digest, f.layer])).values()];
+  const remembered: RememberedImage = {
+    manifests: [...(image.top.manifest.kind === "index" ? [resolved.digest] : []), image.image.digest],
+    ...(image.platform !== undefined && { platform: { ...image.platform } as Record<string, string> }),
+    blobs: [...(keepsConfig(cache, config) ? [config] : []), ...layers].map(({ digest, size }) => ({ digest, size })),
+    files: pulled.files.map(({ role, name, digest, size }) => ({ role, name, digest, size })),
+  };
+  rememberImage(cache.store, resolved.name, resolved.digest, choiceKey(options), remembered);
 }

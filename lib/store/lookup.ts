@@ -8,26 +8,53 @@
  * `index.json` stays the one truth (and a valid OCI image layout index):
  * `refs/` is a memo that can always be thrown away.
  *
+ * The memo also remembers what a pull of the reference came to, for each
+ * choice of platform and files (`RememberedImage`): the manifest, the blobs
+ * and the files. Its entry names the digest, and every manifest and blob is
+ * content-addressed, so a remembered image stays true while the entry does;
+ * a hit then reads no manifest.
+ *
  * @module
  */
 
 import { lstatSync } from "node:fs";
 import { join } from "node:path";
-import { digestHex, digestOf } from "../oci/digest.ts";
+import { digestHex, digestOf, isDigest, type Digest } from "../oci/digest.ts";
 import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 import { readSmallJson, removeEntriesUnless, replaceSmallFile } from "./files.ts";
 import { findEntry, isIndexEntry, readIndex, type IndexEntry } from "./index-file.ts";
 import type { Store } from "./store.ts";
 
-/** The memo of one name: the `index.json` it was read from, and the entry there (`null`: none). */
+/** The memo of one name: the `index.json` it was read from, the entry there (`null`: none), images pulled by choice. */
 interface Memo {
   index: string;
   name: string;
   entry: IndexEntry | null;
+  images?: Record<string, RememberedImage>;
 }
 
-/** The largest memo read: one entry, its derived files included. */
+/** A blob by digest, with its size. */
+export interface SizedBlob {
+  digest: Digest;
+  size: number;
+}
+
+/** What a pull of one reference, with one choice of platform and files, came to. */
+export interface RememberedImage {
+  /** The manifests a walk reads: the index, when the reference names one, then the platform's image manifest. */
+  manifests: Digest[];
+  /** The chosen platform, when the reference names an index. */
+  platform?: Record<string, string>;
+  /** Blobs kept by their descriptors (the config, the layers of the files): each must still have its size. */
+  blobs: SizedBlob[];
+  /** The files handed out, each a blob of the cache. */
+  files: Array<SizedBlob & { role: string; name: string }>;
+}
+
+/** The largest memo read: one entry, its derived files and remembered images included. */
 const MAX_MEMO_BYTES = 1024 * 1024;
+/** The most choices remembered for one reference; the oldest goes first. */
+const MAX_IMAGES = 8;
 
 /**
  * The entry of `index.json` whose ref name is `name`, if any.
@@ -43,13 +70,53 @@ export function lookupEntry(store: Store, name: string): IndexEntry | undefined 
   const index = indexIdentity(store);
   if (index === undefined) return undefined;
   const path = memoPath(store, name);
-  if (store.trusted) {
-    const memo = readMemo(path);
-    if (memo !== undefined && memo.index === index && memo.name === name) return memo.entry ?? undefined;
-  }
+  const memo = store.trusted ? readMemo(path) : undefined;
+  if (memo?.name === name && memo.index === index) return memo.entry ?? undefined;
   const entry = findEntry(readIndex(store.root), name);
   if (store.trusted) writeMemo(store, path, { index, name, entry: entry ?? null });
   return entry;
+}
+
+/**
+ * The image a pull of `name` with `choice` came to while `name` named `digest`, if the memo remembers one.
+ *
+ * @example
+ * ```ts
+ * import { rememberedImage } from "./lookup.ts";
+ * import { Store } from "./store.ts";
+ * const digest = `sha256:${"a".repeat(64)}` as const;
+ * console.log(rememberedImage(new Store("/tmp/ocicache-example"), "127.0.0.1:5000/unikraft/nginx:1.25", digest, "{}"));
+ * ```
+ */
+export function rememberedImage(
+  store: Store,
+  name: string,
+  digest: Digest,
+  choice: string,
+): RememberedImage | undefined {
+  if (!store.trusted) return undefined;
+  const memo = readMemo(memoPath(store, name));
+  if (memo?.name !== name || memo.entry?.digest !== digest || memo.index !== indexIdentity(store)) return undefined;
+  const image = memo.images?.[choice];
+  return isRememberedImage(image) ? image : undefined;
+}
+
+/** Remember what a pull of `name` with `choice` came to, while `name` names `digest` in `index.json`. */
+export function rememberImage(
+  store: Store,
+  name: string,
+  digest: Digest,
+  choice: string,
+  image: RememberedImage,
+): void {
+  if (lookupEntry(store, name)?.digest !== digest) return;
+  const path = memoPath(store, name);
+  const memo = readMemo(path);
+  if (memo?.name !== name || memo.entry?.digest !== digest) return;
+  if (JSON.stringify(memo.images?.[choice]) === JSON.stringify(image)) return;
+  const images = Object.entries(memo.images ?? {}).filter(([key]) => key !== choice);
+  images.push([choice, image]);
+  writeMemo(store, path, { ...memo, images: Object.fromEntries(images.slice(-MAX_IMAGES)) });
 }
 
 /** Remove the memos of an `index.json` that has been rewritten since: they would be read again anyway. */
@@ -57,6 +124,14 @@ export function removeStaleMemos(store: Store): void {
   if (!store.trusted) return;
   const index = indexIdentity(store);
   removeEntriesUnless(store.paths.refsDir, (_, path) => index !== undefined && readMemo(path)?.index === index);
+}
+
+/**
+ * Remove every memo: `verify` checks what `index.json` records, not what a memo remembers, so none it did not check
+ * is used after it. Each reference's next hit reads its entry and manifests again.
+ */
+export function removeAllMemos(store: Store): void {
+  if (store.trusted) removeEntriesUnless(store.paths.refsDir, () => false);
 }
 
 /** The identity of the `index.json` there is now; `undefined` when there is none (or it is not a regular file). */
@@ -80,6 +155,24 @@ function readMemo(path: string): Memo | undefined {
   // A memo names its reference: one planted for another name, or malformed, is not used.
   if (!isIndexEntry(memo.entry) || memo.entry.annotations[REF_NAME_ANNOTATION] !== memo.name) return undefined;
   return memo as Memo;
+}
+
+function isRememberedImage(value: unknown): value is RememberedImage {
+  const image = value as Partial<RememberedImage> | undefined;
+  const sized = (blob: Partial<SizedBlob> | undefined) =>
+    typeof blob === "object" && isDigest(blob.digest) && Number.isSafeInteger(blob.size) && blob.size! >= 0;
+  return (
+    typeof image === "object" &&
+    Array.isArray(image.manifests) &&
+    image.manifests.length > 0 &&
+    image.manifests.every(isDigest) &&
+    (image.platform === undefined ||
+      (typeof image.platform === "object" && Object.values(image.platform).every((v) => typeof v === "string"))) &&
+    Array.isArray(image.blobs) &&
+    image.blobs.every(sized) &&
+    Array.isArray(image.files) &&
+    image.files.every((f) => sized(f) && typeof f.role === "string" && typeof f.name === "string")
+  );
 }
 
 function writeMemo(store: Store, path: string, memo: Memo): void {

@@ -2,7 +2,8 @@
  * Re-hash every blob, check every recorded file of a tar layer against the
  * layer, report the corrupt ones and the references whose blobs are gone;
  * with `repair`, remove what is corrupt and drop the wrong records, so that
- * the next pull fetches or takes them out again.
+ * the next pull fetches or takes them out again. The memos of `refs/` are
+ * dropped either way: a hit uses nothing that verify did not check.
  *
  * @module
  */
@@ -10,6 +11,7 @@
 import { hashFile, type Digest } from "../oci/digest.ts";
 import { takeInventory, type Inventory } from "./inventory.ts";
 import { parseDerived, splitDerivedKey, updateIndex } from "./index-file.ts";
+import { removeAllMemos } from "./lookup.ts";
 import { lockCleanup } from "./remove.ts";
 import type { Store } from "./store.ts";
 import { extractTarMembers, findTarMember } from "../oci/tar.ts";
@@ -67,6 +69,7 @@ export async function verifyCache(store: Store, options: { repair?: boolean } = 
       if (actual !== blob.digest) corrupt.push({ digest: blob.digest, actual, reason: "content", size: blob.size });
     }
     const wrongFiles = await checkDerived(store, inventory);
+    removeAllMemos(store);
     if (options.repair) {
       for (const blob of corrupt) store.remove(blob.digest);
       if (wrongFiles.length > 0) await dropDerived(store, wrongFiles);

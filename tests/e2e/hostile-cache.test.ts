@@ -271,3 +271,90 @@ describe("files taken out of tar layers", () => {
     expect(readFileSync(blob)).toEqual(kernelBytes());
   });
 });
+
+describe("remembered hits", () => {
+  const pinned = () => `${image.name}@${image.indexDigest}`;
+  const kernelBytes = () => Buffer.from(image.manifests[host].files.kernel);
+  const initrdBytes = () => Buffer.from(image.manifests[host].files.initrd);
+  const blobPath = (digest: string) => join(cacheDir, "blobs", "sha256", digestHex(digest as Digest));
+  const path = async (role: string, args: string[] = []) => {
+    const ran = await ocicache(["path", pinned(), "--role", role, ...args]);
+    expect(ran.code).toBe(0);
+    return ran;
+  };
+  /** The memo of the pinned reference, which remembers what its pulls came to. */
+  const memoFile = () => {
+    const name = readdirSync(join(cacheDir, "refs")).find((n) =>
+      readFileSync(join(cacheDir, "refs", n), "utf8").includes('"images"'),
+    );
+    return join(cacheDir, "refs", name!);
+  };
+
+  test("a second path reads no manifest: one damaged since is left to verify, the file is right", async () => {
+    await path("kernel");
+    const manifest = blobPath(image.manifests[host].digest);
+    const damaged = Buffer.from(readFileSync(manifest)).fill(0x20);
+    rmSync(manifest);
+    writeFileSync(manifest, damaged);
+    const again = await path("kernel");
+    expect(again.messages).toBe("");
+    expect(readFileSync(again.stdout.trim())).toEqual(kernelBytes());
+    expect(readFileSync(manifest)).toEqual(damaged);
+    // --verify walks the image again: the damaged manifest is dropped and fetched anew.
+    const verified = await path("kernel", ["--verify"]);
+    expect(verified.messages).toContain("Dropping cached manifest");
+    expect(readFileSync(verified.stdout.trim())).toEqual(kernelBytes());
+  });
+
+  test("a blob removed or cut short since is fetched again, never handed out", async () => {
+    const first = (await path("kernel")).stdout.trim();
+    rmSync(first);
+    expect(readFileSync((await path("kernel")).stdout.trim())).toEqual(kernelBytes());
+    rmSync(first);
+    writeFileSync(first, kernelBytes().subarray(0, 1000));
+    const again = await path("kernel");
+    expect(again.stdout.trim()).toBe(first);
+    expect(readFileSync(first)).toEqual(kernelBytes());
+  });
+
+  test("each choice of files is its own: kernel, initrd", async () => {
+    await path("kernel");
+    await path("initrd");
+    expect(readFileSync((await path("initrd")).stdout.trim())).toEqual(initrdBytes());
+    expect(readFileSync((await path("kernel")).stdout.trim())).toEqual(kernelBytes());
+  });
+
+  test("a hit answered from the memo records the uses a walk records: gc keeps what was just used", async () => {
+    await path("kernel");
+    const old = new Date(Date.now() - 30 * 86_400_000);
+    for (const name of readdirSync(join(cacheDir, "uses"))) utimesSync(join(cacheDir, "uses", name), old, old);
+    await path("kernel");
+    const manifests = [image.indexDigest, image.manifests[host].digest];
+    for (const digest of [...manifests, kernel])
+      expect(statSync(join(cacheDir, "uses", digestHex(digest as Digest))).mtimeMs).toBeGreaterThan(
+        Date.now() - 60_000,
+      );
+    const gc = await ocicache(["gc", "--max-age", "7d", "--grace", "0"]);
+    expect(gc.code).toBe(0);
+    expect(readFileSync((await path("kernel", ["--offline"])).stdout.trim())).toEqual(kernelBytes());
+  });
+
+  test("a planted memo naming another blob: --verify walks past it, and verify drops every memo", async () => {
+    await path("kernel");
+    await path("initrd");
+    const initrd = (await path("initrd")).stdout.trim();
+    const memo = JSON.parse(readFileSync(memoFile(), "utf8"));
+    const [kernelChoice] = Object.keys(memo.images).filter((k) => k.includes('"kernel"'));
+    const initrdFile = Object.values(memo.images as Record<string, { files: unknown[] }>)
+      .flatMap((i) => i.files)
+      .find((f) => (f as { role: string }).role === "initrd");
+    memo.images[kernelChoice!].files = [{ ...(initrdFile as object), role: "kernel", name: "kernel" }];
+    writeFileSync(memoFile(), JSON.stringify(memo));
+    // Without --verify the cache's own records are trusted (docs/ARCHITECTURE.md, rule 7).
+    expect((await path("kernel")).stdout.trim()).toBe(initrd);
+    expect(readFileSync((await path("kernel", ["--verify"])).stdout.trim())).toEqual(kernelBytes());
+    expect((await ocicache(["verify"])).code).toBe(0);
+    expect(readdirSync(join(cacheDir, "refs"))).toEqual([]);
+    expect(readFileSync((await path("kernel")).stdout.trim())).toEqual(kernelBytes());
+  });
+});

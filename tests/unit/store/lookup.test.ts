@@ -3,7 +3,14 @@ import { readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { digestHex, digestOf, type Digest } from "../../../lib/oci/digest.ts";
 import { updateIndex, upsertEntry, type IndexEntry } from "../../../lib/store/index-file.ts";
-import { lookupEntry, removeStaleMemos } from "../../../lib/store/lookup.ts";
+import {
+  lookupEntry,
+  rememberedImage,
+  rememberImage,
+  removeAllMemos,
+  removeStaleMemos,
+  type RememberedImage,
+} from "../../../lib/store/lookup.ts";
 import { Store } from "../../../lib/store/store.ts";
 import { useTempDir } from "../../helpers/env.ts";
 
@@ -69,5 +76,57 @@ describe("lookupEntry()", () => {
     lookupEntry(s, NAME);
     removeStaleMemos(s);
     expect(readdirSync(s.paths.refsDir)).toEqual([digestHex(digestOf(NAME))]);
+  });
+});
+
+describe("rememberImage() and rememberedImage()", () => {
+  const digest = (n: number) => entry(NAME, n).digest;
+  const image = (n: number): RememberedImage => ({
+    manifests: [digest(1), digest(n)],
+    platform: { os: "linux", architecture: "amd64" },
+    blobs: [{ digest: digest(7), size: 7 }],
+    files: [{ role: "kernel", name: "kernel", digest: digest(7), size: 7 }],
+  });
+
+  test("an image is remembered by choice while the name's entry names the digest, in the same index.json", async () => {
+    const s = store();
+    await updateIndex(s.root, (entries) => upsertEntry(entries, entry(NAME, 1)));
+    rememberImage(s, NAME, digest(1), "kernel", image(2));
+    rememberImage(s, NAME, digest(1), "initrd", image(3));
+    expect(rememberedImage(s, NAME, digest(1), "kernel")).toEqual(image(2));
+    expect(rememberedImage(s, NAME, digest(1), "initrd")).toEqual(image(3));
+    expect(rememberedImage(s, NAME, digest(1), "rom")).toBeUndefined();
+    expect(rememberedImage(s, NAME, digest(4), "kernel")).toBeUndefined();
+    expect(rememberedImage(s, "other:1", digest(1), "kernel")).toBeUndefined();
+    // Another digest for the name: nothing is remembered for it.
+    rememberImage(s, NAME, digest(5), "kernel", image(5));
+    expect(rememberedImage(s, NAME, digest(5), "kernel")).toBeUndefined();
+    // index.json rewritten (another pull, rm, verify --repair): what was remembered is forgotten.
+    await updateIndex(s.root, (entries) => upsertEntry(entries, entry("other:1", 6)));
+    expect(rememberedImage(s, NAME, digest(1), "kernel")).toBeUndefined();
+  });
+
+  test("a malformed or foreign remembered image is not used; the most recent choices are kept", async () => {
+    const s = store();
+    await updateIndex(s.root, (entries) => upsertEntry(entries, entry(NAME, 1)));
+    rememberImage(s, NAME, digest(1), "kernel", image(2));
+    const written = JSON.parse(readFileSync(memo(s, NAME), "utf8"));
+    const plant = (images: unknown, name = NAME) =>
+      writeFileSync(memo(s, NAME), JSON.stringify({ ...written, name, images }));
+    plant({
+      kernel: { ...image(2), files: [{ role: "kernel", name: "kernel", digest: "sha256:../../etc", size: 1 }] },
+    });
+    expect(rememberedImage(s, NAME, digest(1), "kernel")).toBeUndefined();
+    plant({ kernel: { ...image(2), blobs: [{ digest: digest(7), size: -1 }] } });
+    expect(rememberedImage(s, NAME, digest(1), "kernel")).toBeUndefined();
+    plant({ kernel: image(2) }, "other:1");
+    expect(rememberedImage(s, NAME, digest(1), "kernel")).toBeUndefined();
+    plant({});
+    for (let i = 0; i < 10; i++) rememberImage(s, NAME, digest(1), `choice ${i}`, image(2));
+    expect(Object.keys(JSON.parse(readFileSync(memo(s, NAME), "utf8")).images)).toEqual(
+      [2, 3, 4, 5, 6, 7, 8, 9].map((i) => `choice ${i}`),
+    );
+    removeAllMemos(s);
+    expect(readdirSync(s.paths.refsDir)).toEqual([]);
   });
 });
