@@ -15,7 +15,7 @@ import { isDigest, type Digest, type Expected } from "../oci/digest.ts";
 import { isErrno } from "../errors.ts";
 import { cachePaths, OCI_LAYOUT, tempPath, type CachePaths } from "./paths.ts";
 import { BlobWriter, type WriteResult } from "./writer.ts";
-import { copyRange, describeFsError, listNames, openRegular, stampFile } from "./files.ts";
+import { copyRange, describeFsError, lexists, listNames, openRegular, stampFile } from "./files.ts";
 
 export { OCI_LAYOUT };
 
@@ -74,6 +74,10 @@ export class Store {
    * @returns `undefined` when the cache is usable, else why it is not.
    */
   init(): string | undefined {
+    // Checked first: a cache laid out already (every hit) creates nothing, and a planted link gets no mkdir through it.
+    const checked = this.#checkDirectories();
+    if (checked.untrusted !== undefined) return checked.untrusted;
+    if (checked.complete && lexists(this.paths.layoutFile)) return undefined;
     try {
       mkdirSync(this.paths.blobDir, { recursive: true });
       mkdirSync(this.paths.tmpDir, { recursive: true });
@@ -81,11 +85,9 @@ export class Store {
       mkdirSync(this.paths.outputsDir, { recursive: true });
       mkdirSync(this.paths.refsDir, { recursive: true });
     } catch (error) {
-      const untrusted = this.#checkDirectories();
-      if (untrusted !== undefined) return untrusted;
-      return describeFsError(error);
+      return this.#checkDirectories().untrusted ?? describeFsError(error);
     }
-    const untrusted = this.#checkDirectories();
+    const untrusted = this.#checkDirectories().untrusted;
     if (untrusted !== undefined) return untrusted;
     try {
       writeFileSync(this.paths.layoutFile, OCI_LAYOUT, { flag: "wx" });
@@ -286,8 +288,12 @@ export class Store {
     return result;
   }
 
-  /** `tmp/`, `blobs/` and `blobs/sha256/` must be directories of this user, not links to elsewhere. */
-  #checkDirectories(): string | undefined {
+  /**
+   * `tmp/`, `blobs/`, `blobs/sha256/`, `uses/`, `outputs/` and `refs/` must be directories of this user, not links to
+   * elsewhere; `complete` when all of them are there.
+   */
+  #checkDirectories(): { untrusted?: string; complete: boolean } {
+    let complete = true;
     for (const [dir, name] of [
       [this.paths.tmpDir, "tmp/"],
       [this.paths.blobsDir, "blobs/"],
@@ -297,16 +303,17 @@ export class Store {
       [this.paths.refsDir, "refs/"],
     ] as const) {
       const problem = directoryProblem(dir);
-      if (problem !== undefined) {
+      if (problem === "absent") complete = false;
+      else if (problem !== undefined) {
         this.#trusted = false;
-        return `its ${name} ${problem}; the cache is not used`;
+        return { untrusted: `its ${name} ${problem}; the cache is not used`, complete: false };
       }
     }
-    return undefined;
+    return { complete };
   }
 }
 
-/** What is wrong with a directory the cache relies on; `undefined` when it is absent or fine. */
+/** What is wrong with a directory the cache relies on; `undefined` when it is fine. */
 function directoryProblem(dir: string): string | undefined {
   const uid = process.getuid?.();
   try {
@@ -316,7 +323,7 @@ function directoryProblem(dir: string): string | undefined {
     if (uid !== undefined && stat.uid !== uid) return `belongs to another user (uid ${stat.uid})`;
     return undefined;
   } catch (error) {
-    if (isErrno(error, "ENOENT")) return undefined;
+    if (isErrno(error, "ENOENT")) return "absent";
     return `cannot be checked (${describeFsError(error)})`;
   }
 }
