@@ -36,10 +36,12 @@ function run(argv: string[], env: Record<string, string> = {}) {
 }
 
 describe("the compiled binary (bun run build)", () => {
+  const bin = join(ROOT, "dist", "ocicache");
+  beforeAll(() => {
+    expect(run(["bun", join(ROOT, "scripts", "build.ts")]).code).toBe(0);
+  });
+
   test("pulls, hits, prints a path and cleans up on the real registry", () => {
-    const build = run(["bun", join(ROOT, "scripts", "build.ts")]);
-    expect(build.code).toBe(0);
-    const bin = join(ROOT, "dist", "ocicache");
     expect(run([bin, "--version"]).stdout.trim()).toBe(pkg.version);
     const first = run([bin, "pull", image.ref, "-o", join(dir, "one"), "--json"]);
     expect(first.code).toBe(0);
@@ -55,6 +57,26 @@ describe("the compiled binary (bun run build)", () => {
     expect(JSON.parse(gc.stdout).removed.length).toBeGreaterThan(0);
     expect(readdirSync(join(dir, "cache", "blobs", "sha256"))).toEqual([]);
   }, 120_000);
+
+  test("run inside someone's checkout, it reads no .env and runs no bunfig.toml preload there", () => {
+    const checkout = join(dir, "checkout");
+    mkdirSync(checkout);
+    writeFileSync(join(checkout, ".env"), `OCICACHE_DIR=${join(checkout, "planted-cache")}\n`);
+    writeFileSync(join(checkout, "bunfig.toml"), 'preload = ["./evil.js"]\n');
+    writeFileSync(
+      join(checkout, "evil.js"),
+      `require("node:fs").writeFileSync(${JSON.stringify(join(checkout, "ran"))}, "");`,
+    );
+    const { OCICACHE_DIR: _, ...env } = process.env;
+    const doctor = Bun.spawnSync([bin, "doctor", "--json"], {
+      cwd: checkout,
+      env: { ...env, XDG_CACHE_HOME: join(dir, "xdg") },
+      stdout: "pipe",
+    });
+    expect(doctor.stdout.toString()).toContain(join(dir, "xdg", "ocicache"));
+    expect(existsSync(join(checkout, "ran"))).toBe(false);
+    expect(existsSync(join(checkout, "planted-cache"))).toBe(false);
+  });
 });
 
 describe("bunx from a packed tarball", () => {
