@@ -112,6 +112,23 @@ export function selectImageFiles(
   return files;
 }
 
+/**
+ * Whether `name` is the name this module gives a file of `role` (`kernel`, `initrd`, `kernel.dbg`, `romN`): a record
+ * read back from the cache directory names no other.
+ *
+ * @example
+ * ```ts
+ * import { isImageFileName } from "./files.ts";
+ * console.log(isImageFileName("rom", "rom0"), isImageFileName("kernel", "../kernel")); // true false
+ * ```
+ */
+export function isImageFileName(role: unknown, name: unknown): boolean {
+  if (typeof name !== "string") return false;
+  return role === "rom"
+    ? /^rom[0-9]{1,6}$/.test(name)
+    : (role === "kernel" || role === "initrd" || role === "kernel.dbg") && name === role;
+}
+
 /** A tar member's name as stored: no leading `/` or `./`. */
 export function normaliseTarPath(path: string): string {
   return path.replace(/^(\.?\/)+/, "");

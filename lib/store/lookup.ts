@@ -20,6 +20,7 @@
 import { lstatSync } from "node:fs";
 import { join } from "node:path";
 import { digestHex, digestOf, isDigest, type Digest } from "../oci/digest.ts";
+import { isImageFileName } from "../oci/files.ts";
 import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 import { readSmallJson, removeEntriesUnless, replaceSmallFile } from "./files.ts";
 import { findEntry, isIndexEntry, readIndex, type IndexEntry } from "./index-file.ts";
@@ -157,23 +158,28 @@ function readMemo(path: string): Memo | undefined {
   return memo as Memo;
 }
 
+/** Whether a remembered image read back from the cache directory has the shape `rememberImage` writes. */
 function isRememberedImage(value: unknown): value is RememberedImage {
-  const image = value as Partial<RememberedImage> | undefined;
-  const sized = (blob: Partial<SizedBlob> | undefined) =>
-    typeof blob === "object" && isDigest(blob.digest) && Number.isSafeInteger(blob.size) && blob.size! >= 0;
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;
+  const sized = (blob: unknown) =>
+    isObject(blob) && isDigest(blob.digest) && Number.isSafeInteger(blob.size) && (blob.size as number) >= 0;
+  if (!isObject(value)) return false;
+  const { manifests, platform, blobs, files } = value;
   return (
-    typeof image === "object" &&
-    Array.isArray(image.manifests) &&
-    image.manifests.length > 0 &&
-    image.manifests.every(isDigest) &&
-    (image.platform === undefined ||
-      (typeof image.platform === "object" && Object.values(image.platform).every((v) => typeof v === "string"))) &&
-    Array.isArray(image.blobs) &&
-    image.blobs.every(sized) &&
-    Array.isArray(image.files) &&
-    image.files.every((f) => sized(f) && typeof f.role === "string" && typeof f.name === "string")
+    Array.isArray(manifests) &&
+    manifests.length > 0 &&
+    manifests.every(isDigest) &&
+    (platform === undefined ||
+      (isObject(platform) &&
+        Object.entries(platform).every(([k, v]) => PLATFORM_KEYS.includes(k) && typeof v === "string"))) &&
+    Array.isArray(blobs) &&
+    blobs.every(sized) &&
+    Array.isArray(files) &&
+    files.every((f) => sized(f) && isImageFileName(f.role, f.name))
   );
 }
+
+const PLATFORM_KEYS = ["os", "architecture", "variant", "plat"];
 
 function writeMemo(store: Store, path: string, memo: Memo): void {
   try {

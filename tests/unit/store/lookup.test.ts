@@ -121,6 +121,19 @@ describe("rememberImage() and rememberedImage()", () => {
     expect(rememberedImage(s, NAME, digest(1), "kernel")).toBeUndefined();
     plant({ kernel: image(2) }, "other:1");
     expect(rememberedImage(s, NAME, digest(1), "kernel")).toBeUndefined();
+    // Shapes nothing writes: never used, and never a crash.
+    for (const planted of [
+      null,
+      { ...image(2), files: [null] },
+      { ...image(2), platform: null },
+      { ...image(2), platform: { os: "linux", evil: "x" } },
+      { ...image(2), manifests: [] },
+      { ...image(2), files: [{ ...image(2).files[0], name: "kernel\u001b[2J" }] },
+      { ...image(2), files: [{ ...image(2).files[0], role: "rom", name: "../rom0" }] },
+    ]) {
+      plant({ kernel: planted });
+      expect(rememberedImage(s, NAME, digest(1), "kernel")).toBeUndefined();
+    }
     plant({});
     for (let i = 0; i < 10; i++) rememberImage(s, NAME, digest(1), `choice ${i}`, image(2));
     expect(Object.keys(JSON.parse(readFileSync(memo(s, NAME), "utf8")).images)).toEqual(
