@@ -10,7 +10,7 @@ import type { Cache, CacheOptions } from "../pull/cache.ts";
 import { one, openCache, type Context } from "./context.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import { Progress, type ProgressSink } from "./progress.ts";
-import { isTerminal } from "./text.ts";
+import { escapeControl, isTerminal } from "./text.ts";
 import { formatPlatform, parsePlatform } from "../oci/platform.ts";
 import {
   pullAllPlatforms,
@@ -171,7 +171,10 @@ function printResults(context: Context, results: PullResult[], several: boolean)
   }
   const width = Math.max(...files.map((f) => f.name.length));
   const lines = results.flatMap((r) => [
-    ...(several ? [`${r.reference}${r.platform === undefined ? "" : ` (${formatPlatform(r.platform)})`}`] : []),
+    // The platform is the registry's text (rule 9): escaped before it reaches the terminal.
+    ...(several
+      ? [escapeControl(`${r.reference}${r.platform === undefined ? "" : ` (${formatPlatform(r.platform)})`}`)]
+      : []),
     ...r.files.map((f) => `${several ? "  " : ""}${f.name.padEnd(width)}  ${f.path}`),
   ]);
   context.print(lines.join("\n"));

@@ -14,7 +14,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { digestHex, type Digest } from "../../lib/oci/digest.ts";
-import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { pushManifest, pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { CLI, runCli, withoutProgress } from "../helpers/cli.ts";
 import { startProxy, trickle } from "../helpers/proxy.ts";
 import { sharedRegistry, startRegistry, type RegistryHandle } from "../helpers/registry.ts";
@@ -327,6 +327,25 @@ describe("pull of several references, every platform, and what it prints", () =>
     const lines = tty.stdout.toString().trim().split(/\r?\n/);
     expect(lines.map((line) => line.split(/\s+/)[0])).toEqual(["kernel", "initrd", "rom0"]);
     expect(lines[0]).toContain(`kernel  ${join(cacheDir, "blobs", "sha256")}/`);
+  });
+
+  test("on a terminal, a platform named by the registry with control characters is printed escaped", async () => {
+    const repo = spec.name.slice(spec.name.indexOf("/") + 1);
+    const indexType = "application/vnd.oci.image.index.v1+json";
+    const got = await fetch(`${registry.url}/v2/${repo}/manifests/${spec.indexDigest}`, {
+      headers: { Accept: indexType },
+    });
+    const index = (await got.json()) as { manifests: Array<{ platform: { variant?: string } }> };
+    for (const m of index.manifests) m.platform.variant = "v8\u001b]0;owned\u0007";
+    await pushManifest(registry.url, repo, "escaped", indexType, JSON.stringify(index));
+    const script = `bun ${CLI} pull ${spec.name}:escaped ${spec.ref} -q`;
+    const tty = Bun.spawnSync(["script", "-qec", script, "/dev/null"], {
+      env: { ...process.env, OCICACHE_DIR: cacheDir },
+    });
+    const out = tty.stdout.toString();
+    expect(out).toContain(`${spec.name}:escaped (`);
+    expect(out).toContain("v8\\x1b]0;owned\\x07");
+    expect(out).not.toContain("\u001b]0;");
   });
 });
 
