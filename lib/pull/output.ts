@@ -106,6 +106,7 @@ export class OutputTee {
   #fd: number | undefined;
   #written = 0;
   #abandoned = false;
+  #finished = false;
 
   /** @throws {Error} the file system's error when the temp file cannot be made (the output is then copied). */
   constructor(outDir: string, digest: Digest) {
@@ -159,13 +160,15 @@ export class OutputTee {
     } catch {
       return false;
     }
+    this.#finished = true;
     untrackUnfinished(this.path);
     return true;
   }
 
-  /** Remove it (not needed, or not whole). */
+  /** Remove it (not needed, or not whole); once finished, its name may be another tee's: nothing is removed. */
   discard(): void {
     this.#close();
+    if (this.#finished) return;
     removeQuietly(this.path);
     untrackUnfinished(this.path);
   }

@@ -23,6 +23,18 @@ describe("OutputTee", () => {
     expect(existsSync(tee.path)).toBe(false);
   });
 
+  test("once put in place, discarding it removes nothing: its name may be another pull's tee by then", () => {
+    const first = new OutputTee(tmp.path, digestOf("y"));
+    first.write(bytes("y"));
+    expect(first.finish(join(tmp.path, "first"), 1)).toBe(true);
+    const second = new OutputTee(tmp.path, digestOf("y"));
+    second.write(bytes("y"));
+    first.discard();
+    expect(existsSync(second.path)).toBe(true);
+    expect(second.finish(join(tmp.path, "second"), 1)).toBe(true);
+    expect(readFileSync(join(tmp.path, "second"), "utf8")).toBe("y");
+  });
+
   test("a resumed download abandons it, a short one is not whole: neither is put in place", () => {
     const resumed = new OutputTee(tmp.path, digestOf("a"));
     resumed.abandon();
