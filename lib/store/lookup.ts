@@ -18,8 +18,7 @@
  */
 
 import { lstatSync } from "node:fs";
-import { join } from "node:path";
-import { digestHex, digestOf, isDigest, type Digest } from "../oci/digest.ts";
+import { isDigest, type Digest } from "../oci/digest.ts";
 import { isImageFileName } from "../oci/files.ts";
 import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 import { readSmallJson, removeEntriesUnless, replaceSmallFile } from "./files.ts";
@@ -70,7 +69,7 @@ const MAX_IMAGES = 8;
 export function lookupEntry(store: Store, name: string): IndexEntry | undefined {
   const index = indexIdentity(store);
   if (index === undefined) return undefined;
-  const path = memoPath(store, name);
+  const path = store.paths.ref(name);
   const memo = store.trusted ? readMemo(path) : undefined;
   if (memo?.name === name && memo.index === index) return memo.entry ?? undefined;
   const entry = findEntry(readIndex(store.root), name);
@@ -96,7 +95,7 @@ export function rememberedImage(
   choice: string,
 ): RememberedImage | undefined {
   if (!store.trusted) return undefined;
-  const memo = readMemo(memoPath(store, name));
+  const memo = readMemo(store.paths.ref(name));
   if (memo?.name !== name || memo.entry?.digest !== digest || memo.index !== indexIdentity(store)) return undefined;
   const image = memo.images?.[choice];
   return isRememberedImage(image) ? image : undefined;
@@ -111,7 +110,7 @@ export function rememberImage(
   image: RememberedImage,
 ): void {
   if (lookupEntry(store, name)?.digest !== digest) return;
-  const path = memoPath(store, name);
+  const path = store.paths.ref(name);
   const memo = readMemo(path);
   if (memo?.name !== name || memo.entry?.digest !== digest) return;
   if (JSON.stringify(memo.images?.[choice]) === JSON.stringify(image)) return;
@@ -143,10 +142,6 @@ function indexIdentity(store: Store): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function memoPath(store: Store, name: string): string {
-  return join(store.paths.refsDir, digestHex(digestOf(name)));
 }
 
 function readMemo(path: string): Memo | undefined {

@@ -10,8 +10,8 @@
  */
 
 import { lstatSync, type Stats } from "node:fs";
-import { join, resolve } from "node:path";
-import { digestHex, digestOf, type Digest } from "../oci/digest.ts";
+import { resolve } from "node:path";
+import type { Digest } from "../oci/digest.ts";
 import { readSmallJson, removeEntriesUnless, replaceSmallFile } from "./files.ts";
 import type { Store } from "./store.ts";
 
@@ -65,7 +65,7 @@ export function rememberOutput(store: Store, dest: string, digest: Digest, size:
       mtimeMs: stat.mtimeMs,
       ctimeMs: stat.ctimeMs,
     };
-    replaceSmallFile(store.root, "output", recordPath(store, path), JSON.stringify(record));
+    replaceSmallFile(store.root, "output", store.paths.output(path), JSON.stringify(record));
   } catch {
     // Without a record, the next pull writes the output again: slower, never wrong.
   }
@@ -76,7 +76,7 @@ export function removeStaleRecords(store: Store): void {
   if (!store.trusted) return;
   removeEntriesUnless(store.paths.outputsDir, (_, path) => {
     const record = readRecordFile(path);
-    if (record === undefined || typeof record.path !== "string" || recordPath(store, record.path) !== path)
+    if (record === undefined || typeof record.path !== "string" || store.paths.output(record.path) !== path)
       return false;
     try {
       return sameFile(record, lstatSync(record.path));
@@ -86,12 +86,8 @@ export function removeStaleRecords(store: Store): void {
   });
 }
 
-function recordPath(store: Store, path: string): string {
-  return join(store.paths.outputsDir, digestHex(digestOf(path)));
-}
-
 function readRecord(store: Store, path: string): OutputRecord | undefined {
-  return readRecordFile(recordPath(store, path));
+  return readRecordFile(store.paths.output(path));
 }
 
 function readRecordFile(file: string): OutputRecord | undefined {

@@ -1,7 +1,7 @@
 /**
  * The on-disk layout of a cache (and of any OCI image layout): the only
- * module that knows where a blob, a partial download, a lock or a temp file
- * lives. Every other module asks here; none joins `blobs/sha256` or `tmp/`
+ * module that knows where a blob, a use marker, a record, a memo, a partial
+ * download, a lock or a temp file lives. Every other module asks here; none joins `blobs/sha256` or `tmp/`
  * itself.
  *
  * ```
@@ -10,6 +10,7 @@
  * <root>/blobs/sha256/<hex>      verified, read-only content; its mtime is when it was written
  * <root>/uses/<hex>              empty; its mtime is the blob's last use (never the blob's own mtime)
  * <root>/outputs/<hex>           what was last written to an output path (hex: sha256 of that path)
+ * <root>/refs/<hex>              a reference's index.json entry and what its pulls came to (hex: sha256 of the name)
  * <root>/tmp/<hex>.partial       a resumable download, owned by whoever holds <hex>.lock
  * <root>/tmp/<hex>.lock          the cross-process lock of that download
  * <root>/tmp/<name>.<pid>.<random>.part   any other file being written, named for its owner
@@ -20,7 +21,7 @@
  */
 
 import { basename, dirname, join } from "node:path";
-import { digestHex, type Digest } from "../oci/digest.ts";
+import { digestHex, digestOf, type Digest } from "../oci/digest.ts";
 
 /** The content of the `oci-layout` file (image-spec, image-layout.md). */
 export const OCI_LAYOUT = '{"imageLayoutVersion":"1.0.0"}';
@@ -46,6 +47,10 @@ export interface CachePaths {
   use(digest: Digest): string;
   /** `refs/`: per reference name, its `index.json` entry as last read (a memo; `index.json` is the truth). */
   refsDir: string;
+  /** The memo of a reference name in `refsDir` (named by the sha256 of the name). */
+  ref(name: string): string;
+  /** The record of an output path in `outputsDir` (named by the sha256 of the absolute path). */
+  output(path: string): string;
   /** `tmp/`: downloads in progress and locks; never read as content. */
   tmpDir: string;
   /** The lock around rewrites of `index.json`. */
@@ -70,17 +75,21 @@ export function cachePaths(root: string): CachePaths {
   const blobsDir = join(root, "blobs");
   const blobDir = join(blobsDir, "sha256");
   const usesDir = join(root, "uses");
+  const outputsDir = join(root, "outputs");
+  const refsDir = join(root, "refs");
   return {
     blob: (digest) => `${blobDir}/${digestHex(digest)}`,
     use: (digest) => `${usesDir}/${digestHex(digest)}`,
+    ref: (name) => join(refsDir, digestHex(digestOf(name))),
+    output: (path) => join(outputsDir, digestHex(digestOf(path))),
     root,
     layoutFile: join(root, "oci-layout"),
     indexFile: join(root, "index.json"),
     blobsDir,
     blobDir,
     usesDir,
-    outputsDir: join(root, "outputs"),
-    refsDir: join(root, "refs"),
+    outputsDir,
+    refsDir,
     tmpDir,
     indexLock: join(tmpDir, "index.json.lock"),
     cleanupLock: join(tmpDir, "gc.lock"),
