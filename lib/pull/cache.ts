@@ -12,7 +12,7 @@ import { IntegrityError, NotFoundError, RegistryError } from "../errors.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
 import { updateIndex, upsertEntry, type IndexEntry } from "../store/index-file.ts";
-import { lookupEntry } from "../store/lookup.ts";
+import { lookupReference } from "../store/lookup.ts";
 import { formatReference, type Reference } from "../oci/reference.ts";
 import type { RegistryClient, RegistryClientOptions } from "../registry/client.ts";
 import { Store } from "../store/store.ts";
@@ -69,6 +69,8 @@ export interface Resolved {
   digest: Digest;
   /** The index entry known before this pull, if any. */
   entry?: IndexEntry;
+  /** What earlier pulls of that entry came to, by choice, as the `refs/` memo remembers (see `rememberedImage`). */
+  images: Record<string, unknown>;
   /** Whether the registry confirmed the digest during this pull. */
   checked: boolean;
 }
@@ -149,29 +151,30 @@ export class Cache {
    */
   async resolve(ref: Reference): Promise<Resolved> {
     const name = formatReference(ref);
-    if (ref.digest !== undefined) return { name, digest: ref.digest, ...this.#known(name), checked: false };
-    const { entry } = this.#known(name);
+    const known = lookupReference(this.store, name);
+    if (ref.digest !== undefined) return { name, digest: ref.digest, ...known, checked: false };
+    const { entry } = known;
     if (entry !== undefined && !this.options.refresh) {
       const checkedAt = Date.parse(entry.annotations[CHECKED_ANNOTATION] ?? "");
       const fresh = Date.now() - checkedAt < (this.options.freshForMs ?? 0);
-      if (fresh) return { name, digest: entry.digest, entry, checked: false };
+      if (fresh) return { name, digest: entry.digest, ...known, checked: false };
       if (this.options.offline) {
         // Once per cache (a process): asked to stay offline, every tag is its last known digest.
         if (!this.#warnedOffline)
           this.warn(`Offline: tags are their last known digests ("${name}" is ${entry.digest})`);
         this.#warnedOffline = true;
-        return { name, digest: entry.digest, entry, checked: false };
+        return { name, digest: entry.digest, ...known, checked: false };
       }
       try {
         const head = await (await this.client()).headManifest(ref, ref.tag!);
-        return { name, digest: head.digest, entry, checked: true };
+        return { name, digest: head.digest, ...known, checked: true };
       } catch (error) {
         if (!(error instanceof RegistryError)) throw error;
         this.warn(
           `Cannot check "${name}" with "${ref.registry}" (${error.message}); using the last known digest ` +
             `${entry.digest}`,
         );
-        return { name, digest: entry.digest, entry, checked: false };
+        return { name, digest: entry.digest, ...known, checked: false };
       }
     }
     if (this.options.offline) throw new NotFoundError(`Cannot resolve "${name}" offline: it is not in the cache`);
@@ -187,7 +190,7 @@ export class Cache {
       });
     }
     this.#manifests.set(fetched.digest, fetched.bytes);
-    return { name, digest: fetched.digest, ...(entry !== undefined && { entry }), checked: true };
+    return { name, digest: fetched.digest, ...known, checked: true };
   }
 
   /**
@@ -263,11 +266,6 @@ export class Cache {
     } catch (error) {
       this.noteUnwritable(error);
     }
-  }
-
-  #known(name: string): { entry?: IndexEntry } {
-    const entry = lookupEntry(this.store, name);
-    return entry === undefined ? {} : { entry };
   }
 
   #noteWrite(result: WriteResult): void {

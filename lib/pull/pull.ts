@@ -272,7 +272,7 @@ function choiceKey(options: PullOptions): string {
 function rememberedHit(cache: Cache, resolved: Resolved, options: PullOptions): PullResult | undefined {
   if (options.outDir !== undefined || cache.options.verify) return undefined;
   if (resolved.entry?.digest !== resolved.digest) return undefined;
-  const image = rememberedImage(cache.store, resolved.name, resolved.digest, choiceKey(options));
+  const image = rememberedImage(resolved, resolved.digest, choiceKey(options));
   if (image === undefined) return undefined;
   const { store } = cache;
   const sized = [...image.blobs, ...image.files];

@@ -67,37 +67,53 @@ const MAX_IMAGES = 8;
  * ```
  */
 export function lookupEntry(store: Store, name: string): IndexEntry | undefined {
-  const index = indexIdentity(store);
-  if (index === undefined) return undefined;
-  const path = store.paths.ref(name);
-  const memo = store.trusted ? readMemo(path) : undefined;
-  if (memo?.name === name && memo.index === index) return memo.entry ?? undefined;
-  const entry = findEntry(readIndex(store.root), name);
-  if (store.trusted) writeMemo(store, path, { index, name, entry: entry ?? null });
-  return entry;
+  return lookupReference(store, name).entry;
+}
+
+/** One name's entry of `index.json`, and what pulls of it came to, by choice, as the memo remembers them. */
+export interface KnownReference {
+  entry?: IndexEntry;
+  /** As read: `rememberedImage` takes one out only in the shape `rememberImage` writes. */
+  images: Record<string, unknown>;
 }
 
 /**
- * The image a pull of `name` with `choice` came to while `name` named `digest`, if the memo remembers one.
+ * The entry of `index.json` whose ref name is `name`, if any, with the images its memo remembers: one read of the
+ * memo while `index.json` is the file it was made from.
  *
  * @example
  * ```ts
- * import { rememberedImage } from "./lookup.ts";
+ * import { lookupReference } from "./lookup.ts";
  * import { Store } from "./store.ts";
- * const digest = `sha256:${"a".repeat(64)}` as const;
- * console.log(rememberedImage(new Store("/tmp/ocicache-example"), "127.0.0.1:5000/unikraft/nginx:1.25", digest, "{}"));
+ * console.log(lookupReference(new Store("/tmp/ocicache-example"), "docker.io/library/alpine:latest").entry);
  * ```
  */
-export function rememberedImage(
-  store: Store,
-  name: string,
-  digest: Digest,
-  choice: string,
-): RememberedImage | undefined {
-  if (!store.trusted) return undefined;
-  const memo = readMemo(store.paths.ref(name));
-  if (memo?.name !== name || memo.entry?.digest !== digest || memo.index !== indexIdentity(store)) return undefined;
-  const image = memo.images?.[choice];
+export function lookupReference(store: Store, name: string): KnownReference {
+  const index = indexIdentity(store);
+  if (index === undefined) return { images: {} };
+  const path = store.paths.ref(name);
+  const memo = store.trusted ? readMemo(path) : undefined;
+  if (memo?.name === name && memo.index === index)
+    return { ...(memo.entry !== null && { entry: memo.entry }), images: memo.images ?? {} };
+  const entry = findEntry(readIndex(store.root), name);
+  if (store.trusted) writeMemo(store, path, { index, name, entry: entry ?? null });
+  return { ...(entry !== undefined && { entry }), images: {} };
+}
+
+/**
+ * The image a pull with `choice` came to while the reference named `digest`, if its memo remembers one.
+ *
+ * @example
+ * ```ts
+ * import { lookupReference, rememberedImage } from "./lookup.ts";
+ * import { Store } from "./store.ts";
+ * const known = lookupReference(new Store("/tmp/ocicache-example"), "127.0.0.1:5000/unikraft/nginx:1.25");
+ * console.log(rememberedImage(known, `sha256:${"a".repeat(64)}`, "{}"));
+ * ```
+ */
+export function rememberedImage(known: KnownReference, digest: Digest, choice: string): RememberedImage | undefined {
+  if (known.entry?.digest !== digest) return undefined;
+  const image = known.images[choice];
   return isRememberedImage(image) ? image : undefined;
 }
 

@@ -5,6 +5,7 @@ import { digestHex, digestOf, type Digest } from "../../../lib/oci/digest.ts";
 import { updateIndex, upsertEntry, type IndexEntry } from "../../../lib/store/index-file.ts";
 import {
   lookupEntry,
+  lookupReference,
   rememberedImage,
   rememberImage,
   removeAllMemos,
@@ -31,6 +32,10 @@ function store(): Store {
   s.init();
   return s;
 }
+
+/** What the memo of `name` remembers for `digest` and `choice`, as a pull finds it. */
+const remembered = (s: Store, name: string, digest: Digest, choice: string) =>
+  rememberedImage(lookupReference(s, name), digest, choice);
 
 const memo = (s: Store, name: string) => join(s.paths.refsDir, digestHex(digestOf(name)));
 
@@ -93,17 +98,17 @@ describe("rememberImage() and rememberedImage()", () => {
     await updateIndex(s.root, (entries) => upsertEntry(entries, entry(NAME, 1)));
     rememberImage(s, NAME, digest(1), "kernel", image(2));
     rememberImage(s, NAME, digest(1), "initrd", image(3));
-    expect(rememberedImage(s, NAME, digest(1), "kernel")).toEqual(image(2));
-    expect(rememberedImage(s, NAME, digest(1), "initrd")).toEqual(image(3));
-    expect(rememberedImage(s, NAME, digest(1), "rom")).toBeUndefined();
-    expect(rememberedImage(s, NAME, digest(4), "kernel")).toBeUndefined();
-    expect(rememberedImage(s, "other:1", digest(1), "kernel")).toBeUndefined();
+    expect(remembered(s, NAME, digest(1), "kernel")).toEqual(image(2));
+    expect(remembered(s, NAME, digest(1), "initrd")).toEqual(image(3));
+    expect(remembered(s, NAME, digest(1), "rom")).toBeUndefined();
+    expect(remembered(s, NAME, digest(4), "kernel")).toBeUndefined();
+    expect(remembered(s, "other:1", digest(1), "kernel")).toBeUndefined();
     // Another digest for the name: nothing is remembered for it.
     rememberImage(s, NAME, digest(5), "kernel", image(5));
-    expect(rememberedImage(s, NAME, digest(5), "kernel")).toBeUndefined();
+    expect(remembered(s, NAME, digest(5), "kernel")).toBeUndefined();
     // index.json rewritten (another pull, rm, verify --repair): what was remembered is forgotten.
     await updateIndex(s.root, (entries) => upsertEntry(entries, entry("other:1", 6)));
-    expect(rememberedImage(s, NAME, digest(1), "kernel")).toBeUndefined();
+    expect(remembered(s, NAME, digest(1), "kernel")).toBeUndefined();
   });
 
   test("a malformed or foreign remembered image is not used; the most recent choices are kept", async () => {
@@ -116,11 +121,11 @@ describe("rememberImage() and rememberedImage()", () => {
     plant({
       kernel: { ...image(2), files: [{ role: "kernel", name: "kernel", digest: "sha256:../../etc", size: 1 }] },
     });
-    expect(rememberedImage(s, NAME, digest(1), "kernel")).toBeUndefined();
+    expect(remembered(s, NAME, digest(1), "kernel")).toBeUndefined();
     plant({ kernel: { ...image(2), blobs: [{ digest: digest(7), size: -1 }] } });
-    expect(rememberedImage(s, NAME, digest(1), "kernel")).toBeUndefined();
+    expect(remembered(s, NAME, digest(1), "kernel")).toBeUndefined();
     plant({ kernel: image(2) }, "other:1");
-    expect(rememberedImage(s, NAME, digest(1), "kernel")).toBeUndefined();
+    expect(remembered(s, NAME, digest(1), "kernel")).toBeUndefined();
     // Shapes nothing writes: never used, and never a crash.
     for (const planted of [
       null,
@@ -132,7 +137,7 @@ describe("rememberImage() and rememberedImage()", () => {
       { ...image(2), files: [{ ...image(2).files[0], role: "rom", name: "../rom0" }] },
     ]) {
       plant({ kernel: planted });
-      expect(rememberedImage(s, NAME, digest(1), "kernel")).toBeUndefined();
+      expect(remembered(s, NAME, digest(1), "kernel")).toBeUndefined();
     }
     plant({});
     for (let i = 0; i < 10; i++) rememberImage(s, NAME, digest(1), `choice ${i}`, image(2));
