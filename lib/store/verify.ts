@@ -102,9 +102,14 @@ async function checkDerived(store: Store, inventory: Inventory): Promise<VerifyR
   // A compressed layer is decompressed once, for every path recorded of it.
   const compressed = new Map<Digest, Map<string, Digest>>();
   for (const { where } of records) {
-    if (compressionOf(store.blobPath(where.layer)) === undefined || compressed.has(where.layer)) continue;
+    if (compressed.has(where.layer)) continue;
+    const compression = compressionOf(store.blobPath(where.layer));
+    if (compression === undefined) continue;
     const paths = records.filter((r) => r.where.layer === where.layer).map((r) => r.where.path);
-    compressed.set(where.layer, await hashCompressedMembers(store.blobPath(where.layer), paths, where.layer));
+    compressed.set(
+      where.layer,
+      await hashCompressedMembers(store.blobPath(where.layer), compression, paths, where.layer),
+    );
   }
   for (const { unit, where, layer, recorded } of records) {
     const layerPath = store.blobPath(where.layer);
@@ -148,12 +153,15 @@ function compressionOf(path: string): "gzip" | "zstd" | undefined {
 }
 
 /** The digests of `paths` in a compressed tar layer, in one streaming pass; none for a layer that does not read. */
-async function hashCompressedMembers(path: string, paths: string[], what: string): Promise<Map<string, Digest>> {
+async function hashCompressedMembers(
+  path: string,
+  compression: "gzip" | "zstd",
+  paths: string[],
+  what: string,
+): Promise<Map<string, Digest>> {
   const hashers = new Map<string, Bun.CryptoHasher>();
   try {
-    const stream = Bun.file(path)
-      .stream()
-      .pipeThrough(new DecompressionStream(compressionOf(path)!));
+    const stream = Bun.file(path).stream().pipeThrough(new DecompressionStream(compression));
     await extractTarMembers(
       stream,
       new Set(paths),
