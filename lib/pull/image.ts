@@ -91,11 +91,10 @@ async function resolveChild(
   let image = top;
   let platform: PlatformWant | undefined;
   if (chosen !== undefined) {
-    const descriptor = chosen;
-    platform = describe(descriptor);
-    const child = await source.manifest(descriptor);
+    platform = describe(chosen);
+    const child = await source.manifest(chosen);
     const name = `${source.name} (${formatPlatform(platform)})`;
-    image = { ...child, manifest: parseManifest(child.bytes, descriptor.mediaType, name) };
+    image = { ...child, manifest: parseManifest(child.bytes, chosen.mediaType, name) };
   }
   const manifest = image.manifest;
   if (manifest.kind !== "image")
