@@ -25,7 +25,7 @@ import {
 } from "../store/report.ts";
 import { formatPlatform } from "../oci/platform.ts";
 import { Store } from "../store/store.ts";
-import { escapeControl } from "./text.ts";
+import { ellipsis, escapeControl } from "./text.ts";
 import { formatBytes, formatDuration } from "../units.ts";
 import { verifyCache } from "../store/verify.ts";
 
@@ -278,10 +278,6 @@ function table(header: string[], cells: string[][], shrink: Array<{ column: numb
       r.map((cell, i) => (i === r.length - 1 ? cell : ellipsis(cell, widths[i]!).padEnd(widths[i]!))).join("  "),
     )
     .join("\n");
-}
-
-function ellipsis(text: string, width: number): string {
-  return text.length <= width ? text : `${text.slice(0, width - 1)}…`;
 }
 
 /** The width to fit: `COLUMNS` when set, else the terminal's, else none (a pipe gets whole lines). */

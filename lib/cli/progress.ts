@@ -10,6 +10,7 @@
 
 import type { BlobProgress } from "../pull/cache.ts";
 import { formatBytes, formatDuration } from "../units.ts";
+import { ellipsis } from "./text.ts";
 
 /** Milliseconds between redraws. */
 const REDRAW_MS = 100;
@@ -81,7 +82,7 @@ export class Progress {
     const filled = Math.round((total === 0 ? 1 : received / total) * barWidth);
     const bar = barWidth > 0 ? ` [${"#".repeat(filled)}${" ".repeat(barWidth - filled)}] ` : " ";
     const room = width - counts.length - bar.length;
-    const label = room <= 1 ? "" : this.#label.length <= room ? this.#label : `${this.#label.slice(0, room - 1)}…`;
+    const label = room <= 1 ? "" : ellipsis(this.#label, room);
     return `${label}${bar}${counts}`.slice(0, Math.max(0, width));
   }
 

@@ -23,6 +23,11 @@ export function escapeControl(text: string): string {
 
 const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/g;
 
+/** `text` cut to `width` characters, its last one `…` when it was longer. */
+export function ellipsis(text: string, width: number): string {
+  return text.length <= width ? text : `${text.slice(0, width - 1)}…`;
+}
+
 /**
  * Whether file descriptor `fd` is a terminal, from `/proc` where there is one: asking `process.stderr` costs a start
  * about 15 ms in Bun, a readlink next to nothing. `node:fs` is loaded here, not with this module: `--version` and a
