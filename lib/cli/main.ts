@@ -10,11 +10,10 @@
  */
 
 import pkg from "../../package.json" with { type: "json" };
-import type { RawConfig } from "../config/config.ts";
 import { EXIT_CODES, OcicacheError, UsageError } from "../errors.ts";
 import { parseArguments } from "./args.ts";
 import type { Context } from "./context.ts";
-import { commandNamed, commandUsage, foreignOption, OPTIONS, usage, type CommandName, type Flags } from "./options.ts";
+import { commandNamed, commandUsage, foreignOption, OPTIONS, usage, type CommandName } from "./options.ts";
 import { escapeControl, isTerminal } from "./text.ts";
 
 /**
@@ -46,8 +45,11 @@ export async function main(argv: string[]): Promise<number> {
     const foreign = foreignOption(command, flags);
     if (foreign !== undefined)
       throw new UsageError(`"${name}" takes no option --${foreign} (see ocicache ${name} --help)`);
-    const [run, { loadConfig }] = await Promise.all([findCommand(command), import("../config/config.ts")]);
-    const sources = { flags: rawFlags(flags), ...(flags.config !== undefined && { configPath: flags.config }) };
+    const [run, { flagSettings, loadConfig }] = await Promise.all([
+      findCommand(command),
+      import("../config/config.ts"),
+    ]);
+    const sources = { flags: flagSettings(flags), ...(flags.config !== undefined && { configPath: flags.config }) };
     const config = await loadConfig(sources).catch((error: unknown) => {
       // doctor diagnoses a config file that does not load (every problem in it), rather than failing on it.
       if (command !== "doctor" || !(error instanceof UsageError)) throw error;
@@ -123,34 +125,6 @@ async function exitOnSignals(): Promise<void> {
       process.exit(code);
     });
   }
-}
-
-function rawFlags(flags: Flags): RawConfig {
-  const raw: RawConfig = {};
-  if (flags["cache-dir"] !== undefined) raw.cacheDir = flags["cache-dir"];
-  if (flags["max-age"] !== undefined) raw.maxAge = flags["max-age"];
-  if (flags["max-size"] !== undefined) raw.maxSize = flags["max-size"];
-  if (flags.grace !== undefined) raw.grace = flags.grace;
-  if (flags["fresh-for"] !== undefined) raw.freshFor = flags["fresh-for"];
-  if (flags.offline) raw.offline = "true";
-  if (flags["insecure-registry"] !== undefined) raw.insecureRegistries = flags["insecure-registry"].join(",");
-  if (flags.concurrency !== undefined) raw.concurrency = flags.concurrency;
-  if (flags["connect-timeout"] !== undefined) raw.connectTimeout = flags["connect-timeout"];
-  if (flags["idle-timeout"] !== undefined) raw.idleTimeout = flags["idle-timeout"];
-  if (flags["low-speed-limit"] !== undefined) raw.lowSpeedLimit = flags["low-speed-limit"];
-  if (flags["low-speed-time"] !== undefined) raw.lowSpeedTime = flags["low-speed-time"];
-  if (flags.listen !== undefined) raw.listen = flags.listen;
-  if (flags["allowed-host"] !== undefined) raw.allowedHosts = flags["allowed-host"].join(",");
-  if (flags.htpasswd !== undefined) raw.htpasswd = flags.htpasswd;
-  if (flags["public-mirror"]) raw.publicMirror = "true";
-  if (flags["max-downloads"] !== undefined) raw.maxConcurrentDownloads = flags["max-downloads"];
-  if (flags["max-connections"] !== undefined) raw.maxConnections = flags["max-connections"];
-  if (flags["client-buffer"] !== undefined) raw.clientBuffer = flags["client-buffer"];
-  if (flags.upstream !== undefined) raw.upstream = flags.upstream;
-  if (flags.mirror !== undefined) raw.mirrors = flags.mirror.join(",");
-  if (flags["ca-file"] !== undefined) raw.caFile = flags["ca-file"];
-  if (flags["lock-file"] !== undefined) raw.lockFile = flags["lock-file"];
-  return raw;
 }
 
 /** One or more lines to stdout. `console.log`: `process.stdout` costs a start about 25 ms in Bun. */

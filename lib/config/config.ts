@@ -145,6 +145,28 @@ export const KEYS = {
   lockFile: { flag: "--lock-file", env: "OCICACHE_LOCK_FILE", parse: (v: string) => v },
 } as const;
 
+/**
+ * The settings given as flags, by key: each key's flag in `flags` (parsed options by long name), a string as it is,
+ * a switch as `"true"`, a repeated option's values joined with commas, as its variable would give them.
+ *
+ * @example
+ * ```ts
+ * import { flagSettings } from "./config.ts";
+ * console.log(flagSettings({ "fresh-for": "1h", offline: true, mirror: ["a.example", "b.example"] }));
+ * // { freshFor: "1h", offline: "true", mirrors: "a.example,b.example" }
+ * ```
+ */
+export function flagSettings(flags: Record<string, unknown>): RawConfig {
+  const raw: RawConfig = {};
+  for (const [key, { flag }] of Object.entries(KEYS) as Array<[keyof typeof KEYS, { flag?: string }]>) {
+    const value = flag === undefined ? undefined : flags[flag.slice(2)];
+    if (typeof value === "string") raw[key] = value;
+    else if (value === true) raw[key] = "true";
+    else if (Array.isArray(value)) raw[key] = value.join(",");
+  }
+  return raw;
+}
+
 /** Where settings come from. */
 export interface ConfigSources {
   /** Settings given as flags. */

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DEFAULTS, loadConfig } from "../../../lib/config/config.ts";
+import { DEFAULTS, flagSettings, loadConfig } from "../../../lib/config/config.ts";
 import { UsageError } from "../../../lib/errors.ts";
 
 let home: string;
@@ -134,5 +134,30 @@ describe("loadConfig()", () => {
     expect((await usageError(() => loadConfig({ env: env(), configPath: join(home, "nope.json") }))).message).toContain(
       "does not exist",
     );
+  });
+});
+
+describe("flagSettings()", () => {
+  test("each key's flag, by its long name: strings as given, switches as true, repeated options joined", () => {
+    expect(
+      flagSettings({
+        "cache-dir": "/c",
+        "max-downloads": "3",
+        offline: true,
+        "public-mirror": false,
+        mirror: ["a.example", "b.example:5000"],
+        "insecure-registry": ["127.0.0.1:5000"],
+        "lock-file": "x.lock",
+        quiet: true,
+        output: "out",
+      }),
+    ).toEqual({
+      cacheDir: "/c",
+      maxConcurrentDownloads: "3",
+      offline: "true",
+      mirrors: "a.example,b.example:5000",
+      insecureRegistries: "127.0.0.1:5000",
+      lockFile: "x.lock",
+    });
   });
 });
