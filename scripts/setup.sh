@@ -2,8 +2,8 @@
 # Installs what ocicache, its tests and its demo need on a fresh Debian machine
 # with Node.js and npm: Bun (pinned, from the npm registry), the dependencies,
 # and Debian's docker-registry, skopeo, containerd, podman, chromium (headless,
-# for the status page), GNU make (the makefile recipe), apache2-utils (htpasswd)
-# and openssl.
+# for the status page), GNU make (the makefile recipe), apache2-utils (htpasswd),
+# openssl, gzip and zstd (compressed layers made by the tests).
 # Sourced by demo.sh, test.sh and bench; safe to run again.
 set -euo pipefail
 
@@ -27,6 +27,8 @@ command -v containerd >/dev/null || missing+=(containerd)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v podman >/dev/null || missing+=(podman)
 command -v make >/dev/null || missing+=(make)
+command -v zstd >/dev/null || missing+=(zstd)
+command -v gzip >/dev/null || missing+=(gzip)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} with apt-get" >&2
   export DEBIAN_FRONTEND=noninteractive

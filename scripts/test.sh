@@ -14,6 +14,8 @@ echo "test: type check (tsc --noEmit)"
 bun x tsc --noEmit -p .
 echo "test: import directions"
 bun scripts/check-imports.ts
+echo "test: one door for writes, one for reads"
+bun scripts/check-io.ts
 echo "test: doc examples"
 bun scripts/check-docs.ts
 echo "test: bun test"

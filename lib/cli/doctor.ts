@@ -6,14 +6,14 @@
  * @module
  */
 
-import { constants, copyFileSync, statfsSync, unlinkSync, writeFileSync } from "node:fs";
+import { statfsSync } from "node:fs";
 import type { Config } from "../config/config.ts";
 import { AuthError, RegistryError } from "../errors.ts";
 import { endpointsFor } from "../registry/hosts.ts";
 import { RegistryClient, type RegistryClientOptions } from "../registry/client.ts";
 import { Store } from "../store/store.ts";
 import { formatBytes } from "../units.ts";
-import { tempPath } from "../store/paths.ts";
+import { canClone, probeWritable } from "../store/writer.ts";
 import { describeFsError } from "../store/files.ts";
 
 /** One finding. */
@@ -87,22 +87,19 @@ function checkCache(config: Config): Check {
       fix: "choose a writable directory with --cache-dir or OCICACHE_DIR (pulls still work, uncached)",
     };
   }
-  const probe = tempPath(store.root, "doctor");
-  try {
-    writeFileSync(probe, "ocicache doctor");
-  } catch (error) {
+  const unusable = probeWritable(store.tmpDir);
+  if (unusable !== undefined) {
     return {
       subject: "cache",
       ok: false,
-      detail: `${config.cacheDir}: ${describeFsError(error)}`,
+      detail: `${config.cacheDir}: ${describeFsError(unusable)}`,
       fix: "free space or fix the permissions of the cache directory",
     };
   }
   const stats = statfsSync(config.cacheDir);
   const free = Number(stats.bavail) * Number(stats.bsize);
   const fs = FILE_SYSTEMS[Number(stats.type)] ?? `type 0x${Number(stats.type).toString(16)}`;
-  const cow = reflinks(probe);
-  unlinkSync(probe);
+  const cow = canClone(store.tmpDir);
   const copies = cow ? "copy-on-write clones for -o" : "no copy-on-write: -o copies, --link hardlinks";
   const detail = `${config.cacheDir} (${fs}, ${formatBytes(free)} free, writable; ${copies})`;
   if (free < LOW_SPACE_BYTES)
@@ -152,22 +149,5 @@ async function checkRegistry(client: RegistryClient, host: string): Promise<Chec
           ? 'trust its CA with --ca-file or "ca" for the host in the config'
           : "check the address and that the registry runs; mirrors that fail are skipped, the origin must answer";
     return { subject: "registry", ok: false, detail: message, fix };
-  }
-}
-
-/** Whether the file system clones files (FICLONE) instead of copying them. */
-function reflinks(probe: string): boolean {
-  const clone = `${probe}.clone`;
-  try {
-    copyFileSync(probe, clone, constants.COPYFILE_FICLONE_FORCE);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    try {
-      unlinkSync(clone);
-    } catch {
-      // Never created.
-    }
   }
 }

@@ -23,6 +23,7 @@ import {
 } from "../pull/pull.ts";
 import { parseLayoutSource, parseReference, type LayoutSource, type Reference } from "../oci/reference.ts";
 import type { Role } from "../oci/names.ts";
+import { fileBody } from "../oci/read.ts";
 import { readLock, type LockUse } from "../pull/lock.ts";
 
 const ROLES: Role[] = ["kernel", "initrd", "kernel.dbg", "rom"];
@@ -122,7 +123,7 @@ async function catBlob(context: Context): Promise<number> {
     if (streamed) return EXIT_CODES.ok;
     path = blob.path;
   }
-  await Bun.write(Bun.stdout, Bun.file(path!));
+  await Bun.write(Bun.stdout, fileBody(path!));
   return EXIT_CODES.ok;
 }
 

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { openCache, type Context } from "./context.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
@@ -19,6 +19,7 @@ import { configDir } from "../home.ts";
 import { readHtpasswd } from "../server/htpasswd.ts";
 import { isLoopback } from "../oci/host.ts";
 import { Metrics } from "../server/metrics.ts";
+import { writeFileAtomic } from "../store/writer.ts";
 import { createAdminApp } from "../server/app.ts";
 
 /**
@@ -100,8 +101,7 @@ function generateToken(): { value: string; file: string } {
   const value = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex");
   const file = join(configDir(process.env), "admin-token");
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  writeFileSync(file, `${value}\n`, { mode: 0o600 });
-  chmodSync(file, 0o600);
+  writeFileAtomic(file, `${value}\n`, { mode: 0o600 });
   return { value, file };
 }
 

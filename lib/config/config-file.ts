@@ -8,7 +8,8 @@
  * @module
  */
 
-import { readFileSync } from "node:fs";
+import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
+import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
 import { HOST_RE, type MirrorSettings, type RegistrySettings } from "../oci/host.ts";
@@ -108,10 +109,9 @@ export function readConfigFile(path: string): ConfigFile {
 export function checkConfigFile(path: string): { file: ConfigFile } | { problems: string[] } {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = readFileBounded(path, MAX_USER_FILE_BYTES, { follow: true }).toString("utf8");
   } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    return { problems: [code === "ENOENT" ? "it does not exist" : `it cannot be read (${code})`] };
+    return { problems: [describeReadError(cause)] };
   }
   let json: unknown;
   try {

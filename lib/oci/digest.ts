@@ -5,7 +5,8 @@
  * @module
  */
 
-import { closeSync, constants, openSync, readSync } from "node:fs";
+import { closeSync } from "node:fs";
+import { openRegular, readAt } from "./read.ts";
 import { DigestMismatchError, SizeMismatchError, UsageError } from "../errors.ts";
 
 /** A validated `sha256:<64 lowercase hex>` digest. */
@@ -188,14 +189,14 @@ const HASH_CHUNK_BYTES = 1024 * 1024;
  */
 export function hashFile(path: string, offset = 0, length?: number): { digest: Digest; size: number } {
   const hasher = new Bun.CryptoHasher("sha256");
-  const fd = openSync(path, "r");
+  const fd = openRegular(path);
   const buffer = Buffer.allocUnsafe(HASH_CHUNK_BYTES);
   let size = 0;
   try {
     for (;;) {
       const want = length === undefined ? HASH_CHUNK_BYTES : Math.min(HASH_CHUNK_BYTES, length - size);
       if (want === 0) break;
-      const n = readSync(fd, buffer, 0, want, offset + size);
+      const n = readAt(fd, buffer, 0, want, offset + size);
       if (n === 0) break;
       hasher.update(buffer.subarray(0, n));
       size += n;
@@ -221,11 +222,11 @@ export function hashFile(path: string, offset = 0, length?: number): { digest: D
  */
 export async function hashFileAsync(path: string): Promise<Digest> {
   const hasher = new Bun.CryptoHasher("sha256");
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const fd = openRegular(path);
   const buffer = Buffer.allocUnsafe(HASH_CHUNK_BYTES);
   try {
     for (let position = 0; ; ) {
-      const n = readSync(fd, buffer, 0, buffer.length, position);
+      const n = readAt(fd, buffer, 0, buffer.length, position);
       if (n === 0) break;
       hasher.update(buffer.subarray(0, n));
       position += n;

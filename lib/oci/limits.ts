@@ -18,5 +18,16 @@ export const DEFAULT_LOCK_TIMEOUT_MS = 10 * 60_000;
 export const DEFAULT_LOW_SPEED_BYTES_PER_SECOND = 1024;
 /** … on average over this long fails (curl's `--speed-limit 1024 --speed-time 60`). */
 export const DEFAULT_LOW_SPEED_WINDOW_MS = 60_000;
+/** The largest `index.json` read (a cache's, or an image layout's): some 100,000 references. */
+export const MAX_INDEX_BYTES = 64 * 1024 * 1024;
+/** The largest file a user points ocicache at (a config, a lock file, an htpasswd file, a registry's auth file). */
+export const MAX_USER_FILE_BYTES = 16 * 1024 * 1024;
+/**
+ * A compressed layer may decompress to at most this many times its size (a kernel or an initrd compresses a few
+ * times; a gzip bomb a thousand) …
+ */
+export const MAX_DECOMPRESSION_RATIO = 100;
+/** … or to this many bytes, whichever is more: a small layer of zeros is no bomb. */
+export const MIN_DECOMPRESSION_CEILING_BYTES = 256 * 1024 * 1024;
 /** The largest `WWW-Authenticate` header answered. */
 export const MAX_CHALLENGE_BYTES = 16 * 1024;

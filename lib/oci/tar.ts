@@ -9,7 +9,8 @@
  * @module
  */
 
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync } from "node:fs";
+import { openRegular, readAt } from "./read.ts";
 import { IntegrityError, NotFoundError } from "../errors.ts";
 
 /** Where a member's content lies in the tar file. */
@@ -21,6 +22,8 @@ export interface TarRange {
 const BLOCK = 512;
 /** Longest PAX or GNU long-name record read into memory. */
 const MAX_META_BYTES = 1024 * 1024;
+/** The most PAX or long-name records before one member (Go's archive/tar bounds them the same way). */
+const MAX_META_RECORDS = 16;
 
 /**
  * Locate the regular file `name` in the tar at `tarPath` (the last entry of
@@ -35,7 +38,7 @@ const MAX_META_BYTES = 1024 * 1024;
  * ```
  */
 export function findTarMember(tarPath: string, name: string, tarSize: number): TarRange {
-  const fd = openSync(tarPath, "r");
+  const fd = openRegular(tarPath);
   try {
     return scan(fd, name, tarSize, tarPath);
   } finally {
@@ -48,9 +51,10 @@ function scan(fd: number, name: string, tarSize: number, tarPath: string): TarRa
   let found: TarRange | undefined;
   let position = 0;
   let longName: string | undefined;
-  let pax: Record<string, string> = {};
+  let pax: Pax = {};
+  let records = 0;
   while (position + BLOCK <= tarSize) {
-    if (readSync(fd, header, 0, BLOCK, position) !== BLOCK) break;
+    if (readAt(fd, header, 0, BLOCK, position) !== BLOCK) break;
     if (header.every((b) => b === 0)) break;
     if (!checksumOk(header))
       throw new IntegrityError(`Cannot read tar layer "${tarPath}": bad header checksum at byte ${position}`);
@@ -62,14 +66,16 @@ function scan(fd: number, name: string, tarSize: number, tarPath: string): TarRa
       throw new IntegrityError(`Cannot read tar layer "${tarPath}": a member runs past the end of the layer`);
     }
     if (type === "L" || type === "x") {
+      if (++records > MAX_META_RECORDS) throw tooManyRecords(tarPath);
       const meta = readMeta(fd, dataOffset, size, tarPath);
       if (type === "L") longName = meta.replace(/\0.*$/s, "");
-      else pax = { ...pax, ...parsePax(meta) };
+      else parsePax(meta, pax);
     } else if (type !== "g") {
       const memberName = pax.path ?? longName ?? ustarName(header);
       if ((type === "0" || type === "\0") && stripLeading(memberName) === name) found = { offset: dataOffset, size };
       longName = undefined;
       pax = {};
+      records = 0;
     }
     position = dataOffset + Math.ceil(size / BLOCK) * BLOCK;
   }
@@ -81,24 +87,34 @@ function readMeta(fd: number, offset: number, size: number, tarPath: string): st
   if (size > MAX_META_BYTES)
     throw new IntegrityError(`Cannot read tar layer "${tarPath}": a ${size}-byte header record is too large`);
   const buffer = new Uint8Array(size);
-  readSync(fd, buffer, 0, size, offset);
+  readAt(fd, buffer, 0, size, offset);
   return new TextDecoder().decode(buffer);
 }
 
-/** PAX records: `<length> <key>=<value>\n` (POSIX pax, "pax Header Block"). */
-function parsePax(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  let rest = text;
-  while (rest.length > 0) {
-    const space = rest.indexOf(" ");
-    const length = Number(rest.slice(0, space));
-    if (space <= 0 || !Number.isInteger(length) || length <= space) break;
-    const record = rest.slice(space + 1, length - 1);
+/** The PAX keys a walk uses; every other record is skipped, so that merging records costs nothing. */
+interface Pax {
+  path?: string;
+  size?: string;
+}
+
+/** Read PAX records (`<length> <key>=<value>\n`, POSIX pax, "pax Header Block") into `into`: `path` and `size`. */
+function parsePax(text: string, into: Pax): void {
+  for (let at = 0; at < text.length; ) {
+    const space = text.indexOf(" ", at);
+    const length = Number(text.slice(at, space));
+    if (space <= at || !Number.isInteger(length) || length <= space - at) break;
+    const record = text.slice(space + 1, at + length - 1);
     const eq = record.indexOf("=");
-    if (eq > 0) out[record.slice(0, eq)] = record.slice(eq + 1);
-    rest = rest.slice(length);
+    const key = record.slice(0, eq);
+    if (key === "path" || key === "size") into[key] = record.slice(eq + 1);
+    at += length;
   }
-  return out;
+}
+
+function tooManyRecords(what: string): IntegrityError {
+  return new IntegrityError(
+    `Cannot read tar layer "${what}": more than ${MAX_META_RECORDS} header records before one member`,
+  );
 }
 
 function ustarName(header: Uint8Array): string {
@@ -164,7 +180,8 @@ export async function extractTarMembers(
   const input = new StreamReader(stream[Symbol.asyncIterator]());
   const found = new Set<string>();
   let longName: string | undefined;
-  let pax: Record<string, string> = {};
+  let pax: Pax = {};
+  let records = 0;
   for (;;) {
     const header = await input.take(BLOCK);
     if (header === undefined || header.every((b) => b === 0)) break;
@@ -177,9 +194,10 @@ export async function extractTarMembers(
     if (type === "L" || type === "x") {
       if (size > MAX_META_BYTES)
         throw new IntegrityError(`Cannot read tar layer "${what}": a ${size}-byte header record is too large`);
+      if (++records > MAX_META_RECORDS) throw tooManyRecords(what);
       const meta = new TextDecoder().decode(await input.need(size, what));
       if (type === "L") longName = meta.replace(/\0.*$/s, "");
-      else pax = { ...pax, ...parsePax(meta) };
+      else parsePax(meta, pax);
       await input.pass(padding, undefined, what);
     } else {
       const name = stripLeading(pax.path ?? longName ?? ustarName(header));
@@ -191,6 +209,7 @@ export async function extractTarMembers(
       if (type !== "g") {
         longName = undefined;
         pax = {};
+        records = 0;
       }
     }
   }

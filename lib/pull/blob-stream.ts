@@ -9,13 +9,13 @@
  * @module
  */
 
-import { closeSync, readSync } from "node:fs";
+import { closeSync } from "node:fs";
 import { Verifier, type Digest, type Expected } from "../oci/digest.ts";
 import type { BlobResult } from "./download.ts";
 import { IntegrityError, StoreError } from "../errors.ts";
 import { partialPath } from "../store/paths.ts";
 import type { Store } from "../store/store.ts";
-import { openRegular } from "../store/files.ts";
+import { openRegular, readAt } from "../oci/read.ts";
 
 /** Where the chunks of a body come from; `null` is the end. */
 export interface ChunkSource {
@@ -187,6 +187,6 @@ const FOLLOW_POLL_MS = 10;
 /** The next chunk from `offset` (a buffer of its own: the stream holds one back), or `null` at the file's end. */
 function readChunk(fd: number, offset: number, size: number, chunkBytes: number): Uint8Array | null {
   const buffer = Buffer.allocUnsafe(Math.min(chunkBytes, size - offset));
-  const n = readSync(fd, buffer, 0, buffer.length, offset);
+  const n = readAt(fd, buffer, 0, buffer.length, offset);
   return n === 0 ? null : buffer.subarray(0, n);
 }

@@ -18,7 +18,8 @@ import type { BlobResponse, RegistryClient } from "../registry/client.ts";
 import type { Store } from "../store/store.ts";
 import { BlobWriter } from "../store/writer.ts";
 import { type BodyLimits, readBody } from "../registry/body.ts";
-import { copyRange, lexists } from "../store/files.ts";
+import { lexists } from "../store/files.ts";
+import { readRange } from "../oci/read.ts";
 
 /** Where a verified blob is, and whether this call fetched it. */
 export interface BlobResult {
@@ -267,7 +268,7 @@ async function stream(
     fallback = moveToFallback(writer, options, new Uint8Array(), what);
   }
   if (fallback === undefined) return { path: undefined, hit: false, cached: false };
-  const result = fallback.commit(options.fallbackPath!, expected, 0o644);
+  const result = fallback.commit(options.fallbackPath!, expected, { mode: 0o644, durable: false });
   if (result.status === "committed") return { path: result.path, hit: false, cached: false };
   fallback.abort();
   throw result.status === "failed" ? result.error : new TypeError(result.reason);
@@ -331,7 +332,7 @@ function moveToFallback(
   try {
     const fallback = openFallback(options, what);
     if (fallback !== undefined) {
-      copyRange(writer.path, 0, writer.written, (chunk) => fallback.write(chunk));
+      readRange(writer.path, 0, writer.written, (chunk) => fallback.write(chunk));
       fallback.write(rest);
     }
     return fallback;

@@ -2,14 +2,18 @@
  * A local OCI image layout as a source (`oci:DIR[:tag]`): read where it is,
  * never copied into the cache (docs/ARCHITECTURE.md, rule 3). Manifests are
  * always verified; blobs by their size, and with `verify` by their digest.
+ * Every file is read as the cache's are: a regular file (a link, a FIFO or a
+ * device is refused, never followed or waited on), within its bound.
  *
  * @module
  */
 
-import { readFileSync, statSync } from "node:fs";
+import { lstatSync } from "node:fs";
 import { IntegrityError, NotFoundError } from "../errors.ts";
 import { digestOf, hashFile } from "../oci/digest.ts";
 import type { Descriptor } from "../oci/manifest.ts";
+import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
+import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 import type { LayoutSource } from "../oci/reference.ts";
 import { readIndex } from "../store/index-file.ts";
@@ -61,9 +65,9 @@ export function layoutSource(layout: LayoutSource, verify: boolean): ImageSource
 function readManifest(dir: string, descriptor: Descriptor): SourceManifest {
   let bytes: Uint8Array;
   try {
-    bytes = readFileSync(blobPath(dir, descriptor.digest));
+    bytes = readFileBounded(blobPath(dir, descriptor.digest), MAX_MANIFEST_BYTES);
   } catch (cause) {
-    throw new NotFoundError(`Cannot read manifest "${descriptor.digest}" in "${dir}": it is missing`, { cause });
+    throw layoutFileError(`Cannot read manifest "${descriptor.digest}" in "${dir}"`, cause);
   }
   const actual = digestOf(bytes);
   if (actual !== descriptor.digest)
@@ -77,9 +81,11 @@ function checkedBlob(dir: string, descriptor: Descriptor, verify: boolean): stri
   const path = blobPath(dir, descriptor.digest);
   let size: number;
   try {
-    size = statSync(path).size;
+    const stat = lstatSync(path);
+    if (!stat.isFile()) throw Object.assign(new Error("not a regular file"), { code: "EINVAL" });
+    size = stat.size;
   } catch (cause) {
-    throw new NotFoundError(`Cannot read blob "${descriptor.digest}" in "${dir}": it is missing`, { cause });
+    throw layoutFileError(`Cannot read blob "${descriptor.digest}" in "${dir}"`, cause);
   }
   if (size !== descriptor.size)
     throw new IntegrityError(
@@ -91,4 +97,13 @@ function checkedBlob(dir: string, descriptor: Descriptor, verify: boolean): stri
     );
   }
   return path;
+}
+
+/** A layout's file that is missing is not found; one that is not a regular file, or is over its bound, is bad. */
+function layoutFileError(action: string, cause: unknown): Error {
+  const reason = describeReadError(cause);
+  const missing = reason === "it does not exist";
+  return missing
+    ? new NotFoundError(`${action}: it is missing`, { cause })
+    : new IntegrityError(`${action}: ${reason}`, { cause });
 }

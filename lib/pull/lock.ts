@@ -8,12 +8,14 @@
  * @module
  */
 
-import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { isDigest, type Digest } from "../oci/digest.ts";
 import { NotFoundError, UsageError } from "../errors.ts";
 import type { Role } from "../oci/names.ts";
 import type { PlatformWant } from "../oci/platform.ts";
 import { formatReference, type Reference } from "../oci/reference.ts";
+import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
+import { describeReadError, readFileBounded } from "../oci/read.ts";
+import { writeFileAtomic } from "../store/writer.ts";
 
 /** The lock file's name when none is given. */
 export const DEFAULT_LOCK_FILE = "ocicache.lock";
@@ -62,10 +64,9 @@ export interface LockUse {
 export function readLock(path: string): LockFile {
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(path, "utf8"));
+    json = JSON.parse(readFileBounded(path, MAX_USER_FILE_BYTES, { follow: true }).toString("utf8"));
   } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    const reason = code === "ENOENT" ? "it does not exist" : code === undefined ? "it is not JSON" : code;
+    const reason = cause instanceof SyntaxError ? "it is not JSON" : describeReadError(cause);
     throw new UsageError(`Cannot read the lock file "${path}": ${reason}`, { cause });
   }
   const problem = lockProblem(json);
@@ -119,12 +120,9 @@ export function writeLock(path: string, lock: LockFile): void {
       })),
     };
   }
-  const temp = `${path}.${process.pid}.tmp`;
   try {
-    writeFileSync(temp, `${JSON.stringify({ lockfileVersion: 1, references }, null, 2)}\n`);
-    renameSync(temp, path);
+    writeFileAtomic(path, `${JSON.stringify({ lockfileVersion: 1, references }, null, 2)}\n`);
   } catch (error) {
-    rmSync(temp, { force: true });
     throw new UsageError(`Cannot write the lock file "${path}": ${(error as Error).message}`, { cause: error });
   }
 }

@@ -10,6 +10,7 @@
 
 import { IntegrityError, StoreError } from "../errors.ts";
 import { extractTarMembers } from "../oci/tar.ts";
+import { decompressedStream } from "../oci/read.ts";
 import type { Digest } from "../oci/digest.ts";
 import type { ImageFile } from "../oci/files.ts";
 import type { DerivedFile } from "../store/index-file.ts";
@@ -43,7 +44,7 @@ export async function takeOutOfCompressed(
 ): Promise<Map<string, DerivedFile>> {
   const writers = new Map<string, BlobWriter>();
   try {
-    const stream = Bun.file(layerPath).stream().pipeThrough(new DecompressionStream(compression));
+    const stream = decompressedStream(layerPath, compression);
     await extractTarMembers(
       stream,
       new Set(paths),

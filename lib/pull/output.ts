@@ -6,28 +6,14 @@
  * @module
  */
 
-import {
-  chmodSync,
-  closeSync,
-  constants,
-  copyFileSync,
-  ftruncateSync,
-  linkSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  renameSync,
-  statfsSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from "node:fs";
-import { dirname, join } from "node:path";
-import { digestHex, type Digest } from "../oci/digest.ts";
+import { lstatSync, mkdirSync, statfsSync, statSync, unlinkSync } from "node:fs";
+import { dirname } from "node:path";
+import type { Digest } from "../oci/digest.ts";
 import { StoreError } from "../errors.ts";
 import { tempBeside } from "../store/paths.ts";
-import { BlobWriter, trackUnfinished, untrackUnfinished } from "../store/writer.ts";
-import { copyRange, describeFsError } from "../store/files.ts";
+import { BlobWriter, copyFileAtomic } from "../store/writer.ts";
+import { readRange } from "../oci/read.ts";
+import { describeFsError } from "../store/files.ts";
 
 /** How a file is placed. */
 export interface PlaceOptions {
@@ -47,18 +33,10 @@ export interface PlaceOptions {
  * ```
  */
 export function placeFile(source: string, dest: string, options: PlaceOptions = {}): void {
-  const tmp = tempBeside(dest);
   try {
     mkdirSync(dirname(dest), { recursive: true });
-    if (options.link) {
-      linkSync(source, tmp);
-    } else {
-      copyFileSync(source, tmp, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL);
-      chmodSync(tmp, 0o644);
-    }
-    renameSync(tmp, dest);
+    copyFileAtomic(source, dest, options);
   } catch (error) {
-    removeQuietly(tmp);
     throw new StoreError(`Cannot write "${dest}": ${describeFsError(error)}`, { cause: error });
   }
 }
@@ -78,12 +56,12 @@ export function placeRange(source: string, offset: number, length: number, dest:
     throw new StoreError(`Cannot write "${dest}": ${describeFsError(error)}`, { cause: error });
   }
   try {
-    copyRange(source, offset, length, (chunk) => writer.write(chunk));
+    readRange(source, offset, length, (chunk) => writer.write(chunk));
   } catch (error) {
     writer.abort();
     throw new StoreError(`Cannot write "${dest}": ${describeFsError(error)}`, { cause: error });
   }
-  const result = writer.commit(dest, { size: length }, 0o644);
+  const result = writer.commit(dest, { size: length }, { mode: 0o644, durable: false });
   if (result.status !== "committed") {
     writer.abort();
     throw new StoreError(
@@ -102,32 +80,27 @@ export function placeRange(source: string, offset: number, length: number, dest:
  * (it counts among the process's unfinished files).
  */
 export class OutputTee {
-  readonly path: string;
-  #fd: number | undefined;
-  #written = 0;
+  readonly #writer: BlobWriter;
+  readonly #digest: Digest;
   #abandoned = false;
-  #finished = false;
+  #closed = false;
 
   /** @throws {Error} the file system's error when the temp file cannot be made (the output is then copied). */
   constructor(outDir: string, digest: Digest) {
-    this.path = join(outDir, `.ocicache-${digestHex(digest).slice(0, 16)}.out`);
-    this.#fd = openSync(
-      this.path,
-      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-      0o644,
-    );
-    trackUnfinished(this.path);
+    // A random name: one planted beforehand in an output directory others can write is never the one used.
+    this.#writer = BlobWriter.create(tempBeside(`${outDir}/layer`), { hash: false });
+    this.#digest = digest;
+  }
+
+  /** Its temp file. */
+  get path(): string {
+    return this.#writer.path;
   }
 
   write(chunk: Uint8Array): void {
-    if (this.#abandoned || this.#fd === undefined) return;
+    if (this.#abandoned || this.#closed) return;
     try {
-      // At its own position: after a restart the file starts again at its first byte.
-      for (let offset = 0; offset < chunk.byteLength; ) {
-        const n = writeSync(this.#fd, chunk, offset, chunk.byteLength - offset, this.#written);
-        offset += n;
-        this.#written += n;
-      }
+      this.#writer.write(chunk);
     } catch {
       this.#abandoned = true;
     }
@@ -135,10 +108,9 @@ export class OutputTee {
 
   /** The download starts over from the first byte. */
   restart(): void {
-    if (this.#fd === undefined) return;
+    if (this.#closed) return;
     try {
-      ftruncateSync(this.#fd, 0);
-      this.#written = 0;
+      this.#writer.truncate();
       this.#abandoned = false;
     } catch {
       this.#abandoned = true;
@@ -150,32 +122,23 @@ export class OutputTee {
     this.#abandoned = true;
   }
 
-  /** Rename it to `dest` (mode 0644) when it holds `size` bytes, all of one download from its first byte. */
+  /**
+   * Rename it to `dest` (mode 0644, set on its descriptor) when it holds `size` bytes, all of one download from its
+   * first byte, and its temp file is still the one it wrote.
+   */
   finish(dest: string, size: number): boolean {
-    this.#close();
-    if (this.#abandoned || this.#written !== size) return false;
-    try {
-      chmodSync(this.path, 0o644);
-      renameSync(this.path, dest);
-    } catch {
-      return false;
-    }
-    this.#finished = true;
-    untrackUnfinished(this.path);
-    return true;
+    if (this.#closed || this.#abandoned || this.#writer.written !== size) return false;
+    const result = this.#writer.commit(dest, { digest: this.#digest, size }, { mode: 0o644, durable: false });
+    this.#closed = true;
+    if (result.status !== "committed") this.#writer.abort();
+    return result.status === "committed";
   }
 
   /** Remove it (not needed, or not whole); once finished, its name may be another tee's: nothing is removed. */
   discard(): void {
-    this.#close();
-    if (this.#finished) return;
-    removeQuietly(this.path);
-    untrackUnfinished(this.path);
-  }
-
-  #close(): void {
-    if (this.#fd !== undefined) closeSync(this.#fd);
-    this.#fd = undefined;
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#writer.abort();
   }
 }
 

@@ -8,7 +8,8 @@
  * @module
  */
 
-import { readFileSync } from "node:fs";
+import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
+import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { join } from "node:path";
 import { homeDir } from "../home.ts";
 import { isErrno, UsageError } from "../errors.ts";
@@ -105,10 +106,10 @@ function loadDockerConfig(env: Record<string, string | undefined>): DockerConfig
   if (text === undefined || text === "") {
     where = join(env.DOCKER_CONFIG || join(homeDir(env), ".docker"), "config.json");
     try {
-      text = readFileSync(where, "utf8");
+      text = readFileBounded(where, MAX_USER_FILE_BYTES, { follow: true }).toString("utf8");
     } catch (error) {
       if (isErrno(error, "ENOENT", "ENOTDIR", "EACCES")) return undefined;
-      throw error;
+      throw new UsageError(`Cannot read credentials from "${where}": ${describeReadError(error)}`, { cause: error });
     }
   }
   try {

@@ -8,7 +8,8 @@
  * @module
  */
 
-import { readFileSync } from "node:fs";
+import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
+import { describeReadError, readFileBounded } from "../oci/read.ts";
 import type { Credentials } from "./credentials.ts";
 import { UsageError } from "../errors.ts";
 import {
@@ -108,13 +109,9 @@ function endpoint(
 function trustedCertificates(files: string[]): string[] {
   const own = files.map((file) => {
     try {
-      return readFileSync(file, "utf8");
+      return readFileBounded(file, MAX_USER_FILE_BYTES, { follow: true }).toString("utf8");
     } catch (cause) {
-      throw new UsageError(
-        `Cannot read the CA file "${file}": ` +
-          `${(cause as NodeJS.ErrnoException).code === "ENOENT" ? "it does not exist" : (cause as Error).message}`,
-        { cause },
-      );
+      throw new UsageError(`Cannot read the CA file "${file}": ${describeReadError(cause)}`, { cause });
     }
   });
   return [...own, ...(require("node:tls") as typeof import("node:tls")).rootCertificates];

@@ -26,9 +26,8 @@ import { pullImage, pullJson } from "../pull/pull.ts";
 import { formatReference, parseReference } from "../oci/reference.ts";
 import { removeTargets } from "../store/remove.ts";
 import { blobRows, cacheStats, cleanupJson, referenceRows, removalJson } from "../store/report.ts";
-import { tempPath } from "../store/paths.ts";
+import { probeWritable } from "../store/writer.ts";
 import { parseDuration, parseSize } from "../units.ts";
-import { unlinkSync, writeFileSync } from "node:fs";
 
 /** What the admin app works with. */
 export interface AdminDeps {
@@ -284,12 +283,5 @@ function parseWith<T>(schema: z.ZodType<T>, value: unknown): T {
 
 /** `undefined` when a file can be created in the cache's `tmp/`, else why not. */
 function cacheWritable(cache: Cache): string | undefined {
-  const probe = tempPath(cache.store.root, "ready");
-  try {
-    writeFileSync(probe, "");
-    unlinkSync(probe);
-    return undefined;
-  } catch (error) {
-    return (error as Error).message;
-  }
+  return probeWritable(cache.store.tmpDir)?.message;
 }

@@ -7,7 +7,8 @@
  * @module
  */
 
-import { readFileSync } from "node:fs";
+import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
+import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { UsageError } from "../errors.ts";
 
 /** Users and their bcrypt hashes. */
@@ -26,13 +27,9 @@ export type Htpasswd = Map<string, string>;
 export function readHtpasswd(path: string): Htpasswd {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = readFileBounded(path, MAX_USER_FILE_BYTES, { follow: true }).toString("utf8");
   } catch (cause) {
-    throw new UsageError(
-      `Cannot read the htpasswd file "${path}": ` +
-        `${(cause as NodeJS.ErrnoException).code === "ENOENT" ? "it does not exist" : (cause as Error).message}`,
-      { cause },
-    );
+    throw new UsageError(`Cannot read the htpasswd file "${path}": ${describeReadError(cause)}`, { cause });
   }
   const users: Htpasswd = new Map();
   for (const [index, line] of text.split("\n").entries()) {

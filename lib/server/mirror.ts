@@ -21,6 +21,7 @@ import { parseRange } from "./range.ts";
 import { Slots } from "./slots.ts";
 import { cachedRepositories, paginate, TagMemory } from "./tags.ts";
 import { verifyCached } from "./verified.ts";
+import { fileBody } from "../oci/read.ts";
 
 const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/;
 const TAGS_RE = /^\/v2\/(.+)\/tags\/list$/;
@@ -152,7 +153,7 @@ async function serveBlob(
   }
   if (range === undefined) {
     metrics.bytesServedFromCache += blob.size;
-    return new Response(Bun.file(blob.path), {
+    return new Response(fileBody(blob.path), {
       status: 200,
       headers: { ...headers, "Content-Length": String(blob.size) },
     });
@@ -162,7 +163,7 @@ async function serveBlob(
     return new Response(null, { status: 416, headers: { ...headers, "Content-Range": `bytes */${blob.size}` } });
   const [start, end] = parsed;
   metrics.bytesServedFromCache += end - start + 1;
-  return new Response(Bun.file(blob.path).slice(start, end + 1), {
+  return new Response(fileBody(blob.path, start, end), {
     status: 206,
     headers: {
       ...headers,

@@ -18,7 +18,8 @@ import { removeStaleMemos } from "./lookup.ts";
 import { classifyTemp } from "./paths.ts";
 import { lockCleanup, removeUnits, type RemovedUnit } from "./remove.ts";
 import type { Store } from "./store.ts";
-import { lexists, listNames, removeEntriesUnless, stampFile } from "./files.ts";
+import { lexists, listNames, removeEntriesUnless } from "./files.ts";
+import { stampFile } from "./writer.ts";
 
 /** What may be removed. */
 export interface CleanupPolicy {

@@ -1,62 +1,15 @@
 /**
- * Small file helpers of the store and the outputs: opening without following
- * links, whole writes, ranges read in chunks, one line for a file-system
- * failure.
+ * Small file helpers of the store: listing and removing entries without
+ * following links, small JSON records read within a bound, one line for a
+ * file-system failure. Files are written only through `writer.ts` and read
+ * only through `../oci/read.ts`.
  *
  * @module
  */
 
-import {
-  closeSync,
-  constants,
-  fstatSync,
-  futimesSync,
-  lstatSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  readSync,
-  renameSync,
-  unlinkSync,
-  writeFileSync,
-  writeSync,
-} from "node:fs";
+import { lstatSync, readdirSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
-import { SizeMismatchError } from "../errors.ts";
-import { tempPath } from "./paths.ts";
-
-/**
- * Open a file for reading without following a link, and only if it is a
- * regular file (a FIFO or a device planted in its place is refused, without
- * blocking on it).
- *
- * @throws {Error} the file system's error: `ELOOP` for a link, `EINVAL` for what is not a regular file.
- */
-export function openRegular(path: string): number {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  if (!fstatSync(fd).isFile()) {
-    closeSync(fd);
-    throw Object.assign(new Error(`"${path}" is not a regular file`), { code: "EINVAL" });
-  }
-  return fd;
-}
-
-/** Set a marker file's mtime, creating it without following a link (anything planted in its place is replaced). */
-export function stampFile(path: string, now: number): void {
-  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK;
-  let fd: number;
-  try {
-    fd = openSync(path, flags, 0o644);
-  } catch {
-    unlinkSync(path);
-    fd = openSync(path, flags | constants.O_EXCL, 0o644);
-  }
-  try {
-    futimesSync(fd, new Date(now), new Date(now));
-  } finally {
-    closeSync(fd);
-  }
-}
+import { readFileBounded } from "../oci/read.ts";
 
 /** The names in a directory; none when it is missing or cannot be read. */
 export function listNames(dir: string): string[] {
@@ -85,32 +38,11 @@ export function removeEntriesUnless(dir: string, keep: (name: string, path: stri
 
 /** A small JSON file: parsed when it is a regular file (no link followed) of at most `maxBytes`, else `undefined`. */
 export function readSmallJson(path: string, maxBytes: number): unknown {
-  let fd: number;
   try {
-    fd = openRegular(path);
+    return JSON.parse(readFileBounded(path, maxBytes).toString("utf8"));
   } catch {
     return undefined;
   }
-  try {
-    if (fstatSync(fd).size > maxBytes) return undefined;
-    return JSON.parse(readFileSync(fd, "utf8"));
-  } catch {
-    return undefined;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * Replace `dest` with `text`: written to a new temp file in the cache's `tmp/` (`O_EXCL`), then renamed over it (a
- * link at `dest` is replaced, never followed).
- *
- * @throws {Error} the file system's error.
- */
-export function replaceSmallFile(root: string, prefix: string, dest: string, text: string): void {
-  const temp = tempPath(root, prefix);
-  writeFileSync(temp, text, { flag: "wx", mode: 0o644 });
-  renameSync(temp, dest);
 }
 
 /** Whether anything (a link too, never followed) is at `path`. */
@@ -122,39 +54,6 @@ export function lexists(path: string): boolean {
     return false;
   }
 }
-
-/**
- * Write a whole chunk, looping over short writes; `onWritten` sees each
- * write so that a failure midway still tells how much landed.
- */
-export function writeAll(fd: number, chunk: Uint8Array, onWritten?: (n: number) => void): number {
-  let offset = 0;
-  while (offset < chunk.byteLength) {
-    const n = writeSync(fd, chunk, offset, chunk.byteLength - offset);
-    offset += n;
-    onWritten?.(n);
-  }
-  return offset;
-}
-
-/** Read `length` bytes of a regular file from `offset`, in 1 MiB chunks (one buffer, reused). */
-export function copyRange(source: string, offset: number, length: number, onChunk: (chunk: Uint8Array) => void): void {
-  const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK_BYTES, Math.max(length, 1)));
-  const fd = openRegular(source);
-  try {
-    for (let done = 0; done < length; ) {
-      const n = readSync(fd, buffer, 0, Math.min(buffer.length, length - done), offset + done);
-      if (n === 0) throw new SizeMismatchError(length, done, `range of "${source}"`);
-      onChunk(buffer.subarray(0, n));
-      done += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Bytes read at once when a file is copied or hashed again. */
-export const COPY_CHUNK_BYTES = 1024 * 1024;
 
 /** One line for a file-system failure: `read-only file system`, `no space left on device`. */
 export function describeFsError(error: unknown): string {

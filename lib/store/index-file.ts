@@ -6,13 +6,13 @@
  * @module
  */
 
-import { closeSync, readFileSync } from "node:fs";
 import { isDigest, type Digest } from "../oci/digest.ts";
+import { MAX_INDEX_BYTES } from "../oci/limits.ts";
+import { readFileBounded } from "../oci/read.ts";
 import { acquireLock } from "./lock.ts";
-import { cachePaths, tempPath } from "./paths.ts";
-import { BlobWriter } from "./writer.ts";
+import { cachePaths } from "./paths.ts";
+import { writeFileAtomic } from "./writer.ts";
 import { DERIVED_ANNOTATION, OCI_INDEX, REF_NAME_ANNOTATION } from "../oci/names.ts";
-import { openRegular } from "./files.ts";
 
 /** One descriptor of `index.json`. */
 export interface IndexEntry {
@@ -41,12 +41,7 @@ export interface DerivedFile {
 export function readIndex(root: string): IndexEntry[] {
   let parsed: unknown;
   try {
-    const fd = openRegular(cachePaths(root).indexFile);
-    try {
-      parsed = JSON.parse(readFileSync(fd, "utf8"));
-    } finally {
-      closeSync(fd);
-    }
+    parsed = JSON.parse(readFileBounded(cachePaths(root).indexFile, MAX_INDEX_BYTES).toString("utf8"));
   } catch {
     return [];
   }
@@ -121,18 +116,7 @@ export async function updateIndex(root: string, mutate: (entries: IndexEntry[]) 
   try {
     const entries = mutate(readIndex(root));
     const body = `${JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: entries }, null, 2)}\n`;
-    const writer = BlobWriter.create(tempPath(root, "index.json"));
-    try {
-      writer.write(new TextEncoder().encode(body));
-    } catch (error) {
-      writer.abort();
-      throw error;
-    }
-    const result = writer.commit(paths.indexFile, {}, 0o644);
-    if (result.status !== "committed") {
-      writer.abort();
-      throw result.status === "failed" ? result.error : new Error(result.reason);
-    }
+    writeFileAtomic(paths.indexFile, body, { tempDir: paths.tmpDir });
   } finally {
     lock.release();
   }

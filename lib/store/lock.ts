@@ -8,7 +8,9 @@
  * @module
  */
 
-import { closeSync, constants, lstatSync, lutimesSync, openSync, readSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, lstatSync, lutimesSync, unlinkSync } from "node:fs";
+import { openRegular, readAt } from "../oci/read.ts";
+import { createExclusive } from "./writer.ts";
 import { isErrno, StoreError } from "../errors.ts";
 
 /** Options of `acquireLock`. */
@@ -60,16 +62,7 @@ export function tryLock(path: string): Lock | undefined {
   const token = `${process.pid} ${Date.now()} ${Math.random().toString(36).slice(2)}`;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      const fd = openSync(
-        path,
-        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-        0o644,
-      );
-      try {
-        writeSync(fd, token);
-      } finally {
-        closeSync(fd);
-      }
+      createExclusive(path, token);
       const heartbeat = setInterval(() => refresh(path), HEARTBEAT_MS);
       heartbeat.unref();
       const lock = {
@@ -154,13 +147,13 @@ function readOwner(path: string): { pid: number; text: string } | undefined {
 function readLock(path: string): string | undefined {
   let fd: number;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    fd = openRegular(path);
   } catch {
     return undefined;
   }
   try {
     const buffer = Buffer.alloc(256);
-    return buffer.toString("utf8", 0, readSync(fd, buffer, 0, buffer.length, 0));
+    return buffer.toString("utf8", 0, readAt(fd, buffer, 0, buffer.length, 0));
   } catch {
     return undefined;
   } finally {

@@ -21,7 +21,8 @@ import { lstatSync } from "node:fs";
 import { isDigest, type Digest } from "../oci/digest.ts";
 import { isImageFileName } from "../oci/files.ts";
 import { REF_NAME_ANNOTATION } from "../oci/names.ts";
-import { readSmallJson, removeEntriesUnless, replaceSmallFile } from "./files.ts";
+import { readSmallJson, removeEntriesUnless } from "./files.ts";
+import { writeFileAtomic } from "./writer.ts";
 import { findEntry, isIndexEntry, readIndex, type IndexEntry } from "./index-file.ts";
 import type { Store } from "./store.ts";
 
@@ -194,7 +195,7 @@ const PLATFORM_KEYS = ["os", "architecture", "variant", "plat"];
 
 function writeMemo(store: Store, path: string, memo: Memo): void {
   try {
-    replaceSmallFile(store.root, "ref", path, JSON.stringify(memo));
+    writeFileAtomic(path, JSON.stringify(memo), { tempDir: store.tmpDir, durable: false });
   } catch {
     // Without a memo, the next lookup reads index.json whole: slower, never wrong.
   }

@@ -12,7 +12,8 @@
 import { lstatSync, type Stats } from "node:fs";
 import { resolve } from "node:path";
 import type { Digest } from "../oci/digest.ts";
-import { readSmallJson, removeEntriesUnless, replaceSmallFile } from "./files.ts";
+import { readSmallJson, removeEntriesUnless } from "./files.ts";
+import { writeFileAtomic } from "./writer.ts";
 import type { Store } from "./store.ts";
 
 /** The record of one output file. */
@@ -65,7 +66,7 @@ export function rememberOutput(store: Store, dest: string, digest: Digest, size:
       mtimeMs: stat.mtimeMs,
       ctimeMs: stat.ctimeMs,
     };
-    replaceSmallFile(store.root, "output", store.paths.output(path), JSON.stringify(record));
+    writeFileAtomic(store.paths.output(path), JSON.stringify(record), { tempDir: store.tmpDir, durable: false });
   } catch {
     // Without a record, the next pull writes the output again: slower, never wrong.
   }

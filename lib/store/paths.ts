@@ -124,7 +124,8 @@ export function tempBeside(dest: string): string {
 
 /** `<prefix>.<pid>.<random>.part`: the one temp-name scheme; the name tells who owns the file. */
 export function tempName(prefix: string): string {
-  return `${prefix}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.part`;
+  const random = Buffer.from(crypto.getRandomValues(new Uint8Array(8))).toString("hex");
+  return `${prefix}.${process.pid}.${random}.part`;
 }
 
 /** What an entry of `tmp/` is, by its name. */

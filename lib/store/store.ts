@@ -10,12 +10,13 @@
  * @module
  */
 
-import { closeSync, fstatSync, lstatSync, mkdirSync, readSync, type Stats, unlinkSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, type Stats, unlinkSync } from "node:fs";
 import { isDigest, type Digest, type Expected } from "../oci/digest.ts";
-import { isErrno } from "../errors.ts";
+import { IntegrityError, isErrno } from "../errors.ts";
 import { cachePaths, OCI_LAYOUT, tempPath, type CachePaths } from "./paths.ts";
-import { BlobWriter, type WriteResult } from "./writer.ts";
-import { copyRange, describeFsError, lexists, listNames, openRegular, stampFile } from "./files.ts";
+import { BlobWriter, stampFile, writeFileAtomic, type WriteResult } from "./writer.ts";
+import { describeFsError, lexists, listNames } from "./files.ts";
+import { readFileBounded, readRange } from "../oci/read.ts";
 
 export { OCI_LAYOUT };
 
@@ -90,9 +91,9 @@ export class Store {
     const untrusted = this.#checkDirectories().untrusted;
     if (untrusted !== undefined) return untrusted;
     try {
-      writeFileSync(this.paths.layoutFile, OCI_LAYOUT, { flag: "wx" });
+      writeFileAtomic(this.paths.layoutFile, OCI_LAYOUT, { tempDir: this.paths.tmpDir });
     } catch (error) {
-      if (!isErrno(error, "EEXIST")) return describeFsError(error);
+      return describeFsError(error);
     }
     return undefined;
   }
@@ -192,26 +193,11 @@ export class Store {
    */
   readBytes(digest: Digest, limit: number): Uint8Array | undefined {
     if (!this.#trusted) return undefined;
-    let fd: number;
     try {
-      fd = openRegular(this.blobPath(digest));
+      return readFileBounded(this.blobPath(digest), limit);
     } catch (error) {
-      if (isErrno(error, "ENOENT", "ENOTDIR", "ELOOP", "EINVAL")) return undefined;
+      if (error instanceof IntegrityError || isErrno(error, "ENOENT", "ENOTDIR", "ELOOP", "EINVAL")) return undefined;
       throw error;
-    }
-    try {
-      const size = fstatSync(fd).size;
-      if (size > limit) return undefined;
-      const bytes = Buffer.allocUnsafe(size);
-      let done = 0;
-      while (done < size) {
-        const n = readSync(fd, bytes, done, size - done, done);
-        if (n === 0) break;
-        done += n;
-      }
-      return bytes.subarray(0, done);
-    } finally {
-      closeSync(fd);
     }
   }
 
@@ -259,7 +245,7 @@ export class Store {
       return { status: "skipped", reason: describeFsError(error) };
     }
     try {
-      copyRange(source, offset, length, (chunk) => writer.write(chunk));
+      readRange(source, offset, length, (chunk) => writer.write(chunk));
     } catch (error) {
       writer.abort();
       return { status: "failed", error: error as Error };

@@ -15,8 +15,8 @@ import { removeAllMemos } from "./lookup.ts";
 import { lockCleanup } from "./remove.ts";
 import type { Store } from "./store.ts";
 import { extractTarMembers, findTarMember } from "../oci/tar.ts";
-import { closeSync, readSync } from "node:fs";
-import { openRegular } from "./files.ts";
+import { closeSync } from "node:fs";
+import { decompressedStream, openRegular, readAt } from "../oci/read.ts";
 import { DERIVED_ANNOTATION, REF_NAME_ANNOTATION } from "../oci/names.ts";
 
 /** What `verifyCache` found. */
@@ -141,7 +141,7 @@ function compressionOf(path: string): "gzip" | "zstd" | undefined {
   let fd: number | undefined;
   try {
     fd = openRegular(path);
-    readSync(fd, head, 0, 4, 0);
+    readAt(fd, head, 0, 4, 0);
   } catch {
     return undefined;
   } finally {
@@ -161,7 +161,7 @@ async function hashCompressedMembers(
 ): Promise<Map<string, Digest>> {
   const hashers = new Map<string, Bun.CryptoHasher>();
   try {
-    const stream = Bun.file(path).stream().pipeThrough(new DecompressionStream(compression));
+    const stream = decompressedStream(path, compression);
     await extractTarMembers(
       stream,
       new Set(paths),

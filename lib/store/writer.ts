@@ -1,11 +1,15 @@
 /**
- * The one way a file is written: every blob, partial download, file taken
- * out of a tar layer, fallback and output goes through `BlobWriter`. It hashes
- * and counts as it writes; `commit()` fsyncs, checks size and digest, sets the
- * mode on its own descriptor and renames into place (containerd's local
- * content writer does the same). Files are created with `O_EXCL | O_NOFOLLOW`
- * and opened with `O_NOFOLLOW`: a link planted where a temp file goes is
- * never written through.
+ * The one door through which ocicache writes a file, in the cache or outside
+ * it: every blob, partial download, file taken out of a tar layer, fallback,
+ * output, record, memo, `index.json`, lock file and marker. `BlobWriter`
+ * hashes and counts as it writes; `commit()` fsyncs, checks size and digest,
+ * sets the mode on its own descriptor and renames into place (containerd's
+ * local content writer does the same). Files are created under a random name
+ * with `O_EXCL | O_NOFOLLOW` and opened with `O_NOFOLLOW`: a link planted
+ * where a temp file goes is never written through, and one renamed into its
+ * place meanwhile is removed, never left at the destination.
+ * `scripts/check-io.ts` fails the suite when another module writes, renames,
+ * links, copies or chmods a file by itself.
  *
  * @module
  */
@@ -13,19 +17,24 @@
 import {
   closeSync,
   constants,
+  copyFileSync,
   fchmodSync,
   fdatasync,
   fstatSync,
   fsyncSync,
   ftruncateSync,
+  futimesSync,
+  linkSync,
   lstatSync,
   openSync,
   readSync,
   renameSync,
   unlinkSync,
+  writeSync,
 } from "node:fs";
 import type { Digest } from "../oci/digest.ts";
-import { COPY_CHUNK_BYTES, writeAll } from "./files.ts";
+import { READ_CHUNK_BYTES } from "../oci/read.ts";
+import { tempBeside, tempName } from "./paths.ts";
 import { DigestMismatchError, IntegrityError, SizeMismatchError } from "../errors.ts";
 
 /**
@@ -49,6 +58,16 @@ export interface WriterOptions {
   limit?: number;
   /** What is written, for messages. @default "content" */
   what?: string;
+  /** Hash what is written (`digest()`, `verify()`); off for a copy whose bytes another writer hashes. @default true */
+  hash?: boolean;
+}
+
+/** How `commit` puts a file in place. */
+export interface CommitOptions {
+  /** Its mode, set on the descriptor. @default 0o444 */
+  mode?: number;
+  /** `fsync` before the rename: off for what is not the cache's (an output) or can be made again. @default true */
+  durable?: boolean;
 }
 
 /**
@@ -70,7 +89,7 @@ export class BlobWriter {
   readonly #limit: number;
   readonly #what: string;
   #fd: number | undefined;
-  #hasher = new Bun.CryptoHasher("sha256");
+  #hasher: Bun.CryptoHasher | undefined;
   #digest: Digest | undefined;
   #written = 0;
   #flushedAt = 0;
@@ -81,6 +100,7 @@ export class BlobWriter {
     this.#fd = fd;
     this.#limit = options.limit ?? Number.MAX_SAFE_INTEGER;
     this.#what = options.what ?? "content";
+    if (options.hash !== false) this.#hasher = new Bun.CryptoHasher("sha256");
   }
 
   /**
@@ -129,12 +149,12 @@ export class BlobWriter {
       writer.truncate();
       return writer;
     }
-    const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK_BYTES, Math.max(stat.size, 1)));
+    const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK_BYTES, Math.max(stat.size, 1)));
     while (writer.#written < stat.size) {
       const n = readSync(fd, buffer, 0, Math.min(buffer.length, stat.size - writer.#written), writer.#written);
       if (n === 0) break;
       const chunk = buffer.subarray(0, n);
-      writer.#hasher.update(chunk);
+      writer.#hasher?.update(chunk);
       writer.#written += n;
       await options.onExisting?.(Buffer.from(chunk));
     }
@@ -156,10 +176,14 @@ export class BlobWriter {
     if (this.#fd === undefined || this.#digest !== undefined) throw new TypeError("BlobWriter is closed");
     if (this.#written + chunk.byteLength > this.#limit)
       throw new SizeMismatchError(this.#limit, this.#written + chunk.byteLength, this.#what);
-    this.#hasher.update(chunk);
-    writeAll(this.#fd, chunk, (n) => {
+    this.#hasher?.update(chunk);
+    // At the writer's own position: after `truncate` the file starts again at its first byte (with the O_APPEND of
+    // a resumed partial file, Linux appends, which is the same place).
+    for (let offset = 0; offset < chunk.byteLength; ) {
+      const n = writeSync(this.#fd, chunk, offset, chunk.byteLength - offset, this.#written);
+      offset += n;
       this.#written += n;
-    });
+    }
     if (this.#written - this.#flushedAt >= FLUSH_EVERY_BYTES && !this.#flushing) {
       // Start writing back now, on another thread, so that the fsync at commit has little left to do.
       this.#flushing = true;
@@ -174,7 +198,7 @@ export class BlobWriter {
   truncate(): void {
     if (this.#fd === undefined) throw new TypeError("BlobWriter is closed");
     ftruncateSync(this.#fd, 0);
-    this.#hasher = new Bun.CryptoHasher("sha256");
+    if (this.#hasher !== undefined) this.#hasher = new Bun.CryptoHasher("sha256");
     this.#digest = undefined;
     this.#written = 0;
     this.#flushedAt = 0;
@@ -182,6 +206,7 @@ export class BlobWriter {
 
   /** The digest of every byte written; no byte can be written after it. */
   digest(): Digest {
+    if (this.#hasher === undefined) throw new TypeError("BlobWriter does not hash");
     this.#digest ??= `sha256:${this.#hasher.digest("hex")}` as Digest;
     return this.#digest;
   }
@@ -195,32 +220,42 @@ export class BlobWriter {
   verify(expected: WriteExpectation): void {
     if (expected.size !== undefined && this.#written !== expected.size)
       throw new SizeMismatchError(expected.size, this.#written, this.#what);
-    if (expected.digest !== undefined && this.digest() !== expected.digest)
+    // A writer that does not hash copies bytes another writer hashed: their digest is vouched for by that one.
+    if (this.#hasher === undefined && expected.digest === undefined)
+      throw new TypeError("BlobWriter does not hash: commit it with the digest its bytes were verified against");
+    if (expected.digest !== undefined && this.#hasher !== undefined && this.digest() !== expected.digest)
       throw new DigestMismatchError(expected.digest, this.digest(), this.#what);
   }
 
   /**
-   * Verify, flush, set `mode` and rename into `dest`; what is at `dest` then
+   * Verify, flush, set the mode and rename into `dest`; what is at `dest` then
    * must be a regular file of the size written (another process may have
    * committed the same verified content there a moment later, which is as
-   * good). A failed commit leaves the file for the caller to abort (an
+   * good). Before the rename, the file at this writer's path must still be
+   * the one it wrote: one swapped for a link or another file is never renamed
+   * into place. A failed commit leaves the file for the caller to abort (an
    * integrity failure) or to use otherwise.
    */
-  commit(dest: string, expected: WriteExpectation, mode = 0o444): WriteResult {
+  commit(dest: string, expected: WriteExpectation, options: CommitOptions = {}): WriteResult {
     if (this.#fd === undefined) throw new TypeError("BlobWriter is closed");
     try {
       this.verify(expected);
-      fsyncSync(this.#fd);
-      fchmodSync(this.#fd, mode);
+      if (options.durable !== false) fsyncSync(this.#fd);
+      fchmodSync(this.#fd, options.mode ?? 0o444);
+      const own = fstatSync(this.#fd);
       closeSync(this.#fd);
       this.#fd = undefined;
+      const atPath = lstatSync(this.path);
+      if (atPath.dev !== own.dev || atPath.ino !== own.ino)
+        throw new IntegrityError(`Cannot write "${dest}": another file took the place of "${this.path}"`);
       renameSync(this.path, dest);
       UNFINISHED.delete(this.path);
       const placed = lstatSync(dest);
       if (!placed.isFile() || placed.size !== this.#written) {
-        throw new IntegrityError(`Cannot verify "${dest}": another file took its place while it was renamed`);
+        if (!placed.isFile()) unlinkSync(dest);
+        throw new IntegrityError(`Cannot write "${dest}": another file took its place while it was renamed`);
       }
-      return { status: "committed", path: dest, digest: this.digest(), size: this.#written };
+      return { status: "committed", path: dest, digest: expected.digest ?? this.digest(), size: this.#written };
     } catch (error) {
       return { status: "failed", error: error as Error };
     }
@@ -257,16 +292,6 @@ const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
 /** Files of writers that are neither committed nor aborted, and cannot be resumed. */
 const UNFINISHED = new Set<string>();
 
-/** Count `path` among this process's unfinished files (a temp file written elsewhere than by a `BlobWriter`). */
-export function trackUnfinished(path: string): void {
-  UNFINISHED.add(path);
-}
-
-/** `path` is finished: renamed into place, or removed. */
-export function untrackUnfinished(path: string): void {
-  UNFINISHED.delete(path);
-}
-
 /** Remove the unfinished temp files of this process: on exit, so that a signal leaves none behind. */
 export function removeUnfinished(): void {
   for (const path of UNFINISHED) {
@@ -277,4 +302,145 @@ export function removeUnfinished(): void {
     }
   }
   UNFINISHED.clear();
+}
+
+/** How `writeFileAtomic` writes. */
+export interface WriteFileOptions {
+  /** The file's mode. @default 0o644 */
+  mode?: number;
+  /** Where the temp file is made (on the same file system as `dest`). @default the directory of `dest` */
+  tempDir?: string;
+  /** `fsync` before the rename. @default true */
+  durable?: boolean;
+}
+
+/**
+ * Replace `dest` with `data` whole: written to a new temp file (a random name, `O_EXCL | O_NOFOLLOW`), its mode set
+ * and synced on its descriptor, renamed last. A link at `dest` is replaced, never followed; a link planted at any
+ * temp name is never written through. The small files (records, memos, `index.json`, the lock file, a token) all
+ * go this way.
+ *
+ * @throws {Error} the file system's error; nothing is left behind.
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { mkdtempSync, readFileSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { writeFileAtomic } from "./writer.ts";
+ * const dest = join(mkdtempSync(join(tmpdir(), "writer-")), "note.json");
+ * writeFileAtomic(dest, "{}\n");
+ * assert.equal(readFileSync(dest, "utf8"), "{}\n");
+ * ```
+ */
+export function writeFileAtomic(dest: string, data: string | Uint8Array, options: WriteFileOptions = {}): void {
+  const temp = options.tempDir === undefined ? tempBeside(dest) : `${options.tempDir}/${tempName("file")}`;
+  const writer = BlobWriter.create(temp);
+  try {
+    writer.write(typeof data === "string" ? new TextEncoder().encode(data) : data);
+  } catch (error) {
+    writer.abort();
+    throw error;
+  }
+  const result = writer.commit(dest, {}, { mode: options.mode ?? 0o644, durable: options.durable });
+  if (result.status !== "committed") {
+    writer.abort();
+    throw result.status === "failed" ? result.error : new Error(result.reason);
+  }
+}
+
+/**
+ * Create the file `path` holding `text`, failing with `EEXIST` when anything (a link too) is there: a lock file.
+ *
+ * @throws {Error} the file system's error.
+ */
+export function createExclusive(path: string, text: string): void {
+  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+  try {
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Set a marker file's mtime, creating it without following a link (anything planted in its place is replaced). */
+export function stampFile(path: string, now: number): void {
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+  let fd: number;
+  try {
+    fd = openSync(path, flags, 0o644);
+  } catch {
+    unlinkSync(path);
+    fd = openSync(path, flags | constants.O_EXCL, 0o644);
+  }
+  try {
+    futimesSync(fd, new Date(now), new Date(now));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Put a copy of the regular file `source` at `dest` (mode 0644): a copy-on-write clone where the file system can,
+ * else a copy; with `link`, a hardlink to `source` itself. Made under a random name beside `dest`, then renamed.
+ *
+ * @throws {Error} the file system's error; nothing is left behind.
+ */
+export function copyFileAtomic(source: string, dest: string, options: { link?: boolean } = {}): void {
+  const temp = tempBeside(dest);
+  try {
+    if (options.link) {
+      linkSync(source, temp);
+    } else {
+      copyFileSync(source, temp, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL);
+      const fd = openSync(temp, constants.O_RDONLY | constants.O_NOFOLLOW);
+      try {
+        fchmodSync(fd, 0o644);
+        const [own, atPath] = [fstatSync(fd), lstatSync(temp)];
+        if (own.dev !== atPath.dev || own.ino !== atPath.ino)
+          throw new IntegrityError(`Cannot write "${dest}": another file took the place of "${temp}"`);
+      } finally {
+        closeSync(fd);
+      }
+    }
+    renameSync(temp, dest);
+  } catch (error) {
+    try {
+      unlinkSync(temp);
+    } catch {
+      // Never made, or renamed.
+    }
+    throw error;
+  }
+}
+
+/** Whether the file system under `dir` clones a file (FICLONE) instead of copying it: a probe made and removed. */
+export function canClone(dir: string): boolean {
+  const probe = `${dir}/${tempName("clone")}`;
+  const clone = `${probe}.clone`;
+  try {
+    createExclusive(probe, "ocicache");
+    copyFileSync(probe, clone, constants.COPYFILE_FICLONE_FORCE);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    for (const path of [probe, clone]) {
+      try {
+        unlinkSync(path);
+      } catch {
+        // Never made.
+      }
+    }
+  }
+}
+
+/** Whether a file can be made in `dir` now (`undefined`), else the file system's error: a probe made and removed. */
+export function probeWritable(dir: string): Error | undefined {
+  try {
+    BlobWriter.create(`${dir}/${tempName("probe")}`).abort();
+    return undefined;
+  } catch (error) {
+    return error as Error;
+  }
 }

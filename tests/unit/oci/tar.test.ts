@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { IntegrityError, NotFoundError } from "../../../lib/errors.ts";
-import { findTarMember } from "../../../lib/oci/tar.ts";
+import { extractTarMembers, findTarMember } from "../../../lib/oci/tar.ts";
 import { makeTar } from "../../helpers/images.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ocicache-tar-test-"));
@@ -54,3 +54,61 @@ describe("findTarMember()", () => {
     );
   });
 });
+
+describe("PAX records (finding 7)", () => {
+  /** A ustar header block of `type` and `size`, with its checksum. */
+  function header(name: string, type: string, size: number): Uint8Array {
+    const block = new Uint8Array(512);
+    const put = (text: string, at: number) => block.set(new TextEncoder().encode(text), at);
+    put(name, 0);
+    put("0000644\0", 100);
+    put(`${size.toString(8).padStart(11, "0")}\0`, 124);
+    put("        ", 148);
+    put(type, 156);
+    put("ustar\0", 257);
+    put("00", 263);
+    const sum = block.reduce((a, b) => a + b, 0);
+    put(`${sum.toString(8).padStart(6, "0")}\0 `, 148);
+    return block;
+  }
+  function padded(bytes: Uint8Array): Uint8Array {
+    const out = new Uint8Array(Math.ceil(bytes.length / 512) * 512);
+    out.set(bytes);
+    return out;
+  }
+  function pax(key: string, value: string): Uint8Array {
+    const body = ` ${key}=${value}\n`;
+    let length = body.length + 1;
+    while (`${length}${body}`.length !== length) length++;
+    const record = new TextEncoder().encode(`${length}${body}`);
+    return new Uint8Array([...header("PaxHeader", "x", record.length), ...padded(record)]);
+  }
+  /** `count` PAX headers, each with a key of its own, before the kernel. */
+  function layer(count: number): Uint8Array {
+    const parts = Array.from({ length: count }, (_, i) => pax(`ocicache.k${i}`, "v"));
+    const content = new TextEncoder().encode("a kernel");
+    parts.push(header("unikraft/bin/kernel", "0", content.length), padded(content), new Uint8Array(1024));
+    return new Uint8Array(parts.flatMap((p) => [...p]));
+  }
+
+  test("a few PAX headers before a member are read, only path and size kept", async () => {
+    const tar = layer(3);
+    const path = write("few-pax.tar", tar);
+    expect(findTarMember(path, "unikraft/bin/kernel", tar.length).size).toBe(8);
+    const found = await extractTarMembers(streamOf(tar), new Set(["unikraft/bin/kernel"]), () => ({ write() {} }), "l");
+    expect([...found]).toEqual(["unikraft/bin/kernel"]);
+  });
+
+  test("more than 16 PAX headers before one member are refused by both walkers, before any time is spent", async () => {
+    const tar = layer(2000);
+    const path = write("many-pax.tar", tar);
+    expect(() => findTarMember(path, "unikraft/bin/kernel", tar.length)).toThrow(IntegrityError);
+    expect(() => findTarMember(path, "unikraft/bin/kernel", tar.length)).toThrow(/more than 16 header records/);
+    const walk = extractTarMembers(streamOf(tar), new Set(["unikraft/bin/kernel"]), () => ({ write() {} }), "l");
+    await expect(walk).rejects.toThrow(/more than 16 header records/);
+  });
+});
+
+async function* streamOf(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  for (let at = 0; at < bytes.length; at += 4096) yield bytes.subarray(at, at + 4096);
+}

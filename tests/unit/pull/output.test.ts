@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { digestOf } from "../../../lib/oci/digest.ts";
 import { OutputTee } from "../../../lib/pull/output.ts";
@@ -51,11 +51,40 @@ describe("OutputTee", () => {
     ]);
   });
 
-  test("is made with O_EXCL (a file planted at its name is not written through), and a signal removes it", () => {
+  test("two tees of one blob in one directory have names of their own, and a signal removes both", () => {
     const first = new OutputTee(tmp.path, digestOf("c"));
-    expect(() => new OutputTee(tmp.path, digestOf("c"))).toThrow();
-    expect(existsSync(first.path)).toBe(true);
+    const second = new OutputTee(tmp.path, digestOf("c"));
+    expect(first.path).not.toBe(second.path);
+    expect([existsSync(first.path), existsSync(second.path)]).toEqual([true, true]);
     removeUnfinished();
-    expect(existsSync(first.path)).toBe(false);
+    expect([existsSync(first.path), existsSync(second.path)]).toEqual([false, false]);
+  });
+});
+
+describe("OutputTee in an output directory someone else can write (finding 14)", () => {
+  test("its temp file swapped for a link during the download: no file of theirs is chmodded or put in place", () => {
+    const victim = join(tmp.path, "victim");
+    writeFileSync(victim, "someone else's file", { mode: 0o600 });
+    const tee = new OutputTee(tmp.path, digestOf("kernel bytes"));
+    tee.write(bytes("kernel bytes"));
+    rmSync(tee.path);
+    symlinkSync(victim, tee.path);
+    const dest = join(tmp.path, "kernel");
+    expect(tee.finish(dest, 12)).toBe(false);
+    expect(statSync(victim).mode & 0o777).toBe(0o600);
+    expect(existsSync(dest)).toBe(false);
+    expect(readFileSync(victim, "utf8")).toBe("someone else's file");
+  });
+
+  test("its name is random: a link planted under the old predictable name is never written through", () => {
+    const victim = join(tmp.path, "victim");
+    writeFileSync(victim, "someone else's file");
+    const digest = digestOf("z");
+    symlinkSync(victim, join(tmp.path, `.ocicache-${digest.slice(7, 23)}.out`));
+    const tee = new OutputTee(tmp.path, digest);
+    tee.write(bytes("z"));
+    expect(tee.finish(join(tmp.path, "kernel"), 1)).toBe(true);
+    expect(readFileSync(victim, "utf8")).toBe("someone else's file");
+    expect(readFileSync(join(tmp.path, "kernel"), "utf8")).toBe("z");
   });
 });

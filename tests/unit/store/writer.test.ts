@@ -5,7 +5,7 @@ import { DigestMismatchError, SizeMismatchError } from "../../../lib/errors.ts";
 import { digestOf } from "../../../lib/oci/digest.ts";
 import { BlobWriter } from "../../../lib/store/writer.ts";
 import { useTempDir } from "../../helpers/env.ts";
-import { openRegular } from "../../../lib/store/files.ts";
+import { openRegular } from "../../../lib/oci/read.ts";
 
 const tmp = useTempDir("writer");
 const bytes = new TextEncoder().encode("kernel bytes");
