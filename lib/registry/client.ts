@@ -88,45 +88,20 @@ export class RegistryClient {
    */
   async ping(registry: string): Promise<"open" | "anonymous" | "credentials" | "needed"> {
     const endpoint = endpointsFor(registry, this.options).at(-1)!;
-    const request = async (authorization?: string) =>
-      (
-        await sendRequest(
-          {
-            url: `${endpoint.apiUrl}/`,
-            method: "GET",
-            headers: authorization === undefined ? {} : { Authorization: authorization },
-            host: registry,
-            ...(endpoint.ca !== undefined && { ca: endpoint.ca }),
-          },
-          this.options,
-        )
-      ).response;
-    let response = await request();
-    let access: "open" | "anonymous" | "credentials" = "open";
-    if (response.status === 401) {
-      await response.body?.cancel();
-      const credentials = this.#credentials(endpoint);
-      const authorization = await answerChallenge(response.headers.get("www-authenticate") ?? "", {
-        host: registry,
-        url: `${endpoint.apiUrl}/`,
-        repository: "",
-        credentials,
-        transport: { ...this.options, ...(endpoint.ca !== undefined && { ca: endpoint.ca }) },
-      }).catch((error) => {
-        if (
-          error instanceof AuthError &&
-          (error.reason === "missing" || (error.reason === "refused" && credentials === undefined))
-        )
-          return undefined;
-        throw error;
-      });
-      if (authorization === undefined) return "needed";
-      access = credentials === undefined ? "anonymous" : "credentials";
-      response = await request(authorization);
+    const credentials = this.#credentials(endpoint);
+    let sent: Sent;
+    try {
+      // The request path every pull takes: a challenge through a redirect, or over plain HTTP, gets nothing.
+      sent = await this.#send(endpoint, { path: "", repository: "", action: `use "${registry}"` }, "GET", {});
+    } catch (error) {
+      const refusedAnonymous = error instanceof AuthError && error.reason === "refused" && credentials === undefined;
+      if (error instanceof AuthError && (error.reason === "missing" || refusedAnonymous)) return "needed";
+      throw error;
     }
+    const { response, challenged } = sent;
     await response.body?.cancel();
     if (response.status === 401 || response.status === 403) {
-      if (access === "anonymous") return "needed";
+      if (challenged && credentials === undefined) return "needed";
       throw new AuthError(`Cannot use "${registry}": it refused the credentials (${response.status})`, {
         reason: "refused",
         status: response.status,
@@ -136,7 +111,7 @@ export class RegistryClient {
       throw new RegistryError(`Cannot use "${registry}": /v2/ answered ${response.status}`, {
         status: response.status,
       });
-    return access;
+    return !challenged ? "open" : credentials === undefined ? "anonymous" : "credentials";
   }
 
   /**
@@ -292,9 +267,15 @@ export class RegistryClient {
       (e) => !e.mirror || (e.capabilities.has(capability) && !this.#failed.has(e.host)),
     );
     for (const endpoint of endpoints) {
-      if (!endpoint.mirror) return { response: await this.#send(endpoint, ref, method, path, headers), endpoint };
+      const target = {
+        path: `${ref.repository}/${path}`,
+        repository: ref.repository,
+        action: `pull "${formatReference(ref)}"`,
+      };
+      if (!endpoint.mirror)
+        return { response: (await this.#send(endpoint, target, method, headers)).response, endpoint };
       try {
-        const response = await this.#send(endpoint, ref, method, path, headers);
+        const { response } = await this.#send(endpoint, target, method, headers);
         if (response.ok) return { response, endpoint };
         await response.body?.cancel();
         if (response.status >= 500 || response.status === 429)
@@ -306,15 +287,19 @@ export class RegistryClient {
     throw new TypeError("endpointsFor() always ends with the origin");
   }
 
+  /**
+   * One request to `endpoint`, answering its own challenge once: the one way every request reaches a registry
+   * (rule 8). A `401` from a redirect target fails (its realm gets no credentials); the token realm is asked only
+   * as `answerChallenge` allows.
+   */
   async #send(
     endpoint: Endpoint,
-    ref: Reference,
+    target: { path: string; repository: string; action: string },
     method: "GET" | "HEAD",
-    path: string,
     headers: Record<string, string>,
-  ): Promise<Response> {
-    const tokenKey = `${endpoint.host}/${ref.repository}`;
-    const url = `${endpoint.apiUrl}/${ref.repository}/${path}`;
+  ): Promise<Sent> {
+    const tokenKey = `${endpoint.host}/${target.repository}`;
+    const url = `${endpoint.apiUrl}/${target.path}`;
     const send = () => {
       const authorization = this.#authorization.get(tokenKey) ?? this.#authorization.get(endpoint.host);
       return sendRequest(
@@ -329,12 +314,12 @@ export class RegistryClient {
       );
     };
     const sent = await send();
-    if (sent.response.status !== 401) return sent.response;
+    if (sent.response.status !== 401) return { response: sent.response, challenged: false };
     await sent.response.body?.cancel();
     if (!isSameOrigin(sent.url, url)) {
       // The credentials belong to the endpoint; a redirect target that asks for them gets nothing.
       throw new AuthError(
-        `Cannot pull "${formatReference(ref)}": "${new URL(sent.url).host}", where "${endpoint.host}" redirected, ` +
+        `Cannot ${target.action}: "${new URL(sent.url).host}", where "${endpoint.host}" redirected, ` +
           `asks for credentials; they are sent only to "${endpoint.host}"`,
         { reason: "challenge", status: 401 },
       );
@@ -342,12 +327,12 @@ export class RegistryClient {
     const authorization = await answerChallenge(sent.response.headers.get("www-authenticate") ?? "", {
       host: endpoint.host,
       url,
-      repository: ref.repository,
+      repository: target.repository,
       credentials: this.#credentials(endpoint),
       transport: { ...this.options, ...(endpoint.ca !== undefined && { ca: endpoint.ca }) },
     });
     this.#authorization.set(authorization.startsWith("Basic ") ? endpoint.host : tokenKey, authorization);
-    return (await send()).response;
+    return { response: (await send()).response, challenged: true };
   }
 
   get #bodyLimits(): BodyLimits {
@@ -359,6 +344,12 @@ export class RegistryClient {
       endpoint.credentials ?? (this.options.credentials ?? ((host: string) => findCredentials(host)))(endpoint.host)
     );
   }
+}
+
+/** What one request came to: the answer, and whether a challenge was answered on the way. */
+interface Sent {
+  response: Response;
+  challenged: boolean;
 }
 
 /** The most pages of a tag list followed. */

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CLI } from "../helpers/cli.ts";
 import { mountTmpfs } from "../helpers/mount.ts";
+import { startProxy } from "../helpers/proxy.ts";
 import { sharedRegistry, startRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { CAN_MOUNT } from "../helpers/env.ts";
 
@@ -79,6 +80,39 @@ describe("ocicache doctor", () => {
       JSON.stringify({ auths: { [secured.host]: { auth: btoa("gina:doctor-secret") } } }),
     );
     expect((await doctor({ registries: { [secured.host]: {} } })).code).toBe(0);
+  });
+
+  test("a 401 from a redirect target of /v2/ gets no credentials: its realm is never asked (finding 1)", async () => {
+    const thief = startProxy(registry.url, () => Response.json({ token: "stolen" }));
+    const elsewhere = startProxy(
+      registry.url,
+      () =>
+        new Response(null, {
+          status: 401,
+          headers: { "WWW-Authenticate": `Basic realm="${thief.url}/token"` },
+        }),
+    );
+    const origin = startProxy(
+      registry.url,
+      () => new Response(null, { status: 307, headers: { Location: `${elsewhere.url}/v2/` } }),
+    );
+    try {
+      mkdirSync(join(dir, "docker"), { recursive: true });
+      writeFileSync(
+        join(dir, "docker", "config.json"),
+        JSON.stringify({ auths: { [origin.host]: { auth: btoa("gina:doctor-secret") } } }),
+      );
+      const { code, checks } = await doctor({ registries: { [origin.host]: {} } });
+      const check = checks.find((c) => c.detail.includes(origin.host))!;
+      expect(check.ok).toBe(false);
+      expect(check.detail).toContain(`they are sent only to "${origin.host}"`);
+      expect(code).toBe(1);
+      expect(thief.requests).toEqual([]);
+      const sent = [...elsewhere.requests, ...thief.requests].map((r) => r.headers.authorization);
+      expect(sent.filter((a) => a !== undefined)).toEqual([]);
+    } finally {
+      await Promise.all([thief.stop(), elsewhere.stop(), origin.stop()]);
+    }
   });
 
   test("a registry that demands credentials when none are configured is reported, not called ok", async () => {
