@@ -151,7 +151,7 @@ export class Cache {
    */
   async resolve(ref: Reference): Promise<Resolved> {
     const name = formatReference(ref);
-    const known = lookupReference(this.store, name);
+    const known = lookupReference(this.store, name, { verify: this.options.verify });
     if (ref.digest !== undefined) return { name, digest: ref.digest, ...known, checked: false };
     const { entry } = known;
     if (entry !== undefined && !this.options.refresh) {

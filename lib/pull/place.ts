@@ -202,7 +202,7 @@ function openTees(
  * it holds the same bytes, from the first. `false` when it cannot be used.
  */
 function placeTee(cache: Cache, tee: OutputTee, dest: string, blob: { digest: Digest; size: number }): boolean {
-  if (holdsAlready(cache.store, dest, blob.digest, blob.size)) return true;
+  if (holdsAlready(cache.store, dest, blob.digest, blob.size, cache.options.verify)) return true;
   if (!tee.finish(dest, blob.size)) return false;
   rememberOutput(cache.store, dest, blob.digest, blob.size);
   return true;
@@ -292,8 +292,8 @@ function placeOutput(
   blob: { digest: Digest; size: number },
   link: boolean,
 ): void {
-  if (link ? sameInode(from, dest) : cache !== undefined && holdsAlready(cache.store, dest, blob.digest, blob.size))
-    return;
+  const holds = () => holdsAlready(cache!.store, dest, blob.digest, blob.size, cache!.options.verify);
+  if (link ? sameInode(from, dest) : cache !== undefined && holds()) return;
   placeFile(from, dest, { link });
   if (!link && cache !== undefined) rememberOutput(cache.store, dest, blob.digest, blob.size);
 }

@@ -89,11 +89,12 @@ export interface KnownReference {
  * console.log(lookupReference(new Store("/tmp/ocicache-example"), "docker.io/library/alpine:latest").entry);
  * ```
  */
-export function lookupReference(store: Store, name: string): KnownReference {
+export function lookupReference(store: Store, name: string, options: { verify?: boolean } = {}): KnownReference {
   const index = indexIdentity(store);
   if (index === undefined) return { images: {} };
   const path = store.paths.ref(name);
-  const memo = store.trusted ? readMemo(path) : undefined;
+  // Under --verify no memo is taken on trust: the entry is read from index.json, and the memo made again from it.
+  const memo = store.trusted && !options.verify ? readMemo(path) : undefined;
   if (memo?.name === name && memo.index === index)
     return { ...(memo.entry !== null && { entry: memo.entry }), images: memo.images ?? {} };
   const entry = findEntry(readIndex(store.root), name);

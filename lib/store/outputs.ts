@@ -11,7 +11,7 @@
 
 import { lstatSync, type Stats } from "node:fs";
 import { resolve } from "node:path";
-import type { Digest } from "../oci/digest.ts";
+import { hashFile, type Digest } from "../oci/digest.ts";
 import { readSmallJson, removeEntriesUnless } from "./files.ts";
 import { writeFileAtomic } from "./writer.ts";
 import type { Store } from "./store.ts";
@@ -29,8 +29,11 @@ interface OutputRecord {
 
 const MAX_RECORD_BYTES = 4096;
 
-/** Whether `dest` still holds what ocicache wrote there, and that is `digest` of `size` bytes. */
-export function holdsAlready(store: Store, dest: string, digest: Digest, size: number): boolean {
+/**
+ * Whether `dest` still holds what ocicache wrote there, and that is `digest` of `size` bytes. With `verify`, the
+ * record is not taken on trust (anyone who can write the cache directory can rewrite it): the file is hashed too.
+ */
+export function holdsAlready(store: Store, dest: string, digest: Digest, size: number, verify = false): boolean {
   if (!store.trusted) return false;
   const path = resolve(dest);
   let stat: Stats;
@@ -46,7 +49,8 @@ export function holdsAlready(store: Store, dest: string, digest: Digest, size: n
     record.path === path &&
     record.digest === digest &&
     record.size === size &&
-    sameFile(record, stat)
+    sameFile(record, stat) &&
+    (!verify || hashOutput(path) === digest)
   );
 }
 
@@ -85,6 +89,14 @@ export function removeStaleRecords(store: Store): void {
       return false; // The output is gone.
     }
   });
+}
+
+function hashOutput(path: string): Digest | undefined {
+  try {
+    return hashFile(path).digest;
+  } catch {
+    return undefined;
+  }
 }
 
 function readRecord(store: Store, path: string): OutputRecord | undefined {

@@ -358,3 +358,56 @@ describe("remembered hits", () => {
     expect(readFileSync((await path("kernel")).stdout.trim())).toEqual(kernelBytes());
   });
 });
+
+describe("--verify distrusts every record of the cache directory", () => {
+  test("a planted outputs/ record for a replaced -o file does not beat pull -o --verify (finding 2)", async () => {
+    const out = join(dir, "out");
+    expect((await ocicache(["pull", image.ref, "-o", out])).code).toBe(0);
+    const kernelOut = join(out, "kernel");
+    const wanted = readFileSync(kernelOut);
+    // Someone who can write the cache swaps the kernel for bytes of the same size and rewrites its record to match.
+    rmSync(kernelOut);
+    writeFileSync(kernelOut, Buffer.alloc(wanted.length, 0x41));
+    const records = readdirSync(join(cacheDir, "outputs")).map((name) => join(cacheDir, "outputs", name));
+    const record = records.find((file) => JSON.parse(readFileSync(file, "utf8")).path === kernelOut)!;
+    const stat = statSync(kernelOut);
+    const planted = { ...JSON.parse(readFileSync(record, "utf8")), ...pick(stat, "dev", "ino", "mtimeMs", "ctimeMs") };
+    writeFileSync(record, JSON.stringify(planted));
+    const trusted = await ocicache(["pull", image.ref, "-o", out]);
+    expect(trusted.code).toBe(0);
+    const verified = await ocicache(["pull", image.ref, "-o", out, "--verify"]);
+    expect(verified.code).toBe(0);
+    expect(readFileSync(kernelOut)).toEqual(wanted);
+  });
+
+  test("a planted refs/ memo entry mapping a tag to another cached image loses to --verify --offline (finding 3)", async () => {
+    const other = await pushSampleImage(registry.url, `hostile-cache-${run}/app`, `other-${Math.random()}`, {
+      format: "kraftkit",
+      kernelBytes: 1000,
+      initrdBytes: 1000,
+    });
+    expect((await ocicache(["path", image.ref, "--role", "kernel"])).code).toBe(0);
+    expect((await ocicache(["path", other.ref, "--role", "kernel"])).code).toBe(0);
+    // Its memo made again from the index.json there is now, so that it names that file's identity.
+    expect((await ocicache(["path", image.ref, "--role", "kernel", "--offline"])).code).toBe(0);
+    const memos = readdirSync(join(cacheDir, "refs")).map((name) => join(cacheDir, "refs", name));
+    const file = memos.find((f) => JSON.parse(readFileSync(f, "utf8")).name === image.ref)!;
+    const memo = JSON.parse(readFileSync(file, "utf8"));
+    memo.entry.digest = other.indexDigest;
+    delete memo.images;
+    writeFileSync(file, JSON.stringify(memo));
+    const verified = await ocicache(["path", image.ref, "--role", "kernel", "--verify", "--offline"]);
+    expect(verified.code).toBe(0);
+    expect(readFileSync(verified.stdout.trim())).toEqual(Buffer.from(image.manifests[host].files.kernel));
+    const index = JSON.parse(readFileSync(join(cacheDir, "index.json"), "utf8")) as {
+      manifests: Array<{ digest: string; annotations: Record<string, string> }>;
+    };
+    const entry = index.manifests.find((m) => m.annotations["org.opencontainers.image.ref.name"] === image.ref);
+    expect(entry!.digest).toBe(image.indexDigest);
+    expect((await ocicache(["verify"])).code).toBe(0);
+  });
+});
+
+function pick<T extends object, K extends keyof T>(value: T, ...keys: K[]): Pick<T, K> {
+  return Object.fromEntries(keys.map((key) => [key, value[key]])) as Pick<T, K>;
+}
