@@ -136,7 +136,9 @@ function printLine(text: string): number {
 function report(error: unknown, debug: boolean): number {
   const message = error instanceof Error ? error.message : String(error);
   console.error(`ocicache: error: ${escapeControl(message.split("\n")[0]!)}`);
-  if (debug && error instanceof Error && error.stack !== undefined) console.error(error.stack);
+  // A stack starts with the message, which may carry a registry's text: every line is escaped (rule 9).
+  if (debug && error instanceof Error && error.stack !== undefined)
+    console.error(error.stack.split("\n").map(escapeControl).join("\n"));
   return error instanceof OcicacheError ? error.exitCode : EXIT_CODES.other;
 }
 

@@ -250,3 +250,22 @@ describe("a hostile registry", () => {
     }
   });
 });
+
+describe("a registry's text under --debug (finding 5)", () => {
+  test("an error code with ESC and OSC sequences reaches the terminal escaped, in the message and the stack", async () => {
+    const code = "\u001b]0;owned\u0007\u001b[2J";
+    const hostile = startProxy(registry.url, () =>
+      Response.json({ errors: [{ code, message: "m" }] }, { status: 400 }),
+    );
+    try {
+      const ran = await ocicache(["pull", `${hostile.host}/${repo}:1`, "-o", join(tmp.path, "out"), "--debug"]);
+      expect(ran.code).not.toBe(0);
+      expect(ran.stderr).toContain("\\x1b]0;owned\\x07");
+      expect(ran.stderr).toContain("    at ");
+      expect(ran.stderr).not.toContain("\u001b");
+      expect(ran.stderr).not.toContain("\u0007");
+    } finally {
+      await hostile.stop();
+    }
+  });
+});
