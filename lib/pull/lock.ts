@@ -12,7 +12,8 @@ import { isDigest, type Digest } from "../oci/digest.ts";
 import { NotFoundError, UsageError } from "../errors.ts";
 import type { Role } from "../oci/names.ts";
 import type { PlatformWant } from "../oci/platform.ts";
-import { formatReference, type Reference } from "../oci/reference.ts";
+import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
+import { isImageFileName } from "../oci/files.ts";
 import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
 import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { writeFileAtomic } from "../store/writer.ts";
@@ -180,19 +181,54 @@ function orderPlatform(p: PlatformWant): PlatformWant {
   };
 }
 
-/** What is wrong with a parsed lock file, if anything: the shape a lock file must have, checked without zod. */
+/**
+ * What is wrong with a parsed lock file, if anything: every field of the shape `writeLock` writes, checked without
+ * zod (a lock file is read on the warm path). A reference is named as `formatReference` names it (so no key such
+ * as `__proto__` is ever dropped on the way), a platform holds only its four strings, a file names its role.
+ */
 function lockProblem(json: unknown): string | undefined {
-  if (typeof json !== "object" || json === null) return "it is not a JSON object";
-  const lock = json as Partial<LockFile>;
-  if (lock.lockfileVersion !== 1) return `"lockfileVersion" is not 1`;
-  if (typeof lock.references !== "object" || lock.references === null) return `"references" is not an object`;
-  for (const [name, entry] of Object.entries(lock.references)) {
-    if (!isDigest(entry?.digest)) return `"${name}" has no digest`;
+  if (!isObject(json)) return "it is not a JSON object";
+  if (json.lockfileVersion !== 1) return `"lockfileVersion" is not 1`;
+  if (!isObject(json.references)) return `"references" is not an object`;
+  for (const [name, entry] of Object.entries(json.references)) {
+    if (!isReferenceName(name)) return `"${name}" is not a reference as ocicache writes one`;
+    if (!isObject(entry) || !isDigest(entry.digest)) return `"${name}" has no digest`;
     if (!Array.isArray(entry.platforms)) return `"${name}" has no list of platforms`;
     for (const platform of entry.platforms) {
-      if (!isDigest(platform?.manifest) || !Array.isArray(platform.files))
-        return `a platform of "${name}" has no manifest digest or no files`;
+      const problem = platformProblem(platform);
+      if (problem !== undefined) return `a platform of "${name}" ${problem}`;
     }
   }
   return undefined;
+}
+
+function platformProblem(platform: unknown): string | undefined {
+  if (!isObject(platform) || !isDigest(platform.manifest) || !Array.isArray(platform.files))
+    return "has no manifest digest or no files";
+  const want = platform.platform;
+  if (
+    want !== undefined &&
+    (!isObject(want) || !Object.entries(want).every(([k, v]) => PLATFORM_KEYS.includes(k) && typeof v === "string"))
+  )
+    return `has a "platform" that is not an object of ${PLATFORM_KEYS.join(", ")}`;
+  for (const file of platform.files) {
+    if (!isObject(file) || !isImageFileName(file.role, file.name)) return "has a file with no role and name";
+    if (!isDigest(file.digest) || !Number.isSafeInteger(file.bytes) || (file.bytes as number) < 0)
+      return `has a file "${String(file.name)}" with no digest or byte count`;
+  }
+  return undefined;
+}
+
+const PLATFORM_KEYS = ["os", "architecture", "variant", "plat"];
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isReferenceName(name: string): boolean {
+  try {
+    return formatReference(parseReference(name)) === name;
+  } catch {
+    return false;
+  }
 }

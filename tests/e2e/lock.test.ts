@@ -109,4 +109,26 @@ describe("ocicache lock", () => {
     expect(bad.stderr).toContain('"lockfileVersion" is not 1');
     expect((await ocicache(["lock", "--update", other])).code).toBe(2);
   });
+
+  test("a malformed lock file is refused in one line before anything is pulled, and left as it is (finding 6)", async () => {
+    const name = `${proxy.host}/${repo}:1.25`;
+    const digest = `sha256:${"a".repeat(64)}`;
+    const text = JSON.stringify({
+      lockfileVersion: 1,
+      references: { [name]: { digest, platforms: [{ platform: null, manifest: digest, files: [null] }] } },
+    });
+    writeFileSync(join(tmp.path, "ocicache.lock"), text);
+    const before = proxy.requests.length;
+    for (const args of [
+      ["lock", "--update"],
+      ["pull", name, "--lock-file", "ocicache.lock"],
+    ]) {
+      const ran = await ocicache(args);
+      expect(ran.code).toBe(2);
+      expect(ran.stderr).toStartWith('ocicache: error: Cannot read the lock file "');
+      expect(ran.stderr.trim().split("\n")).toHaveLength(1);
+    }
+    expect(proxy.requests.length).toBe(before);
+    expect(readFileSync(join(tmp.path, "ocicache.lock"), "utf8")).toBe(text);
+  });
 });
