@@ -380,7 +380,7 @@ describe("--verify distrusts every record of the cache directory", () => {
     expect(readFileSync(kernelOut)).toEqual(wanted);
   });
 
-  test("a planted refs/ memo entry mapping a tag to another cached image loses to --verify --offline (finding 3)", async () => {
+  test("a planted refs/ memo entry naming another cached image loses to --verify --offline (finding 3)", async () => {
     const other = await pushSampleImage(registry.url, `hostile-cache-${run}/app`, `other-${Math.random()}`, {
       format: "kraftkit",
       kernelBytes: 1000,

@@ -110,7 +110,7 @@ describe("ocicache lock", () => {
     expect((await ocicache(["lock", "--update", other])).code).toBe(2);
   });
 
-  test("a malformed lock file is refused in one line before anything is pulled, and left as it is (finding 6)", async () => {
+  test("a malformed lock file is refused in one line, nothing pulled, the file left as it is (finding 6)", async () => {
     const name = `${proxy.host}/${repo}:1.25`;
     const digest = `sha256:${"a".repeat(64)}`;
     const text = JSON.stringify({
