@@ -29,5 +29,11 @@ export const MAX_USER_FILE_BYTES = 16 * 1024 * 1024;
 export const MAX_DECOMPRESSION_RATIO = 100;
 /** … or to this many bytes, whichever is more: a small layer of zeros is no bomb. */
 export const MIN_DECOMPRESSION_CEILING_BYTES = 256 * 1024 * 1024;
+/** The most bytes of one repository's tag list read, all its pages together. */
+export const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
+/** The most tags of one repository accepted, and the most the mirror remembers of all repositories together. */
+export const MAX_TAGS = 100_000;
+/** The most requests ocicache has in flight to a registry at once for a walk of many manifests (`inspect`). */
+export const MAX_MANIFEST_REQUESTS = 8;
 /** The largest `WWW-Authenticate` header answered. */
 export const MAX_CHALLENGE_BYTES = 16 * 1024;

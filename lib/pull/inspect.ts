@@ -7,6 +7,8 @@
  * @module
  */
 
+import { MAX_MANIFEST_REQUESTS } from "../oci/limits.ts";
+import { mapLimit } from "./map-limit.ts";
 import type { Digest } from "../oci/digest.ts";
 import { NotFoundError, RegistryError } from "../errors.ts";
 import { findImageFiles } from "../oci/files.ts";
@@ -71,7 +73,7 @@ export async function inspectImage(cache: Cache, ref: Reference): Promise<Inspec
     inspectManifest(cache, source, descriptor, derived, platform);
   const manifests =
     manifest.kind === "index"
-      ? await Promise.all(manifest.manifests.map((child) => inspect(child, describe(child))))
+      ? await mapLimit(manifest.manifests, MAX_MANIFEST_REQUESTS, (child) => inspect(child, describe(child)))
       : [await inspect({ mediaType: top.mediaType, digest: top.digest, size: top.bytes.byteLength })];
   return { reference: resolved.name, digest: resolved.digest, mediaType: defaultMediaType(manifest), manifests };
 }

@@ -20,6 +20,7 @@ import { holdsAlready, rememberOutput } from "../store/outputs.ts";
 import type { ImageSource } from "./source.ts";
 import { takeOutCompressedFiles } from "./members.ts";
 import { describeFsError } from "../store/files.ts";
+import { mapLimit } from "./map-limit.ts";
 
 /** Where files go. */
 export interface PlaceOptions {
@@ -320,22 +321,4 @@ function noPlace(file: ImageFile, source: ImageSource, cache: Cache | undefined)
   return new StoreError(
     `Cannot give a path for "${file.name}" of "${source.name}": it is inside a tar layer and ${why} (use pull -o DIR)`,
   );
-}
-
-/** Run `fn` over `items`, at most `limit` at once; the first failure is thrown after all settle. */
-async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const errors: unknown[] = [];
-  const worker = async () => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      try {
-        await fn(item);
-      } catch (error) {
-        errors.push(error);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (errors.length > 0) throw errors[0];
 }

@@ -21,7 +21,13 @@ import {
 } from "../errors.ts";
 import { endpointsFor, type Capability, type Endpoint, type HostsConfig } from "./hosts.ts";
 import { formatReference, TAG_RE, type Reference } from "../oci/reference.ts";
-import { DEFAULT_IDLE_TIMEOUT_MS, MAX_BLOB_BYTES, MAX_MANIFEST_BYTES } from "../oci/limits.ts";
+import {
+  DEFAULT_IDLE_TIMEOUT_MS,
+  MAX_BLOB_BYTES,
+  MAX_MANIFEST_BYTES,
+  MAX_TAG_LIST_BYTES,
+  MAX_TAGS,
+} from "../oci/limits.ts";
 import { isSameOrigin, sendRequest, type TransportOptions } from "./transport.ts";
 import { MANIFEST_MEDIA_TYPES } from "../oci/names.ts";
 import { type BodyLimits, readBounded } from "./body.ts";
@@ -205,18 +211,28 @@ export class RegistryClient {
 
   /**
    * Every tag of a repository (distribution spec, "Listing Tags"), following
-   * the registry's pages (`Link: <…>; rel="next"`) up to `MAX_TAG_PAGES`.
+   * the registry's pages (`Link: <…>; rel="next"`) up to `MAX_TAG_PAGES`,
+   * `MAX_TAG_LIST_BYTES` and `MAX_TAGS` in all.
    *
    * @throws {NotFoundError} when the registry does not know the repository.
-   * @throws {IntegrityError} when a page is not the tag list it should be.
+   * @throws {IntegrityError} when a page is not the tag list it should be, or the list passes its bounds.
    */
   async listTags(ref: Reference): Promise<string[]> {
-    const tags: string[] = [];
+    const tags = new Set<string>();
     let query = "";
+    let left = MAX_TAG_LIST_BYTES;
+    const what = `tag list of "${ref.repository}"`;
     for (let page = 0; page < MAX_TAG_PAGES; page++) {
       const { response } = await this.#request(ref, "GET", `tags/list${query}`, {}, "resolve");
       await check(response, ref, "tag list", this.#bodyLimits);
-      const body = await readBounded(response, MAX_MANIFEST_BYTES, `tag list of "${ref.repository}"`, this.#bodyLimits);
+      const body = await readBounded(response, Math.min(MAX_MANIFEST_BYTES, left), what, this.#bodyLimits).catch(
+        (error) => {
+          if (error instanceof IntegrityError && left < MAX_MANIFEST_BYTES)
+            throw new IntegrityError(`Cannot accept the ${what}: its pages hold more than ${MAX_TAG_LIST_BYTES} bytes`);
+          throw error;
+        },
+      );
+      left -= body.byteLength;
       let parsed: { tags?: unknown };
       try {
         parsed = JSON.parse(new TextDecoder().decode(body));
@@ -226,12 +242,14 @@ export class RegistryClient {
       if (parsed.tags !== null && parsed.tags !== undefined && !Array.isArray(parsed.tags)) {
         throw new IntegrityError(`Cannot use the tag list of "${ref.repository}": "tags" is not a list`);
       }
-      for (const tag of parsed.tags ?? []) if (typeof tag === "string" && TAG_RE.test(tag)) tags.push(tag);
+      for (const tag of parsed.tags ?? []) if (typeof tag === "string" && TAG_RE.test(tag)) tags.add(tag);
+      if (tags.size > MAX_TAGS)
+        throw new IntegrityError(`Cannot accept the ${what}: it has more than ${MAX_TAGS} tags`);
       const next = /<[^>]*\?([^>]*)>\s*;\s*rel="?next"?/.exec(response.headers.get("link") ?? "");
       if (next === null) break;
       query = `?${next[1]}`;
     }
-    return [...new Set(tags)];
+    return [...tags];
   }
 
   /**

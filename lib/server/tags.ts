@@ -9,6 +9,7 @@
  */
 
 import { NotFoundError, RegistryError } from "../errors.ts";
+import { MAX_TAGS } from "../oci/limits.ts";
 import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 import type { Reference } from "../oci/reference.ts";
 import type { Cache } from "../pull/cache.ts";
@@ -41,9 +42,24 @@ export function paginate(items: string[], n: string | undefined, last: string | 
   return { items: items_, ...(more && { next: `n=${limit}&last=${encodeURIComponent(items_.at(-1)!)}` }) };
 }
 
-/** The tags of one repository the upstream last listed, per repository, for when it cannot be asked. */
+/**
+ * The tags of one repository the upstream last listed, per repository, for when it cannot be asked: at most
+ * `limit` tags of all repositories together, the repositories listed longest ago forgotten first (any client may
+ * ask for the tags of any name).
+ */
 export class TagMemory {
   readonly #tags = new Map<string, string[]>();
+  readonly #limit: number;
+  #count = 0;
+
+  constructor(limit = MAX_TAGS) {
+    this.#limit = limit;
+  }
+
+  /** How many tags it holds, of all repositories. */
+  get size(): number {
+    return this.#count;
+  }
 
   /**
    * The upstream's tags of `ref`'s repository; when it cannot be reached (or
@@ -59,12 +75,28 @@ export class TagMemory {
     if (cache.options.offline) return orNotFound(known(), ref);
     try {
       const tags = await (await cache.client()).listTags(ref);
-      this.#tags.set(ref.repository, tags);
+      this.#remember(ref.repository, tags);
       return tags;
     } catch (error) {
       if (!(error instanceof RegistryError)) throw error;
       return orNotFound(known(), ref, error);
     }
+  }
+
+  #remember(repository: string, tags: string[]): void {
+    this.#forget(repository);
+    if (tags.length > this.#limit) return;
+    for (const [oldest] of this.#tags) {
+      if (this.#count + tags.length <= this.#limit) break;
+      this.#forget(oldest);
+    }
+    this.#tags.set(repository, tags);
+    this.#count += tags.length;
+  }
+
+  #forget(repository: string): void {
+    this.#count -= this.#tags.get(repository)?.length ?? 0;
+    this.#tags.delete(repository);
   }
 }
 

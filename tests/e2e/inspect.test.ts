@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { pushBlob, pushManifest, pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { runCli } from "../helpers/cli.ts";
 import { startProxy } from "../helpers/proxy.ts";
 import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
@@ -8,6 +8,8 @@ import { HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts"
 
 const other = host === "amd64" ? "arm64" : "amd64";
 const tmp = useTempDir("inspect");
+const MANIFEST = "application/vnd.oci.image.manifest.v1+json";
+const INDEX = "application/vnd.oci.image.index.v1+json";
 let registry: RegistryHandle;
 let spec: SampleImage;
 let kraft: SampleImage;
@@ -94,6 +96,54 @@ describe("ocicache inspect", () => {
   });
 });
 
+describe("inspect of an index with many children (finding 9)", () => {
+  test("asks for at most 8 child manifests at once, and answers with every one in its order", async () => {
+    const repo = `inspect-${run}/wide`;
+    const config = new TextEncoder().encode("{}");
+    const configDigest = await pushBlob(registry.url, repo, config);
+    const children = [];
+    for (let i = 0; i < 32; i++) {
+      const body = JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MANIFEST,
+        config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: configDigest, size: config.length },
+        layers: [],
+        annotations: { n: String(i) },
+      });
+      const digest = await pushManifest(registry.url, repo, `c${i}`, MANIFEST, body);
+      children.push({
+        mediaType: MANIFEST,
+        digest,
+        size: body.length,
+        platform: { os: "linux", architecture: "amd64", variant: `v${i}` },
+      });
+    }
+    const index = JSON.stringify({ schemaVersion: 2, mediaType: INDEX, manifests: children });
+    await pushManifest(registry.url, repo, "wide", INDEX, index);
+    let inFlight = 0;
+    let most = 0;
+    const slow = startProxy(registry.url, async (request, forward) => {
+      if (!new URL(request.url).pathname.includes("/manifests/sha256:")) return forward();
+      most = Math.max(most, ++inFlight);
+      await Bun.sleep(30);
+      try {
+        return await forward();
+      } finally {
+        inFlight--;
+      }
+    });
+    try {
+      const found = await inspect("g", `${slow.host}/${repo}:wide`);
+      expect(found.manifests.map((m) => m.digest)).toEqual(children.map((c) => c.digest));
+      expect(slow.count("/manifests/sha256:")).toBe(32);
+      expect(most).toBeLessThanOrEqual(8);
+      expect(most).toBeGreaterThan(1);
+    } finally {
+      await slow.stop();
+    }
+  });
+});
+
 describe("ocicache tags", () => {
   test("lists the registry's tags one per line, sorted, following its pages; --json a list", async () => {
     const text = await ocicache("d", ["tags", kraft.name]);
@@ -128,5 +178,33 @@ describe("ocicache tags", () => {
     expect(tagged.stderr).toContain("give a repository without a tag or digest");
     expect((await ocicache("e", ["tags", `${registry.host}/inspect-${run}/none`])).code).toBe(3);
     expect((await ocicache("e", ["tags", `${registry.host}/inspect-${run}/none`, "--offline"])).code).toBe(3);
+  });
+
+  test.each([
+    ["few tags and padding, 4 MiB a page", 10, "its pages hold more than 16777216 bytes"],
+    ["tags alone, 4 MiB a page", 300_000, "it has more than 100000 tags"],
+  ])("a registry paging without end (%s) is refused within its bounds, exit 4 (finding 8)", async (_, count, said) => {
+    let pages = 0;
+    const endless = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch(request) {
+        const url = new URL(request.url);
+        if (!url.pathname.endsWith("/tags/list")) return new Response("{}");
+        pages++;
+        const tags = Array.from({ length: count }, (_, i) => `p${pages}-${String(i).padStart(6, "0")}`);
+        const link = `<${url.pathname}?n=${count}&last=${tags.at(-1)}>; rel="next"`;
+        const padding = "x".repeat(Math.max(0, 4 * 1024 * 1024 - 200 - count * 13));
+        return Response.json({ name: "r", tags, padding }, { headers: { Link: link } });
+      },
+    });
+    try {
+      const ran = await ocicache("f", ["tags", `127.0.0.1:${endless.port}/r`]);
+      expect(ran.stderr).toContain(said);
+      expect(ran.code).toBe(4);
+      expect(pages).toBeLessThanOrEqual(5);
+    } finally {
+      await endless.stop(true);
+    }
   });
 });
