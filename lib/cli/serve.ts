@@ -21,6 +21,8 @@ import { isLoopback } from "../oci/host.ts";
 import { Metrics } from "../server/metrics.ts";
 import { writeFileAtomic } from "../store/writer.ts";
 import { createAdminApp } from "../server/app.ts";
+import { Upkeep } from "../server/upkeep.ts";
+import { formatBytes } from "../units.ts";
 
 /**
  * Run the server until SIGTERM or SIGINT.
@@ -49,7 +51,24 @@ export async function runServe(context: Context): Promise<number> {
   const generated = fromEnv !== undefined && fromEnv !== "" ? undefined : generateToken();
   const token = generated?.value ?? fromEnv!;
   const metrics = new Metrics();
-  const cache = openCache(context, { onEvent: (event) => metrics.record(event) });
+  let upkeep: Upkeep | undefined;
+  const cache = openCache(context, {
+    onEvent: (event) => {
+      metrics.record(event);
+      upkeep?.record(event);
+    },
+  });
+  upkeep = new Upkeep(cache, {
+    policy: { maxAgeMs: config.maxAgeMs, maxSizeBytes: config.maxSizeBytes, graceMs: config.graceMs },
+    intervalMs: config.autoCleanIntervalMs,
+    onCleanup: (outcome) =>
+      context.warn(
+        "error" in outcome
+          ? `Cannot clean the cache automatically: ${outcome.error.message}`
+          : `cleaned the cache: removed ${outcome.report.removed.length} ` +
+              `(${formatBytes(outcome.report.freedBytes)}), ${formatBytes(outcome.report.remainingBytes)} left`,
+      ),
+  });
   const app = createAdminApp({
     config,
     cache,
@@ -87,9 +106,12 @@ export async function runServe(context: Context): Promise<number> {
           : ", mirror open to anyone who can reach it (--public-mirror)";
   const mirroring = config.upstream === undefined ? "" : `, mirroring ${config.upstream}`;
   context.print(`listening on http://${hostname}:${server.port}${mirroring} (admin token ${where}${clients})`);
+  upkeep.start();
   const signal = await stopped;
   context.warn(`${signal}: finishing the requests in flight`);
+  upkeep.stop();
   await server.stop(false);
+  await upkeep.settled();
   return EXIT_CODES.ok;
 }
 

@@ -55,7 +55,7 @@ export interface Config {
   listen: string;
   /** `Host` names `serve` answers besides its listen address and loopback names (DNS rebinding). */
   allowedHosts: string[];
-  /** An htpasswd file (bcrypt entries): `serve` then asks mirror clients for Basic credentials. */
+  /** An htpasswd file (bcrypt entries): `serve` then asks for Basic credentials on every route but health. */
   htpasswd: string | undefined;
   /** Serve the mirror on a non-loopback address without client credentials. */
   publicMirror: boolean;

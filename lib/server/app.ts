@@ -8,9 +8,11 @@
 
 import { Hono, type MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
+import { secureHeaders } from "hono/secure-headers";
 import { HTTPException } from "hono/http-exception";
 import { validator } from "hono/validator";
 import { z } from "zod";
+import { timingSafeEqual } from "node:crypto";
 import type { Cache } from "../pull/cache.ts";
 import { pruneCache } from "../store/cleanup.ts";
 import type { Config } from "../config/config.ts";
@@ -77,10 +79,22 @@ export function createAdminApp(deps: AdminDeps): Hono {
   const { config, cache, metrics } = deps;
   const allowed = new Set((deps.allowedHosts ?? []).map((h) => hostName(h)));
 
-  // DNS rebinding: a web page whose name resolves to this address must not reach the API or the mirror.
+  // DNS rebinding: a web page whose name resolves to this address must not reach the API or the mirror. First, so
+  // that a Host no URL can be made of is answered before anything reads the request's URL.
+  app.use("*", async (c, next) => {
+    // No Host header: a request made in this process (`app.request`), whose URL names the host.
+    const host = c.req.header("host") ?? new URL(c.req.url).host;
+    if (!isHostHeader(host)) throw new HTTPException(400, { message: "The Host header is not a host name" });
+    if (!isAllowedHost(host, allowed)) {
+      throw new HTTPException(421, {
+        message: `Requests for the host "${host.slice(0, 80)}" are not answered here (allow it with --allowed-host)`,
+      });
+    }
+    await next();
+  });
   app.use("*", async (c, next) => {
     const started = performance.now();
-    const path = new URL(c.req.url).pathname;
+    const path = c.req.path;
     try {
       await next();
     } finally {
@@ -89,31 +103,15 @@ export function createAdminApp(deps: AdminDeps): Hono {
       metrics.request({ method: c.req.method, path: path.slice(0, 200), status: c.res.status, ms });
     }
   });
-  app.use("*", async (c, next) => {
-    const host = c.req.header("host") ?? new URL(c.req.url).host;
-    if (!isAllowedHost(host, allowed)) {
-      throw new HTTPException(421, {
-        message: `Requests for the host "${host.slice(0, 80)}" are not answered here (allow it with --allowed-host)`,
-      });
-    }
-    await next();
-  });
-  if (deps.htpasswd !== undefined) {
-    const check = basicChecker(deps.htpasswd);
-    app.use("/v2/*", async (c, next) => {
-      if (await check(c.req.header("authorization"))) return next();
-      return c.json({ errors: [{ code: "UNAUTHORIZED", message: "This mirror needs credentials" }] }, 401, {
-        "WWW-Authenticate": 'Basic realm="ocicache"',
-        "Docker-Distribution-API-Version": "registry/2.0",
-      });
-    });
-  }
+  app.use("*", secureHeaders({ strictTransportSecurity: false, crossOriginResourcePolicy: false }));
+  if (deps.htpasswd !== undefined) app.use("*", clientsOnly(deps.htpasswd, deps.token));
 
   const admin = adminOnly(deps.token, allowed);
   app.on(["POST", "PUT", "PATCH", "DELETE"], "/v1/*", admin.sameOrigin, admin.token);
 
   app.get("/", (c) => {
     const inventory = takeInventory(cache.store);
+    c.header("Content-Security-Policy", STATUS_PAGE_CSP);
     return c.html(
       renderStatus({
         stats: cacheStats(inventory, config),
@@ -196,7 +194,7 @@ export function createAdminApp(deps: AdminDeps): Hono {
     });
 
   app.notFound((c) =>
-    c.json({ code: "ENOTFOUND", message: `No route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404),
+    c.json({ code: "ENOTFOUND", message: `No route for ${c.req.method} ${c.req.path.slice(0, 200)}` }, 404),
   );
   // The one place errors become responses: `{code, message}` with the status of the error's code.
   app.onError((error, c) => {
@@ -245,6 +243,44 @@ function adminOnly(token: string, allowed: Set<string>): { sameOrigin: Middlewar
 /** A JSON body checked with zod (`hono/validator`); a bad one is a usage error (400) naming the field. */
 function jsonBody<T>(schema: z.ZodType<T>) {
   return validator("json", (value) => parseWith(schema, value));
+}
+
+/**
+ * With `--htpasswd`, every route but `/healthz` and `/readyz` asks for credentials: a user of the file (Basic), or
+ * the admin token (Bearer). The list of cached references, the metrics and the status page name what clients pulled.
+ */
+function clientsOnly(users: Htpasswd, token: string): MiddlewareHandler {
+  const check = basicChecker(users);
+  const admin = new TextEncoder().encode(`Bearer ${token}`);
+  return async (c, next) => {
+    if (c.req.path === "/healthz" || c.req.path === "/readyz") return next();
+    const authorization = c.req.header("authorization");
+    if (authorization !== undefined && /^Bearer /i.test(authorization)) {
+      const given = new TextEncoder().encode(authorization);
+      if (given.byteLength === admin.byteLength && timingSafeEqual(given, admin)) return next();
+    } else if (await check(authorization)) {
+      return next();
+    }
+    const headers = { "WWW-Authenticate": 'Basic realm="ocicache"' };
+    if (c.req.path === "/v2" || c.req.path.startsWith("/v2/"))
+      return c.json({ errors: [{ code: "UNAUTHORIZED", message: "This mirror needs credentials" }] }, 401, {
+        ...headers,
+        "Docker-Distribution-API-Version": "registry/2.0",
+      });
+    return c.json({ code: "EAUTH", message: "This server needs credentials (--htpasswd)" }, 401, headers);
+  };
+}
+
+/** The status page loads nothing and runs nothing: its own inline styles only. */
+const STATUS_PAGE_CSP =
+  "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/**
+ * Whether a `Host` header is `host[:port]`: a name or IPv4 address, or an IPv6 address in brackets (anything else,
+ * `[evil]` for one, makes no URL).
+ */
+function isHostHeader(host: string): boolean {
+  return /^(?:[a-z0-9._~-]+|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i.test(host);
 }
 
 /**

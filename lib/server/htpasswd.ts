@@ -49,7 +49,9 @@ export function readHtpasswd(path: string): Htpasswd {
 }
 
 /**
- * A checker of `Authorization: Basic …` headers against `users`.
+ * A checker of `Authorization: Basic …` headers against `users`. A user name that is not in the file costs the
+ * same bcrypt verification as one that is (against a hash of the file's own cost), so that the time of an answer
+ * does not tell which names exist.
  *
  * @example
  * ```ts
@@ -60,6 +62,8 @@ export function readHtpasswd(path: string): Htpasswd {
  */
 export function basicChecker(users: Htpasswd): (header: string | undefined) => Promise<boolean> {
   const verified = new Set<string>();
+  const cost = Number(/^\$2[aby]\$(\d\d)\$/.exec(users.values().next().value ?? "")?.[1] ?? 10);
+  const decoy = Bun.password.hashSync(crypto.randomUUID(), { algorithm: "bcrypt", cost });
   return async (header) => {
     if (header === undefined || !/^Basic /i.test(header)) return false;
     let decoded: string;
@@ -71,7 +75,10 @@ export function basicChecker(users: Htpasswd): (header: string | undefined) => P
     const colon = decoded.indexOf(":");
     const user = decoded.slice(0, colon);
     const hash = colon > 0 ? users.get(user) : undefined;
-    if (hash === undefined) return false;
+    if (hash === undefined) {
+      await Bun.password.verify(decoded.slice(colon + 1), decoy);
+      return false;
+    }
     const key = new Bun.CryptoHasher("sha256").update(`${hash}\0${decoded}`).digest("hex");
     if (verified.has(key)) return true;
     if (!(await Bun.password.verify(decoded.slice(colon + 1), hash))) return false;

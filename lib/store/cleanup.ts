@@ -88,13 +88,29 @@ export async function autoClean(
   budgetMs = 2000,
 ): Promise<CleanupReport | undefined> {
   if (intervalMs <= 0 || !store.trusted) return undefined;
-  const stamp = store.paths.cleanupStamp;
   const now = policy.now ?? Date.now();
   try {
-    if (now - lstatSync(stamp).mtimeMs < intervalMs) return undefined;
+    if (now - lstatSync(store.paths.cleanupStamp).mtimeMs < intervalMs) return undefined;
   } catch {
     // Never cleaned: due now.
   }
+  return cleanUnlessCleaning(store, policy, budgetMs);
+}
+
+/**
+ * A cleanup now, stamped as an automatic one, unless another process is cleaning; it stops choosing after
+ * `budgetMs`. What `serve` runs when what it fetched may have taken the cache past `maxSize`.
+ *
+ * @returns the report, or `undefined` when another process was cleaning (or the cache is not trusted).
+ */
+export async function cleanUnlessCleaning(
+  store: Store,
+  policy: CleanupPolicy,
+  budgetMs = 2000,
+): Promise<CleanupReport | undefined> {
+  if (!store.trusted) return undefined;
+  const stamp = store.paths.cleanupStamp;
+  const now = policy.now ?? Date.now();
   let lock;
   try {
     lock = await acquireLock(store.paths.cleanupLock, { timeoutMs: 0 });
