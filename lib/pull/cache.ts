@@ -21,6 +21,9 @@ import { CHECKED_ANNOTATION, REF_NAME_ANNOTATION } from "../oci/names.ts";
 import { describeFsError } from "../store/files.ts";
 import { MANIFEST_MEMORY_BYTES, ManifestMemory } from "./manifest-memory.ts";
 
+/** Distinct warnings remembered, so that each is said once; past it the memory starts over. */
+const MAX_WARNINGS_REMEMBERED = 1024;
+
 /** How a cache behaves. */
 export interface CacheOptions {
   /** The cache directory. */
@@ -136,6 +139,8 @@ export class Cache {
   /** Report a warning once. */
   warn(message: string): void {
     if (this.#warned.has(message)) return;
+    // A server's cache lives long and warns of whatever its clients ask for: the memory of what was said is bounded.
+    if (this.#warned.size >= MAX_WARNINGS_REMEMBERED) this.#warned.clear();
     this.#warned.add(message);
     this.options.onWarning?.(message);
   }

@@ -349,6 +349,9 @@ export class RegistryClient {
       credentials: this.#credentials(endpoint),
       transport: { ...this.options, ...(endpoint.ca !== undefined && { ca: endpoint.ca }) },
     });
+    // A server's client lives long and any of its clients names a repository: the tokens kept are bounded.
+    if (this.#authorization.size >= MAX_AUTHORIZATIONS)
+      this.#authorization.delete(this.#authorization.keys().next().value!);
     this.#authorization.set(authorization.startsWith("Basic ") ? endpoint.host : tokenKey, authorization);
     return { response: (await send()).response, challenged: true };
   }
@@ -369,6 +372,9 @@ interface Sent {
   response: Response;
   challenged: boolean;
 }
+
+/** Authorizations (a token per repository, Basic per host) kept at most; the oldest goes first. */
+const MAX_AUTHORIZATIONS = 1024;
 
 /** The most pages of a tag list followed. */
 const MAX_TAG_PAGES = 100;

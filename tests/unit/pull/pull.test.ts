@@ -343,3 +343,23 @@ describe("pullBlob()", () => {
     expect(readFileSync(second.path!)).toEqual(Buffer.from(kraftkit.manifests[host].files.initrd));
   });
 });
+
+describe("Cache.warn() in a long-lived server", () => {
+  test("says each warning once, and remembers at most 1024 of them: past that the memory starts over", () => {
+    const said: string[] = [];
+    const cache = new Cache({
+      dir: join(tmpdir(), `ocicache-warn-${run}`),
+      offline: true,
+      onWarning: (m) => said.push(m),
+    });
+    cache.warn("first");
+    cache.warn("first");
+    expect(said).toEqual(["first"]);
+    for (let i = 0; i < 1023; i++) cache.warn(`other ${i}`);
+    cache.warn("first");
+    expect(said.length).toBe(1024);
+    cache.warn("one more");
+    cache.warn("first");
+    expect(said.slice(-2)).toEqual(["one more", "first"]);
+  });
+});
