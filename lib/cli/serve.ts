@@ -21,6 +21,7 @@ import { isLoopback } from "../oci/host.ts";
 import { Metrics } from "../server/metrics.ts";
 import { writeFileAtomic } from "../store/writer.ts";
 import { createAdminApp } from "../server/app.ts";
+import { listenHttp, type Listener } from "../server/listener.ts";
 import { Upkeep } from "../server/upkeep.ts";
 import { formatBytes } from "../units.ts";
 
@@ -82,13 +83,12 @@ export async function runServe(context: Context): Promise<number> {
     process.once("SIGTERM", () => resolve("SIGTERM"));
     process.once("SIGINT", () => resolve("SIGINT"));
   });
-  let server: ReturnType<typeof Bun.serve>;
+  let server: Listener;
   try {
-    server = Bun.serve({
+    server = await listenHttp(app.fetch, {
       hostname: hostname.replace(/^\[|\]$/g, ""),
       port,
-      fetch: app.fetch,
-      idleTimeout: IDLE_CONNECTION_SECONDS,
+      idleTimeoutSeconds: IDLE_CONNECTION_SECONDS,
     });
   } catch (cause) {
     throw new UsageError(`Cannot listen on "${config.listen}": ${(cause as Error).message.replace(/\.$/, "")}`, {
@@ -110,7 +110,7 @@ export async function runServe(context: Context): Promise<number> {
   const signal = await stopped;
   context.warn(`${signal}: finishing the requests in flight`);
   upkeep.stop();
-  await server.stop(false);
+  await server.stop();
   await upkeep.settled();
   return EXIT_CODES.ok;
 }

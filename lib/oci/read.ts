@@ -109,16 +109,37 @@ export function readRange(path: string, offset: number, length: number, onChunk:
   }
 }
 
+/** Which bytes of a file a stream reads, and in what chunks. */
+export interface FileStreamOptions {
+  /** The first byte. @default 0 */
+  start?: number;
+  /** The last byte, inclusive. @default the file's last */
+  end?: number;
+  /** The largest chunk read at once (what a slow reader holds in memory). @default 1 MiB */
+  chunkBytes?: number;
+}
+
 /**
- * A regular file (no link followed) as a stream of chunks of at most 1 MiB, from an open descriptor: what is read
- * is the file that was checked, whatever is renamed over its path meanwhile. Read to its end, or cancelled, it
- * closes the descriptor.
+ * A regular file (no link followed), or a range of it, as a stream read only as fast as it is consumed, from an open
+ * descriptor: what is read is the file that was checked, whatever is renamed over its path meanwhile. Read to its
+ * end, or cancelled, it closes the descriptor.
  *
  * @throws {Error} the file system's error (see `openRegular`), at once.
+ * @example The bytes 1 to 3 of a file
+ * ```ts
+ * import assert from "node:assert";
+ * import { writeFileSync } from "node:fs";
+ * import { fileStream } from "./read.ts";
+ * writeFileSync("/tmp/ocicache-stream-example", "abcdef");
+ * const text = await new Response(fileStream("/tmp/ocicache-stream-example", { start: 1, end: 3 })).text();
+ * assert.equal(text, "bcd");
+ * ```
  */
-export function fileStream(path: string): ReadableStream<Uint8Array<ArrayBuffer>> {
+export function fileStream(path: string, options: FileStreamOptions = {}): ReadableStream<Uint8Array<ArrayBuffer>> {
   const fd = openRegular(path);
-  let position = 0;
+  let position = options.start ?? 0;
+  const end = options.end === undefined ? Number.POSITIVE_INFINITY : options.end + 1;
+  const chunkBytes = options.chunkBytes ?? READ_CHUNK_BYTES;
   let open = true;
   const close = () => {
     if (open) closeSync(fd);
@@ -127,10 +148,10 @@ export function fileStream(path: string): ReadableStream<Uint8Array<ArrayBuffer>
   return new ReadableStream<Uint8Array<ArrayBuffer>>(
     {
       pull(controller) {
-        const buffer = new Uint8Array(READ_CHUNK_BYTES);
-        let n: number;
+        const buffer = new Uint8Array(Math.max(0, Math.min(chunkBytes, end - position)));
+        let n = 0;
         try {
-          n = readSync(fd, buffer, 0, buffer.length, position);
+          if (buffer.length > 0) n = readSync(fd, buffer, 0, buffer.length, position);
         } catch (error) {
           close();
           controller.error(error);
@@ -203,8 +224,8 @@ export function decompressionCeiling(size: number): number {
 }
 
 /**
- * A file served as an HTTP body or copied to standard output (a blob of the cache), from `start` to `end` inclusive
- * when given: Bun sends it from the file without reading it into memory.
+ * A file copied to standard output (`cat`'s blob of the cache), from `start` to `end` inclusive when given: Bun
+ * sends it from the file without reading it into memory.
  *
  * @throws {Error} `EINVAL` when what is at `path` is not a regular file (a link is not followed).
  */

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Context, Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { NotFoundError, OcicacheError, UsageError } from "../errors.ts";
 import { isDigest, type Digest } from "../oci/digest.ts";
 import { defaultMediaType, parseManifest } from "../oci/manifest.ts";
@@ -21,32 +21,34 @@ import { parseRange } from "./range.ts";
 import { Slots } from "./slots.ts";
 import { cachedRepositories, paginate, TagMemory } from "./tags.ts";
 import { verifyCached } from "./verified.ts";
-import { fileBody } from "../oci/read.ts";
+import { FileResponse } from "./listener.ts";
 
 const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/;
 const TAGS_RE = /^\/v2\/(.+)\/tags\/list$/;
 
 /**
- * Add the `/v2/` routes to an app.
+ * The `/v2` sub-app (`app.route("/v2", mirrorRoutes(deps))`).
  *
  * @example
  * ```ts
- * import { Hono } from "hono";
- * import { mountMirror } from "./mirror.ts";
- * // mountMirror(new Hono(), { cache, metrics, upstream: "127.0.0.1:5000" });
+ * import { mirrorRoutes } from "./mirror.ts";
+ * // app.route("/v2", mirrorRoutes({ cache, metrics, upstream: "127.0.0.1:5000", limits }));
  * ```
  */
-export function mountMirror(app: Hono, deps: MirrorDeps): void {
+export function mirrorRoutes(deps: MirrorDeps): Hono {
+  const app = new Hono();
   // One download per missing blob in this process, whoever asks and however slowly they read.
   const downloads: Downloads = { byDigest: new Map(), slots: new Slots(deps.limits.maxConcurrentDownloads) };
-  app.get("/v2/", (c) => c.json({}, 200, API_HEADER));
+  const base = (c: Context) => c.json({}, 200, API_HEADER);
+  app.get("/", base);
   const tags = new TagMemory();
-  app.get("/v2/_catalog", (c) => {
+  app.get("/_catalog", (c) => {
     const page = paginate(cachedRepositories(deps.cache, deps.upstream), c.req.query("n"), c.req.query("last"));
     return listResponse(c, "/v2/_catalog", { repositories: page.items }, page);
   });
-  app.on(["GET", "HEAD"], "/v2/*", async (c) => {
-    const path = new URL(c.req.url).pathname;
+  app.on(["GET", "HEAD"], "/*", async (c) => {
+    const path = c.req.path;
+    if (path === "/v2/") return base(c);
     const list = TAGS_RE.exec(path);
     if (list !== null) {
       try {
@@ -70,9 +72,10 @@ export function mountMirror(app: Hono, deps: MirrorDeps): void {
       return mirrorError(c, error, kind);
     }
   });
-  app.on(["POST", "PUT", "PATCH", "DELETE"], "/v2/*", (c) =>
+  app.on(["POST", "PUT", "PATCH", "DELETE"], "/*", (c) =>
     registryError(c, 405, "UNSUPPORTED", "ocicache is a read-only mirror"),
   );
+  return app;
 }
 
 /**
@@ -153,24 +156,30 @@ async function serveBlob(
   }
   if (range === undefined) {
     metrics.bytesServedFromCache += blob.size;
-    return new Response(fileBody(blob.path), {
-      status: 200,
-      headers: { ...headers, "Content-Length": String(blob.size) },
-    });
+    return new FileResponse(
+      { path: blob.path, start: 0, end: blob.size - 1, chunkBytes: deps.limits.chunkBytes },
+      {
+        status: 200,
+        headers: { ...headers, "Content-Length": String(blob.size) },
+      },
+    );
   }
   const parsed = parseRange(range, blob.size);
   if (parsed === undefined)
     return new Response(null, { status: 416, headers: { ...headers, "Content-Range": `bytes */${blob.size}` } });
   const [start, end] = parsed;
   metrics.bytesServedFromCache += end - start + 1;
-  return new Response(fileBody(blob.path, start, end), {
-    status: 206,
-    headers: {
-      ...headers,
-      "Content-Length": String(end - start + 1),
-      "Content-Range": `bytes ${start}-${end}/${blob.size}`,
+  return new FileResponse(
+    { path: blob.path, start, end, chunkBytes: deps.limits.chunkBytes },
+    {
+      status: 206,
+      headers: {
+        ...headers,
+        "Content-Length": String(end - start + 1),
+        "Content-Range": `bytes ${start}-${end}/${blob.size}`,
+      },
     },
-  });
+  );
 }
 
 /** The reference on the upstream: the upstream is the registry, whatever its shape (no Docker Hub defaults). */

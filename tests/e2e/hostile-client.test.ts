@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import type { Hono } from "hono";
 import { Cache } from "../../lib/pull/cache.ts";
 import { DEFAULTS, type Config } from "../../lib/config/config.ts";
 import { digestHex, digestOf, hashFile, parseDigest, type Digest } from "../../lib/oci/digest.ts";
@@ -12,6 +11,7 @@ import { parseReference } from "../../lib/oci/reference.ts";
 import type { RegistryClientOptions } from "../../lib/registry/client.ts";
 import { createAdminApp } from "../../lib/server/app.ts";
 import { CLI } from "../helpers/cli.ts";
+import { listen, type Listening } from "../helpers/listen.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { startProxy, trickle } from "../helpers/proxy.ts";
 import { send, startRawServer } from "../helpers/raw.ts";
@@ -47,7 +47,7 @@ interface AppOptions {
   cacheDir?: string;
 }
 
-function mirrorApp(options: AppOptions = {}): { app: Hono; cache: Cache; metrics: Metrics } {
+async function mirrorApp(options: AppOptions = {}): Promise<{ app: Listening; cache: Cache; metrics: Metrics }> {
   const cacheDir = options.cacheDir ?? join(tmp.path, "cache");
   const config: Config = { ...DEFAULTS, cacheDir, ...options.config };
   const metrics = new Metrics();
@@ -65,7 +65,7 @@ function mirrorApp(options: AppOptions = {}): { app: Hono; cache: Cache; metrics
     ...(options.allowedHosts !== undefined && { allowedHosts: options.allowedHosts }),
     ...(options.htpasswd !== undefined && { htpasswd: readHtpasswd(options.htpasswd) }),
   });
-  return { app, cache, metrics };
+  return { app: await listen(app), cache, metrics };
 }
 
 const indexEntries = () => {
@@ -75,7 +75,7 @@ const indexEntries = () => {
 
 describe("hostile requests to the mirror", () => {
   test("a layer asked for as a manifest is 404, and is neither read into memory nor recorded", async () => {
-    const { app, cache } = mirrorApp();
+    const { app, cache } = await mirrorApp();
     await pullImage(cache, parseReference(image.ref));
     const before = indexEntries();
     for (let i = 0; i < 4; i++) {
@@ -89,7 +89,7 @@ describe("hostile requests to the mirror", () => {
   });
 
   test("manifest requests by digest under junk names record nothing in index.json", async () => {
-    const { app } = mirrorApp();
+    const { app } = await mirrorApp();
     expect((await app.request(`/v2/${repo}/manifests/1`)).status).toBe(200);
     expect(indexEntries()).toBe(1);
     for (let i = 0; i < 30; i++) {
@@ -100,7 +100,7 @@ describe("hostile requests to the mirror", () => {
   });
 
   test("an upstream named without a dot or port is the registry, not a Docker Hub namespace", async () => {
-    const { app } = mirrorApp({
+    const { app } = await mirrorApp({
       upstream: "myregistry",
       registry: { registries: { myregistry: { insecure: true, mirrors: [{ host: registry.host }] } } },
     });
@@ -117,7 +117,7 @@ describe("hostile requests to the mirror", () => {
   test("a blob damaged on disk is found before it is served: dropped, counted, fetched again", async () => {
     const upstream = startProxy(registry.url);
     try {
-      const { app, cache } = mirrorApp({ upstream: upstream.host });
+      const { app, cache } = await mirrorApp({ upstream: upstream.host });
       await pullImage(cache, parseReference(`${upstream.host}/${repo}:1`));
       const blob = join(tmp.path, "cache", "blobs", "sha256", digestHex(kernel));
       const first = await app.request(`/v2/${repo}/blobs/${kernel}`);
@@ -139,7 +139,7 @@ describe("hostile requests to the mirror", () => {
   test("a client that never reads holds nobody back: another gets every byte, one upstream GET", async () => {
     const upstream = startProxy(registry.url);
     try {
-      const { app } = mirrorApp({ upstream: upstream.host });
+      const { app } = await mirrorApp({ upstream: upstream.host });
       const stuck = await app.request(`/v2/${repo}/blobs/${kernel}`);
       expect(stuck.status).toBe(200);
       const other = await app.request(`/v2/${repo}/blobs/${kernel}`);
@@ -160,7 +160,7 @@ describe("hostile requests to the mirror", () => {
         : forward(),
     );
     try {
-      const { app, metrics } = mirrorApp({
+      const { app, metrics } = await mirrorApp({
         upstream: slow.host,
         config: { maxConnections: 1, maxConcurrentDownloads: 1 },
       });
@@ -172,7 +172,7 @@ describe("hostile requests to the mirror", () => {
       expect(refused.headers.get("retry-after")).toBe("1");
       expect(metrics.refusedTotal).toBe(1);
       expect(digestOf(new Uint8Array(await first.arrayBuffer())) as string).toBe(kernelLayer!.digest);
-      const { app: queued, metrics: counted } = mirrorApp({
+      const { app: queued, metrics: counted } = await mirrorApp({
         upstream: slow.host,
         config: { maxConcurrentDownloads: 1 },
         cacheDir: join(tmp.path, "second"),
@@ -212,7 +212,7 @@ describe("hostile requests to the mirror", () => {
       return true;
     });
     try {
-      const { app } = mirrorApp({ upstream: stalled.host, registry: { idleTimeoutMs: 1000 } });
+      const { app } = await mirrorApp({ upstream: stalled.host, registry: { idleTimeoutMs: 1000 } });
       const started = Date.now();
       const response = await app.request(`/v2/${repo}/manifests/1`);
       expect(response.status).toBe(503);
@@ -226,9 +226,9 @@ describe("hostile requests to the mirror", () => {
 
 describe("who may talk to serve", () => {
   test("another Host (DNS rebinding) is 421; IP addresses, localhost and allowed names are answered", async () => {
-    const { app } = mirrorApp({ allowedHosts: ["cache.internal"] });
-    expect((await app.request("http://evil.example:5050/v1/stats")).status).toBe(421);
-    expect((await app.request(`http://evil.example:5050/v2/${repo}/manifests/1`)).status).toBe(421);
+    const { app } = await mirrorApp({ allowedHosts: ["cache.internal"] });
+    expect((await app.request("/v1/stats", { headers: { Host: "evil.example:5050" } })).status).toBe(421);
+    expect((await app.request(`/v2/${repo}/manifests/1`, { headers: { Host: "evil.example:5050" } })).status).toBe(421);
     expect((await app.request("/v1/stats", { headers: { Host: "attacker.test" } })).status).toBe(421);
     for (const name of ["127.0.0.1:5050", "localhost:5050", "[::1]:5050", "10.1.2.3:5050", "cache.internal:5050"]) {
       expect((await app.request("/v1/stats", { headers: { Host: name } })).status).toBe(200);
@@ -236,7 +236,7 @@ describe("who may talk to serve", () => {
   });
 
   test("a mutating request from a web page on another origin is refused, even with the token", async () => {
-    const { app } = mirrorApp();
+    const { app } = await mirrorApp();
     const gc = (origin?: string) =>
       app.request("/v1/gc", {
         method: "POST",
@@ -257,7 +257,7 @@ describe("who may talk to serve", () => {
     const file = join(tmp.path, "htpasswd");
     const made = Bun.spawnSync(["htpasswd", "-nbB", "fleet", "s3cret"]);
     writeFileSync(file, made.stdout);
-    const { app } = mirrorApp({ htpasswd: file });
+    const { app } = await mirrorApp({ htpasswd: file });
     const none = await app.request("/v2/");
     expect(none.status).toBe(401);
     expect(none.headers.get("www-authenticate")).toStartWith("Basic ");

@@ -7,6 +7,7 @@ import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { startProxy, type ProxyHandle } from "../helpers/proxy.ts";
 import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { startServe, type ServeHandle } from "../helpers/serve.ts";
+import { compiledBinary } from "../helpers/binary.ts";
 
 const MiB = 1024 * 1024;
 const IMAGES = 4;
@@ -15,8 +16,11 @@ const CLIENTS_PER_IMAGE = 4;
 let registry: RegistryHandle;
 let upstream: ProxyHandle;
 const images: SampleImage[] = [];
+/** The server is the compiled binary: its memory is what a user's `ocicache serve` takes. */
+let binary: string;
 
 beforeAll(async () => {
+  binary = compiledBinary();
   registry = await sharedRegistry();
   upstream = startProxy(registry.url);
   for (let i = 0; i < IMAGES; i++) {
@@ -39,7 +43,7 @@ function memoryOf(pid: number): { rss: number; hwm: number } {
 
 /** `serve` on the upstream, warmed up (its own code paths) before its idle memory is read. */
 async function warmServe(): Promise<ServeHandle> {
-  const serve = await startServe(tmp.path, upstream.host);
+  const serve = await startServe(tmp.path, upstream.host, [], [binary]);
   await (await fetch(`http://${serve.host}/v2/`)).arrayBuffer();
   return serve;
 }

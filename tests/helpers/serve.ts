@@ -21,10 +21,18 @@ export interface ServeHandle {
   stop(): Promise<void>;
 }
 
-/** Start `serve` with the cache and config under `dir`, mirroring `upstream`, with `args` added. */
-export async function startServe(dir: string, upstream: string, args: string[] = []): Promise<ServeHandle> {
+/**
+ * Start `serve` with the cache and config under `dir`, mirroring `upstream`, with `args` added; run from source, or
+ * as `program` (the compiled binary).
+ */
+export async function startServe(
+  dir: string,
+  upstream: string,
+  args: string[] = [],
+  program: string[] = ["bun", CLI],
+): Promise<ServeHandle> {
   const host = `127.0.0.1:${freePort()}`;
-  const proc = Bun.spawn(["bun", CLI, "serve", "--listen", host, "--upstream", upstream, ...args], {
+  const proc = Bun.spawn([...program, "serve", "--listen", host, "--upstream", upstream, ...args], {
     env: { ...process.env, OCICACHE_DIR: join(dir, "cache"), XDG_CONFIG_HOME: join(dir, "config") },
     stdin: "ignore",
     stdout: "pipe",

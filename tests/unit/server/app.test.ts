@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { Hono } from "hono";
 import { Cache } from "../../../lib/pull/cache.ts";
 import { DEFAULTS, type Config } from "../../../lib/config/config.ts";
 import { digestHex, digestOf, type Digest } from "../../../lib/oci/digest.ts";
@@ -11,6 +10,7 @@ import { parseReference } from "../../../lib/oci/reference.ts";
 import { createAdminApp } from "../../../lib/server/app.ts";
 import { pushSampleImage, type SampleImage } from "../../helpers/images.ts";
 import { CLI } from "../../helpers/cli.ts";
+import { listen, type Listening } from "../../helpers/listen.ts";
 import { mountTmpfs } from "../../helpers/mount.ts";
 import { startProxy, trickle, type ProxyHandle } from "../../helpers/proxy.ts";
 import { startRawServer } from "../../helpers/raw.ts";
@@ -35,11 +35,11 @@ afterAll(() => registry.stop());
 
 const tmp = useTempDir("serve");
 
-function adminApp(options: { cacheDir?: string; upstream?: string } = {}): {
-  app: Hono;
+async function adminApp(options: { cacheDir?: string; upstream?: string } = {}): Promise<{
+  app: Listening;
   cache: Cache;
   metrics: Metrics;
-} {
+}> {
   const cacheDir = options.cacheDir ?? join(tmp.path, "cache");
   const config: Config = { ...DEFAULTS, cacheDir };
   const metrics = new Metrics();
@@ -51,7 +51,7 @@ function adminApp(options: { cacheDir?: string; upstream?: string } = {}): {
     token: TOKEN,
     ...(options.upstream !== undefined && { upstream: options.upstream }),
   });
-  return { app, cache, metrics };
+  return { app: await listen(app), cache, metrics };
 }
 
 const json = (response: Response): Promise<any> => response.json();
@@ -64,7 +64,7 @@ const post = (body: unknown, headers: Record<string, string> = auth) => ({
 
 describe("the admin API", () => {
   test("GET /healthz and /readyz", async () => {
-    const { app } = adminApp();
+    const { app } = await adminApp();
     expect(await json(await app.request("/healthz"))).toEqual({ status: "ok" });
     expect((await app.request("/readyz")).status).toBe(200);
   });
@@ -74,7 +74,7 @@ describe("the admin API", () => {
     try {
       new Cache({ dir: fs.dir });
       fs.readOnly();
-      const { app } = adminApp({ cacheDir: fs.dir });
+      const { app } = await adminApp({ cacheDir: fs.dir });
       const response = await app.request("/readyz");
       expect(response.status).toBe(503);
       expect((await json(response)).reason).toContain("read-only");
@@ -84,7 +84,7 @@ describe("the admin API", () => {
   });
 
   test("mutating routes need the bearer token: none, wrong, right", async () => {
-    const { app } = adminApp();
+    const { app } = await adminApp();
     const none = await app.request("/v1/gc", post({ dryRun: true }, { "Content-Type": "application/json" }));
     expect(none.status).toBe(401);
     expect(await json(none)).toMatchObject({ code: "EAUTH" });
@@ -103,7 +103,7 @@ describe("the admin API", () => {
   });
 
   test("POST /v1/pull fills the cache; stats, refs, blobs and metrics show it", async () => {
-    const { app } = adminApp();
+    const { app } = await adminApp();
     const pulled = await app.request("/v1/pull", post({ ref: image.ref }));
     expect(pulled.status).toBe(200);
     const result = await json(pulled);
@@ -133,7 +133,7 @@ describe("the admin API", () => {
   });
 
   test("DELETE /v1/refs/:ref and /v1/blobs/:digest remove what they name", async () => {
-    const { app, cache } = adminApp();
+    const { app, cache } = await adminApp();
     await pullImage(cache, parseReference(image.ref));
     const rom = image.manifests[host].layers[1]!.digest as Digest;
     const blob = await app.request(`/v1/blobs/${rom}`, { method: "DELETE", headers: auth });
@@ -156,7 +156,7 @@ describe("the admin API", () => {
     ["/v1/gc", { maxSize: "lots" }, '"maxSize"'],
     ["/v1/gc", { dryRun: "yes" }, '"dryRun"'],
   ])("POST %s %j is a 400 naming the field", async (path, body, part) => {
-    const { app } = adminApp();
+    const { app } = await adminApp();
     const response = await app.request(path, post(body));
     expect(response.status).toBe(400);
     const error = await json(response);
@@ -164,8 +164,38 @@ describe("the admin API", () => {
     expect(error.message).toContain(part);
   });
 
+  test.each(["/v1/gc", "/v1/pull"])(
+    "POST %s with curl's form content type is a 415, its body never replaced by defaults that delete",
+    async (path) => {
+      const { app, cache } = await adminApp();
+      await pullImage(cache, parseReference(image.ref));
+      const before = readdirSync(join(tmp.path, "cache", "blobs", "sha256")).length;
+      const body = path === "/v1/gc" ? '{"dryRun":true,"maxAge":"0s"}' : `{"ref":"${image.ref}"}`;
+      const form = { ...auth, "Content-Type": "application/x-www-form-urlencoded" };
+      const response = await app.request(path, { method: "POST", headers: form, body });
+      expect(response.status).toBe(415);
+      expect(await json(response)).toMatchObject({ code: "EUSAGE" });
+      expect((await json(await app.request(path, { method: "POST", headers: form, body }))).message).toContain(
+        "application/json",
+      );
+      expect(readdirSync(join(tmp.path, "cache", "blobs", "sha256")).length).toBe(before);
+    },
+  );
+
+  test("a body over 16 KiB is a 413; no body at all is every field at its default", async () => {
+    const { app } = await adminApp();
+    const big = await app.request("/v1/gc", post({ maxAge: "x".repeat(20_000) }));
+    expect(big.status).toBe(413);
+    const empty = await app.request("/v1/gc", { method: "POST", headers: { Authorization: auth.Authorization } });
+    expect(empty.status).toBe(200);
+    expect((await json(empty)).dryRun).toBe(false);
+    const pull = await app.request("/v1/pull", { method: "POST", headers: { Authorization: auth.Authorization } });
+    expect(pull.status).toBe(400);
+    expect((await json(pull)).message).toContain('"ref"');
+  });
+
   test("a bad query, a bad digest, a non-JSON body and an unknown route are JSON errors", async () => {
-    const { app } = adminApp();
+    const { app } = await adminApp();
     expect((await app.request("/v1/blobs?limit=0")).status).toBe(400);
     expect((await json(await app.request("/v1/blobs?cursor=../../etc"))).message).toContain('"cursor"');
     expect((await app.request("/v1/blobs/sha256:../../x", { method: "DELETE", headers: auth })).status).toBe(400);
@@ -178,7 +208,7 @@ describe("the admin API", () => {
 
 describe("the registry mirror (/v2/)", () => {
   test("serves manifests with their headers, and refuses writes with 405", async () => {
-    const { app } = adminApp({ upstream: registry.host });
+    const { app } = await adminApp({ upstream: registry.host });
     const head = await app.request(`/v2/serve-${run}/app/manifests/1`, { method: "HEAD" });
     expect(head.status).toBe(200);
     expect(head.headers.get("docker-content-digest")).toBe(image.indexDigest);
@@ -195,7 +225,7 @@ describe("the registry mirror (/v2/)", () => {
     const layer = image.manifests[host].layers[0]!;
     const proxy = startProxy(registry.url);
     try {
-      const { app, cache } = adminApp({ upstream: proxy.host });
+      const { app, cache } = await adminApp({ upstream: proxy.host });
       const head = await app.request(`/v2/serve-${run}/app/blobs/${layer.digest}`, { method: "HEAD" });
       expect(head.status).toBe(200);
       expect(head.headers.get("content-length")).toBe(String(layer.size));
@@ -207,7 +237,7 @@ describe("the registry mirror (/v2/)", () => {
   });
 
   test("a Range request returns the right bytes (206), an unsatisfiable one 416", async () => {
-    const { app } = adminApp({ upstream: registry.host });
+    const { app } = await adminApp({ upstream: registry.host });
     const layer = image.manifests[host].layers[0]!;
     const bytes = new Uint8Array(await (await app.request(`/v2/serve-${run}/app/blobs/${layer.digest}`)).arrayBuffer());
     expect(digestOf(bytes) as string).toBe(layer.digest);
@@ -229,7 +259,7 @@ describe("the registry mirror (/v2/)", () => {
     const layer = image.manifests[host].layers[0]!;
     const proxy = slowProxy(layer.digest);
     try {
-      const { app, metrics } = adminApp({ upstream: proxy.host });
+      const { app, metrics } = await adminApp({ upstream: proxy.host });
       const url = `/v2/serve-${run}/app/blobs/${layer.digest}`;
       const [a, b] = await Promise.all([app.request(url), app.request(url)]);
       const [x, y] = await Promise.all([a.arrayBuffer(), b.arrayBuffer()]);
@@ -246,7 +276,7 @@ describe("the registry mirror (/v2/)", () => {
     const [kernel, initrd] = image.manifests[host].layers;
     const upstream = startRawServer(registry.url, () => false);
     try {
-      const { app } = adminApp({ upstream: upstream.host });
+      const { app } = await adminApp({ upstream: upstream.host });
       const blobRequests = (digest: string) =>
         upstream.requests.filter((r) => r.path.includes(`/blobs/${digest}`)).map((r) => r.method);
       const responses = await Promise.all(
@@ -270,7 +300,7 @@ describe("the registry mirror (/v2/)", () => {
 describe("the mirror and slow or vanishing clients", () => {
   test("a slow client gets every byte; one that leaves mid-blob does not stop the download", async () => {
     const layer = image.manifests[host].layers[0]!;
-    const { app } = adminApp({ upstream: registry.host });
+    const { app } = await adminApp({ upstream: registry.host });
     const slow = await app.request(`/v2/serve-${run}/app/blobs/${layer.digest}`);
     const chunks: Uint8Array[] = [];
     for await (const chunk of slow.body!) {
@@ -279,7 +309,10 @@ describe("the mirror and slow or vanishing clients", () => {
     }
     expect(digestOf(Buffer.concat(chunks)) as string).toBe(layer.digest);
 
-    const { app: other, cache: otherCache } = adminApp({ cacheDir: join(tmp.path, "other"), upstream: registry.host });
+    const { app: other, cache: otherCache } = await adminApp({
+      cacheDir: join(tmp.path, "other"),
+      upstream: registry.host,
+    });
     const leaving = await other.request(`/v2/serve-${run}/app/blobs/${layer.digest}`);
     const reader = leaving.body!.getReader();
     await reader.read();
@@ -300,10 +333,10 @@ function slowProxy(digest: string, delayMs = 10): ProxyHandle {
 
 describe("/metrics", () => {
   test("follows Prometheus conventions, times requests by route class, counts upstream errors by kind", async () => {
-    const { app } = adminApp({ upstream: registry.host });
+    const { app } = await adminApp({ upstream: registry.host });
     expect((await app.request(`/v2/serve-${run}/app/manifests/1`)).status).toBe(200);
     expect((await app.request("/healthz")).status).toBe(200);
-    const down = adminApp({ upstream: "127.0.0.1:9" });
+    const down = await adminApp({ upstream: "127.0.0.1:9" });
     expect((await down.app.request(`/v2/serve-${run}/app/manifests/1`)).status).toBe(503);
     const text = await (await app.request("/metrics")).text();
     const types = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!] as const);
@@ -326,7 +359,7 @@ describe("tag lists and the catalog (/v2/<name>/tags/list, /v2/_catalog)", () =>
   });
 
   test("lists the upstream's tags in lexical order, n at a time with a Link to the next page", async () => {
-    const { app } = adminApp({ upstream: registry.host });
+    const { app } = await adminApp({ upstream: registry.host });
     const first = await app.request(`/v2/${repo}/tags/list?n=2`);
     expect(await json(first)).toEqual({ name: repo, tags: ["1.0", "1.1"] });
     const link = first.headers.get("link")!;
@@ -339,12 +372,12 @@ describe("tag lists and the catalog (/v2/<name>/tags/list, /v2/_catalog)", () =>
 
   test("with the upstream down: the tags it listed last, else the tags the cache holds; the catalog", async () => {
     const upstream = startProxy(registry.url);
-    const { app } = adminApp({ upstream: upstream.host });
+    const { app } = await adminApp({ upstream: upstream.host });
     expect((await app.request(`/v2/${repo}/manifests/1.1`)).status).toBe(200);
     expect((await json(await app.request(`/v2/${repo}/tags/list`))).tags).toEqual(["1.0", "1.1", "2.0"]);
     await upstream.stop();
     expect((await json(await app.request(`/v2/${repo}/tags/list`))).tags).toEqual(["1.0", "1.1", "2.0"]);
-    const restarted = adminApp({ upstream: upstream.host }).app;
+    const restarted = (await adminApp({ upstream: upstream.host })).app;
     expect((await json(await restarted.request(`/v2/${repo}/tags/list`))).tags).toEqual(["1.1"]);
     expect(await json(await restarted.request("/v2/_catalog"))).toEqual({ repositories: [repo] });
   });
