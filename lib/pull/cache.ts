@@ -16,7 +16,8 @@ import { lookupReference } from "../store/lookup.ts";
 import { formatReference, type Reference } from "../oci/reference.ts";
 import type { RegistryClient, RegistryClientOptions } from "../registry/client.ts";
 import { Store } from "../store/store.ts";
-import { type WriteResult } from "../store/writer.ts";
+import { probeWritable, type WriteResult } from "../store/writer.ts";
+import { formatBytes } from "../units.ts";
 import { CHECKED_ANNOTATION, REF_NAME_ANNOTATION } from "../oci/names.ts";
 import { describeFsError } from "../store/files.ts";
 import { MANIFEST_MEMORY_BYTES, ManifestMemory } from "./manifest-memory.ts";
@@ -276,6 +277,23 @@ export class Cache {
   #noteWrite(result: WriteResult): void {
     if (result.status === "failed") this.noteUnwritable(result.error);
     if (result.status === "skipped") this.noteUnwritable(new Error(result.reason));
+  }
+
+  /**
+   * Why the cache cannot take `bytes` more now (a file cannot be made in it, or its file system has less free), or
+   * `undefined` when it can: asked before a download whose bytes have nowhere else to go.
+   */
+  roomFor(bytes: number): string | undefined {
+    if (!this.writable) return this.#unwritable;
+    const unwritable = probeWritable(this.store.tmpDir);
+    if (unwritable !== undefined) {
+      this.noteUnwritable(unwritable);
+      return this.#unwritable;
+    }
+    const free = this.store.freeBytes();
+    if (free !== undefined && free < bytes)
+      return `its file system is full: ${formatBytes(free)} free, ${formatBytes(bytes)} needed`;
+    return undefined;
   }
 
   /** The cache failed a write: say so once, and write nothing more (`undefined`: it was already known). */

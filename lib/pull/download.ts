@@ -9,7 +9,7 @@
 
 import { lstatSync } from "node:fs";
 import { digestHex, Verifier, type Expected } from "../oci/digest.ts";
-import { IntegrityError } from "../errors.ts";
+import { IntegrityError, StoreError } from "../errors.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { isStale, tryLock, type Lock } from "../store/lock.ts";
 import { downloadLockPath, partialPath, tempBeside, tempPath } from "../store/paths.ts";
@@ -18,7 +18,7 @@ import type { BlobResponse, RegistryClient } from "../registry/client.ts";
 import type { Store } from "../store/store.ts";
 import { BlobWriter } from "../store/writer.ts";
 import { type BodyLimits, readBody } from "../registry/body.ts";
-import { lexists } from "../store/files.ts";
+import { describeFsError, lexists } from "../store/files.ts";
 import { readRange } from "../oci/read.ts";
 
 /** Where a verified blob is, and whether this call fetched it. */
@@ -202,7 +202,16 @@ async function stream(
     } catch (error) {
       if (error instanceof IntegrityError) throw error;
       options.onCacheFailed(error);
-      fallback = moveToFallback(writer, options, chunk.subarray(writer.written - before), what);
+      const rest = chunk.subarray(writer.written - before);
+      if (options.fallbackPath === undefined && options.onChunk === undefined) {
+        // Nowhere else to put the bytes, and nobody to hand them to: the download is of no use.
+        writer.abort();
+        writer = undefined;
+        throw new StoreError(`Cannot keep ${what} in the cache "${store.root}": ${describeFsError(error)}`, {
+          cause: error,
+        });
+      }
+      fallback = moveToFallback(writer, options, rest, what, verifier);
       writer = undefined;
     }
   };
@@ -265,7 +274,7 @@ async function stream(
     const result = writer.commit(store.blobPath(descriptor.digest), expected);
     if (result.status === "committed") return { path: result.path, hit: false, cached: true };
     options.onCacheFailed(result.status === "failed" ? result.error : undefined);
-    fallback = moveToFallback(writer, options, new Uint8Array(), what);
+    fallback = moveToFallback(writer, options, new Uint8Array(), what, verifier);
   }
   if (fallback === undefined) return { path: undefined, hit: false, cached: false };
   const result = fallback.commit(options.fallbackPath!, expected, { mode: 0o644, durable: false });
@@ -322,19 +331,22 @@ function resumes(response: Response, offset: number, size: number): boolean {
   return range !== null && Number(range[1]) === offset && Number(range[2]) === size - 1;
 }
 
-/** The cache failed mid-stream: carry what it has over to the fallback file, then go on there. */
+/**
+ * The cache failed mid-stream: carry what it has over to the fallback file, then go on there; with no fallback
+ * file (a consumer takes the bytes as they come), over to `verifier`, which checks the rest of the stream.
+ */
 function moveToFallback(
   writer: BlobWriter,
   options: DownloadOptions,
   rest: Uint8Array,
   what: string,
+  verifier: Verifier,
 ): BlobWriter | undefined {
   try {
     const fallback = openFallback(options, what);
-    if (fallback !== undefined) {
-      readRange(writer.path, 0, writer.written, (chunk) => fallback.write(chunk));
-      fallback.write(rest);
-    }
+    const into = (chunk: Uint8Array) => (fallback === undefined ? verifier.update(chunk) : fallback.write(chunk));
+    readRange(writer.path, 0, writer.written, into);
+    into(rest);
     return fallback;
   } finally {
     writer.abort();

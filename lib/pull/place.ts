@@ -123,6 +123,24 @@ export async function pullFiles(
 
 type Placed = PulledFile & { cached: boolean };
 
+/**
+ * Files handed out from the cache (no `outDir`) need the cache to take every layer it lacks: a read-only or full
+ * cache is said before the first byte is downloaded, not after.
+ *
+ * @throws {StoreError} naming the cache and what stops it.
+ */
+export function checkRoom(cache: Cache, source: ImageSource, files: ImageFile[]): void {
+  const layers = [...new Map(files.map((f) => [f.layer.digest, f.layer])).values()];
+  const needed = layers.filter((l) => cache.store.stat(l.digest)?.size !== l.size).reduce((sum, l) => sum + l.size, 0);
+  if (needed === 0) return;
+  const why = cache.roomFor(needed);
+  if (why === undefined) return;
+  throw new StoreError(
+    `Cannot keep the files of "${source.name}" in the cache "${cache.store.root}": ${why} (use -o DIR, or free ` +
+      `space with ocicache gc)`,
+  );
+}
+
 /** A file taken out of a compressed tar layer, now a blob in the cache; a well-known path the layer lacks is none. */
 function placeTakenMember(
   cache: Cache,

@@ -114,7 +114,10 @@ async function pullImages(
   options: PullOptions,
   resolve: (source: ImageSource) => Promise<ResolvedImage[]>,
 ): Promise<Array<{ result: PullResult; image: ResolvedImage }>> {
-  const [{ registrySource }, { pullFiles }] = await Promise.all([import("./source.ts"), import("./place.ts")]);
+  const [{ registrySource }, { checkRoom, pullFiles }] = await Promise.all([
+    import("./source.ts"),
+    import("./place.ts"),
+  ]);
   const source = registrySource(cache, ref, resolved);
   const images = await resolve(source);
   const top = images[0]!.top;
@@ -123,6 +126,13 @@ async function pullImages(
   // reference is never taken on trust.
   let derived = resolved.entry?.digest === resolved.digest ? parseDerived(resolved.entry) : {};
   const results: Array<{ result: PullResult; image: ResolvedImage }> = [];
+  // Files handed out from the cache need it to take what it lacks: a read-only or full cache is said first.
+  if (options.outDir === undefined)
+    checkRoom(
+      cache,
+      source,
+      images.flatMap((i) => i.files),
+    );
   for (const image of images) {
     cache.store.touch(image.image.digest);
     // The config blob is fetched beside the files; a failed pull still waits for it, so nothing runs on after.

@@ -55,7 +55,7 @@ export interface CleanupReport {
 /**
  * Run a cleanup under the cleanup lock.
  *
- * @throws {StoreError} when another cleanup holds the lock past 30 s.
+ * @throws {StoreError} when another cleanup holds the lock past 30 s, or the cache cannot be written.
  * @example
  * ```ts
  * import { pruneCache } from "./cleanup.ts";

@@ -8,7 +8,8 @@
  */
 
 import type { Digest } from "../oci/digest.ts";
-import { NotFoundError, UsageError } from "../errors.ts";
+import { NotFoundError, StoreError, UsageError } from "../errors.ts";
+import { describeFsError } from "./files.ts";
 import { takeInventory, type Inventory, type Unit } from "./inventory.ts";
 import { updateIndex } from "./index-file.ts";
 import { acquireLock, type Lock } from "./lock.ts";
@@ -38,9 +39,18 @@ export interface RemovalResult {
   keptInUse: number;
 }
 
-/** The lock that keeps two cleanups (or a cleanup and an `rm`) apart. */
-export function lockCleanup(store: Store, timeoutMs = 30_000): Promise<Lock> {
-  return acquireLock(store.paths.cleanupLock, { timeoutMs });
+/**
+ * The lock that keeps two cleanups (or a cleanup and an `rm`) apart.
+ *
+ * @throws {StoreError} when the cache cannot be written (`read-only file system`), or another cleanup holds it.
+ */
+export async function lockCleanup(store: Store, timeoutMs = 30_000): Promise<Lock> {
+  try {
+    return await acquireLock(store.paths.cleanupLock, { timeoutMs });
+  } catch (error) {
+    if (error instanceof StoreError) throw error;
+    throw new StoreError(`Cannot change the cache "${store.root}": ${describeFsError(error)}`, { cause: error });
+  }
 }
 
 /**

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { lstatSync, mkdirSync, type Stats, unlinkSync } from "node:fs";
+import { lstatSync, mkdirSync, type Stats, statfsSync, unlinkSync } from "node:fs";
 import { isDigest, type Digest, type Expected } from "../oci/digest.ts";
 import { IntegrityError, isErrno } from "../errors.ts";
 import { cachePaths, OCI_LAYOUT, tempPath, type CachePaths } from "./paths.ts";
@@ -184,6 +184,16 @@ export class Store {
       return marker.isFile() ? Math.max(writtenMs, marker.mtimeMs) : writtenMs;
     } catch {
       return writtenMs;
+    }
+  }
+
+  /** The bytes free for this user on the cache's file system, or `undefined` when it cannot be asked. */
+  freeBytes(): number | undefined {
+    try {
+      const stats = statfsSync(this.paths.blobDir);
+      return Number(stats.bavail) * Number(stats.bsize);
+    } catch {
+      return undefined;
     }
   }
 

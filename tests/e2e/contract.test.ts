@@ -1,0 +1,87 @@
+/**
+ * What a user met at the seams between surfaces, each row of the contract round a test through the CLI or a real
+ * socket: a cache that cannot take a download, a cleanup of a read-only cache, and (below) the rest of the rows.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { runCli } from "../helpers/cli.ts";
+import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { mountTmpfs } from "../helpers/mount.ts";
+import { startProxy, type ProxyHandle } from "../helpers/proxy.ts";
+import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { CAN_MOUNT, HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
+
+const MiB = 1024 * 1024;
+const tmp = useTempDir("contract");
+let registry: RegistryHandle;
+let proxy: ProxyHandle;
+let image: SampleImage;
+
+beforeAll(async () => {
+  registry = await sharedRegistry();
+  proxy = startProxy(registry.url);
+  image = await pushSampleImage(registry.url, `contract-${run}/app`, "1", {
+    format: "kraftkit",
+    kernelBytes: 4 * MiB,
+    initrdBytes: 64 * 1024,
+  });
+});
+afterAll(async () => {
+  await proxy.stop();
+  await registry.stop();
+});
+
+const through = () => `${proxy.host}/contract-${run}/app:1`;
+const lastLine = (text: string) => text.trim().split("\n").at(-1)!;
+
+describe.skipIf(!CAN_MOUNT)("a cache that cannot take the download (mounts a tmpfs: root only)", () => {
+  test("path and pull into a full cache: exit 1, what is free and needed, no blob downloaded", async () => {
+    const fs = mountTmpfs(1 * MiB);
+    try {
+      for (const args of [
+        ["path", through(), "--role", "kernel"],
+        ["pull", through()],
+      ]) {
+        const before = proxy.count("/blobs/", "GET");
+        const ran = await runCli([...args, "--cache-dir", fs.dir]);
+        expect(ran.code).toBe(1);
+        expect(lastLine(ran.stderr)).toMatch(/^ocicache: error: Cannot keep the files of .* its file system is full: /);
+        expect(lastLine(ran.stderr)).toMatch(/ free, 4\.\d MiB needed/);
+        expect(proxy.count("/blobs/", "GET")).toBe(before);
+      }
+    } finally {
+      fs.unmount();
+    }
+  });
+
+  test("path into a read-only cache says so before any blob is downloaded; gc says so in one line", async () => {
+    const fs = mountTmpfs(16 * MiB);
+    try {
+      expect((await runCli(["gc", "--cache-dir", fs.dir])).code).toBe(0);
+      fs.readOnly();
+      const before = proxy.count("/blobs/", "GET");
+      const ran = await runCli(["path", through(), "--role", "kernel", "--cache-dir", fs.dir]);
+      expect(ran.code).toBe(1);
+      expect(lastLine(ran.stderr)).toContain("read-only file system");
+      expect(proxy.count("/blobs/", "GET")).toBe(before);
+      const gc = await runCli(["gc", "--cache-dir", fs.dir]);
+      expect(gc.code).toBe(1);
+      expect(gc.stderr).toBe(`ocicache: error: Cannot change the cache "${fs.dir}": read-only file system\n`);
+    } finally {
+      fs.unmount();
+    }
+  });
+
+  test("pull -o into a full cache still hands the files out, with one warning", async () => {
+    const fs = mountTmpfs(1 * MiB);
+    try {
+      const out = join(tmp.path, "out");
+      const ran = await runCli(["pull", through(), "-o", out, "--cache-dir", fs.dir]);
+      expect(ran.code).toBe(0);
+      expect(readFileSync(join(out, "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));
+    } finally {
+      fs.unmount();
+    }
+  });
+});
