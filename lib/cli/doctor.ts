@@ -115,10 +115,10 @@ function checkCache(config: Config): Check {
 async function checkConfig(configFile: string | undefined): Promise<Check[]> {
   if (configFile === undefined)
     return [{ subject: "config", ok: true, detail: "no config file: defaults, flags and OCICACHE_* variables" }];
-  const { checkConfigFile } = await import("../config/config-file.ts");
-  const checked = checkConfigFile(configFile);
-  if (!("problems" in checked)) return [{ subject: "config", ok: true, detail: `${configFile} is valid` }];
-  return checked.problems.map((problem) => ({
+  const { configFileProblems } = await import("../config/config.ts");
+  const problems = await configFileProblems(configFile);
+  if (problems.length === 0) return [{ subject: "config", ok: true, detail: `${configFile} is valid` }];
+  return problems.map((problem) => ({
     subject: "config",
     ok: false,
     detail: `${configFile}: ${problem}`,

@@ -268,6 +268,37 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
   };
 }
 
+/**
+ * Every problem of a config file that a command would refuse it for: its shape (zod, every key path) and then each
+ * value through the parser of its key, as `loadConfig` reads it. What `doctor` reports.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { writeFileSync } from "node:fs";
+ * import { configFileProblems } from "./config.ts";
+ * writeFileSync("/tmp/ocicache-config-example.json", '{"maxAge":"forever"}');
+ * const [problem] = await configFileProblems("/tmp/ocicache-config-example.json");
+ * assert.match(problem!, /"maxAge"/);
+ * ```
+ */
+export async function configFileProblems(path: string): Promise<string[]> {
+  const { checkConfigFile } = await import("./config-file.ts");
+  const checked = checkConfigFile(path);
+  if ("problems" in checked) return checked.problems;
+  const problems: string[] = [];
+  for (const [key, raw] of Object.entries(checked.file.raw)) {
+    const spec = (KEYS as Record<string, { parse: (value: string, what: string) => unknown }>)[key];
+    try {
+      spec?.parse(raw, `"${key}"`);
+    } catch (error) {
+      if (!(error instanceof UsageError)) throw error;
+      problems.push(error.message.replace(/^Cannot parse /, ""));
+    }
+  }
+  return problems;
+}
+
 function parsePositiveDuration(input: string, what: string): number {
   const ms = parseDuration(input, what);
   if (ms <= 0) throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a duration longer than 0`);

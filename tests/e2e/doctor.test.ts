@@ -143,6 +143,18 @@ describe("ocicache doctor", () => {
     expect(broken.checks[1]!.detail).toContain("it is not valid JSON: line 3, column 14: unexpected");
   });
 
+  test("a value every command refuses (maxAge forever) is a problem for doctor too, with the same words", async () => {
+    const { code, checks } = await doctor({ maxAge: "forever", maxSize: "10GiB" });
+    expect(code).toBe(1);
+    const problems = checks.filter((c) => c.subject === "config");
+    expect(problems.map((c) => c.ok)).toEqual([false]);
+    expect(problems[0]!.detail).toContain('"maxAge" "forever": expected a duration');
+    const file = join(dir, "config", "ocicache", "config.json");
+    const ls = Bun.spawnSync(["bun", CLI, "ls", "--config", file], { env: { ...process.env, OCICACHE_DIR: dir } });
+    expect(ls.exitCode).toBe(2);
+    expect(ls.stderr.toString()).toContain('"maxAge" in');
+  });
+
   test.skipIf(!CAN_MOUNT)(
     "a cache that cannot be written is reported with what to fix (mounts a tmpfs: root only)",
     async () => {
