@@ -17,6 +17,7 @@ import { pullAllPlatforms } from "../pull/pull.ts";
 import { openCache, type Context } from "./context.ts";
 import { withCache } from "./pull.ts";
 import { escapeControl } from "./text.ts";
+import { lookupEntry } from "../store/lookup.ts";
 
 /** Run `lock`. */
 export async function runLock(context: Context): Promise<number> {
@@ -70,23 +71,34 @@ async function lockAll(cache: Cache, lock: LockFile, names: string[], concurrenc
   return { hit };
 }
 
-/** Ask the registry where each locked tag points now; exit 1 when one moved. */
+/**
+ * Ask the registry where each locked tag points now (offline, the cache: what it last knew, no request); exit 1
+ * when one moved. Offline, a tag the cache never saw is unknown, and said so.
+ */
 async function checkLock(context: Context, path: string, lock: LockFile): Promise<number> {
-  const client = await openCache(context, { refresh: true }).client();
-  const rows: Array<{ reference: string; lockedDigest: Digest; currentDigest: Digest; moved: boolean }> = [];
+  const offline = context.config.offline;
+  const cache = openCache(context, { refresh: !offline });
+  const current = async (ref: Reference): Promise<Digest | undefined> => {
+    if (!offline) return (await (await cache.client()).headManifest(ref, ref.tag!)).digest;
+    return lookupEntry(cache.store, formatReference(ref))?.digest;
+  };
+  const rows: Array<{ reference: string; lockedDigest: Digest; currentDigest?: Digest; moved: boolean }> = [];
   for (const [name, entry] of Object.entries(lock.references)) {
     const ref: Reference = parseReference(name);
     if (ref.digest !== undefined || ref.tag === undefined) continue;
-    const current = (await client.headManifest(ref, ref.tag)).digest;
-    rows.push({ reference: name, lockedDigest: entry.digest, currentDigest: current, moved: current !== entry.digest });
+    const now = await current(ref);
+    const row = { reference: name, lockedDigest: entry.digest, moved: now !== undefined && now !== entry.digest };
+    rows.push(now === undefined ? row : { ...row, currentDigest: now });
   }
   const moved = rows.filter((r) => r.moved);
+  const unknown = rows.filter((r) => r.currentDigest === undefined);
   if (context.flags.json) context.print(JSON.stringify(rows, null, 2));
   else
     context.print(
       [
         ...moved.map((r) => `moved ${r.reference}: ${r.lockedDigest} -> ${r.currentDigest}`),
-        `${rows.length} locked tags in ${path}: ${moved.length} moved`,
+        ...unknown.map((r) => `unknown ${r.reference}: the cache has never resolved it (--offline)`),
+        `${rows.length} locked tags in ${path}: ${moved.length} moved${offline ? ", as the cache last knew them" : ""}`,
       ]
         .map(escapeControl)
         .join("\n"),

@@ -82,8 +82,14 @@ describe("ocicache lock", () => {
     expect(check.code).toBe(1);
     expect(check.stdout).toContain(`moved ${ref()}: ${first.indexDigest} -> ${second.indexDigest}\n`);
 
-    // The registry is gone: the locked reference is answered from the cache.
+    // The registry is gone: the locked reference is answered from the cache, and --check --offline compares the
+    // lock with what the cache last knew (the locked digest: the cache has not seen the move), asking nothing.
     await proxy.stop();
+    const offline = await ocicache(["lock", "--check", "--offline"]);
+    expect([offline.code, offline.stdout]).toEqual([
+      0,
+      `1 locked tags in ocicache.lock: 0 moved, as the cache last knew them\n`,
+    ]);
     const path = await ocicache(["path", ref(), "--role", "initrd", "--lock-file", "ocicache.lock"]);
     expect([path.code, path.stderr]).toEqual([0, ""]);
     expect(readFileSync(path.stdout.trim())).toEqual(Buffer.from(first.manifests[host].files.initrd));
