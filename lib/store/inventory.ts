@@ -99,31 +99,30 @@ function referenceUnit(store: Store, blobs: Map<Digest, BlobInfo>, entry: IndexE
   const reached = new Set<Digest>();
   const missing: Digest[] = [];
   const platforms: PlatformWant[] = [];
-  const visit = (digest: Digest, depth: number) => {
-    if (reached.has(digest)) return;
+  /** Visit a blob and what it reaches; whether an image manifest's layers are cached (some of them: a pull takes
+   * only the files asked for). */
+  const visit = (digest: Digest, depth: number): boolean => {
     if (!blobs.has(digest)) {
       if (depth === 0) missing.push(digest);
-      return;
+      return false;
     }
     reached.add(digest);
-    if (depth > 1) return;
+    if (depth > 1) return true;
     const bytes = store.readBytes(digest, MAX_MANIFEST_BYTES);
-    if (bytes === undefined || (depth === 0 && !isManifestType(entry.mediaType))) return;
+    if (bytes === undefined || (depth === 0 && !isManifestType(entry.mediaType))) return false;
     let manifest;
     try {
       manifest = parseManifest(bytes, depth === 0 ? entry.mediaType : "", digest);
     } catch {
-      return;
+      return false;
     }
     if (manifest.kind === "index") {
-      for (const child of manifest.manifests) {
-        if (blobs.has(child.digest)) platforms.push(describe(child));
-        visit(child.digest, depth + 1);
-      }
-    } else {
-      visit(manifest.config.digest, 2);
-      for (const layer of manifest.layers) visit(layer.digest, 2);
+      // A platform is listed when it was pulled, not when only its manifest was read (inspect reads them all).
+      for (const child of manifest.manifests) if (visit(child.digest, depth + 1)) platforms.push(describe(child));
+      return false;
     }
+    visit(manifest.config.digest, 2);
+    return manifest.layers.map((layer) => visit(layer.digest, 2)).some(Boolean);
   };
   visit(entry.digest, 0);
   for (const file of Object.values(parseDerived(entry))) {

@@ -96,6 +96,20 @@ describe("ocicache inspect", () => {
   });
 });
 
+describe("ls after inspect", () => {
+  test("lists only the platform that was pulled, not every platform inspect read a manifest of", async () => {
+    expect((await ocicache("h", ["inspect", spec.ref])).code).toBe(0);
+    expect((await ocicache("h", ["pull", spec.ref, "-q"])).code).toBe(0);
+    const rows = JSON.parse((await ocicache("h", ["ls", "--json"])).stdout) as Array<{
+      platforms: Array<{ architecture: string }>;
+    }>;
+    expect(rows.map((row) => row.platforms.map((p) => p.architecture))).toEqual([[host]]);
+    const table = (await ocicache("h", ["ls"])).stdout;
+    expect(table).toContain(host);
+    expect(table).not.toContain(other);
+  });
+});
+
 describe("inspect of an index with many children (finding 9)", () => {
   test("asks for at most 8 child manifests at once, and answers with every one in its order", async () => {
     const repo = `inspect-${run}/wide`;
