@@ -9,7 +9,7 @@ import { one, openCache, type Context } from "./context.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import { formatBytes } from "../units.ts";
 import { formatPlatform } from "../oci/platform.ts";
-import { parseReference } from "../oci/reference.ts";
+import { parseRegistryInput } from "./inputs.ts";
 import { inspectImage, listRepositoryTags, type InspectedFile, type Inspection } from "../pull/inspect.ts";
 import { escapeControl } from "./text.ts";
 
@@ -17,7 +17,7 @@ import { escapeControl } from "./text.ts";
 export const INSPECT_COMMANDS = { inspect: runInspect, tags: runTags };
 
 async function runInspect(context: Context): Promise<number> {
-  const ref = parseReference(one(context));
+  const ref = parseRegistryInput("inspect", one(context));
   const inspection = await inspectImage(openCache(context, { refresh: context.flags.refresh === true }), ref);
   context.print(context.flags.json ? JSON.stringify(inspection, null, 2) : describeInspection(inspection));
   return EXIT_CODES.ok;
@@ -25,7 +25,7 @@ async function runInspect(context: Context): Promise<number> {
 
 async function runTags(context: Context): Promise<number> {
   const input = one(context, "repository");
-  const repo = parseReference(input);
+  const repo = parseRegistryInput("tags", input);
   if (repo.digest !== undefined || /:[^/]*$/.test(input))
     throw new UsageError(`Cannot list tags of "${input}": give a repository without a tag or digest`);
   const tags = await listRepositoryTags(openCache(context), repo);

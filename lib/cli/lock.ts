@@ -17,6 +17,7 @@ import { pullAllPlatforms } from "../pull/pull.ts";
 import { openCache, type Context } from "./context.ts";
 import { withCache } from "./pull.ts";
 import { escapeControl } from "./text.ts";
+import { parseRegistryInput } from "./inputs.ts";
 import { lookupEntry } from "../store/lookup.ts";
 
 /** Run `lock`. */
@@ -31,7 +32,9 @@ export async function runLock(context: Context): Promise<number> {
     throw new UsageError("Cannot run lock: expected one or more references (or --update, or --check)");
   const lock = existsSync(path) ? readLock(path) : emptyLock();
   const names =
-    args.length > 0 ? args.map((arg) => formatReference(parseReference(arg))) : Object.keys(lock.references);
+    args.length > 0
+      ? args.map((arg) => formatReference(parseRegistryInput("lock", arg)))
+      : Object.keys(lock.references);
   if (flags.update) {
     const missing = names.find((name) => lock.references[name] === undefined);
     if (missing !== undefined) throw new UsageError(`Cannot update "${missing}": it is not in "${path}"`);

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { parseRegistryInput } from "./inputs.ts";
 import { pruneCache } from "../store/cleanup.ts";
 import { registryOptions, type Context } from "./context.ts";
 import { runDoctor } from "./doctor.ts";
@@ -214,7 +215,7 @@ async function runRm(context: Context): Promise<number> {
     const prefix = /^(?:sha256:)?([0-9a-f]{7,64})$/.exec(arg)?.[1];
     if (prefix !== undefined) return { prefix };
     const reference = arg.includes("@") || arg.includes(":") || arg.includes("/");
-    return { name: reference ? formatReference(parseReference(arg)) : arg };
+    return { name: reference ? formatReference(parseRegistryInput("rm", arg)) : arg };
   });
   return printRemoval(context, await removeTargets(openStore(context, true), targets));
 }

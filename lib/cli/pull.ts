@@ -21,7 +21,8 @@ import {
   type PullOptions,
   type PullResult,
 } from "../pull/pull.ts";
-import { parseLayoutSource, parseReference, type LayoutSource, type Reference } from "../oci/reference.ts";
+import { parseLayoutSource, parseReference, type Reference } from "../oci/reference.ts";
+import { parseInput, type Input } from "./inputs.ts";
 import type { Role } from "../oci/names.ts";
 import { fileBody } from "../oci/read.ts";
 import { readLock, type LockUse } from "../pull/lock.ts";
@@ -43,7 +44,7 @@ async function runPull(context: Context): Promise<number> {
   if (flags["all-platforms"] && (flags.platform !== undefined || flags.plat !== undefined))
     throw new UsageError("Cannot choose a platform with --all-platforms");
   // Every input is parsed before anything is fetched: one bad reference touches nothing.
-  const inputs = args.map(parseInput);
+  const inputs = args.map((arg) => parseInput("pull", arg));
   const lock = lockUse(context);
   const options = {
     ...(lock !== undefined && { lock }),
@@ -81,7 +82,7 @@ async function runPath(context: Context): Promise<number> {
     context.print(blob.path);
     return EXIT_CODES.ok;
   }
-  const result = await pullInput(context, input, {
+  const result = await pullInput(context, "path", input, {
     platform: parsePlatform(flags.platform, flags.plat),
     roles: [role ?? "kernel"],
   });
@@ -105,8 +106,8 @@ async function catBlob(context: Context): Promise<number> {
   const role = parseRole(flags.role);
   let path: string | undefined;
   if (role !== undefined) {
-    path = (await pullInput(context, input, { platform: parsePlatform(flags.platform, flags.plat), roles: [role] }))
-      .files[0]!.path;
+    const platform = parsePlatform(flags.platform, flags.plat);
+    path = (await pullInput(context, "cat", input, { platform, roles: [role] })).files[0]!.path;
   } else {
     const ref = requireDigest(parseReference(input), "cat");
     // With no descriptor to give the size, a cached copy is re-hashed before it goes out (cat reads it all anyway).
@@ -128,25 +129,24 @@ async function catBlob(context: Context): Promise<number> {
 }
 
 /** A registry reference through the cache, or an `oci:DIR` source read in place. */
-async function pullInput(context: Context, input: string, options: PullOptions): Promise<PullResult> {
+async function pullInput(
+  context: Context,
+  command: "path" | "cat",
+  input: string,
+  options: PullOptions,
+): Promise<PullResult> {
   // Parsed before the cache is opened: bad input touches nothing.
-  const parsed = parseInput(input);
+  const parsed = parseInput(command, input);
   const lock = lockUse(context);
   const withLock = { ...options, ...(lock !== undefined && { lock }) };
   return withCache(context, input, {}, async (cache) => (await pullParsed(context, cache, parsed, withLock))[0]!);
-}
-
-/** What the pull commands take: an `oci:DIR[:tag]` layout, or a registry reference. */
-function parseInput(input: string): { layout: LayoutSource } | { ref: Reference } {
-  const layout = parseLayoutSource(input);
-  return layout !== undefined ? { layout } : { ref: parseReference(input) };
 }
 
 /** One input's files: a layout read in place (re-hashed with `--verify`), or a reference's, on every platform. */
 async function pullParsed(
   context: Context,
   cache: Cache,
-  input: { layout: LayoutSource } | { ref: Reference },
+  input: Input,
   options: PullOptions,
   allPlatforms = false,
 ): Promise<PullResult[]> {

@@ -85,3 +85,19 @@ describe.skipIf(!CAN_MOUNT)("a cache that cannot take the download (mounts a tmp
     }
   });
 });
+
+describe("what each command takes as REF", () => {
+  test.each([
+    ["inspect", "oci:./image:1"],
+    ["tags", "oci:./image"],
+    ["lock", "oci:./image"],
+    ["rm", "oci:./image:1"],
+  ])("%s %s: one line saying it takes registry references, exit 2", async (command, input) => {
+    const ran = await runCli([command, input, "--cache-dir", join(tmp.path, "cache")], { HOME: tmp.path });
+    expect(ran.code).toBe(2);
+    expect(ran.stderr).toBe(
+      `ocicache: error: Cannot ${command} "${input}": ${command} takes registry references only; an oci:DIR ` +
+        "layout is read in place by pull, path and cat\n",
+    );
+  });
+});
