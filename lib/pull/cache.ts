@@ -53,11 +53,15 @@ export interface CacheOptions {
   lowSpeed?: { bytesPerSecond: number; windowMs: number };
 }
 
-/** What happened to a blob: served from the cache, fetched (with its bytes), or refused by verification. */
+/**
+ * What happened to a blob: served from the cache, fetched (with its bytes), or refused by verification; or to a
+ * tag: answered from its last known digest because its registry could not be asked.
+ */
 export type CacheEvent =
   | { type: "hit"; bytes: number }
   | { type: "fetched"; bytes: number }
-  | { type: "verification-failure" };
+  | { type: "verification-failure" }
+  | { type: "stale-tag"; name: string };
 
 /** Progress of one blob download. */
 export interface BlobProgress {
@@ -176,6 +180,7 @@ export class Cache {
         return { name, digest: head.digest, ...known, checked: true };
       } catch (error) {
         if (!(error instanceof RegistryError)) throw error;
+        this.options.onEvent?.({ type: "stale-tag", name });
         this.warn(
           `Cannot check "${name}" with "${ref.registry}" (${error.message}); using the last known digest ` +
             `${entry.digest}`,

@@ -55,6 +55,10 @@ export class Metrics {
   bufferedBytes = 0;
   /** Mirror: blob requests refused with 429 past `maxConnections`. */
   refusedTotal = 0;
+  /** Tags answered from their last known digest because the upstream could not be asked. */
+  staleTags = 0;
+  /** The last of those, for the status page. */
+  lastStaleTag: { name: string; at: number } | undefined;
   /** The last requests answered (the status page's own and `/metrics` left out), the newest first. */
   readonly recent: RecentRequest[] = [];
   /** The last error on the upstream side, for the status page. */
@@ -70,6 +74,10 @@ export class Metrics {
       this.bytesFetched += event.bytes;
     }
     if (event.type === "verification-failure") this.verificationFailures++;
+    if (event.type === "stale-tag") {
+      this.staleTags++;
+      this.lastStaleTag = { name: event.name, at: Date.now() };
+    }
   }
 
   /** Remember a request for the status page's list of recent ones. */
@@ -138,6 +146,12 @@ export class Metrics {
       this.damagedBlobsDropped,
     );
     metric("mirror_refused_total", "counter", "Blob requests refused (429) past maxConnections.", this.refusedTotal);
+    metric(
+      "stale_tags_total",
+      "counter",
+      "Tags answered from their last known digest: the upstream could not be asked.",
+      this.staleTags,
+    );
     head("upstream_errors_total", "counter", "Requests that failed on the upstream side, by kind.");
     for (const [kind, count] of [...this.#upstreamErrors].sort())
       lines.push(`ocicache_upstream_errors_total{kind="${kind}"} ${count}`);

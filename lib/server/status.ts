@@ -82,6 +82,11 @@ ${metrics.blobStreams} blob responses following them</p>
       ? "no errors in the last minute"
       : `${upstream.kind} error ${Math.round((data.now - upstream.at) / 1000)} s ago`
   }</span></p>
+<p>tags answered from their last known digest, the upstream down: <span id="stale-tags">${metrics.staleTags}</span>${
+    metrics.lastStaleTag === undefined
+      ? ""
+      : html` (the last: ${metrics.lastStaleTag.name}, ${ago(data.now, new Date(metrics.lastStaleTag.at).toISOString())})`
+  }</p>
 <h2>References, the largest first</h2>
 <table>
 <tr><th>reference</th><th class="n">size</th><th>last use</th></tr>

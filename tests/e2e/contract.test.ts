@@ -10,6 +10,7 @@ import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { mountTmpfs } from "../helpers/mount.ts";
 import { startProxy, type ProxyHandle } from "../helpers/proxy.ts";
 import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { startServe } from "../helpers/serve.ts";
 import { CAN_MOUNT, HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
 
 const MiB = 1024 * 1024;
@@ -99,5 +100,28 @@ describe("what each command takes as REF", () => {
       `ocicache: error: Cannot ${command} "${input}": ${command} takes registry references only; an oci:DIR ` +
         "layout is read in place by pull, path and cat\n",
     );
+  });
+});
+
+describe("the mirror with its upstream down", () => {
+  test("a tag answered from its last known digest is counted in /metrics and shown on the status page", async () => {
+    const upstream = startProxy(registry.url);
+    const server = await startServe(tmp.path, upstream.host);
+    try {
+      const manifest = `http://${server.host}/v2/contract-${run}/app/manifests/1`;
+      const accept = { Accept: "application/vnd.oci.image.index.v1+json" };
+      expect((await fetch(manifest, { headers: accept })).status).toBe(200);
+      await upstream.stop();
+      const stale = await fetch(manifest, { headers: accept });
+      expect(stale.status).toBe(200);
+      expect(stale.headers.get("docker-content-digest")).toBe(image.indexDigest);
+      const metrics = await (await fetch(`http://${server.host}/metrics`)).text();
+      expect(metrics).toContain("ocicache_stale_tags_total 1\n");
+      const page = await (await fetch(`http://${server.host}/`)).text();
+      expect(page).toContain('<span id="stale-tags">1</span>');
+      expect(page).toContain(`contract-${run}/app:1`);
+    } finally {
+      await server.stop();
+    }
   });
 });
