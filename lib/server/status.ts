@@ -49,6 +49,7 @@ export function renderStatus(data: StatusData): HtmlEscapedString | Promise<Html
   const ratio = served === 0 ? "–" : `${((metrics.hits / served) * 100).toFixed(0)} %`;
   const rows = [...data.references].sort((a, b) => b.bytes - a.bytes).slice(0, MAX_ROWS);
   const upstream = metrics.lastUpstreamError;
+  const stale = metrics.lastStaleTag;
   return html`<!doctype html>
 <html lang="en">
 <head>
@@ -83,9 +84,7 @@ ${metrics.blobStreams} blob responses following them</p>
       : `${upstream.kind} error ${Math.round((data.now - upstream.at) / 1000)} s ago`
   }</span></p>
 <p>tags answered from their last known digest, the upstream down: <span id="stale-tags">${metrics.staleTags}</span>${
-    metrics.lastStaleTag === undefined
-      ? ""
-      : html` (the last: ${metrics.lastStaleTag.name}, ${ago(data.now, new Date(metrics.lastStaleTag.at).toISOString())})`
+    stale === undefined ? "" : html` (the last: ${stale.name}, ${ago(data.now, new Date(stale.at).toISOString())})`
   }</p>
 <h2>References, the largest first</h2>
 <table>
