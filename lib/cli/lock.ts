@@ -47,7 +47,13 @@ export async function runLock(context: Context): Promise<number> {
   );
   writeLock(path, lock);
   if (flags.json) {
-    context.print(JSON.stringify(Object.fromEntries(names.map((name) => [name, lock.references[name]])), null, 2));
+    context.print(
+      JSON.stringify(
+        names.map((name) => ({ reference: name, ...lock.references[name]! })),
+        null,
+        2,
+      ),
+    );
     return EXIT_CODES.ok;
   }
   const lines = names.map((name) => {

@@ -139,8 +139,8 @@ async function runStats(context: Context): Promise<number> {
   context.print(
     [
       `cache       ${stats.cacheDir}`,
-      `references  ${stats.references}`,
-      `blobs       ${stats.blobs}`,
+      `references  ${stats.referenceCount}`,
+      `blobs       ${stats.blobCount}`,
       `size        ${formatBytes(stats.bytes)} (limit ${formatBytes(stats.maxSizeBytes)}, ` +
         `${formatBytes(stats.overMaxSizeBytes)} over)`,
       `oldest use  ${stats.oldestUseAt === null ? "-" : `${ago(now, Date.parse(stats.oldestUseAt))}`}`,

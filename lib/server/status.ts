@@ -71,7 +71,7 @@ td.n, th.n { text-align: right; } .muted { color: #777; }
 <h2>Cache</h2>
 <div class="bar"><div class="fill" style="width: ${used.toFixed(1)}%"></div></div>
 <p id="size">${formatBytes(stats.bytes)} of ${formatBytes(stats.maxSizeBytes)} ·
-<span id="references">${stats.references}</span> references · <span id="blobs">${stats.blobs}</span> blobs</p>
+<span id="references">${stats.referenceCount}</span> references · <span id="blobs">${stats.blobCount}</span> blobs</p>
 <h2>Traffic</h2>
 <p>hit ratio <span id="hit-ratio">${ratio}</span> (${metrics.hits} hits, ${metrics.misses} misses) ·
 saved <span id="saved">${formatBytes(metrics.bytesServedFromCache)}</span> sent from the cache ·

@@ -1,8 +1,10 @@
 /**
  * What the commands' `--json` and the admin API print about the cache, in
- * one vocabulary (docs/cli.md, "JSON output"): byte counts are integers named
- * `bytes` or `…Bytes`, points in time ISO 8601 strings named `…At`, durations
- * seconds named `…Seconds`, platforms objects, digests whole.
+ * the one vocabulary of `lib/vocabulary.ts` (docs/cli.md, "JSON output"):
+ * byte counts are integers named `bytes` or `…Bytes`, other counts `count` or
+ * `…Count`, points in time ISO 8601 strings named `…At`, durations seconds
+ * named `…Seconds`, a reference name is `reference` and a list of them
+ * `references`, platforms objects, digests whole.
  *
  * @module
  */
@@ -23,7 +25,7 @@ export interface ReferenceRow {
   platforms: PlatformWant[];
   bytes: number;
   lastUsedAt: string;
-  blobs: number;
+  blobCount: number;
 }
 
 /** One blob, as `ls --blobs --json` and `GET /v1/blobs` show it. */
@@ -37,8 +39,8 @@ export interface BlobRow {
 /** The totals of `stats --json` and `GET /v1/stats`. */
 export interface CacheStats {
   cacheDir: string;
-  references: number;
-  blobs: number;
+  referenceCount: number;
+  blobCount: number;
   bytes: number;
   oldestUseAt: string | null;
   newestUseAt: string | null;
@@ -48,10 +50,10 @@ export interface CacheStats {
   overMaxAgeBytes: number;
 }
 
-/** A removed unit, as `rm`, `prune` and `gc` print it. */
+/** A removed unit, as `rm`, `prune` and `gc` print it: a reference (named), or a blob no reference reached. */
 export interface RemovedRow {
   kind: RemovedUnit["kind"];
-  name: string;
+  reference?: string;
   digest: Digest;
   bytes: number;
   reason: RemovedUnit["reason"];
@@ -79,7 +81,7 @@ export function referenceRows(inventory: Inventory): ReferenceRow[] {
       platforms: u.platforms,
       bytes: u.size,
       lastUsedAt: iso(u.lastUseMs),
-      blobs: u.blobs.size,
+      blobCount: u.blobs.size,
     }));
 }
 
@@ -115,8 +117,8 @@ export function cacheStats(
   const stale = inventory.units.filter((u) => u.lastUseMs < now - limits.maxAgeMs);
   return {
     cacheDir: limits.cacheDir,
-    references: inventory.units.filter((u) => u.kind === "reference").length,
-    blobs: inventory.blobs.size,
+    referenceCount: inventory.units.filter((u) => u.kind === "reference").length,
+    blobCount: inventory.blobs.size,
     bytes: inventory.totalBytes,
     oldestUseAt: inventory.blobs.size > 0 ? iso(oldest) : null,
     newestUseAt: inventory.blobs.size > 0 ? iso(newest) : null,
@@ -129,28 +131,38 @@ export function cacheStats(
 
 /** What `rm`, `prune` and `DELETE /v1/…` print. */
 export function removalJson(result: RemovalResult) {
-  return { removed: result.removed.map(removedRow), freedBytes: result.freedBytes, keptInUse: result.keptInUse };
+  return {
+    removed: result.removed.map(removedRow),
+    freedBytes: result.freedBytes,
+    keptInUseCount: result.keptInUse,
+  };
 }
 
 /** What `gc` and `POST /v1/gc` print. */
 export function cleanupJson(report: CleanupReport) {
-  const { removed, durationMs, ...rest } = report;
-  return { ...rest, removed: removed.map(removedRow), durationSeconds: seconds(durationMs) };
+  const { removed, durationMs, steps, ...rest } = report;
+  return {
+    ...rest,
+    removed: removed.map(removedRow),
+    steps: steps.map(({ name, ...step }) => ({ step: name, ...step })),
+    durationSeconds: seconds(durationMs),
+  };
 }
 
 /** What `verify` prints. */
 export function verifyJson(report: VerifyReport) {
-  const { corrupt, durationMs, ...rest } = report;
+  const { corrupt, durationMs, checked, ...rest } = report;
   return {
     ...rest,
+    checkedCount: checked,
     corrupt: corrupt.map(({ size, ...c }) => ({ ...c, bytes: size })),
     durationSeconds: seconds(durationMs),
   };
 }
 
 function removedRow(unit: RemovedUnit): RemovedRow {
-  const { lastUseMs, ...rest } = unit;
-  return { ...rest, lastUsedAt: iso(lastUseMs) };
+  const { lastUseMs, name, ...rest } = unit;
+  return { ...rest, ...(unit.kind === "reference" && { reference: name }), lastUsedAt: iso(lastUseMs) };
 }
 
 /** A time as ISO 8601. */

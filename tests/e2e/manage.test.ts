@@ -117,8 +117,8 @@ describe("ls, stats", () => {
     await pull(small.ref);
     orphan("old", 40);
     const stats = JSON.parse((await ocicache(["stats", "--json", "--max-size", "1KB"])).stdout);
-    expect(stats.references).toBe(1);
-    expect(stats.blobs).toBe(readdirSync(join(cacheDir, "blobs", "sha256")).length);
+    expect(stats.referenceCount).toBe(1);
+    expect(stats.blobCount).toBe(readdirSync(join(cacheDir, "blobs", "sha256")).length);
     expect(stats.bytes).toBeGreaterThan(small.manifests[host].files.kernel.length);
     expect(stats.overMaxSizeBytes).toBe(stats.bytes - 1000);
     expect(stats.overMaxAgeBytes).toBe(3);
@@ -173,7 +173,7 @@ describe("gc", () => {
     expect(dry.stdout).toContain(`would remove ${old}`);
     expect(store.stat(old)).toBeDefined();
     const report = JSON.parse((await ocicache(["gc", "--json"])).stdout);
-    expect(report.removed.map((r: { name: string }) => r.name)).toEqual([old]);
+    expect(report.removed.map((r: { digest: string }) => r.digest)).toEqual([old]);
     expect(report.freedBytes).toBe(18);
     expect(store.stat(old)).toBeUndefined();
     expect(readIndex(cacheDir)).toHaveLength(1);
@@ -197,7 +197,7 @@ describe("gc", () => {
     mkdirSync(join(dir, "config", "ocicache"), { recursive: true });
     writeFileSync(join(dir, "config", "ocicache", "config.json"), JSON.stringify({ maxSize: "1MB" }));
     const ran = await ocicache(["gc", "--json"], { OCICACHE_MAX_AGE: "2d" });
-    expect(JSON.parse(ran.stdout).removed.map((r: { name: string }) => r.name)).toEqual([a]);
+    expect(JSON.parse(ran.stdout).removed.map((r: { digest: string }) => r.digest)).toEqual([a]);
     const bad = await ocicache(["gc"], { OCICACHE_MAX_AGE: "2 days" });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("OCICACHE_MAX_AGE");

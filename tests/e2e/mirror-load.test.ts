@@ -108,7 +108,9 @@ describe("the mirror under load", () => {
     });
     const mib = (m: { idle: number; peak: number }) => `${m.idle.toFixed(0)} -> ${m.peak.toFixed(0)} MiB`;
     console.error(`mirror load: cold ${mib(cold)}, warm ${mib(warm)}`);
-    expect(cold.peak - cold.idle).toBeLessThanOrEqual(96);
+    // Bounded: a server that held whole blobs would take 256 MiB and more here. The cold round rose from 75–86 MiB
+    // on Bun.serve to 85–99 on node:http, which keeps a streamed blob's Content-Length (docs/benchmarks.md).
+    expect(cold.peak - cold.idle).toBeLessThanOrEqual(112);
     expect(warm.peak - warm.idle).toBeLessThanOrEqual(96);
   }, 180_000);
 });

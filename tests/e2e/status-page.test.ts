@@ -30,12 +30,12 @@ describe.skipIf(CHROMIUM === null)("the status page at / in a real browser", () 
     try {
       const base = `http://${serve.host}`;
       expect((await fetch(`${base}/v2/status-${RUN_ID}/app/manifests/1`)).status).toBe(200);
-      const stats = (await (await fetch(`${base}/v1/stats`)).json()) as { references: number; blobs: number };
+      const stats = (await (await fetch(`${base}/v1/stats`)).json()) as { referenceCount: number; blobCount: number };
       const dom = chromium("--dump-dom", `${base}/`);
       expect(dom.code).toBe(0);
       const figure = (id: string) => new RegExp(`id="${id}">([^<]*)<`).exec(dom.stdout)?.[1];
-      expect([figure("references"), figure("blobs")]).toEqual([String(stats.references), String(stats.blobs)]);
-      expect(stats.references).toBe(1);
+      expect([figure("references"), figure("blobs")]).toEqual([String(stats.referenceCount), String(stats.blobCount)]);
+      expect(stats.referenceCount).toBe(1);
       expect(dom.stdout).toContain(`${registry.host}/status-${RUN_ID}/app:1`);
       expect(dom.stdout).toContain(`/v2/status-${RUN_ID}/app/manifests/1`);
       expect(dom.stdout).not.toMatch(/<script|https?:\/\/(?!127\.0\.0\.1)[a-z]/);

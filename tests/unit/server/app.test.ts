@@ -112,8 +112,8 @@ describe("the admin API", () => {
     expect(readFileSync(result.files[1].path)).toEqual(Buffer.from(image.manifests[host].files.initrd));
 
     const stats = await json(await app.request("/v1/stats"));
-    expect(stats.references).toBe(1);
-    expect(stats.blobs).toBe(readdirSync(join(tmp.path, "cache", "blobs", "sha256")).length);
+    expect(stats.referenceCount).toBe(1);
+    expect(stats.blobCount).toBe(readdirSync(join(tmp.path, "cache", "blobs", "sha256")).length);
     const refs = await json(await app.request("/v1/refs"));
     expect(refs.map((r: { reference: string }) => r.reference)).toEqual([image.ref]);
 
@@ -123,12 +123,12 @@ describe("the admin API", () => {
     expect(second.next).toBeUndefined();
     const all = [...first.blobs, ...second.blobs].map((b: { digest: string }) => b.digest);
     expect(all).toEqual([...all].sort());
-    expect(all.length).toBe(stats.blobs);
+    expect(all.length).toBe(stats.blobCount);
 
     const metrics = await (await app.request("/metrics")).text();
     expect(metrics).toContain("# TYPE ocicache_misses_total counter");
     expect(metrics).toMatch(/ocicache_misses_total [1-9]/);
-    expect(metrics).toContain(`ocicache_blobs ${stats.blobs}`);
+    expect(metrics).toContain(`ocicache_blobs ${stats.blobCount}`);
     expect(metrics).toContain("ocicache_references 1");
   });
 
@@ -141,7 +141,7 @@ describe("the admin API", () => {
     expect(cache.store.stat(rom)).toBeUndefined();
     const ref = await app.request(`/v1/refs/${encodeURIComponent(image.ref)}`, { method: "DELETE", headers: auth });
     expect(ref.status).toBe(200);
-    expect((await json(ref)).removed.map((r: { name: string }) => r.name)).toEqual([image.ref]);
+    expect((await json(ref)).removed.map((r: { reference: string }) => r.reference)).toEqual([image.ref]);
     expect(
       (await app.request(`/v1/refs/${encodeURIComponent(image.ref)}`, { method: "DELETE", headers: auth })).status,
     ).toBe(404);
