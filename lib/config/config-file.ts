@@ -1,6 +1,6 @@
 /**
  * The config file, validated with zod: a JSON object whose keys are those of
- * `KEYS` in `config.ts`. Every problem is found, each named by its full key
+ * `KEYS` in `settings.ts` (and `"$schema"`, for editors). Every problem is found, each named by its full key
  * path (`registries["ghcr.io"].mirrors[0].host`), an unknown key with the
  * key it may have meant, JSON that does not parse by line and column.
  * Loaded only when a config file exists.
@@ -13,6 +13,7 @@ import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
 import { HOST_RE, type MirrorSettings, type RegistrySettings } from "../oci/host.ts";
+import { KEYS, REGISTRIES_MEANING } from "./settings.ts";
 
 const text = z.string().min(1);
 const HOST = z.string().regex(HOST_RE, "expected a registry host such as registry.example:5000");
@@ -38,6 +39,7 @@ const MIRROR = z.strictObject({
 const MIRRORS = z.array(z.preprocess((value) => (typeof value === "string" ? { host: value } : value), MIRROR));
 const REGISTRY = z.strictObject({ mirrors: MIRRORS.optional(), ...HOST_SETTINGS });
 const SCHEMA = z.strictObject({
+  $schema: z.string().optional(),
   cacheDir: text.optional(),
   maxAge: text.optional(),
   maxSize: z.union([text, z.number().int().nonnegative()]).optional(),
@@ -121,7 +123,7 @@ export function checkConfigFile(path: string): { file: ConfigFile } | { problems
   }
   const result = SCHEMA.safeParse(json);
   if (!result.success) return { problems: result.error.issues.flatMap(describeIssue) };
-  const { registries, mirrors, ...rest } = result.data;
+  const { registries, mirrors, $schema: _schema, ...rest } = result.data;
   const raw: Record<string, string> = {};
   for (const [key, value] of Object.entries(rest)) {
     if (value !== undefined) raw[key] = Array.isArray(value) ? value.join(",") : String(value);
@@ -252,4 +254,38 @@ function describeSyntaxError(text: string): string {
   }
   const before = text.slice(0, i).split("\n");
   return `line ${before.length}, column ${before.at(-1)!.length + 1}: ${reason}`;
+}
+
+/** Where the JSON Schema of the config file is published with the package, for a config file's `"$schema"`. */
+export const CONFIG_SCHEMA_FILE = "config.schema.json";
+
+/**
+ * The JSON Schema of the config file, from the same zod schema that checks it, each key described by its meaning
+ * in `settings.ts`, a mirror either a host or an object: what `config.schema.json` holds
+ * (`bun scripts/gen-config.ts` writes it; a test checks it is current).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { configJsonSchema } from "./config-file.ts";
+ * const schema = configJsonSchema() as { properties: Record<string, { description?: string }> };
+ * assert.equal(schema.properties.offline!.description, "never contact a registry");
+ * ```
+ */
+export function configJsonSchema(): object {
+  const schema = z.toJSONSchema(SCHEMA, { io: "input" }) as {
+    properties: Record<string, Record<string, unknown>>;
+  };
+  schema.properties.$schema!.description =
+    `The JSON Schema of this file (${CONFIG_SCHEMA_FILE} in the ocicache package)`;
+  for (const [key, setting] of Object.entries(KEYS)) schema.properties[key]!.description = setting.meaning;
+  schema.properties.registries!.description = REGISTRIES_MEANING;
+  const { $schema: _dialect, ...host } = z.toJSONSchema(HOST);
+  const hostOrMirror = (mirrors: Record<string, unknown>) => {
+    mirrors.items = { anyOf: [host, mirrors.items] };
+  };
+  hostOrMirror(schema.properties.mirrors!);
+  const registry = schema.properties.registries!.additionalProperties as { properties: Record<string, object> };
+  hostOrMirror(registry.properties.mirrors as Record<string, unknown>);
+  return { ...schema, title: "ocicache config.json" };
 }

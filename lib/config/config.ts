@@ -18,8 +18,8 @@ import {
   DEFAULT_LOW_SPEED_BYTES_PER_SECOND,
   DEFAULT_LOW_SPEED_WINDOW_MS,
 } from "../oci/limits.ts";
-import { HOST_RE, type MirrorSettings, type RegistrySettings } from "../oci/host.ts";
-import { parseDuration, parseSize } from "../units.ts";
+import type { MirrorSettings, RegistrySettings } from "../oci/host.ts";
+import { KEYS } from "./settings.ts";
 
 /** Every setting, resolved. */
 export interface Config {
@@ -79,6 +79,8 @@ export interface Config {
   lockFile: string | undefined;
 }
 
+export { KEYS };
+
 /** Settings as strings, the way flags, env and the file give them. */
 export type RawConfig = Partial<Record<keyof typeof KEYS, string>>;
 
@@ -111,39 +113,6 @@ export const DEFAULTS: Omit<Config, "cacheDir"> = {
   configFile: undefined,
   lockFile: undefined,
 };
-
-/** Each key: its flag, its environment variable, and how its string is parsed. */
-export const KEYS = {
-  cacheDir: { flag: "--cache-dir", env: "OCICACHE_DIR", parse: (v: string) => v },
-  maxAge: { flag: "--max-age", env: "OCICACHE_MAX_AGE", parse: parseDuration },
-  maxSize: { flag: "--max-size", env: "OCICACHE_MAX_SIZE", parse: parseSize },
-  grace: { flag: "--grace", env: "OCICACHE_GRACE", parse: parseDuration },
-  autoCleanInterval: { flag: undefined, env: "OCICACHE_AUTO_CLEAN_INTERVAL", parse: parseDuration },
-  freshFor: { flag: "--fresh-for", env: "OCICACHE_FRESH_FOR", parse: parseDuration },
-  offline: { flag: "--offline", env: "OCICACHE_OFFLINE", parse: parseBoolean },
-  insecureRegistries: { flag: "--insecure-registry", env: "OCICACHE_INSECURE_REGISTRIES", parse: parseList },
-  concurrency: { flag: "--concurrency", env: "OCICACHE_CONCURRENCY", parse: parseConcurrency },
-  connectTimeout: { flag: "--connect-timeout", env: "OCICACHE_CONNECT_TIMEOUT", parse: parsePositiveDuration },
-  idleTimeout: { flag: "--idle-timeout", env: "OCICACHE_IDLE_TIMEOUT", parse: parsePositiveDuration },
-  lowSpeedLimit: { flag: "--low-speed-limit", env: "OCICACHE_LOW_SPEED_LIMIT", parse: parseSize },
-  lowSpeedTime: { flag: "--low-speed-time", env: "OCICACHE_LOW_SPEED_TIME", parse: parsePositiveDuration },
-  lockTimeout: { flag: undefined, env: "OCICACHE_LOCK_TIMEOUT", parse: parseDuration },
-  listen: { flag: "--listen", env: "OCICACHE_LISTEN", parse: parseListen },
-  allowedHosts: { flag: "--allowed-host", env: "OCICACHE_ALLOWED_HOSTS", parse: parseHosts },
-  htpasswd: { flag: "--htpasswd", env: "OCICACHE_HTPASSWD", parse: (v: string) => v },
-  publicMirror: { flag: "--public-mirror", env: "OCICACHE_PUBLIC_MIRROR", parse: parseBoolean },
-  maxConcurrentDownloads: { flag: "--max-downloads", env: "OCICACHE_MAX_DOWNLOADS", parse: parseCount },
-  maxConnections: { flag: "--max-connections", env: "OCICACHE_MAX_CONNECTIONS", parse: parseCount },
-  clientBuffer: { flag: "--client-buffer", env: "OCICACHE_CLIENT_BUFFER", parse: parseBuffer },
-  upstream: { flag: "--upstream", env: "OCICACHE_UPSTREAM", parse: parseHost },
-  mirrors: {
-    flag: "--mirror",
-    env: "OCICACHE_MIRRORS",
-    parse: (input: string, what: string): MirrorSettings[] => parseHosts(input, what).map((host) => ({ host })),
-  },
-  caFile: { flag: "--ca-file", env: "OCICACHE_CA_FILE", parse: (v: string) => v },
-  lockFile: { flag: "--lock-file", env: "OCICACHE_LOCK_FILE", parse: (v: string) => v },
-} as const;
 
 /**
  * The settings given as flags, by key: each key's flag in `flags` (parsed options by long name), a string as it is,
@@ -297,72 +266,6 @@ export async function configFileProblems(path: string): Promise<string[]> {
     }
   }
   return problems;
-}
-
-function parsePositiveDuration(input: string, what: string): number {
-  const ms = parseDuration(input, what);
-  if (ms <= 0) throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a duration longer than 0`);
-  return ms;
-}
-
-/** `host:port`, `[v6]:port`; port 0 picks a free one. */
-function parseListen(input: string, what: string): string {
-  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(input.trim());
-  if (match === null || Number(match[2]) > 65535)
-    throw new UsageError(`Cannot parse ${what} "${input.slice(0, 60)}": expected host:port, e.g. 127.0.0.1:5050`);
-  return input.trim();
-}
-
-/** A comma-separated list of registry hosts. */
-function parseHosts(input: string, what: string): string[] {
-  return parseList(input).map((host) => parseHost(host, what));
-}
-
-/** A registry host with an optional port, as in a reference. */
-function parseHost(input: string, what: string): string {
-  if (!HOST_RE.test(input.trim())) {
-    throw new UsageError(
-      `Cannot parse ${what} "${input.slice(0, 60)}": expected a registry host such as 127.0.0.1:5000`,
-    );
-  }
-  return input.trim();
-}
-
-function parseBoolean(input: string, what: string): boolean {
-  const lower = input.trim().toLowerCase();
-  if (["1", "true", "yes", "on"].includes(lower)) return true;
-  if (["0", "false", "no", "off"].includes(lower)) return false;
-  throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected true or false`);
-}
-
-function parseList(input: string): string[] {
-  return input
-    .split(",")
-    .map((s) => s.trim())
-    .filter((s) => s !== "");
-}
-
-function parseConcurrency(input: string, what: string): number {
-  const n = Number(input);
-  if (!Number.isInteger(n) || n < 1 || n > 64)
-    throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a whole number from 1 to 64`);
-  return n;
-}
-
-function parseCount(input: string, what: string): number {
-  const n = Number(input);
-  if (!Number.isInteger(n) || n < 1 || n > 100_000) {
-    throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a whole number from 1 to 100000`);
-  }
-  return n;
-}
-
-function parseBuffer(input: string, what: string): number {
-  const bytes = parseSize(input, what);
-  if (bytes < 4096 || bytes > 64 * 1024 * 1024) {
-    throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a size from 4KiB to 64MiB`);
-  }
-  return bytes;
 }
 
 function exists(path: string): boolean {

@@ -1,0 +1,332 @@
+/**
+ * Every setting, declared once: its key (in the config file), its flag, its `OCICACHE_*` variable, how its string is
+ * parsed (the same parser for a flag, a variable and the file), its default as the docs write it, and what it means.
+ * `config.ts` resolves them, `config-file.ts` checks the file and describes each key in the JSON Schema
+ * (`config.schema.json`), and `docs/configuration.md`'s table is generated from here (`bun scripts/gen-config.ts`;
+ * the test suite fails when either is out of date).
+ *
+ * @module
+ */
+
+import { UsageError } from "../errors.ts";
+import { HOST_RE, type MirrorSettings } from "../oci/host.ts";
+import { parseDuration, parseSize } from "../units.ts";
+
+/** One setting. */
+export interface Setting {
+  /** Its flag, when it has one. */
+  flag: string | undefined;
+  /** Its environment variable. */
+  env: string;
+  /** Its value from a string (a flag, a variable, or the file's value as a string). */
+  parse: (input: string, what: string) => unknown;
+  /** Its default, as the docs write it. */
+  default: string;
+  /** What it does, for the docs and the JSON Schema. */
+  meaning: string;
+}
+
+/** Every setting, by its key in the config file. */
+export const KEYS = {
+  cacheDir: {
+    flag: "--cache-dir",
+    env: "OCICACHE_DIR",
+    parse: (v: string) => v,
+    default: "`${XDG_CACHE_HOME:-~/.cache}/ocicache`",
+    meaning: "the cache directory",
+  },
+  maxAge: {
+    flag: "--max-age",
+    env: "OCICACHE_MAX_AGE",
+    parse: parseDuration,
+    default: "`30d`",
+    meaning: "cleanup removes units unused for longer",
+  },
+  maxSize: {
+    flag: "--max-size",
+    env: "OCICACHE_MAX_SIZE",
+    parse: parseSize,
+    default: "`10GiB`",
+    meaning: "cleanup then evicts the least recently used down to this",
+  },
+  grace: {
+    flag: "--grace",
+    env: "OCICACHE_GRACE",
+    parse: parseDuration,
+    default: "`10m`",
+    meaning: "never remove what was used this recently",
+  },
+  autoCleanInterval: {
+    flag: undefined,
+    env: "OCICACHE_AUTO_CLEAN_INTERVAL",
+    parse: parseDuration,
+    default: "`24h`",
+    meaning:
+      "clean automatically after a pull that fetched something, at most this often (`serve`: on this interval, and " +
+      "as soon as what it fetched may pass `maxSize`); `0` turns it off",
+  },
+  freshFor: {
+    flag: "--fresh-for",
+    env: "OCICACHE_FRESH_FOR",
+    parse: parseDuration,
+    default: "`0`",
+    meaning: "trust a tag confirmed this recently",
+  },
+  offline: {
+    flag: "--offline",
+    env: "OCICACHE_OFFLINE",
+    parse: parseBoolean,
+    default: "`false`",
+    meaning: "never contact a registry",
+  },
+  insecureRegistries: {
+    flag: "--insecure-registry",
+    env: "OCICACHE_INSECURE_REGISTRIES",
+    parse: parseList,
+    default: "`[]`",
+    meaning: "hosts spoken to over plain HTTP",
+  },
+  concurrency: {
+    flag: "--concurrency",
+    env: "OCICACHE_CONCURRENCY",
+    parse: parseConcurrency,
+    default: "`4`",
+    meaning: "layers downloaded at once",
+  },
+  connectTimeout: {
+    flag: "--connect-timeout",
+    env: "OCICACHE_CONNECT_TIMEOUT",
+    parse: parsePositiveDuration,
+    default: "`30s`",
+    meaning: "how long a registry may take to answer (connection and response headers)",
+  },
+  idleTimeout: {
+    flag: "--idle-timeout",
+    env: "OCICACHE_IDLE_TIMEOUT",
+    parse: parsePositiveDuration,
+    default: "`30s`",
+    meaning:
+      "any body from a registry (blob, manifest, token, error) that sends nothing for this long fails (exit 5); a " +
+      "blob keeps its partial file. Small bodies (manifests, tokens, errors) must also be complete within 60 s",
+  },
+  lowSpeedLimit: {
+    flag: "--low-speed-limit",
+    env: "OCICACHE_LOW_SPEED_LIMIT",
+    parse: parseSize,
+    default: "`1KiB`",
+    meaning:
+      "a blob download slower than this many bytes per second, on average over `lowSpeedTime`, fails (exit 5) and " +
+      "keeps its partial file (curl's `--speed-limit`); `0` turns it off",
+  },
+  lowSpeedTime: {
+    flag: "--low-speed-time",
+    env: "OCICACHE_LOW_SPEED_TIME",
+    parse: parsePositiveDuration,
+    default: "`60s`",
+    meaning: "the time the low-speed limit is measured over (curl's `--speed-time`)",
+  },
+  lockTimeout: {
+    flag: undefined,
+    env: "OCICACHE_LOCK_TIMEOUT",
+    parse: parseDuration,
+    default: "`10m`",
+    meaning: "how long to wait for another process downloading the same blob before fetching it too",
+  },
+  listen: {
+    flag: "--listen",
+    env: "OCICACHE_LISTEN",
+    parse: parseListen,
+    default: "`127.0.0.1:5050`",
+    meaning: "where `serve` listens (port `0`: any free port)",
+  },
+  upstream: {
+    flag: "--upstream",
+    env: "OCICACHE_UPSTREAM",
+    parse: parseHost,
+    default: "none",
+    meaning:
+      "the registry the `serve` mirror pulls through (a bare name such as `myregistry` is a host, never a Docker " +
+      "Hub namespace)",
+  },
+  allowedHosts: {
+    flag: "--allowed-host",
+    env: "OCICACHE_ALLOWED_HOSTS",
+    parse: parseHosts,
+    default: "`[]`",
+    meaning:
+      "host names `serve` answers besides IP addresses, `localhost` and its listen host (see " +
+      "[Security](../README.md#security))",
+  },
+  htpasswd: {
+    flag: "--htpasswd",
+    env: "OCICACHE_HTPASSWD",
+    parse: (v: string) => v,
+    default: "none",
+    meaning:
+      "an htpasswd file of bcrypt entries (`htpasswd -B`): every route of `serve` but `/healthz` and `/readyz` then " +
+      "needs Basic credentials from it (or the admin token)",
+  },
+  publicMirror: {
+    flag: "--public-mirror",
+    env: "OCICACHE_PUBLIC_MIRROR",
+    parse: parseBoolean,
+    default: "`false`",
+    meaning: "allow the mirror on a non-loopback address without `htpasswd`",
+  },
+  maxConcurrentDownloads: {
+    flag: "--max-downloads",
+    env: "OCICACHE_MAX_DOWNLOADS",
+    parse: parseCount,
+    default: "`8`",
+    meaning: "the mirror's upstream blob downloads at once; further misses queue",
+  },
+  maxConnections: {
+    flag: "--max-connections",
+    env: "OCICACHE_MAX_CONNECTIONS",
+    parse: parseCount,
+    default: "`64`",
+    meaning: "the mirror's responses following a download at once; one more is a 429 with `Retry-After`",
+  },
+  clientBuffer: {
+    flag: "--client-buffer",
+    env: "OCICACHE_CLIENT_BUFFER",
+    parse: parseBuffer,
+    default: "`256KiB`",
+    meaning: "bytes the mirror reads at once for one client (4KiB–64MiB)",
+  },
+  mirrors: {
+    flag: "--mirror",
+    env: "OCICACHE_MIRRORS",
+    parse: (input: string, what: string): MirrorSettings[] => parseHosts(input, what).map((host) => ({ host })),
+    default: "`[]`",
+    meaning: "mirrors tried in order for every registry, after its own: each a host, or an object as in `registries`",
+  },
+  caFile: {
+    flag: "--ca-file",
+    env: "OCICACHE_CA_FILE",
+    parse: (v: string) => v,
+    default: "none",
+    meaning: "a PEM CA certificate to trust for every TLS registry",
+  },
+  lockFile: {
+    flag: "--lock-file",
+    env: "OCICACHE_LOCK_FILE",
+    parse: (v: string) => v,
+    default: "none (`lock` writes `./ocicache.lock`)",
+    meaning: "the lock file `pull`, `path` and `cat` take locked digests from (see [cli.md](cli.md#the-lock-file))",
+  },
+} as const satisfies Record<string, Setting>;
+
+/** The per-registry settings of the config file (no flag, no variable). */
+export const REGISTRIES_MEANING =
+  "per registry host: `mirrors` (each a host, or `{host, capabilities?, path?, insecure?, ca?, username?, " +
+  "password?}`), `insecure`, `ca`, `username`, `password` (see [fleet.md](fleet.md))";
+
+/** Settings given more than once (a repeated flag), or as a comma-separated list in their variable. */
+export const LIST_KEYS: ReadonlyArray<keyof typeof KEYS> = ["insecureRegistries", "allowedHosts", "mirrors"];
+
+/**
+ * The table of `docs/configuration.md`: one row per setting, and `registries`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { settingsTable } from "./settings.ts";
+ * assert.match(settingsTable(), /^\| `maxAge` \| `--max-age` \| `OCICACHE_MAX_AGE` \| `30d` \|/m);
+ * ```
+ */
+export function settingsTable(): string {
+  const rows = Object.entries(KEYS).map(([key, setting]: [string, Setting]) => {
+    const list = LIST_KEYS.includes(key as keyof typeof KEYS);
+    const boolean = setting.parse === parseBoolean;
+    const flag = setting.flag === undefined ? "" : `\`${setting.flag}\`${list ? " (repeatable)" : ""}`;
+    const env = `\`${setting.env}\`${list ? " (comma-separated)" : boolean ? " (`true`/`false`)" : ""}`;
+    return `| \`${key}\` | ${flag} | ${env} | ${setting.default} | ${setting.meaning} |`;
+  });
+  return [
+    "| key | flag | environment | default | meaning |",
+    "| --- | --- | --- | --- | --- |",
+    ...rows,
+    `| \`registries\` | | | \`{}\` | ${REGISTRIES_MEANING} |`,
+  ].join("\n");
+}
+
+/**
+ * `text` (`docs/configuration.md`) with the part between its two markers replaced by `settingsTable()`.
+ *
+ * @throws {Error} when the markers are missing.
+ */
+export function withSettingsTable(text: string): string {
+  const start = "<!-- settings table: from lib/config/settings.ts, written by bun scripts/gen-config.ts -->";
+  const end = "<!-- end of the settings table -->";
+  const from = text.indexOf(start);
+  const to = text.indexOf(end);
+  if (from === -1 || to === -1) throw new Error(`docs/configuration.md has no "${start}" … "${end}"`);
+  return `${text.slice(0, from + start.length)}\n${settingsTable()}\n${text.slice(to)}`;
+}
+
+function parsePositiveDuration(input: string, what: string): number {
+  const ms = parseDuration(input, what);
+  if (ms <= 0) throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a duration longer than 0`);
+  return ms;
+}
+
+/** `host:port`, `[v6]:port`; port 0 picks a free one. */
+function parseListen(input: string, what: string): string {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(input.trim());
+  if (match === null || Number(match[2]) > 65535)
+    throw new UsageError(`Cannot parse ${what} "${input.slice(0, 60)}": expected host:port, e.g. 127.0.0.1:5050`);
+  return input.trim();
+}
+
+/** A comma-separated list of registry hosts. */
+function parseHosts(input: string, what: string): string[] {
+  return parseList(input).map((host) => parseHost(host, what));
+}
+
+/** A registry host with an optional port, as in a reference. */
+function parseHost(input: string, what: string): string {
+  if (!HOST_RE.test(input.trim())) {
+    throw new UsageError(
+      `Cannot parse ${what} "${input.slice(0, 60)}": expected a registry host such as 127.0.0.1:5000`,
+    );
+  }
+  return input.trim();
+}
+
+function parseBoolean(input: string, what: string): boolean {
+  const lower = input.trim().toLowerCase();
+  if (["1", "true", "yes", "on"].includes(lower)) return true;
+  if (["0", "false", "no", "off"].includes(lower)) return false;
+  throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected true or false`);
+}
+
+function parseList(input: string): string[] {
+  return input
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+}
+
+function parseConcurrency(input: string, what: string): number {
+  const n = Number(input);
+  if (!Number.isInteger(n) || n < 1 || n > 64)
+    throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a whole number from 1 to 64`);
+  return n;
+}
+
+function parseCount(input: string, what: string): number {
+  const n = Number(input);
+  if (!Number.isInteger(n) || n < 1 || n > 100_000) {
+    throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a whole number from 1 to 100000`);
+  }
+  return n;
+}
+
+function parseBuffer(input: string, what: string): number {
+  const bytes = parseSize(input, what);
+  if (bytes < 4096 || bytes > 64 * 1024 * 1024) {
+    throw new UsageError(`Cannot parse ${what} "${input.slice(0, 40)}": expected a size from 4KiB to 64MiB`);
+  }
+  return bytes;
+}
