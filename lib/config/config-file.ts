@@ -47,7 +47,7 @@ const SCHEMA = z.strictObject({
   autoCleanInterval: text.optional(),
   freshFor: text.optional(),
   offline: z.boolean().optional(),
-  insecureRegistries: z.array(text).optional(),
+  insecureRegistries: z.array(HOST).optional(),
   concurrency: z.number().int().min(1).max(64).optional(),
   connectTimeout: text.optional(),
   idleTimeout: text.optional(),

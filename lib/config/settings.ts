@@ -82,7 +82,7 @@ export const KEYS = {
   insecureRegistries: {
     flag: "--insecure-registry",
     env: "OCICACHE_INSECURE_REGISTRIES",
-    parse: parseList,
+    parse: parseHosts,
     default: "`[]`",
     meaning: "hosts spoken to over plain HTTP",
   },
