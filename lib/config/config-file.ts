@@ -14,6 +14,7 @@ import { z } from "zod";
 import { UsageError } from "../errors.ts";
 import { HOST_RE, type MirrorSettings, type RegistrySettings } from "../oci/host.ts";
 import { KEYS, REGISTRIES_MEANING } from "./settings.ts";
+import { describeSyntaxError } from "./json-position.ts";
 
 const text = z.string().min(1);
 const HOST = z.string().regex(HOST_RE, "expected a registry host such as registry.example:5000");
@@ -178,82 +179,6 @@ function editDistance(a: string, b: string): number {
     previous = row;
   }
   return previous[b.length]!;
-}
-
-/** Where JSON that does not parse goes wrong, as `line L, column C: what` (the parser's own error says neither). */
-function describeSyntaxError(text: string): string {
-  let i = 0;
-  const fail = (reason: string): never => {
-    throw new SyntaxError(reason);
-  };
-  const space = () => {
-    while (i < text.length && " \t\n\r".includes(text[i]!)) i++;
-  };
-  const expect = (char: string, what: string) => {
-    space();
-    if (text[i] !== char) fail(`expected ${what}`);
-    i++;
-  };
-  const string = () => {
-    i++;
-    for (;;) {
-      const char = text[i];
-      if (char === undefined) fail("a string is not closed");
-      if (char === '"') return void i++;
-      if (char! < " ") fail("a control character in a string");
-      if (char === "\\") {
-        i++;
-        if (
-          text[i] === "u" ? !/^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5)) : !'"\\/bfnrt'.includes(text[i] ?? "x")
-        )
-          fail("a bad escape in a string");
-        if (text[i] === "u") i += 4;
-      }
-      i++;
-    }
-  };
-  const value = (): void => {
-    space();
-    const char = text[i];
-    if (char === "{" || char === "[") {
-      const close = char === "{" ? "}" : "]";
-      i++;
-      space();
-      if (text[i] === close) return void i++;
-      for (;;) {
-        if (char === "{") {
-          space();
-          if (text[i] !== '"') fail("expected a key in double quotes");
-          string();
-          expect(":", '":"');
-        }
-        value();
-        space();
-        if (text[i] === ",") {
-          i++;
-          continue;
-        }
-        expect(close, `"," or "${close}"`);
-        return;
-      }
-    }
-    if (char === '"') return string();
-    const literal = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null/y;
-    literal.lastIndex = i;
-    if (literal.exec(text) === null) fail(char === undefined ? "the file ends too early" : `unexpected "${char}"`);
-    i = literal.lastIndex;
-  };
-  let reason = "it does not parse";
-  try {
-    value();
-    space();
-    if (i < text.length) fail("text after the end of the value");
-  } catch (error) {
-    if (!(error instanceof SyntaxError)) throw error;
-    reason = error.message;
-  }
-  const before = text.slice(0, i).split("\n");
-  return `line ${before.length}, column ${before.at(-1)!.length + 1}: ${reason}`;
 }
 
 /** Where the JSON Schema of the config file is published with the package, for a config file's `"$schema"`. */

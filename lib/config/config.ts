@@ -171,41 +171,10 @@ export function configFileFor(sources: ConfigSources = {}): string | undefined {
 export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
   const env = sources.env ?? process.env;
   const path = sources.skipFile ? undefined : configFileFor(sources);
-  let file: RawConfig = {};
-  let registries: Record<string, RegistrySettings> = {};
-  let fileMirrors: MirrorSettings[] | undefined;
-  if (path !== undefined) {
-    const { readConfigFile } = await import("./config-file.ts");
-    const read = readConfigFile(path);
-    file = read.raw as RawConfig;
-    registries = read.registries;
-    fileMirrors = read.mirrors;
-  }
-  const fromEnv: RawConfig = {};
-  for (const [key, spec] of Object.entries(KEYS) as [keyof typeof KEYS, (typeof KEYS)[keyof typeof KEYS]][]) {
-    const value = env[spec.env];
-    if (value !== undefined && value !== "") fromEnv[key] = value;
-  }
-  const pick = (key: keyof typeof KEYS) => {
-    for (const [source, raw] of [
-      [KEYS[key].flag ?? key, sources.flags?.[key]],
-      [KEYS[key].env, fromEnv[key]],
-      [`"${key}" in ${path}`, file[key]],
-    ] as const) {
-      if (raw !== undefined) return { raw, source };
-    }
-    return undefined;
-  };
-  const value = <T>(key: keyof typeof KEYS, fallback: T): T => {
-    const found = pick(key);
-    if (found === undefined) return fallback;
-    try {
-      return KEYS[key].parse(found.raw, found.source) as T;
-    } catch (error) {
-      if (error instanceof UsageError) throw new UsageError(error.message.replace("Cannot parse", "Cannot use"));
-      throw error;
-    }
-  };
+  const file = path === undefined ? undefined : (await import("./config-file.ts")).readConfigFile(path);
+  const value = settingReader(sources, env, path, (file?.raw ?? {}) as RawConfig);
+  const registries: Record<string, RegistrySettings> = file?.registries ?? {};
+  const fileMirrors: MirrorSettings[] | undefined = file?.mirrors;
   return {
     cacheDir: value("cacheDir", join(env.XDG_CACHE_HOME || join(homeDir(env), ".cache"), "ocicache")),
     maxAgeMs: value("maxAge", DEFAULTS.maxAgeMs),
@@ -266,6 +235,39 @@ export async function configFileProblems(path: string): Promise<string[]> {
     }
   }
   return problems;
+}
+
+/**
+ * The value of a setting: its flag, else its variable, else the file's, parsed by its key's parser (a bad one is a
+ * usage error naming where it came from), else `fallback`.
+ */
+function settingReader(
+  sources: ConfigSources,
+  env: Record<string, string | undefined>,
+  path: string | undefined,
+  file: RawConfig,
+) {
+  const pick = (key: keyof typeof KEYS) => {
+    const variable = env[KEYS[key].env];
+    for (const [source, raw] of [
+      [KEYS[key].flag ?? key, sources.flags?.[key]],
+      [KEYS[key].env, variable === "" ? undefined : variable],
+      [`"${key}" in ${path}`, file[key]],
+    ] as const) {
+      if (raw !== undefined) return { raw, source };
+    }
+    return undefined;
+  };
+  return <T>(key: keyof typeof KEYS, fallback: T): T => {
+    const found = pick(key);
+    if (found === undefined) return fallback;
+    try {
+      return KEYS[key].parse(found.raw, found.source) as T;
+    } catch (error) {
+      if (error instanceof UsageError) throw new UsageError(error.message.replace("Cannot parse", "Cannot use"));
+      throw error;
+    }
+  };
 }
 
 function exists(path: string): boolean {

@@ -132,7 +132,8 @@ async function serveBlob(
     return new Response(null, { status: 200, headers: { ...headers, "Content-Length": String(size) } });
   }
   const miss = cached === undefined && c.req.method === "GET" && range === undefined && !cache.options.offline;
-  if (miss && metrics.blobStreams >= deps.limits.maxConnections) {
+  if (!miss) return serveCached(c, deps, ref, headers, range);
+  if (metrics.blobStreams >= deps.limits.maxConnections) {
     metrics.refusedTotal++;
     return c.json(
       { errors: [{ code: "TOOMANYREQUESTS", message: "Too many blob downloads at once; try again" }] },
@@ -140,46 +141,47 @@ async function serveBlob(
       { ...API_HEADER, "Retry-After": "1" },
     );
   }
-  if (miss) {
-    return cache.writable ? streamMiss(deps, downloads, ref, headers) : streamUncached(deps, ref);
-  }
-  let blob = await pullBlob(cache, ref);
-  if (blob.path === undefined)
-    throw new OcicacheError("ESTORE", 1, `Cannot serve blob "${ref.digest}": the cache cannot be written`);
-  if (c.req.method === "HEAD")
-    return new Response(null, { status: 200, headers: { ...headers, "Content-Length": String(blob.size) } });
-  if (blob.hit && !(await verifyCached(deps, ref.digest, blob.path))) {
-    // Damaged on disk: dropped, and fetched again for this client.
-    blob = await pullBlob(cache, ref);
+  return cache.writable ? streamMiss(deps, downloads, ref, headers) : streamUncached(deps, ref);
+}
+
+/**
+ * A blob from the cache (fetched first when it is not there: a range, or offline), checked once per server process
+ * before it goes out from its file, whole or the range asked for.
+ */
+async function serveCached(
+  c: Context,
+  deps: MirrorDeps,
+  ref: Reference & { digest: Digest },
+  headers: Record<string, string>,
+  range: string | undefined,
+): Promise<Response> {
+  const cachedBlob = async () => {
+    const blob = await pullBlob(deps.cache, ref);
     if (blob.path === undefined)
       throw new OcicacheError("ESTORE", 1, `Cannot serve blob "${ref.digest}": the cache cannot be written`);
-  }
-  if (range === undefined) {
-    metrics.bytesServedFromCache += blob.size;
-    return new FileResponse(
-      { path: blob.path, start: 0, end: blob.size - 1, chunkBytes: deps.limits.chunkBytes },
-      {
-        status: 200,
-        headers: { ...headers, "Content-Length": String(blob.size) },
-      },
-    );
-  }
-  const parsed = parseRange(range, blob.size);
+    return { ...blob, path: blob.path };
+  };
+  let blob = await cachedBlob();
+  if (c.req.method === "HEAD")
+    return new Response(null, { status: 200, headers: { ...headers, "Content-Length": String(blob.size) } });
+  // Damaged on disk: dropped, and fetched again for this client.
+  if (blob.hit && !(await verifyCached(deps, ref.digest, blob.path))) blob = await cachedBlob();
+  const parsed = range === undefined ? [0, blob.size - 1] : parseRange(range, blob.size);
   if (parsed === undefined)
     return new Response(null, { status: 416, headers: { ...headers, "Content-Range": `bytes */${blob.size}` } });
-  const [start, end] = parsed;
-  metrics.bytesServedFromCache += end - start + 1;
-  return new FileResponse(
-    { path: blob.path, start, end, chunkBytes: deps.limits.chunkBytes },
-    {
-      status: 206,
-      headers: {
-        ...headers,
-        "Content-Length": String(end - start + 1),
-        "Content-Range": `bytes ${start}-${end}/${blob.size}`,
-      },
+  const [start, end] = parsed as [number, number];
+  deps.metrics.bytesServedFromCache += end - start + 1;
+  const file = { path: blob.path, start, end, chunkBytes: deps.limits.chunkBytes };
+  if (range === undefined)
+    return new FileResponse(file, { status: 200, headers: { ...headers, "Content-Length": String(blob.size) } });
+  return new FileResponse(file, {
+    status: 206,
+    headers: {
+      ...headers,
+      "Content-Length": String(end - start + 1),
+      "Content-Range": `bytes ${start}-${end}/${blob.size}`,
     },
-  );
+  });
 }
 
 /** The reference on the upstream: the upstream is the registry, whatever its shape (no Docker Hub defaults). */
