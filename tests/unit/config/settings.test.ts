@@ -40,3 +40,15 @@ describe("the one table of settings", () => {
     expect(checked).toEqual({ file: { raw: { maxAge: "7d" }, registries: {} } });
   });
 });
+
+describe("the help of a setting's flag", () => {
+  test('names the default the table declares, where it names one ("default: …" describes a rule)', () => {
+    for (const [key, setting] of Object.entries(KEYS)) {
+      if (setting.flag === undefined) continue;
+      const help = (OPTIONS as Record<string, { help: string }>)[setting.flag.slice(2)]!.help;
+      const said = /\(default ([^;)]+)/.exec(help)?.[1]?.trim();
+      if (said === undefined) continue;
+      expect([key, said]).toEqual([key, setting.default.replace(/`/g, "")]);
+    }
+  });
+});
