@@ -8,6 +8,7 @@
  */
 
 import type { OptionSpec, ParsedValues } from "./args.ts";
+import { settingOptions } from "../config/settings.ts";
 
 /** One option: how it parses, and its help line. */
 interface OptionDoc extends OptionSpec {
@@ -16,8 +17,9 @@ interface OptionDoc extends OptionSpec {
   help: string;
 }
 
-/** Every option. */
+/** Every option: the settings' flags come from the table of settings, with their help and default. */
 export const OPTIONS = {
+  ...settingOptions(),
   output: { type: "string", short: "o", value: "DIR", help: "Write kernel, initrd, rom* into DIR" },
   link: { type: "boolean", help: "Hardlink the read-only cache files into DIR instead of copying" },
   "debug-kernel": { type: "boolean", help: "Also write kernel.dbg" },
@@ -29,56 +31,20 @@ export const OPTIONS = {
     help: "Choose from an index (default: this machine's architecture)",
   },
   plat: { type: "string", value: "PLAT", help: "Choose by unikraft platform (qemu, fc, xen, …)" },
-  "lock-file": { type: "string", value: "FILE", help: "Use the digests locked in FILE (lock: default ocicache.lock)" },
   locked: { type: "boolean", help: "A reference that is not in the lock file is not found (exit 3)" },
   check: { type: "boolean", help: "Exit 1 when a locked tag points elsewhere now, naming it" },
   update: { type: "boolean", help: "Resolve the locked references again (or the ones named)" },
-  "cache-dir": {
-    type: "string",
-    value: "DIR",
-    help: "The cache (default: $OCICACHE_DIR, else $XDG_CACHE_HOME/ocicache)",
-  },
   config: {
     type: "string",
     value: "FILE",
     help: "The config file (default: $XDG_CONFIG_HOME/ocicache/config.json)",
   },
-  offline: { type: "boolean", help: "Never contact a registry" },
-  "fresh-for": { type: "string", value: "D", help: "Trust a tag checked within D (e.g. 10m; default 0)" },
   refresh: { type: "boolean", help: "Ask the registry even when the tag is known" },
   verify: { type: "boolean", help: "Re-hash cached blobs before using them" },
-  "insecure-registry": { type: "string", multiple: true, value: "HOST", help: "Use plain HTTP for HOST (repeatable)" },
-  mirror: { type: "string", multiple: true, value: "HOST", help: "Try HOST first for every registry (repeatable)" },
-  "ca-file": { type: "string", value: "FILE", help: "Trust the CA in FILE (PEM) for TLS registries" },
-  concurrency: { type: "string", value: "N", help: "Layers downloaded at once (default 4)" },
-  "connect-timeout": { type: "string", value: "D", help: "How long a registry may take to answer (default 30s)" },
-  "idle-timeout": { type: "string", value: "D", help: "How long a download may stall (default 30s)" },
-  "low-speed-limit": {
-    type: "string",
-    value: "SIZE",
-    help: "A blob slower than SIZE per second over --low-speed-time fails (default 1KiB; 0 off)",
-  },
-  "low-speed-time": { type: "string", value: "D", help: "The time the low-speed limit is measured over (default 60s)" },
-  "max-age": { type: "string", value: "D", help: "Remove what was unused this long (default 30d)" },
-  "max-size": { type: "string", value: "SIZE", help: "Evict the least recently used down to SIZE (default 10GiB)" },
-  grace: { type: "string", value: "D", help: "Never remove what was used this recently (default 10m)" },
   "dry-run": { type: "boolean", help: "Report what would be removed; remove nothing" },
   blobs: { type: "boolean", help: "Every blob instead of every reference" },
   repair: { type: "boolean", help: "Remove corrupt blobs and drop wrong records" },
   all: { type: "boolean", help: "Everything" },
-  listen: { type: "string", value: "HOST:PORT", help: "Where to listen (default 127.0.0.1:5050)" },
-  upstream: { type: "string", value: "HOST", help: "The registry the /v2/ mirror pulls through" },
-  "allowed-host": {
-    type: "string",
-    multiple: true,
-    value: "HOST",
-    help: "Also answer requests for this Host name (repeatable)",
-  },
-  htpasswd: { type: "string", value: "FILE", help: "Mirror clients need Basic credentials from FILE (bcrypt)" },
-  "public-mirror": { type: "boolean", help: "Allow the mirror on a non-loopback address without --htpasswd" },
-  "max-downloads": { type: "string", value: "N", help: "Upstream blob downloads at once (default 8)" },
-  "max-connections": { type: "string", value: "N", help: "Blob responses at once; more get 429 (default 64)" },
-  "client-buffer": { type: "string", value: "SIZE", help: "Bytes read at once for one client (default 256KiB)" },
   json: { type: "boolean", help: "Print the result as JSON" },
   quiet: { type: "boolean", short: "q", help: "No progress and no warnings" },
   debug: { type: "boolean", help: "Show stack traces" },

@@ -12,106 +12,32 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../errors.ts";
 import { configDir, homeDir } from "../home.ts";
-import {
-  DEFAULT_IDLE_TIMEOUT_MS,
-  DEFAULT_LOCK_TIMEOUT_MS,
-  DEFAULT_LOW_SPEED_BYTES_PER_SECOND,
-  DEFAULT_LOW_SPEED_WINDOW_MS,
-} from "../oci/limits.ts";
 import type { MirrorSettings, RegistrySettings } from "../oci/host.ts";
-import { KEYS } from "./settings.ts";
+import { KEYS, settingDefaults, type Setting, type SettingKey, type SettingValues } from "./settings.ts";
 
-/** Every setting, resolved. */
-export interface Config {
+/**
+ * Every setting, resolved: each setting's field of the table in `settings.ts`, in the units its parser gives
+ * (`maxAgeMs` milliseconds, `maxSizeBytes` bytes), and what only the config file holds.
+ */
+export type Config = Omit<SettingValues, "cacheDir"> & {
   /** The cache directory. */
   cacheDir: string;
-  /** Remove what was not used for this long (milliseconds). */
-  maxAgeMs: number;
-  /** Evict the least recently used until the cache is at most this large (bytes). */
-  maxSizeBytes: number;
-  /** Never remove what was used this recently (milliseconds). */
-  graceMs: number;
-  /** Clean automatically after a pull that fetched something, at most this often; 0 turns it off. */
-  autoCleanIntervalMs: number;
-  /** Trust a tag confirmed this recently (milliseconds). */
-  freshForMs: number;
-  /** Never contact a registry. */
-  offline: boolean;
-  /** Hosts spoken to over plain HTTP. */
-  insecureRegistries: string[];
-  /** Layers downloaded at once. */
-  concurrency: number;
-  /** How long a registry may take to answer (connection and headers). */
-  connectTimeoutMs: number;
-  /** How long a download may receive nothing before it fails. */
-  idleTimeoutMs: number;
-  /** A blob download slower than this (bytes per second, on average over `lowSpeedTimeMs`) fails; 0 turns it off. */
-  lowSpeedLimitBytes: number;
-  /** The time over which `lowSpeedLimitBytes` is measured. */
-  lowSpeedTimeMs: number;
-  /** How long to wait for another process downloading the same blob. */
-  lockTimeoutMs: number;
-  /** Where `serve` listens: `host:port`. */
-  listen: string;
-  /** `Host` names `serve` answers besides its listen address and loopback names (DNS rebinding). */
-  allowedHosts: string[];
-  /** An htpasswd file (bcrypt entries): `serve` then asks for Basic credentials on every route but health. */
-  htpasswd: string | undefined;
-  /** Serve the mirror on a non-loopback address without client credentials. */
-  publicMirror: boolean;
-  /** The mirror's upstream blob downloads at once; further misses wait their turn. */
-  maxConcurrentDownloads: number;
-  /** The mirror's blob responses in progress at once; past it clients are told to retry (429). */
-  maxConnections: number;
-  /** Bytes the mirror reads at once for one client (a blob response holds at most two such chunks). */
-  clientBufferBytes: number;
-  /** The registry the `serve` mirror pulls through, if any. */
-  upstream: string | undefined;
-  /** Mirrors tried in order for every registry, before the registry itself (a host, or a host with settings). */
-  mirrors: MirrorSettings[];
-  /** A PEM file of a CA to trust for every TLS registry. */
-  caFile: string | undefined;
   /** Per registry: its mirrors, TLS, CA and credentials (config file only). */
   registries: Record<string, RegistrySettings>;
   /** The config file that was read, if any. */
   configFile: string | undefined;
-  /** The lock file pulls use, if any; `lock` writes `ocicache.lock` when none is set. */
-  lockFile: string | undefined;
-}
+};
 
 export { KEYS };
 
 /** Settings as strings, the way flags, env and the file give them. */
-export type RawConfig = Partial<Record<keyof typeof KEYS, string>>;
+export type RawConfig = Partial<Record<SettingKey, string>>;
 
-/** The defaults, in the units of `Config`. */
+/** The defaults, in the units of `Config`: each setting's default through its own parser. */
 export const DEFAULTS: Omit<Config, "cacheDir"> = {
-  maxAgeMs: 30 * 86_400_000,
-  maxSizeBytes: 10 * 2 ** 30,
-  graceMs: 10 * 60_000,
-  autoCleanIntervalMs: 24 * 3_600_000,
-  freshForMs: 0,
-  offline: false,
-  insecureRegistries: [],
-  concurrency: 4,
-  connectTimeoutMs: 30_000,
-  idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
-  lowSpeedLimitBytes: DEFAULT_LOW_SPEED_BYTES_PER_SECOND,
-  lowSpeedTimeMs: DEFAULT_LOW_SPEED_WINDOW_MS,
-  lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS,
-  listen: "127.0.0.1:5050",
-  allowedHosts: [],
-  htpasswd: undefined,
-  publicMirror: false,
-  maxConcurrentDownloads: 8,
-  maxConnections: 64,
-  clientBufferBytes: 256 * 1024,
-  upstream: undefined,
-  mirrors: [],
-  caFile: undefined,
+  ...(settingDefaults() as Omit<SettingValues, "cacheDir">),
   registries: {},
   configFile: undefined,
-  lockFile: undefined,
 };
 
 /**
@@ -127,8 +53,8 @@ export const DEFAULTS: Omit<Config, "cacheDir"> = {
  */
 export function flagSettings(flags: Record<string, unknown>): RawConfig {
   const raw: RawConfig = {};
-  for (const [key, { flag }] of Object.entries(KEYS) as Array<[keyof typeof KEYS, { flag?: string }]>) {
-    const value = flag === undefined ? undefined : flags[flag.slice(2)];
+  for (const [key, { flag }] of Object.entries(KEYS) as Array<[SettingKey, Setting]>) {
+    const value = flag === undefined ? undefined : flags[flag.name];
     if (typeof value === "string") raw[key] = value;
     else if (value === true) raw[key] = "true";
     else if (Array.isArray(value)) raw[key] = value.join(",");
@@ -175,35 +101,14 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<Config> {
   const value = settingReader(sources, env, path, (file?.raw ?? {}) as RawConfig);
   const registries: Record<string, RegistrySettings> = file?.registries ?? {};
   const fileMirrors: MirrorSettings[] | undefined = file?.mirrors;
-  return {
-    cacheDir: value("cacheDir", join(env.XDG_CACHE_HOME || join(homeDir(env), ".cache"), "ocicache")),
-    maxAgeMs: value("maxAge", DEFAULTS.maxAgeMs),
-    maxSizeBytes: value("maxSize", DEFAULTS.maxSizeBytes),
-    graceMs: value("grace", DEFAULTS.graceMs),
-    autoCleanIntervalMs: value("autoCleanInterval", DEFAULTS.autoCleanIntervalMs),
-    freshForMs: value("freshFor", DEFAULTS.freshForMs),
-    offline: value("offline", DEFAULTS.offline),
-    insecureRegistries: value("insecureRegistries", DEFAULTS.insecureRegistries),
-    concurrency: value("concurrency", DEFAULTS.concurrency),
-    connectTimeoutMs: value("connectTimeout", DEFAULTS.connectTimeoutMs),
-    idleTimeoutMs: value("idleTimeout", DEFAULTS.idleTimeoutMs),
-    lowSpeedLimitBytes: value("lowSpeedLimit", DEFAULTS.lowSpeedLimitBytes),
-    lowSpeedTimeMs: value("lowSpeedTime", DEFAULTS.lowSpeedTimeMs),
-    lockTimeoutMs: value("lockTimeout", DEFAULTS.lockTimeoutMs),
-    listen: value("listen", DEFAULTS.listen),
-    allowedHosts: value("allowedHosts", DEFAULTS.allowedHosts),
-    htpasswd: value("htpasswd", DEFAULTS.htpasswd),
-    publicMirror: value("publicMirror", DEFAULTS.publicMirror),
-    maxConcurrentDownloads: value("maxConcurrentDownloads", DEFAULTS.maxConcurrentDownloads),
-    maxConnections: value("maxConnections", DEFAULTS.maxConnections),
-    clientBufferBytes: value("clientBuffer", DEFAULTS.clientBufferBytes),
-    upstream: value("upstream", DEFAULTS.upstream),
-    mirrors: value("mirrors", fileMirrors ?? DEFAULTS.mirrors),
-    caFile: value("caFile", DEFAULTS.caFile),
-    registries,
-    configFile: path,
-    lockFile: value("lockFile", DEFAULTS.lockFile),
-  };
+  const settings: Record<string, unknown> = {};
+  for (const [key, setting] of Object.entries(KEYS) as Array<[SettingKey, Setting]>) {
+    const fallback = (DEFAULTS as Record<string, unknown>)[setting.field];
+    // The file's mirrors are objects with their settings, not a list of hosts: they are the mirrors' fallback.
+    settings[setting.field] = value(key, key === "mirrors" ? (fileMirrors ?? fallback) : fallback);
+  }
+  settings.cacheDir = value("cacheDir", join(env.XDG_CACHE_HOME || join(homeDir(env), ".cache"), "ocicache"));
+  return { ...(settings as SettingValues), cacheDir: settings.cacheDir as string, registries, configFile: path };
 }
 
 /**
@@ -247,11 +152,12 @@ function settingReader(
   path: string | undefined,
   file: RawConfig,
 ) {
-  const pick = (key: keyof typeof KEYS) => {
-    const variable = env[KEYS[key].env];
+  const pick = (key: SettingKey) => {
+    const setting: Setting = KEYS[key];
+    const variable = env[setting.env];
     for (const [source, raw] of [
-      [KEYS[key].flag ?? key, sources.flags?.[key]],
-      [KEYS[key].env, variable === "" ? undefined : variable],
+      [setting.flag === undefined ? key : `--${setting.flag.name}`, sources.flags?.[key]],
+      [setting.env, variable === "" ? undefined : variable],
       [`"${key}" in ${path}`, file[key]],
     ] as const) {
       if (raw !== undefined) return { raw, source };

@@ -12,16 +12,32 @@ import { UsageError } from "../errors.ts";
 import { HOST_RE, type MirrorSettings } from "../oci/host.ts";
 import { parseDuration, parseSize } from "../units.ts";
 
+/** A setting's flag: its name, and how `options.ts` parses and documents it. */
+export interface SettingFlag {
+  name: string;
+  type: "string" | "boolean";
+  /** Given more than once, its values joined as its variable would give them. */
+  multiple?: boolean;
+  /** The placeholder of its value in the help. */
+  value?: string;
+  /** Its help line, without its default (added from the setting's). */
+  help: string;
+}
+
 /** One setting. */
 export interface Setting {
+  /** Its field of `Config`, in the units its parser gives. */
+  field: string;
   /** Its flag, when it has one. */
-  flag: string | undefined;
+  flag: SettingFlag | undefined;
   /** Its environment variable. */
   env: string;
   /** Its value from a string (a flag, a variable, or the file's value as a string). */
   parse: (input: string, what: string) => unknown;
-  /** Its default, as the docs write it. */
-  default: string;
+  /** Its default, as a flag would give it; none: unset (`cacheDir`'s is the XDG cache directory). */
+  default: string | undefined;
+  /** Its default as the docs write it, when not the plain value. */
+  defaultDoc?: string;
   /** What it does, for the docs and the JSON Schema. */
   meaning: string;
 }
@@ -29,193 +45,322 @@ export interface Setting {
 /** Every setting, by its key in the config file. */
 export const KEYS = {
   cacheDir: {
-    flag: "--cache-dir",
+    field: "cacheDir",
+    flag: {
+      name: "cache-dir",
+      type: "string",
+      value: "DIR",
+      help: "The cache (default: $OCICACHE_DIR, else $XDG_CACHE_HOME/ocicache)",
+    },
     env: "OCICACHE_DIR",
     parse: (v: string) => v,
-    default: "`${XDG_CACHE_HOME:-~/.cache}/ocicache`",
+    default: undefined,
+    defaultDoc: "`${XDG_CACHE_HOME:-~/.cache}/ocicache`",
     meaning: "the cache directory",
   },
   maxAge: {
-    flag: "--max-age",
+    field: "maxAgeMs",
+    flag: { name: "max-age", type: "string", value: "D", help: "Remove what was unused this long" },
     env: "OCICACHE_MAX_AGE",
     parse: parseDuration,
-    default: "`30d`",
+    default: "30d",
     meaning: "cleanup removes units unused for longer",
   },
   maxSize: {
-    flag: "--max-size",
+    field: "maxSizeBytes",
+    flag: { name: "max-size", type: "string", value: "SIZE", help: "Evict the least recently used down to SIZE" },
     env: "OCICACHE_MAX_SIZE",
     parse: parseSize,
-    default: "`10GiB`",
+    default: "10GiB",
     meaning: "cleanup then evicts the least recently used down to this",
   },
   grace: {
-    flag: "--grace",
+    field: "graceMs",
+    flag: { name: "grace", type: "string", value: "D", help: "Never remove what was used this recently" },
     env: "OCICACHE_GRACE",
     parse: parseDuration,
-    default: "`10m`",
+    default: "10m",
     meaning: "never remove what was used this recently",
   },
   autoCleanInterval: {
+    field: "autoCleanIntervalMs",
     flag: undefined,
     env: "OCICACHE_AUTO_CLEAN_INTERVAL",
     parse: parseDuration,
-    default: "`24h`",
+    default: "24h",
     meaning:
       "clean automatically after a pull that fetched something, at most this often (`serve`: on this interval, and " +
       "as soon as what it fetched may pass `maxSize`); `0` turns it off",
   },
   freshFor: {
-    flag: "--fresh-for",
+    field: "freshForMs",
+    flag: { name: "fresh-for", type: "string", value: "D", help: "Trust a tag checked within D (e.g. 10m)" },
     env: "OCICACHE_FRESH_FOR",
     parse: parseDuration,
-    default: "`0`",
+    default: "0",
     meaning: "trust a tag confirmed this recently",
   },
   offline: {
-    flag: "--offline",
+    field: "offline",
+    flag: { name: "offline", type: "boolean", help: "Never contact a registry" },
     env: "OCICACHE_OFFLINE",
     parse: parseBoolean,
-    default: "`false`",
+    default: "false",
     meaning: "never contact a registry",
   },
   insecureRegistries: {
-    flag: "--insecure-registry",
+    field: "insecureRegistries",
+    flag: {
+      name: "insecure-registry",
+      type: "string",
+      multiple: true,
+      value: "HOST",
+      help: "Use plain HTTP for HOST (repeatable)",
+    },
     env: "OCICACHE_INSECURE_REGISTRIES",
     parse: parseHosts,
-    default: "`[]`",
+    default: "",
+    defaultDoc: "`[]`",
     meaning: "hosts spoken to over plain HTTP",
   },
   concurrency: {
-    flag: "--concurrency",
+    field: "concurrency",
+    flag: { name: "concurrency", type: "string", value: "N", help: "Layers downloaded at once" },
     env: "OCICACHE_CONCURRENCY",
     parse: parseConcurrency,
-    default: "`4`",
+    default: "4",
     meaning: "layers downloaded at once",
   },
   connectTimeout: {
-    flag: "--connect-timeout",
+    field: "connectTimeoutMs",
+    flag: { name: "connect-timeout", type: "string", value: "D", help: "How long a registry may take to answer" },
     env: "OCICACHE_CONNECT_TIMEOUT",
     parse: parsePositiveDuration,
-    default: "`30s`",
+    default: "30s",
     meaning: "how long a registry may take to answer (connection and response headers)",
   },
   idleTimeout: {
-    flag: "--idle-timeout",
+    field: "idleTimeoutMs",
+    flag: { name: "idle-timeout", type: "string", value: "D", help: "How long a download may stall" },
     env: "OCICACHE_IDLE_TIMEOUT",
     parse: parsePositiveDuration,
-    default: "`30s`",
+    default: "30s",
     meaning:
       "any body from a registry (blob, manifest, token, error) that sends nothing for this long fails (exit 5); a " +
       "blob keeps its partial file. Small bodies (manifests, tokens, errors) must also be complete within 60 s",
   },
   lowSpeedLimit: {
-    flag: "--low-speed-limit",
+    field: "lowSpeedLimitBytes",
+    flag: {
+      name: "low-speed-limit",
+      type: "string",
+      value: "SIZE",
+      help: "A blob slower than SIZE per second over --low-speed-time fails (0: off)",
+    },
     env: "OCICACHE_LOW_SPEED_LIMIT",
     parse: parseSize,
-    default: "`1KiB`",
+    default: "1KiB",
     meaning:
       "a blob download slower than this many bytes per second, on average over `lowSpeedTime`, fails (exit 5) and " +
       "keeps its partial file (curl's `--speed-limit`); `0` turns it off",
   },
   lowSpeedTime: {
-    flag: "--low-speed-time",
+    field: "lowSpeedTimeMs",
+    flag: { name: "low-speed-time", type: "string", value: "D", help: "The time the low-speed limit is measured over" },
     env: "OCICACHE_LOW_SPEED_TIME",
     parse: parsePositiveDuration,
-    default: "`60s`",
+    default: "60s",
     meaning: "the time the low-speed limit is measured over (curl's `--speed-time`)",
   },
   lockTimeout: {
+    field: "lockTimeoutMs",
     flag: undefined,
     env: "OCICACHE_LOCK_TIMEOUT",
     parse: parseDuration,
-    default: "`10m`",
+    default: "10m",
     meaning: "how long to wait for another process downloading the same blob before fetching it too",
   },
   listen: {
-    flag: "--listen",
+    field: "listen",
+    flag: { name: "listen", type: "string", value: "HOST:PORT", help: "Where to listen" },
     env: "OCICACHE_LISTEN",
     parse: parseListen,
-    default: "`127.0.0.1:5050`",
+    default: "127.0.0.1:5050",
     meaning: "where `serve` listens (port `0`: any free port)",
   },
   upstream: {
-    flag: "--upstream",
+    field: "upstream",
+    flag: { name: "upstream", type: "string", value: "HOST", help: "The registry the /v2/ mirror pulls through" },
     env: "OCICACHE_UPSTREAM",
     parse: parseHost,
-    default: "none",
+    default: undefined,
     meaning:
       "the registry the `serve` mirror pulls through (a bare name such as `myregistry` is a host, never a Docker " +
       "Hub namespace)",
   },
   allowedHosts: {
-    flag: "--allowed-host",
+    field: "allowedHosts",
+    flag: {
+      name: "allowed-host",
+      type: "string",
+      multiple: true,
+      value: "HOST",
+      help: "Also answer requests for this Host name (repeatable)",
+    },
     env: "OCICACHE_ALLOWED_HOSTS",
     parse: parseHosts,
-    default: "`[]`",
+    default: "",
+    defaultDoc: "`[]`",
     meaning:
       "host names `serve` answers besides IP addresses, `localhost` and its listen host (see " +
       "[Security](../README.md#security))",
   },
   htpasswd: {
-    flag: "--htpasswd",
+    field: "htpasswd",
+    flag: {
+      name: "htpasswd",
+      type: "string",
+      value: "FILE",
+      help: "Every route but health needs Basic credentials from FILE (bcrypt)",
+    },
     env: "OCICACHE_HTPASSWD",
     parse: (v: string) => v,
-    default: "none",
+    default: undefined,
     meaning:
       "an htpasswd file of bcrypt entries (`htpasswd -B`): every route of `serve` but `/healthz` and `/readyz` then " +
       "needs Basic credentials from it (or the admin token)",
   },
   publicMirror: {
-    flag: "--public-mirror",
+    field: "publicMirror",
+    flag: {
+      name: "public-mirror",
+      type: "boolean",
+      help: "Allow the mirror on a non-loopback address without --htpasswd",
+    },
     env: "OCICACHE_PUBLIC_MIRROR",
     parse: parseBoolean,
-    default: "`false`",
+    default: "false",
     meaning: "allow the mirror on a non-loopback address without `htpasswd`",
   },
   maxConcurrentDownloads: {
-    flag: "--max-downloads",
+    field: "maxConcurrentDownloads",
+    flag: { name: "max-downloads", type: "string", value: "N", help: "Upstream blob downloads at once" },
     env: "OCICACHE_MAX_DOWNLOADS",
     parse: parseCount,
-    default: "`8`",
+    default: "8",
     meaning: "the mirror's upstream blob downloads at once; further misses queue",
   },
   maxConnections: {
-    flag: "--max-connections",
+    field: "maxConnections",
+    flag: { name: "max-connections", type: "string", value: "N", help: "Blob responses at once; more get 429" },
     env: "OCICACHE_MAX_CONNECTIONS",
     parse: parseCount,
-    default: "`64`",
+    default: "64",
     meaning: "the mirror's responses following a download at once; one more is a 429 with `Retry-After`",
   },
   clientBuffer: {
-    flag: "--client-buffer",
+    field: "clientBufferBytes",
+    flag: { name: "client-buffer", type: "string", value: "SIZE", help: "Bytes read at once for one client" },
     env: "OCICACHE_CLIENT_BUFFER",
     parse: parseBuffer,
-    default: "`256KiB`",
+    default: "256KiB",
     meaning: "bytes the mirror reads at once for one client (4KiB–64MiB)",
   },
   mirrors: {
-    flag: "--mirror",
+    field: "mirrors",
+    flag: {
+      name: "mirror",
+      type: "string",
+      multiple: true,
+      value: "HOST",
+      help: "Try HOST first for every registry (repeatable)",
+    },
     env: "OCICACHE_MIRRORS",
     parse: (input: string, what: string): MirrorSettings[] => parseHosts(input, what).map((host) => ({ host })),
-    default: "`[]`",
+    default: "",
+    defaultDoc: "`[]`",
     meaning: "mirrors tried in order for every registry, after its own: each a host, or an object as in `registries`",
   },
   caFile: {
-    flag: "--ca-file",
+    field: "caFile",
+    flag: { name: "ca-file", type: "string", value: "FILE", help: "Trust the CA in FILE (PEM) for TLS registries" },
     env: "OCICACHE_CA_FILE",
     parse: (v: string) => v,
-    default: "none",
+    default: undefined,
     meaning: "a PEM CA certificate to trust for every TLS registry",
   },
   lockFile: {
-    flag: "--lock-file",
+    field: "lockFile",
+    flag: {
+      name: "lock-file",
+      type: "string",
+      value: "FILE",
+      help: "Use the digests locked in FILE (lock: default ocicache.lock)",
+    },
     env: "OCICACHE_LOCK_FILE",
     parse: (v: string) => v,
-    default: "none (`lock` writes `./ocicache.lock`)",
+    default: undefined,
+    defaultDoc: "none (`lock` writes `./ocicache.lock`)",
     meaning: "the lock file `pull`, `path` and `cat` take locked digests from (see [cli.md](cli.md#the-lock-file))",
   },
 } as const satisfies Record<string, Setting>;
+
+/** A setting's key. */
+export type SettingKey = keyof typeof KEYS;
+
+type Entry<K extends SettingKey> = (typeof KEYS)[K];
+
+/** Every setting's value, by its field of `Config`: what its parser gives, or `undefined` where it has no default. */
+export type SettingValues = {
+  -readonly [K in SettingKey as Entry<K>["field"]]: Entry<K>["default"] extends string
+    ? ReturnType<Entry<K>["parse"]>
+    : ReturnType<Entry<K>["parse"]> | undefined;
+};
+
+/**
+ * The defaults, each its setting's default through its parser (the same value a flag of that text would give).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { settingDefaults } from "./settings.ts";
+ * assert.equal(settingDefaults().maxAgeMs, 30 * 86_400_000);
+ * ```
+ */
+export function settingDefaults(): SettingValues {
+  const defaults: Record<string, unknown> = {};
+  for (const [key, setting] of Object.entries(KEYS) as Array<[string, Setting]>)
+    defaults[setting.field] = setting.default === undefined ? undefined : setting.parse(setting.default, `"${key}"`);
+  return defaults as SettingValues;
+}
+
+type FlagOf<S> = S extends { flag: { name: infer N extends string } } ? N : never;
+
+/** The CLI options of the settings that have a flag, by flag name: what `options.ts` puts in its table. */
+export type SettingOptions = {
+  -readonly [K in SettingKey as FlagOf<Entry<K>>]: Omit<NonNullable<Entry<K>["flag"]>, "name">;
+};
+
+/**
+ * The settings' flags as CLI options, each help line ending with its default.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { settingOptions } from "./settings.ts";
+ * assert.equal(settingOptions()["max-age"].help, "Remove what was unused this long (default 30d)");
+ * ```
+ */
+export function settingOptions(): SettingOptions {
+  const options: Record<string, unknown> = {};
+  for (const setting of Object.values(KEYS) as Setting[]) {
+    if (setting.flag === undefined) continue;
+    const { name, help, ...spec } = setting.flag;
+    const shown = setting.default === undefined || setting.default === "" ? "" : ` (default ${setting.default})`;
+    options[name] = { ...spec, help: `${help}${shown}` };
+  }
+  return options as SettingOptions;
+}
 
 /** The per-registry settings of the config file (no flag, no variable). */
 export const REGISTRIES_MEANING =
@@ -223,7 +368,7 @@ export const REGISTRIES_MEANING =
   "password?}`), `insecure`, `ca`, `username`, `password` (see [fleet.md](fleet.md))";
 
 /** Settings given more than once (a repeated flag), or as a comma-separated list in their variable. */
-export const LIST_KEYS: ReadonlyArray<keyof typeof KEYS> = ["insecureRegistries", "allowedHosts", "mirrors"];
+export const LIST_KEYS: ReadonlyArray<SettingKey> = ["insecureRegistries", "allowedHosts", "mirrors"];
 
 /**
  * The table of `docs/configuration.md`: one row per setting, and `registries`.
@@ -237,11 +382,12 @@ export const LIST_KEYS: ReadonlyArray<keyof typeof KEYS> = ["insecureRegistries"
  */
 export function settingsTable(): string {
   const rows = Object.entries(KEYS).map(([key, setting]: [string, Setting]) => {
-    const list = LIST_KEYS.includes(key as keyof typeof KEYS);
+    const list = setting.flag?.multiple === true;
     const boolean = setting.parse === parseBoolean;
-    const flag = setting.flag === undefined ? "" : `\`${setting.flag}\`${list ? " (repeatable)" : ""}`;
+    const flag = setting.flag === undefined ? "" : `\`--${setting.flag.name}\`${list ? " (repeatable)" : ""}`;
     const env = `\`${setting.env}\`${list ? " (comma-separated)" : boolean ? " (`true`/`false`)" : ""}`;
-    return `| \`${key}\` | ${flag} | ${env} | ${setting.default} | ${setting.meaning} |`;
+    const shown = setting.defaultDoc ?? (setting.default === undefined ? "none" : `\`${setting.default}\``);
+    return `| \`${key}\` | ${flag} | ${env} | ${shown} | ${setting.meaning} |`;
   });
   return [
     "| key | flag | environment | default | meaning |",

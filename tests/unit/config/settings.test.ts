@@ -3,7 +3,14 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { OPTIONS } from "../../../lib/cli/options.ts";
 import { checkConfigFile, CONFIG_SCHEMA_FILE, configJsonSchema } from "../../../lib/config/config-file.ts";
-import { KEYS, LIST_KEYS, withSettingsTable } from "../../../lib/config/settings.ts";
+import { DEFAULTS } from "../../../lib/config/config.ts";
+import { KEYS, LIST_KEYS, withSettingsTable, type Setting, type SettingKey } from "../../../lib/config/settings.ts";
+import {
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_LOCK_TIMEOUT_MS,
+  DEFAULT_LOW_SPEED_BYTES_PER_SECOND,
+  DEFAULT_LOW_SPEED_WINDOW_MS,
+} from "../../../lib/oci/limits.ts";
 import { useTempDir } from "../../helpers/env.ts";
 
 const ROOT = join(import.meta.dir, "..", "..", "..");
@@ -24,13 +31,22 @@ describe("the one table of settings", () => {
     expect(pkg.files).toContain(CONFIG_SCHEMA_FILE);
   });
 
-  test("each setting's flag is an option of the CLI, repeatable exactly when its variable is a list", () => {
-    for (const [key, setting] of Object.entries(KEYS)) {
+  test("each setting's flag is an option of the CLI, its help ending with the default it parses to", () => {
+    for (const [key, setting] of Object.entries(KEYS) as Array<[string, Setting]>) {
       if (setting.flag === undefined) continue;
-      const option = (OPTIONS as Record<string, { multiple?: boolean }>)[setting.flag.slice(2)];
-      expect([key, option !== undefined]).toEqual([key, true]);
-      expect([key, option!.multiple === true]).toEqual([key, LIST_KEYS.includes(key as keyof typeof KEYS)]);
+      const option = (OPTIONS as Record<string, { help: string; multiple?: boolean }>)[setting.flag.name]!;
+      expect([key, option.multiple === true]).toEqual([key, LIST_KEYS.includes(key as SettingKey)]);
+      if (setting.default !== undefined && setting.default !== "")
+        expect([key, option.help.endsWith(`(default ${setting.default})`)]).toEqual([key, true]);
     }
+  });
+
+  test("the defaults are the bounds the registry client and the downloads fall back on", () => {
+    expect(DEFAULTS.idleTimeoutMs).toBe(DEFAULT_IDLE_TIMEOUT_MS);
+    expect(DEFAULTS.lockTimeoutMs).toBe(DEFAULT_LOCK_TIMEOUT_MS);
+    expect(DEFAULTS.lowSpeedLimitBytes).toBe(DEFAULT_LOW_SPEED_BYTES_PER_SECOND);
+    expect(DEFAULTS.lowSpeedTimeMs).toBe(DEFAULT_LOW_SPEED_WINDOW_MS);
+    expect(DEFAULTS.maxSizeBytes).toBe(10 * 2 ** 30);
   });
 
   test("a config file naming its JSON Schema in $schema is accepted, the key ignored", () => {
@@ -38,17 +54,5 @@ describe("the one table of settings", () => {
     writeFileSync(file, JSON.stringify({ $schema: "./node_modules/ocicache/config.schema.json", maxAge: "7d" }));
     const checked = checkConfigFile(file);
     expect(checked).toEqual({ file: { raw: { maxAge: "7d" }, registries: {} } });
-  });
-});
-
-describe("the help of a setting's flag", () => {
-  test('names the default the table declares, where it names one ("default: …" describes a rule)', () => {
-    for (const [key, setting] of Object.entries(KEYS)) {
-      if (setting.flag === undefined) continue;
-      const help = (OPTIONS as Record<string, { help: string }>)[setting.flag.slice(2)]!.help;
-      const said = /\(default ([^;)]+)/.exec(help)?.[1]?.trim();
-      if (said === undefined) continue;
-      expect([key, said]).toEqual([key, setting.default.replace(/`/g, "")]);
-    }
   });
 });
