@@ -172,8 +172,8 @@ export function fileStream(path: string, options: FileStreamOptions = {}): Reada
 }
 
 /**
- * A compressed file (a gzip or zstd tar layer, no link followed) decompressed as a stream, bounded: past
- * `decompressionCeiling` of its size the stream fails, so a decompression bomb costs neither memory nor disk.
+ * A compressed file (a gzip or zstd tar layer, no link followed) decompressed as a stream, bounded: past 100 times
+ * its size (or 256 MiB, whichever is more) the stream fails, so a decompression bomb costs neither memory nor disk.
  *
  * @throws {Error} the file system's error (see `openRegular`), at once.
  * @example A gzip stream past its ceiling fails
@@ -219,7 +219,7 @@ export function decompressedStream(path: string, compression: "gzip" | "zstd"): 
 }
 
 /** The most bytes a compressed file of `size` bytes may decompress to. */
-export function decompressionCeiling(size: number): number {
+function decompressionCeiling(size: number): number {
   return Math.max(MIN_DECOMPRESSION_CEILING_BYTES, size * MAX_DECOMPRESSION_RATIO);
 }
 
