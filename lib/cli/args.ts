@@ -9,6 +9,7 @@
  */
 
 import { UsageError } from "../errors.ts";
+import { closest } from "../suggest.ts";
 
 /** One option: its kind, a one-letter alias, and whether it may repeat. */
 export interface OptionSpec {
@@ -62,7 +63,8 @@ export function parseArguments<T extends Record<string, OptionSpec>>(
     const eq = arg.indexOf("=");
     const name = arg.slice(2, eq === -1 ? undefined : eq);
     const spec = Object.hasOwn(options, name) ? options[name] : undefined;
-    if (spec === undefined) throw new UsageError(`Cannot parse arguments: unknown option "--${name}"`);
+    if (spec === undefined)
+      throw new UsageError(`Cannot parse arguments: unknown option "--${name}"${hint(name, options)}`);
     if (spec.type === "boolean") {
       if (eq !== -1) throw new UsageError(`Cannot parse arguments: option "--${name}" takes no value`);
       values[name] = true;
@@ -106,4 +108,10 @@ function parseShorts(
 
 function set(values: Record<string, string | boolean | string[]>, name: string, spec: OptionSpec, value: string) {
   values[name] = spec.multiple ? [...((values[name] as string[] | undefined) ?? []), value] : value;
+}
+
+/** `(did you mean --output?)` for an option one or two edits from a known one, else nothing. */
+function hint(name: string, options: Record<string, OptionSpec>): string {
+  const near = closest(name, Object.keys(options));
+  return near === undefined ? "" : ` (did you mean --${near}?)`;
 }

@@ -28,7 +28,8 @@ async function runTags(context: Context): Promise<number> {
   const repo = parseRegistryInput("tags", input);
   if (repo.digest !== undefined || /:[^/]*$/.test(input))
     throw new UsageError(`Cannot list tags of "${input}": give a repository without a tag or digest`);
-  const tags = await listRepositoryTags(openCache(context), repo);
+  // A repository: its messages name it without the tag a reference takes by default.
+  const tags = await listRepositoryTags(openCache(context), { ...repo, tag: undefined });
   context.print(context.flags.json ? JSON.stringify(tags) : tags.map(escapeControl).join("\n"));
   return EXIT_CODES.ok;
 }

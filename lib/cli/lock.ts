@@ -16,7 +16,7 @@ import { DEFAULT_LOCK_FILE, emptyLock, lockEntry, readLock, writeLock, type Lock
 import { pullAllPlatforms } from "../pull/pull.ts";
 import { openCache, type Context } from "./context.ts";
 import { withCache } from "./pull.ts";
-import { escapeControl } from "./text.ts";
+import { escapeControl, plural } from "./text.ts";
 import { parseRegistryInput } from "./inputs.ts";
 import { lookupEntry } from "../store/lookup.ts";
 
@@ -107,7 +107,8 @@ async function checkLock(context: Context, path: string, lock: LockFile): Promis
       [
         ...moved.map((r) => `moved ${r.reference}: ${r.lockedDigest} -> ${r.currentDigest}`),
         ...unknown.map((r) => `unknown ${r.reference}: the cache has never resolved it (--offline)`),
-        `${rows.length} locked tags in ${path}: ${moved.length} moved${offline ? ", as the cache last knew them" : ""}`,
+        `${plural(rows.length, "locked tag")} in ${path}: ${moved.length} moved` +
+          `${offline ? ", as the cache last knew them" : ""}`,
       ]
         .map(escapeControl)
         .join("\n"),

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { lexists } from "../store/files.ts";
 import { parseRegistryInput } from "./inputs.ts";
 import { pruneCache } from "../store/cleanup.ts";
 import { registryOptions, type Context } from "./context.ts";
@@ -61,6 +62,12 @@ async function runDoctorCommand(context: Context): Promise<number> {
 
 async function runLs(context: Context): Promise<number> {
   noArgs(context);
+  // An empty cache and no cache at all are two answers: a mistyped --cache-dir must not look like an empty cache.
+  if (!lexists(context.config.cacheDir)) {
+    if (context.flags.json) return json(context, []);
+    context.print(`no cache at ${context.config.cacheDir}`);
+    return EXIT_CODES.ok;
+  }
   const inventory = takeInventory(openStore(context));
   const now = Date.now();
   if (context.flags.blobs) {
@@ -214,6 +221,8 @@ async function runRm(context: Context): Promise<number> {
     if (isDigest(arg)) return { digest: arg };
     const prefix = /^(?:sha256:)?([0-9a-f]{7,64})$/.exec(arg)?.[1];
     if (prefix !== undefined) return { prefix };
+    if (/^(?:sha256:)?[0-9a-f]{1,6}$/.test(arg))
+      throw new UsageError(`Cannot remove "${arg}": a digest prefix needs at least 7 hex digits (ls prints 12)`);
     const reference = arg.includes("@") || arg.includes(":") || arg.includes("/");
     return { name: reference ? formatReference(parseRegistryInput("rm", arg)) : arg };
   });

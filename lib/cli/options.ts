@@ -31,7 +31,10 @@ export const OPTIONS = {
     help: "Choose from an index (default: this machine's architecture)",
   },
   plat: { type: "string", value: "PLAT", help: "Choose by unikraft platform (qemu, fc, xen, …)" },
-  locked: { type: "boolean", help: "A reference that is not in the lock file is not found (exit 3)" },
+  locked: {
+    type: "boolean",
+    help: "A reference not in the lock file (default ./ocicache.lock) is not found (exit 3)",
+  },
   check: { type: "boolean", help: "Exit 1 when a locked tag points elsewhere now, naming it" },
   update: { type: "boolean", help: "Resolve the locked references again (or the ones named)" },
   config: {

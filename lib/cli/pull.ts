@@ -25,7 +25,7 @@ import { parseLayoutSource, parseReference, type Reference } from "../oci/refere
 import { parseInput, type Input } from "./inputs.ts";
 import type { Role } from "../oci/names.ts";
 import { fileBody } from "../oci/read.ts";
-import { readLock, type LockUse } from "../pull/lock.ts";
+import { DEFAULT_LOCK_FILE, readLock, type LockUse } from "../pull/lock.ts";
 
 const ROLES: Role[] = ["kernel", "initrd", "kernel.dbg", "rom"];
 
@@ -183,11 +183,9 @@ function printResults(context: Context, results: PullResult[], several: boolean)
 
 /** The lock file the pull commands use, if one is set (`--lock-file`, `OCICACHE_LOCK_FILE`, `lockFile`). */
 function lockUse(context: Context): LockUse | undefined {
-  const path = context.config.lockFile;
-  if (path === undefined) {
-    if (context.flags.locked) throw new UsageError("Cannot use --locked without a lock file: give --lock-file FILE");
-    return undefined;
-  }
+  // --locked without a lock file named takes the one lock writes, as cargo --locked takes Cargo.lock.
+  const path = context.config.lockFile ?? (context.flags.locked ? DEFAULT_LOCK_FILE : undefined);
+  if (path === undefined) return undefined;
   return { lock: readLock(path), path, locked: context.flags.locked === true };
 }
 

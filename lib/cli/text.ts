@@ -41,3 +41,18 @@ export function isTerminal(fd: 1 | 2): boolean {
     return (fd === 1 ? process.stdout : process.stderr).isTTY === true;
   }
 }
+
+/**
+ * `1 locked tag`, `2 locked tags`: a count with its noun, plural as English wants it (a regular `-s`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { plural } from "./text.ts";
+ * assert.equal(plural(1, "blob"), "1 blob");
+ * assert.equal(plural(0, "blob"), "0 blobs");
+ * ```
+ */
+export function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}

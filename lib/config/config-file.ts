@@ -15,6 +15,7 @@ import { UsageError } from "../errors.ts";
 import { HOST_RE, type MirrorSettings, type RegistrySettings } from "../oci/host.ts";
 import { KEYS, REGISTRIES_MEANING } from "./settings.ts";
 import { describeSyntaxError } from "./json-position.ts";
+import { closest } from "../suggest.ts";
 
 const text = z.string().min(1);
 const HOST = z.string().regex(HOST_RE, "expected a registry host such as registry.example:5000");
@@ -142,7 +143,7 @@ function describeIssue(issue: z.core.$ZodIssue): string[] {
   if (issue.code !== "unrecognized_keys") return [`${keyPath(issue.path)}: ${issue.message}`];
   const known = keysAt(issue.path);
   return issue.keys.map((key) => {
-    const near = known.find((candidate) => editDistance(candidate.toLowerCase(), key.toLowerCase()) <= 2);
+    const near = closest(key, known);
     return `${keyPath([...issue.path, key])}: unknown key${near === undefined ? "" : ` (did you mean "${near}"?)`}`;
   });
 }
@@ -168,17 +169,6 @@ function keyPath(path: PropertyKey[]): string {
           : `[${JSON.stringify(String(part))}]`,
     )
     .join("");
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++)
-      row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    previous = row;
-  }
-  return previous[b.length]!;
 }
 
 /** Where the JSON Schema of the config file is published with the package, for a config file's `"$schema"`. */

@@ -142,7 +142,10 @@ function splitName(name: string, input: string): { registry: string; repository:
     registry = first;
     repository = name.slice(slash + 1);
     if (!HOST_RE.test(registry)) {
-      throw new UsageError(`Cannot parse reference "${input}": bad registry host "${registry}"`);
+      const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(input)
+        ? " (a reference has no scheme: drop the http:// or https://)"
+        : "";
+      throw new UsageError(`Cannot parse reference "${input}": bad registry host "${registry}"${scheme}`);
     }
     const port = registry.match(/:(\d+)$/)?.[1];
     if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) {

@@ -125,3 +125,35 @@ describe("the mirror with its upstream down", () => {
     }
   });
 });
+
+describe("errors that teach (the CLI round)", () => {
+  test("a mistyped flag suggests the flag; a reference with a scheme says to drop it", async () => {
+    const typo = await runCli(["pull", "--otput", "out", "x/y:1"]);
+    expect([typo.code, typo.stderr]).toEqual([
+      2,
+      'ocicache: error: Cannot parse arguments: unknown option "--otput" (did you mean --output?)\n',
+    ]);
+    const scheme = await runCli(["pull", `http://${registry.host}/contract-${run}/app:1`, "--cache-dir", tmp.path]);
+    expect(scheme.code).toBe(2);
+    expect(scheme.stderr).toContain("(a reference has no scheme: drop the http:// or https://)");
+  });
+
+  test("rm of a digest prefix too short to tell blobs apart, and ls of a cache that does not exist", async () => {
+    const short = await runCli(["rm", "0ece", "--cache-dir", tmp.path]);
+    expect([short.code, short.stderr]).toEqual([
+      2,
+      'ocicache: error: Cannot remove "0ece": a digest prefix needs at least 7 hex digits (ls prints 12)\n',
+    ]);
+    const missing = join(tmp.path, "nonexistent");
+    expect((await runCli(["ls", "--cache-dir", missing])).stdout).toBe(`no cache at ${missing}\n`);
+    expect((await runCli(["gc", "--cache-dir", join(tmp.path, "cache")])).code).toBe(0);
+    expect((await runCli(["ls", "--cache-dir", join(tmp.path, "cache")])).stdout).toBe("cache is empty\n");
+  });
+
+  test("tags of a repository that does not exist names the repository, not a tag", async () => {
+    const ran = await runCli(["tags", `${registry.host}/contract-${run}/nope`, "--cache-dir", tmp.path]);
+    expect(ran.code).toBe(3);
+    expect(ran.stderr).toContain(`"${registry.host}/contract-${run}/nope"`);
+    expect(ran.stderr).not.toContain("nope:latest");
+  });
+});

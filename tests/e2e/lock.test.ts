@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { digestOf } from "../../lib/oci/digest.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
@@ -88,7 +88,7 @@ describe("ocicache lock", () => {
     const offline = await ocicache(["lock", "--check", "--offline"]);
     expect([offline.code, offline.stdout]).toEqual([
       0,
-      `1 locked tags in ocicache.lock: 0 moved, as the cache last knew them\n`,
+      `1 locked tag in ocicache.lock: 0 moved, as the cache last knew them\n`,
     ]);
     const path = await ocicache(["path", ref(), "--role", "initrd", "--lock-file", "ocicache.lock"]);
     expect([path.code, path.stderr]).toEqual([0, ""]);
@@ -102,13 +102,19 @@ describe("ocicache lock", () => {
     expect(readFileSync(now.stdout.trim())).toEqual(Buffer.from(second.manifests[host].files.kernel));
   });
 
-  test("--locked: a reference that is not locked is not found; without a lock file it is a usage error", async () => {
+  test("--locked: a reference not locked is not found; --locked alone takes ./ocicache.lock", async () => {
     const other = `${proxy.host}/${repo}:other`;
     writeFileSync(join(tmp.path, "ocicache.lock"), JSON.stringify({ lockfileVersion: 1, references: {} }));
     const notLocked = await ocicache(["pull", other, "--lock-file", "ocicache.lock", "--locked"]);
     expect(notLocked.code).toBe(3);
     expect(notLocked.stderr).toContain(`it is not in the lock file "ocicache.lock" (--locked)`);
-    expect((await ocicache(["pull", other, "--locked"])).code).toBe(2);
+    const byDefault = await ocicache(["pull", other, "--locked"]);
+    expect(byDefault.code).toBe(3);
+    expect(byDefault.stderr).toContain(`it is not in the lock file "ocicache.lock" (--locked)`);
+    rmSync(join(tmp.path, "ocicache.lock"));
+    const none = await ocicache(["pull", other, "--locked"]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('Cannot read the lock file "ocicache.lock": it does not exist');
     writeFileSync(join(tmp.path, "bad.lock"), JSON.stringify({ lockfileVersion: 2, references: {} }));
     const bad = await ocicache(["pull", other, "--lock-file", "bad.lock"]);
     expect(bad.code).toBe(2);

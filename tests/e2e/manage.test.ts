@@ -95,6 +95,8 @@ describe("ls, stats", () => {
   });
 
   test("ls: a tag and its digest form are one row, names are cut to fit COLUMNS, an empty cache says so", async () => {
+    expect((await ocicache(["ls"])).stdout).toBe(`no cache at ${cacheDir}\n`);
+    expect((await ocicache(["gc"])).code).toBe(0);
     expect((await ocicache(["ls"])).stdout).toBe("cache is empty\n");
     expect((await ocicache(["ls", "--blobs"])).stdout).toBe("cache is empty\n");
     await pull(spec.ref);
