@@ -106,7 +106,7 @@ export function selectImageFiles(
   if (files.length === 0) {
     const what = options.roles?.join(", ") ?? "kernel, initrd or rom";
     throw new NotFoundError(
-      `Cannot find a ${what} in "${name}": no layer is a unikraft ${what} (see the README's image formats)`,
+      `Cannot find a ${what} in "${name}": no layer is a unikraft ${what} (see "Image formats" in docs/behaviour.md)`,
     );
   }
   return files;

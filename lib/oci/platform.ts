@@ -78,8 +78,19 @@ export function selectManifest(manifests: Descriptor[], want: PlatformWant, name
   if (found !== undefined) return found;
   const offers = manifests.map((m) => formatPlatform(describe(m))).join(", ") || "nothing";
   throw new NotFoundError(
-    `Cannot find platform "${formatPlatform(wanted)}" in "${name}": it offers ${offers} (use --platform or --plat)`,
+    `Cannot find ${describeWant(want)} in "${name}": it offers ${offers} (use --platform or --plat)`,
   );
+}
+
+/**
+ * What was asked for, the way the user wrote it: `platform "linux/arm64"`, `plat "fc"` (for this machine's
+ * architecture when none was given).
+ */
+function describeWant(want: PlatformWant): string {
+  const platform = [want.os, want.architecture, want.variant].filter((p) => p !== undefined).join("/");
+  const plat = want.plat === undefined ? "" : `plat "${want.plat}"`;
+  if (platform === "") return `${plat || "a platform"} for ${hostArchitecture()}`;
+  return plat === "" ? `platform "${platform}"` : `platform "${platform}" with ${plat}`;
 }
 
 /** The platform of a descriptor, filled in from unikraft's annotations. */

@@ -58,3 +58,13 @@ describe("selectManifest()", () => {
     expect((caught as Error).message).toContain("qemu/amd64, qemu/arm64, linux/amd64 (fc)");
   });
 });
+
+describe("what was asked for, in the not-found error", () => {
+  test.each([
+    [parsePlatform("linux/riscv64"), 'Cannot find platform "linux/riscv64" in'],
+    [parsePlatform(undefined, "xen"), `Cannot find plat "xen" for ${hostArchitecture()} in`],
+    [parsePlatform("linux/riscv64", "fc"), 'Cannot find platform "linux/riscv64" with plat "fc" in'],
+  ])("%j is named as the user wrote it", (want, said) => {
+    expect(() => selectManifest(index, want, "127.0.0.1:5000/app:1")).toThrow(said);
+  });
+});
