@@ -95,12 +95,18 @@ async function answer(
   res.once("close", () => {
     if (!res.writableFinished) aborted.abort();
   });
+  // Only a path is a request target here (RFC 9112, origin-form): an absolute URL or `*` is no request for this server.
+  if (req.url === undefined || !req.url.startsWith("/")) {
+    res.writeHead(400, { "Content-Type": "application/json" });
+    res.end(JSON.stringify({ code: "EUSAGE", message: "The request target is not a path" }));
+    return;
+  }
   const headers = new Headers();
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
   const method = req.method ?? "GET";
   const hasBody = method !== "GET" && method !== "HEAD";
   // The URL names the listen address: the Host a client sent stays in its header, for the app's Host check.
-  const request = new Request(`${base}${req.url?.startsWith("/") ? req.url : "/"}`, {
+  const request = new Request(`${base}${req.url}`, {
     method,
     headers,
     signal: aborted.signal,

@@ -128,6 +128,12 @@ describe("the status page and odd requests (finding 15)", () => {
         expect(odd.body).not.toContain("Invalid URL");
       }
       expect(curl("-H", "Host: evil.example", `http://${server.host}/`).status).toBe(421);
+      // A request line naming an absolute URL (a proxy's form) is no request for this server.
+      const absolute = curl("--request-target", "http://evil.example/v1/refs", `http://${server.host}/`);
+      expect([absolute.status, absolute.body]).toEqual([
+        400,
+        '{"code":"EUSAGE","message":"The request target is not a path"}',
+      ]);
     } finally {
       await server.stop();
     }
