@@ -1,14 +1,17 @@
 /**
  * `ocicache doctor`: checks the cache directory (writable, file system, free
  * space, copy-on-write), the config, and each configured registry and mirror
- * (reachable, credentials accepted), and says what to fix.
+ * (reachable, credentials accepted), and says what to fix. Given references
+ * or hosts, it checks those instead of the configured ones: each registry
+ * and its mirrors, and whether each reference resolves.
  *
  * @module
  */
 
 import { statfsSync } from "node:fs";
 import type { Config } from "../config/config.ts";
-import { AuthError, RegistryError } from "../errors.ts";
+import { AuthError, NotFoundError, RegistryError } from "../errors.ts";
+import { formatReference, type Reference } from "../oci/reference.ts";
 import { endpointsFor } from "../registry/hosts.ts";
 import { RegistryClient, type RegistryClientOptions } from "../registry/client.ts";
 import { Store } from "../store/store.ts";
@@ -62,18 +65,38 @@ export async function runDoctor(
   config: Config,
   registry: RegistryClientOptions,
   configFile = config.configFile,
+  named: { hosts: string[]; references: Reference[] } = { hosts: [], references: [] },
 ): Promise<Check[]> {
   const checks = [checkCache(config), ...(await checkConfig(configFile))];
   const client = new RegistryClient({ ...registry, retries: 0 });
-  const hosts = new Set<string>([
-    ...Object.keys(config.registries),
-    ...(config.upstream === undefined ? [] : [config.upstream]),
-  ]);
+  const asked = named.hosts.length + named.references.length > 0;
+  const hosts = new Set<string>(
+    asked
+      ? [...named.hosts, ...named.references.map((ref) => ref.registry)]
+      : [...Object.keys(config.registries), ...(config.upstream === undefined ? [] : [config.upstream])],
+  );
   for (const registryHost of [...hosts])
     for (const endpoint of endpointsFor(registryHost, registry)) hosts.add(endpoint.host);
-  for (const mirror of config.mirrors) hosts.add(mirror.host);
+  if (!asked) for (const mirror of config.mirrors) hosts.add(mirror.host);
   for (const host of hosts) checks.push(await checkRegistry(client, host));
+  for (const ref of named.references) checks.push(await checkReference(client, ref));
   return checks;
+}
+
+/** Whether a reference resolves on its registry (through its mirrors first, as a pull asks). */
+async function checkReference(client: RegistryClient, ref: Reference): Promise<Check> {
+  const name = formatReference(ref);
+  try {
+    const head = await client.headManifest(ref, ref.digest ?? ref.tag!);
+    return { subject: "image", ok: true, detail: `${name} resolves to ${head.digest}` };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const fix =
+      error instanceof NotFoundError
+        ? `check the repository and tag: ocicache tags ${ref.registry}/${ref.repository}`
+        : "see the registry's check above";
+    return { subject: "image", ok: false, detail: message, fix };
+  }
 }
 
 function checkCache(config: Config): Check {

@@ -22,6 +22,7 @@ export const INPUT_KINDS = {
   tags: ["reference"],
   lock: ["reference"],
   rm: ["reference"],
+  doctor: ["reference"],
 } as const satisfies Record<string, ReadonlyArray<"reference" | "layout">>;
 
 /** A command that takes a `REF`. */

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { HOST_RE } from "../oci/host.ts";
+import type { Reference } from "../oci/reference.ts";
 import { lexists } from "../store/files.ts";
 import { parseRegistryInput } from "./inputs.ts";
 import { pruneCache } from "../store/cleanup.ts";
@@ -43,9 +45,15 @@ export const MANAGE_COMMANDS = {
 };
 
 async function runDoctorCommand(context: Context): Promise<number> {
-  noArgs(context);
+  // A host (127.0.0.1:5000) asks about that registry, a reference (host/repo:tag) about its registry and itself.
+  const named = { hosts: [] as string[], references: [] as Reference[] };
+  for (const arg of context.args) {
+    if (arg.includes("/")) named.references.push(parseRegistryInput("doctor", arg));
+    else if (HOST_RE.test(arg)) named.hosts.push(arg);
+    else throw new UsageError(`Cannot check "${arg.slice(0, 80)}": expected a registry host or a reference`);
+  }
   const configFile = configFileFor(context.flags.config === undefined ? {} : { configPath: context.flags.config });
-  const checks = await runDoctor(context.config, registryOptions(context.config), configFile);
+  const checks = await runDoctor(context.config, registryOptions(context.config), configFile, named);
   if (context.flags.json) {
     context.print(JSON.stringify(checks, null, 2));
   } else {

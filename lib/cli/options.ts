@@ -174,10 +174,10 @@ export const COMMANDS = {
     example: "ocicache prune --all",
   },
   doctor: {
-    usage: "doctor",
-    summary: "Check the cache, the config and each configured registry",
+    usage: "doctor [REF|HOST…]",
+    summary: "Check the cache, the config and each configured registry (or the ones named, and each REF)",
     options: ["json", ...REGISTRY],
-    example: "ocicache doctor",
+    example: "ocicache doctor 127.0.0.1:5000/unikraft/nginx:1.25",
   },
   serve: {
     usage: "serve [--listen HOST:PORT] [--upstream HOST]",

@@ -6,7 +6,8 @@ import { CLI } from "../helpers/cli.ts";
 import { mountTmpfs } from "../helpers/mount.ts";
 import { startProxy } from "../helpers/proxy.ts";
 import { sharedRegistry, startRegistry, type RegistryHandle } from "../helpers/registry.ts";
-import { CAN_MOUNT } from "../helpers/env.ts";
+import { CAN_MOUNT, RUN_ID } from "../helpers/env.ts";
+import { pushSampleImage } from "../helpers/images.ts";
 
 let registry: RegistryHandle;
 let secured: RegistryHandle;
@@ -28,10 +29,10 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-async function doctor(config: unknown, env: Record<string, string> = {}) {
+async function doctor(config: unknown, env: Record<string, string> = {}, args: string[] = []) {
   const text = typeof config === "string" ? config : JSON.stringify(config);
   writeFileSync(join(dir, "config", "ocicache", "config.json"), text);
-  const proc = Bun.spawn(["bun", CLI, "doctor", "--json"], {
+  const proc = Bun.spawn(["bun", CLI, "doctor", ...args, "--json"], {
     env: {
       ...process.env,
       OCICACHE_DIR: join(dir, "cache"),
@@ -141,6 +142,26 @@ describe("ocicache doctor", () => {
     expect(problems).toContain('registries["ghcr.io"].mirrors[0].hots: unknown key (did you mean "host"?)');
     const broken = await doctor('{\n  "maxAge": "3d",\n  "offline": tru\n}');
     expect(broken.checks[1]!.detail).toContain("it is not valid JSON: line 3, column 14: unexpected");
+  });
+
+  test("doctor REF checks its registry and that it resolves; doctor HOST checks that registry only", async () => {
+    const image = await pushSampleImage(registry.url, `doctor-${RUN_ID}/app`, "1", { format: "kraftkit" });
+    const found = await doctor({ registries: { [secured.host]: {} } }, {}, [image.ref]);
+    expect(found.code).toBe(0);
+    expect(found.checks.map((c) => c.subject)).toEqual(["cache", "config", "registry", "image"]);
+    expect(found.checks[3]!.detail).toBe(`${image.ref} resolves to ${image.indexDigest}`);
+    const missing = await doctor({}, {}, [`${registry.host}/doctor-${RUN_ID}/app:nope`]);
+    expect(missing.code).toBe(1);
+    expect(missing.checks[3]).toMatchObject({ subject: "image", ok: false });
+    expect(missing.checks[3]!.fix).toContain(`ocicache tags ${registry.host}/doctor-${RUN_ID}/app`);
+    const host = await doctor({}, {}, [secured.host]);
+    expect(host.code).toBe(1);
+    expect(host.checks.map((c) => [c.subject, c.ok])).toEqual([
+      ["cache", true],
+      ["config", true],
+      ["registry", false],
+    ]);
+    expect(host.checks[2]!.detail).toContain("demands credentials and none are configured");
   });
 
   test("a value every command refuses (maxAge forever) is a problem for doctor too, with the same words", async () => {
