@@ -3,7 +3,10 @@
  * never wraps, with the bytes of every blob in flight, the speed, the time
  * left, and `writing` once the bytes are in; redrawn at most ten times a
  * second and cleared before anything else is printed. Elsewhere (a CI log):
- * one line when each download starts and one when it ends, and a summary.
+ * a line when each download starts (naming the image, and where a resumed
+ * one starts), one at 25, 50 and 75 % and at least every 10 s in between
+ * (bytes, speed, time left, as docker and buildkit print in plain mode), one
+ * when it ends with the bytes fetched now, and a summary.
  *
  * @module
  */
@@ -14,6 +17,8 @@ import { ellipsis } from "./text.ts";
 
 /** Milliseconds between redraws. */
 const REDRAW_MS = 100;
+/** In a log, the most time between two lines of one download. */
+const LOG_EVERY_MS = 10_000;
 /** Where progress goes: stderr, whether it is a terminal, and its width. */
 export interface ProgressSink {
   write(text: string): void;
@@ -39,6 +44,8 @@ export class Progress {
   readonly #sink: ProgressSink;
   readonly #now: () => number;
   #blobs = new Map<string, BlobProgress & { startedAt: number }>();
+  /** In a log: where each download started (a resumed one past 0), and when and at what quarter it last said so. */
+  #logged = new Map<string, { from: number; at: number; quarter: number }>();
   #startedAt: number | undefined;
   #lastDraw = 0;
   #drawn = false;
@@ -88,14 +95,36 @@ export class Progress {
 
   #log(before: BlobProgress | undefined, progress: BlobProgress, now: number): void {
     const short = progress.digest.slice(0, 19);
-    if (before === undefined) this.#sink.write(`ocicache: fetching ${short} (${formatBytes(progress.total)})\n`);
-    if (progress.received >= progress.total && (before === undefined || before.received < before.total)) {
-      const took = now - this.#blobs.get(progress.digest)!.startedAt;
-      const speed = took > 0 ? `, ${formatBytes((progress.total / took) * 1000)}/s` : "";
-      this.#sink.write(
-        `ocicache: fetched ${short} (${formatBytes(progress.total)} in ${formatDuration(took)}${speed})\n`,
-      );
+    const what = `${short} of ${this.#label}`;
+    if (before === undefined) {
+      const resumed = progress.received > 0 ? `, resumed at ${formatBytes(progress.received)}` : "";
+      this.#sink.write(`ocicache: fetching ${what} (${formatBytes(progress.total)}${resumed})\n`);
+      this.#logged.set(progress.digest, { from: progress.received, at: now, quarter: 0 });
+      if (progress.received < progress.total) return;
     }
+    const logged = this.#logged.get(progress.digest)!;
+    if (progress.received >= progress.total) {
+      if (before !== undefined && before.received >= before.total) return;
+      const took = now - this.#blobs.get(progress.digest)!.startedAt;
+      const bytes = progress.total - logged.from;
+      const speed = took > 0 ? `, ${formatBytes((bytes / took) * 1000)}/s` : "";
+      const resumed = logged.from > 0 ? `, resumed at ${formatBytes(logged.from)}` : "";
+      this.#sink.write(
+        `ocicache: fetched ${short} (${formatBytes(bytes)} in ${formatDuration(took)}${speed}${resumed})\n`,
+      );
+      return;
+    }
+    const quarter = Math.floor((progress.received / progress.total) * 4);
+    if (quarter <= logged.quarter && now - logged.at < LOG_EVERY_MS) return;
+    const took = Math.max(1, now - this.#blobs.get(progress.digest)!.startedAt);
+    const speed = ((progress.received - logged.from) / took) * 1000;
+    const left = speed > 0 ? formatDuration(((progress.total - progress.received) / speed) * 1000) : "?";
+    const percent = Math.floor((progress.received / progress.total) * 100);
+    this.#sink.write(
+      `ocicache: fetching ${what}: ${formatBytes(progress.received)} / ${formatBytes(progress.total)} ` +
+        `(${percent}%), ${formatBytes(speed)}/s, ${left} left\n`,
+    );
+    this.#logged.set(progress.digest, { ...logged, at: now, quarter: Math.max(quarter, logged.quarter) });
   }
 
   /** After success: in a log, one summary line of what was fetched; on a terminal, the line cleared. */

@@ -310,7 +310,7 @@ describe("pull of several references, every platform, and what it prints", () =>
     const ran = await ocicache(["pull", big.ref]);
     const kernel = big.manifests[host].layers[0]!;
     const short = kernel.digest.slice(0, 19);
-    expect(ran.stderr).toContain(`ocicache: fetching ${short} (4.0 MiB)\n`);
+    expect(ran.stderr).toContain(`ocicache: fetching ${short} of ${big.ref} (4.0 MiB)\n`);
     expect(ran.stderr).toMatch(new RegExp(`ocicache: fetched ${short} \\(4\\.0 MiB in [^)]+\\)\n`));
     expect(ran.stderr).toMatch(new RegExp(`ocicache: ${big.ref.replaceAll(".", "\\.")}: fetched 3 blobs \\(`));
     expect(ran.messages).toBe("");

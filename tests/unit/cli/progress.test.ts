@@ -44,18 +44,44 @@ describe("Progress on a terminal", () => {
 });
 
 describe("Progress in a log", () => {
-  test("a line when each blob starts and ends, and a summary; no bar", () => {
-    const { bar, written, tick } = progress(false);
+  test("a line naming the image when each blob starts and ends, one at each quarter, and a summary; no bar", () => {
+    const { bar, written, tick } = progress(false, 80, "nginx:1.25");
     bar.update({ digest: A, received: 0, total: 4 * MiB });
     tick(100);
+    bar.update({ digest: A, received: MiB / 2, total: 4 * MiB });
+    tick(100);
     bar.update({ digest: A, received: MiB, total: 4 * MiB });
-    tick(900);
+    tick(800);
     bar.update({ digest: A, received: 4 * MiB, total: 4 * MiB });
     bar.finish("nginx:1.25");
     expect(written).toEqual([
-      "ocicache: fetching sha256:aaaaaaaaaaaa (4.0 MiB)\n",
+      "ocicache: fetching sha256:aaaaaaaaaaaa of nginx:1.25 (4.0 MiB)\n",
+      "ocicache: fetching sha256:aaaaaaaaaaaa of nginx:1.25: 1.0 MiB / 4.0 MiB (25%), 5.0 MiB/s, 600ms left\n",
       "ocicache: fetched sha256:aaaaaaaaaaaa (4.0 MiB in 1s, 4.0 MiB/s)\n",
       "ocicache: nginx:1.25: fetched 1 blob (4.0 MiB) in 1s\n",
+    ]);
+  });
+
+  test("a slow download says where it is at least every 10 s between its quarters", () => {
+    const { bar, written, tick } = progress(false, 80, "nginx:1.25");
+    bar.update({ digest: A, received: 0, total: 100 * MiB });
+    for (let s = 1; s <= 25; s++) {
+      tick(1000);
+      bar.update({ digest: A, received: s * 0.5 * MiB, total: 100 * MiB });
+    }
+    expect(written.filter((line) => line.includes("%)")).map((line) => line.split(": ").at(-1)!.split(",")[0])).toEqual(
+      ["5.0 MiB / 100.0 MiB (5%)", "10.0 MiB / 100.0 MiB (10%)"],
+    );
+  });
+
+  test("a resumed download says where it resumed, and counts only the bytes fetched now", () => {
+    const { bar, written, tick } = progress(false, 80, "nginx:1.25");
+    bar.update({ digest: A, received: 3 * MiB, total: 4 * MiB });
+    tick(1000);
+    bar.update({ digest: A, received: 4 * MiB, total: 4 * MiB });
+    expect(written).toEqual([
+      "ocicache: fetching sha256:aaaaaaaaaaaa of nginx:1.25 (4.0 MiB, resumed at 3.0 MiB)\n",
+      "ocicache: fetched sha256:aaaaaaaaaaaa (1.0 MiB in 1s, 1.0 MiB/s, resumed at 3.0 MiB)\n",
     ]);
   });
 });
