@@ -127,6 +127,13 @@ export class Progress {
     this.#logged.set(progress.digest, { ...logged, at: now, quarter: Math.max(quarter, logged.quarter) });
   }
 
+  /** Another process is downloading a blob this one needs: one line saying so, and whose the download is. */
+  wait(digest: string, pid: number | undefined): void {
+    this.done();
+    const who = pid === undefined ? "another ocicache" : `another ocicache (pid ${pid})`;
+    this.#sink.write(`ocicache: waiting for ${who} downloading ${digest.slice(0, 19)} of ${this.#label}\n`);
+  }
+
   /** After success: in a log, one summary line of what was fetched; on a terminal, the line cleared. */
   finish(label: string): void {
     this.done();

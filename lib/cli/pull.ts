@@ -207,6 +207,10 @@ export async function withCache<T extends { hit: boolean }>(
       progress?.done();
       context.warn(message);
     },
+    onWait: ({ digest, pid }) => {
+      if (show) progress ??= new Progress(label, stderrSink());
+      progress?.wait(digest, pid);
+    },
     onProgress: (update) => {
       if (show) progress ??= new Progress(label, stderrSink());
       progress?.update(update);

@@ -68,6 +68,7 @@ export async function fetchBlob(
       writable: cache.writable,
       ...options,
       onProgress: (received) => cache.options.onProgress?.({ digest, received, total: descriptor.size }),
+      onWait: (pid) => cache.options.onWait?.({ digest, ...(pid !== undefined && { pid }) }),
       onCacheFailed: (error) => cache.noteUnwritable(error),
       idleTimeoutMs: cache.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       lockTimeoutMs: cache.options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,

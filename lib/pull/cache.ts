@@ -43,6 +43,8 @@ export interface CacheOptions {
   onWarning?: (message: string) => void;
   /** Called as blob bytes arrive from a registry. */
   onProgress?: (progress: BlobProgress) => void;
+  /** Called when a blob is waited for: another process (`pid`) is downloading it. */
+  onWait?: (wait: { digest: Digest; pid?: number }) => void;
   /** Told of each blob hit, download and verification failure (for metrics). */
   onEvent?: (event: CacheEvent) => void;
   /** A registry that sends nothing for this long fails a download. @default 30000 */

@@ -11,7 +11,7 @@ import { lstatSync } from "node:fs";
 import { digestHex, Verifier, type Expected } from "../oci/digest.ts";
 import { IntegrityError, StoreError } from "../errors.ts";
 import type { Descriptor } from "../oci/manifest.ts";
-import { isStale, tryLock, type Lock } from "../store/lock.ts";
+import { isStale, lockOwner, tryLock, type Lock } from "../store/lock.ts";
 import { downloadLockPath, partialPath, tempBeside, tempPath } from "../store/paths.ts";
 import type { Reference } from "../oci/reference.ts";
 import type { BlobResponse, RegistryClient } from "../registry/client.ts";
@@ -50,6 +50,8 @@ export interface DownloadOptions {
   tee?: DownloadTee;
   /** Bytes received so far (resumed bytes included) of the expected total. */
   onProgress?: (received: number) => void;
+  /** Told once when another process is downloading the blob and this one waits for it (its pid, when known). */
+  onWait?: (pid: number | undefined) => void;
   /** The cache failed (`undefined`: it was already known to be unwritable). */
   onCacheFailed: (error: unknown) => void;
   /**
@@ -104,6 +106,7 @@ async function download(options: DownloadOptions, first: FirstResponse): Promise
   }
   const lockPath = downloadLockPath(store.root, descriptor.digest);
   const deadline = Date.now() + options.lockTimeoutMs;
+  let waited = false;
   for (;;) {
     let lock: Lock | undefined;
     try {
@@ -121,6 +124,8 @@ async function download(options: DownloadOptions, first: FirstResponse): Promise
         lock.release();
       }
     }
+    if (!waited) options.onWait?.(lockOwner(lockPath));
+    waited = true;
     const outcome = await waitForOwner(options, lockPath, deadline);
     if (outcome === "committed") {
       store.touch(descriptor.digest);

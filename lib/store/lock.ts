@@ -126,6 +126,11 @@ function refresh(path: string): void {
   }
 }
 
+/** The pid that a lock file names as its owner, if it names one. */
+export function lockOwner(path: string): number | undefined {
+  return readOwner(path)?.pid;
+}
+
 /** Whether a process with this pid exists (EPERM: it exists, owned by another user). */
 export function isAlive(pid: number): boolean {
   try {

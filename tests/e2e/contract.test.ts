@@ -5,10 +5,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { runCli } from "../helpers/cli.ts";
+import { CLI, runCli } from "../helpers/cli.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { mountTmpfs } from "../helpers/mount.ts";
-import { startProxy, type ProxyHandle } from "../helpers/proxy.ts";
+import { startProxy, trickle, type ProxyHandle } from "../helpers/proxy.ts";
 import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { startServe } from "../helpers/serve.ts";
 import { CAN_MOUNT, HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
@@ -155,5 +155,29 @@ describe("errors that teach (the CLI round)", () => {
     expect(ran.code).toBe(3);
     expect(ran.stderr).toContain(`"${registry.host}/contract-${run}/nope"`);
     expect(ran.stderr).not.toContain("nope:latest");
+  });
+});
+
+describe("two pulls of one image at once", () => {
+  test("the second says it waits for the first, naming its pid, and gets the same bytes", async () => {
+    const slow = startProxy(registry.url, async (request, forward) =>
+      new URL(request.url).pathname.includes("/blobs/") ? trickle(await forward(), 256 * 1024, 50) : forward(),
+    );
+    try {
+      const ref = `${slow.host}/contract-${run}/app:1`;
+      const cache = join(tmp.path, "shared");
+      const first = Bun.spawn(["bun", CLI, "path", ref, "--role", "kernel", "--cache-dir", cache], {
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      while (slow.count("/blobs/", "GET") === 0) await Bun.sleep(10);
+      const second = await runCli(["path", ref, "--role", "kernel", "--cache-dir", cache]);
+      expect(second.code).toBe(0);
+      expect(second.stderr).toContain(`ocicache: waiting for another ocicache (pid ${first.pid}) downloading sha256:`);
+      expect(await first.exited).toBe(0);
+      expect(readFileSync(second.stdout.trim())).toEqual(Buffer.from(image.manifests[host].files.kernel));
+    } finally {
+      await slow.stop();
+    }
   });
 });

@@ -31,7 +31,7 @@ export async function runCli(args: string[], env: Record<string, string> = {}): 
   return { code, stdout: new TextDecoder().decode(bytes), stderr, messages: withoutProgress(stderr), bytes };
 }
 
-/** `stderr` without the lines of progress that a pull writes when stderr is not a terminal. */
+/** `stderr` without the lines of progress (and of waiting for another process) that a pull writes in a log. */
 export function withoutProgress(stderr: string): string {
   return stderr
     .split(/(?<=\n)/)
@@ -39,4 +39,5 @@ export function withoutProgress(stderr: string): string {
     .join("");
 }
 
-const PROGRESS_LINE = /^ocicache: (fetching|fetched) sha256:|^ocicache: .+: fetched \d+ blobs? \(/;
+const PROGRESS_LINE =
+  /^ocicache: (fetching|fetched) sha256:|^ocicache: .+: fetched \d+ blobs? \(|^ocicache: waiting for another ocicache/;

@@ -85,3 +85,15 @@ describe("Progress in a log", () => {
     ]);
   });
 });
+
+describe("Progress while another process downloads", () => {
+  test("one line naming the other process and the image, the terminal's line cleared first", () => {
+    const { bar, written } = progress(true, 80, "nginx:1.25");
+    bar.update({ digest: A, received: 0, total: MiB });
+    bar.wait(B, 4242);
+    expect(written.slice(-2)).toEqual([
+      "\r\x1b[2K",
+      "ocicache: waiting for another ocicache (pid 4242) downloading sha256:bbbbbbbbbbbb of nginx:1.25\n",
+    ]);
+  });
+});
