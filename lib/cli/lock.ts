@@ -13,7 +13,8 @@ import type { Digest } from "../oci/digest.ts";
 import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
 import type { Cache } from "../pull/cache.ts";
 import { DEFAULT_LOCK_FILE, emptyLock, lockEntry, readLock, writeLock, type LockFile } from "../pull/lock.ts";
-import { pullAllPlatforms } from "../pull/pull.ts";
+import { pullAllPlatforms, pullImage } from "../pull/pull.ts";
+import { parsePlatform, type PlatformWant } from "../oci/platform.ts";
 import { openCache, type Context } from "./context.ts";
 import { withCache } from "./pull.ts";
 import { escapeControl, plural } from "./text.ts";
@@ -24,6 +25,8 @@ import { lookupEntry } from "../store/lookup.ts";
 export async function runLock(context: Context): Promise<number> {
   const { flags, args } = context;
   const path = context.config.lockFile ?? DEFAULT_LOCK_FILE;
+  const chosen = flags.platform !== undefined || flags.plat !== undefined;
+  const want = chosen ? parsePlatform(flags.platform, flags.plat) : undefined;
   if (flags.check) {
     if (args.length > 0 || flags.update) throw new UsageError("Cannot run lock --check with references or --update");
     return checkLock(context, path, readLock(path));
@@ -43,7 +46,11 @@ export async function runLock(context: Context): Promise<number> {
   // Resolved anew: a tag the cache knows is asked about again (unless offline, where the cache is all there is).
   const label = names.length === 1 ? names[0]! : `${names.length} references`;
   await withCache(context, label, { refresh: !context.config.offline }, (cache) =>
-    lockAll(cache, lock, names, context.config.concurrency),
+    lockAll(cache, lock, names, {
+      concurrency: context.config.concurrency,
+      update: flags.update === true,
+      ...(want !== undefined && { want }),
+    }),
   );
   writeLock(path, lock);
   if (flags.json) {
@@ -69,11 +76,25 @@ export async function runLock(context: Context): Promise<number> {
   return EXIT_CODES.ok;
 }
 
-/** Pull every platform of each reference (no lock applied: they are resolved anew) and record it. */
-async function lockAll(cache: Cache, lock: LockFile, names: string[], concurrency: number): Promise<{ hit: boolean }> {
+/**
+ * Resolve each reference anew (no lock applied) and record it: the platforms asked for (`--platform`, `--plat`),
+ * else with `--update` the platforms it has locked (the ones a build targets), else every platform.
+ */
+async function lockAll(
+  cache: Cache,
+  lock: LockFile,
+  names: string[],
+  options: { concurrency: number; want?: PlatformWant; update: boolean },
+): Promise<{ hit: boolean }> {
   let hit = true;
   for (const name of names) {
-    const results = await pullAllPlatforms(cache, parseReference(name), { concurrency });
+    const ref = parseReference(name);
+    const locked = options.update ? lock.references[name]?.platforms.map((p) => p.platform) : undefined;
+    const wants = options.want !== undefined ? [options.want] : locked;
+    const { concurrency } = options;
+    const results = wants === undefined ? await pullAllPlatforms(cache, ref, { concurrency }) : [];
+    for (const want of wants ?? [])
+      results.push(await pullImage(cache, ref, { concurrency, ...(want !== undefined && { platform: want }) }));
     lock.references[name] = lockEntry(results);
     hit &&= results.every((r) => r.hit);
   }

@@ -122,7 +122,7 @@ export const COMMANDS = {
   lock: {
     usage: "lock REF… | --update [REF…] | --check",
     summary: "Resolve references once and record their digests in a lock file (default ./ocicache.lock)",
-    options: ["lock-file", "update", "check", "json", "concurrency", ...REGISTRY, ...LIMITS],
+    options: ["lock-file", "update", "check", "json", "concurrency", "platform", "plat", ...REGISTRY, ...LIMITS],
     example: "ocicache lock unikraft.org/nginx:1.25 && ocicache pull unikraft.org/nginx:1.25 --lock-file ocicache.lock",
   },
   inspect: {

@@ -143,4 +143,19 @@ describe("ocicache lock", () => {
     expect(proxy.requests.length).toBe(before);
     expect(readFileSync(join(tmp.path, "ocicache.lock"), "utf8")).toBe(text);
   });
+
+  test("lock --platform records only the platform a build targets, and --update keeps to it", async () => {
+    const file = join(tmp.path, "one.lock");
+    const locked = await ocicache(["lock", ref(), "--lock-file", file, "--platform", `linux/${host}`, "-q"]);
+    expect(locked.code).toBe(0);
+    const platforms = () =>
+      JSON.parse(readFileSync(file, "utf8")).references[ref()].platforms.map(
+        (p: { platform: { architecture: string } }) => p.platform.architecture,
+      );
+    expect(platforms()).toEqual([host]);
+    expect((await ocicache(["lock", "--update", "--lock-file", file, "-q"])).code).toBe(0);
+    expect(platforms()).toEqual([host]);
+    expect((await ocicache(["lock", ref(), "--lock-file", file, "-q"])).code).toBe(0);
+    expect(platforms()).toHaveLength(2);
+  });
 });
