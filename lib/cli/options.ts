@@ -66,6 +66,8 @@ interface CommandDoc {
   summary: string;
   options: readonly OptionName[];
   example: string;
+  /** What an option means for this command, where its own help line would mislead (stats reports, removes nothing). */
+  help?: Partial<Record<OptionName, string>>;
 }
 
 /** The options every command takes. */
@@ -147,6 +149,11 @@ export const COMMANDS = {
     usage: "stats | du",
     summary: "Totals: references, blobs, bytes, oldest and newest use",
     options: ["json", ...LIMITS],
+    help: {
+      "max-age": "Count the bytes unused this long",
+      "max-size": "Count the bytes over SIZE",
+      grace: "Not used by stats, which removes nothing",
+    },
     example: "ocicache stats --json",
   },
   gc: {
@@ -233,7 +240,7 @@ export function usage(): string {
     "ROLE is kernel, initrd, kernel.dbg or rom.",
     "",
     "Options of every command:",
-    ...COMMON.map(optionRow),
+    ...COMMON.map((name) => optionRow(name)),
     "",
     "Run `ocicache <command> --help` for the options of a command.",
     EXIT_LINE,
@@ -249,10 +256,10 @@ export function commandUsage(command: CommandName): string {
     `${doc.summary}.`,
     "",
     "Options:",
-    ...doc.options.map(optionRow),
+    ...doc.options.map((name) => optionRow(name, doc.help?.[name])),
     "",
     "Options of every command:",
-    ...COMMON.map(optionRow),
+    ...COMMON.map((name) => optionRow(name)),
     "",
     "Example:",
     `  ${doc.example}`,
@@ -261,10 +268,12 @@ export function commandUsage(command: CommandName): string {
   ].join("\n");
 }
 
-function optionRow(name: OptionName): string {
+function optionRow(name: OptionName, help?: string): string {
   const option: OptionDoc = OPTIONS[name];
   const short = option.short === undefined ? "    " : `-${option.short}, `;
-  return row(`${short}--${name}${option.value === undefined ? "" : ` ${option.value}`}`, option.help);
+  // A command's own wording keeps the option's default, declared once in the settings table.
+  const own = help === undefined ? option.help : `${help}${/ \(default [^)]*\)$/.exec(option.help)?.[0] ?? ""}`;
+  return row(`${short}--${name}${option.value === undefined ? "" : ` ${option.value}`}`, own);
 }
 
 function row(left: string, right: string): string {

@@ -150,6 +150,14 @@ describe("errors that teach (the CLI round)", () => {
     expect((await runCli(["ls", "--cache-dir", join(tmp.path, "cache")])).stdout).toBe("cache is empty\n");
   });
 
+  test("stats --help says what its limits count, not what gc removes with them", async () => {
+    const help = (await runCli(["stats", "--help"])).stdout;
+    expect(help).toContain("Count the bytes unused this long (default 30d)");
+    expect(help).toContain("Count the bytes over SIZE (default 10GiB)");
+    expect(help).not.toContain("Remove what was unused");
+    expect((await runCli(["gc", "--help"])).stdout).toContain("Remove what was unused this long (default 30d)");
+  });
+
   test("tags of a repository that does not exist names the repository, not a tag", async () => {
     const ran = await runCli(["tags", `${registry.host}/contract-${run}/nope`, "--cache-dir", tmp.path]);
     expect(ran.code).toBe(3);
