@@ -136,7 +136,11 @@ export interface FileStreamOptions {
  * ```
  */
 export function fileStream(path: string, options: FileStreamOptions = {}): ReadableStream<Uint8Array<ArrayBuffer>> {
-  const fd = openRegular(path);
+  return streamOf(openRegular(path), options);
+}
+
+/** The stream of `fileStream`, over a descriptor already opened (and checked) by the caller; it closes it. */
+function streamOf(fd: number, options: FileStreamOptions): ReadableStream<Uint8Array<ArrayBuffer>> {
   let position = options.start ?? 0;
   const end = options.end === undefined ? Number.POSITIVE_INFINITY : options.end + 1;
   const chunkBytes = options.chunkBytes ?? READ_CHUNK_BYTES;
@@ -191,12 +195,15 @@ import { MAX_DECOMPRESSION_RATIO, MIN_DECOMPRESSION_CEILING_BYTES } from "./limi
  * ```
  */
 export function decompressedStream(path: string, compression: "gzip" | "zstd"): ReadableStream<Uint8Array> {
+  // One descriptor for the size and the bytes: the ceiling is that of the file decompressed, whatever is renamed
+  // over its path meanwhile.
   const fd = openRegular(path);
   let size: number;
   try {
     size = fstatSync(fd).size;
-  } finally {
+  } catch (error) {
     closeSync(fd);
+    throw error;
   }
   const ceiling = decompressionCeiling(size);
   let total = 0;
@@ -215,7 +222,7 @@ export function decompressedStream(path: string, compression: "gzip" | "zstd"): 
       controller.enqueue(chunk);
     },
   });
-  return fileStream(path).pipeThrough(new DecompressionStream(compression)).pipeThrough(bound);
+  return streamOf(fd, {}).pipeThrough(new DecompressionStream(compression)).pipeThrough(bound);
 }
 
 /** The most bytes a compressed file of `size` bytes may decompress to. */
