@@ -133,3 +133,19 @@ export function isImageFileName(role: unknown, name: unknown): boolean {
 export function normaliseTarPath(path: string): string {
   return path.replace(/^(\.?\/)+/, "");
 }
+
+/**
+ * The layers `files` come from, each once, in the order of the files: what a pull fetches for them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { layersOf, type ImageFile } from "./files.ts";
+ * const layer = { mediaType: "application/vnd.oci.image.layer.v1.tar", digest: `sha256:${"a".repeat(64)}`, size: 1 };
+ * const files = [{ layer }, { layer }] as unknown as ImageFile[];
+ * assert.equal(layersOf(files).length, 1);
+ * ```
+ */
+export function layersOf(files: ImageFile[]): ImageFile["layer"][] {
+  return [...new Map(files.map((f) => [f.layer.digest, f.layer])).values()];
+}

@@ -10,7 +10,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { NotFoundError, StoreError } from "../errors.ts";
 import { digestHex, hashFile, type Digest } from "../oci/digest.ts";
-import type { ImageFile } from "../oci/files.ts";
+import { layersOf, type ImageFile } from "../oci/files.ts";
 import type { Role } from "../oci/names.ts";
 import { findTarMember } from "../oci/tar.ts";
 import type { DerivedFile } from "../store/index-file.ts";
@@ -68,7 +68,7 @@ export async function pullFiles(
   recorded: Record<string, DerivedFile>,
   options: PlaceOptions,
 ): Promise<{ files: PulledFile[]; derived: Record<string, DerivedFile> }> {
-  const layers = [...new Map(files.map((f) => [f.layer.digest, f.layer])).values()];
+  const layers = layersOf(files);
   // Announce every download before the first byte, so that a progress bar knows the total from the start.
   if (cache !== undefined && !source.local) {
     for (const layer of layers) {
@@ -130,7 +130,7 @@ type Placed = PulledFile & { cached: boolean };
  * @throws {StoreError} naming the cache and what stops it.
  */
 export function checkRoom(cache: Cache, source: ImageSource, files: ImageFile[]): void {
-  const layers = [...new Map(files.map((f) => [f.layer.digest, f.layer])).values()];
+  const layers = layersOf(files);
   const needed = layers.filter((l) => cache.store.stat(l.digest)?.size !== l.size).reduce((sum, l) => sum + l.size, 0);
   if (needed === 0) return;
   const why = cache.roomFor(needed);

@@ -13,6 +13,7 @@ import type { Digest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
 import { defaultMediaType, type Descriptor } from "../oci/manifest.ts";
 import { DERIVED_ANNOTATION, type Role } from "../oci/names.ts";
+import { layersOf } from "../oci/files.ts";
 import { hostArchitecture, type PlatformWant } from "../oci/platform.ts";
 import type { LayoutSource, Reference } from "../oci/reference.ts";
 import { parseDerived } from "../store/index-file.ts";
@@ -315,7 +316,7 @@ function rememberedHit(cache: Cache, resolved: Resolved, options: PullOptions): 
 function remember(cache: Cache, resolved: Resolved, options: PullOptions, image: ResolvedImage, pulled: PullResult) {
   if (!cache.writable) return;
   const config = image.image.manifest.config;
-  const layers = [...new Map(image.files.map((f) => [f.layer.digest, f.layer])).values()];
+  const layers = layersOf(image.files);
   const remembered: RememberedImage = {
     manifests: [...(image.top.manifest.kind === "index" ? [resolved.digest] : []), image.image.digest],
     ...(image.platform !== undefined && { platform: { ...image.platform } as Record<string, string> }),
