@@ -367,9 +367,6 @@ export const REGISTRIES_MEANING =
   "per registry host: `mirrors` (each a host, or `{host, capabilities?, path?, insecure?, ca?, username?, " +
   "password?}`), `insecure`, `ca`, `username`, `password` (see [fleet.md](fleet.md))";
 
-/** Settings given more than once (a repeated flag), or as a comma-separated list in their variable. */
-export const LIST_KEYS: ReadonlyArray<SettingKey> = ["insecureRegistries", "allowedHosts", "mirrors"];
-
 /**
  * The table of `docs/configuration.md`: one row per setting, and `registries`.
  *
