@@ -29,6 +29,7 @@ export type ValueKind =
 export const JSON_KEYS: Readonly<Record<string, ValueKind>> = {
   bytes: "bytes",
   count: "count",
+  pid: "count",
   digest: "digest",
   manifest: "digest",
   layer: "digest",
@@ -45,6 +46,7 @@ export const JSON_KEYS: Readonly<Record<string, ValueKind>> = {
   kind: "text",
   reason: "text",
   step: "text",
+  event: "text",
   subject: "text",
   detail: "text",
   fix: "text",

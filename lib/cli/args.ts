@@ -11,11 +11,12 @@
 import { UsageError } from "../errors.ts";
 import { closest } from "../suggest.ts";
 
-/** One option: its kind, a one-letter alias, and whether it may repeat. */
+/** One option: its kind, a one-letter alias, whether it may repeat, and the values it takes when they are few. */
 export interface OptionSpec {
   type: "string" | "boolean";
   short?: string;
   multiple?: boolean;
+  choices?: readonly string[];
 }
 
 /** What parsing gives, typed by the spec. */
@@ -107,6 +108,10 @@ function parseShorts(
 }
 
 function set(values: Record<string, string | boolean | string[]>, name: string, spec: OptionSpec, value: string) {
+  if (spec.choices !== undefined && !spec.choices.includes(value))
+    throw new UsageError(
+      `Cannot parse arguments: --${name} takes ${spec.choices.join(", ")}, not "${value.slice(0, 40)}"`,
+    );
   values[name] = spec.multiple ? [...((values[name] as string[] | undefined) ?? []), value] : value;
 }
 

@@ -10,8 +10,8 @@ import { EXIT_CODES, UsageError } from "../errors.ts";
 import { formatBytes } from "../units.ts";
 import { formatPlatform } from "../oci/platform.ts";
 import { parseRegistryInput } from "./inputs.ts";
-import { inspectImage, listRepositoryTags, type InspectedFile, type Inspection } from "../pull/inspect.ts";
-import { escapeControl } from "./text.ts";
+import { inspectImage, listRepositoryTags, type Inspection } from "../pull/inspect.ts";
+import { ellipsis, escapeControl, fitReference, terminalWidth } from "./text.ts";
 
 /** The commands of this module, by name. */
 export const INSPECT_COMMANDS = { inspect: runInspect, tags: runTags };
@@ -34,27 +34,44 @@ async function runTags(context: Context): Promise<number> {
   return EXIT_CODES.ok;
 }
 
-/** The inspection as text: the reference, then each manifest with its files. */
-function describeInspection(inspection: Inspection): string {
+/**
+ * The inspection as text: the reference, then each manifest with its files. On a terminal (or with `COLUMNS`), a
+ * line that would not fit gives its digests as `ls` does (`sha256:` and 12 digits), then loses its end.
+ */
+function describeInspection(inspection: Inspection, width = terminalWidth() ?? Infinity): string {
+  const fit = (...forms: string[]): string => {
+    const escaped = forms.map(escapeControl);
+    return escaped.find((line) => line.length <= width) ?? ellipsis(escaped.at(-1)!, width);
+  };
   const lines = [
-    `reference  ${inspection.reference}`,
-    `digest     ${inspection.digest}`,
-    `mediaType  ${inspection.mediaType}`,
+    fit(`reference  ${inspection.reference}`, `reference  ${fitReference(inspection.reference, width - 11)}`),
+    fit(`digest     ${inspection.digest}`, `digest     ${short(inspection.digest)}`),
+    fit(`mediaType  ${inspection.mediaType}`),
   ];
   for (const manifest of inspection.manifests) {
     const platform = manifest.platform === undefined ? "manifest" : formatPlatform(manifest.platform);
-    lines.push("", `${platform}  ${manifest.digest}`);
+    lines.push("", fit(`${platform}  ${manifest.digest}`, `${platform}  ${short(manifest.digest)}`));
     if (manifest.files === undefined) lines.push("  (manifest not cached)");
     else if (manifest.files.length === 0) lines.push("  (no unikernel files)");
     const names = Math.max(0, ...(manifest.files ?? []).map((f) => f.name.length));
-    for (const file of manifest.files ?? []) lines.push(`  ${file.name.padEnd(names)}  ${describeFile(file)}`);
+    for (const file of manifest.files ?? []) {
+      const size = file.bytes === undefined ? "-" : formatBytes(file.bytes);
+      const head = `  ${file.name.padEnd(names)}  ${size.padStart(9)}`;
+      const state = (file.cached ? "cached" : "not cached").padEnd(10);
+      const digest = file.digest ?? "(not taken out of its layer yet)";
+      const where = file.path === undefined ? "" : `  ${file.path} in ${short(file.layer)}`;
+      lines.push(
+        fit(
+          `${head}  ${state}  ${digest}${where}`,
+          `${head}  ${state}  ${file.digest === undefined ? digest : short(file.digest)}${where}`,
+        ),
+      );
+    }
   }
-  return lines.map(escapeControl).join("\n");
+  return lines.join("\n");
 }
 
-function describeFile(file: InspectedFile): string {
-  const size = (file.bytes === undefined ? "-" : formatBytes(file.bytes)).padStart(9);
-  const where = file.path === undefined ? "" : `  ${file.path} in ${file.layer.slice(0, 19)}…`;
-  const digest = file.digest ?? "(not taken out of its layer yet)";
-  return `${size}  ${digest}${where}  ${file.cached ? "cached" : "not cached"}`;
+/** A digest as `ls` prints it: `sha256:` and its first 12 digits, then `…`. */
+function short(digest: string): string {
+  return `${digest.slice(0, 19)}…`;
 }

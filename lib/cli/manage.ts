@@ -29,7 +29,7 @@ import {
 } from "../store/report.ts";
 import { formatPlatform } from "../oci/platform.ts";
 import { Store } from "../store/store.ts";
-import { ellipsis, escapeControl } from "./text.ts";
+import { ellipsis, escapeControl, fitReference, terminalWidth } from "./text.ts";
 import { formatBytes, formatDuration } from "../units.ts";
 import { verifyCache } from "../store/verify.ts";
 
@@ -106,7 +106,7 @@ async function runLs(context: Context): Promise<number> {
     ago(now, Math.max(...rows.map((r) => Date.parse(r.lastUsedAt)))),
   ]);
   const shrink = [
-    { column: 0, min: 24 },
+    { column: 0, min: 24, fit: fitReference },
     { column: 2, min: 12 },
   ];
   context.print(table(["REFERENCE", "DIGEST", "PLATFORMS", "SIZE", "LAST USE"], cells, shrink));
@@ -276,11 +276,18 @@ function json(context: Context, value: unknown): number {
   return EXIT_CODES.ok;
 }
 
+/** A column cut to fit the width: down to `min` characters, by `fit` (default: its end cut with `…`). */
+interface Shrink {
+  column: number;
+  min: number;
+  fit?: (text: string, width: number) => string;
+}
+
 /**
- * Columns padded to their widest cell. On a terminal (or with `COLUMNS` set), the `shrink` columns are cut with `…`,
- * in order and down to their `min`, until a row fits the width.
+ * Columns padded to their widest cell. On a terminal (or with `COLUMNS` set), the `shrink` columns are cut, in order
+ * and down to their `min`, until a row fits the width.
  */
-function table(header: string[], cells: string[][], shrink: Array<{ column: number; min: number }>): string {
+function table(header: string[], cells: string[][], shrink: Shrink[]): string {
   const rows = cells.map((row) => row.map(escapeControl));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const over = (terminalWidth() ?? Infinity) - (widths.reduce((a, b) => a + b, 0) + 2 * (widths.length - 1));
@@ -291,18 +298,12 @@ function table(header: string[], cells: string[][], shrink: Array<{ column: numb
     widths[column]! -= cut;
     excess -= cut;
   }
+  const fits = header.map((_, i) => shrink.find((s) => s.column === i)?.fit ?? ellipsis);
   return [header, ...rows]
     .map((r) =>
-      r.map((cell, i) => (i === r.length - 1 ? cell : ellipsis(cell, widths[i]!).padEnd(widths[i]!))).join("  "),
+      r.map((cell, i) => (i === r.length - 1 ? cell : fits[i]!(cell, widths[i]!).padEnd(widths[i]!))).join("  "),
     )
     .join("\n");
-}
-
-/** The width to fit: `COLUMNS` when set, else the terminal's, else none (a pipe gets whole lines). */
-function terminalWidth(): number | undefined {
-  const columns = Number(process.env.COLUMNS);
-  if (Number.isInteger(columns) && columns > 0) return columns;
-  return process.stdout.isTTY ? process.stdout.columns : undefined;
 }
 
 function ago(now: number, ms: number): string {

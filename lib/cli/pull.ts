@@ -9,7 +9,7 @@ import { writeSync } from "node:fs";
 import type { Cache, CacheOptions } from "../pull/cache.ts";
 import { one, openCache, type Context } from "./context.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
-import { Progress, type ProgressSink } from "./progress.ts";
+import { Progress, type ProgressMode, type ProgressSink } from "./progress.ts";
 import { escapeControl, isTerminal } from "./text.ts";
 import { formatPlatform, parsePlatform } from "../oci/platform.ts";
 import {
@@ -26,8 +26,6 @@ import { parseInput, type Input } from "./inputs.ts";
 import type { Role } from "../oci/names.ts";
 import { fileBody } from "../oci/read.ts";
 import { DEFAULT_LOCK_FILE, readLock, type LockUse } from "../pull/lock.ts";
-
-const ROLES: Role[] = ["kernel", "initrd", "kernel.dbg", "rom"];
 
 /** The commands of this module, by name. */
 export const PULL_COMMANDS = { pull: runPull, path: runPath, cat: runCat };
@@ -73,7 +71,7 @@ async function runPull(context: Context): Promise<number> {
 async function runPath(context: Context): Promise<number> {
   const { flags } = context;
   const input = one(context);
-  const role = parseRole(flags.role);
+  const role = flags.role as Role | undefined;
   if (role === undefined && parseLayoutSource(input) === undefined) {
     const pinned = requireDigest(parseReference(input), "path");
     const blob = await withCache(context, input, {}, (cache) => pullBlob(cache, pinned));
@@ -103,7 +101,7 @@ async function runCat(context: Context): Promise<number> {
 async function catBlob(context: Context): Promise<number> {
   const { flags } = context;
   const input = one(context);
-  const role = parseRole(flags.role);
+  const role = flags.role as Role | undefined;
   let path: string | undefined;
   if (role !== undefined) {
     const platform = parsePlatform(flags.platform, flags.plat);
@@ -197,24 +195,19 @@ export async function withCache<T extends { hit: boolean }>(
   run: (cache: Cache) => Promise<T>,
 ): Promise<T> {
   const { flags, config } = context;
+  const mode = progressMode(context);
   // Made on the first progress, a miss: a hit never asks whether stderr is a terminal.
   let progress: Progress | undefined;
-  const show = !flags.quiet && !flags.json;
+  const shown = () => (mode === undefined ? undefined : (progress ??= new Progress(label, stderrSink(mode))));
   const cache = openCache(context, {
     refresh: flags.refresh === true,
     verify: flags.verify === true,
     onWarning: (message) => {
       progress?.done();
-      context.warn(message);
+      if (mode !== "json" || flags.quiet || !shown()!.warn(message)) context.warn(message);
     },
-    onWait: ({ digest, pid }) => {
-      if (show) progress ??= new Progress(label, stderrSink());
-      progress?.wait(digest, pid);
-    },
-    onProgress: (update) => {
-      if (show) progress ??= new Progress(label, stderrSink());
-      progress?.update(update);
-    },
+    onWait: ({ digest, pid }) => shown()?.wait(digest, pid),
+    onProgress: (update) => shown()?.update(update),
     ...overrides,
   });
   let result: T;
@@ -239,12 +232,6 @@ export async function withCache<T extends { hit: boolean }>(
   return result;
 }
 
-function parseRole(role: string | undefined): Role | undefined {
-  if (role === undefined) return undefined;
-  if (!ROLES.includes(role as Role)) throw new UsageError(`Unknown role "${role}" (expected ${ROLES.join(", ")})`);
-  return role as Role;
-}
-
 function requireDigest(ref: Reference, command: string): Reference & { digest: NonNullable<Reference["digest"]> } {
   if (ref.digest === undefined) {
     throw new UsageError(`Cannot run "${command}" on a tag: give a blob digest (REF@sha256:…) or --role`);
@@ -252,10 +239,21 @@ function requireDigest(ref: Reference, command: string): Reference & { digest: N
   return ref as Reference & { digest: NonNullable<Reference["digest"]> };
 }
 
-function stderrSink(): ProgressSink {
+/**
+ * How progress is shown, or `undefined` for not at all (`-q`; `--json` unless `--progress` asks): `--progress auto`
+ * draws a line on a terminal and writes a log elsewhere, `plain` writes the log, `json` a JSON line per event.
+ */
+function progressMode(context: Context): ProgressMode | "auto" | undefined {
+  const { progress, quiet, json } = context.flags;
+  if (quiet) return undefined;
+  if (progress === undefined) return json ? undefined : "auto";
+  return progress === "plain" ? "log" : (progress as "auto" | "json");
+}
+
+function stderrSink(mode: ProgressMode | "auto"): ProgressSink {
   return {
     write: (text) => process.stderr.write(text),
-    terminal: isTerminal(2),
+    mode: mode === "auto" ? (isTerminal(2) ? "terminal" : "log") : mode,
     columns: () => process.stderr.columns || 80,
   };
 }

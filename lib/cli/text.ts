@@ -29,6 +29,39 @@ export function ellipsis(text: string, width: number): string {
 }
 
 /**
+ * A reference (or a row that starts with one) cut to `width` keeping what tells references apart: the host is
+ * shortened first (`127…/unikraft/nginx:1.25`), then dropped (`…/unikraft/nginx:1.25`), then the repository's
+ * leading components (`…/nginx:1.25`); only then is the end cut.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { fitReference } from "./text.ts";
+ * assert.equal(fitReference("127.0.0.1:36254/unikraft/nginx:1.25", 24), "127…/unikraft/nginx:1.25");
+ * assert.equal(fitReference("127.0.0.1:36254/unikraft/nginx:1.25", 12), "…/nginx:1.25");
+ * ```
+ */
+export function fitReference(text: string, width: number): string {
+  if (text.length <= width) return text;
+  const slash = text.indexOf("/");
+  if (slash <= 0 || text.startsWith("oci:")) return ellipsis(text, width);
+  const rest = text.slice(slash);
+  const hostRoom = width - rest.length;
+  if (hostRoom >= 2) return `${ellipsis(text.slice(0, slash), hostRoom)}${rest}`;
+  // The repository's components after the host, dropped from the front while the rest does not fit.
+  const parts = rest.slice(1).split("/");
+  while (parts.length > 1 && parts.join("/").length + 2 > width) parts.shift();
+  return ellipsis(`…/${parts.join("/")}`, width);
+}
+
+/** The width to fit: `COLUMNS` when set, else the terminal's, else none (a pipe gets whole lines). */
+export function terminalWidth(): number | undefined {
+  const columns = Number(process.env.COLUMNS);
+  if (Number.isInteger(columns) && columns > 0) return columns;
+  return process.stdout.isTTY ? process.stdout.columns : undefined;
+}
+
+/**
  * Whether file descriptor `fd` is a terminal, from `/proc` where there is one: asking `process.stderr` costs a start
  * about 15 ms in Bun, a readlink next to nothing. `node:fs` is loaded here, not with this module: `--version` and a
  * usage error load no file-system module at all.

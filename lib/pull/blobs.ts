@@ -12,7 +12,7 @@ import type { BlobResult, DownloadTee } from "./download.ts";
 import { IntegrityError, NotFoundError } from "../errors.ts";
 import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LOCK_TIMEOUT_MS } from "../oci/limits.ts";
 import type { Descriptor } from "../oci/manifest.ts";
-import type { Reference } from "../oci/reference.ts";
+import { formatReference, type Reference } from "../oci/reference.ts";
 import type { BlobResponse } from "../registry/client.ts";
 
 /** Options of `fetchBlob` and `fetchBlobByDigest`. */
@@ -25,6 +25,8 @@ export interface FetchBlobOptions {
   onChunk?: (chunk: Uint8Array) => void | Promise<void>;
   /** The answer to a `GET` of the whole blob the caller already sent (see `DownloadOptions.firstResponse`). */
   firstResponse?: BlobResponse;
+  /** What the blob is, for progress: its files' names (`kernel`), or `config`. */
+  files?: readonly string[];
 }
 
 /**
@@ -58,6 +60,7 @@ export async function fetchBlob(
   if (cached !== undefined) return { path: cached.path, hit: true, cached: true };
   if (cache.options.offline) throw new NotFoundError(`Cannot fetch blob "${digest}" offline: it is not in the cache`);
   const { downloadBlob } = await import("./download.ts");
+  const image = formatReference(ref);
   let result: BlobResult;
   try {
     result = await downloadBlob({
@@ -67,7 +70,15 @@ export async function fetchBlob(
       descriptor,
       writable: cache.writable,
       ...options,
-      onProgress: (received) => cache.options.onProgress?.({ digest, received, total: descriptor.size }),
+      onProgress: (received, resumed) =>
+        cache.options.onProgress?.({
+          digest,
+          received,
+          total: descriptor.size,
+          image,
+          ...(options.files !== undefined && { files: options.files }),
+          ...(resumed && { resumed }),
+        }),
       onWait: (pid) => cache.options.onWait?.({ digest, ...(pid !== undefined && { pid }) }),
       onCacheFailed: (error) => cache.noteUnwritable(error),
       idleTimeoutMs: cache.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,

@@ -70,6 +70,12 @@ export interface BlobProgress {
   digest: Digest;
   received: number;
   total: number;
+  /** The image it is fetched for, as the pull names it; said once, before its first byte. */
+  image?: string;
+  /** The names of the files it holds (`kernel`, `initrd`): said with `image`. */
+  files?: readonly string[];
+  /** Whether the `received` bytes were kept from an earlier download: it resumes there. */
+  resumed?: boolean;
 }
 
 /** What a reference resolved to. */

@@ -48,8 +48,8 @@ export interface DownloadOptions {
   onChunk?: (chunk: Uint8Array) => void | Promise<void>;
   /** Gets every byte the cache's writer takes, from the first (a copy of the blob into an output directory). */
   tee?: DownloadTee;
-  /** Bytes received so far (resumed bytes included) of the expected total. */
-  onProgress?: (received: number) => void;
+  /** Bytes received so far (resumed bytes included) of the expected total; `resumed` when a download resumes there. */
+  onProgress?: (received: number, resumed?: boolean) => void;
   /** Told once when another process is downloading the blob and this one waits for it (its pid, when known). */
   onWait?: (pid: number | undefined) => void;
   /** The cache failed (`undefined`: it was already known to be unwritable). */
@@ -229,7 +229,7 @@ async function stream(
     if (offset > 0) {
       // Resumed: the tee never saw the bytes of the partial file.
       options.tee?.abandon();
-      options.onProgress?.(offset);
+      options.onProgress?.(offset, true);
     }
     while (offset < descriptor.size) {
       const given = offset === 0 ? first.response : undefined;

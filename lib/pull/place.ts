@@ -73,7 +73,13 @@ export async function pullFiles(
   if (cache !== undefined && !source.local) {
     for (const layer of layers) {
       if (cache.store.stat(layer.digest) === undefined)
-        cache.options.onProgress?.({ digest: layer.digest, received: 0, total: layer.size });
+        cache.options.onProgress?.({
+          digest: layer.digest,
+          received: 0,
+          total: layer.size,
+          image: source.name,
+          files: files.filter((f) => f.layer.digest === layer.digest).map((f) => f.name),
+        });
     }
   }
   const fallbacks: string[] = [];

@@ -255,7 +255,7 @@ async function keepConfig(cache: Cache, ref: Reference, config: Descriptor): Pro
   if (!keepsConfig(cache, config)) return;
   try {
     const { fetchBlob } = await import("./blobs.ts");
-    await fetchBlob(cache, ref, config);
+    await fetchBlob(cache, ref, config, { files: ["config"] });
   } catch (error) {
     cache.warn(`Cannot keep the config blob "${config.digest}": ${(error as Error).message}`);
   }

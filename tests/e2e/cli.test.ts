@@ -14,6 +14,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { digestHex, type Digest } from "../../lib/oci/digest.ts";
+import { vocabularyProblems } from "../../lib/vocabulary.ts";
 import { pushManifest, pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { CLI, runCli, withoutProgress } from "../helpers/cli.ts";
 import { startProxy, trickle } from "../helpers/proxy.ts";
@@ -137,7 +138,7 @@ describe("ocicache pull", () => {
     [["cat", "127.0.0.1:5000/a:1", "--json"], 2, '"cat" takes no option --json'],
     [["ls", "-qx"], 2, 'unknown option "-x"'],
     [["login"], 2, "run `docker login`"],
-    [["path", "127.0.0.1:5000/a:1", "--role", "bios"], 2, 'Unknown role "bios"'],
+    [["path", "127.0.0.1:5000/a:1", "--role", "bios"], 2, '--role takes kernel, initrd, kernel.dbg, rom, not "bios"'],
     [["pull", "127.0.0.1:5000/a:1", "--fresh-for", "soon"], 2, "--fresh-for"],
   ])("%j exits %i with one line naming the problem", async (args, code, part) => {
     const ran = await ocicache(args);
@@ -310,13 +311,78 @@ describe("pull of several references, every platform, and what it prints", () =>
     const ran = await ocicache(["pull", big.ref]);
     const kernel = big.manifests[host].layers[0]!;
     const short = kernel.digest.slice(0, 19);
-    expect(ran.stderr).toContain(`ocicache: fetching ${short} of ${big.ref} (4.0 MiB)\n`);
-    expect(ran.stderr).toMatch(new RegExp(`ocicache: fetched ${short} \\(4\\.0 MiB in [^)]+\\)\n`));
+    expect(ran.stderr).toContain(`ocicache: fetching ${big.ref} kernel (${short}, 4.0 MiB)\n`);
+    const ref = big.ref.replaceAll(".", "\\.");
+    expect(ran.stderr).toMatch(new RegExp(`ocicache: fetched ${ref} kernel \\(4\\.0 MiB in [^)]+\\)\n`));
     expect(ran.stderr).toMatch(new RegExp(`ocicache: ${big.ref.replaceAll(".", "\\.")}: fetched 3 blobs \\(`));
     expect(ran.messages).toBe("");
     expect((await ocicache(["pull", big.ref])).stderr).toBe("");
     const quiet = await ocicache(["pull", spec.ref, "-q"]);
     expect([quiet.code, quiet.stderr]).toEqual([0, ""]);
+  });
+
+  test("--progress=json writes a JSON event a line on stderr, beside --json; plain: a log on a terminal", async () => {
+    const ran = await ocicache(["pull", spec.ref, "--json", "--progress=json"]);
+    expect(ran.code).toBe(0);
+    expect(JSON.parse(ran.stdout).reference).toBe(spec.ref);
+    const events = ran.stderr
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    expect(vocabularyProblems(events)).toEqual([]);
+    const layer = spec.manifests[host].layers[0]!;
+    expect(events[0]).toMatchObject({
+      event: "fetching",
+      reference: spec.ref,
+      digest: layer.digest,
+      bytes: layer.size,
+    });
+    expect(events[0].files.sort()).toEqual(["initrd", "kernel"]);
+    const fetched = events.filter((e) => e.event === "fetched" && e.files[0] !== "config").map((e) => e.digest);
+    expect(fetched.sort()).toEqual(spec.manifests[host].layers.map((l) => l.digest).sort());
+    expect(events.at(-1)).toMatchObject({ event: "done", blobCount: 3 });
+    const bad = await ocicache(["pull", spec.ref, "--progress", "fancy"]);
+    expect([bad.code, bad.stderr]).toEqual([
+      2,
+      'ocicache: error: Cannot parse arguments: --progress takes auto, plain, json, not "fancy"\n',
+    ]);
+    const script = `bun ${CLI} pull ${big.ref} --progress plain -o ${join(dir, "plain")}`;
+    const tty = Bun.spawnSync(["script", "-qec", script, "/dev/null"], {
+      env: { ...process.env, OCICACHE_DIR: cacheDir },
+    });
+    expect(tty.stdout.toString()).toContain(`ocicache: fetching ${big.ref} kernel (`);
+    expect(tty.stdout.toString()).not.toContain("\x1b[2K");
+  });
+
+  test("at 80 columns: the progress line names the image and its files, ls keeps repository and tag", async () => {
+    // 4 MiB in 256 KiB steps 20 ms apart: a third of a second of drawing.
+    const proxy = startProxy(registry.url, async (request, forward) => {
+      const response = await forward();
+      return request.url.includes("/blobs/") ? trickle(response, 256 * 1024, 20) : response;
+    });
+    try {
+      const ref = `${proxy.host}/cli-${run}/big:1`;
+      const script = `stty cols 80 rows 24; bun ${CLI} pull ${ref} -o ${join(dir, "o80")}; COLUMNS= bun ${CLI} ls`;
+      // Not spawnSync: the proxy runs in this process.
+      const tty = Bun.spawn(["script", "-qec", script, "/dev/null"], {
+        env: { ...process.env, OCICACHE_DIR: cacheDir },
+        stdout: "pipe",
+      });
+      const out = await new Response(tty.stdout).text();
+      const drawn = out.split("\r\x1b[2K").filter((line) => line.includes(" / "));
+      expect(drawn.length).toBeGreaterThan(0);
+      for (const line of drawn) expect(line.length).toBeLessThan(80);
+      // The host goes first: the repository, the tag and the file stay.
+      expect(
+        drawn.some((line) => /^[^ ]*…\/cli-[^/]+\/big:1 kernel/.test(line) || line.startsWith(`${ref} kernel`)),
+      ).toBe(true);
+      const rows = out.split(/\r?\n/).filter((line) => line.includes("big:1") && !line.includes(" / "));
+      expect(rows.length).toBe(1);
+      expect(rows[0]!.length).toBeLessThanOrEqual(80);
+      expect(rows[0]).toMatch(/^\S*\/big:1 /);
+    } finally {
+      await proxy.stop();
+    }
   });
 
   test("on a terminal, pull labels each path with its file's name; through a pipe the paths are bare", async () => {

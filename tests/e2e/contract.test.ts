@@ -181,7 +181,9 @@ describe("two pulls of one image at once", () => {
       while (slow.count("/blobs/", "GET") === 0) await Bun.sleep(10);
       const second = await runCli(["path", ref, "--role", "kernel", "--cache-dir", cache]);
       expect(second.code).toBe(0);
-      expect(second.stderr).toContain(`ocicache: waiting for another ocicache (pid ${first.pid}) downloading sha256:`);
+      expect(second.stderr).toContain(
+        `ocicache: waiting for another ocicache (pid ${first.pid}) downloading ${ref} kernel`,
+      );
       expect(await first.exited).toBe(0);
       expect(readFileSync(second.stdout.trim())).toEqual(Buffer.from(image.manifests[host].files.kernel));
     } finally {

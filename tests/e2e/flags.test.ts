@@ -39,8 +39,9 @@ const BAD_VALUES: Partial<Record<Option, [string, string]>> = {
   mirror: ["bad host!", "--mirror"],
   "insecure-registry": ["bad host!", "--insecure-registry"],
   config: ["/nonexistent/ocicache.json", "/nonexistent/ocicache.json"],
-  role: ["boot", 'role "boot"'],
+  role: ["boot", "--role takes kernel, initrd, kernel.dbg, rom"],
   platform: ["a/b/c/d", 'platform "a/b/c/d"'],
+  progress: ["fancy", '--progress takes auto, plain, json, not "fancy"'],
 };
 /** Value options whose value is a free path or name: the bad form is the option with no value. */
 const FREE_VALUES: Option[] = ["output", "lock-file", "cache-dir", "ca-file", "htpasswd", "plat"];

@@ -23,7 +23,8 @@ beforeAll(async () => {
 });
 afterAll(() => registry.stop());
 
-const ocicache = (cache: string, args: string[]) => runCli(args, { OCICACHE_DIR: join(tmp.path, cache) });
+const ocicache = (cache: string, args: string[], env: Record<string, string> = {}) =>
+  runCli(args, { OCICACHE_DIR: join(tmp.path, cache), ...env });
 
 interface Inspected {
   reference: string;
@@ -81,8 +82,14 @@ describe("ocicache inspect", () => {
     const text = await ocicache("b", ["inspect", kraft.ref, "--offline"]);
     expect(text.stdout).toContain(`reference  ${kraft.ref}\n`);
     expect(text.stdout).toMatch(new RegExp(`qemu/${host}  ${kraft.manifests[host].digest}\\n  kernel `));
-    expect(text.stdout).toContain(`${kernel.digest}  cached`);
+    expect(text.stdout).toContain(`  cached      ${kernel.digest}`);
     expect(text.stdout).toContain("(manifest not cached)");
+    // At 80 columns every line fits: digests as ls gives them, the reference whole.
+    const narrow = await ocicache("b", ["inspect", kraft.ref, "--offline"], { COLUMNS: "80" });
+    const lines = narrow.stdout.trimEnd().split("\n");
+    expect(lines.filter((line) => line.length > 80)).toEqual([]);
+    expect(lines).toContain(`digest     ${kraft.indexDigest.slice(0, 19)}…`);
+    expect(narrow.stdout).toContain(`  cached      ${kernel.digest.slice(0, 19)}…`);
   });
 
   test("a digest pinned to one platform's manifest; an unknown tag is exit 3", async () => {

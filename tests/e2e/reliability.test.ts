@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { digestHex, parseDigest, type Digest } from "../../lib/oci/digest.ts";
 import { MAX_MANIFEST_BYTES } from "../../lib/oci/limits.ts";
 import { Store } from "../../lib/store/store.ts";
+import { formatBytes } from "../../lib/units.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { mountTmpfs } from "../helpers/mount.ts";
 import { CLI, runCli } from "../helpers/cli.ts";
@@ -102,6 +103,10 @@ describe("the fault matrix", () => {
       expect(second.code).toBe(0);
       const range = server.requests.filter((r) => r.path.includes(`/blobs/${kernel}`)).at(-1)!.headers.range;
       expect(range).toBe(`bytes=${kept}-`);
+      // The log says where it resumed, and counts only the bytes fetched now.
+      expect(second.stderr).toContain(`ocicache: resuming ${refVia(server.host)} kernel at ${formatBytes(kept)}\n`);
+      const fetchedNow = formatBytes(image.manifests[host].files.kernel.length - kept).replace(".", "\\.");
+      expect(second.stderr).toMatch(new RegExp(`fetched .* kernel \\(${fetchedNow} in .*, resumed at `));
       expect(readFileSync(join(out(), "kernel"))).toEqual(Buffer.from(image.manifests[host].files.kernel));
       await expectConsistent();
     } finally {

@@ -39,5 +39,10 @@ export function withoutProgress(stderr: string): string {
     .join("");
 }
 
-const PROGRESS_LINE =
-  /^ocicache: (fetching|fetched) sha256:|^ocicache: .+: fetched \d+ blobs? \(|^ocicache: waiting for another ocicache/;
+const PROGRESS_LINE = new RegExp(
+  [
+    "^ocicache: (fetching|fetched|resuming) ",
+    "^ocicache: .+: fetched \\d+ blobs? \\(",
+    "^ocicache: waiting for another ocicache",
+  ].join("|"),
+);
