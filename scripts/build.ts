@@ -1,6 +1,7 @@
 /**
  * The release binary: `bun run build` makes `dist/ocicache` for this machine
- * with `bun build --compile` (minified, with bytecode, ESM); `--all` also
+ * with `bun build --compile` (whitespace and syntax minified, names kept, with
+ * bytecode and source maps, ESM); `--all` also
  * makes `dist/ocicache-linux-x64` and `dist/ocicache-linux-arm64`.
  */
 import { join } from "node:path";
@@ -19,9 +20,12 @@ for (const { outfile, target } of targets) {
     "build",
     "lib/cli/main.ts",
     "--compile",
-    "--minify",
+    "--minify-syntax",
+    "--minify-whitespace",
     "--bytecode",
     "--splitting",
+    // --debug traces name lib/…ts lines and our own functions and errors, not the bundle's minified ones.
+    "--sourcemap",
     // A binary run inside someone's checkout reads no .env and no bunfig.toml there (a preload would run its code).
     "--no-compile-autoload-dotenv",
     "--no-compile-autoload-bunfig",

@@ -3,7 +3,8 @@
 # with Node.js and npm: Bun (pinned, from the npm registry), the dependencies,
 # and Debian's docker-registry, skopeo, containerd, podman, chromium (headless,
 # for the status page), GNU make (the makefile recipe), apache2-utils (htpasswd),
-# openssl, gzip and zstd (compressed layers made by the tests).
+# openssl, gzip and zstd (compressed layers made by the tests), zsh and fish
+# (the completion scripts).
 # Sourced by demo.sh, test.sh and bench; safe to run again.
 set -euo pipefail
 
@@ -29,6 +30,8 @@ command -v podman >/dev/null || missing+=(podman)
 command -v make >/dev/null || missing+=(make)
 command -v zstd >/dev/null || missing+=(zstd)
 command -v gzip >/dev/null || missing+=(gzip)
+command -v zsh >/dev/null || missing+=(zsh)
+command -v fish >/dev/null || missing+=(fish)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} with apt-get" >&2
   export DEBIAN_FRONTEND=noninteractive

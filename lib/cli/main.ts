@@ -97,6 +97,8 @@ async function findCommand(command: CommandName): Promise<(context: Context) => 
       return (await import("./inspect.ts")).INSPECT_COMMANDS[command];
     case "serve":
       return (await import("./serve.ts")).runServe;
+    case "completion":
+      return (await import("./completion.ts")).runCompletion;
     default:
       return (await import("./manage.ts")).MANAGE_COMMANDS[command];
   }

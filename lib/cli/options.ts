@@ -82,7 +82,7 @@ interface CommandDoc {
 }
 
 /** The options every command takes. */
-const COMMON: readonly OptionName[] = ["cache-dir", "config", "quiet", "debug", "help", "version"];
+export const COMMON: readonly OptionName[] = ["cache-dir", "config", "quiet", "debug", "help", "version"];
 /** How a command that contacts a registry reaches it. */
 const REGISTRY: readonly OptionName[] = [
   "offline",
@@ -227,6 +227,12 @@ export const COMMANDS = {
       ...LIMITS,
     ],
     example: "ocicache serve --upstream ghcr.io",
+  },
+  completion: {
+    usage: "completion bash|zsh|fish",
+    summary: "Print the shell's completion script (commands, options, roles, platforms, cached references)",
+    options: [],
+    example: "source <(ocicache completion bash)",
   },
 } satisfies Record<string, CommandDoc>;
 

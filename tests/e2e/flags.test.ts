@@ -71,6 +71,17 @@ const run = (argv: string[]) => {
   return { code: ran.exitCode, stdout: ran.stdout.toString(), stderr: ran.stderr.toString() };
 };
 
+describe("the compiled binary's stack traces", () => {
+  test("--debug names the source: lib/…ts lines, our functions and error classes", () => {
+    const ran = run(["pull", "127.0.0.1:1/a/b:1", "--debug"]);
+    expect(ran.code).toBe(5);
+    const lines = ran.stderr.split("\n");
+    expect(lines[1]).toStartWith("RegistryError: Cannot reach");
+    expect(lines[2]).toMatch(/^ {4}at \w{4,} \(lib\/registry\/\w+\.ts:\d+:\d+\)$/);
+    expect(ran.stderr).not.toContain("$bunfs");
+  });
+});
+
 describe("every documented flag, through the compiled binary", () => {
   test("every option of the table has its bad form here", () => {
     for (const option of Object.keys(OPTIONS) as Option[]) {
