@@ -23,7 +23,7 @@ export const OPTIONS = {
   output: { type: "string", short: "o", value: "DIR", help: "Write kernel, initrd, rom* into DIR" },
   link: { type: "boolean", help: "Hardlink the read-only cache files into DIR instead of copying" },
   "debug-kernel": { type: "boolean", help: "Also write kernel.dbg" },
-  "all-platforms": { type: "boolean", help: "Cache every platform of an index (not with -o)" },
+  "all-platforms": { type: "boolean", help: "Every platform of an index (with -o DIR: DIR/linux-amd64-qemu/…)" },
   role: {
     type: "string",
     value: "ROLE",

@@ -35,10 +35,6 @@ async function runPull(context: Context): Promise<number> {
   if (args.length === 0) throw new UsageError("Cannot run pull: expected one or more references");
   if (flags.output !== undefined && args.length > 1)
     throw new UsageError(`Cannot pull ${args.length} references into one -o DIR: pull each into its own`);
-  if (flags.output !== undefined && flags["all-platforms"])
-    throw new UsageError(
-      "Cannot write every platform into one -o DIR: pull --all-platforms without -o, into the cache",
-    );
   if (flags["all-platforms"] && (flags.platform !== undefined || flags.plat !== undefined))
     throw new UsageError("Cannot choose a platform with --all-platforms");
   // Every input is parsed before anything is fetched: one bad reference touches nothing.

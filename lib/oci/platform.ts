@@ -6,7 +6,7 @@
  * @module
  */
 
-import { NotFoundError, UsageError } from "../errors.ts";
+import { IntegrityError, NotFoundError, UsageError } from "../errors.ts";
 import type { Descriptor } from "./manifest.ts";
 import { ARCH_ANNOTATION, PLAT_ANNOTATION } from "./names.ts";
 
@@ -106,6 +106,30 @@ export function describe(descriptor: Descriptor): PlatformWant {
     ...(plat !== undefined && { plat: plat.toLowerCase() }),
   };
 }
+
+/**
+ * The name of a platform's own directory (`pull --all-platforms -o DIR`): `linux-amd64`, `linux-arm64-v8`, with
+ * unikraft's plat where it is not the OS (`linux-amd64-qemu`). The parts come from the registry: a name that is
+ * not a plain file name (`..`, a `/`) is refused, never used as a path.
+ *
+ * @throws {IntegrityError} when the platform's parts do not make a plain file name.
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { platformDirName } from "./platform.ts";
+ * assert.equal(platformDirName({ os: "linux", architecture: "amd64", plat: "qemu" }), "linux-amd64-qemu");
+ * assert.throws(() => platformDirName({ os: "linux", architecture: "amd64", variant: "v8/../.." }));
+ * ```
+ */
+export function platformDirName(p: PlatformWant): string {
+  const parts = [p.os ?? "any", p.architecture ?? "any", p.variant, p.plat !== p.os ? p.plat : undefined];
+  const name = parts.filter((part) => part !== undefined).join("-");
+  if (!DIR_NAME_RE.test(name))
+    throw new IntegrityError(`Cannot name a directory for platform "${name.slice(0, 80)}": not a plain file name`);
+  return name;
+}
+
+const DIR_NAME_RE = /^[a-z0-9][a-z0-9._-]{0,127}$/;
 
 /** `linux/arm64 (qemu)`, with `any` for the parts a descriptor leaves out. */
 export function formatPlatform(p: PlatformWant): string {

@@ -9,12 +9,13 @@
  * @module
  */
 
+import { join } from "node:path";
 import type { Digest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
 import { defaultMediaType, type Descriptor } from "../oci/manifest.ts";
 import { DERIVED_ANNOTATION, type Role } from "../oci/names.ts";
 import { layersOf } from "../oci/files.ts";
-import { hostArchitecture, type PlatformWant } from "../oci/platform.ts";
+import { hostArchitecture, platformDirName, type PlatformWant } from "../oci/platform.ts";
 import type { LayoutSource, Reference } from "../oci/reference.ts";
 import { parseDerived } from "../store/index-file.ts";
 import { rememberedImage, rememberImage, type RememberedImage } from "../store/lookup.ts";
@@ -85,7 +86,8 @@ export async function pullImage(cache: Cache, ref: Reference, options: PullOptio
 
 /**
  * Pull every platform of an index through the cache (the one image, for a manifest), one platform after another,
- * and record the reference once. Without `outDir`, each platform's files stay in the cache.
+ * and record the reference once. Without `outDir`, each platform's files stay in the cache; with it, each platform
+ * gets a directory of its own there (`DIR/linux-amd64-qemu/kernel`, see `platformDirName`).
  *
  * @throws {NotFoundError} when the reference is not there, or no platform has a unikernel's files.
  * @throws {IntegrityError} when content fails verification.
@@ -104,7 +106,14 @@ export async function pullImage(cache: Cache, ref: Reference, options: PullOptio
 export async function pullAllPlatforms(cache: Cache, ref: Reference, options: PullOptions = {}): Promise<PullResult[]> {
   const resolved = await cache.resolve(applyLock(ref, options.lock));
   const { resolveAllPlatforms } = await import("./image.ts");
-  const pulled = await pullImages(cache, ref, resolved, options, (source) => resolveAllPlatforms(source, options));
+  const pulled = await pullImages(
+    cache,
+    ref,
+    resolved,
+    options,
+    (source) => resolveAllPlatforms(source, options),
+    true,
+  );
   return pulled.map((p) => p.result);
 }
 
@@ -114,6 +123,7 @@ async function pullImages(
   resolved: Resolved,
   options: PullOptions,
   resolve: (source: ImageSource) => Promise<ResolvedImage[]>,
+  perPlatform = false,
 ): Promise<Array<{ result: PullResult; image: ResolvedImage }>> {
   const [{ registrySource }, { checkRoom, pullFiles }] = await Promise.all([
     import("./source.ts"),
@@ -134,12 +144,19 @@ async function pullImages(
       source,
       images.flatMap((i) => i.files),
     );
-  for (const image of images) {
+  const outDirs = perPlatform && options.outDir !== undefined ? platformDirs(options.outDir, images) : undefined;
+  for (const [i, image] of images.entries()) {
     cache.store.touch(image.image.digest);
     // The config blob is fetched beside the files; a failed pull still waits for it, so nothing runs on after.
     const config = keepConfig(cache, ref, image.image.manifest.config);
     try {
-      const pulled = await pullFiles(cache, source, image.files, derived, options);
+      const pulled = await pullFiles(
+        cache,
+        source,
+        image.files,
+        derived,
+        outDirs === undefined ? options : { ...options, outDir: outDirs[i]! },
+      );
       derived = pulled.derived;
       results.push({ result: result(resolved.name, image, pulled.files), image });
     } finally {
@@ -154,6 +171,14 @@ async function pullImages(
     annotations,
   );
   return results;
+}
+
+/** Each platform's directory under `outDir`; two platforms that would share a name are told apart by manifest. */
+function platformDirs(outDir: string, images: ResolvedImage[]): string[] {
+  const names = images.map((image) => platformDirName(image.platform ?? {}));
+  return names.map((name, i) =>
+    join(outDir, names.indexOf(name) === i ? name : `${name}-${images[i]!.image.digest.slice(7, 19)}`),
+  );
 }
 
 /**

@@ -294,7 +294,7 @@ describe("pull of several references, every platform, and what it prints", () =>
     expect(missing.stdout.split("\n")[0]).toBe(kernel);
   });
 
-  test("--all-platforms caches every platform of an index, and is refused with -o or --platform", async () => {
+  test("--all-platforms caches every platform of an index, and is refused with --platform", async () => {
     const other = host === "amd64" ? "arm64" : "amd64";
     const ran = await ocicache(["pull", spec.ref, "--all-platforms", "--json"]);
     expect(ran.code).toBe(0);
@@ -303,8 +303,40 @@ describe("pull of several references, every platform, and what it prints", () =>
     const offline = await ocicache(["path", spec.ref, "--role", "initrd", "--platform", other, "--offline"]);
     expect(offline.code).toBe(0);
     expect(readFileSync(offline.stdout.trim())).toEqual(Buffer.from(spec.manifests[other].files.initrd));
-    expect((await ocicache(["pull", spec.ref, "--all-platforms", "-o", join(dir, "o")])).code).toBe(2);
     expect((await ocicache(["pull", spec.ref, "--all-platforms", "--platform", "arm64"])).code).toBe(2);
+  });
+
+  test("--all-platforms -o DIR writes one directory per platform, named with unikraft's plat", async () => {
+    const out = join(dir, "every");
+    const ran = await ocicache(["pull", spec.ref, "--all-platforms", "-o", out]);
+    expect(ran.code).toBe(0);
+    expect(readdirSync(out).sort()).toEqual(["linux-amd64-qemu", "linux-arm64-qemu"]);
+    for (const arch of ["amd64", "arm64"] as const) {
+      const files = spec.manifests[arch].files;
+      expect(readFileSync(join(out, `linux-${arch}-qemu`, "kernel"))).toEqual(Buffer.from(files.kernel));
+      expect(readFileSync(join(out, `linux-${arch}-qemu`, "initrd"))).toEqual(Buffer.from(files.initrd));
+    }
+    expect(ran.stdout.split("\n")).toContain(join(out, "linux-arm64-qemu", "kernel"));
+  });
+
+  test("--all-platforms -o refuses a platform the registry names with a path in it, writing nothing", async () => {
+    const repo = spec.name.slice(spec.name.indexOf("/") + 1);
+    const indexType = "application/vnd.oci.image.index.v1+json";
+    const got = await fetch(`${registry.url}/v2/${repo}/manifests/${spec.indexDigest}`, {
+      headers: { Accept: indexType },
+    });
+    const index = (await got.json()) as { manifests: Array<{ platform: { variant?: string } }> };
+    // Joined to DIR unchecked, DIR/linux-amd64-v8/../../../escaped-qemu would be beside DIR's parent.
+    index.manifests[0]!.platform.variant = "v8/../../../escaped";
+    await pushManifest(registry.url, repo, "climb", indexType, JSON.stringify(index));
+    const out = join(dir, "climb", "out");
+    const ran = await ocicache(["pull", `${spec.name}:climb`, "--all-platforms", "-o", out]);
+    expect(ran.code).toBe(4);
+    expect(ran.messages).toMatch(
+      /^ocicache: error: Cannot name a directory for platform "linux-\w+-v8\/\.\.\/\.\.\/\.\.\/escaped-qemu"/,
+    );
+    // Refused before any directory is made: not DIR, and not where the name points.
+    expect([existsSync(join(dir, "climb")), existsSync(join(dir, "escaped-qemu"))]).toEqual([false, false]);
   });
 
   test("in a log (stderr not a terminal) a pull writes a line per download and a summary; -q nothing", async () => {
