@@ -1,4 +1,5 @@
 #!/usr/bin/env bun
+
 /**
  * ocicache: a local pull-through cache for artifacts pulled from OCI
  * registries. Imported, it is the library (re-exports only); run as a
@@ -16,9 +17,7 @@
  * @module
  */
 
-export { Cache, type BlobProgress, type CacheOptions } from "./lib/pull/cache.ts";
 export { main } from "./lib/cli/main.ts";
-export { digestOf, parseDigest, Verifier, verifyStream, type Digest } from "./lib/oci/digest.ts";
 export {
   AuthError,
   DigestMismatchError,
@@ -31,26 +30,28 @@ export {
   StoreError,
   UsageError,
 } from "./lib/errors.ts";
+export { type Digest, digestOf, parseDigest, Verifier, verifyStream } from "./lib/oci/digest.ts";
 export { parsePlatform } from "./lib/oci/platform.ts";
+export { formatReference, parseLayoutSource, parseReference, type Reference } from "./lib/oci/reference.ts";
+export { type BlobProgress, Cache, type CacheOptions } from "./lib/pull/cache.ts";
+export {
+  emptyLock,
+  type LockedReference,
+  type LockFile,
+  type LockUse,
+  lockEntry,
+  readLock,
+  writeLock,
+} from "./lib/pull/lock.ts";
 export type { PulledFile } from "./lib/pull/place.ts";
 export {
+  type PullOptions,
+  type PullResult,
   pullAllPlatforms,
   pullBlob,
   pullImage,
   pullLayout,
-  type PullOptions,
-  type PullResult,
 } from "./lib/pull/pull.ts";
-export {
-  emptyLock,
-  lockEntry,
-  readLock,
-  writeLock,
-  type LockedReference,
-  type LockFile,
-  type LockUse,
-} from "./lib/pull/lock.ts";
-export { formatReference, parseLayoutSource, parseReference, type Reference } from "./lib/oci/reference.ts";
 
 if (import.meta.main) {
   const { main } = await import("./lib/cli/main.ts");

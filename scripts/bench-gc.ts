@@ -11,8 +11,8 @@ import { mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { digestOf } from "../lib/oci/digest.ts";
+import { type IndexEntry, updateIndex } from "../lib/store/index-file.ts";
 import { takeInventory } from "../lib/store/inventory.ts";
-import { updateIndex, type IndexEntry } from "../lib/store/index-file.ts";
 import { Store } from "../lib/store/store.ts";
 
 const BLOBS = Number(Bun.argv[2] ?? 100_000);

@@ -17,8 +17,8 @@ import { randomFillSync } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pushBlob, pushManifest } from "../tests/helpers/images.ts";
 import { startContainerd } from "../tests/helpers/containerd.ts";
+import { pushBlob, pushManifest } from "../tests/helpers/images.ts";
 import { freePort, startRegistry } from "../tests/helpers/registry.ts";
 
 const arg = (name: string, fallback: number) => {

@@ -15,8 +15,8 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashFile } from "../lib/oci/digest.ts";
-import { pushBlob, pushBlobFile, pushManifest } from "../tests/helpers/images.ts";
 import { startContainerd } from "../tests/helpers/containerd.ts";
+import { pushBlob, pushBlobFile, pushManifest } from "../tests/helpers/images.ts";
 import { startRegistry } from "../tests/helpers/registry.ts";
 
 const MiB = 1024 * 1024;

@@ -99,7 +99,7 @@ console.log(`check-io: every file of lib/ is written through ${WRITER} and read 
 /** Each name a module takes from `node:fs` or `node:fs/promises`, however it takes it. */
 function fsNamesUsed(text: string): Set<string> {
   const names = new Set<string>();
-  const fs = String.raw`["'](?:node:)?fs(?:/promises)?["']`;
+  const fs = `["'](?:node:)?fs(?:/promises)?["']`;
   const named = new RegExp(String.raw`import\s*(?:type\s*)?\{([^}]*)\}\s*from\s*${fs}`, "g");
   for (const [, list] of text.matchAll(named)) for (const name of splitNames(list!)) names.add(name);
   const destructured = new RegExp(

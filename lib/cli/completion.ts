@@ -14,11 +14,11 @@
  * @module
  */
 
-import { UsageError, EXIT_CODES } from "../errors.ts";
+import { EXIT_CODES, UsageError } from "../errors.ts";
 import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 import { readIndex } from "../store/index-file.ts";
 import type { Context } from "./context.ts";
-import { COMMANDS, COMMON, OPTIONS, type CommandName } from "./options.ts";
+import { COMMANDS, COMMON, type CommandName, OPTIONS } from "./options.ts";
 
 /** The shells, and what else `completion` prints. */
 const SHELLS = { bash: bashScript, zsh: zshScript, fish: fishScript };

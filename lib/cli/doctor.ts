@@ -12,12 +12,12 @@ import { statfsSync } from "node:fs";
 import type { Config } from "../config/config.ts";
 import { AuthError, NotFoundError, RegistryError } from "../errors.ts";
 import { formatReference, type Reference } from "../oci/reference.ts";
-import { endpointsFor } from "../registry/hosts.ts";
 import { RegistryClient, type RegistryClientOptions } from "../registry/client.ts";
-import { Store } from "../store/store.ts";
-import { formatBytes } from "../units.ts";
-import { canClone, probeWritable } from "../store/writer.ts";
+import { endpointsFor } from "../registry/hosts.ts";
 import { describeFsError } from "../store/files.ts";
+import { Store } from "../store/store.ts";
+import { canClone, probeWritable } from "../store/writer.ts";
+import { formatBytes } from "../units.ts";
 
 /** One finding. */
 export interface Check {
@@ -39,15 +39,15 @@ const LOW_SPACE_BYTES = 1024 ** 3;
 
 /** Names of common file systems by `statfs` type. */
 const FILE_SYSTEMS: Record<number, string> = {
-  0xef53: "ext4",
-  0x58465342: "xfs",
-  0x9123683e: "btrfs",
-  0x01021994: "tmpfs",
-  0x794c7630: "overlayfs",
-  0x2fc12fc1: "zfs",
-  0x6969: "nfs",
-  0x65735546: "fuse",
-  0xf2f52010: "f2fs",
+  61267: "ext4",
+  1481003842: "xfs",
+  2435016766: "btrfs",
+  16914836: "tmpfs",
+  2035054128: "overlayfs",
+  801189825: "zfs",
+  26985: "nfs",
+  1702057286: "fuse",
+  4076150800: "f2fs",
 };
 
 /**

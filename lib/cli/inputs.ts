@@ -8,7 +8,7 @@
  */
 
 import { UsageError } from "../errors.ts";
-import { parseLayoutSource, parseReference, type LayoutSource, type Reference } from "../oci/reference.ts";
+import { type LayoutSource, parseLayoutSource, parseReference, type Reference } from "../oci/reference.ts";
 
 /** A parsed input: a layout read in place, or a registry reference. */
 export type Input = { layout: LayoutSource } | { ref: Reference };

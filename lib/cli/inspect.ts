@@ -5,12 +5,12 @@
  * @module
  */
 
-import { one, openCache, type Context } from "./context.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
-import { formatBytes } from "../units.ts";
 import { formatPlatform } from "../oci/platform.ts";
+import { type Inspection, inspectImage, listRepositoryTags } from "../pull/inspect.ts";
+import { formatBytes } from "../units.ts";
+import { type Context, one, openCache } from "./context.ts";
 import { parseRegistryInput } from "./inputs.ts";
-import { inspectImage, listRepositoryTags, type Inspection } from "../pull/inspect.ts";
 import { ellipsis, escapeControl, fitReference, terminalWidth } from "./text.ts";
 
 /** The commands of this module, by name. */

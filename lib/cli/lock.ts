@@ -10,16 +10,16 @@
 import { existsSync } from "node:fs";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import type { Digest } from "../oci/digest.ts";
+import { type PlatformWant, parsePlatform } from "../oci/platform.ts";
 import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
 import type { Cache } from "../pull/cache.ts";
-import { DEFAULT_LOCK_FILE, emptyLock, lockEntry, readLock, writeLock, type LockFile } from "../pull/lock.ts";
+import { DEFAULT_LOCK_FILE, emptyLock, type LockFile, lockEntry, readLock, writeLock } from "../pull/lock.ts";
 import { pullAllPlatforms, pullImage } from "../pull/pull.ts";
-import { parsePlatform, type PlatformWant } from "../oci/platform.ts";
-import { openCache, type Context } from "./context.ts";
+import { lookupEntry } from "../store/lookup.ts";
+import { type Context, openCache } from "./context.ts";
+import { parseRegistryInput } from "./inputs.ts";
 import { withCache } from "./pull.ts";
 import { escapeControl, plural } from "./text.ts";
-import { parseRegistryInput } from "./inputs.ts";
-import { lookupEntry } from "../store/lookup.ts";
 
 /** Run `lock`. */
 export async function runLock(context: Context): Promise<number> {

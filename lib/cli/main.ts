@@ -13,7 +13,7 @@ import pkg from "../../package.json" with { type: "json" };
 import { EXIT_CODES, OcicacheError, UsageError } from "../errors.ts";
 import { parseArguments } from "./args.ts";
 import type { Context } from "./context.ts";
-import { commandNamed, commandUsage, foreignOption, OPTIONS, usage, type CommandName } from "./options.ts";
+import { type CommandName, commandNamed, commandUsage, foreignOption, OPTIONS, usage } from "./options.ts";
 import { escapeControl, isTerminal } from "./text.ts";
 
 /**

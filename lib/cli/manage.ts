@@ -5,33 +5,33 @@
  * @module
  */
 
-import { HOST_RE } from "../oci/host.ts";
-import type { Reference } from "../oci/reference.ts";
-import { lexists } from "../store/files.ts";
-import { parseRegistryInput } from "./inputs.ts";
-import { pruneCache } from "../store/cleanup.ts";
-import { registryOptions, type Context } from "./context.ts";
-import { runDoctor } from "./doctor.ts";
 import { configFileFor } from "../config/config.ts";
-import { isDigest } from "../oci/digest.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
-import { takeInventory } from "../store/inventory.ts";
+import { isDigest } from "../oci/digest.ts";
+import { HOST_RE } from "../oci/host.ts";
+import { formatPlatform } from "../oci/platform.ts";
+import type { Reference } from "../oci/reference.ts";
 import { formatReference, parseReference } from "../oci/reference.ts";
-import { pruneAll, removeTargets, type RemovalResult, type RemovalTarget } from "../store/remove.ts";
+import { pruneCache } from "../store/cleanup.ts";
+import { lexists } from "../store/files.ts";
+import { takeInventory } from "../store/inventory.ts";
+import { pruneAll, type RemovalResult, type RemovalTarget, removeTargets } from "../store/remove.ts";
 import {
   blobRows,
   cacheStats,
   cleanupJson,
+  type ReferenceRow,
   referenceRows,
   removalJson,
   verifyJson,
-  type ReferenceRow,
 } from "../store/report.ts";
-import { formatPlatform } from "../oci/platform.ts";
 import { Store } from "../store/store.ts";
-import { ellipsis, escapeControl, fitReference, terminalWidth } from "./text.ts";
-import { formatBytes, formatDuration } from "../units.ts";
 import { verifyCache } from "../store/verify.ts";
+import { formatBytes, formatDuration } from "../units.ts";
+import { type Context, registryOptions } from "./context.ts";
+import { runDoctor } from "./doctor.ts";
+import { parseRegistryInput } from "./inputs.ts";
+import { ellipsis, escapeControl, fitReference, terminalWidth } from "./text.ts";
 
 /** The commands of this module, by name. */
 export const MANAGE_COMMANDS = {

@@ -7,8 +7,8 @@
  * @module
  */
 
-import type { OptionSpec, ParsedValues } from "./args.ts";
 import { settingOptions } from "../config/settings.ts";
+import type { OptionSpec, ParsedValues } from "./args.ts";
 
 /** One option: how it parses, and its help line. */
 interface OptionDoc extends OptionSpec {

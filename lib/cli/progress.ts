@@ -93,8 +93,11 @@ export class Progress {
       quarter: before?.quarter ?? 0,
     };
     this.#blobs.set(progress.digest, blob);
-    if (this.#sink.mode === "log") return this.#log(before, blob, now);
-    if (this.#sink.mode === "json") return this.#json(before, blob, now);
+    if (this.#sink.mode !== "terminal") {
+      if (this.#sink.mode === "log") this.#log(before, blob, now);
+      else this.#json(before, blob, now);
+      return;
+    }
     if (now - this.#lastDraw < REDRAW_MS && progress.received < progress.total) return;
     this.#lastDraw = now;
     this.#sink.write(`\r\x1b[2K${this.line(now)}`);

@@ -6,26 +6,26 @@
  */
 
 import { writeSync } from "node:fs";
-import type { Cache, CacheOptions } from "../pull/cache.ts";
-import { one, openCache, type Context } from "./context.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
-import { Progress, type ProgressMode, type ProgressSink } from "./progress.ts";
-import { escapeControl, isTerminal } from "./text.ts";
+import type { Role } from "../oci/names.ts";
 import { formatPlatform, parsePlatform } from "../oci/platform.ts";
+import { fileBody } from "../oci/read.ts";
+import { parseLayoutSource, parseReference, type Reference } from "../oci/reference.ts";
+import type { Cache, CacheOptions } from "../pull/cache.ts";
+import { DEFAULT_LOCK_FILE, type LockUse, readLock } from "../pull/lock.ts";
 import {
+  type PullOptions,
+  type PullResult,
   pullAllPlatforms,
   pullBlob,
   pullImage,
   pullJson,
   pullLayout,
-  type PullOptions,
-  type PullResult,
 } from "../pull/pull.ts";
-import { parseLayoutSource, parseReference, type Reference } from "../oci/reference.ts";
-import { parseInput, type Input } from "./inputs.ts";
-import type { Role } from "../oci/names.ts";
-import { fileBody } from "../oci/read.ts";
-import { DEFAULT_LOCK_FILE, readLock, type LockUse } from "../pull/lock.ts";
+import { type Context, one, openCache } from "./context.ts";
+import { type Input, parseInput } from "./inputs.ts";
+import { Progress, type ProgressMode, type ProgressSink } from "./progress.ts";
+import { escapeControl, isTerminal } from "./text.ts";
 
 /** The commands of this module, by name. */
 export const PULL_COMMANDS = { pull: runPull, path: runPath, cat: runCat };
@@ -194,7 +194,10 @@ export async function withCache<T extends { hit: boolean }>(
   const mode = progressMode(context);
   // Made on the first progress, a miss: a hit never asks whether stderr is a terminal.
   let progress: Progress | undefined;
-  const shown = () => (mode === undefined ? undefined : (progress ??= new Progress(label, stderrSink(mode))));
+  const shown = () => {
+    if (mode !== undefined) progress ??= new Progress(label, stderrSink(mode));
+    return progress;
+  };
   const cache = openCache(context, {
     refresh: flags.refresh === true,
     verify: flags.verify === true,

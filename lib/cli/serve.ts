@@ -13,17 +13,17 @@
 
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { openCache, type Context } from "./context.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import { configDir } from "../home.ts";
-import { readHtpasswd } from "../server/htpasswd.ts";
 import { isLoopback } from "../oci/host.ts";
-import { Metrics } from "../server/metrics.ts";
-import { writeFileAtomic } from "../store/writer.ts";
 import { createAdminApp } from "../server/app.ts";
-import { listenHttp, type Listener } from "../server/listener.ts";
+import { readHtpasswd } from "../server/htpasswd.ts";
+import { type Listener, listenHttp } from "../server/listener.ts";
+import { Metrics } from "../server/metrics.ts";
 import { Upkeep } from "../server/upkeep.ts";
+import { writeFileAtomic } from "../store/writer.ts";
 import { formatBytes } from "../units.ts";
+import { type Context, openCache } from "./context.ts";
 
 /**
  * Run the server until SIGTERM or SIGINT.

@@ -21,6 +21,7 @@ export function escapeControl(text: string): string {
   return text.replace(CONTROL_RE, (char) => `\\x${char.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
 const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/g;
 
 /** `text` cut to `width` characters, its last one `…` when it was longer. */

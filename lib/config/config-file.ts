@@ -8,14 +8,14 @@
  * @module
  */
 
-import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
-import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
 import { HOST_RE, type MirrorSettings, type RegistrySettings } from "../oci/host.ts";
-import { KEYS, REGISTRIES_MEANING } from "./settings.ts";
-import { describeSyntaxError } from "./json-position.ts";
+import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
+import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { closest } from "../suggest.ts";
+import { describeSyntaxError } from "./json-position.ts";
+import { KEYS, REGISTRIES_MEANING } from "./settings.ts";
 
 const text = z.string().min(1);
 const HOST = z.string().regex(HOST_RE, "expected a registry host such as registry.example:5000");

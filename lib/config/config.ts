@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { UsageError } from "../errors.ts";
 import { configDir, homeDir } from "../home.ts";
 import type { MirrorSettings, RegistrySettings } from "../oci/host.ts";
-import { KEYS, settingDefaults, type Setting, type SettingKey, type SettingValues } from "./settings.ts";
+import { KEYS, type Setting, type SettingKey, type SettingValues, settingDefaults } from "./settings.ts";
 
 /**
  * Every setting, resolved: each setting's field of the table in `settings.ts`, in the units its parser gives

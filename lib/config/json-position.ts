@@ -46,8 +46,14 @@ class Scanner {
   value(): void {
     this.space();
     const char = this.#text[this.at];
-    if (char === "{" || char === "[") return this.#container(char === "{");
-    if (char === '"') return this.#string();
+    if (char === "{" || char === "[") {
+      this.#container(char === "{");
+      return;
+    }
+    if (char === '"') {
+      this.#string();
+      return;
+    }
     const literal = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null/y;
     literal.lastIndex = this.at;
     if (literal.exec(this.#text) === null)
@@ -59,7 +65,10 @@ class Scanner {
     const close = object ? "}" : "]";
     this.at++;
     this.space();
-    if (this.#text[this.at] === close) return void this.at++;
+    if (this.#text[this.at] === close) {
+      this.at++;
+      return;
+    }
     for (;;) {
       if (object) {
         this.space();
@@ -69,7 +78,10 @@ class Scanner {
       }
       this.value();
       this.space();
-      if (this.#text[this.at] !== ",") return this.#expect(close, `"," or "${close}"`);
+      if (this.#text[this.at] !== ",") {
+        this.#expect(close, `"," or "${close}"`);
+        return;
+      }
       this.at++;
     }
   }

@@ -55,6 +55,7 @@ export const KEYS = {
     env: "OCICACHE_DIR",
     parse: (v: string) => v,
     default: undefined,
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the shell's notation, as the docs print it
     defaultDoc: "`${XDG_CACHE_HOME:-~/.cache}/ocicache`",
     meaning: "the cache directory",
   },

@@ -6,8 +6,8 @@
  */
 
 import { closeSync } from "node:fs";
-import { openRegular, readAt } from "./read.ts";
 import { DigestMismatchError, SizeMismatchError, UsageError } from "../errors.ts";
+import { openRegular, readAt } from "./read.ts";
 
 /** A validated `sha256:<64 lowercase hex>` digest. */
 export type Digest = string & { readonly __digest: unique symbol };

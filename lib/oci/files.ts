@@ -11,10 +11,10 @@ import type { Descriptor, Manifest } from "./manifest.ts";
 import {
   COMPRESSED_TAR_MEDIA_TYPES,
   PATH_ANNOTATIONS,
+  type Role,
   STANDALONE_MEDIA_TYPES,
   TAR_MEDIA_TYPES,
   WELL_KNOWN_PATHS,
-  type Role,
 } from "./names.ts";
 
 export type { Role };

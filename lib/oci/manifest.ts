@@ -7,7 +7,7 @@
  */
 
 import { IntegrityError } from "../errors.ts";
-import { isDigest, type Digest } from "./digest.ts";
+import { type Digest, isDigest } from "./digest.ts";
 import { MAX_BLOB_BYTES } from "./limits.ts";
 import { IMAGE_MEDIA_TYPES, INDEX_MEDIA_TYPES, OCI_INDEX, OCI_MANIFEST } from "./names.ts";
 

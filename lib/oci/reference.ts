@@ -6,8 +6,8 @@
  * @module
  */
 
-import { parseDigest, type Digest } from "./digest.ts";
 import { UsageError } from "../errors.ts";
+import { type Digest, parseDigest } from "./digest.ts";
 import { canonicalRegistry, DOCKER_HUB } from "./host.ts";
 
 /** A parsed, normalised reference to an image in a remote registry. */

@@ -10,8 +10,8 @@
  */
 
 import { closeSync } from "node:fs";
-import { openRegular, readAt } from "./read.ts";
 import { IntegrityError, NotFoundError } from "../errors.ts";
+import { openRegular, readAt } from "./read.ts";
 
 /** Where a member's content lies in the tar file. */
 export interface TarRange {

@@ -10,12 +10,12 @@
  */
 
 import { closeSync } from "node:fs";
-import { Verifier, type Digest, type Expected } from "../oci/digest.ts";
-import type { BlobResult } from "./download.ts";
 import { IntegrityError, StoreError } from "../errors.ts";
+import { type Digest, type Expected, Verifier } from "../oci/digest.ts";
+import { openRegular, readAt } from "../oci/read.ts";
 import { partialPath } from "../store/paths.ts";
 import type { Store } from "../store/store.ts";
-import { openRegular, readAt } from "../oci/read.ts";
+import type { BlobResult } from "./download.ts";
 
 /** Where the chunks of a body come from; `null` is the end. */
 export interface ChunkSource {

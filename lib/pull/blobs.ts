@@ -6,14 +6,14 @@
  * @module
  */
 
-import type { Cache } from "./cache.ts";
-import { hashFile, type Digest } from "../oci/digest.ts";
-import type { BlobResult, DownloadTee } from "./download.ts";
 import { IntegrityError, NotFoundError } from "../errors.ts";
+import { type Digest, hashFile } from "../oci/digest.ts";
 import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LOCK_TIMEOUT_MS } from "../oci/limits.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { formatReference, type Reference } from "../oci/reference.ts";
 import type { BlobResponse } from "../registry/client.ts";
+import type { Cache } from "./cache.ts";
+import type { BlobResult, DownloadTee } from "./download.ts";
 
 /** Options of `fetchBlob` and `fetchBlobByDigest`. */
 export interface FetchBlobOptions {

@@ -6,20 +6,20 @@
  * @module
  */
 
-import { digestOf, type Digest } from "../oci/digest.ts";
-import type { BlobResult } from "./download.ts";
 import { IntegrityError, NotFoundError, RegistryError } from "../errors.ts";
-import type { Descriptor } from "../oci/manifest.ts";
+import { type Digest, digestOf } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
-import { updateIndex, upsertEntry, type IndexEntry } from "../store/index-file.ts";
-import { lookupReference } from "../store/lookup.ts";
+import type { Descriptor } from "../oci/manifest.ts";
+import { CHECKED_ANNOTATION, REF_NAME_ANNOTATION } from "../oci/names.ts";
 import { formatReference, type Reference } from "../oci/reference.ts";
 import type { RegistryClient, RegistryClientOptions } from "../registry/client.ts";
+import { describeFsError } from "../store/files.ts";
+import { type IndexEntry, updateIndex, upsertEntry } from "../store/index-file.ts";
+import { lookupReference } from "../store/lookup.ts";
 import { Store } from "../store/store.ts";
 import { probeWritable, type WriteResult } from "../store/writer.ts";
 import { formatBytes } from "../units.ts";
-import { CHECKED_ANNOTATION, REF_NAME_ANNOTATION } from "../oci/names.ts";
-import { describeFsError } from "../store/files.ts";
+import type { BlobResult } from "./download.ts";
 import { MANIFEST_MEMORY_BYTES, ManifestMemory } from "./manifest-memory.ts";
 
 /** Distinct warnings remembered, so that each is said once; past it the memory starts over. */
@@ -197,7 +197,7 @@ export class Cache {
       }
     }
     if (this.options.offline) throw new NotFoundError(`Cannot resolve "${name}" offline: it is not in the cache`);
-    let fetched;
+    let fetched: Awaited<ReturnType<RegistryClient["getManifest"]>>;
     try {
       fetched = await (await this.client()).getManifest(ref, ref.tag!);
     } catch (error) {

@@ -8,18 +8,18 @@
  */
 
 import { lstatSync } from "node:fs";
-import { digestHex, Verifier, type Expected } from "../oci/digest.ts";
 import { IntegrityError, StoreError } from "../errors.ts";
+import { digestHex, type Expected, Verifier } from "../oci/digest.ts";
 import type { Descriptor } from "../oci/manifest.ts";
-import { isStale, lockOwner, tryLock, type Lock } from "../store/lock.ts";
-import { downloadLockPath, partialPath, tempBeside, tempPath } from "../store/paths.ts";
+import { readRange } from "../oci/read.ts";
 import type { Reference } from "../oci/reference.ts";
+import { type BodyLimits, readBody } from "../registry/body.ts";
 import type { BlobResponse, RegistryClient } from "../registry/client.ts";
+import { describeFsError, lexists } from "../store/files.ts";
+import { isStale, type Lock, lockOwner, tryLock } from "../store/lock.ts";
+import { downloadLockPath, partialPath, tempBeside, tempPath } from "../store/paths.ts";
 import type { Store } from "../store/store.ts";
 import { BlobWriter } from "../store/writer.ts";
-import { type BodyLimits, readBody } from "../registry/body.ts";
-import { describeFsError, lexists } from "../store/files.ts";
-import { readRange } from "../oci/read.ts";
 
 /** Where a verified blob is, and whether this call fetched it. */
 export interface BlobResult {

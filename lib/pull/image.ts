@@ -7,10 +7,10 @@
  */
 
 import { IntegrityError, NotFoundError } from "../errors.ts";
-import { selectImageFiles, type ImageFile } from "../oci/files.ts";
-import { parseManifest, type Descriptor, type Manifest } from "../oci/manifest.ts";
+import { type ImageFile, selectImageFiles } from "../oci/files.ts";
+import { type Descriptor, type Manifest, parseManifest } from "../oci/manifest.ts";
 import type { Role } from "../oci/names.ts";
-import { describe, formatPlatform, selectManifest, type PlatformWant } from "../oci/platform.ts";
+import { describe, formatPlatform, type PlatformWant, selectManifest } from "../oci/platform.ts";
 import type { ImageSource, SourceManifest } from "./source.ts";
 
 /** What to choose from an image. */

@@ -7,18 +7,18 @@
  * @module
  */
 
-import { MAX_MANIFEST_REQUESTS } from "../oci/limits.ts";
-import { mapLimit } from "./map-limit.ts";
-import type { Digest } from "../oci/digest.ts";
 import { NotFoundError, RegistryError } from "../errors.ts";
+import type { Digest } from "../oci/digest.ts";
 import { findImageFiles } from "../oci/files.ts";
-import { defaultMediaType, parseManifest, type Descriptor } from "../oci/manifest.ts";
+import { MAX_MANIFEST_REQUESTS } from "../oci/limits.ts";
+import { type Descriptor, defaultMediaType, parseManifest } from "../oci/manifest.ts";
 import type { Role } from "../oci/names.ts";
 import { describe, type PlatformWant } from "../oci/platform.ts";
 import type { Reference } from "../oci/reference.ts";
-import { cachedTags, parseDerived, type DerivedFile } from "../store/index-file.ts";
+import { cachedTags, type DerivedFile, parseDerived } from "../store/index-file.ts";
 import type { Cache } from "./cache.ts";
-import { registrySource, type ImageSource } from "./source.ts";
+import { mapLimit } from "./map-limit.ts";
+import { type ImageSource, registrySource, type SourceManifest } from "./source.ts";
 
 /** One file of a manifest. */
 export interface InspectedFile {
@@ -86,7 +86,7 @@ async function inspectManifest(
   platform: PlatformWant | undefined,
 ): Promise<InspectedManifest> {
   const head = { digest: descriptor.digest, ...(platform !== undefined && { platform }) };
-  let fetched;
+  let fetched: SourceManifest;
   try {
     fetched = await source.manifest(descriptor);
   } catch (error) {

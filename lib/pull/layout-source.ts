@@ -11,10 +11,10 @@
 import { lstatSync } from "node:fs";
 import { IntegrityError, NotFoundError } from "../errors.ts";
 import { digestOf, hashFile } from "../oci/digest.ts";
-import type { Descriptor } from "../oci/manifest.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
-import { describeReadError, readFileBounded } from "../oci/read.ts";
+import type { Descriptor } from "../oci/manifest.ts";
 import { REF_NAME_ANNOTATION } from "../oci/names.ts";
+import { describeReadError, readFileBounded } from "../oci/read.ts";
 import type { LayoutSource } from "../oci/reference.ts";
 import { readIndex } from "../store/index-file.ts";
 import { blobPath } from "../store/paths.ts";

@@ -8,14 +8,14 @@
  * @module
  */
 
-import { isDigest, type Digest } from "../oci/digest.ts";
 import { NotFoundError, UsageError } from "../errors.ts";
-import type { Role } from "../oci/names.ts";
-import type { PlatformWant } from "../oci/platform.ts";
-import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
+import { type Digest, isDigest } from "../oci/digest.ts";
 import { isImageFileName } from "../oci/files.ts";
 import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
+import type { Role } from "../oci/names.ts";
+import type { PlatformWant } from "../oci/platform.ts";
 import { describeReadError, readFileBounded } from "../oci/read.ts";
+import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
 import { writeFileAtomic } from "../store/writer.ts";
 
 /** The lock file's name when none is given. */

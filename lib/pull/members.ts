@@ -9,10 +9,10 @@
  */
 
 import { IntegrityError, StoreError } from "../errors.ts";
-import { extractTarMembers } from "../oci/tar.ts";
-import { decompressedStream } from "../oci/read.ts";
 import type { Digest } from "../oci/digest.ts";
 import type { ImageFile } from "../oci/files.ts";
+import { decompressedStream } from "../oci/read.ts";
+import { extractTarMembers } from "../oci/tar.ts";
 import type { DerivedFile } from "../store/index-file.ts";
 import { tempPath } from "../store/paths.ts";
 import type { Store } from "../store/store.ts";

@@ -8,12 +8,12 @@
 
 import { lstatSync, mkdirSync, statfsSync, statSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
-import type { Digest } from "../oci/digest.ts";
 import { StoreError } from "../errors.ts";
-import { tempBeside } from "../store/paths.ts";
-import { BlobWriter, copyFileAtomic } from "../store/writer.ts";
+import type { Digest } from "../oci/digest.ts";
 import { readRange } from "../oci/read.ts";
 import { describeFsError } from "../store/files.ts";
+import { tempBeside } from "../store/paths.ts";
+import { BlobWriter, copyFileAtomic } from "../store/writer.ts";
 
 /** How a file is placed. */
 export interface PlaceOptions {

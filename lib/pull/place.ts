@@ -9,18 +9,18 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { NotFoundError, StoreError } from "../errors.ts";
-import { digestHex, hashFile, type Digest } from "../oci/digest.ts";
-import { layersOf, type ImageFile } from "../oci/files.ts";
+import { type Digest, digestHex, hashFile } from "../oci/digest.ts";
+import { type ImageFile, layersOf } from "../oci/files.ts";
 import type { Role } from "../oci/names.ts";
 import { findTarMember } from "../oci/tar.ts";
-import type { DerivedFile } from "../store/index-file.ts";
-import type { BlobResult, Cache } from "./cache.ts";
-import { OutputTee, placeFile, placeRange, removeQuietly, sameInode, teeWorthIt } from "./output.ts";
-import { holdsAlready, rememberOutput } from "../store/outputs.ts";
-import type { ImageSource } from "./source.ts";
-import { takeOutCompressedFiles } from "./members.ts";
 import { describeFsError } from "../store/files.ts";
+import type { DerivedFile } from "../store/index-file.ts";
+import { holdsAlready, rememberOutput } from "../store/outputs.ts";
+import type { BlobResult, Cache } from "./cache.ts";
 import { mapLimit } from "./map-limit.ts";
+import { takeOutCompressedFiles } from "./members.ts";
+import { OutputTee, placeFile, placeRange, removeQuietly, sameInode, teeWorthIt } from "./output.ts";
+import type { ImageSource } from "./source.ts";
 
 /** Where files go. */
 export interface PlaceOptions {

@@ -11,14 +11,14 @@
 
 import { join } from "node:path";
 import type { Digest } from "../oci/digest.ts";
-import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
-import { defaultMediaType, type Descriptor } from "../oci/manifest.ts";
-import { DERIVED_ANNOTATION, type Role } from "../oci/names.ts";
 import { layersOf } from "../oci/files.ts";
-import { hostArchitecture, platformDirName, type PlatformWant } from "../oci/platform.ts";
+import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
+import { type Descriptor, defaultMediaType } from "../oci/manifest.ts";
+import { DERIVED_ANNOTATION, type Role } from "../oci/names.ts";
+import { hostArchitecture, type PlatformWant, platformDirName } from "../oci/platform.ts";
 import type { LayoutSource, Reference } from "../oci/reference.ts";
 import { parseDerived } from "../store/index-file.ts";
-import { rememberedImage, rememberImage, type RememberedImage } from "../store/lookup.ts";
+import { type RememberedImage, rememberedImage, rememberImage } from "../store/lookup.ts";
 import type { BlobResult, Cache, Resolved } from "./cache.ts";
 import type { ImageChoice, ResolvedImage } from "./image.ts";
 import { applyLock, type LockUse } from "./lock.ts";

@@ -7,11 +7,11 @@
  * @module
  */
 
-import type { Credentials } from "./credentials.ts";
 import { AuthError, RegistryError } from "../errors.ts";
 import { DEFAULT_IDLE_TIMEOUT_MS, MAX_CHALLENGE_BYTES } from "../oci/limits.ts";
-import { sendRequest, type TransportOptions } from "./transport.ts";
 import { readBounded } from "./body.ts";
+import type { Credentials } from "./credentials.ts";
+import { sendRequest, type TransportOptions } from "./transport.ts";
 
 /** Where a challenge came from and what may answer it. */
 export interface ChallengeContext {

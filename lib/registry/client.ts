@@ -8,9 +8,6 @@
  * @module
  */
 
-import { findCredentials, type Credentials } from "./credentials.ts";
-import { answerChallenge } from "./challenge.ts";
-import { digestOf, isDigest, type Digest } from "../oci/digest.ts";
 import {
   AuthError,
   DigestMismatchError,
@@ -19,8 +16,7 @@ import {
   RegistryError,
   type RegistryErrorDetail,
 } from "../errors.ts";
-import { endpointsFor, type Capability, type Endpoint, type HostsConfig } from "./hosts.ts";
-import { formatReference, TAG_RE, type Reference } from "../oci/reference.ts";
+import { type Digest, digestOf, isDigest } from "../oci/digest.ts";
 import {
   DEFAULT_IDLE_TIMEOUT_MS,
   MAX_BLOB_BYTES,
@@ -28,9 +24,13 @@ import {
   MAX_TAG_LIST_BYTES,
   MAX_TAGS,
 } from "../oci/limits.ts";
-import { isSameOrigin, sendRequest, type TransportOptions } from "./transport.ts";
 import { MANIFEST_MEDIA_TYPES } from "../oci/names.ts";
+import { formatReference, type Reference, TAG_RE } from "../oci/reference.ts";
 import { type BodyLimits, readBounded } from "./body.ts";
+import { answerChallenge } from "./challenge.ts";
+import { type Credentials, findCredentials } from "./credentials.ts";
+import { type Capability, type Endpoint, endpointsFor, type HostsConfig } from "./hosts.ts";
+import { isSameOrigin, sendRequest, type TransportOptions } from "./transport.ts";
 
 /** Options of a registry client. */
 export interface RegistryClientOptions extends TransportOptions, HostsConfig {
@@ -176,7 +176,7 @@ export class RegistryClient {
         );
         const digest = digestOf(bytes);
         const claimed = isDigest(tagOrDigest) ? tagOrDigest : response.headers.get("docker-content-digest");
-        if (claimed !== null && claimed.startsWith("sha256:") && claimed !== digest) {
+        if (claimed?.startsWith("sha256:") && claimed !== digest) {
           throw new DigestMismatchError(claimed, digest, `manifest of "${formatReference(ref)}"`);
         }
         const mediaType = (response.headers.get("content-type") ?? "").split(";")[0]!.trim();

@@ -8,12 +8,12 @@
  * @module
  */
 
+import { join } from "node:path";
+import { isErrno, UsageError } from "../errors.ts";
+import { homeDir } from "../home.ts";
+import { canonicalRegistry, DOCKER_HUB } from "../oci/host.ts";
 import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
 import { describeReadError, readFileBounded } from "../oci/read.ts";
-import { join } from "node:path";
-import { homeDir } from "../home.ts";
-import { isErrno, UsageError } from "../errors.ts";
-import { canonicalRegistry, DOCKER_HUB } from "../oci/host.ts";
 
 /** A username and password (or token) for one registry. */
 export interface Credentials {
@@ -77,7 +77,7 @@ function askHelper(helper: string, host: string, env: Record<string, string | un
     throw new UsageError(`Cannot use the credential helper "${helper.slice(0, 40)}": not a helper name`);
   const program = `docker-credential-${helper}`;
   const server = host === DOCKER_HUB ? "https://index.docker.io/v1/" : host;
-  let result;
+  let result: ReturnType<typeof Bun.spawnSync>;
   try {
     result = Bun.spawnSync([program, "get"], {
       stdin: new TextEncoder().encode(server),
@@ -90,7 +90,7 @@ function askHelper(helper: string, host: string, env: Record<string, string | un
   }
   if (result.exitCode !== 0) return undefined;
   try {
-    const answer = JSON.parse(result.stdout.toString()) as { Username?: unknown; Secret?: unknown };
+    const answer = JSON.parse(String(result.stdout ?? "")) as { Username?: unknown; Secret?: unknown };
     if (typeof answer.Username === "string" && typeof answer.Secret === "string" && answer.Secret !== "") {
       return { username: answer.Username, password: answer.Secret };
     }

@@ -8,18 +8,18 @@
  * @module
  */
 
-import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
-import { describeReadError, readFileBounded } from "../oci/read.ts";
-import type { Credentials } from "./credentials.ts";
 import { UsageError } from "../errors.ts";
 import {
   apiHost,
-  isLoopback,
   type Capability,
   type HostSettings,
+  isLoopback,
   type MirrorSettings,
   type RegistrySettings,
 } from "../oci/host.ts";
+import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
+import { describeReadError, readFileBounded } from "../oci/read.ts";
+import type { Credentials } from "./credentials.ts";
 
 export type { Capability, MirrorSettings, RegistrySettings };
 

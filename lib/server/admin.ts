@@ -11,7 +11,7 @@ import { bearerAuth } from "hono/bearer-auth";
 import { z } from "zod";
 import type { Config } from "../config/config.ts";
 import { UsageError } from "../errors.ts";
-import { isDigest, type Digest } from "../oci/digest.ts";
+import { type Digest, isDigest } from "../oci/digest.ts";
 import { parsePlatform } from "../oci/platform.ts";
 import { formatReference, parseReference } from "../oci/reference.ts";
 import type { Cache } from "../pull/cache.ts";

@@ -7,9 +7,9 @@
  * @module
  */
 
+import { UsageError } from "../errors.ts";
 import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
 import { describeReadError, readFileBounded } from "../oci/read.ts";
-import { UsageError } from "../errors.ts";
 
 /** Users and their bcrypt hashes. */
 export type Htpasswd = Map<string, string>;

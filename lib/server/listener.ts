@@ -10,8 +10,8 @@
  * @module
  */
 
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { closeSync } from "node:fs";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import { fileStream, openRegular, readAt } from "../oci/read.ts";
 

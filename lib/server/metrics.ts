@@ -157,11 +157,10 @@ export class Metrics {
       lines.push(`ocicache_upstream_errors_total{kind="${kind}"} ${count}`);
     head("http_request_duration_seconds", "histogram", "Time until the answer of a request was ready, by route class.");
     for (const [route, histogram] of [...this.#durations].sort()) {
-      DURATION_BUCKETS.forEach((bound, i) =>
+      for (const [i, bound] of DURATION_BUCKETS.entries())
         lines.push(
           `ocicache_http_request_duration_seconds_bucket{route="${route}",le="${bound}"} ${histogram.buckets[i]}`,
-        ),
-      );
+        );
       lines.push(`ocicache_http_request_duration_seconds_bucket{route="${route}",le="+Inf"} ${histogram.count}`);
       lines.push(`ocicache_http_request_duration_seconds_sum{route="${route}"} ${histogram.sum}`);
       lines.push(`ocicache_http_request_duration_seconds_count{route="${route}"} ${histogram.count}`);

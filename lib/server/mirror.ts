@@ -10,18 +10,18 @@
 
 import { type Context, Hono } from "hono";
 import { NotFoundError, OcicacheError, UsageError } from "../errors.ts";
-import { isDigest, type Digest } from "../oci/digest.ts";
-import { defaultMediaType, parseManifest } from "../oci/manifest.ts";
+import { type Digest, isDigest } from "../oci/digest.ts";
+import { defaultMediaType, type Manifest, parseManifest } from "../oci/manifest.ts";
 import { parseReference, type Reference } from "../oci/reference.ts";
 import { pullBlob } from "../pull/pull.ts";
 import { API_HEADER, listResponse, mirrorError, registryError } from "./answers.ts";
+import { FileResponse } from "./listener.ts";
 import type { MirrorDeps } from "./mirror-deps.ts";
-import { streamMiss, streamUncached, type Downloads } from "./misses.ts";
+import { type Downloads, streamMiss, streamUncached } from "./misses.ts";
 import { parseRange } from "./range.ts";
 import { Slots } from "./slots.ts";
 import { cachedRepositories, paginate, TagMemory } from "./tags.ts";
 import { verifyCached } from "./verified.ts";
-import { FileResponse } from "./listener.ts";
 
 const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/;
 const TAGS_RE = /^\/v2\/(.+)\/tags\/list$/;
@@ -86,7 +86,7 @@ async function serveManifest(c: Context, deps: MirrorDeps, name: string, referen
   const ref = toReference(deps.upstream, name, reference);
   const resolved = await deps.cache.resolve(ref);
   const { bytes } = await deps.cache.manifestBytes(ref, resolved.digest);
-  let manifest;
+  let manifest: Manifest;
   try {
     manifest = parseManifest(bytes, "", resolved.name);
   } catch {

@@ -10,7 +10,7 @@ import { RegistryError } from "../errors.ts";
 import type { Digest } from "../oci/digest.ts";
 import { MAX_BLOB_BYTES } from "../oci/limits.ts";
 import type { Reference } from "../oci/reference.ts";
-import { growingSource, verifiedStream, type StreamHooks } from "../pull/blob-stream.ts";
+import { growingSource, type StreamHooks, verifiedStream } from "../pull/blob-stream.ts";
 import { fetchBlob } from "../pull/blobs.ts";
 import type { BlobResult, Cache } from "../pull/cache.ts";
 import type { BlobResponse } from "../registry/client.ts";

@@ -8,8 +8,8 @@
 
 import { html } from "hono/html";
 import type { HtmlEscapedString } from "hono/utils/html";
-import { formatBytes } from "../units.ts";
 import type { CacheStats, ReferenceRow } from "../store/report.ts";
+import { formatBytes } from "../units.ts";
 import type { Metrics } from "./metrics.ts";
 
 /** What the page shows. */

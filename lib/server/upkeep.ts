@@ -8,7 +8,7 @@
  */
 
 import type { Cache, CacheEvent } from "../pull/cache.ts";
-import { autoClean, cleanUnlessCleaning, type CleanupPolicy, type CleanupReport } from "../store/cleanup.ts";
+import { autoClean, type CleanupPolicy, type CleanupReport, cleanUnlessCleaning } from "../store/cleanup.ts";
 import { takeInventory } from "../store/inventory.ts";
 
 /** The least time between two cleanups started because the cache may be over `maxSize`. */

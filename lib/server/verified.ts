@@ -7,7 +7,7 @@
  */
 
 import { lstatSync } from "node:fs";
-import { hashFileAsync, type Digest } from "../oci/digest.ts";
+import { type Digest, hashFileAsync } from "../oci/digest.ts";
 import type { MirrorDeps } from "./mirror-deps.ts";
 
 /**

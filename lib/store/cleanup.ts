@@ -10,15 +10,15 @@
 
 import { lstatSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
-import { isDigest, type Digest } from "../oci/digest.ts";
-import { takeInventory, type Unit } from "./inventory.ts";
-import { acquireLock, isAlive, isStale } from "./lock.ts";
-import { removeStaleRecords } from "./outputs.ts";
-import { removeStaleMemos } from "./lookup.ts";
-import { classifyTemp } from "./paths.ts";
-import { lockCleanup, removeUnits, type RemovedUnit } from "./remove.ts";
-import type { Store } from "./store.ts";
+import { type Digest, isDigest } from "../oci/digest.ts";
 import { lexists, listNames, removeEntriesUnless } from "./files.ts";
+import { takeInventory, type Unit } from "./inventory.ts";
+import { acquireLock, isAlive, isStale, type Lock } from "./lock.ts";
+import { removeStaleMemos } from "./lookup.ts";
+import { removeStaleRecords } from "./outputs.ts";
+import { classifyTemp } from "./paths.ts";
+import { lockCleanup, type RemovedUnit, removeUnits } from "./remove.ts";
+import type { Store } from "./store.ts";
 import { stampFile } from "./writer.ts";
 
 /** What may be removed. */
@@ -111,7 +111,7 @@ export async function cleanUnlessCleaning(
   if (!store.trusted) return undefined;
   const stamp = store.paths.cleanupStamp;
   const now = policy.now ?? Date.now();
-  let lock;
+  let lock: Lock;
   try {
     lock = await acquireLock(store.paths.cleanupLock, { timeoutMs: 0 });
   } catch {

@@ -6,13 +6,13 @@
  * @module
  */
 
-import { isDigest, type Digest } from "../oci/digest.ts";
+import { type Digest, isDigest } from "../oci/digest.ts";
 import { MAX_INDEX_BYTES } from "../oci/limits.ts";
+import { DERIVED_ANNOTATION, OCI_INDEX, REF_NAME_ANNOTATION } from "../oci/names.ts";
 import { readFileBounded } from "../oci/read.ts";
 import { acquireLock } from "./lock.ts";
 import { cachePaths } from "./paths.ts";
 import { writeFileAtomic } from "./writer.ts";
-import { DERIVED_ANNOTATION, OCI_INDEX, REF_NAME_ANNOTATION } from "../oci/names.ts";
 
 /** One descriptor of `index.json`. */
 export interface IndexEntry {

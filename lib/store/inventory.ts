@@ -8,12 +8,12 @@
  */
 
 import type { Digest } from "../oci/digest.ts";
-import { parseManifest } from "../oci/manifest.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
-import { parseDerived, readIndex, type IndexEntry } from "./index-file.ts";
-import { describe, type PlatformWant } from "../oci/platform.ts";
-import type { Store } from "./store.ts";
+import { type Manifest, parseManifest } from "../oci/manifest.ts";
 import { REF_NAME_ANNOTATION } from "../oci/names.ts";
+import { describe, type PlatformWant } from "../oci/platform.ts";
+import { type IndexEntry, parseDerived, readIndex } from "./index-file.ts";
+import type { Store } from "./store.ts";
 
 /** One blob on disk. */
 export interface BlobInfo {
@@ -110,7 +110,7 @@ function referenceUnit(store: Store, blobs: Map<Digest, BlobInfo>, entry: IndexE
     if (depth > 1) return true;
     const bytes = store.readBytes(digest, MAX_MANIFEST_BYTES);
     if (bytes === undefined || (depth === 0 && !isManifestType(entry.mediaType))) return false;
-    let manifest;
+    let manifest: Manifest;
     try {
       manifest = parseManifest(bytes, depth === 0 ? entry.mediaType : "", digest);
     } catch {

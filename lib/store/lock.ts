@@ -9,9 +9,9 @@
  */
 
 import { closeSync, lstatSync, lutimesSync, unlinkSync } from "node:fs";
+import { isErrno, StoreError } from "../errors.ts";
 import { openRegular, readAt } from "../oci/read.ts";
 import { createExclusive } from "./writer.ts";
-import { isErrno, StoreError } from "../errors.ts";
 
 /** Options of `acquireLock`. */
 export interface LockOptions {

@@ -18,13 +18,13 @@
  */
 
 import { lstatSync } from "node:fs";
-import { isDigest, type Digest } from "../oci/digest.ts";
+import { type Digest, isDigest } from "../oci/digest.ts";
 import { isImageFileName } from "../oci/files.ts";
 import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 import { readSmallJson, removeEntriesUnless } from "./files.ts";
-import { writeFileAtomic } from "./writer.ts";
-import { findEntry, isIndexEntry, readIndex, type IndexEntry } from "./index-file.ts";
+import { findEntry, type IndexEntry, isIndexEntry, readIndex } from "./index-file.ts";
 import type { Store } from "./store.ts";
+import { writeFileAtomic } from "./writer.ts";
 
 /** The memo of one name: the `index.json` it was read from, the entry there (`null`: none), images pulled by choice. */
 interface Memo {

@@ -11,10 +11,10 @@
 
 import { lstatSync, type Stats } from "node:fs";
 import { resolve } from "node:path";
-import { hashFile, type Digest } from "../oci/digest.ts";
+import { type Digest, hashFile } from "../oci/digest.ts";
 import { readSmallJson, removeEntriesUnless } from "./files.ts";
-import { writeFileAtomic } from "./writer.ts";
 import type { Store } from "./store.ts";
+import { writeFileAtomic } from "./writer.ts";
 
 /** The record of one output file. */
 interface OutputRecord {

@@ -21,7 +21,7 @@
  */
 
 import { basename, dirname, join } from "node:path";
-import { digestHex, digestOf, type Digest } from "../oci/digest.ts";
+import { type Digest, digestHex, digestOf } from "../oci/digest.ts";
 
 /** The content of the `oci-layout` file (image-spec, image-layout.md). */
 export const OCI_LAYOUT = '{"imageLayoutVersion":"1.0.0"}';

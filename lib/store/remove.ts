@@ -7,14 +7,14 @@
  * @module
  */
 
-import type { Digest } from "../oci/digest.ts";
 import { NotFoundError, StoreError, UsageError } from "../errors.ts";
+import type { Digest } from "../oci/digest.ts";
+import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 import { describeFsError } from "./files.ts";
-import { takeInventory, type Inventory, type Unit } from "./inventory.ts";
 import { updateIndex } from "./index-file.ts";
+import { type Inventory, takeInventory, type Unit } from "./inventory.ts";
 import { acquireLock, type Lock } from "./lock.ts";
 import type { Store } from "./store.ts";
-import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 
 /** Blob unlinks in flight at once during a removal (32 at once took a fifth less time than one by one here). */
 const UNLINKS_AT_ONCE = 32;

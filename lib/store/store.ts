@@ -11,12 +11,12 @@
  */
 
 import { lstatSync, mkdirSync, type Stats, statfsSync, unlinkSync } from "node:fs";
-import { isDigest, type Digest, type Expected } from "../oci/digest.ts";
 import { IntegrityError, isErrno } from "../errors.ts";
-import { cachePaths, OCI_LAYOUT, tempPath, type CachePaths } from "./paths.ts";
-import { BlobWriter, stampFile, writeFileAtomic, type WriteResult } from "./writer.ts";
-import { describeFsError, lexists, listNames } from "./files.ts";
+import { type Digest, type Expected, isDigest } from "../oci/digest.ts";
 import { readFileBounded, readRange } from "../oci/read.ts";
+import { describeFsError, lexists, listNames } from "./files.ts";
+import { type CachePaths, cachePaths, OCI_LAYOUT, tempPath } from "./paths.ts";
+import { BlobWriter, stampFile, type WriteResult, writeFileAtomic } from "./writer.ts";
 
 export { OCI_LAYOUT };
 

@@ -8,16 +8,16 @@
  * @module
  */
 
-import { hashFile, type Digest } from "../oci/digest.ts";
-import { takeInventory, type Inventory } from "./inventory.ts";
+import { closeSync } from "node:fs";
+import { type Digest, hashFile } from "../oci/digest.ts";
+import { DERIVED_ANNOTATION, REF_NAME_ANNOTATION } from "../oci/names.ts";
+import { decompressedStream, openRegular, readAt } from "../oci/read.ts";
+import { extractTarMembers, findTarMember } from "../oci/tar.ts";
 import { parseDerived, splitDerivedKey, updateIndex } from "./index-file.ts";
+import { type Inventory, takeInventory } from "./inventory.ts";
 import { removeAllMemos } from "./lookup.ts";
 import { lockCleanup } from "./remove.ts";
 import type { Store } from "./store.ts";
-import { extractTarMembers, findTarMember } from "../oci/tar.ts";
-import { closeSync } from "node:fs";
-import { decompressedStream, openRegular, readAt } from "../oci/read.ts";
-import { DERIVED_ANNOTATION, REF_NAME_ANNOTATION } from "../oci/names.ts";
 
 /** What `verifyCache` found. */
 export interface VerifyReport {

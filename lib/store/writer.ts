@@ -32,10 +32,10 @@ import {
   unlinkSync,
   writeSync,
 } from "node:fs";
+import { DigestMismatchError, IntegrityError, SizeMismatchError } from "../errors.ts";
 import type { Digest } from "../oci/digest.ts";
 import { READ_CHUNK_BYTES } from "../oci/read.ts";
 import { tempBeside, tempName } from "./paths.ts";
-import { DigestMismatchError, IntegrityError, SizeMismatchError } from "../errors.ts";
 
 /**
  * The outcome of writing a blob: only `committed` means the file is in place.

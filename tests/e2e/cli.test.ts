@@ -13,13 +13,13 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestHex, type Digest } from "../../lib/oci/digest.ts";
+import { type Digest, digestHex } from "../../lib/oci/digest.ts";
 import { vocabularyProblems } from "../../lib/vocabulary.ts";
-import { pushManifest, pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { CLI, runCli, withoutProgress } from "../helpers/cli.ts";
-import { startProxy, trickle } from "../helpers/proxy.ts";
-import { sharedRegistry, startRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { HOST_ARCH as host, RUN_ID as run } from "../helpers/env.ts";
+import { pushManifest, pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { startProxy, trickle } from "../helpers/proxy.ts";
+import { type RegistryHandle, sharedRegistry, startRegistry } from "../helpers/registry.ts";
 
 let registry: RegistryHandle;
 let spec: SampleImage;

@@ -9,9 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { COMMANDS } from "../../lib/cli/options.ts";
 import { compiledBinary } from "../helpers/binary.ts";
-import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
-import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { RUN_ID as run } from "../helpers/env.ts";
+import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
 
 let registry: RegistryHandle;
 let image: SampleImage;
@@ -38,9 +38,9 @@ afterAll(() => {
 function bash(line: string): string[] {
   const script = [
     "source <(ocicache completion bash)",
-    'COMP_LINE="$1"; COMP_POINT=${#COMP_LINE}',
+    'COMP_LINE="$1"; COMP_POINT=$' + "{#COMP_LINE}",
     "_ocicache",
-    'printf "%s\\n" "${COMPREPLY[@]}"',
+    'printf "%s\\n" "$' + '{COMPREPLY[@]}"',
   ].join("\n");
   const ran = Bun.spawnSync(["bash", "-c", script, "bash", line], { env });
   expect(ran.stderr.toString()).toBe("");

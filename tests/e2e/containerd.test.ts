@@ -2,10 +2,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { digestOf } from "../../lib/oci/digest.ts";
+import { startContainerd } from "../helpers/containerd.ts";
 import { RUN_ID, useTempDir } from "../helpers/env.ts";
 import { makeTar, pushBlob, pushManifest } from "../helpers/images.ts";
-import { startContainerd } from "../helpers/containerd.ts";
-import { startRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { type RegistryHandle, startRegistry } from "../helpers/registry.ts";
 import { startServe } from "../helpers/serve.ts";
 
 const HAS_CONTAINERD = Bun.which("containerd") !== null && Bun.which("ctr") !== null;

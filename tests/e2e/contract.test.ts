@@ -6,12 +6,12 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CLI, runCli } from "../helpers/cli.ts";
+import { CAN_MOUNT, HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { mountTmpfs } from "../helpers/mount.ts";
-import { startProxy, trickle, type ProxyHandle } from "../helpers/proxy.ts";
-import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { type ProxyHandle, startProxy, trickle } from "../helpers/proxy.ts";
+import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
 import { startServe } from "../helpers/serve.ts";
-import { CAN_MOUNT, HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
 
 const MiB = 1024 * 1024;
 const tmp = useTempDir("contract");

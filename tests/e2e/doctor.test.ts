@@ -3,11 +3,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CLI } from "../helpers/cli.ts";
-import { mountTmpfs } from "../helpers/mount.ts";
-import { startProxy } from "../helpers/proxy.ts";
-import { sharedRegistry, startRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { CAN_MOUNT, RUN_ID } from "../helpers/env.ts";
 import { pushSampleImage } from "../helpers/images.ts";
+import { mountTmpfs } from "../helpers/mount.ts";
+import { startProxy } from "../helpers/proxy.ts";
+import { type RegistryHandle, sharedRegistry, startRegistry } from "../helpers/registry.ts";
 
 let registry: RegistryHandle;
 let secured: RegistryHandle;

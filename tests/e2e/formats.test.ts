@@ -3,10 +3,10 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { digestOf } from "../../lib/oci/digest.ts";
-import { makeTar } from "../helpers/images.ts";
 import { runCli } from "../helpers/cli.ts";
-import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { RUN_ID as run, useTempDir } from "../helpers/env.ts";
+import { makeTar } from "../helpers/images.ts";
+import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
 
 const tmp = useTempDir("formats");
 let registry: RegistryHandle;

@@ -18,11 +18,11 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestHex, parseDigest, type Digest } from "../../lib/oci/digest.ts";
+import { type Digest, digestHex, parseDigest } from "../../lib/oci/digest.ts";
 import { runCli } from "../helpers/cli.ts";
-import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
-import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { HOST_ARCH as host, RUN_ID as run } from "../helpers/env.ts";
+import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
 
 const KERNEL_BYTES = 300_000;
 

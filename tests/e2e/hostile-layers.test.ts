@@ -18,9 +18,9 @@ import {
 import { join } from "node:path";
 import { digestOf } from "../../lib/oci/digest.ts";
 import { runCli } from "../helpers/cli.ts";
-import { pushBlob, pushManifest } from "../helpers/images.ts";
-import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { RUN_ID as run, useTempDir } from "../helpers/env.ts";
+import { pushBlob, pushManifest } from "../helpers/images.ts";
+import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
 
 const tmp = useTempDir("hostile-layers");
 let registry: RegistryHandle;

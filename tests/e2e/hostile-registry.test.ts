@@ -1,18 +1,18 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { answerChallenge, parseChallenge } from "../../lib/registry/challenge.ts";
-import { parseDigest, type Digest } from "../../lib/oci/digest.ts";
 import { AuthError, IntegrityError } from "../../lib/errors.ts";
+import { type Digest, parseDigest } from "../../lib/oci/digest.ts";
 import { MAX_BLOB_BYTES } from "../../lib/oci/limits.ts";
 import { parseReference } from "../../lib/oci/reference.ts";
+import { answerChallenge, parseChallenge } from "../../lib/registry/challenge.ts";
 import { RegistryClient } from "../../lib/registry/client.ts";
 import { runCli } from "../helpers/cli.ts";
+import { HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { startProxy, trickle } from "../helpers/proxy.ts";
 import { send, startRawServer, writeResponse } from "../helpers/raw.ts";
-import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
-import { HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
+import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
 
 const repo = `hostile-registry-${run}/app`;
 
@@ -221,6 +221,7 @@ describe("a hostile registry", () => {
       const pulled = await ocicache(["pull", `${evil.host}/${repo}:1`, "-o", join(tmp.path, "out")]);
       expect(pulled.code).toBe(5);
       expect(pulled.stderr).toContain("DENIED\\x1b[2J\\x1b]0;pwned\\x07");
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: no control character but a line break may reach stderr
       expect(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/.test(pulled.stderr)).toBe(false);
     } finally {
       await evil.stop();

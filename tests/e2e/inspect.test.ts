@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { pushBlob, pushManifest, pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { runCli } from "../helpers/cli.ts";
-import { startProxy } from "../helpers/proxy.ts";
-import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
+import { pushBlob, pushManifest, pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { startProxy } from "../helpers/proxy.ts";
+import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
 
 const other = host === "amd64" ? "arm64" : "amd64";
 const tmp = useTempDir("inspect");

@@ -9,10 +9,10 @@ import { join } from "node:path";
 import { COMMANDS } from "../../lib/cli/options.ts";
 import { vocabularyProblems } from "../../lib/vocabulary.ts";
 import { runCli } from "../helpers/cli.ts";
-import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
-import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
-import { startServe } from "../helpers/serve.ts";
 import { HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
+import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
+import { startServe } from "../helpers/serve.ts";
 
 const tmp = useTempDir("json");
 let registry: RegistryHandle;

@@ -2,11 +2,11 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { digestOf } from "../../lib/oci/digest.ts";
-import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { CLI } from "../helpers/cli.ts";
-import { startProxy, type ProxyHandle } from "../helpers/proxy.ts";
-import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
+import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { type ProxyHandle, startProxy } from "../helpers/proxy.ts";
+import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
 
 const tmp = useTempDir("lock");
 let registry: RegistryHandle;

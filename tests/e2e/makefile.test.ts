@@ -6,10 +6,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { digestHex, digestOf } from "../../lib/oci/digest.ts";
-import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { CLI } from "../helpers/cli.ts";
-import { startRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { HOST_ARCH as host, useTempDir } from "../helpers/env.ts";
+import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { type RegistryHandle, startRegistry } from "../helpers/registry.ts";
 
 const [recipe, recipeForm] = [
   ...readFileSync(join(import.meta.dir, "../../docs/cli.md"), "utf8").matchAll(/```make\n([\s\S]*?)```/g),

@@ -12,17 +12,17 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestHex, digestOf, type Digest } from "../../lib/oci/digest.ts";
+import { type Digest, digestHex, digestOf } from "../../lib/oci/digest.ts";
 import { readIndex } from "../../lib/store/index-file.ts";
-import { Store } from "../../lib/store/store.ts";
 import { takeInventory } from "../../lib/store/inventory.ts";
+import { Store } from "../../lib/store/store.ts";
 import { formatBytes } from "../../lib/units.ts";
 import { setLastUse } from "../helpers/age.ts";
-import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { CLI, runCli } from "../helpers/cli.ts";
-import { startProxy, trickle } from "../helpers/proxy.ts";
-import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { HOST_ARCH as host, RUN_ID as run } from "../helpers/env.ts";
+import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { startProxy, trickle } from "../helpers/proxy.ts";
+import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
 
 const DAY_MS = 86_400_000;
 

@@ -1,13 +1,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { digestHex, hashFile, type Digest } from "../../lib/oci/digest.ts";
+import { type Digest, digestHex, hashFile } from "../../lib/oci/digest.ts";
+import { compiledBinary } from "../helpers/binary.ts";
 import { HOST_ARCH, RUN_ID, useTempDir } from "../helpers/env.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
-import { startProxy, type ProxyHandle } from "../helpers/proxy.ts";
-import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
-import { startServe, type ServeHandle } from "../helpers/serve.ts";
-import { compiledBinary } from "../helpers/binary.ts";
+import { type ProxyHandle, startProxy } from "../helpers/proxy.ts";
+import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
+import { type ServeHandle, startServe } from "../helpers/serve.ts";
 
 const MiB = 1024 * 1024;
 const IMAGES = 4;

@@ -3,11 +3,11 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCli } from "../helpers/cli.ts";
+import { HOST_ARCH as host, useTempDir } from "../helpers/env.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { corrupt, startProxy } from "../helpers/proxy.ts";
-import { startRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { type RegistryHandle, startRegistry } from "../helpers/registry.ts";
 import { startTokenServer, type TokenServer } from "../helpers/token.ts";
-import { HOST_ARCH as host, useTempDir } from "../helpers/env.ts";
 
 const tmp = useTempDir("mirrors");
 

@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { RUN_ID, useTempDir } from "../helpers/env.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
-import { startRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { type RegistryHandle, startRegistry } from "../helpers/registry.ts";
 import { startServe } from "../helpers/serve.ts";
 
 const HAS_PODMAN = Bun.which("podman") !== null;

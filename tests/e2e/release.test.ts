@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
-import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
 import { HOST_ARCH as host } from "../helpers/env.ts";
+import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));

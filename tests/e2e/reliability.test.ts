@@ -2,17 +2,17 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestHex, parseDigest, type Digest } from "../../lib/oci/digest.ts";
+import { type Digest, digestHex, parseDigest } from "../../lib/oci/digest.ts";
 import { MAX_MANIFEST_BYTES } from "../../lib/oci/limits.ts";
 import { Store } from "../../lib/store/store.ts";
 import { formatBytes } from "../../lib/units.ts";
+import { CLI, runCli } from "../helpers/cli.ts";
+import { CAN_MOUNT, HOST_ARCH as host, RUN_ID as run } from "../helpers/env.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { mountTmpfs } from "../helpers/mount.ts";
-import { CLI, runCli } from "../helpers/cli.ts";
-import { startProxy, trickle, type ProxyHook } from "../helpers/proxy.ts";
-import { endAfterFlush, send, startRawServer, writeResponse, type RawFault } from "../helpers/raw.ts";
-import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
-import { CAN_MOUNT, HOST_ARCH as host, RUN_ID as run } from "../helpers/env.ts";
+import { type ProxyHook, startProxy, trickle } from "../helpers/proxy.ts";
+import { endAfterFlush, type RawFault, send, startRawServer, writeResponse } from "../helpers/raw.ts";
+import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
 
 const KERNEL_BYTES = 600_000;
 

@@ -7,10 +7,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { pushBlob } from "../helpers/images.ts";
-import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
-import { startServe } from "../helpers/serve.ts";
 import { RUN_ID as run, useTempDir } from "../helpers/env.ts";
+import { pushBlob } from "../helpers/images.ts";
+import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
+import { startServe } from "../helpers/serve.ts";
 
 const tmp = useTempDir("serve-trust");
 let registry: RegistryHandle;

@@ -3,7 +3,7 @@ import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { RUN_ID, useTempDir } from "../helpers/env.ts";
 import { pushSampleImage } from "../helpers/images.ts";
-import { sharedRegistry, type RegistryHandle } from "../helpers/registry.ts";
+import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
 import { startServe } from "../helpers/serve.ts";
 
 const CHROMIUM = Bun.which("chromium");

@@ -8,7 +8,7 @@
 
 import { afterEach } from "bun:test";
 import type { Hono } from "hono";
-import { listenHttp, type Listener } from "../../lib/server/listener.ts";
+import { type Listener, listenHttp } from "../../lib/server/listener.ts";
 
 /** A listening app: `request` takes what `app.request` takes, and sends it over the socket. */
 export interface Listening {

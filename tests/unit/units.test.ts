@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { formatBytes, formatDuration, parseDuration, parseSize } from "../../lib/units.ts";
 import { UsageError } from "../../lib/errors.ts";
+import { formatBytes, formatDuration, parseDuration, parseSize } from "../../lib/units.ts";
 
 describe("parseDuration()", () => {
   test.each([

@@ -5,7 +5,7 @@
  */
 
 import type { MiddlewareHandler } from "hono";
-import { routeClass, type Metrics } from "../metrics.ts";
+import { type Metrics, routeClass } from "../metrics.ts";
 
 /**
  * The middleware: counts every request in `metrics` once its answer is ready.

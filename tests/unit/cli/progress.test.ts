@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { Progress, type ProgressMode } from "../../../lib/cli/progress.ts";
-import { vocabularyProblems } from "../../../lib/vocabulary.ts";
 import type { Digest } from "../../../lib/oci/digest.ts";
+import { vocabularyProblems } from "../../../lib/vocabulary.ts";
 
 const A = `sha256:${"a".repeat(64)}` as Digest;
 const B = `sha256:${"b".repeat(64)}` as Digest;

@@ -2,9 +2,9 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { OPTIONS } from "../../../lib/cli/options.ts";
-import { checkConfigFile, CONFIG_SCHEMA_FILE, configJsonSchema } from "../../../lib/config/config-file.ts";
 import { DEFAULTS } from "../../../lib/config/config.ts";
-import { KEYS, withSettingsTable, type Setting } from "../../../lib/config/settings.ts";
+import { CONFIG_SCHEMA_FILE, checkConfigFile, configJsonSchema } from "../../../lib/config/config-file.ts";
+import { KEYS, type Setting, withSettingsTable } from "../../../lib/config/settings.ts";
 import {
   DEFAULT_IDLE_TIMEOUT_MS,
   DEFAULT_LOCK_TIMEOUT_MS,

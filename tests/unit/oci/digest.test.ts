@@ -2,8 +2,8 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestOf, hashFile, parseDigest, Verifier, verifyStream } from "../../../lib/oci/digest.ts";
 import { DigestMismatchError, SizeMismatchError, UsageError } from "../../../lib/errors.ts";
+import { digestOf, hashFile, parseDigest, Verifier, verifyStream } from "../../../lib/oci/digest.ts";
 
 const bytes = new TextEncoder().encode("unikraft kernel bytes");
 const expected = { digest: digestOf(bytes), size: bytes.length };
@@ -118,7 +118,10 @@ describe("parseDigest() on random input", () => {
   test("parses to a value that round-trips, or throws a usage error; never anything else", () => {
     const alphabet = "sha256:SHA512abcdef0123456789./\\\0 \n%-_+";
     let seed = 7;
-    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
     let parsed = 0;
     for (let i = 0; i < 5000; i++) {
       let input = random() < 0.3 ? "sha256:" : "";

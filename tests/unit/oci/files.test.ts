@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { IntegrityError } from "../../../lib/errors.ts";
-import { MAX_DESCRIPTORS, parseManifest, type Manifest } from "../../../lib/oci/manifest.ts";
 import { findImageFiles } from "../../../lib/oci/files.ts";
+import { MAX_DESCRIPTORS, type Manifest, parseManifest } from "../../../lib/oci/manifest.ts";
 
 const d = (n: number) => `sha256:${n.toString(16).padStart(64, "0")}`;
 const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));

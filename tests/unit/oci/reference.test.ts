@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { parseDigest } from "../../../lib/oci/digest.ts";
 import { UsageError } from "../../../lib/errors.ts";
+import { parseDigest } from "../../../lib/oci/digest.ts";
 import { formatReference, parseLayoutSource, parseReference } from "../../../lib/oci/reference.ts";
 
 const HEX = "a".repeat(64);
@@ -68,9 +68,12 @@ describe("parseReference()", () => {
   });
 
   test("random strings either parse to a reference that round-trips or throw a usage error", () => {
-    const alphabet = "abcxyz019:/@._-AZ \0%sha256:" + HEX.slice(0, 8);
+    const alphabet = `abcxyz019:/@._-AZ \0%sha256:${HEX.slice(0, 8)}`;
     let seed = 42;
-    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
     for (let i = 0; i < 5000; i++) {
       const length = Math.floor(random() * 40);
       let input = "";

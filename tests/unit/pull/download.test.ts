@@ -3,12 +3,12 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseDigest } from "../../../lib/oci/digest.ts";
 import { parseReference } from "../../../lib/oci/reference.ts";
-import { downloadBlob, type DownloadOptions } from "../../../lib/pull/download.ts";
+import { type DownloadOptions, downloadBlob } from "../../../lib/pull/download.ts";
 import { RegistryClient } from "../../../lib/registry/client.ts";
 import { Store } from "../../../lib/store/store.ts";
 import { HOST_ARCH, RUN_ID, useTempDir } from "../../helpers/env.ts";
 import { pushSampleImage, type SampleImage } from "../../helpers/images.ts";
-import { sharedRegistry, type RegistryHandle } from "../../helpers/registry.ts";
+import { type RegistryHandle, sharedRegistry } from "../../helpers/registry.ts";
 
 let registry: RegistryHandle;
 let image: SampleImage;

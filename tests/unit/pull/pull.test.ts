@@ -12,18 +12,18 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Cache, type CacheOptions } from "../../../lib/pull/cache.ts";
-import { digestHex, digestOf, type Digest } from "../../../lib/oci/digest.ts";
 import { DigestMismatchError, NotFoundError, RegistryError } from "../../../lib/errors.ts";
-import { readIndex } from "../../../lib/store/index-file.ts";
+import { type Digest, digestHex, digestOf } from "../../../lib/oci/digest.ts";
 import { parsePlatform } from "../../../lib/oci/platform.ts";
-import { pullBlob, pullImage } from "../../../lib/pull/pull.ts";
 import { parseReference } from "../../../lib/oci/reference.ts";
+import { Cache, type CacheOptions } from "../../../lib/pull/cache.ts";
+import { pullBlob, pullImage } from "../../../lib/pull/pull.ts";
+import { readIndex } from "../../../lib/store/index-file.ts";
+import { CAN_MOUNT, HOST_ARCH as host, RUN_ID as run } from "../../helpers/env.ts";
 import { pushSampleImage, type SampleImage } from "../../helpers/images.ts";
 import { mountTmpfs } from "../../helpers/mount.ts";
-import { corrupt, startProxy, type ProxyHandle, type ProxyHook } from "../../helpers/proxy.ts";
-import { sharedRegistry, type RegistryHandle } from "../../helpers/registry.ts";
-import { CAN_MOUNT, HOST_ARCH as host, RUN_ID as run } from "../../helpers/env.ts";
+import { corrupt, type ProxyHandle, type ProxyHook, startProxy } from "../../helpers/proxy.ts";
+import { type RegistryHandle, sharedRegistry } from "../../helpers/registry.ts";
 
 let registry: RegistryHandle;
 let spec: SampleImage;

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Server } from "bun";
 import { IntegrityError, RegistryError } from "../../../lib/errors.ts";
-import { isSameOrigin, sendRequest } from "../../../lib/registry/transport.ts";
 import { readBody, readBounded } from "../../../lib/registry/body.ts";
+import { isSameOrigin, sendRequest } from "../../../lib/registry/transport.ts";
 
 /** A body that sends `chunk` every `everyMs`, `times` times (forever when undefined). */
 function dripping(chunk: string, everyMs: number, times?: number): Response {

@@ -1,22 +1,22 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { Cache } from "../../../lib/pull/cache.ts";
-import { DEFAULTS, type Config } from "../../../lib/config/config.ts";
-import { digestHex, digestOf, type Digest } from "../../../lib/oci/digest.ts";
-import { Metrics } from "../../../lib/server/metrics.ts";
-import { pullImage } from "../../../lib/pull/pull.ts";
+import { type Config, DEFAULTS } from "../../../lib/config/config.ts";
+import { type Digest, digestHex, digestOf } from "../../../lib/oci/digest.ts";
 import { parseReference } from "../../../lib/oci/reference.ts";
+import { Cache } from "../../../lib/pull/cache.ts";
+import { pullImage } from "../../../lib/pull/pull.ts";
 import { createAdminApp } from "../../../lib/server/app.ts";
-import { pushSampleImage, type SampleImage } from "../../helpers/images.ts";
+import { Metrics } from "../../../lib/server/metrics.ts";
 import { CLI } from "../../helpers/cli.ts";
-import { listen, type Listening } from "../../helpers/listen.ts";
-import { mountTmpfs } from "../../helpers/mount.ts";
-import { startProxy, trickle, type ProxyHandle } from "../../helpers/proxy.ts";
-import { startRawServer } from "../../helpers/raw.ts";
-import { startServe } from "../../helpers/serve.ts";
-import { freePort, sharedRegistry, startRegistry, type RegistryHandle } from "../../helpers/registry.ts";
 import { CAN_MOUNT, HOST_ARCH as host, RUN_ID as run, useTempDir } from "../../helpers/env.ts";
+import { pushSampleImage, type SampleImage } from "../../helpers/images.ts";
+import { type Listening, listen } from "../../helpers/listen.ts";
+import { mountTmpfs } from "../../helpers/mount.ts";
+import { type ProxyHandle, startProxy, trickle } from "../../helpers/proxy.ts";
+import { startRawServer } from "../../helpers/raw.ts";
+import { freePort, type RegistryHandle, sharedRegistry, startRegistry } from "../../helpers/registry.ts";
+import { startServe } from "../../helpers/serve.ts";
 
 const TOKEN = "test-admin-token-0123456789";
 
@@ -54,6 +54,7 @@ async function adminApp(options: { cacheDir?: string; upstream?: string } = {}):
   return { app: await listen(app), cache, metrics };
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: each test reads the fields of its own answer
 const json = (response: Response): Promise<any> => response.json();
 const auth = { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" };
 const post = (body: unknown, headers: Record<string, string> = auth) => ({

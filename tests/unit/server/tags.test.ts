@@ -4,9 +4,9 @@ import { NotFoundError } from "../../../lib/errors.ts";
 import { parseReference } from "../../../lib/oci/reference.ts";
 import { Cache } from "../../../lib/pull/cache.ts";
 import { TagMemory } from "../../../lib/server/tags.ts";
-import { pushBlob, pushManifest } from "../../helpers/images.ts";
-import { sharedRegistry, type RegistryHandle } from "../../helpers/registry.ts";
 import { RUN_ID as run, useTempDir } from "../../helpers/env.ts";
+import { pushBlob, pushManifest } from "../../helpers/images.ts";
+import { type RegistryHandle, sharedRegistry } from "../../helpers/registry.ts";
 
 const tmp = useTempDir("tags");
 let registry: RegistryHandle;

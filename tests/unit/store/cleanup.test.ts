@@ -2,19 +2,19 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Cache } from "../../../lib/pull/cache.ts";
-import { autoClean, pruneCache } from "../../../lib/store/cleanup.ts";
-import { digestOf, type Digest } from "../../../lib/oci/digest.ts";
-import { takeInventory } from "../../../lib/store/inventory.ts";
-import { readIndex } from "../../../lib/store/index-file.ts";
-import { pullImage } from "../../../lib/pull/pull.ts";
+import { type Digest, digestOf } from "../../../lib/oci/digest.ts";
 import { parseReference } from "../../../lib/oci/reference.ts";
+import { Cache } from "../../../lib/pull/cache.ts";
+import { pullImage } from "../../../lib/pull/pull.ts";
+import { autoClean, pruneCache } from "../../../lib/store/cleanup.ts";
+import { readIndex } from "../../../lib/store/index-file.ts";
+import { takeInventory } from "../../../lib/store/inventory.ts";
 import { pruneAll, removeTargets } from "../../../lib/store/remove.ts";
 import { Store } from "../../../lib/store/store.ts";
-import { pushBlob, pushManifest, pushSampleImage, type SampleImage } from "../../helpers/images.ts";
-import { sharedRegistry, type RegistryHandle } from "../../helpers/registry.ts";
-import { HOST_ARCH as host, RUN_ID as run } from "../../helpers/env.ts";
 import { setLastUse } from "../../helpers/age.ts";
+import { HOST_ARCH as host, RUN_ID as run } from "../../helpers/env.ts";
+import { pushBlob, pushManifest, pushSampleImage, type SampleImage } from "../../helpers/images.ts";
+import { type RegistryHandle, sharedRegistry } from "../../helpers/registry.ts";
 
 const DAY_MS = 86_400_000;
 

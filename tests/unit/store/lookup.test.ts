@@ -1,16 +1,16 @@
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { digestHex, digestOf, type Digest } from "../../../lib/oci/digest.ts";
-import { updateIndex, upsertEntry, type IndexEntry } from "../../../lib/store/index-file.ts";
+import { type Digest, digestHex, digestOf } from "../../../lib/oci/digest.ts";
+import { type IndexEntry, updateIndex, upsertEntry } from "../../../lib/store/index-file.ts";
 import {
   lookupEntry,
   lookupReference,
+  type RememberedImage,
   rememberedImage,
   rememberImage,
   removeAllMemos,
   removeStaleMemos,
-  type RememberedImage,
 } from "../../../lib/store/lookup.ts";
 import { Store } from "../../../lib/store/store.ts";
 import { useTempDir } from "../../helpers/env.ts";

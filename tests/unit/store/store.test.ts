@@ -13,13 +13,13 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestOf } from "../../../lib/oci/digest.ts";
 import { SizeMismatchError } from "../../../lib/errors.ts";
-import { tempPath, cachePaths } from "../../../lib/store/paths.ts";
+import { digestOf } from "../../../lib/oci/digest.ts";
+import { cachePaths, tempPath } from "../../../lib/store/paths.ts";
 import { OCI_LAYOUT, Store } from "../../../lib/store/store.ts";
 import { BlobWriter } from "../../../lib/store/writer.ts";
-import { mountTmpfs } from "../../helpers/mount.ts";
 import { CAN_MOUNT } from "../../helpers/env.ts";
+import { mountTmpfs } from "../../helpers/mount.ts";
 
 let root: string;
 beforeEach(() => {

@@ -3,9 +3,9 @@ import { existsSync, linkSync, lstatSync, readFileSync, statSync, symlinkSync, w
 import { join } from "node:path";
 import { DigestMismatchError, SizeMismatchError } from "../../../lib/errors.ts";
 import { digestOf } from "../../../lib/oci/digest.ts";
+import { openRegular } from "../../../lib/oci/read.ts";
 import { BlobWriter } from "../../../lib/store/writer.ts";
 import { useTempDir } from "../../helpers/env.ts";
-import { openRegular } from "../../../lib/oci/read.ts";
 
 const tmp = useTempDir("writer");
 const bytes = new TextEncoder().encode("kernel bytes");
