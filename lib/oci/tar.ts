@@ -31,10 +31,17 @@ const MAX_META_RECORDS = 16;
  *
  * @throws {NotFoundError} when the tar has no such regular file.
  * @throws {IntegrityError} when the tar is malformed.
- * @example
+ * @example Where a kernel's bytes are in a tar layer
  * ```ts
+ * import assert from "node:assert";
+ * import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
  * import { findTarMember } from "./tar.ts";
- * const range = findTarMember("/tmp/layer.tar", "unikraft/bin/kernel", 10240);
+ * mkdirSync("unikraft/bin", { recursive: true });
+ * writeFileSync("unikraft/bin/kernel", "a unikernel");
+ * Bun.spawnSync(["tar", "-cf", "layer.tar", "unikraft"]);
+ * const range = findTarMember("layer.tar", "unikraft/bin/kernel", statSync("layer.tar").size);
+ * const bytes = readFileSync("layer.tar").subarray(range.offset, range.offset + range.size);
+ * assert.equal(bytes.toString(), "a unikernel");
  * ```
  */
 export function findTarMember(tarPath: string, name: string, tarSize: number): TarRange {
@@ -162,13 +169,21 @@ export interface MemberSink {
  * each). Returns the names found.
  *
  * @throws {IntegrityError} when the tar is malformed or ends inside a member.
- * @example
+ * @example Take a kernel out of a gzip layer as it streams
  * ```ts
+ * import assert from "node:assert";
+ * import { mkdirSync, writeFileSync } from "node:fs";
  * import { extractTarMembers } from "./tar.ts";
- * const layer = Bun.file("/tmp/layer.tar.gz");
- * const stream = layer.stream().pipeThrough(new DecompressionStream("gzip"));
- * const found = await extractTarMembers(stream, new Set(["unikraft/bin/kernel"]), () => ({ write() {} }), "layer")
- *   .catch(() => new Set<string>());
+ * mkdirSync("unikraft/bin", { recursive: true });
+ * writeFileSync("unikraft/bin/kernel", "a unikernel");
+ * Bun.spawnSync(["tar", "-czf", "layer.tar.gz", "unikraft"]);
+ * const stream = Bun.file("layer.tar.gz").stream().pipeThrough(new DecompressionStream("gzip"));
+ * const chunks: Uint8Array[] = [];
+ * const found = await extractTarMembers(stream, new Set(["unikraft/bin/kernel"]), () => ({
+ *   write: (chunk: Uint8Array) => void chunks.push(chunk.slice()),
+ * }), "layer");
+ * assert.deepEqual([...found], ["unikraft/bin/kernel"]);
+ * assert.equal(Buffer.concat(chunks).toString(), "a unikernel");
  * ```
  */
 export async function extractTarMembers(

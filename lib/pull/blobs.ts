@@ -36,15 +36,22 @@ export interface FetchBlobOptions {
  *
  * @throws {IntegrityError} when the downloaded bytes are not the blob.
  * @throws {RegistryError} when the registry fails or the connection drops.
- * @example
+ * @example A cached blob is a hit; offline, one the cache lacks is not found
  * ```ts
+ * import assert from "node:assert";
  * import { Cache } from "./cache.ts";
  * import { fetchBlob } from "./blobs.ts";
+ * import { digestOf } from "../oci/digest.ts";
+ * import { NotFoundError } from "../errors.ts";
  * import { parseReference } from "../oci/reference.ts";
- * const cache = new Cache({ dir: "/tmp/ocicache-example" });
+ * const cache = new Cache({ dir: "/tmp/ocicache-example", offline: true });
+ * cache.store.init();
  * const ref = parseReference("127.0.0.1:5000/unikraft/nginx:1.25");
- * const kernel = { mediaType: "application/vnd.unikraft.kernel.v1", digest: ref.digest!, size: 1 };
- * const blob = await fetchBlob(cache, ref, kernel).catch(() => undefined);
+ * const bytes = new TextEncoder().encode("a unikernel");
+ * const kernel = { mediaType: "application/vnd.unikraft.kernel.v1", digest: digestOf(bytes), size: bytes.length };
+ * await assert.rejects(fetchBlob(cache, ref, kernel), NotFoundError);
+ * cache.store.putBytes(kernel, bytes);
+ * assert.equal((await fetchBlob(cache, ref, kernel)).hit, true);
  * ```
  */
 export async function fetchBlob(

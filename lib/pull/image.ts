@@ -39,12 +39,28 @@ export interface ResolvedImage {
  *
  * @throws {NotFoundError} when the platform or a role is not there.
  * @throws {IntegrityError} when a manifest is malformed, or an index names an index.
- * @example
+ * @example An image manifest resolved to its kernel (a source of the example's own)
  * ```ts
+ * import assert from "node:assert";
+ * import { writeFileSync } from "node:fs";
  * import { resolveImage } from "./image.ts";
- * import { layoutSource } from "./layout-source.ts";
- * const source = layoutSource({ dir: "./image" }, false);
- * const image = await resolveImage(source, { roles: ["kernel"] }).catch(() => undefined);
+ * import { digestOf } from "../oci/digest.ts";
+ * import type { ImageSource } from "./source.ts";
+ * const kernel = { mediaType: "application/vnd.unikraft.kernel.v1", digest: digestOf("a unikernel"), size: 11 };
+ * const config = { mediaType: "application/vnd.oci.image.config.v1+json", digest: digestOf("{}"), size: 2 };
+ * const mediaType = "application/vnd.oci.image.manifest.v1+json";
+ * const bytes = new TextEncoder().encode(JSON.stringify({ schemaVersion: 2, mediaType, config, layers: [kernel] }));
+ * writeFileSync("kernel.blob", "a unikernel");
+ * const source: ImageSource = {
+ *   name: "example",
+ *   local: true,
+ *   verify: false,
+ *   top: async () => ({ digest: digestOf(bytes), bytes, mediaType, hit: true }),
+ *   manifest: async () => Promise.reject(new Error("an image manifest names no other")),
+ *   blob: async () => ({ path: "kernel.blob", hit: true, cached: false }),
+ * };
+ * const image = await resolveImage(source, { roles: ["kernel"] });
+ * assert.equal(image.files[0]!.layer.digest, kernel.digest);
  * ```
  */
 export async function resolveImage(source: ImageSource, choice: ImageChoice = {}): Promise<ResolvedImage> {

@@ -54,13 +54,15 @@ export interface Inspection {
  * Resolve `ref` and read its manifests: the platforms offered, and for each its files, with whether each is cached.
  *
  * @throws {NotFoundError} when the reference is not there (or, offline, not cached).
- * @example
+ * @example Offline, a reference the cache never saw is not found
  * ```ts
+ * import assert from "node:assert";
  * import { Cache } from "./cache.ts";
  * import { inspectImage } from "./inspect.ts";
+ * import { NotFoundError } from "../errors.ts";
  * import { parseReference } from "../oci/reference.ts";
  * const cache = new Cache({ dir: "/tmp/ocicache-example", offline: true });
- * const found = await inspectImage(cache, parseReference("127.0.0.1:5000/unikraft/nginx:1.25")).catch(() => undefined);
+ * await assert.rejects(inspectImage(cache, parseReference("127.0.0.1:5000/unikraft/nginx:1.25")), NotFoundError);
  * ```
  */
 export async function inspectImage(cache: Cache, ref: Reference): Promise<Inspection> {

@@ -26,13 +26,20 @@ import type { ImageSource } from "./source.ts";
  *
  * @throws {IntegrityError} when the layer does not decompress, or is not a valid tar.
  * @throws {StoreError} when a file cannot be written into the cache.
- * @example
+ * @example Keep the kernel of a gzip layer as a blob of its own
  * ```ts
+ * import assert from "node:assert";
+ * import { mkdirSync, writeFileSync } from "node:fs";
+ * import { digestOf } from "../oci/digest.ts";
  * import { takeOutOfCompressed } from "./members.ts";
  * import { Store } from "../store/store.ts";
+ * mkdirSync("unikraft/bin", { recursive: true });
+ * writeFileSync("unikraft/bin/kernel", "a unikernel");
+ * Bun.spawnSync(["tar", "-czf", "layer.tar.gz", "unikraft"]);
  * const store = new Store("/tmp/ocicache-example");
- * const found = await takeOutOfCompressed(store, "/tmp/layer.tar.gz", "gzip", ["unikraft/bin/kernel"], "layer")
- *   .catch(() => new Map());
+ * store.init();
+ * const found = await takeOutOfCompressed(store, "layer.tar.gz", "gzip", ["unikraft/bin/kernel"], "layer");
+ * assert.deepEqual(found.get("unikraft/bin/kernel"), { digest: digestOf("a unikernel"), size: 11 });
  * ```
  */
 export async function takeOutOfCompressed(

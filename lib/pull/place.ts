@@ -51,14 +51,30 @@ export interface PulledFile {
  *
  * @throws {StoreError} when a file has no place: no `outDir` and a cache that cannot be written.
  * @throws {IntegrityError} when a layer fails verification.
- * @example
+ * @example An image's kernel written into an output directory (a source of the example's own)
  * ```ts
+ * import assert from "node:assert";
+ * import { readFileSync, writeFileSync } from "node:fs";
  * import { pullFiles } from "./place.ts";
- * import { layoutSource } from "./layout-source.ts";
  * import { resolveImage } from "./image.ts";
- * const source = layoutSource({ dir: "./image" }, false);
- * const image = await resolveImage(source).catch(() => undefined);
- * const placed = image && (await pullFiles(undefined, source, image.files, {}, { outDir: "out" }));
+ * import { digestOf } from "../oci/digest.ts";
+ * import type { ImageSource } from "./source.ts";
+ * const kernel = { mediaType: "application/vnd.unikraft.kernel.v1", digest: digestOf("a unikernel"), size: 11 };
+ * const config = { mediaType: "application/vnd.oci.image.config.v1+json", digest: digestOf("{}"), size: 2 };
+ * const mediaType = "application/vnd.oci.image.manifest.v1+json";
+ * const bytes = new TextEncoder().encode(JSON.stringify({ schemaVersion: 2, mediaType, config, layers: [kernel] }));
+ * writeFileSync("kernel.blob", "a unikernel");
+ * const source: ImageSource = {
+ *   name: "example",
+ *   local: true,
+ *   verify: false,
+ *   top: async () => ({ digest: digestOf(bytes), bytes, mediaType, hit: true }),
+ *   manifest: async () => Promise.reject(new Error("an image manifest names no other")),
+ *   blob: async () => ({ path: "kernel.blob", hit: true, cached: false }),
+ * };
+ * const image = await resolveImage(source);
+ * const placed = await pullFiles(undefined, source, image.files, {}, { outDir: "out" });
+ * assert.equal(readFileSync(placed.files[0]!.path, "utf8"), "a unikernel");
  * ```
  */
 export async function pullFiles(

@@ -42,15 +42,15 @@ export interface ImageSource {
 /**
  * A registry through the cache, for a reference already resolved.
  *
- * @example
+ * @example Read a reference's top manifest through the cache (needs a registry)
  * ```ts
  * import { Cache } from "./cache.ts";
  * import { registrySource } from "./source.ts";
  * import { parseReference } from "../oci/reference.ts";
  * const cache = new Cache({ dir: "/tmp/ocicache-example" });
  * const ref = parseReference("127.0.0.1:5000/unikraft/nginx:1.25");
- * const resolved = await cache.resolve(ref).catch(() => undefined);
- * const source = resolved && registrySource(cache, ref, resolved);
+ * const source = registrySource(cache, ref, await cache.resolve(ref));
+ * console.log((await source.top()).digest);
  * ```
  */
 export function registrySource(cache: Cache, ref: Reference, resolved: Resolved): ImageSource {

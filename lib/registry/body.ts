@@ -28,7 +28,7 @@ export interface BodyLimits {
  * @throws {RegistryError} of kind `timeout` (stalled, too slow, too late) or `unreachable` (dropped).
  * @example
  * ```ts
- * import { readBody } from "./transport.ts";
+ * import { readBody } from "./body.ts";
  * let bytes = 0;
  * for await (const chunk of readBody(new Response("hello"), { idleTimeoutMs: 1000 }, "example")) {
  *   bytes += chunk.byteLength;

@@ -64,13 +64,14 @@ export interface BlobResponse {
  * Talks to registries and their mirrors; one instance keeps its tokens and
  * its list of failed mirrors.
  *
- * @example
+ * @example Ask a registry how it lets us in (a server of the example's own stands in for it)
  * ```ts
+ * import assert from "node:assert";
  * import { RegistryClient } from "./client.ts";
- * import { parseReference } from "../oci/reference.ts";
- * const client = new RegistryClient({ mirrors: ["127.0.0.1:6000"] });
- * const ref = parseReference("127.0.0.1:5000/unikraft/nginx:1.25");
- * const manifest = await client.getManifest(ref, ref.tag!).catch(() => undefined);
+ * const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => Response.json({}) });
+ * const client = new RegistryClient();
+ * assert.equal(await client.ping(`127.0.0.1:${server.port}`), "open");
+ * server.stop(true);
  * ```
  */
 export class RegistryClient {

@@ -56,12 +56,15 @@ export interface TransportResponse {
  *
  * @throws {RegistryError} when the host cannot be reached after the retries,
  *   or redirects more often than allowed.
- * @example
+ * @example GET a registry's /v2/ (a server of the example's own stands in for the registry)
  * ```ts
+ * import assert from "node:assert";
  * import { sendRequest } from "./transport.ts";
- * const sent = await sendRequest(
- *   { url: "http://127.0.0.1:5000/v2/", method: "GET", headers: {}, host: "127.0.0.1:5000" },
- * ).catch(() => undefined);
+ * const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => Response.json({}) });
+ * const host = `127.0.0.1:${server.port}`;
+ * const { response } = await sendRequest({ url: `http://${host}/v2/`, method: "GET", headers: {}, host });
+ * assert.equal(response.status, 200);
+ * server.stop(true);
  * ```
  */
 export async function sendRequest(

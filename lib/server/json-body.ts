@@ -29,11 +29,12 @@ export const MAX_REQUEST_BODY_BYTES = 16 * 1024;
  * import { errorResponse } from "./errors.ts";
  * const app = new Hono().onError(errorResponse(() => {}));
  * app.post("/", ...jsonBody(z.strictObject({ dryRun: z.boolean().optional() })), (c) => c.json(c.req.valid("json")));
- * const form = await app.request("/", { method: "POST", body: '{"dryRun":true}',
- *   headers: { "Content-Type": "application/x-www-form-urlencoded" } });
+ * const body = '{"dryRun":true}';
+ * const form = await app.request("/", { method: "POST", body,
+ *   headers: { "Content-Type": "application/x-www-form-urlencoded", "Content-Length": String(body.length) } });
  * assert.equal(form.status, 415);
- * const json = await app.request("/", { method: "POST", body: '{"dryRun":true}',
- *   headers: { "Content-Type": "application/json" } });
+ * const json = await app.request("/", { method: "POST", body,
+ *   headers: { "Content-Type": "application/json", "Content-Length": String(body.length) } });
  * assert.deepEqual(await json.json(), { dryRun: true });
  * ```
  */
@@ -59,7 +60,7 @@ export function jsonBody<T>(schema: z.ZodType<T>) {
 /**
  * The middleware of a route whose query is checked by `schema` (`c.req.valid("query")`).
  *
- * @example
+ * @example A query that does not fit is a 400
  * ```ts
  * import assert from "node:assert";
  * import { Hono } from "hono";

@@ -36,10 +36,10 @@ const MAX_ROWS = 20;
  * import assert from "node:assert";
  * import { Metrics } from "./metrics.ts";
  * import { renderStatus } from "./status.ts";
- * const stats = { cacheDir: "/c", references: 0, blobs: 0, bytes: 0, oldestUseAt: null, newestUseAt: null,
+ * const stats = { cacheDir: "/c", referenceCount: 0, blobCount: 0, bytes: 0, oldestUseAt: null, newestUseAt: null,
  *   maxSizeBytes: 1024, overMaxSizeBytes: 0, maxAgeSeconds: 0, overMaxAgeBytes: 0 };
  * const page = String(await renderStatus({ stats, references: [], metrics: new Metrics(), now: Date.now() }));
- * assert.match(page, /0 B of 1 KiB/);
+ * assert.match(page, /0 B of 1\.0 KiB/);
  * ```
  */
 export function renderStatus(data: StatusData): HtmlEscapedString | Promise<HtmlEscapedString> {

@@ -56,13 +56,16 @@ export interface CleanupReport {
  * Run a cleanup under the cleanup lock.
  *
  * @throws {StoreError} when another cleanup holds the lock past 30 s, or the cache cannot be written.
- * @example
+ * @example A dry run over an empty cache frees nothing
  * ```ts
+ * import assert from "node:assert";
  * import { pruneCache } from "./cleanup.ts";
  * import { Store } from "./store.ts";
+ * const store = new Store("/tmp/ocicache-example");
+ * store.init();
  * const policy = { maxAgeMs: 7 * 86_400_000, maxSizeBytes: 2 ** 30, graceMs: 600_000, dryRun: true };
- * const report = await pruneCache(new Store("/tmp/ocicache-example"), policy);
- * console.log(report.freedBytes);
+ * const report = await pruneCache(store, policy);
+ * assert.equal(report.freedBytes, 0);
  * ```
  */
 export async function pruneCache(store: Store, policy: CleanupPolicy): Promise<CleanupReport> {
