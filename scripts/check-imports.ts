@@ -5,7 +5,9 @@
  * import each other through any chain, the CLI entry's static imports reach
  * no `node:` module, configuration (but its table of settings, which its
  * options come from) or store, and neither they nor the pull
- * commands' reach the walk of an image, the registry, the server, hono or zod.
+ * commands' reach the walk of an image, the registry, the server, hono or zod;
+ * and no module outside `lib/store/` imports the store's own `paths.ts` or
+ * `writer.ts` (the write protocol and the layout are the store's).
  * Prints each violation on a line of its own and exits 1 when there is one.
  */
 import { readdirSync, readFileSync } from "node:fs";
@@ -32,7 +34,8 @@ const ALLOWED: Record<string, string[]> = {
 const NOT_ON_THE_WARM_PATH = [
   /^lib\/server\//,
   /^lib\/registry\//,
-  /^lib\/pull\/(download|image|place|source|layout-source|blobs|output|members)\.ts$/,
+  /^lib\/pull\/(download|image|place|source|layout-source|blobs|members|blob-stream)\.ts$/,
+  /^lib\/store\/(ingest|output)\.ts$/,
   /^lib\/oci\/tar\.ts$/,
   /^hono/,
   /^zod/,
@@ -59,6 +62,14 @@ for (const [file, edges] of graph) {
     if (to !== from && !ALLOWED[from]!.includes(to))
       problems.push(`${file} imports ${edge.to}: ${from}/ may not import ${to}/ (${edge.kind})`);
   }
+}
+/** Modules of the store that no other layer may import. */
+const STORE_PRIVATE = ["lib/store/paths.ts", "lib/store/writer.ts"];
+for (const [file, edges] of graph) {
+  if (file.startsWith("lib/store/")) continue;
+  for (const edge of edges)
+    if (STORE_PRIVATE.includes(edge.to))
+      problems.push(`${file} imports ${edge.to}: it is the store's own (use the store's ingest, output or files)`);
 }
 for (const cycle of findCycles(graph)) problems.push(`import cycle: ${cycle.join(" -> ")}`);
 for (const [entry, unwanted] of [

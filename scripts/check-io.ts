@@ -5,8 +5,10 @@
  * except the bounded reader (`lib/oci/read.ts`) and the writer (which reads
  * back its own partial file). It looks at every name taken from `node:fs` or
  * `node:fs/promises` (named imports, `require`, lazy `import()`, a namespace's
- * members) and at `Bun.write`/`Bun.file`. Prints each call that goes around a
- * door on a line of its own and exits 1 when there is one.
+ * members) and at `Bun.write`/`Bun.file`; and no module outside `lib/store/`
+ * opens a file with `O_EXCL` or names a temp or partial file (`.part`,
+ * `.partial`, `tmp/`): making and naming them is the store's. Prints each call
+ * that goes around a door on a line of its own and exits 1 when there is one.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
@@ -71,6 +73,12 @@ const READS = new Set([
   "openAsBlob",
 ]);
 
+/** What only the store does: create a file exclusively, and name its temp and partial files. */
+const STORE_ONLY: Array<[string, RegExp]> = [
+  ["opens a file with O_EXCL", /\bO_EXCL\b/],
+  ["names a temp or partial file", /["'`][^"'`\n]*(\.partial|\.part|\btmp\/)[^"'`\n]*["'`]/],
+];
+
 const problems: string[] = [];
 for (const file of listTs("lib")) {
   const text = stripComments(readFileSync(join(root, file), "utf8"));
@@ -80,6 +88,10 @@ for (const file of listTs("lib")) {
       problems.push(`${file} calls ${name}: files are written only by ${WRITER}`);
     if (READS.has(name) && file !== READER && file !== WRITER)
       problems.push(`${file} calls ${name}: files are opened and read only by ${READER}`);
+  }
+  if (!file.startsWith("lib/store/")) {
+    for (const [what, re] of STORE_ONLY)
+      if (re.test(text)) problems.push(`${file} ${what}: only lib/store/ makes and names the files it writes`);
   }
   for (const match of text.matchAll(/\bBun\.(write|file)\s*\(\s*([^,)]*)/g)) {
     const [, call, first] = match;

@@ -14,9 +14,8 @@ import { AuthError, NotFoundError, RegistryError } from "../errors.ts";
 import { formatReference, type Reference } from "../oci/reference.ts";
 import { RegistryClient, type RegistryClientOptions } from "../registry/client.ts";
 import { endpointsFor } from "../registry/hosts.ts";
-import { describeFsError } from "../store/files.ts";
+import { canClone, describeFsError, probeWritable } from "../store/files.ts";
 import { Store } from "../store/store.ts";
-import { canClone, probeWritable } from "../store/writer.ts";
 import { formatBytes } from "../units.ts";
 
 /** One finding. */

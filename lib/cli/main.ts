@@ -112,7 +112,7 @@ async function findCommand(command: CommandName): Promise<(context: Context) => 
 async function exitOnSignals(): Promise<void> {
   const [{ releaseAllLocks }, { removeUnfinished }] = await Promise.all([
     import("../store/lock.ts"),
-    import("../store/writer.ts"),
+    import("../store/files.ts"),
   ]);
   for (const [signal, code] of [
     ["SIGINT", 130],

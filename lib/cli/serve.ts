@@ -21,7 +21,7 @@ import { readHtpasswd } from "../server/htpasswd.ts";
 import { type Listener, listenHttp } from "../server/listener.ts";
 import { Metrics } from "../server/metrics.ts";
 import { Upkeep } from "../server/upkeep.ts";
-import { writeFileAtomic } from "../store/writer.ts";
+import { writeFileAtomic } from "../store/files.ts";
 import { formatBytes } from "../units.ts";
 import { type Context, openCache } from "./context.ts";
 

@@ -2,26 +2,18 @@
  * A blob being downloaded as a response body, verified as it goes out: every
  * chunk is hashed and counted, and the last one is held back until the whole
  * blob's digest was checked, so a client never receives a complete body that
- * is wrong. The bytes come from the partial download as it grows (whoever
- * writes it, this process or another), at the client's own pace: memory per
- * client is at most two chunks, whatever the blob's size.
+ * is wrong. The bytes come from the store's ingest as it grows (`follow`:
+ * whoever writes it, this process or another), at the client's own pace:
+ * memory per client is at most two chunks, whatever the blob's size.
  *
  * @module
  */
 
-import { closeSync } from "node:fs";
 import { IntegrityError, StoreError } from "../errors.ts";
 import { type Digest, type Expected, Verifier } from "../oci/digest.ts";
-import { openRegular, readAt } from "../oci/read.ts";
-import { partialPath } from "../store/paths.ts";
+import { type ChunkSource, follow } from "../store/ingest.ts";
 import type { Store } from "../store/store.ts";
 import type { BlobResult } from "./download.ts";
-
-/** Where the chunks of a body come from; `null` is the end. */
-export interface ChunkSource {
-  next(): Promise<Uint8Array | null>;
-  close(): void;
-}
 
 /** What a verified stream reports as it goes. */
 export interface StreamHooks {
@@ -123,70 +115,20 @@ export function verifiedStream(
 export const DEFAULT_CHUNK_BYTES = 256 * 1024;
 
 /**
- * A blob being downloaded: its partial file as it grows, then (once the
- * download settled) the committed blob from where the partial left off.
- * `done` is this process's download or its wait for another process's.
+ * The body of a blob being downloaded (`done`: this process's download, or its wait for another's), verified as it
+ * goes out: the store's ingest as it grows, then the committed blob.
  */
-export function growingSource(
+export function downloadBody(
   store: Store,
-  digest: Digest,
-  size: number,
+  expected: { digest: Digest; size: number },
   done: Promise<BlobResult>,
+  hooks: StreamHooks,
   chunkBytes = DEFAULT_CHUNK_BYTES,
-): ChunkSource {
-  let outcome: { result: BlobResult } | { error: unknown } | undefined;
-  done.then(
-    (result) => (outcome = { result }),
-    (error) => (outcome = { error }),
-  );
-  let fd: number | undefined;
-  let final = false;
-  let offset = 0;
-  const close = () => {
-    if (fd !== undefined) closeSync(fd);
-    fd = undefined;
-  };
-  return {
-    async next() {
-      for (;;) {
-        if (offset >= size) return null;
-        if (fd === undefined) {
-          if (outcome !== undefined && "error" in outcome) throw outcome.error;
-          if (outcome !== undefined) {
-            const { path, cached } = outcome.result;
-            if (path === undefined || !cached)
-              throw new StoreError(`Cannot serve blob "${digest}": the cache cannot be written`);
-            fd = openRegular(path);
-            final = true;
-          } else {
-            try {
-              fd = openRegular(partialPath(store.root, digest));
-            } catch {
-              await Bun.sleep(FOLLOW_POLL_MS);
-              continue;
-            }
-          }
-        }
-        const chunk = readChunk(fd, offset, size, chunkBytes);
-        if (chunk !== null) {
-          offset += chunk.byteLength;
-          return chunk;
-        }
-        if (final) throw new IntegrityError(`Cannot serve blob "${digest}": it has ${offset} bytes, expected ${size}`);
-        // At the end of what was written so far: go on from the committed blob once the download settled.
-        if (outcome !== undefined) close();
-        else await Bun.sleep(FOLLOW_POLL_MS);
-      }
-    },
-    close,
-  };
-}
-
-/** How often a follower looks for more bytes of a partial file. */
-const FOLLOW_POLL_MS = 10;
-/** The next chunk from `offset` (a buffer of its own: the stream holds one back), or `null` at the file's end. */
-function readChunk(fd: number, offset: number, size: number, chunkBytes: number): Uint8Array | null {
-  const buffer = Buffer.allocUnsafe(Math.min(chunkBytes, size - offset));
-  const n = readAt(fd, buffer, 0, buffer.length, offset);
-  return n === 0 ? null : buffer.subarray(0, n);
+): ReadableStream<Uint8Array> {
+  const committed = done.then(({ path, cached }) => {
+    if (path === undefined || !cached)
+      throw new StoreError(`Cannot serve blob "${expected.digest}": the cache cannot be written`);
+    return path;
+  });
+  return verifiedStream(follow(store, expected.digest, expected.size, committed, chunkBytes), expected, hooks);
 }

@@ -1,25 +1,25 @@
 /**
- * Download one blob into the cache: single-flight across processes (a lock
- * in `tmp/` naming its owner), resumed with `Range` from the partial file a
- * failed try left, hashed and counted by the writer as it streams, and
- * carried over into a fallback file when the cache fails midway (docs/ARCHITECTURE.md, rule 2).
+ * Download one blob: the transport (requests, `Range` to resume, a host that
+ * ignores it, mirrors that send wrong bytes, stalls and trickles) feeding one
+ * sink chosen before the first byte: the store's ingest of the blob (single
+ * flight across processes, resumed from the partial file a failed try left),
+ * a fallback file outside the cache when the cache cannot take it, or a
+ * verifier alone when the bytes go only to a consumer. A cache that fails
+ * midway hands what it has on to the next of these (docs/ARCHITECTURE.md, rule 2).
  *
  * @module
  */
 
-import { lstatSync } from "node:fs";
 import { IntegrityError, StoreError } from "../errors.ts";
-import { digestHex, type Expected, Verifier } from "../oci/digest.ts";
+import { type Expected, Verifier } from "../oci/digest.ts";
 import type { Descriptor } from "../oci/manifest.ts";
-import { readRange } from "../oci/read.ts";
 import type { Reference } from "../oci/reference.ts";
 import { type BodyLimits, readBody } from "../registry/body.ts";
 import type { BlobResponse, RegistryClient } from "../registry/client.ts";
-import { describeFsError, lexists } from "../store/files.ts";
-import { isStale, type Lock, lockOwner, tryLock } from "../store/lock.ts";
-import { downloadLockPath, partialPath, tempBeside, tempPath } from "../store/paths.ts";
+import { describeFsError } from "../store/files.ts";
+import { type Ingest, ingest } from "../store/ingest.ts";
+import { OutputFile } from "../store/output.ts";
 import type { Store } from "../store/store.ts";
-import { BlobWriter } from "../store/writer.ts";
 
 /** Where a verified blob is, and whether this call fetched it. */
 export interface BlobResult {
@@ -87,7 +87,8 @@ export interface DownloadTee {
 export async function downloadBlob(options: DownloadOptions): Promise<BlobResult> {
   const first = { response: options.firstResponse };
   try {
-    return await download(options, first);
+    const sink = await chooseSink(options);
+    return "take" in sink ? await transfer(options, sink, first) : sink;
   } finally {
     await first.response?.response.body?.cancel().catch(() => {});
   }
@@ -98,134 +99,233 @@ interface FirstResponse {
   response: BlobResponse | undefined;
 }
 
-async function download(options: DownloadOptions, first: FirstResponse): Promise<BlobResult> {
+/** Where the bytes of one download go. */
+interface Sink {
+  /** The bytes it holds already: where the download starts (a resumed partial file's). */
+  readonly received: number;
+  take(chunk: Uint8Array): void;
+  /** The download starts over from the first byte. */
+  restart(): void;
+  /** @throws {IntegrityError} when what it holds is not the blob. */
+  verify(): void;
+  /** Put the verified blob where it goes. */
+  finish(): BlobResult;
+  /** The download failed with `error`. */
+  fail(error: unknown): void;
+}
+
+/**
+ * The sink of a download, chosen before the first byte: the store's ingest (or the blob itself, when it is there
+ * by the time the ingest opens), else where the bytes go when the cache cannot take them.
+ */
+async function chooseSink(options: DownloadOptions): Promise<Sink | BlobResult> {
   const { store, descriptor } = options;
   if (!options.writable) {
     options.onCacheFailed(undefined);
-    return stream(options, undefined, first);
+    return uncachedSink(options);
   }
-  const lockPath = downloadLockPath(store.root, descriptor.digest);
-  const deadline = Date.now() + options.lockTimeoutMs;
-  let waited = false;
-  for (;;) {
-    let lock: Lock | undefined;
-    try {
-      lock = tryLock(lockPath);
-    } catch (error) {
-      options.onCacheFailed(error);
-      return stream(options, undefined, first);
-    }
-    if (lock !== undefined) {
-      try {
-        if (store.stat(descriptor.digest)?.size === descriptor.size)
-          return { path: store.blobPath(descriptor.digest), hit: true, cached: true };
-        return await stream(options, "partial", first);
-      } finally {
-        lock.release();
-      }
-    }
-    if (!waited) options.onWait?.(lockOwner(lockPath));
-    waited = true;
-    const outcome = await waitForOwner(options, lockPath, deadline);
-    if (outcome === "committed") {
-      store.touch(descriptor.digest);
-      return { path: store.blobPath(descriptor.digest), hit: true, cached: true };
-    }
-    // An owner that makes no progress is not waited for: this process fetches the blob into a file of its own.
-    if (outcome !== "released") return stream(options, "temp", first);
+  const started = await ingest(store, descriptor.digest, {
+    size: descriptor.size,
+    what: what(options),
+    lockTimeoutMs: options.lockTimeoutMs,
+    idleTimeoutMs: options.idleTimeoutMs,
+    ...(options.onWait !== undefined && { onWait: options.onWait }),
+    ...(options.onChunk !== undefined && { onExisting: options.onChunk }),
+  });
+  if (started.kind === "cached") return { path: started.path, hit: true, cached: true };
+  if (started.kind === "unavailable") {
+    options.onCacheFailed(started.error);
+    return uncachedSink(options);
   }
+  return new CacheSink(started.ingest, options);
+}
+
+/** Without the cache: the fallback file when there is one, else a verifier of the bytes a consumer takes. */
+function uncachedSink(options: DownloadOptions): Sink {
+  return options.fallbackPath === undefined ? new VerifySink(options) : new FallbackSink(options);
+}
+
+function what(options: DownloadOptions): string {
+  return `blob "${options.descriptor.digest}"`;
+}
+
+function expected(options: DownloadOptions): Expected {
+  return { digest: options.descriptor.digest, size: options.descriptor.size };
 }
 
 /**
- * Wait while another process downloads the blob: until it is committed, the
- * lock is released or abandoned, the partial file stops growing for the idle
- * timeout, or the lock timeout passes.
+ * The store's ingest of the blob. When the cache fails midway (a write, or the commit), what it holds moves on to
+ * the uncached sink and the download goes on there; with nowhere to move (no fallback file, no consumer), the
+ * download is of no use and stops.
  */
-async function waitForOwner(
-  options: DownloadOptions,
-  lockPath: string,
-  deadline: number,
-): Promise<"committed" | "released" | "stalled" | "timeout"> {
-  const { store, descriptor } = options;
-  const partial = partialPath(store.root, descriptor.digest);
-  let size = -1;
-  let grewAt = Date.now();
-  for (;;) {
-    if (store.stat(descriptor.digest)?.size === descriptor.size) return "committed";
-    if (!lexists(lockPath) || isStale(lockPath)) return "released";
-    const now = sizeOf(partial);
-    if (now !== size) {
-      size = now;
-      grewAt = Date.now();
-    } else if (Date.now() - grewAt > options.idleTimeoutMs) {
-      return "stalled";
-    }
-    if (Date.now() >= deadline) return "timeout";
-    await Bun.sleep(25);
-  }
-}
+class CacheSink implements Sink {
+  #ingest: Ingest | undefined;
+  #moved: Sink | undefined;
+  readonly #options: DownloadOptions;
 
-/**
- * Stream the blob from the registry into the cache (the resumable partial
- * file, or a temp file of this process's own) and on into `blobs/`; without
- * a target, into the fallback only. Each byte goes to one writer, which
- * hashes it; with no file at all, a verifier alone checks the stream.
- */
-async function stream(
-  options: DownloadOptions,
-  target: "partial" | "temp" | undefined,
-  first: FirstResponse,
-): Promise<BlobResult> {
-  const { descriptor, store } = options;
-  const expected: Expected = { digest: descriptor.digest, size: descriptor.size };
-  const what = `blob "${descriptor.digest}"`;
-  let writer = target === undefined ? undefined : await openWriter(options, target, what);
-  let fallback = writer === undefined ? openFallback(options, what) : undefined;
-  const verifier = new Verifier(expected, what);
-  const received = () => writer?.written ?? fallback?.written ?? verifier.received;
-  const restart = () => {
-    writer?.truncate();
-    fallback?.truncate();
-    verifier.reset();
-    options.tee?.restart();
-  };
-  const verify = () => {
-    if (writer !== undefined) writer.verify(expected);
-    else if (fallback !== undefined) fallback.verify(expected);
-    else verifier.finish();
-  };
-  const take = (chunk: Uint8Array) => {
-    options.tee?.write(chunk);
-    if (writer === undefined) {
-      if (fallback !== undefined) fallback.write(chunk);
-      else verifier.update(chunk);
+  constructor(ingest: Ingest, options: DownloadOptions) {
+    this.#ingest = ingest;
+    this.#options = options;
+  }
+
+  get received(): number {
+    return this.#moved?.received ?? this.#ingest!.written;
+  }
+
+  take(chunk: Uint8Array): void {
+    if (this.#moved !== undefined) {
+      this.#moved.take(chunk);
       return;
     }
-    const before = writer.written;
+    const ingest = this.#ingest!;
+    const before = ingest.written;
     try {
-      writer.write(chunk);
+      ingest.write(chunk);
     } catch (error) {
       if (error instanceof IntegrityError) throw error;
-      options.onCacheFailed(error);
-      const rest = chunk.subarray(writer.written - before);
-      if (options.fallbackPath === undefined && options.onChunk === undefined) {
-        // Nowhere else to put the bytes, and nobody to hand them to: the download is of no use.
-        writer.abort();
-        writer = undefined;
-        throw new StoreError(`Cannot keep ${what} in the cache "${store.root}": ${describeFsError(error)}`, {
-          cause: error,
-        });
+      this.#options.onCacheFailed(error);
+      if (this.#options.fallbackPath === undefined && this.#options.onChunk === undefined) {
+        // Nowhere else to put the bytes, and nobody to hand them to.
+        throw new StoreError(
+          `Cannot keep ${what(this.#options)} in the cache "${this.#options.store.root}": ${describeFsError(error)}`,
+          { cause: error },
+        );
       }
-      fallback = moveToFallback(writer, options, rest, what, verifier);
-      writer = undefined;
+      this.#moveOut(chunk.subarray(ingest.written - before));
     }
+  }
+
+  restart(): void {
+    if (this.#moved !== undefined) this.#moved.restart();
+    else this.#ingest!.truncate();
+  }
+
+  verify(): void {
+    if (this.#moved !== undefined) this.#moved.verify();
+    else this.#ingest!.verify(expected(this.#options));
+  }
+
+  finish(): BlobResult {
+    if (this.#moved !== undefined) return this.#moved.finish();
+    const result = this.#ingest!.commit();
+    if (result.status === "committed") return { path: result.path, hit: false, cached: true };
+    this.#options.onCacheFailed(result.status === "failed" ? result.error : undefined);
+    return this.#moveOut(new Uint8Array()).finish();
+  }
+
+  fail(error: unknown): void {
+    if (this.#moved !== undefined) {
+      this.#moved.fail(error);
+      return;
+    }
+    // A partial file whose bytes are wrong is of no use; one cut short by the registry is resumed next time.
+    if (error instanceof IntegrityError) this.#ingest?.abort();
+    else this.#ingest?.close();
+  }
+
+  /** Carry what the ingest holds, then `rest`, over to the uncached sink, and remove the ingest. */
+  #moveOut(rest: Uint8Array): Sink {
+    const ingest = this.#ingest!;
+    this.#ingest = undefined;
+    try {
+      const next = uncachedSink(this.#options);
+      ingest.readBack((chunk) => next.take(chunk));
+      next.take(rest);
+      this.#moved = next;
+      return next;
+    } finally {
+      ingest.abort();
+    }
+  }
+}
+
+/** A file outside the cache, beside where the caller wants the blob (`-o DIR`). */
+class FallbackSink implements Sink {
+  readonly #file: OutputFile;
+  readonly #options: DownloadOptions;
+
+  constructor(options: DownloadOptions) {
+    this.#options = options;
+    this.#file = OutputFile.create(options.fallbackPath!, { limit: options.descriptor.size, what: what(options) });
+  }
+
+  get received(): number {
+    return this.#file.written;
+  }
+
+  take(chunk: Uint8Array): void {
+    this.#file.write(chunk);
+  }
+
+  restart(): void {
+    this.#file.truncate();
+  }
+
+  verify(): void {
+    this.#file.verify(expected(this.#options));
+  }
+
+  finish(): BlobResult {
+    const result = this.#file.commit(this.#options.fallbackPath!, expected(this.#options));
+    if (result.status === "committed") return { path: result.path, hit: false, cached: false };
+    this.#file.abort();
+    throw result.status === "failed" ? result.error : new TypeError(result.reason);
+  }
+
+  fail(): void {
+    this.#file.abort();
+  }
+}
+
+/** No file: the bytes go only to a consumer (`onChunk`), and this checks them. */
+class VerifySink implements Sink {
+  readonly #verifier: Verifier;
+
+  constructor(options: DownloadOptions) {
+    this.#verifier = new Verifier(expected(options), what(options));
+  }
+
+  get received(): number {
+    return this.#verifier.received;
+  }
+
+  take(chunk: Uint8Array): void {
+    this.#verifier.update(chunk);
+  }
+
+  restart(): void {
+    this.#verifier.reset();
+  }
+
+  verify(): void {
+    this.#verifier.finish();
+  }
+
+  finish(): BlobResult {
+    return { path: undefined, hit: false, cached: false };
+  }
+
+  fail(): void {}
+}
+
+/**
+ * The transport: request the blob (from where the sink's bytes end, with `Range`), feed every chunk to the tee and
+ * the sink, then to the consumer. A host that ignores `Range` starts the blob over (or, when a consumer already has
+ * the first bytes, has them skipped: the final digest check still decides); a mirror that sent wrong bytes is
+ * skipped for the next host, unless a consumer already saw them.
+ */
+async function transfer(options: DownloadOptions, sink: Sink, first: FirstResponse): Promise<BlobResult> {
+  const { descriptor } = options;
+  const restart = () => {
+    sink.restart();
+    options.tee?.restart();
   };
   const limits: BodyLimits = {
     idleTimeoutMs: options.idleTimeoutMs,
     ...(options.lowSpeed !== undefined && { lowSpeed: options.lowSpeed }),
   };
   try {
-    let offset = received();
+    let offset = sink.received;
     if (offset > 0) {
       // Resumed: the tee never saw the bytes of the partial file.
       options.tee?.abandon();
@@ -235,8 +335,6 @@ async function stream(
       const given = offset === 0 ? first.response : undefined;
       first.response = undefined;
       const { response, endpoint } = given ?? (await options.client.getBlob(options.ref, descriptor.digest, offset));
-      // A host that ignores Range sends the whole blob: start over, unless a consumer already has the
-      // partial file's bytes, in which case they are skipped (the final digest check still decides).
       let skip = 0;
       if (offset > 0 && !resumes(response, offset, descriptor.size)) {
         if (options.onChunk !== undefined) {
@@ -247,86 +345,30 @@ async function stream(
         }
       }
       try {
-        for await (let chunk of readBody(response, limits, `${what} from "${options.ref.registry}"`)) {
-          if (skip > 0) {
-            const n = Math.min(skip, chunk.byteLength);
-            skip -= n;
-            chunk = chunk.subarray(n);
-            if (chunk.byteLength === 0) continue;
-          }
-          take(chunk);
-          await options.onChunk?.(chunk);
-          options.onProgress?.(received());
+        for await (const chunk of readBody(response, limits, `${what(options)} from "${options.ref.registry}"`)) {
+          const fresh = skip > 0 ? chunk.subarray(Math.min(skip, chunk.byteLength)) : chunk;
+          skip -= chunk.byteLength - fresh.byteLength;
+          if (fresh.byteLength === 0) continue;
+          options.tee?.write(fresh);
+          sink.take(fresh);
+          await options.onChunk?.(fresh);
+          options.onProgress?.(sink.received);
         }
-        if (endpoint.mirror) verify();
+        if (endpoint.mirror) sink.verify();
         break;
       } catch (error) {
-        // A mirror that sent wrong bytes is skipped and the next host asked, unless a consumer already saw them.
         if (!(error instanceof IntegrityError) || !endpoint.mirror || options.onChunk !== undefined) throw error;
         options.client.markFailed(endpoint, options.ref.registry, error.message);
         restart();
         offset = 0;
       }
     }
-    verify();
+    sink.verify();
   } catch (error) {
-    if (writer !== undefined && target === "partial" && !(error instanceof IntegrityError)) writer.close();
-    else writer?.abort();
-    fallback?.abort();
+    sink.fail(error);
     throw error;
   }
-  if (writer !== undefined) {
-    const result = writer.commit(store.blobPath(descriptor.digest), expected);
-    if (result.status === "committed") return { path: result.path, hit: false, cached: true };
-    options.onCacheFailed(result.status === "failed" ? result.error : undefined);
-    fallback = moveToFallback(writer, options, new Uint8Array(), what, verifier);
-  }
-  if (fallback === undefined) return { path: undefined, hit: false, cached: false };
-  const result = fallback.commit(options.fallbackPath!, expected, { mode: 0o644, durable: false });
-  if (result.status === "committed") return { path: result.path, hit: false, cached: false };
-  fallback.abort();
-  throw result.status === "failed" ? result.error : new TypeError(result.reason);
-}
-
-/**
- * The cache's writer: the resumable partial file (what it holds is hashed
- * again and handed to the consumer first), or a temp file of this process.
- * A cache that cannot take it is reported, and the download goes on without.
- */
-async function openWriter(
-  options: DownloadOptions,
-  target: "partial" | "temp",
-  what: string,
-): Promise<BlobWriter | undefined> {
-  const { store, descriptor, onChunk } = options;
-  const limits = { limit: descriptor.size, what };
-  let consumerError: unknown;
-  try {
-    if (target === "temp") return BlobWriter.create(tempPath(store.root, digestHex(descriptor.digest)), limits);
-    return await BlobWriter.resume(partialPath(store.root, descriptor.digest), {
-      ...limits,
-      ...(onChunk !== undefined && {
-        onExisting: async (chunk: Uint8Array) => {
-          try {
-            await onChunk(chunk);
-          } catch (error) {
-            consumerError = error;
-            throw error;
-          }
-        },
-      }),
-    });
-  } catch (error) {
-    if (consumerError !== undefined) throw consumerError;
-    options.onCacheFailed(error);
-    return undefined;
-  }
-}
-
-function openFallback(options: DownloadOptions, what: string): BlobWriter | undefined {
-  const path = options.fallbackPath;
-  if (path === undefined) return undefined;
-  return BlobWriter.create(tempBeside(path), { limit: options.descriptor.size, what });
+  return sink.finish();
 }
 
 /** A 206 whose `Content-Range` starts where the partial file ends (RFC 9110, section 14.4). */
@@ -334,35 +376,4 @@ function resumes(response: Response, offset: number, size: number): boolean {
   if (response.status !== 206) return false;
   const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(response.headers.get("content-range") ?? "");
   return range !== null && Number(range[1]) === offset && Number(range[2]) === size - 1;
-}
-
-/**
- * The cache failed mid-stream: carry what it has over to the fallback file, then go on there; with no fallback
- * file (a consumer takes the bytes as they come), over to `verifier`, which checks the rest of the stream.
- */
-function moveToFallback(
-  writer: BlobWriter,
-  options: DownloadOptions,
-  rest: Uint8Array,
-  what: string,
-  verifier: Verifier,
-): BlobWriter | undefined {
-  try {
-    const fallback = openFallback(options, what);
-    const into = (chunk: Uint8Array) => (fallback === undefined ? verifier.update(chunk) : fallback.write(chunk));
-    readRange(writer.path, 0, writer.written, into);
-    into(rest);
-    return fallback;
-  } finally {
-    writer.abort();
-  }
-}
-
-/** The size of a file that may vanish at any moment (renamed into `blobs/`): 0 when it is not there. */
-function sizeOf(path: string): number {
-  try {
-    return lstatSync(path).size;
-  } catch {
-    return 0;
-  }
 }

@@ -17,7 +17,7 @@ import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 import { describeReadError, readFileBounded } from "../oci/read.ts";
 import type { LayoutSource } from "../oci/reference.ts";
 import { readIndex } from "../store/index-file.ts";
-import { blobPath } from "../store/paths.ts";
+import { layoutBlobPath } from "../store/store.ts";
 import type { ImageSource, SourceManifest } from "./source.ts";
 
 /**
@@ -65,7 +65,7 @@ export function layoutSource(layout: LayoutSource, verify: boolean): ImageSource
 function readManifest(dir: string, descriptor: Descriptor): SourceManifest {
   let bytes: Uint8Array;
   try {
-    bytes = readFileBounded(blobPath(dir, descriptor.digest), MAX_MANIFEST_BYTES);
+    bytes = readFileBounded(layoutBlobPath(dir, descriptor.digest), MAX_MANIFEST_BYTES);
   } catch (cause) {
     throw layoutFileError(`Cannot read manifest "${descriptor.digest}" in "${dir}"`, cause);
   }
@@ -78,7 +78,7 @@ function readManifest(dir: string, descriptor: Descriptor): SourceManifest {
 }
 
 function checkedBlob(dir: string, descriptor: Descriptor, verify: boolean): string {
-  const path = blobPath(dir, descriptor.digest);
+  const path = layoutBlobPath(dir, descriptor.digest);
   let size: number;
   try {
     const stat = lstatSync(path);

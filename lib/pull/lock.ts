@@ -16,7 +16,7 @@ import type { Role } from "../oci/names.ts";
 import type { PlatformWant } from "../oci/platform.ts";
 import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
-import { writeFileAtomic } from "../store/writer.ts";
+import { writeFileAtomic } from "../store/files.ts";
 
 /** The lock file's name when none is given. */
 export const DEFAULT_LOCK_FILE = "ocicache.lock";

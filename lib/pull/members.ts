@@ -14,9 +14,8 @@ import type { ImageFile } from "../oci/files.ts";
 import { decompressedStream } from "../oci/read.ts";
 import { extractTarMembers } from "../oci/tar.ts";
 import type { DerivedFile } from "../store/index-file.ts";
-import { tempPath } from "../store/paths.ts";
+import { type Ingest, ingestUnnamed } from "../store/ingest.ts";
 import type { Store } from "../store/store.ts";
-import { BlobWriter } from "../store/writer.ts";
 import type { BlobResult, Cache } from "./cache.ts";
 import type { ImageSource } from "./source.ts";
 
@@ -49,7 +48,7 @@ export async function takeOutOfCompressed(
   paths: string[],
   what: string,
 ): Promise<Map<string, DerivedFile>> {
-  const writers = new Map<string, BlobWriter>();
+  const writers = new Map<string, Ingest>();
   try {
     const stream = decompressedStream(layerPath, compression);
     await extractTarMembers(
@@ -57,12 +56,7 @@ export async function takeOutOfCompressed(
       new Set(paths),
       (name, size) => {
         writers.get(name)?.abort();
-        let writer: BlobWriter;
-        try {
-          writer = BlobWriter.create(tempPath(store.root, "member"), { limit: size, what: `"${name}"` });
-        } catch (error) {
-          throw new StoreError(`Cannot keep "${name}" of layer "${what}" in the cache: ${(error as Error).message}`);
-        }
+        const writer = ingestUnnamed(store, { size, what: `"${name}" of layer "${what}"` });
         writers.set(name, writer);
         return writer;
       },
@@ -77,7 +71,7 @@ export async function takeOutOfCompressed(
   }
   const found = new Map<string, DerivedFile>();
   for (const [name, writer] of writers) {
-    const result = writer.commit(store.blobPath(writer.digest()), {});
+    const result = writer.commit();
     if (result.status !== "committed") {
       writer.abort();
       for (const other of writers.values()) if (other !== writer) other.abort();

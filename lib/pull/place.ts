@@ -9,17 +9,25 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { NotFoundError, StoreError } from "../errors.ts";
-import { type Digest, digestHex, hashFile } from "../oci/digest.ts";
+import { type Digest, hashFile } from "../oci/digest.ts";
 import { type ImageFile, layersOf } from "../oci/files.ts";
 import type { Role } from "../oci/names.ts";
 import { findTarMember } from "../oci/tar.ts";
 import { describeFsError } from "../store/files.ts";
 import type { DerivedFile } from "../store/index-file.ts";
+import {
+  layerFallbackPath,
+  OutputTee,
+  placeFile,
+  placeRange,
+  removeQuietly,
+  sameInode,
+  teeWorthIt,
+} from "../store/output.ts";
 import { holdsAlready, rememberOutput } from "../store/outputs.ts";
 import type { BlobResult, Cache } from "./cache.ts";
 import { mapLimit } from "./map-limit.ts";
 import { takeOutCompressedFiles } from "./members.ts";
-import { OutputTee, placeFile, placeRange, removeQuietly, sameInode, teeWorthIt } from "./output.ts";
 import type { ImageSource } from "./source.ts";
 
 /** Where files go. */
@@ -105,9 +113,7 @@ export async function pullFiles(
   try {
     await mapLimit(layers, options.concurrency ?? 4, async (layer) => {
       const fallbackPath =
-        options.outDir === undefined || source.local
-          ? undefined
-          : join(options.outDir, `.ocicache-${digestHex(layer.digest).slice(0, 16)}.layer`);
+        options.outDir === undefined || source.local ? undefined : layerFallbackPath(options.outDir, layer.digest);
       if (fallbackPath !== undefined) fallbacks.push(fallbackPath);
       results.set(layer.digest, await source.blob(layer, fallbackPath, tees.get(layer.digest)));
     });

@@ -19,6 +19,11 @@ import { hostArchitecture, type PlatformWant, platformDirName } from "../oci/pla
 import type { LayoutSource, Reference } from "../oci/reference.ts";
 import { parseDerived } from "../store/index-file.ts";
 import { type RememberedImage, rememberedImage, rememberImage } from "../store/lookup.ts";
+import type { StreamHooks } from "./blob-stream.ts";
+
+export type { StreamHooks };
+
+import type { FetchBlobOptions } from "./blobs.ts";
 import type { BlobResult, Cache, Resolved } from "./cache.ts";
 import type { ImageChoice, ResolvedImage } from "./image.ts";
 import { applyLock, type LockUse } from "./lock.ts";
@@ -243,6 +248,39 @@ function result(name: string, image: ResolvedImage, files: PulledFile[]): PullRe
 /** What `pull --json` and `POST /v1/pull` print: a file's size is `bytes`, as everywhere in the JSON. */
 export function pullJson(result: PullResult) {
   return { ...result, files: result.files.map(({ size, ...file }) => ({ ...file, bytes: size })) };
+}
+
+/**
+ * Fetch one blob whose size is known into the cache (the mirror's miss): `firstResponse` is an answer to its `GET`
+ * the caller already has; `onChunk` sees every byte as it arrives, for a client served while the cache cannot be
+ * written. The blob stays in the cache when it can.
+ *
+ * @throws {IntegrityError} when the bytes are not the blob.
+ * @throws {RegistryError} when the registry fails or the connection drops.
+ */
+export async function pullDescribedBlob(
+  cache: Cache,
+  ref: Reference,
+  descriptor: Descriptor,
+  options: FetchBlobOptions = {},
+): Promise<BlobResult> {
+  const { fetchBlob } = await import("./blobs.ts");
+  return fetchBlob(cache, ref, descriptor, options);
+}
+
+/**
+ * The body of a blob being pulled (`done`), for a client who reads it as it arrives: the cache's ingest as it grows,
+ * then the committed blob, each chunk verified as it goes and the last held back until the digest is checked.
+ */
+export async function pulledBody(
+  cache: Cache,
+  expected: { digest: Digest; size: number },
+  done: Promise<BlobResult>,
+  hooks: StreamHooks,
+  chunkBytes: number,
+): Promise<ReadableStream<Uint8Array>> {
+  const { downloadBody } = await import("./blob-stream.ts");
+  return downloadBody(cache.store, expected, done, hooks, chunkBytes);
 }
 
 /**

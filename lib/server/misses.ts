@@ -10,9 +10,8 @@ import { RegistryError } from "../errors.ts";
 import type { Digest } from "../oci/digest.ts";
 import { MAX_BLOB_BYTES } from "../oci/limits.ts";
 import type { Reference } from "../oci/reference.ts";
-import { growingSource, type StreamHooks, verifiedStream } from "../pull/blob-stream.ts";
-import { fetchBlob } from "../pull/blobs.ts";
 import type { BlobResult, Cache } from "../pull/cache.ts";
+import { pullDescribedBlob, pulledBody, type StreamHooks } from "../pull/pull.ts";
 import type { BlobResponse } from "../registry/client.ts";
 import { API_HEADER } from "./answers.ts";
 import type { MirrorDeps } from "./mirror-deps.ts";
@@ -58,7 +57,7 @@ export async function streamMiss(
       try {
         if (queued) {
           const descriptor = { mediaType: "application/octet-stream", digest: ref.digest, size: await size };
-          return await fetchBlob(deps.cache, ref, descriptor);
+          return await pullDescribedBlob(deps.cache, ref, descriptor);
         }
         // One request upstream: the GET that starts the download also gives the size for the client.
         const first = await sizedGet(deps.cache, ref).catch((error) => {
@@ -67,7 +66,7 @@ export async function streamMiss(
         });
         sized(first.size);
         const descriptor = { mediaType: "application/octet-stream", digest: ref.digest, size: first.size };
-        return await fetchBlob(deps.cache, ref, descriptor, { firstResponse: first.sent });
+        return await pullDescribedBlob(deps.cache, ref, descriptor, { firstResponse: first.sent });
       } finally {
         metrics.downloadsInFlight--;
       }
@@ -78,8 +77,8 @@ export async function streamMiss(
     done.then(forget, forget);
   }
   const size = await download.size;
-  const source = growingSource(deps.cache.store, ref.digest, size, download.done, deps.limits.chunkBytes);
-  const body = verifiedStream(source, { digest: ref.digest, size }, streamHooks(deps));
+  const expected = { digest: ref.digest, size };
+  const body = await pulledBody(deps.cache, expected, download.done, streamHooks(deps), deps.limits.chunkBytes);
   return new Response(body, { status: 200, headers: { ...headers, "Content-Length": String(size) } });
 }
 
@@ -120,7 +119,7 @@ export async function streamUncached(deps: MirrorDeps, ref: Reference & { digest
   const body = new ReadableStream<Uint8Array>(
     {
       start(controller) {
-        fetchBlob(deps.cache, ref, descriptor, {
+        pullDescribedBlob(deps.cache, ref, descriptor, {
           firstResponse: sent,
           onChunk: async (chunk) => {
             if (gone) return;

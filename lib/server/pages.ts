@@ -7,9 +7,9 @@
 import { Hono } from "hono";
 import type { Config } from "../config/config.ts";
 import type { Cache } from "../pull/cache.ts";
+import { probeWritable } from "../store/files.ts";
 import { takeInventory } from "../store/inventory.ts";
 import { cacheStats, referenceRows } from "../store/report.ts";
-import { probeWritable } from "../store/writer.ts";
 import type { Metrics } from "./metrics.ts";
 import { renderStatus } from "./status.ts";
 

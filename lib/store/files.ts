@@ -2,7 +2,11 @@
  * Small file helpers of the store: listing and removing entries without
  * following links, small JSON records read within a bound, one line for a
  * file-system failure. Files are written only through `writer.ts` and read
- * only through `../oci/read.ts`.
+ * only through `../oci/read.ts`; `writer.ts` (like `paths.ts`) is the
+ * store's own, and what others may use of it is re-exported here: a whole
+ * small file written atomically (the lock file of `lock`, the admin token),
+ * the checks of a directory, and the removal of a process's unfinished files
+ * on a signal.
  *
  * @module
  */
@@ -10,6 +14,8 @@
 import { lstatSync, readdirSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { readFileBounded } from "../oci/read.ts";
+
+export { canClone, probeWritable, removeUnfinished, type WriteResult, writeFileAtomic } from "./writer.ts";
 
 /** The names in a directory; none when it is missing or cannot be read. */
 export function listNames(dir: string): string[] {

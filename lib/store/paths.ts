@@ -78,7 +78,7 @@ export function cachePaths(root: string): CachePaths {
   const outputsDir = join(root, "outputs");
   const refsDir = join(root, "refs");
   return {
-    blob: (digest) => `${blobDir}/${digestHex(digest)}`,
+    blob: (digest) => blobPath(root, digest),
     use: (digest) => `${usesDir}/${digestHex(digest)}`,
     ref: (name) => join(refsDir, digestHex(digestOf(name))),
     output: (path) => join(outputsDir, digestHex(digestOf(path))),
@@ -97,9 +97,9 @@ export function cachePaths(root: string): CachePaths {
   };
 }
 
-/** Where the blob with this digest lives under `root`, whether or not it is there. */
+/** Where the blob with this digest lives under `root` (a cache, or any OCI image layout), there or not. */
 export function blobPath(root: string, digest: Digest): string {
-  return join(root, "blobs", "sha256", digestHex(digest));
+  return `${root}/blobs/sha256/${digestHex(digest)}`;
 }
 
 /** The resumable partial download of a blob. */

@@ -18,6 +18,8 @@ import { describeFsError, lexists, listNames } from "./files.ts";
 import { type CachePaths, cachePaths, OCI_LAYOUT, tempPath } from "./paths.ts";
 import { BlobWriter, stampFile, type WriteResult, writeFileAtomic } from "./writer.ts";
 
+/** Where a blob of an OCI image layout is (an `oci:DIR` read in place): the cache's own layout, at another root. */
+export { blobPath as layoutBlobPath } from "./paths.ts";
 export { OCI_LAYOUT };
 
 /** A use within this long of the recorded one is not recorded again (one write a minute at most). */

@@ -1,7 +1,11 @@
 /**
- * Put files where the caller asked: a copy-on-write clone where the file
- * system can (else a copy), or with `link` a hardlink to the read-only cache
- * file. Each lands by `rename`, so a reader never sees half a file.
+ * Files written outside the cache, where the caller asked (`-o DIR`, a
+ * fallback when the cache cannot take a blob): a copy-on-write clone where
+ * the file system can (else a copy), with `link` a hardlink to the read-only
+ * cache file, or bytes written as they come (`OutputFile`). Each is made
+ * beside its destination under a random name and lands by `rename`, so a
+ * reader never sees half a file. Never fsynced: the caller's file, not the
+ * cache's.
  *
  * @module
  */
@@ -9,11 +13,76 @@
 import { lstatSync, mkdirSync, statfsSync, statSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import { StoreError } from "../errors.ts";
-import type { Digest } from "../oci/digest.ts";
+import { type Digest, digestHex, type Expected } from "../oci/digest.ts";
 import { readRange } from "../oci/read.ts";
-import { describeFsError } from "../store/files.ts";
-import { tempBeside } from "../store/paths.ts";
-import { BlobWriter, copyFileAtomic } from "../store/writer.ts";
+import { describeFsError } from "./files.ts";
+import { tempBeside } from "./paths.ts";
+import { BlobWriter, copyFileAtomic, type WriteExpectation, type WriteResult } from "./writer.ts";
+
+/**
+ * A file written beside where it goes: created under a random name next to `near` (`O_EXCL | O_NOFOLLOW`: a name
+ * planted beforehand is never the one used), then verified and renamed with mode 0644, or removed.
+ *
+ * @example Bytes written, verified and renamed into place
+ * ```ts
+ * import assert from "node:assert";
+ * import { readFileSync } from "node:fs";
+ * import { digestOf } from "../oci/digest.ts";
+ * import { OutputFile } from "./output.ts";
+ * const file = OutputFile.create("kernel", { limit: 11, what: "kernel" });
+ * file.write(new TextEncoder().encode("a unikernel"));
+ * assert.equal(file.commit("kernel", { digest: digestOf("a unikernel"), size: 11 }).status, "committed");
+ * assert.equal(readFileSync("kernel", "utf8"), "a unikernel");
+ * ```
+ */
+export class OutputFile {
+  readonly #writer: BlobWriter;
+
+  private constructor(writer: BlobWriter) {
+    this.#writer = writer;
+  }
+
+  /**
+   * @param options.limit no write takes it past this many bytes; `hash: false` for a copy another writer hashes.
+   * @throws {Error} the file system's error when the file cannot be made.
+   */
+  static create(near: string, options: { limit?: number; what?: string; hash?: boolean } = {}): OutputFile {
+    return new OutputFile(BlobWriter.create(tempBeside(near), options));
+  }
+
+  /** Its temp file, until it is committed. */
+  get path(): string {
+    return this.#writer.path;
+  }
+
+  get written(): number {
+    return this.#writer.written;
+  }
+
+  write(chunk: Uint8Array): void {
+    this.#writer.write(chunk);
+  }
+
+  /** Start over from the first byte. */
+  truncate(): void {
+    this.#writer.truncate();
+  }
+
+  /** @throws {IntegrityError} when what is written is not `expected`. */
+  verify(expected: Expected): void {
+    this.#writer.verify(expected);
+  }
+
+  /** Rename it to `dest` (mode 0644) once it is `expected`; a result other than `committed` leaves it: `abort`. */
+  commit(dest: string, expected: WriteExpectation): WriteResult {
+    return this.#writer.commit(dest, expected, { mode: 0o644, durable: false });
+  }
+
+  /** Remove it. */
+  abort(): void {
+    this.#writer.abort();
+  }
+}
 
 /** How a file is placed. */
 export interface PlaceOptions {
@@ -26,10 +95,14 @@ export interface PlaceOptions {
  * file), or hardlinked with `link`.
  *
  * @throws {StoreError} when the destination cannot be written.
- * @example
+ * @example A copy of a file, in place
  * ```ts
+ * import assert from "node:assert";
+ * import { readFileSync, writeFileSync } from "node:fs";
  * import { placeFile } from "./output.ts";
- * placeFile("/etc/hostname", "/tmp/hostname-copy");
+ * writeFileSync("source", "a unikernel");
+ * placeFile("source", "out/kernel");
+ * assert.equal(readFileSync("out/kernel", "utf8"), "a unikernel");
  * ```
  */
 export function placeFile(source: string, dest: string, options: PlaceOptions = {}): void {
@@ -48,10 +121,10 @@ export function placeFile(source: string, dest: string, options: PlaceOptions = 
  * @throws {StoreError} when the destination cannot be written.
  */
 export function placeRange(source: string, offset: number, length: number, dest: string): Digest {
-  let writer: BlobWriter;
+  let writer: OutputFile;
   try {
     mkdirSync(dirname(dest), { recursive: true });
-    writer = BlobWriter.create(tempBeside(dest), { limit: length });
+    writer = OutputFile.create(dest, { limit: length });
   } catch (error) {
     throw new StoreError(`Cannot write "${dest}": ${describeFsError(error)}`, { cause: error });
   }
@@ -61,7 +134,7 @@ export function placeRange(source: string, offset: number, length: number, dest:
     writer.abort();
     throw new StoreError(`Cannot write "${dest}": ${describeFsError(error)}`, { cause: error });
   }
-  const result = writer.commit(dest, { size: length }, { mode: 0o644, durable: false });
+  const result = writer.commit(dest, { size: length });
   if (result.status !== "committed") {
     writer.abort();
     throw new StoreError(
@@ -80,7 +153,7 @@ export function placeRange(source: string, offset: number, length: number, dest:
  * (it counts among the process's unfinished files).
  */
 export class OutputTee {
-  readonly #writer: BlobWriter;
+  readonly #writer: OutputFile;
   readonly #digest: Digest;
   #abandoned = false;
   #closed = false;
@@ -88,7 +161,7 @@ export class OutputTee {
   /** @throws {Error} the file system's error when the temp file cannot be made (the output is then copied). */
   constructor(outDir: string, digest: Digest) {
     // A random name: one planted beforehand in an output directory others can write is never the one used.
-    this.#writer = BlobWriter.create(tempBeside(`${outDir}/layer`), { hash: false });
+    this.#writer = OutputFile.create(`${outDir}/layer`, { hash: false });
     this.#digest = digest;
   }
 
@@ -128,7 +201,7 @@ export class OutputTee {
    */
   finish(dest: string, size: number): boolean {
     if (this.#closed || this.#abandoned || this.#writer.written !== size) return false;
-    const result = this.#writer.commit(dest, { digest: this.#digest, size }, { mode: 0o644, durable: false });
+    const result = this.#writer.commit(dest, { digest: this.#digest, size });
     this.#closed = true;
     if (result.status !== "committed") this.#writer.abort();
     return result.status === "committed";
@@ -140,6 +213,14 @@ export class OutputTee {
     this.#closed = true;
     this.#writer.abort();
   }
+}
+
+/**
+ * Where a layer goes in `outDir` when the cache cannot take it (hidden, named by the layer): the files taken out of
+ * it are placed from there, then it is removed.
+ */
+export function layerFallbackPath(outDir: string, digest: Digest): string {
+  return `${outDir}/.ocicache-${digestHex(digest).slice(0, 16)}.layer`;
 }
 
 /**

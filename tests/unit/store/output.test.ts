@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { digestOf } from "../../../lib/oci/digest.ts";
-import { OutputTee } from "../../../lib/pull/output.ts";
+import { OutputTee } from "../../../lib/store/output.ts";
 import { removeUnfinished } from "../../../lib/store/writer.ts";
 import { useTempDir } from "../../helpers/env.ts";
 
