@@ -54,6 +54,11 @@ export function registryOptions(config: Config): RegistryClientOptions {
   };
 }
 
+/** The cleanup limits of the configuration, as `gc`, the automatic cleanup after a pull and `serve` apply them. */
+export function cleanupLimits(config: Config): { maxAgeMs: number; maxSizeBytes: number; graceMs: number } {
+  return { maxAgeMs: config.maxAgeMs, maxSizeBytes: config.maxSizeBytes, graceMs: config.graceMs };
+}
+
 /** Exactly one positional argument. */
 export function one(context: Context, what = "reference"): string {
   if (context.args.length !== 1)

@@ -15,7 +15,7 @@ import { formatReference, parseReference, type Reference } from "../oci/referenc
 import type { Cache } from "../pull/cache.ts";
 import { DEFAULT_LOCK_FILE, emptyLock, type LockFile, lockEntry, readLock, writeLock } from "../pull/lock.ts";
 import { pullAllPlatforms, pullImage } from "../pull/pull.ts";
-import { lookupEntry } from "../store/lookup.ts";
+import { lookupEntry } from "../store/refs.ts";
 import { type Context, openCache } from "./context.ts";
 import { parseRegistryInput } from "./inputs.ts";
 import { withCache } from "./pull.ts";

@@ -12,7 +12,7 @@ import { HOST_RE } from "../oci/host.ts";
 import { formatPlatform } from "../oci/platform.ts";
 import type { Reference } from "../oci/reference.ts";
 import { formatReference, parseReference } from "../oci/reference.ts";
-import { pruneCache } from "../store/cleanup.ts";
+import { collectGarbage } from "../store/cleanup.ts";
 import { lexists } from "../store/files.ts";
 import { takeInventory } from "../store/inventory.ts";
 import { pruneAll, type RemovalResult, type RemovalTarget, removeTargets } from "../store/remove.ts";
@@ -28,7 +28,7 @@ import {
 import { Store } from "../store/store.ts";
 import { verifyCache } from "../store/verify.ts";
 import { formatBytes, formatDuration } from "../units.ts";
-import { type Context, registryOptions } from "./context.ts";
+import { type Context, cleanupLimits, registryOptions } from "./context.ts";
 import { runDoctor } from "./doctor.ts";
 import { parseRegistryInput } from "./inputs.ts";
 import { ellipsis, escapeControl, fitReference, terminalWidth } from "./text.ts";
@@ -169,10 +169,8 @@ async function runStats(context: Context): Promise<number> {
 async function runGc(context: Context): Promise<number> {
   noArgs(context);
   const { config, flags } = context;
-  const report = await pruneCache(openStore(context, true), {
-    maxAgeMs: config.maxAgeMs,
-    maxSizeBytes: config.maxSizeBytes,
-    graceMs: config.graceMs,
+  const report = await collectGarbage(openStore(context, true), {
+    ...cleanupLimits(config),
     dryRun: flags["dry-run"] === true,
   });
   if (flags.json) return json(context, cleanupJson(report));

@@ -22,7 +22,7 @@ import {
   pullJson,
   pullLayout,
 } from "../pull/pull.ts";
-import { type Context, one, openCache } from "./context.ts";
+import { type Context, cleanupLimits, one, openCache } from "./context.ts";
 import { type Input, parseInput } from "./inputs.ts";
 import { Progress, type ProgressMode, type ProgressSink } from "./progress.ts";
 import { escapeControl, isTerminal } from "./text.ts";
@@ -219,11 +219,7 @@ export async function withCache<T extends { hit: boolean }>(
   if (!result.hit && cache.writable) {
     try {
       const { autoClean } = await import("../store/cleanup.ts");
-      await autoClean(
-        cache.store,
-        { maxAgeMs: config.maxAgeMs, maxSizeBytes: config.maxSizeBytes, graceMs: config.graceMs },
-        config.autoCleanIntervalMs,
-      );
+      await autoClean(cache.store, cleanupLimits(config), config.autoCleanIntervalMs);
     } catch (error) {
       context.warn(`Cannot clean the cache automatically: ${(error as Error).message}`);
     }

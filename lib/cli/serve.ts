@@ -13,6 +13,7 @@
 
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
+import type { Config } from "../config/config.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import { configDir } from "../home.ts";
 import { isLoopback } from "../oci/host.ts";
@@ -23,7 +24,44 @@ import { Metrics } from "../server/metrics.ts";
 import { Upkeep } from "../server/upkeep.ts";
 import { writeFileAtomic } from "../store/files.ts";
 import { formatBytes } from "../units.ts";
-import { type Context, openCache } from "./context.ts";
+import { type Context, cleanupLimits, openCache } from "./context.ts";
+
+/**
+ * A server others can reach needs an admin token of the user's own, and a mirror others can reach needs client
+ * credentials, or to be public on purpose: it pulls with this machine's registry credentials.
+ *
+ * @throws {UsageError} naming what is missing.
+ */
+function checkExposure(config: Config, loopback: boolean, token: string | undefined): void {
+  if (loopback) return;
+  if (token === undefined || token.length < 16) {
+    throw new UsageError(
+      `Cannot listen on "${config.listen}" without an admin token: set OCICACHE_ADMIN_TOKEN (16 characters or more), ` +
+        `or listen on 127.0.0.1`,
+    );
+  }
+  if (config.upstream !== undefined && config.htpasswd === undefined && !config.publicMirror) {
+    throw new UsageError(
+      `Cannot serve the mirror on "${config.listen}" to anyone who can reach it, with this machine's registry ` +
+        `credentials: give --htpasswd FILE, or --public-mirror`,
+    );
+  }
+}
+
+/** The line `serve` prints once it listens: where, what it mirrors, where its admin token is, who may use it. */
+function listening(config: Config, address: string, loopback: boolean, tokenFile: string | undefined): string {
+  const where = tokenFile === undefined ? "from OCICACHE_ADMIN_TOKEN" : `in ${tokenFile}`;
+  const clients =
+    config.upstream === undefined
+      ? ""
+      : config.htpasswd !== undefined
+        ? `, mirror clients need credentials from ${config.htpasswd}`
+        : loopback
+          ? ""
+          : ", mirror open to anyone who can reach it (--public-mirror)";
+  const mirroring = config.upstream === undefined ? "" : `, mirroring ${config.upstream}`;
+  return `listening on http://${address}${mirroring} (admin token ${where}${clients})`;
+}
 
 /**
  * Run the server until SIGTERM or SIGINT.
@@ -36,18 +74,7 @@ export async function runServe(context: Context): Promise<number> {
   const { hostname, port } = splitListen(config.listen);
   const loopback = isLoopback(hostname);
   const fromEnv = process.env.OCICACHE_ADMIN_TOKEN;
-  if (!loopback && (fromEnv === undefined || fromEnv.length < 16)) {
-    throw new UsageError(
-      `Cannot listen on "${config.listen}" without an admin token: set OCICACHE_ADMIN_TOKEN (16 characters or more), ` +
-        `or listen on 127.0.0.1`,
-    );
-  }
-  if (!loopback && config.upstream !== undefined && config.htpasswd === undefined && !config.publicMirror) {
-    throw new UsageError(
-      `Cannot serve the mirror on "${config.listen}" to anyone who can reach it, with this machine's registry ` +
-        `credentials: give --htpasswd FILE, or --public-mirror`,
-    );
-  }
+  checkExposure(config, loopback, fromEnv);
   const htpasswd = config.htpasswd === undefined ? undefined : readHtpasswd(config.htpasswd);
   const generated = fromEnv !== undefined && fromEnv !== "" ? undefined : generateToken();
   const token = generated?.value ?? fromEnv!;
@@ -60,7 +87,7 @@ export async function runServe(context: Context): Promise<number> {
     },
   });
   upkeep = new Upkeep(cache, {
-    policy: { maxAgeMs: config.maxAgeMs, maxSizeBytes: config.maxSizeBytes, graceMs: config.graceMs },
+    policy: cleanupLimits(config),
     intervalMs: config.autoCleanIntervalMs,
     onCleanup: (outcome) =>
       context.warn(
@@ -95,17 +122,7 @@ export async function runServe(context: Context): Promise<number> {
       cause,
     });
   }
-  const where = generated === undefined ? "from OCICACHE_ADMIN_TOKEN" : `in ${generated.file}`;
-  const clients =
-    config.upstream === undefined
-      ? ""
-      : htpasswd !== undefined
-        ? `, mirror clients need credentials from ${config.htpasswd}`
-        : loopback
-          ? ""
-          : ", mirror open to anyone who can reach it (--public-mirror)";
-  const mirroring = config.upstream === undefined ? "" : `, mirroring ${config.upstream}`;
-  context.print(`listening on http://${hostname}:${server.port}${mirroring} (admin token ${where}${clients})`);
+  context.print(listening(config, `${hostname}:${server.port}`, loopback, generated?.file));
   upkeep.start();
   const signal = await stopped;
   context.warn(`${signal}: finishing the requests in flight`);

@@ -129,7 +129,7 @@ export function isImageFileName(role: unknown, name: unknown): boolean {
     : (role === "kernel" || role === "initrd" || role === "kernel.dbg") && name === role;
 }
 
-/** A tar member's name as stored: no leading `/` or `./`. */
+/** A tar member's name as stored: no leading `/` or `./` (how a layer names it, and how an annotation may). */
 export function normaliseTarPath(path: string): string {
   return path.replace(/^(\.?\/)+/, "");
 }

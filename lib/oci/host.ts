@@ -10,8 +10,11 @@
 /** The registry a reference without a host names. */
 export const DOCKER_HUB = "docker.io";
 
-/** `host[:port]` with a DNS name, an IPv4 address or a bracketed IPv6 address. */
-export const HOST_RE = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
+/** One label of a DNS name (or a part of an IPv4 address): letters, digits, inner hyphens. */
+const LABEL = "(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])";
+
+/** `host[:port]` with a DNS name, an IPv4 address or a bracketed IPv6 address: the grammar of a reference's host. */
+export const HOST_RE = new RegExp(`^(?:${LABEL}(?:\\.${LABEL})*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$`);
 
 /**
  * One name for Docker Hub, whichever of its names is given.

@@ -8,7 +8,7 @@
 
 import { UsageError } from "../errors.ts";
 import { type Digest, parseDigest } from "./digest.ts";
-import { canonicalRegistry, DOCKER_HUB } from "./host.ts";
+import { canonicalRegistry, DOCKER_HUB, HOST_RE } from "./host.ts";
 
 /** A parsed, normalised reference to an image in a remote registry. */
 export interface Reference {
@@ -180,6 +180,4 @@ function printable(input: string): string {
 /** A tag, as the distribution spec's grammar has it. */
 export const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const LABEL = "(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])";
-const HOST_RE = new RegExp(`^(?:${LABEL}(?:\\.${LABEL})*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?$`);
 const REF_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@+-]*$/;

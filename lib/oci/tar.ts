@@ -11,6 +11,7 @@
 
 import { closeSync } from "node:fs";
 import { IntegrityError, NotFoundError } from "../errors.ts";
+import { normaliseTarPath } from "./files.ts";
 import { openRegular, readAt } from "./read.ts";
 
 /** Where a member's content lies in the tar file. */
@@ -79,7 +80,8 @@ function scan(fd: number, name: string, tarSize: number, tarPath: string): TarRa
       else parsePax(meta, pax);
     } else if (type !== "g") {
       const memberName = pax.path ?? longName ?? ustarName(header);
-      if ((type === "0" || type === "\0") && stripLeading(memberName) === name) found = { offset: dataOffset, size };
+      if ((type === "0" || type === "\0") && normaliseTarPath(memberName) === name)
+        found = { offset: dataOffset, size };
       longName = undefined;
       pax = {};
       records = 0;
@@ -129,10 +131,6 @@ function ustarName(header: Uint8Array): string {
   const magic = cString(header.subarray(257, 263));
   const prefix = magic.startsWith("ustar") ? cString(header.subarray(345, 500)) : "";
   return prefix === "" ? name : `${prefix}/${name}`;
-}
-
-function stripLeading(path: string): string {
-  return path.replace(/^(\.?\/)+/, "");
 }
 
 function cString(bytes: Uint8Array): string {
@@ -215,7 +213,7 @@ export async function extractTarMembers(
       else parsePax(meta, pax);
       await input.pass(padding, undefined, what);
     } else {
-      const name = stripLeading(pax.path ?? longName ?? ustarName(header));
+      const name = normaliseTarPath(pax.path ?? longName ?? ustarName(header));
       const regular = type === "0" || type === "\0";
       const sink = regular && wanted.has(name) ? open(name, size) : undefined;
       await input.pass(size, sink, what);

@@ -36,15 +36,15 @@ export interface StreamHooks {
  * ```ts
  * import assert from "node:assert";
  * import { digestOf } from "../oci/digest.ts";
- * import { verifiedStream } from "./blob-stream.ts";
+ * import { verifiedBody } from "./blob-stream.ts";
  * const bytes = new TextEncoder().encode("hello");
  * let sent = false;
  * const source = { next: async () => (sent ? null : ((sent = true), bytes)), close() {} };
- * const text = await new Response(verifiedStream(source, { digest: digestOf(bytes), size: 5 })).text();
+ * const text = await new Response(verifiedBody(source, { digest: digestOf(bytes), size: 5 })).text();
  * assert.equal(text, "hello");
  * ```
  */
-export function verifiedStream(
+export function verifiedBody(
   source: ChunkSource,
   expected: Expected,
   hooks: StreamHooks = {},
@@ -130,5 +130,5 @@ export function downloadBody(
       throw new StoreError(`Cannot serve blob "${expected.digest}": the cache cannot be written`);
     return path;
   });
-  return verifiedStream(follow(store, expected.digest, expected.size, committed, chunkBytes), expected, hooks);
+  return verifiedBody(follow(store, expected.digest, expected.size, committed, chunkBytes), expected, hooks);
 }

@@ -15,7 +15,7 @@ import { formatReference, type Reference } from "../oci/reference.ts";
 import type { RegistryClient, RegistryClientOptions } from "../registry/client.ts";
 import { describeFsError, probeWritable, type WriteResult } from "../store/files.ts";
 import { type IndexEntry, updateIndex, upsertEntry } from "../store/index-file.ts";
-import { lookupReference } from "../store/lookup.ts";
+import { lookupReference } from "../store/refs.ts";
 import { Store } from "../store/store.ts";
 import { formatBytes } from "../units.ts";
 import type { BlobResult } from "./download.ts";
@@ -84,7 +84,7 @@ export interface Resolved {
   digest: Digest;
   /** The index entry known before this pull, if any. */
   entry?: IndexEntry;
-  /** What earlier pulls of that entry came to, by choice, as the `refs/` memo remembers (see `rememberedImage`). */
+  /** What earlier pulls of that entry came to, by choice, as the `refs/` memo remembers (see `readPullMemo`). */
   images: Record<string, unknown>;
   /** Whether the registry confirmed the digest during this pull. */
   checked: boolean;

@@ -63,7 +63,7 @@ export interface PulledFile {
  * ```ts
  * import assert from "node:assert";
  * import { readFileSync, writeFileSync } from "node:fs";
- * import { pullFiles } from "./place.ts";
+ * import { placeImageFiles } from "./place.ts";
  * import { resolveImage } from "./image.ts";
  * import { digestOf } from "../oci/digest.ts";
  * import type { ImageSource } from "./source.ts";
@@ -81,11 +81,11 @@ export interface PulledFile {
  *   blob: async () => ({ path: "kernel.blob", hit: true, cached: false }),
  * };
  * const image = await resolveImage(source);
- * const placed = await pullFiles(undefined, source, image.files, {}, { outDir: "out" });
+ * const placed = await placeImageFiles(undefined, source, image.files, {}, { outDir: "out" });
  * assert.equal(readFileSync(placed.files[0]!.path, "utf8"), "a unikernel");
  * ```
  */
-export async function pullFiles(
+export async function placeImageFiles(
   cache: Cache | undefined,
   source: ImageSource,
   files: ImageFile[],

@@ -1,7 +1,7 @@
 /**
  * Pull a unikernel image from a registry through the cache, or from a local
  * OCI layout: both resolve with `resolveImage` and place files with
- * `pullFiles`; a registry pull also keeps the config blob, records the
+ * `placeImageFiles`; a registry pull also keeps the config blob, records the
  * reference in `index.json` and remembers what it came to. A hit that was
  * remembered is answered from the memo and a few `lstat`s: the walk's
  * modules (manifests, layers, outputs) are loaded only when it runs.
@@ -18,7 +18,7 @@ import { DERIVED_ANNOTATION, type Role } from "../oci/names.ts";
 import { hostArchitecture, type PlatformWant, platformDirName } from "../oci/platform.ts";
 import type { LayoutSource, Reference } from "../oci/reference.ts";
 import { parseDerived } from "../store/index-file.ts";
-import { type RememberedImage, rememberedImage, rememberImage } from "../store/lookup.ts";
+import { type PullMemo, readPullMemo, writePullMemo } from "../store/refs.ts";
 import type { StreamHooks } from "./blob-stream.ts";
 
 export type { StreamHooks };
@@ -130,7 +130,7 @@ async function pullImages(
   resolve: (source: ImageSource) => Promise<ResolvedImage[]>,
   perPlatform = false,
 ): Promise<Array<{ result: PullResult; image: ResolvedImage }>> {
-  const [{ registrySource }, { checkRoom, pullFiles }] = await Promise.all([
+  const [{ registrySource }, { checkRoom, placeImageFiles }] = await Promise.all([
     import("./source.ts"),
     import("./place.ts"),
   ]);
@@ -155,7 +155,7 @@ async function pullImages(
     // The config blob is fetched beside the files; a failed pull still waits for it, so nothing runs on after.
     const config = keepConfig(cache, ref, image.image.manifest.config);
     try {
-      const pulled = await pullFiles(
+      const pulled = await placeImageFiles(
         cache,
         source,
         image.files,
@@ -223,14 +223,14 @@ export async function pullLayout(
   layout: LayoutSource,
   options: PullOptions & { verify?: boolean } = {},
 ): Promise<PullResult> {
-  const [{ layoutSource }, { resolveImage }, { pullFiles }] = await Promise.all([
+  const [{ layoutSource }, { resolveImage }, { placeImageFiles }] = await Promise.all([
     import("./layout-source.ts"),
     import("./image.ts"),
     import("./place.ts"),
   ]);
   const source = layoutSource(layout, options.verify === true);
   const image = await resolveImage(source, options);
-  const pulled = await pullFiles(cache, source, image.files, {}, options);
+  const pulled = await placeImageFiles(cache, source, image.files, {}, options);
   return result(source.name, image, pulled.files);
 }
 
@@ -346,7 +346,7 @@ function choiceKey(options: PullOptions): string {
 function rememberedHit(cache: Cache, resolved: Resolved, options: PullOptions): PullResult | undefined {
   if (options.outDir !== undefined || cache.options.verify) return undefined;
   if (resolved.entry?.digest !== resolved.digest) return undefined;
-  const image = rememberedImage(resolved, resolved.digest, choiceKey(options));
+  const image = readPullMemo(resolved, resolved.digest, choiceKey(options));
   if (image === undefined) return undefined;
   const { store } = cache;
   const sized = [...image.blobs, ...image.files];
@@ -380,11 +380,11 @@ function remember(cache: Cache, resolved: Resolved, options: PullOptions, image:
   if (!cache.writable) return;
   const config = image.image.manifest.config;
   const layers = layersOf(image.files);
-  const remembered: RememberedImage = {
+  const remembered: PullMemo = {
     manifests: [...(image.top.manifest.kind === "index" ? [resolved.digest] : []), image.image.digest],
     ...(image.platform !== undefined && { platform: { ...image.platform } as Record<string, string> }),
     blobs: [...(keepsConfig(cache, config) ? [config] : []), ...layers].map(({ digest, size }) => ({ digest, size })),
     files: pulled.files.map(({ role, name, digest, size }) => ({ role, name, digest, size })),
   };
-  rememberImage(cache.store, resolved.name, resolved.digest, choiceKey(options), remembered);
+  writePullMemo(cache.store, resolved.name, resolved.digest, choiceKey(options), remembered);
 }

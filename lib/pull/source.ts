@@ -2,7 +2,7 @@
  * Where an image comes from, read-only (as oras-go's `ReadOnlyStorage`): the
  * manifest a reference names, manifests and blobs by descriptor, each
  * verified. A registry through the cache and a local OCI layout (`oci:DIR`)
- * are the two sources; `resolveImage` and `pullFiles` work on either.
+ * are the two sources; `resolveImage` and `placeImageFiles` work on either.
  *
  * @module
  */

@@ -16,7 +16,7 @@ import { parsePlatform } from "../oci/platform.ts";
 import { formatReference, parseReference } from "../oci/reference.ts";
 import type { Cache } from "../pull/cache.ts";
 import { pullImage, pullJson } from "../pull/pull.ts";
-import { pruneCache } from "../store/cleanup.ts";
+import { collectGarbage } from "../store/cleanup.ts";
 import { takeInventory } from "../store/inventory.ts";
 import { removeTargets } from "../store/remove.ts";
 import { blobRows, cacheStats, cleanupJson, referenceRows, removalJson } from "../store/report.ts";
@@ -93,7 +93,7 @@ export function adminRoutes(deps: AdminRoutesDeps): Hono {
   });
   admin.post("/gc", ...jsonBody(GC_BODY), async (c) => {
     const body = c.req.valid("json");
-    const report = await pruneCache(cache.store, {
+    const report = await collectGarbage(cache.store, {
       maxAgeMs: body.maxAge === undefined ? config.maxAgeMs : parseDuration(body.maxAge, '"maxAge"'),
       maxSizeBytes: body.maxSize === undefined ? config.maxSizeBytes : parseSize(body.maxSize, '"maxSize"'),
       graceMs: config.graceMs,

@@ -14,9 +14,9 @@ import { type Digest, isDigest } from "../oci/digest.ts";
 import { lexists, listNames, removeEntriesUnless } from "./files.ts";
 import { takeInventory, type Unit } from "./inventory.ts";
 import { acquireLock, isAlive, isStale, type Lock } from "./lock.ts";
-import { removeStaleMemos } from "./lookup.ts";
 import { removeStaleRecords } from "./outputs.ts";
 import { classifyTemp } from "./paths.ts";
+import { removeStaleMemos } from "./refs.ts";
 import { lockCleanup, type RemovedUnit, removeUnits } from "./remove.ts";
 import type { Store } from "./store.ts";
 import { stampFile } from "./writer.ts";
@@ -59,16 +59,16 @@ export interface CleanupReport {
  * @example A dry run over an empty cache frees nothing
  * ```ts
  * import assert from "node:assert";
- * import { pruneCache } from "./cleanup.ts";
+ * import { collectGarbage } from "./cleanup.ts";
  * import { Store } from "./store.ts";
  * const store = new Store("/tmp/ocicache-example");
  * store.init();
  * const policy = { maxAgeMs: 7 * 86_400_000, maxSizeBytes: 2 ** 30, graceMs: 600_000, dryRun: true };
- * const report = await pruneCache(store, policy);
+ * const report = await collectGarbage(store, policy);
  * assert.equal(report.freedBytes, 0);
  * ```
  */
-export async function pruneCache(store: Store, policy: CleanupPolicy): Promise<CleanupReport> {
+export async function collectGarbage(store: Store, policy: CleanupPolicy): Promise<CleanupReport> {
   const lock = await lockCleanup(store);
   try {
     return await cleanLocked(store, policy);

@@ -47,7 +47,7 @@ export function readIndex(root: string): IndexEntry[] {
   }
   const manifests = (parsed as { manifests?: unknown })?.manifests;
   if (!Array.isArray(manifests)) return [];
-  return manifests.filter(isIndexEntry);
+  return manifests.flatMap((value) => asIndexEntry(value) ?? []);
 }
 
 /** The entry whose ref name is `name`, if any. */
@@ -129,11 +129,13 @@ export function upsertEntry(entries: IndexEntry[], entry: IndexEntry): IndexEntr
   return [...others, entry];
 }
 
-/** Whether a parsed value is a well-formed entry: a descriptor with string annotations. */
-export function isIndexEntry(value: unknown): value is IndexEntry {
-  const entry = value as IndexEntry;
-  if (typeof entry !== "object" || entry === null) return false;
-  if (!isDigest(entry.digest) || typeof entry.mediaType !== "string" || !Number.isSafeInteger(entry.size)) return false;
-  if (entry.annotations === undefined) entry.annotations = {};
-  return typeof entry.annotations === "object" && entry.annotations !== null;
+/** A parsed value as an entry, when it is a well-formed descriptor (a copy, with `{}` for absent annotations). */
+export function asIndexEntry(value: unknown): IndexEntry | undefined {
+  const entry = value as Partial<IndexEntry> | null;
+  if (typeof entry !== "object" || entry === null) return undefined;
+  if (!isDigest(entry.digest) || typeof entry.mediaType !== "string" || !Number.isSafeInteger(entry.size))
+    return undefined;
+  const annotations = entry.annotations ?? {};
+  if (typeof annotations !== "object" || annotations === null) return undefined;
+  return { ...(entry as IndexEntry), annotations };
 }

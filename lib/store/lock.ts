@@ -142,14 +142,14 @@ export function isAlive(pid: number): boolean {
 }
 
 function readOwner(path: string): { pid: number; text: string } | undefined {
-  const text = readLock(path);
+  const text = readOwnerRecord(path);
   if (text === undefined) return undefined;
   const pid = Number(text.split(" ", 1)[0]);
   return Number.isInteger(pid) && pid > 0 ? { pid, text } : undefined;
 }
 
 /** The first bytes of a lock file, read without following a link. */
-function readLock(path: string): string | undefined {
+function readOwnerRecord(path: string): string | undefined {
   let fd: number;
   try {
     fd = openRegular(path);
@@ -168,8 +168,8 @@ function readLock(path: string): string | undefined {
 
 /** Remove a stale lock unless another process replaced it meanwhile. */
 function removeIfUnchanged(path: string): void {
-  const before = readLock(path) ?? "";
-  if ((readLock(path) ?? "") === before) {
+  const before = readOwnerRecord(path) ?? "";
+  if ((readOwnerRecord(path) ?? "") === before) {
     try {
       unlinkSync(path);
     } catch {
@@ -180,7 +180,7 @@ function removeIfUnchanged(path: string): void {
 
 function releaseLock(path: string, token: string): void {
   try {
-    if (readLock(path) === token) unlinkSync(path);
+    if (readOwnerRecord(path) === token) unlinkSync(path);
   } catch {
     // Already gone: a takeover of a lock whose owner looked dead.
   }

@@ -85,7 +85,7 @@ export class OutputFile {
 }
 
 /** How a file is placed. */
-export interface PlaceOptions {
+export interface PlaceFileOptions {
   /** Hardlink the read-only cache file instead of copying. @default false */
   link?: boolean;
 }
@@ -105,7 +105,7 @@ export interface PlaceOptions {
  * assert.equal(readFileSync("out/kernel", "utf8"), "a unikernel");
  * ```
  */
-export function placeFile(source: string, dest: string, options: PlaceOptions = {}): void {
+export function placeFile(source: string, dest: string, options: PlaceFileOptions = {}): void {
   try {
     mkdirSync(dirname(dest), { recursive: true });
     copyFileAtomic(source, dest, options);

@@ -15,7 +15,7 @@ import { decompressedStream, openRegular, readAt } from "../oci/read.ts";
 import { extractTarMembers, findTarMember } from "../oci/tar.ts";
 import { parseDerived, splitDerivedKey, updateIndex } from "./index-file.ts";
 import { type Inventory, takeInventory } from "./inventory.ts";
-import { removeAllMemos } from "./lookup.ts";
+import { removeAllMemos } from "./refs.ts";
 import { lockCleanup } from "./remove.ts";
 import type { Store } from "./store.ts";
 

@@ -6,7 +6,7 @@ import { type Digest, digestOf } from "../../../lib/oci/digest.ts";
 import { parseReference } from "../../../lib/oci/reference.ts";
 import { Cache } from "../../../lib/pull/cache.ts";
 import { pullImage } from "../../../lib/pull/pull.ts";
-import { autoClean, pruneCache } from "../../../lib/store/cleanup.ts";
+import { autoClean, collectGarbage } from "../../../lib/store/cleanup.ts";
 import { readIndex } from "../../../lib/store/index-file.ts";
 import { takeInventory } from "../../../lib/store/inventory.ts";
 import { pruneAll, removeTargets } from "../../../lib/store/remove.ts";
@@ -74,13 +74,13 @@ function age(name: string, daysAgo: number): void {
 const names = () => readIndex(store.root).map((e) => e.annotations["org.opencontainers.image.ref.name"]);
 const policy = { maxAgeMs: 30 * DAY_MS, maxSizeBytes: 10 * 2 ** 30, graceMs: 10 * 60_000 };
 
-describe("pruneCache()", () => {
+describe("collectGarbage()", () => {
   test("removes references unused for longer than maxAge; the kept ones still pull with no network", async () => {
     await pull(images[0]!.ref);
     await pull(images[1]!.ref);
     age(images[0]!.ref, 40);
     age(images[1]!.ref, 20);
-    const report = await pruneCache(store, policy);
+    const report = await collectGarbage(store, policy);
     expect(report.removed.map((r) => [r.name, r.reason])).toEqual([[images[0]!.ref, "age"]]);
     expect(names()).toEqual([images[1]!.ref]);
     for (const digest of images[0]!.manifests[host].layers.map((l) => l.digest as Digest))
@@ -102,14 +102,14 @@ describe("pruneCache()", () => {
     age(images[2]!.ref, 2);
     const inventory = takeInventory(store);
     const newest = inventory.units.find((u) => u.name === images[1]!.ref)!;
-    const report = await pruneCache(store, { ...policy, maxSizeBytes: newest.size + 1000 });
+    const report = await collectGarbage(store, { ...policy, maxSizeBytes: newest.size + 1000 });
     expect(report.removed.map((r) => r.name)).toEqual([images[0]!.ref, images[2]!.ref]);
     expect(report.removed.filter((r) => r.reason !== "size")).toEqual([]);
     expect(names()).toEqual([images[1]!.ref]);
     expect(report.remainingBytes).toBeLessThanOrEqual(newest.size + 1000);
 
     await pull(images[0]!.ref);
-    const protectedReport = await pruneCache(store, { ...policy, maxSizeBytes: 0 });
+    const protectedReport = await collectGarbage(store, { ...policy, maxSizeBytes: 0 });
     expect(protectedReport.removed.map((r) => r.name)).toEqual([images[1]!.ref]);
     expect(names()).toEqual([images[0]!.ref]);
   });
@@ -120,7 +120,7 @@ describe("pruneCache()", () => {
     age(images[0]!.ref, 40);
     const shared = sharing.kernel as Digest;
     setLastUse(store.root, shared, new Date(Date.now() - 40 * DAY_MS));
-    const report = await pruneCache(store, policy);
+    const report = await collectGarbage(store, policy);
     expect(report.removed.map((r) => r.name)).toEqual([images[0]!.ref]);
     expect(store.stat(shared)).toBeDefined();
     expect((await pull(sharing.ref, true)).hit).toBe(true);
@@ -130,7 +130,7 @@ describe("pruneCache()", () => {
     await pull(images[0]!.ref);
     age(images[0]!.ref, 40);
     const before = readdirSync(join(store.root, "blobs", "sha256")).sort();
-    const report = await pruneCache(store, { ...policy, dryRun: true });
+    const report = await collectGarbage(store, { ...policy, dryRun: true });
     expect(report.removed.map((r) => r.name)).toEqual([images[0]!.ref]);
     expect(report.freedBytes).toBeGreaterThan(200_000);
     expect(readdirSync(join(store.root, "blobs", "sha256")).sort()).toEqual(before);
@@ -143,7 +143,7 @@ describe("pruneCache()", () => {
     const digest = digestOf(bytes);
     store.putBytes({ digest, size: bytes.length }, bytes);
     setLastUse(store.root, digest, new Date(Date.now() - 31 * DAY_MS));
-    const report = await pruneCache(store, policy);
+    const report = await collectGarbage(store, policy);
     expect(report.removed).toMatchObject([{ kind: "blob", name: digest, bytes: bytes.length, reason: "age" }]);
     expect(store.stat(digest)).toBeUndefined();
   });
@@ -159,7 +159,7 @@ describe("pruneCache()", () => {
       utimesSync(path, old, old);
     }
     writeFileSync(liveLock, `${process.pid} ${Date.now()} token`);
-    const report = await pruneCache(store, policy);
+    const report = await collectGarbage(store, policy);
     expect(report.steps[0]).toEqual({ name: "remove stale temp files", count: 1, bytes: 7 });
     expect(existsSync(dead)).toBe(false);
     expect(existsSync(live)).toBe(true);

@@ -9,7 +9,7 @@
  * `refs/` is a memo that can always be thrown away.
  *
  * The memo also remembers what a pull of the reference came to, for each
- * choice of platform and files (`RememberedImage`): the manifest, the blobs
+ * choice of platform and files (`PullMemo`): the manifest, the blobs
  * and the files. Its entry names the digest, and every manifest and blob is
  * content-addressed, so a remembered image stays true while the entry does;
  * a hit then reads no manifest.
@@ -22,7 +22,7 @@ import { type Digest, isDigest } from "../oci/digest.ts";
 import { isImageFileName } from "../oci/files.ts";
 import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 import { readSmallJson, removeEntriesUnless } from "./files.ts";
-import { findEntry, type IndexEntry, isIndexEntry, readIndex } from "./index-file.ts";
+import { asIndexEntry, findEntry, type IndexEntry, readIndex } from "./index-file.ts";
 import type { Store } from "./store.ts";
 import { writeFileAtomic } from "./writer.ts";
 
@@ -31,7 +31,7 @@ interface Memo {
   index: string;
   name: string;
   entry: IndexEntry | null;
-  images?: Record<string, RememberedImage>;
+  images?: Record<string, PullMemo>;
 }
 
 /** A blob by digest, with its size. */
@@ -41,7 +41,7 @@ export interface SizedBlob {
 }
 
 /** What a pull of one reference, with one choice of platform and files, came to. */
-export interface RememberedImage {
+export interface PullMemo {
   /** The manifests a walk reads: the index, when the reference names one, then the platform's image manifest. */
   manifests: Digest[];
   /** The chosen platform, when the reference names an index. */
@@ -62,7 +62,7 @@ const MAX_IMAGES = 8;
  *
  * @example
  * ```ts
- * import { lookupEntry } from "./lookup.ts";
+ * import { lookupEntry } from "./refs.ts";
  * import { Store } from "./store.ts";
  * console.log(lookupEntry(new Store("/tmp/ocicache-example"), "docker.io/library/alpine:latest"));
  * ```
@@ -74,7 +74,7 @@ export function lookupEntry(store: Store, name: string): IndexEntry | undefined 
 /** One name's entry of `index.json`, and what pulls of it came to, by choice, as the memo remembers them. */
 export interface KnownReference {
   entry?: IndexEntry;
-  /** As read: `rememberedImage` takes one out only in the shape `rememberImage` writes. */
+  /** As read: `readPullMemo` takes one out only in the shape `writePullMemo` writes. */
   images: Record<string, unknown>;
 }
 
@@ -84,7 +84,7 @@ export interface KnownReference {
  *
  * @example
  * ```ts
- * import { lookupReference } from "./lookup.ts";
+ * import { lookupReference } from "./refs.ts";
  * import { Store } from "./store.ts";
  * console.log(lookupReference(new Store("/tmp/ocicache-example"), "docker.io/library/alpine:latest").entry);
  * ```
@@ -107,26 +107,20 @@ export function lookupReference(store: Store, name: string, options: { verify?: 
  *
  * @example
  * ```ts
- * import { lookupReference, rememberedImage } from "./lookup.ts";
+ * import { lookupReference, readPullMemo } from "./refs.ts";
  * import { Store } from "./store.ts";
  * const known = lookupReference(new Store("/tmp/ocicache-example"), "127.0.0.1:5000/unikraft/nginx:1.25");
- * console.log(rememberedImage(known, `sha256:${"a".repeat(64)}`, "{}"));
+ * console.log(readPullMemo(known, `sha256:${"a".repeat(64)}`, "{}"));
  * ```
  */
-export function rememberedImage(known: KnownReference, digest: Digest, choice: string): RememberedImage | undefined {
+export function readPullMemo(known: KnownReference, digest: Digest, choice: string): PullMemo | undefined {
   if (known.entry?.digest !== digest) return undefined;
   const image = known.images[choice];
-  return isRememberedImage(image) ? image : undefined;
+  return isPullMemo(image) ? image : undefined;
 }
 
 /** Remember what a pull of `name` with `choice` came to, while `name` names `digest` in `index.json`. */
-export function rememberImage(
-  store: Store,
-  name: string,
-  digest: Digest,
-  choice: string,
-  image: RememberedImage,
-): void {
+export function writePullMemo(store: Store, name: string, digest: Digest, choice: string, image: PullMemo): void {
   if (lookupEntry(store, name)?.digest !== digest) return;
   const path = store.paths.ref(name);
   const memo = readMemo(path);
@@ -167,12 +161,13 @@ function readMemo(path: string): Memo | undefined {
   if (typeof memo?.index !== "string" || typeof memo.name !== "string") return undefined;
   if (memo.entry === null) return memo as Memo;
   // A memo names its reference: one planted for another name, or malformed, is not used.
-  if (!isIndexEntry(memo.entry) || memo.entry.annotations[REF_NAME_ANNOTATION] !== memo.name) return undefined;
-  return memo as Memo;
+  const entry = asIndexEntry(memo.entry);
+  if (entry === undefined || entry.annotations[REF_NAME_ANNOTATION] !== memo.name) return undefined;
+  return { ...(memo as Memo), entry };
 }
 
-/** Whether a remembered image read back from the cache directory has the shape `rememberImage` writes. */
-function isRememberedImage(value: unknown): value is RememberedImage {
+/** Whether a pull memo read back from the cache directory has the shape `writePullMemo` writes. */
+function isPullMemo(value: unknown): value is PullMemo {
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;
   const sized = (blob: unknown) =>
     isObject(blob) && isDigest(blob.digest) && Number.isSafeInteger(blob.size) && (blob.size as number) >= 0;

@@ -6,12 +6,12 @@ import { type IndexEntry, updateIndex, upsertEntry } from "../../../lib/store/in
 import {
   lookupEntry,
   lookupReference,
-  type RememberedImage,
-  rememberedImage,
-  rememberImage,
+  type PullMemo,
+  readPullMemo,
   removeAllMemos,
   removeStaleMemos,
-} from "../../../lib/store/lookup.ts";
+  writePullMemo,
+} from "../../../lib/store/refs.ts";
 import { Store } from "../../../lib/store/store.ts";
 import { useTempDir } from "../../helpers/env.ts";
 
@@ -35,7 +35,7 @@ function store(): Store {
 
 /** What the memo of `name` remembers for `digest` and `choice`, as a pull finds it. */
 const remembered = (s: Store, name: string, digest: Digest, choice: string) =>
-  rememberedImage(lookupReference(s, name), digest, choice);
+  readPullMemo(lookupReference(s, name), digest, choice);
 
 const memo = (s: Store, name: string) => join(s.paths.refsDir, digestHex(digestOf(name)));
 
@@ -84,9 +84,9 @@ describe("lookupEntry()", () => {
   });
 });
 
-describe("rememberImage() and rememberedImage()", () => {
+describe("writePullMemo() and readPullMemo()", () => {
   const digest = (n: number) => entry(NAME, n).digest;
-  const image = (n: number): RememberedImage => ({
+  const image = (n: number): PullMemo => ({
     manifests: [digest(1), digest(n)],
     platform: { os: "linux", architecture: "amd64" },
     blobs: [{ digest: digest(7), size: 7 }],
@@ -96,15 +96,15 @@ describe("rememberImage() and rememberedImage()", () => {
   test("an image is remembered by choice while the name's entry names the digest, in the same index.json", async () => {
     const s = store();
     await updateIndex(s.root, (entries) => upsertEntry(entries, entry(NAME, 1)));
-    rememberImage(s, NAME, digest(1), "kernel", image(2));
-    rememberImage(s, NAME, digest(1), "initrd", image(3));
+    writePullMemo(s, NAME, digest(1), "kernel", image(2));
+    writePullMemo(s, NAME, digest(1), "initrd", image(3));
     expect(remembered(s, NAME, digest(1), "kernel")).toEqual(image(2));
     expect(remembered(s, NAME, digest(1), "initrd")).toEqual(image(3));
     expect(remembered(s, NAME, digest(1), "rom")).toBeUndefined();
     expect(remembered(s, NAME, digest(4), "kernel")).toBeUndefined();
     expect(remembered(s, "other:1", digest(1), "kernel")).toBeUndefined();
     // Another digest for the name: nothing is remembered for it.
-    rememberImage(s, NAME, digest(5), "kernel", image(5));
+    writePullMemo(s, NAME, digest(5), "kernel", image(5));
     expect(remembered(s, NAME, digest(5), "kernel")).toBeUndefined();
     // index.json rewritten (another pull, rm, verify --repair): what was remembered is forgotten.
     await updateIndex(s.root, (entries) => upsertEntry(entries, entry("other:1", 6)));
@@ -114,7 +114,7 @@ describe("rememberImage() and rememberedImage()", () => {
   test("a malformed or foreign remembered image is not used; the most recent choices are kept", async () => {
     const s = store();
     await updateIndex(s.root, (entries) => upsertEntry(entries, entry(NAME, 1)));
-    rememberImage(s, NAME, digest(1), "kernel", image(2));
+    writePullMemo(s, NAME, digest(1), "kernel", image(2));
     const written = JSON.parse(readFileSync(memo(s, NAME), "utf8"));
     const plant = (images: unknown, name = NAME) =>
       writeFileSync(memo(s, NAME), JSON.stringify({ ...written, name, images }));
@@ -140,7 +140,7 @@ describe("rememberImage() and rememberedImage()", () => {
       expect(remembered(s, NAME, digest(1), "kernel")).toBeUndefined();
     }
     plant({});
-    for (let i = 0; i < 10; i++) rememberImage(s, NAME, digest(1), `choice ${i}`, image(2));
+    for (let i = 0; i < 10; i++) writePullMemo(s, NAME, digest(1), `choice ${i}`, image(2));
     expect(Object.keys(JSON.parse(readFileSync(memo(s, NAME), "utf8")).images)).toEqual(
       [2, 3, 4, 5, 6, 7, 8, 9].map((i) => `choice ${i}`),
     );
