@@ -53,11 +53,15 @@ export interface ResolvedImage {
  * writeFileSync("kernel.blob", "a unikernel");
  * const source: ImageSource = {
  *   name: "example",
- *   local: true,
  *   verify: false,
  *   top: async () => ({ digest: digestOf(bytes), bytes, mediaType, hit: true }),
  *   manifest: async () => Promise.reject(new Error("an image manifest names no other")),
  *   blob: async () => ({ path: "kernel.blob", hit: true, cached: false }),
+ *   announce: () => {},
+ *   fallbackFor: () => undefined,
+ *   tees: () => new Map(),
+ *   linkable: () => true,
+ *   members: () => ({ trustRecorded: false, keep: false, record: false, hit: true }),
  * };
  * const image = await resolveImage(source, { roles: ["kernel"] });
  * assert.equal(image.files[0]!.layer.digest, kernel.digest);

@@ -18,6 +18,7 @@ import { describeReadError, readFileBounded } from "../oci/read.ts";
 import type { LayoutSource } from "../oci/reference.ts";
 import { readIndex } from "../store/index-file.ts";
 import { layoutBlobPath } from "../store/store.ts";
+import type { Cache } from "./cache.ts";
 import type { ImageSource, SourceManifest } from "./source.ts";
 
 /**
@@ -27,16 +28,15 @@ import type { ImageSource, SourceManifest } from "./source.ts";
  * @example
  * ```ts
  * import { layoutSource } from "./layout-source.ts";
- * const source = layoutSource({ dir: "./image", tag: "latest" }, false);
+ * const source = layoutSource({ dir: "./image", tag: "latest" }, false, undefined);
  * console.log(source.name); // oci:./image:latest
  * ```
  */
-export function layoutSource(layout: LayoutSource, verify: boolean): ImageSource {
+export function layoutSource(layout: LayoutSource, verify: boolean, cache: Cache | undefined): ImageSource {
   const { dir, tag } = layout;
   const name = `oci:${dir}${tag === undefined ? "" : `:${tag}`}`;
   return {
     name,
-    local: true,
     verify,
     async top() {
       const entries = readIndex(dir);
@@ -59,6 +59,18 @@ export function layoutSource(layout: LayoutSource, verify: boolean): ImageSource
     async blob(descriptor) {
       return { path: checkedBlob(dir, descriptor, verify), hit: true, cached: false };
     },
+    // Read in place: nothing downloads, and nothing of the layout is recorded. A file inside a layer goes into the
+    // cache only when it needs a path there (no output directory).
+    announce: () => {},
+    fallbackFor: () => undefined,
+    tees: () => new Map(),
+    linkable: () => true,
+    members: (_layer, dest) => ({
+      trustRecorded: false,
+      keep: cache !== undefined && dest === undefined,
+      record: false,
+      hit: true,
+    }),
   };
 }
 

@@ -15,15 +15,7 @@ import type { Role } from "../oci/names.ts";
 import { findTarMember } from "../oci/tar.ts";
 import { describeFsError } from "../store/files.ts";
 import type { DerivedFile } from "../store/index-file.ts";
-import {
-  layerFallbackPath,
-  OutputTee,
-  placeFile,
-  placeRange,
-  removeQuietly,
-  sameInode,
-  teeWorthIt,
-} from "../store/output.ts";
+import { type OutputTee, placeFile, placeRange, removeQuietly, sameInode } from "../store/output.ts";
 import { holdsAlready, rememberOutput } from "../store/outputs.ts";
 import type { BlobResult, Cache } from "./cache.ts";
 import { mapLimit } from "./map-limit.ts";
@@ -74,11 +66,15 @@ export interface PulledFile {
  * writeFileSync("kernel.blob", "a unikernel");
  * const source: ImageSource = {
  *   name: "example",
- *   local: true,
  *   verify: false,
  *   top: async () => ({ digest: digestOf(bytes), bytes, mediaType, hit: true }),
  *   manifest: async () => Promise.reject(new Error("an image manifest names no other")),
  *   blob: async () => ({ path: "kernel.blob", hit: true, cached: false }),
+ *   announce: () => {},
+ *   fallbackFor: () => undefined,
+ *   tees: () => new Map(),
+ *   linkable: () => true,
+ *   members: () => ({ trustRecorded: false, keep: false, record: false, hit: true }),
  * };
  * const image = await resolveImage(source);
  * const placed = await placeImageFiles(undefined, source, image.files, {}, { outDir: "out" });
@@ -93,27 +89,15 @@ export async function placeImageFiles(
   options: PlaceOptions,
 ): Promise<{ files: PulledFile[]; derived: Record<string, DerivedFile> }> {
   const layers = layersOf(files);
-  // Announce every download before the first byte, so that a progress bar knows the total from the start.
-  if (cache !== undefined && !source.local) {
-    for (const layer of layers) {
-      if (cache.store.stat(layer.digest) === undefined)
-        cache.options.onProgress?.({
-          digest: layer.digest,
-          received: 0,
-          total: layer.size,
-          image: source.name,
-          files: files.filter((f) => f.layer.digest === layer.digest).map((f) => f.name),
-        });
-    }
-  }
+  // Every download announced before the first byte, so that a progress bar knows the total from the start.
+  source.announce(files);
   const fallbacks: string[] = [];
   const results = new Map<Digest, BlobResult>();
   if (options.outDir !== undefined) makeOutDir(options.outDir);
-  const tees = openTees(cache, source, files, options);
+  const tees = source.tees(files, options);
   try {
     await mapLimit(layers, options.concurrency ?? 4, async (layer) => {
-      const fallbackPath =
-        options.outDir === undefined || source.local ? undefined : layerFallbackPath(options.outDir, layer.digest);
+      const fallbackPath = source.fallbackFor(layer, options.outDir);
       if (fallbackPath !== undefined) fallbacks.push(fallbackPath);
       results.set(layer.digest, await source.blob(layer, fallbackPath, tees.get(layer.digest)));
     });
@@ -131,7 +115,8 @@ export async function placeImageFiles(
               hit: layer.hit,
             });
       if (placed === undefined) return [];
-      if (placed.cached && !source.local) derived[key] = { digest: placed.digest, size: placed.size };
+      if (placed.cached && source.members(layer, undefined).record)
+        derived[key] = { digest: placed.digest, size: placed.size };
       const { cached: _cached, ...rest } = placed;
       return [rest];
     });
@@ -212,36 +197,13 @@ function placeWhole(
   const path = options.outDir === undefined ? from : join(options.outDir, file.name);
   const tee = tees.get(file.layer.digest);
   tees.delete(file.layer.digest);
-  if (options.outDir !== undefined && !(tee !== undefined && placeTee(cache!, tee, path, file.layer)))
-    placeOutput(cache, from, path, file.layer, options.link === true && (layer.cached || source.local));
+  if (
+    options.outDir !== undefined &&
+    !(tee !== undefined && cache !== undefined && placeTee(cache, tee, path, file.layer))
+  )
+    placeOutput(cache, from, path, file.layer, options.link === true && source.linkable(layer));
   tee?.discard();
   return { role: file.role, name: file.name, path, digest: file.layer.digest, size: file.layer.size, hit: layer.hit };
-}
-
-/**
- * The outputs written while their blobs download (`OutputTee`): for `-o` without `--link`, each whole-layer file the
- * cache does not hold yet, where the file system cannot clone the cache's file into place later.
- */
-function openTees(
-  cache: Cache | undefined,
-  source: ImageSource,
-  files: ImageFile[],
-  options: PlaceOptions,
-): Map<Digest, OutputTee> {
-  const tees = new Map<Digest, OutputTee>();
-  const outDir = options.outDir;
-  if (cache === undefined || source.local || outDir === undefined || options.link) return tees;
-  if (!teeWorthIt(cache.store.root, outDir)) return tees;
-  for (const file of files) {
-    const { layer } = file;
-    if (file.path !== undefined || tees.has(layer.digest) || cache.store.stat(layer.digest) !== undefined) continue;
-    try {
-      tees.set(layer.digest, new OutputTee(outDir, layer.digest));
-    } catch {
-      // No second copy while it downloads: the output is copied afterwards.
-    }
-  }
-  return tees;
 }
 
 /**
@@ -273,19 +235,12 @@ function placeMember(
 ): Placed {
   const base = { role: file.role, name: file.name, hit: layer.hit };
   const dest = options.outDir === undefined ? undefined : join(options.outDir, file.name);
-  if (
-    cache !== undefined &&
-    !source.verify &&
-    known !== undefined &&
-    layer.cached &&
-    cache.store.stat(known.digest)?.size === known.size
-  ) {
+  const policy = source.members(layer, dest);
+  if (policy.trustRecorded && known !== undefined && cache?.store.stat(known.digest)?.size === known.size)
     return placeCachedMember(cache, known, dest, options, base);
-  }
   const layerPath = requirePath(layer, file);
   const range = findTarMember(layerPath, file.path!, file.layer.size);
-  const keep = cache !== undefined && (layer.cached || (source.local && dest === undefined));
-  if (keep) {
+  if (policy.keep && cache !== undefined) {
     const actual = { digest: hashFile(layerPath, range.offset, range.size).digest, size: range.size };
     if (known !== undefined && known.digest !== actual.digest) {
       cache.warn(
@@ -311,7 +266,7 @@ function placeMember(
   }
   if (dest === undefined) throw noPlace(file, source, cache);
   const digest = placeRange(layerPath, range.offset, range.size, dest);
-  return { ...base, path: dest, digest, size: range.size, hit: base.hit && source.local, cached: false };
+  return { ...base, path: dest, digest, size: range.size, hit: base.hit && policy.hit, cached: false };
 }
 
 function placeCachedMember(

@@ -228,7 +228,7 @@ export async function pullLayout(
     import("./image.ts"),
     import("./place.ts"),
   ]);
-  const source = layoutSource(layout, options.verify === true);
+  const source = layoutSource(layout, options.verify === true, cache);
   const image = await resolveImage(source, options);
   const pulled = await placeImageFiles(cache, source, image.files, {}, options);
   return result(source.name, image, pulled.files);

@@ -3,13 +3,19 @@
  * manifest a reference names, manifests and blobs by descriptor, each
  * verified. A registry through the cache and a local OCI layout (`oci:DIR`)
  * are the two sources; `resolveImage` and `placeImageFiles` work on either.
+ * What differs between them beyond reading (announcing downloads, a fallback
+ * file, outputs written while a layer downloads, which files of a layer are
+ * kept in the cache and recorded) is said here, by each source, and asked
+ * nowhere else.
  *
  * @module
  */
 
 import type { Digest } from "../oci/digest.ts";
+import { type ImageFile, layersOf } from "../oci/files.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import type { Reference } from "../oci/reference.ts";
+import { layerFallbackPath, OutputTee, teeWorthIt } from "../store/output.ts";
 import { fetchBlob } from "./blobs.ts";
 import type { BlobResult, Cache, Resolved } from "./cache.ts";
 import type { DownloadTee } from "./download.ts";
@@ -23,12 +29,22 @@ export interface SourceManifest {
   hit: boolean;
 }
 
+/** How the files inside one layer of a source are placed. */
+export interface MemberPolicy {
+  /** A blob the reference recorded for a file of this layer may stand for it, unhashed. */
+  trustRecorded: boolean;
+  /** The file is kept in the cache as a blob of its own (else it goes to the output only). */
+  keep: boolean;
+  /** A file kept is recorded on the reference (only a registry's reference records anything). */
+  record: boolean;
+  /** A file written to the output from this layer asked no registry (a layout's). */
+  hit: boolean;
+}
+
 /** A read-only source of one image's manifests and blobs. */
 export interface ImageSource {
   /** The reference as results and messages name it. */
   readonly name: string;
-  /** Whether blobs are the caller's own files read in place (an `oci:DIR`), rather than the cache's. */
-  readonly local: boolean;
   /** Whether blobs are re-hashed before use (`--verify`). */
   readonly verify: boolean;
   /** The manifest the reference names. */
@@ -37,6 +53,16 @@ export interface ImageSource {
   manifest(descriptor: Descriptor): Promise<SourceManifest>;
   /** A blob as a verified file; `fallbackPath` takes it when the cache cannot, `tee` a copy while it downloads. */
   blob(descriptor: Descriptor, fallbackPath?: string, tee?: DownloadTee): Promise<BlobResult>;
+  /** Tell progress of each download `files` will need, before the first byte (a registry's). */
+  announce(files: ImageFile[]): void;
+  /** Where a layer goes in `outDir` when the cache cannot take it (a registry's; a layout's is read in place). */
+  fallbackFor(layer: Descriptor, outDir: string | undefined): string | undefined;
+  /** Outputs written while their layers download, for `-o` without `--link` (a registry's: see `OutputTee`). */
+  tees(files: ImageFile[], options: { outDir?: string; link?: boolean }): Map<Digest, OutputTee>;
+  /** Whether an output may be a hardlink to `layer`'s file: a cached blob, or the layout's own file. */
+  linkable(layer: BlobResult): boolean;
+  /** How the files inside `layer` are placed, `dest` being where the file goes (none: a path in the cache). */
+  members(layer: BlobResult, dest: string | undefined): MemberPolicy;
 }
 
 /**
@@ -54,10 +80,10 @@ export interface ImageSource {
  * ```
  */
 export function registrySource(cache: Cache, ref: Reference, resolved: Resolved): ImageSource {
+  const verify = cache.options.verify === true;
   return {
     name: resolved.name,
-    local: false,
-    verify: cache.options.verify === true,
+    verify,
     async top() {
       const { bytes, hit } = await cache.manifestBytes(ref, resolved.digest);
       return { digest: resolved.digest, bytes, mediaType: "", hit };
@@ -71,5 +97,42 @@ export function registrySource(cache: Cache, ref: Reference, resolved: Resolved)
         ...(fallbackPath !== undefined && { fallbackPath }),
         ...(tee !== undefined && { tee }),
       }),
+    announce(files) {
+      for (const layer of layersOf(files)) {
+        if (cache.store.stat(layer.digest) !== undefined) continue;
+        const names = files.filter((f) => f.layer.digest === layer.digest).map((f) => f.name);
+        cache.options.onProgress?.({
+          digest: layer.digest,
+          received: 0,
+          total: layer.size,
+          image: resolved.name,
+          files: names,
+        });
+      }
+    },
+    fallbackFor: (layer, outDir) => (outDir === undefined ? undefined : layerFallbackPath(outDir, layer.digest)),
+    tees: (files, options) => openTees(cache, files, options),
+    linkable: (layer) => layer.cached,
+    members: (layer) => ({ trustRecorded: !verify && layer.cached, keep: layer.cached, record: true, hit: false }),
   };
+}
+
+/**
+ * The outputs written while their blobs download (`OutputTee`): for `-o` without `--link`, each whole-layer file the
+ * cache does not hold yet, where the file system cannot clone the cache's file into place later.
+ */
+function openTees(cache: Cache, files: ImageFile[], options: { outDir?: string; link?: boolean }) {
+  const tees = new Map<Digest, OutputTee>();
+  const outDir = options.outDir;
+  if (outDir === undefined || options.link || !teeWorthIt(cache.store.root, outDir)) return tees;
+  for (const file of files) {
+    const { layer } = file;
+    if (file.path !== undefined || tees.has(layer.digest) || cache.store.stat(layer.digest) !== undefined) continue;
+    try {
+      tees.set(layer.digest, new OutputTee(outDir, layer.digest));
+    } catch {
+      // No second copy while it downloads: the output is copied afterwards.
+    }
+  }
+  return tees;
 }
