@@ -54,50 +54,85 @@ export function findTarMember(tarPath: string, name: string, tarSize: number): T
   }
 }
 
+/** Headers read at their offsets, each member's data skipped by seeking past it: only headers are read. */
 function scan(fd: number, name: string, tarSize: number, tarPath: string): TarRange {
   const header = new Uint8Array(BLOCK);
+  const headers = new TarHeaders(tarPath);
   let found: TarRange | undefined;
   let position = 0;
-  let longName: string | undefined;
-  let pax: Pax = {};
-  let records = 0;
   while (position + BLOCK <= tarSize) {
     if (readAt(fd, header, 0, BLOCK, position) !== BLOCK) break;
-    if (header.every((b) => b === 0)) break;
-    if (!checksumOk(header))
-      throw new IntegrityError(`Cannot read tar layer "${tarPath}": bad header checksum at byte ${position}`);
-    const type = String.fromCharCode(header[156]!);
-    let size = parseOctal(header.subarray(124, 136));
-    if (pax.size !== undefined) size = Number(pax.size);
+    const entry = headers.read(header, position);
+    if (entry === undefined) break;
     const dataOffset = position + BLOCK;
-    if (!Number.isSafeInteger(size) || size < 0 || dataOffset + size > tarSize) {
+    if (dataOffset + entry.size > tarSize)
       throw new IntegrityError(`Cannot read tar layer "${tarPath}": a member runs past the end of the layer`);
+    if (entry.meta) {
+      const buffer = new Uint8Array(entry.size);
+      readAt(fd, buffer, 0, entry.size, dataOffset);
+      headers.record(entry.type, buffer);
+    } else if (entry.regular && entry.name === name) {
+      found = { offset: dataOffset, size: entry.size };
     }
-    if (type === "L" || type === "x") {
-      if (++records > MAX_META_RECORDS) throw tooManyRecords(tarPath);
-      const meta = readMeta(fd, dataOffset, size, tarPath);
-      if (type === "L") longName = meta.replace(/\0.*$/s, "");
-      else parsePax(meta, pax);
-    } else if (type !== "g") {
-      const memberName = pax.path ?? longName ?? ustarName(header);
-      if ((type === "0" || type === "\0") && normaliseTarPath(memberName) === name)
-        found = { offset: dataOffset, size };
-      longName = undefined;
-      pax = {};
-      records = 0;
-    }
-    position = dataOffset + Math.ceil(size / BLOCK) * BLOCK;
+    position = dataOffset + Math.ceil(entry.size / BLOCK) * BLOCK;
   }
   if (found === undefined) throw new NotFoundError(`Cannot find "/${name}" in tar layer "${tarPath}"`);
   return found;
 }
 
-function readMeta(fd: number, offset: number, size: number, tarPath: string): string {
-  if (size > MAX_META_BYTES)
-    throw new IntegrityError(`Cannot read tar layer "${tarPath}": a ${size}-byte header record is too large`);
-  const buffer = new Uint8Array(size);
-  readAt(fd, buffer, 0, size, offset);
-  return new TextDecoder().decode(buffer);
+/** One header, as `TarHeaders` reads it. */
+type TarEntry =
+  | { meta: true; type: "L" | "x"; size: number }
+  | { meta: false; type: string; size: number; name: string; regular: boolean };
+
+/**
+ * The header side of a tar walk, shared by the walk that seeks (`findTarMember`) and the one that streams
+ * (`extractTarMembers`): checksums, sizes (a PAX `size` overriding the octal one), and each member's name from the
+ * PAX or GNU long-name records before it, at most `MAX_META_RECORDS` of them, each at most `MAX_META_BYTES`.
+ */
+class TarHeaders {
+  readonly #what: string;
+  #longName: string | undefined;
+  #pax: Pax = {};
+  #records = 0;
+
+  constructor(what: string) {
+    this.#what = what;
+  }
+
+  /** The entry `header` starts, or `undefined` at the end of the archive (a zero block). */
+  read(header: Uint8Array, position?: number): TarEntry | undefined {
+    if (header.every((b) => b === 0)) return undefined;
+    if (!checksumOk(header)) {
+      const at = position === undefined ? "" : ` at byte ${position}`;
+      throw new IntegrityError(`Cannot read tar layer "${this.#what}": bad header checksum${at}`);
+    }
+    const type = String.fromCharCode(header[156]!);
+    const size = this.#pax.size !== undefined ? Number(this.#pax.size) : parseOctal(header.subarray(124, 136));
+    if (!Number.isSafeInteger(size) || size < 0)
+      throw new IntegrityError(`Cannot read tar layer "${this.#what}": a member has no valid size`);
+    if (type === "L" || type === "x") {
+      if (size > MAX_META_BYTES)
+        throw new IntegrityError(`Cannot read tar layer "${this.#what}": a ${size}-byte header record is too large`);
+      if (++this.#records > MAX_META_RECORDS) throw tooManyRecords(this.#what);
+      return { meta: true, type, size };
+    }
+    const name = normaliseTarPath(this.#pax.path ?? this.#longName ?? ustarName(header));
+    // A global header (`g`) applies to what follows: the records read before it stay.
+    if (type !== "g") {
+      this.#longName = undefined;
+      this.#pax = {};
+      this.#records = 0;
+    }
+    return { meta: false, type, size, name, regular: type === "0" || type === "\0" };
+  }
+
+  /** The content of a metadata record (`L` a long name, `x` PAX records), for the member after it. */
+  record(type: "L" | "x", content: Uint8Array): void {
+    const text = new TextDecoder().decode(content);
+    if (type === "L") this.#longName = text.replace(/\0.*$/s, "");
+    else parsePax(text, this.#pax);
+  }
 }
 
 /** The PAX keys a walk uses; every other record is skipped, so that merging records costs nothing. */
@@ -191,40 +226,21 @@ export async function extractTarMembers(
   what: string,
 ): Promise<Set<string>> {
   const input = new StreamReader(stream[Symbol.asyncIterator]());
+  const headers = new TarHeaders(what);
   const found = new Set<string>();
-  let longName: string | undefined;
-  let pax: Pax = {};
-  let records = 0;
   for (;;) {
     const header = await input.take(BLOCK);
-    if (header === undefined || header.every((b) => b === 0)) break;
-    if (!checksumOk(header)) throw new IntegrityError(`Cannot read tar layer "${what}": bad header checksum`);
-    const type = String.fromCharCode(header[156]!);
-    const size = pax.size !== undefined ? Number(pax.size) : parseOctal(header.subarray(124, 136));
-    if (!Number.isSafeInteger(size) || size < 0)
-      throw new IntegrityError(`Cannot read tar layer "${what}": a member has no valid size`);
-    const padding = Math.ceil(size / BLOCK) * BLOCK - size;
-    if (type === "L" || type === "x") {
-      if (size > MAX_META_BYTES)
-        throw new IntegrityError(`Cannot read tar layer "${what}": a ${size}-byte header record is too large`);
-      if (++records > MAX_META_RECORDS) throw tooManyRecords(what);
-      const meta = new TextDecoder().decode(await input.need(size, what));
-      if (type === "L") longName = meta.replace(/\0.*$/s, "");
-      else parsePax(meta, pax);
-      await input.pass(padding, undefined, what);
+    const entry = header === undefined ? undefined : headers.read(header);
+    if (entry === undefined) break;
+    const padding = Math.ceil(entry.size / BLOCK) * BLOCK - entry.size;
+    if (entry.meta) {
+      headers.record(entry.type, await input.need(entry.size, what));
     } else {
-      const name = normaliseTarPath(pax.path ?? longName ?? ustarName(header));
-      const regular = type === "0" || type === "\0";
-      const sink = regular && wanted.has(name) ? open(name, size) : undefined;
-      await input.pass(size, sink, what);
-      await input.pass(padding, undefined, what);
-      if (sink !== undefined) found.add(name);
-      if (type !== "g") {
-        longName = undefined;
-        pax = {};
-        records = 0;
-      }
+      const sink = entry.regular && wanted.has(entry.name) ? open(entry.name, entry.size) : undefined;
+      await input.pass(entry.size, sink, what);
+      if (sink !== undefined) found.add(entry.name);
     }
+    await input.pass(padding, undefined, what);
   }
   return found;
 }
