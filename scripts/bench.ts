@@ -1,6 +1,7 @@
 /**
  * The benchmark: `bun run bench [--runs N] [--sizes small,medium,large] [--no-soak]` (5 runs by default), then
- * start-up and scale (`scripts/bench-startup.ts`) and the mirror's soak (`scripts/bench-mirror.ts`).
+ * start-up and scale (`scripts/bench-startup.ts`), disk use per image (`scripts/bench-disk.ts`) and the mirror's
+ * soak (`scripts/bench-mirror.ts`).
  *
  * Starts the real registry on 127.0.0.1, pushes kraftkit-style images of
  * three sizes (kernel + initrd: 1 + 4, 8 + 64, 16 + 512 MiB), and times,
@@ -475,6 +476,9 @@ const startup = Bun.spawnSync(["bun", join(import.meta.dir, "bench-startup.ts")]
   stderr: "inherit",
 });
 console.log(`\n${startup.stdout.toString().trim()}`);
+// What the cache holds per image.
+const disk = Bun.spawnSync(["bun", join(import.meta.dir, "bench-disk.ts")], { stdout: "pipe", stderr: "inherit" });
+console.log(`\n${disk.stdout.toString().trim()}`);
 if (!Bun.argv.includes("--no-soak")) {
   // The mirror's soak runs after the pulls, on a registry of its own.
   const soak = Bun.spawnSync(["bun", join(import.meta.dir, "bench-mirror.ts")], { stdout: "pipe", stderr: "inherit" });

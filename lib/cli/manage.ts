@@ -98,18 +98,22 @@ async function runLs(context: Context): Promise<number> {
     context.print(`no references cached (${inventory.blobs.size} blobs without one: ocicache ls --blobs)`);
     return EXIT_CODES.ok;
   }
+  // SIZE is what the image is; DERIVED (shown when there are any) the files taken out of its layers besides.
+  const derived = refs.some((r) => r.derivedBytes > 0);
   const cells = groupByImage(refs).map((rows) => [
     imageName(rows),
     rows[0]!.digest.slice(7, 19),
     rows[0]!.platforms.map(formatPlatform).join(", ") || "-",
-    formatBytes(rows[0]!.bytes),
+    formatBytes(rows[0]!.bytes - rows[0]!.derivedBytes),
+    ...(derived ? [rows[0]!.derivedBytes > 0 ? formatBytes(rows[0]!.derivedBytes) : "-"] : []),
     ago(now, Math.max(...rows.map((r) => Date.parse(r.lastUsedAt)))),
   ]);
   const shrink = [
     { column: 0, min: 24, fit: fitReference },
     { column: 2, min: 12 },
   ];
-  context.print(table(["REFERENCE", "DIGEST", "PLATFORMS", "SIZE", "LAST USE"], cells, shrink));
+  const header = ["REFERENCE", "DIGEST", "PLATFORMS", "SIZE", ...(derived ? ["DERIVED"] : []), "LAST USE"];
+  context.print(table(header, cells, shrink));
   return EXIT_CODES.ok;
 }
 
@@ -158,6 +162,7 @@ async function runStats(context: Context): Promise<number> {
       `blobs       ${stats.blobCount}`,
       `size        ${formatBytes(stats.bytes)} (limit ${formatBytes(stats.maxSizeBytes)}, ` +
         `${formatBytes(stats.overMaxSizeBytes)} over)`,
+      `derived     ${formatBytes(stats.derivedBytes)} (files taken out of layers, made again when needed)`,
       `oldest use  ${stats.oldestUseAt === null ? "-" : `${ago(now, Date.parse(stats.oldestUseAt))}`}`,
       `newest use  ${stats.newestUseAt === null ? "-" : `${ago(now, Date.parse(stats.newestUseAt))}`}`,
       `unused for longer than ${formatDuration(stats.maxAgeSeconds * 1000)}: ${formatBytes(stats.overMaxAgeBytes)}`,
@@ -176,9 +181,10 @@ async function runGc(context: Context): Promise<number> {
   if (flags.json) return json(context, cleanupJson(report));
   const verb = report.dryRun ? "would remove" : "removed";
   const now = Date.now();
-  const lines = report.removed.map(
-    (r) => `${verb} ${r.name} (${formatBytes(r.bytes)}, last used ${ago(now, r.lastUseMs)}, by ${r.reason})`,
-  );
+  const lines = report.removed.map((r) => {
+    const derived = r.kind === "derived" ? "derived, " : "";
+    return `${verb} ${r.name} (${derived}${formatBytes(r.bytes)}, last used ${ago(now, r.lastUseMs)}, by ${r.reason})`;
+  });
   lines.push(
     `${report.dryRun ? "would free" : "freed"} ${formatBytes(report.freedBytes)}; ` +
       `${formatBytes(report.remainingBytes)} remain`,

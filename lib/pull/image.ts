@@ -61,7 +61,7 @@ export interface ResolvedImage {
  *   fallbackFor: () => undefined,
  *   tees: () => new Map(),
  *   linkable: () => true,
- *   members: () => ({ trustRecorded: false, keep: false, record: false, hit: true }),
+ *   members: () => ({ trustRecorded: false, keep: false, record: false }),
  * };
  * const image = await resolveImage(source, { roles: ["kernel"] });
  * assert.equal(image.files[0]!.layer.digest, kernel.digest);

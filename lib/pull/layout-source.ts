@@ -69,7 +69,6 @@ export function layoutSource(layout: LayoutSource, verify: boolean, cache: Cache
       trustRecorded: false,
       keep: cache !== undefined && dest === undefined,
       record: false,
-      hit: true,
     }),
   };
 }

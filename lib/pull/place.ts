@@ -19,7 +19,7 @@ import { type OutputTee, placeFile, placeRange, removeQuietly, sameInode } from 
 import { holdsAlready, rememberOutput } from "../store/outputs.ts";
 import type { BlobResult, Cache } from "./cache.ts";
 import { mapLimit } from "./map-limit.ts";
-import { takeOutCompressedFiles } from "./members.ts";
+import { isAtHand, type TakenFile, takeOutCompressedFiles } from "./members.ts";
 import type { ImageSource } from "./source.ts";
 
 /** Where files go. */
@@ -74,7 +74,7 @@ export interface PulledFile {
  *   fallbackFor: () => undefined,
  *   tees: () => new Map(),
  *   linkable: () => true,
- *   members: () => ({ trustRecorded: false, keep: false, record: false, hit: true }),
+ *   members: () => ({ trustRecorded: false, keep: false, record: false }),
  * };
  * const image = await resolveImage(source);
  * const placed = await placeImageFiles(undefined, source, image.files, {}, { outDir: "out" });
@@ -101,7 +101,7 @@ export async function placeImageFiles(
       if (fallbackPath !== undefined) fallbacks.push(fallbackPath);
       results.set(layer.digest, await source.blob(layer, fallbackPath, tees.get(layer.digest)));
     });
-    const taken = await takeOutCompressedFiles(cache, source, files, results, recorded);
+    const taken = await takeOutCompressedFiles(cache, source, files, results, recorded, (f) => directPath(f, options));
     const derived: Record<string, DerivedFile> = { ...recorded };
     const pulled = files.flatMap((file) => {
       const layer = results.get(file.layer.digest)!;
@@ -110,15 +110,11 @@ export async function placeImageFiles(
       const placed =
         file.compression === undefined
           ? placeMemberIfThere(cache, source, file, layer, recorded[key], options)
-          : placeTakenMember(cache!, file, taken.has(key) ? taken.get(key) : recorded[key], recorded[key], {
-              ...options,
-              hit: layer.hit,
-            });
+          : placeTakenMember(cache, file, taken.get(key), recorded[key], { ...options, hit: layer.hit });
       if (placed === undefined) return [];
-      if (placed.cached && source.members(layer, undefined).record)
-        derived[key] = { digest: placed.digest, size: placed.size };
-      const { cached: _cached, ...rest } = placed;
-      return [rest];
+      // What the file is, recorded whether or not its blob is kept: a later pull -o finds its output unchanged.
+      if (source.members(layer, undefined).record) derived[key] = { digest: placed.digest, size: placed.size };
+      return [placed];
     });
     const sought = files.filter((f) => f.wellKnown);
     if (sought.length > 0 && !pulled.some((f) => sought.some((s) => s.role === f.role))) {
@@ -133,8 +129,6 @@ export async function placeImageFiles(
     for (const tee of tees.values()) tee.discard();
   }
 }
-
-type Placed = PulledFile & { cached: boolean };
 
 /**
  * Files handed out from the cache (no `outDir`) need the cache to take every layer it lacks: a read-only or full
@@ -154,29 +148,50 @@ export function checkRoom(cache: Cache, source: ImageSource, files: ImageFile[])
   );
 }
 
-/** A file taken out of a compressed tar layer, now a blob in the cache; a well-known path the layer lacks is none. */
+/**
+ * Where a file inside a tar layer is written straight from the layer: its output, unless it is to be a hardlink
+ * (`--link`), which needs a file of the cache to link to.
+ */
+function directPath(file: ImageFile, options: PlaceOptions): string | undefined {
+  return options.outDir === undefined || options.link ? undefined : join(options.outDir, file.name);
+}
+
+/**
+ * A file of a compressed tar layer: taken out just now (into its output, or into the cache), or recorded and at hand
+ * (its blob cached, or its output holding it already); a well-known path the layer lacks is none.
+ */
 function placeTakenMember(
-  cache: Cache,
+  cache: Cache | undefined,
   file: ImageFile,
-  blob: DerivedFile | null | undefined,
+  taken: TakenFile | null | undefined,
   known: DerivedFile | undefined,
   options: PlaceOptions & { hit: boolean },
-): Placed | undefined {
+): PulledFile | undefined {
+  const base = { role: file.role, name: file.name, hit: options.hit };
+  const blob = taken === undefined ? known : taken;
   if (blob === null || blob === undefined) {
     if (file.wellKnown) return undefined;
     throw new NotFoundError(`Cannot find "/${file.path}" in the compressed layer "${file.layer.digest}"`);
   }
-  if (known !== undefined && known.digest !== blob.digest)
-    cache.warn(
-      `Dropping the recorded blob "${known.digest}" for "${file.path}" of layer "${file.layer.digest}": the layer ` +
-        `holds "${blob.digest}"`,
-    );
-  const dest = options.outDir === undefined ? undefined : join(options.outDir, file.name);
-  return placeCachedMember(cache, blob, dest, options, { role: file.role, name: file.name, hit: options.hit });
+  if (taken !== undefined && known !== undefined && known.digest !== blob.digest) warnDropped(cache, file, known, blob);
+  const direct = directPath(file, options);
+  if (direct !== undefined) {
+    if (taken !== undefined && cache !== undefined) rememberOutput(cache.store, direct, blob.digest, blob.size);
+    return { ...base, path: direct, digest: blob.digest, size: blob.size };
+  }
+  const out = options.outDir === undefined ? undefined : join(options.outDir, file.name);
+  return placeCachedMember(cache!, blob, out, options, base);
+}
+
+function warnDropped(cache: Cache | undefined, file: ImageFile, known: DerivedFile, actual: DerivedFile): void {
+  cache?.warn(
+    `Dropping the recorded blob "${known.digest}" for "${file.path}" of layer "${file.layer.digest}": the layer ` +
+      `holds "${actual.digest}"`,
+  );
 }
 
 /** `placeMember`, for a file that may not be there: one looked for at a well-known path is none when it is not. */
-function placeMemberIfThere(...args: Parameters<typeof placeMember>): Placed | undefined {
+function placeMemberIfThere(...args: Parameters<typeof placeMember>): PulledFile | undefined {
   try {
     return placeMember(...args);
   } catch (error) {
@@ -218,12 +233,11 @@ function placeTee(cache: Cache, tee: OutputTee, dest: string, blob: { digest: Di
 }
 
 /**
- * A file inside a tar layer: the blob its reference recorded for it when that
- * is still there, else the byte range of the layer, hashed, and the blob of
- * that digest (written when absent). With `verify`, the range is always
- * hashed again from the (verified) layer and the blob re-hashed: a damaged
- * or planted one is replaced. A local source's file goes into the cache only
- * when it needs a path there (no `outDir`).
+ * A file inside a tar layer: derived data, made again from the (verified) layer when it is needed. Into an output,
+ * it is written straight from the layer's byte range (nothing kept in the cache), unless the output holds it
+ * already. For a path in the cache (or a hardlink), it is the blob its reference recorded when that is still there,
+ * else the byte range, hashed, kept as a blob of that digest. With `verify`, the range is always hashed again and a
+ * cached blob re-hashed: a damaged or planted one is replaced. The source says what may be trusted and kept.
  */
 function placeMember(
   cache: Cache | undefined,
@@ -232,22 +246,20 @@ function placeMember(
   layer: BlobResult,
   known: DerivedFile | undefined,
   options: PlaceOptions,
-): Placed {
+): PulledFile {
   const base = { role: file.role, name: file.name, hit: layer.hit };
   const dest = options.outDir === undefined ? undefined : join(options.outDir, file.name);
-  const policy = source.members(layer, dest);
-  if (policy.trustRecorded && known !== undefined && cache?.store.stat(known.digest)?.size === known.size)
-    return placeCachedMember(cache, known, dest, options, base);
+  const direct = directPath(file, options);
+  const policy = source.members(layer, direct);
+  if (policy.trustRecorded && known !== undefined && isAtHand(cache, known, direct))
+    return direct !== undefined
+      ? { ...base, path: direct, digest: known.digest, size: known.size }
+      : placeCachedMember(cache!, known, dest, options, base);
   const layerPath = requirePath(layer, file);
   const range = findTarMember(layerPath, file.path!, file.layer.size);
   if (policy.keep && cache !== undefined) {
     const actual = { digest: hashFile(layerPath, range.offset, range.size).digest, size: range.size };
-    if (known !== undefined && known.digest !== actual.digest) {
-      cache.warn(
-        `Dropping the recorded blob "${known.digest}" for "${file.path}" of layer "${file.layer.digest}": the layer ` +
-          `holds "${actual.digest}"`,
-      );
-    }
+    if (known !== undefined && known.digest !== actual.digest) warnDropped(cache, file, known, actual);
     const present = cache.store.stat(actual.digest)?.size === actual.size;
     if (present && (!source.verify || hashFile(cache.store.blobPath(actual.digest)).digest === actual.digest)) {
       return placeCachedMember(cache, actual, dest, options, base);
@@ -256,7 +268,7 @@ function placeMember(
       const result = cache.store.putRange(layerPath, range.offset, range.size);
       if (result.status === "committed") {
         if (dest !== undefined) placeOutput(cache, result.path, dest, result, options.link === true);
-        return { ...base, path: dest ?? result.path, digest: result.digest, size: range.size, cached: true };
+        return { ...base, path: dest ?? result.path, digest: result.digest, size: range.size };
       }
       cache.warn(
         `Cannot keep "${file.path}" of layer "${file.layer.digest}" in the cache: ` +
@@ -266,7 +278,9 @@ function placeMember(
   }
   if (dest === undefined) throw noPlace(file, source, cache);
   const digest = placeRange(layerPath, range.offset, range.size, dest);
-  return { ...base, path: dest, digest, size: range.size, hit: base.hit && policy.hit, cached: false };
+  if (known !== undefined && known.digest !== digest) warnDropped(cache, file, known, { digest, size: range.size });
+  if (cache !== undefined) rememberOutput(cache.store, dest, digest, range.size);
+  return { ...base, path: dest, digest, size: range.size };
 }
 
 function placeCachedMember(
@@ -274,12 +288,12 @@ function placeCachedMember(
   blob: DerivedFile,
   dest: string | undefined,
   options: PlaceOptions,
-  base: Pick<Placed, "role" | "name" | "hit">,
-): Placed {
+  base: Pick<PulledFile, "role" | "name" | "hit">,
+): PulledFile {
   cache.store.touch(blob.digest);
   const from = cache.store.blobPath(blob.digest);
   if (dest !== undefined) placeOutput(cache, from, dest, blob, options.link === true);
-  return { ...base, path: dest ?? from, digest: blob.digest, size: blob.size, cached: true };
+  return { ...base, path: dest ?? from, digest: blob.digest, size: blob.size };
 }
 
 /**

@@ -31,14 +31,12 @@ export interface SourceManifest {
 
 /** How the files inside one layer of a source are placed. */
 export interface MemberPolicy {
-  /** A blob the reference recorded for a file of this layer may stand for it, unhashed. */
+  /** What the reference recorded for a file of this layer may stand for it, unhashed. */
   trustRecorded: boolean;
-  /** The file is kept in the cache as a blob of its own (else it goes to the output only). */
+  /** The file is kept in the cache as a blob of its own (else it goes to its output only). */
   keep: boolean;
-  /** A file kept is recorded on the reference (only a registry's reference records anything). */
+  /** What the file is (digest, size) is recorded on the reference (only a registry's reference records anything). */
   record: boolean;
-  /** A file written to the output from this layer asked no registry (a layout's). */
-  hit: boolean;
 }
 
 /** A read-only source of one image's manifests and blobs. */
@@ -61,7 +59,7 @@ export interface ImageSource {
   tees(files: ImageFile[], options: { outDir?: string; link?: boolean }): Map<Digest, OutputTee>;
   /** Whether an output may be a hardlink to `layer`'s file: a cached blob, or the layout's own file. */
   linkable(layer: BlobResult): boolean;
-  /** How the files inside `layer` are placed, `dest` being where the file goes (none: a path in the cache). */
+  /** How the files inside `layer` are placed, `dest` being the output written from the layer (none: the cache). */
   members(layer: BlobResult, dest: string | undefined): MemberPolicy;
 }
 
@@ -113,7 +111,12 @@ export function registrySource(cache: Cache, ref: Reference, resolved: Resolved)
     fallbackFor: (layer, outDir) => (outDir === undefined ? undefined : layerFallbackPath(outDir, layer.digest)),
     tees: (files, options) => openTees(cache, files, options),
     linkable: (layer) => layer.cached,
-    members: (layer) => ({ trustRecorded: !verify && layer.cached, keep: layer.cached, record: true, hit: false }),
+    // A file for an output is written there from the cached layer: derived data, never a second copy in the cache.
+    members: (layer, dest) => ({
+      trustRecorded: !verify && layer.cached,
+      keep: layer.cached && dest === undefined,
+      record: true,
+    }),
   };
 }
 

@@ -36,8 +36,8 @@ const MAX_ROWS = 20;
  * import assert from "node:assert";
  * import { Metrics } from "./metrics.ts";
  * import { renderStatus } from "./status.ts";
- * const stats = { cacheDir: "/c", referenceCount: 0, blobCount: 0, bytes: 0, oldestUseAt: null, newestUseAt: null,
- *   maxSizeBytes: 1024, overMaxSizeBytes: 0, maxAgeSeconds: 0, overMaxAgeBytes: 0 };
+ * const stats = { cacheDir: "/c", referenceCount: 0, blobCount: 0, bytes: 0, derivedBytes: 0, oldestUseAt: null,
+ *   newestUseAt: null, maxSizeBytes: 1024, overMaxSizeBytes: 0, maxAgeSeconds: 0, overMaxAgeBytes: 0 };
  * const page = String(await renderStatus({ stats, references: [], metrics: new Metrics(), now: Date.now() }));
  * assert.match(page, /0 B of 1\.0 KiB/);
  * ```
@@ -71,6 +71,7 @@ td.n, th.n { text-align: right; } .muted { color: #777; }
 <h2>Cache</h2>
 <div class="bar"><div class="fill" style="width: ${used.toFixed(1)}%"></div></div>
 <p id="size">${formatBytes(stats.bytes)} of ${formatBytes(stats.maxSizeBytes)} ·
+<span id="derived">${formatBytes(stats.derivedBytes)}</span> derived (taken out of layers, made again when needed) ·
 <span id="references">${stats.referenceCount}</span> references · <span id="blobs">${stats.blobCount}</span> blobs</p>
 <h2>Traffic</h2>
 <p>hit ratio <span id="hit-ratio">${ratio}</span> (${metrics.hits} hits, ${metrics.misses} misses) ·

@@ -12,7 +12,7 @@ import { lstatSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { type Digest, isDigest } from "../oci/digest.ts";
 import { lexists, listNames, removeEntriesUnless } from "./files.ts";
-import { takeInventory, type Unit } from "./inventory.ts";
+import { type BlobInfo, type Inventory, takeInventory, type Unit } from "./inventory.ts";
 import { acquireLock, isAlive, isStale, type Lock } from "./lock.ts";
 import { removeStaleRecords } from "./outputs.ts";
 import { classifyTemp } from "./paths.ts";
@@ -134,46 +134,18 @@ async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<Cleanup
   const dryRun = policy.dryRun === true;
   const stale = removeStaleTemp(store, policy.graceMs, now, dryRun);
   const inventory = takeInventory(store);
-  const chosen: Array<{ unit: Unit; reason: RemovedUnit["reason"] }> = [];
-  const protectedAfter = now - policy.graceMs;
-  const overdue = (deadline?: number) => deadline !== undefined && Date.now() > deadline;
-  const ageCutoff = now - policy.maxAgeMs;
-  for (const unit of inventory.units) {
-    if (overdue(policy.deadline)) break;
-    if (unit.lastUseMs < ageCutoff && unit.lastUseMs < protectedAfter) chosen.push({ unit, reason: "age" });
-  }
-  const refs = new Map<string, number>();
-  for (const unit of inventory.units) for (const digest of unit.blobs) refs.set(digest, (refs.get(digest) ?? 0) + 1);
-  let total = inventory.totalBytes;
-  const release = (unit: Unit) => {
-    for (const digest of unit.blobs) {
-      const left = (refs.get(digest) ?? 1) - 1;
-      refs.set(digest, left);
-      if (left === 0) total -= inventory.blobs.get(digest)?.size ?? 0;
-    }
-  };
-  for (const { unit } of chosen) release(unit);
-  const ageCount = chosen.length;
-  const expired = new Set(chosen.map((c) => c.unit));
-  const byLastUse = inventory.units.filter((u) => !expired.has(u)).sort((a, b) => a.lastUseMs - b.lastUseMs);
-  const keptRecent = new Set<Digest>();
-  for (const unit of byLastUse) {
-    if (total <= policy.maxSizeBytes || overdue(policy.deadline)) break;
-    if (unit.lastUseMs >= protectedAfter) {
-      for (const digest of unit.blobs) keptRecent.add(digest);
-      continue;
-    }
-    chosen.push({ unit, reason: "size" });
-    release(unit);
-  }
-  const result = await removeUnits(store, inventory, chosen, { graceMs: policy.graceMs, dryRun, now });
+  const choice = new Choice(inventory, policy, now);
+  const counts = { age: choice.expire(), derived: choice.removeDerived(), size: choice.evict() };
+  const result = await removeUnits(store, inventory, choice.chosen, { graceMs: policy.graceMs, dryRun, now });
   if (!dryRun) {
     removeOrphanMarkers(store);
     removeStaleRecords(store);
     removeStaleMemos(store);
   }
-  const sum = (reason: RemovedUnit["reason"]) =>
-    result.removed.filter((r) => r.reason === reason).reduce((s, r) => s + r.bytes, 0);
+  const sum = (reason: RemovedUnit["reason"], derived: boolean) =>
+    result.removed
+      .filter((r) => r.reason === reason && (r.kind === "derived") === derived)
+      .reduce((s, r) => s + r.bytes, 0);
   return {
     dryRun,
     removed: result.removed,
@@ -181,13 +153,111 @@ async function cleanLocked(store: Store, policy: CleanupPolicy): Promise<Cleanup
     remainingBytes: inventory.totalBytes - result.freedBytes,
     steps: [
       { name: "remove stale temp files", count: stale.count, bytes: stale.bytes },
-      { name: "expire by age", count: ageCount, bytes: sum("age") },
-      { name: "evict by size", count: chosen.length - ageCount, bytes: sum("size") },
+      { name: "expire by age", count: counts.age, bytes: sum("age", false) },
+      { name: "remove derived files", count: counts.derived, bytes: sum("size", true) },
+      { name: "evict by size", count: counts.size, bytes: sum("size", false) },
       { name: "rewrite the index and delete", count: result.removed.length, bytes: result.freedBytes },
     ],
-    keptRecentBytes: [...keptRecent].reduce((sum, d) => sum + (inventory.blobs.get(d)?.size ?? 0), 0),
-    incomplete: overdue(policy.deadline),
+    keptRecentBytes: [...choice.keptRecent].reduce((sum, d) => sum + (inventory.blobs.get(d)?.size ?? 0), 0),
+    incomplete: choice.overdue(),
     durationMs: Date.now() - started,
+  };
+}
+
+/**
+ * What a cleanup removes, chosen in three steps, each returning how many it chose: units unused past `maxAge`;
+ * then, while over `maxSize`, files taken out of layers (derived: made again from the layer when needed), oldest
+ * use first; then whole units, least recently used first. Nothing used within the grace period is chosen.
+ */
+class Choice {
+  readonly chosen: Array<{ unit: Unit; reason: RemovedUnit["reason"] }> = [];
+  /** Blobs kept over `maxSize` because they were used within the grace period. */
+  readonly keptRecent = new Set<Digest>();
+  readonly #inventory: Inventory;
+  readonly #policy: CleanupPolicy;
+  readonly #protectedAfter: number;
+  readonly #ageCutoff: number;
+  /** How many chosen-not units reach each blob, and the bytes that stay. */
+  readonly #refs = new Map<Digest, number>();
+  #total: number;
+
+  constructor(inventory: Inventory, policy: CleanupPolicy, now: number) {
+    this.#inventory = inventory;
+    this.#policy = policy;
+    this.#protectedAfter = now - policy.graceMs;
+    this.#ageCutoff = now - policy.maxAgeMs;
+    this.#total = inventory.totalBytes;
+    for (const unit of inventory.units)
+      for (const digest of unit.blobs) this.#refs.set(digest, (this.#refs.get(digest) ?? 0) + 1);
+  }
+
+  overdue(): boolean {
+    return this.#policy.deadline !== undefined && Date.now() > this.#policy.deadline;
+  }
+
+  expire(): number {
+    const before = this.chosen.length;
+    for (const unit of this.#inventory.units) {
+      if (this.overdue()) break;
+      if (unit.lastUseMs < this.#ageCutoff && unit.lastUseMs < this.#protectedAfter) this.#choose(unit, "age");
+    }
+    return this.chosen.length - before;
+  }
+
+  removeDerived(): number {
+    const before = this.chosen.length;
+    const going = new Set(this.chosen.flatMap((c) => [...c.unit.blobs]));
+    const derived = [...this.#inventory.derived]
+      .filter((digest) => !going.has(digest))
+      .map((digest) => this.#inventory.blobs.get(digest)!)
+      .sort((a, b) => a.lastUseMs - b.lastUseMs);
+    for (const blob of derived) {
+      if (this.#total <= this.#policy.maxSizeBytes || this.overdue()) break;
+      if (blob.lastUseMs >= this.#protectedAfter) this.keptRecent.add(blob.digest);
+      else {
+        this.chosen.push({ unit: derivedUnit(blob), reason: "size" });
+        this.#refs.set(blob.digest, 0);
+        this.#total -= blob.size;
+      }
+    }
+    return this.chosen.length - before;
+  }
+
+  evict(): number {
+    const before = this.chosen.length;
+    const expired = new Set(this.chosen.map((c) => c.unit));
+    const byLastUse = this.#inventory.units.filter((u) => !expired.has(u)).sort((a, b) => a.lastUseMs - b.lastUseMs);
+    for (const unit of byLastUse) {
+      if (this.#total <= this.#policy.maxSizeBytes || this.overdue()) break;
+      if (unit.lastUseMs >= this.#protectedAfter) for (const digest of unit.blobs) this.keptRecent.add(digest);
+      else this.#choose(unit, "size");
+    }
+    return this.chosen.length - before;
+  }
+
+  /** Choose `unit`; the bytes of its blobs no other unit reaches no longer count. */
+  #choose(unit: Unit, reason: RemovedUnit["reason"]): void {
+    this.chosen.push({ unit, reason });
+    for (const digest of unit.blobs) {
+      const left = (this.#refs.get(digest) ?? 1) - 1;
+      this.#refs.set(digest, left);
+      if (left === 0) this.#total -= this.#inventory.blobs.get(digest)?.size ?? 0;
+    }
+  }
+}
+
+/** A file taken out of a layer, as a unit of its own: removed alone, its reference kept. */
+function derivedUnit(blob: BlobInfo): Unit {
+  return {
+    kind: "derived",
+    name: blob.digest,
+    digest: blob.digest,
+    blobs: new Set([blob.digest]),
+    missing: [],
+    derived: new Set([blob.digest]),
+    platforms: [],
+    lastUseMs: blob.lastUseMs,
+    size: blob.size,
   };
 }
 

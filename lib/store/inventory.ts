@@ -2,7 +2,10 @@
  * What the cache holds, as units that are kept or removed whole: each cached
  * reference with every blob it reaches (its manifests, their config and
  * layers, the files taken out of its tar layers), and each blob no reference
- * reaches. A unit's last use is the newest last use among its blobs.
+ * reaches. A unit's last use is the newest last use among its blobs. A file
+ * taken out of a layer is derived data: made again from the layer when it is
+ * needed, its blob may be absent (that is not missing), and cleanup takes it
+ * before any layer, config or manifest.
  *
  * @module
  */
@@ -23,17 +26,19 @@ export interface BlobInfo {
   lastUseMs: number;
 }
 
-/** A unit: a cached reference and what it reaches, or one unreferenced blob. */
+/** A unit: a cached reference and what it reaches, one unreferenced blob, or (for cleanup) one derived file. */
 export interface Unit {
-  kind: "reference" | "blob";
+  kind: "reference" | "blob" | "derived";
   /** The reference name, or the blob's digest. */
   name: string;
   /** What the reference resolved to, or the blob. */
   digest: Digest;
   /** The blobs of the unit that are on disk. */
   blobs: Set<Digest>;
-  /** Blobs the unit names that are not on disk (its top manifest, files taken out of layers). */
+  /** Blobs the unit needs that are not on disk (its top manifest). */
   missing: Digest[];
+  /** Its blobs that are files taken out of its layers (derived: they can be made again), not also layers. */
+  derived: Set<Digest>;
   /** Platforms whose manifest is cached, for a reference to an index. */
   platforms: PlatformWant[];
   lastUseMs: number;
@@ -47,6 +52,9 @@ export interface Inventory {
   blobs: Map<Digest, BlobInfo>;
   units: Unit[];
   totalBytes: number;
+  /** Blobs that are derived files of some reference and nothing else: the bytes cleanup takes first. */
+  derived: Set<Digest>;
+  derivedBytes: number;
 }
 
 /**
@@ -64,11 +72,20 @@ export function takeInventory(store: Store): Inventory {
   const blobs = listBlobs(store);
   const units: Unit[] = [];
   const referenced = new Set<Digest>();
+  /** Blobs some unit needs as more than a derived file (a manifest, a config, a layer). */
+  const needed = new Set<Digest>();
   for (const entry of readIndex(store.root)) {
     const unit = referenceUnit(store, blobs, entry);
-    for (const digest of unit.blobs) referenced.add(digest);
+    for (const digest of unit.blobs) {
+      referenced.add(digest);
+      if (!unit.derived.has(digest)) needed.add(digest);
+    }
     units.push(unit);
   }
+  const derived = new Set<Digest>();
+  for (const unit of units) for (const digest of unit.derived) if (!needed.has(digest)) derived.add(digest);
+  let derivedBytes = 0;
+  for (const digest of derived) derivedBytes += blobs.get(digest)!.size;
   for (const blob of blobs.values()) {
     if (referenced.has(blob.digest)) continue;
     units.push({
@@ -77,6 +94,7 @@ export function takeInventory(store: Store): Inventory {
       digest: blob.digest,
       blobs: new Set([blob.digest]),
       missing: [],
+      derived: new Set(),
       platforms: [],
       lastUseMs: blob.lastUseMs,
       size: blob.size,
@@ -84,7 +102,7 @@ export function takeInventory(store: Store): Inventory {
   }
   let totalBytes = 0;
   for (const blob of blobs.values()) totalBytes += blob.size;
-  return { blobs, units, totalBytes };
+  return { blobs, units, totalBytes, derived, derivedBytes };
 }
 
 /** Every blob that is a regular file, with its size and last use. */
@@ -125,9 +143,11 @@ function referenceUnit(store: Store, blobs: Map<Digest, BlobInfo>, entry: IndexE
     return manifest.layers.map((layer) => visit(layer.digest, 2)).some(Boolean);
   };
   visit(entry.digest, 0);
+  const derived = new Set<Digest>();
   for (const file of Object.values(parseDerived(entry))) {
-    if (blobs.has(file.digest)) reached.add(file.digest);
-    else missing.push(file.digest);
+    if (!blobs.has(file.digest) || reached.has(file.digest)) continue;
+    reached.add(file.digest);
+    derived.add(file.digest);
   }
   let lastUseMs = 0;
   let size = 0;
@@ -142,6 +162,7 @@ function referenceUnit(store: Store, blobs: Map<Digest, BlobInfo>, entry: IndexE
     digest: entry.digest,
     blobs: reached,
     missing,
+    derived,
     platforms,
     lastUseMs,
     size,

@@ -66,8 +66,11 @@ export async function removeUnits(
   options: { graceMs: number; dryRun?: boolean; now?: number },
 ): Promise<RemovalResult> {
   const removing = new Set(units.map((u) => u.unit));
+  // A derived file removed on its own goes although its reference stays: it is made again from the layer.
+  const derivedGoing = new Set(units.filter((u) => u.unit.kind === "derived").map((u) => u.unit.digest));
   const kept = new Set<Digest>();
-  for (const unit of inventory.units) if (!removing.has(unit)) for (const digest of unit.blobs) kept.add(digest);
+  for (const unit of inventory.units)
+    if (!removing.has(unit)) for (const digest of unit.blobs) if (!derivedGoing.has(digest)) kept.add(digest);
   const freed = new Set<Digest>();
   const removed: RemovedUnit[] = units.map(({ unit, reason }) => {
     let bytes = 0;

@@ -24,6 +24,8 @@ export interface ReferenceRow {
   /** The platforms whose manifest is cached, for a reference to an index. */
   platforms: PlatformWant[];
   bytes: number;
+  /** Of `bytes`, the files taken out of its layers: derived, made again from the layers when needed. */
+  derivedBytes: number;
   lastUsedAt: string;
   blobCount: number;
 }
@@ -42,6 +44,8 @@ export interface CacheStats {
   referenceCount: number;
   blobCount: number;
   bytes: number;
+  /** Of `bytes`, files taken out of layers: cleanup takes them first, and they are made again when needed. */
+  derivedBytes: number;
   oldestUseAt: string | null;
   newestUseAt: string | null;
   maxSizeBytes: number;
@@ -80,6 +84,7 @@ export function referenceRows(inventory: Inventory): ReferenceRow[] {
       mediaType: u.entry?.mediaType ?? "",
       platforms: u.platforms,
       bytes: u.size,
+      derivedBytes: [...u.derived].reduce((sum, d) => sum + (inventory.blobs.get(d)?.size ?? 0), 0),
       lastUsedAt: iso(u.lastUseMs),
       blobCount: u.blobs.size,
     }));
@@ -120,6 +125,7 @@ export function cacheStats(
     referenceCount: inventory.units.filter((u) => u.kind === "reference").length,
     blobCount: inventory.blobs.size,
     bytes: inventory.totalBytes,
+    derivedBytes: inventory.derivedBytes,
     oldestUseAt: inventory.blobs.size > 0 ? iso(oldest) : null,
     newestUseAt: inventory.blobs.size > 0 ? iso(newest) : null,
     maxSizeBytes: limits.maxSizeBytes,

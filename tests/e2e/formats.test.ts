@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { digestOf } from "../../lib/oci/digest.ts";
 import { runCli } from "../helpers/cli.ts";
@@ -93,7 +93,10 @@ describe("unikraft images that lost their annotations on the way", () => {
       expect([pulled.code, pulled.stderr]).toEqual([0, ""]);
       expect(readFileSync(join(tmp.path, "out", "kernel"))).toEqual(Buffer.from(kernel));
       expect(readFileSync(join(tmp.path, "out", "initrd"))).toEqual(Buffer.from(initrd));
-      // Each file is a blob of its own, recorded on the reference: the next path is a hit, and verify checks it.
+      // Written straight into the outputs as the layer decompressed: no second copy in the cache.
+      const derivedBlob = join(tmp.path, "cache", "blobs", "sha256", digestOf(initrd).slice(7));
+      expect(existsSync(derivedBlob)).toBe(false);
+      // path needs a file of its own: it is taken out of the cached layer, offline, and recorded; verify checks it.
       const path = await runCli(["path", ref, "--role", "initrd", "--offline"], env);
       expect(path.stdout.trim()).toBe(join(tmp.path, "cache", "blobs", "sha256", digestOf(initrd).slice(7)));
       const verify = await runCli(["verify", "--json"], env);

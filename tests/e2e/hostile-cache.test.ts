@@ -265,9 +265,13 @@ describe("files taken out of tar layers", () => {
     const fd = openSync(blob, "r+");
     writeSync(fd, new Uint8Array([1, 2, 3, 4]), 0, 4, 100);
     closeSync(fd);
-    const pulled = await ocicache(["pull", tarImage.ref, "--verify", "-o", join(dir, "out")]);
+    // An output is written from the layer, never from the derived blob: right, with or without --verify.
+    const pulled = await ocicache(["pull", tarImage.ref, "-o", join(dir, "out")]);
     expect(pulled.code).toBe(0);
     expect(readFileSync(join(dir, "out", "kernel"))).toEqual(kernelBytes());
+    // path --verify re-hashes the derived blob, and takes the file out of the layer again.
+    const repaired = await ocicache(["path", tarImage.ref, "--role", "kernel", "--verify"]);
+    expect(repaired.stdout.trim()).toBe(blob);
     expect(readFileSync(blob)).toEqual(kernelBytes());
   });
 });

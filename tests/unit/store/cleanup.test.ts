@@ -90,6 +90,7 @@ describe("collectGarbage()", () => {
     expect(report.steps.map((s) => s.name)).toEqual([
       "remove stale temp files",
       "expire by age",
+      "remove derived files",
       "evict by size",
       "rewrite the index and delete",
     ]);
