@@ -16,13 +16,13 @@
 
 import { closeSync, lstatSync } from "node:fs";
 import { IntegrityError, StoreError } from "../errors.ts";
-import { type Digest, digestHex, type Expected } from "../oci/digest.ts";
+import { type Digest, digestHex } from "../oci/digest.ts";
 import { openRegular, readAt, readRange } from "../oci/read.ts";
 import { describeFsError, lexists } from "./files.ts";
 import { isStale, type Lock, lockOwner, tryLock } from "./lock.ts";
 import { downloadLockPath, partialPath, tempPath } from "./paths.ts";
 import type { Store } from "./store.ts";
-import { BlobWriter, type WriteExpectation, type WriteResult } from "./writer.ts";
+import { BlobWriter, type WriteExpectation, type WriteResult, WrittenFile } from "./writer.ts";
 
 /** How an ingest of a known blob is opened. */
 export interface IngestOptions {
@@ -55,50 +55,29 @@ export type IngestStart =
  * `blobs/`, `close` keeps a partial file to resume, `abort` removes it; each
  * releases the lock.
  */
-export class Ingest {
+export class Ingest extends WrittenFile {
   readonly #store: Store;
-  readonly #writer: BlobWriter;
   readonly #lock: Lock | undefined;
   readonly #expected: WriteExpectation;
   /** The bytes it held when it was opened (a resumed partial file's). */
   readonly resumedAt: number;
 
   constructor(store: Store, writer: BlobWriter, lock: Lock | undefined, expected: WriteExpectation) {
+    super(writer);
     this.#store = store;
-    this.#writer = writer;
     this.#lock = lock;
     this.#expected = expected;
     this.resumedAt = writer.written;
   }
 
-  /** The bytes written so far. */
-  get written(): number {
-    return this.#writer.written;
-  }
-
-  /** Append bytes. @throws {IntegrityError} past the blob's size; the file system's error when the cache fails. */
-  write(chunk: Uint8Array): void {
-    this.#writer.write(chunk);
-  }
-
-  /** Start over from the first byte. */
-  truncate(): void {
-    this.#writer.truncate();
-  }
-
   /** The digest of what is written so far. */
   digest(): Digest {
-    return this.#writer.digest();
-  }
-
-  /** @throws {IntegrityError} when what is written is not the blob. */
-  verify(expected: Expected): void {
-    this.#writer.verify(expected);
+    return this.writer.digest();
   }
 
   /** Hand every byte written so far to `into` (the cache failed: they move elsewhere). */
   readBack(into: (chunk: Uint8Array) => void): void {
-    readRange(this.#writer.path, 0, this.#writer.written, into);
+    readRange(this.writer.path, 0, this.writer.written, into);
   }
 
   /**
@@ -106,22 +85,22 @@ export class Ingest {
    * the lock goes with a commit. A result other than `committed` leaves the ingest open: `abort` it.
    */
   commit(): WriteResult {
-    const digest = this.#expected.digest ?? this.#writer.digest();
-    const result = this.#writer.commit(this.#store.blobPath(digest), this.#expected);
+    const digest = this.#expected.digest ?? this.writer.digest();
+    const result = this.writer.commit(this.#store.blobPath(digest), this.#expected);
     if (result.status === "committed") this.#lock?.release();
     return result;
   }
 
   /** Stop, keeping a partial file for the next ingest to resume (a file of this process's own is removed). */
   close(): void {
-    if (this.#lock === undefined) this.#writer.abort();
-    else this.#writer.close();
+    if (this.#lock === undefined) this.writer.abort();
+    else this.writer.close();
     this.#lock?.release();
   }
 
   /** Stop and remove what was written. */
   abort(): void {
-    this.#writer.abort();
+    this.writer.abort();
     this.#lock?.release();
   }
 }

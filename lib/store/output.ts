@@ -13,11 +13,11 @@
 import { lstatSync, mkdirSync, statfsSync, statSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import { StoreError } from "../errors.ts";
-import { type Digest, digestHex, type Expected } from "../oci/digest.ts";
+import { type Digest, digestHex } from "../oci/digest.ts";
 import { readRange } from "../oci/read.ts";
 import { describeFsError } from "./files.ts";
 import { tempBeside } from "./paths.ts";
-import { BlobWriter, copyFileAtomic, type WriteExpectation, type WriteResult } from "./writer.ts";
+import { BlobWriter, copyFileAtomic, type WriteExpectation, type WriteResult, WrittenFile } from "./writer.ts";
 
 /**
  * A file written beside where it goes: created under a random name next to `near` (`O_EXCL | O_NOFOLLOW`: a name
@@ -35,13 +35,7 @@ import { BlobWriter, copyFileAtomic, type WriteExpectation, type WriteResult } f
  * assert.equal(readFileSync("kernel", "utf8"), "a unikernel");
  * ```
  */
-export class OutputFile {
-  readonly #writer: BlobWriter;
-
-  private constructor(writer: BlobWriter) {
-    this.#writer = writer;
-  }
-
+export class OutputFile extends WrittenFile {
   /**
    * @param options.limit no write takes it past this many bytes; `hash: false` for a copy another writer hashes.
    * @throws {Error} the file system's error when the file cannot be made.
@@ -52,35 +46,17 @@ export class OutputFile {
 
   /** Its temp file, until it is committed. */
   get path(): string {
-    return this.#writer.path;
-  }
-
-  get written(): number {
-    return this.#writer.written;
-  }
-
-  write(chunk: Uint8Array): void {
-    this.#writer.write(chunk);
-  }
-
-  /** Start over from the first byte. */
-  truncate(): void {
-    this.#writer.truncate();
-  }
-
-  /** @throws {IntegrityError} when what is written is not `expected`. */
-  verify(expected: Expected): void {
-    this.#writer.verify(expected);
+    return this.writer.path;
   }
 
   /** Rename it to `dest` (mode 0644) once it is `expected`; a result other than `committed` leaves it: `abort`. */
   commit(dest: string, expected: WriteExpectation): WriteResult {
-    return this.#writer.commit(dest, expected, { mode: 0o644, durable: false });
+    return this.writer.commit(dest, expected, { mode: 0o644, durable: false });
   }
 
   /** Remove it. */
   abort(): void {
-    this.#writer.abort();
+    this.writer.abort();
   }
 }
 

@@ -292,6 +292,38 @@ const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
 /** Files of writers that are neither committed nor aborted, and cannot be resumed. */
 const UNFINISHED = new Set<string>();
 
+/**
+ * A file being written, as the store's ingest (`Ingest`) and an output (`OutputFile`) both hand it out: appended,
+ * started over, verified; how it is put in place is each one's own.
+ */
+export abstract class WrittenFile {
+  protected readonly writer: BlobWriter;
+
+  constructor(writer: BlobWriter) {
+    this.writer = writer;
+  }
+
+  /** The bytes written so far. */
+  get written(): number {
+    return this.writer.written;
+  }
+
+  /** Append bytes. @throws {IntegrityError} past its limit; the file system's error when the write fails. */
+  write(chunk: Uint8Array): void {
+    this.writer.write(chunk);
+  }
+
+  /** Start over from the first byte. */
+  truncate(): void {
+    this.writer.truncate();
+  }
+
+  /** @throws {IntegrityError} when what is written is not `expected`. */
+  verify(expected: WriteExpectation): void {
+    this.writer.verify(expected);
+  }
+}
+
 /** Remove the unfinished temp files of this process: on exit, so that a signal leaves none behind. */
 export function removeUnfinished(): void {
   for (const path of UNFINISHED) {
