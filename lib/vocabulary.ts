@@ -59,6 +59,7 @@ export const JSON_KEYS: Readonly<Record<string, ValueKind>> = {
   plat: "text",
   hit: "boolean",
   cached: "boolean",
+  cloned: "boolean",
   moved: "boolean",
   ok: "boolean",
   dryRun: "boolean",

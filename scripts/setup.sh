@@ -4,7 +4,7 @@
 # and Debian's docker-registry, skopeo, containerd, podman, chromium (headless,
 # for the status page), GNU make (the makefile recipe), apache2-utils (htpasswd),
 # openssl, gzip and zstd (compressed layers made by the tests), zsh and fish
-# (the completion scripts).
+# (the completion scripts), xfsprogs (an XFS, where files clone).
 # Sourced by demo.sh, test.sh and bench; safe to run again.
 set -euo pipefail
 
@@ -32,6 +32,7 @@ command -v zstd >/dev/null || missing+=(zstd)
 command -v gzip >/dev/null || missing+=(gzip)
 command -v zsh >/dev/null || missing+=(zsh)
 command -v fish >/dev/null || missing+=(fish)
+command -v mkfs.xfs >/dev/null || missing+=(xfsprogs)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} with apt-get" >&2
   export DEBIAN_FRONTEND=noninteractive

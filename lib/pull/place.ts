@@ -42,6 +42,8 @@ export interface PulledFile {
   size: number;
   /** Whether no byte of it came from a registry. */
   hit: boolean;
+  /** A file of a tar layer written to its output sharing the layer's extents (a clone of its byte range). */
+  cloned?: boolean;
 }
 
 /**
@@ -277,10 +279,10 @@ function placeMember(
     }
   }
   if (dest === undefined) throw noPlace(file, source, cache);
-  const digest = placeRange(layerPath, range.offset, range.size, dest);
+  const { digest, cloned } = placeRange(layerPath, range.offset, range.size, dest);
   if (known !== undefined && known.digest !== digest) warnDropped(cache, file, known, { digest, size: range.size });
   if (cache !== undefined) rememberOutput(cache.store, dest, digest, range.size);
-  return { ...base, path: dest, digest, size: range.size };
+  return { ...base, path: dest, digest, size: range.size, ...(cloned && { cloned }) };
 }
 
 function placeCachedMember(

@@ -13,11 +13,18 @@
 import { lstatSync, mkdirSync, statfsSync, statSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import { StoreError } from "../errors.ts";
-import { type Digest, digestHex } from "../oci/digest.ts";
+import { type Digest, digestHex, hashFile } from "../oci/digest.ts";
 import { readRange } from "../oci/read.ts";
 import { describeFsError } from "./files.ts";
 import { tempBeside } from "./paths.ts";
-import { BlobWriter, copyFileAtomic, type WriteExpectation, type WriteResult, WrittenFile } from "./writer.ts";
+import {
+  BlobWriter,
+  cloneRangeAtomic,
+  copyFileAtomic,
+  type WriteExpectation,
+  type WriteResult,
+  WrittenFile,
+} from "./writer.ts";
 
 /**
  * A file written beside where it goes: created under a random name next to `near` (`O_EXCL | O_NOFOLLOW`: a name
@@ -91,15 +98,23 @@ export function placeFile(source: string, dest: string, options: PlaceFileOption
 }
 
 /**
- * Write `length` bytes of `source` from `offset` to `dest` (a file inside a
- * tar layer, when the cache cannot keep it), and return their digest.
+ * Write `length` bytes of `source` from `offset` to `dest` (a file inside a tar layer, written from the layer), and
+ * return their digest, and whether the output shares the layer's extents: cloned where the file system can and the
+ * file starts on one of its blocks (btrfs, XFS with reflink), else copied.
  *
  * @throws {StoreError} when the destination cannot be written.
  */
-export function placeRange(source: string, offset: number, length: number, dest: string): Digest {
+export function placeRange(
+  source: string,
+  offset: number,
+  length: number,
+  dest: string,
+): { digest: Digest; cloned: boolean } {
   let writer: OutputFile;
   try {
     mkdirSync(dirname(dest), { recursive: true });
+    if (cloneRangeAtomic(source, offset, length, dest))
+      return { digest: hashFile(source, offset, length).digest, cloned: true };
     writer = OutputFile.create(dest, { limit: length });
   } catch (error) {
     throw new StoreError(`Cannot write "${dest}": ${describeFsError(error)}`, { cause: error });
@@ -117,7 +132,7 @@ export function placeRange(source: string, offset: number, length: number, dest:
       `Cannot write "${dest}": ${result.status === "failed" ? describeFsError(result.error) : result.reason}`,
     );
   }
-  return result.digest;
+  return { digest: result.digest, cloned: false };
 }
 
 /**

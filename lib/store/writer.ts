@@ -29,9 +29,11 @@ import {
   openSync,
   readSync,
   renameSync,
+  statfsSync,
   unlinkSync,
   writeSync,
 } from "node:fs";
+import { dirname } from "node:path";
 import { DigestMismatchError, IntegrityError, SizeMismatchError } from "../errors.ts";
 import type { Digest } from "../oci/digest.ts";
 import { READ_CHUNK_BYTES } from "../oci/read.ts";
@@ -445,6 +447,93 @@ export function copyFileAtomic(source: string, dest: string, options: { link?: b
     throw error;
   }
 }
+
+/**
+ * Put `length` bytes of `source` from `offset` at `dest` (mode 0644, not fsynced) sharing the source's extents,
+ * where the file system can clone a range (FICLONERANGE: btrfs, XFS with reflink) and `offset` falls on one of its
+ * blocks: the whole blocks are cloned, a last partial block copied. Made under a random name beside `dest`, then
+ * renamed. `false`, and nothing left behind, where it cannot (the caller copies instead).
+ *
+ * @throws {Error} the file system's error once the clone is made (the rest cannot be written, or the rename fails).
+ */
+export function cloneRangeAtomic(source: string, offset: number, length: number, dest: string): boolean {
+  const block = blockSize(dirname(dest));
+  if (block === undefined || offset % block !== 0 || length < block) return false;
+  const head = Math.floor(length / block) * block;
+  const temp = tempBeside(dest);
+  const srcFd = openSync(source, constants.O_RDONLY | constants.O_NOFOLLOW);
+  let fd: number | undefined;
+  try {
+    fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+    UNFINISHED.add(temp);
+    if (!cloneRange(fd, srcFd, offset, head)) {
+      closeSync(fd);
+      fd = undefined;
+      unlinkSync(temp);
+      UNFINISHED.delete(temp);
+      return false;
+    }
+    const tail = Buffer.allocUnsafe(length - head);
+    if (readSync(srcFd, tail, 0, tail.length, offset + head) !== tail.length)
+      throw new IntegrityError(`Cannot write "${dest}": "${source}" ends before byte ${offset + length}`);
+    for (let at = 0; at < tail.length; ) at += writeSync(fd, tail, at, tail.length - at, head + at);
+    fchmodSync(fd, 0o644);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(temp, dest);
+    UNFINISHED.delete(temp);
+    return true;
+  } catch (error) {
+    if (fd !== undefined) closeSync(fd);
+    try {
+      unlinkSync(temp);
+    } catch {
+      // Never made.
+    }
+    UNFINISHED.delete(temp);
+    throw error;
+  } finally {
+    closeSync(srcFd);
+  }
+}
+
+/** The block size of the file system under `dir`, or `undefined` when it cannot be asked. */
+function blockSize(dir: string): number | undefined {
+  try {
+    return Number(statfsSync(dir).bsize);
+  } catch {
+    return undefined;
+  }
+}
+
+/** `ioctl(fd, FICLONERANGE, …)` through libc, loaded on first use; `false` where it fails or there is no libc. */
+function cloneRange(fd: number, srcFd: number, offset: number, length: number): boolean {
+  if (cloneRangeCall === undefined) cloneRangeCall = loadCloneRange();
+  return cloneRangeCall !== false && cloneRangeCall(fd, srcFd, offset, length);
+}
+
+type CloneRange = (fd: number, srcFd: number, offset: number, length: number) => boolean;
+/** The call, once loaded; `false` where it cannot be (no libc to load it from). */
+let cloneRangeCall: CloneRange | false | undefined;
+
+function loadCloneRange(): CloneRange | false {
+  try {
+    const { dlopen, FFIType, ptr } = require("bun:ffi") as typeof import("bun:ffi");
+    const libc = dlopen("libc.so.6", {
+      ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+    });
+    // struct file_clone_range { s64 src_fd; u64 src_offset; u64 src_length; u64 dest_offset; }
+    return (fd, srcFd, offset, length) => {
+      const range = new BigUint64Array([BigInt(srcFd), BigInt(offset), BigInt(length), 0n]);
+      return libc.symbols.ioctl(fd, FICLONERANGE, ptr(range)) === 0;
+    };
+  } catch {
+    return false;
+  }
+}
+
+/** `_IOW(0x94, 13, struct file_clone_range)`: linux/fs.h. */
+const FICLONERANGE = 0x4020940d;
 
 /** Whether the file system under `dir` clones a file (FICLONE) instead of copying it: a probe made and removed. */
 export function canClone(dir: string): boolean {

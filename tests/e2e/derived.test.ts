@@ -4,11 +4,13 @@
  * it once; cleanup takes derived files before any layer, and a pull still works from the layers alone.
  */
 import { beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { digestOf } from "../../lib/oci/digest.ts";
 import { runCli } from "../helpers/cli.ts";
-import { HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
+import { CAN_MOUNT, HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { mountXfs } from "../helpers/mount.ts";
 import { sharedRegistry } from "../helpers/registry.ts";
 
 const tmp = useTempDir("derived");
@@ -108,5 +110,51 @@ describe("files taken out of a tar layer are derived data", () => {
     expect(readFileSync(join(out, "initrd"))).toEqual(Buffer.from(files().initrd));
     const verify = await ocicache(["verify", "--json"]);
     expect([verify.code, JSON.parse(verify.stdout).missing]).toEqual([0, []]);
+  });
+});
+
+describe("on a file system that clones (XFS with reflink)", () => {
+  test.skipIf(!CAN_MOUNT)("a file at a block-aligned offset of its layer is cloned into its output", async () => {
+    const xfs = mountXfs();
+    try {
+      // A layout on XFS whose tar puts the kernel's bytes at 4096: a 3072-byte file first, then its header.
+      const layout = join(xfs.dir, "layout");
+      const kernel = new Uint8Array(64 * 1024 + 100).map((_, i) => (i * 7) % 251);
+      mkdirSync(join(layout, "src", "unikraft", "bin"), { recursive: true });
+      writeFileSync(join(layout, "src", "pad"), new Uint8Array(3072));
+      writeFileSync(join(layout, "src", "unikraft", "bin", "kernel"), kernel);
+      const tar = join(layout, "layer.tar");
+      const made = Bun.spawnSync(["tar", "-cf", tar, "-C", join(layout, "src"), "pad", "unikraft/bin/kernel"]);
+      expect(made.exitCode).toBe(0);
+      const put = (bytes: Uint8Array) => {
+        const digest = digestOf(bytes);
+        mkdirSync(join(layout, "blobs", "sha256"), { recursive: true });
+        writeFileSync(join(layout, "blobs", "sha256", digest.slice(7)), bytes);
+        return { digest, size: bytes.length };
+      };
+      const layer = { mediaType: "application/vnd.oci.image.layer.v1.tar", ...put(readFileSync(tar)) };
+      const config = { mediaType: "application/vnd.oci.image.config.v1+json", ...put(new TextEncoder().encode("{}")) };
+      const mediaType = "application/vnd.oci.image.manifest.v1+json";
+      const manifest = put(
+        new TextEncoder().encode(JSON.stringify({ schemaVersion: 2, mediaType, config, layers: [layer] })),
+      );
+      const annotations = { "org.opencontainers.image.ref.name": "1" };
+      writeFileSync(join(layout, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
+      writeFileSync(
+        join(layout, "index.json"),
+        JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType, ...manifest, annotations }] }),
+      );
+      const out = join(xfs.dir, "out");
+      const pulled = await ocicache(["pull", `oci:${layout}:1`, "-o", out, "--json"]);
+      expect(pulled.code).toBe(0);
+      const result = JSON.parse(pulled.stdout) as { files: Array<{ name: string; cloned?: boolean }> };
+      expect(result.files.map((f) => [f.name, f.cloned])).toEqual([["kernel", true]]);
+      expect(readFileSync(join(out, "kernel"))).toEqual(Buffer.from(kernel));
+      // The output's blocks are the layer's: XFS marks them shared (FIEMAP_EXTENT_SHARED).
+      const map = Bun.spawnSync(["xfs_io", "-c", "fiemap -v", join(out, "kernel")]).stdout.toString();
+      expect(map).toMatch(/0x2\d{3}/);
+    } finally {
+      xfs.unmount();
+    }
   });
 });
