@@ -478,6 +478,9 @@ export function cloneRangeAtomic(source: string, offset: number, length: number,
       throw new IntegrityError(`Cannot write "${dest}": "${source}" ends before byte ${offset + length}`);
     for (let at = 0; at < tail.length; ) at += writeSync(fd, tail, at, tail.length - at, head + at);
     fchmodSync(fd, 0o644);
+    const [own, atPath] = [fstatSync(fd), lstatSync(temp)];
+    if (own.dev !== atPath.dev || own.ino !== atPath.ino)
+      throw new IntegrityError(`Cannot write "${dest}": another file took the place of "${temp}"`);
     closeSync(fd);
     fd = undefined;
     renameSync(temp, dest);
