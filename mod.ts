@@ -25,6 +25,7 @@ export {
   IntegrityError,
   NotFoundError,
   OcicacheError,
+  PolicyError,
   RegistryError,
   SizeMismatchError,
   StoreError,

@@ -23,10 +23,11 @@ export const EXIT_CODES = {
   integrity: 4,
   registry: 5,
   auth: 6,
+  policy: 7,
 } as const;
 
 /** A stable, machine-readable error code. */
-export type ErrorCode = "EUSAGE" | "ENOTFOUND" | "EINTEGRITY" | "EREGISTRY" | "EAUTH" | "ESTORE";
+export type ErrorCode = "EUSAGE" | "ENOTFOUND" | "EINTEGRITY" | "EREGISTRY" | "EAUTH" | "ESTORE" | "EPOLICY";
 
 /**
  * The base of every error ocicache throws on purpose.
@@ -223,6 +224,23 @@ export class AuthError extends OcicacheError {
     super("EAUTH", EXIT_CODES.auth, message, init);
     this.reason = init.reason;
     this.status = init.status;
+  }
+}
+
+/** An image the signature policy refuses (`--policy`): unsigned, signed by another key or for another name.
+ * Exit code 7, offline too.
+ * @example A refusal by the policy
+ * ```ts
+ * import assert from "node:assert";
+ * import { PolicyError } from "ocicache";
+ * const error = new PolicyError('Cannot accept "127.0.0.1:5000/a:1": it has no signature');
+ * assert.equal(error.code, "EPOLICY");
+ * assert.equal(error.exitCode, 7);
+ * ```
+ */
+export class PolicyError extends OcicacheError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("EPOLICY", EXIT_CODES.policy, message, options);
   }
 }
 

@@ -114,6 +114,7 @@ export const COMMANDS = {
       "concurrency",
       "json",
       "progress",
+      "policy",
       ...LOCK,
       ...CHOICE,
       ...REGISTRY,
@@ -124,13 +125,13 @@ export const COMMANDS = {
   path: {
     usage: "path REF --role ROLE | REF@sha256:…",
     summary: "Print the cached file of ROLE (or of a blob digest)",
-    options: ["role", "progress", ...LOCK, ...CHOICE, ...REGISTRY, ...LIMITS],
+    options: ["role", "progress", "policy", ...LOCK, ...CHOICE, ...REGISTRY, ...LIMITS],
     example: "ocicache path unikraft.org/nginx:1.25 --role kernel",
   },
   cat: {
     usage: "cat REF --role ROLE | REF@sha256:…",
     summary: "Write ROLE's file (or one blob) to stdout",
-    options: ["role", "progress", ...LOCK, ...CHOICE, ...REGISTRY, ...LIMITS],
+    options: ["role", "progress", "policy", ...LOCK, ...CHOICE, ...REGISTRY, ...LIMITS],
     example: "ocicache cat unikraft.org/nginx:1.25 --role initrd > initrd.cpio",
   },
   lock: {
@@ -254,7 +255,8 @@ export function foreignOption(command: CommandName, flags: Flags): string | unde
 }
 
 const EXIT_LINE =
-  "Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 4 integrity, 5 registry unreachable, 6 authentication refused.";
+  "Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 4 integrity, 5 registry unreachable, 6 authentication refused, " +
+  "7 refused by the signature policy.";
 
 /** The usage text of `ocicache --help`. */
 export function usage(): string {

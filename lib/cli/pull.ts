@@ -6,10 +6,12 @@
  */
 
 import { writeSync } from "node:fs";
-import { EXIT_CODES, UsageError } from "../errors.ts";
+import { EXIT_CODES, PolicyError, UsageError } from "../errors.ts";
+import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
 import type { Role } from "../oci/names.ts";
 import { formatPlatform, parsePlatform } from "../oci/platform.ts";
-import { fileBody } from "../oci/read.ts";
+import { type Policy, parsePolicy, requirementsFor } from "../oci/policy.ts";
+import { describeReadError, fileBody, readFileBounded } from "../oci/read.ts";
 import { parseLayoutSource, parseReference, type Reference } from "../oci/reference.ts";
 import type { Cache, CacheOptions } from "../pull/cache.ts";
 import { DEFAULT_LOCK_FILE, type LockUse, readLock } from "../pull/lock.ts";
@@ -40,8 +42,10 @@ async function runPull(context: Context): Promise<number> {
   // Every input is parsed before anything is fetched: one bad reference touches nothing.
   const inputs = args.map((arg) => parseInput("pull", arg));
   const lock = lockUse(context);
+  const policy = loadPolicy(context);
   const options = {
     ...(lock !== undefined && { lock }),
+    ...(policy !== undefined && { policy }),
     platform: parsePlatform(flags.platform, flags.plat),
     ...(flags.output !== undefined && { outDir: flags.output }),
     link: flags.link === true,
@@ -70,6 +74,7 @@ async function runPath(context: Context): Promise<number> {
   const role = flags.role as Role | undefined;
   if (role === undefined && parseLayoutSource(input) === undefined) {
     const pinned = requireDigest(parseReference(input), "path");
+    checkBlobPolicy(context, pinned);
     const blob = await withCache(context, input, {}, (cache) => pullBlob(cache, pinned));
     if (blob.path === undefined || !blob.cached)
       throw new UsageError(`Cannot give a path for "${input}": the cache cannot be written`);
@@ -104,6 +109,7 @@ async function catBlob(context: Context): Promise<number> {
     path = (await pullInput(context, "cat", input, { platform, roles: [role] })).files[0]!.path;
   } else {
     const ref = requireDigest(parseReference(input), "cat");
+    checkBlobPolicy(context, ref);
     // With no descriptor to give the size, a cached copy is re-hashed before it goes out (cat reads it all anyway).
     // Downloaded bytes go out as they arrive; a blob the cache has (or another process fetched) goes out after.
     let streamed = false;
@@ -132,7 +138,8 @@ async function pullInput(
   // Parsed before the cache is opened: bad input touches nothing.
   const parsed = parseInput(command, input);
   const lock = lockUse(context);
-  const withLock = { ...options, ...(lock !== undefined && { lock }) };
+  const policy = loadPolicy(context);
+  const withLock = { ...options, ...(lock !== undefined && { lock }), ...(policy !== undefined && { policy }) };
   return withCache(context, input, {}, async (cache) => (await pullParsed(context, cache, parsed, withLock))[0]!);
 }
 
@@ -176,6 +183,29 @@ function printResults(context: Context, results: PullResult[], several: boolean)
 }
 
 /** The lock file the pull commands use, if one is set (`--lock-file`, `OCICACHE_LOCK_FILE`, `lockFile`). */
+/** The signature policy, when one is set (`--policy`, `OCICACHE_POLICY`, `policy`): read and checked whole. */
+function loadPolicy(context: Context): Policy | undefined {
+  const path = context.config.policyFile;
+  if (path === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileBounded(path, MAX_USER_FILE_BYTES, { follow: true }).toString("utf8");
+  } catch (error) {
+    throw new UsageError(`Cannot read the policy "${path}": ${describeReadError(error)}`);
+  }
+  return parsePolicy(text, path);
+}
+
+/**
+ * A blob named by its digest has no image whose signature could be checked: under a policy that asks for more than
+ * `insecureAcceptAnything` for its repository, it is refused.
+ */
+function checkBlobPolicy(context: Context, ref: Reference): void {
+  const policy = loadPolicy(context);
+  if (policy === undefined || requirementsFor(policy, ref).every((r) => r.type === "insecureAcceptAnything")) return;
+  throw new PolicyError(`Cannot hand out blob "${ref.digest}" by its digest: the policy asks for a signed image`);
+}
+
 function lockUse(context: Context): LockUse | undefined {
   // --locked without a lock file named takes the one lock writes, as cargo --locked takes Cargo.lock.
   const path = context.config.lockFile ?? (context.flags.locked ? DEFAULT_LOCK_FILE : undefined);

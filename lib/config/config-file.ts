@@ -67,6 +67,7 @@ const SCHEMA = z.strictObject({
   mirrors: MIRRORS.optional(),
   caFile: text.optional(),
   lockFile: text.optional(),
+  policy: text.optional(),
   registries: z.record(HOST, REGISTRY).optional(),
 });
 

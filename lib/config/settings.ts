@@ -304,6 +304,22 @@ export const KEYS = {
     defaultDoc: "none (`lock` writes `./ocicache.lock`)",
     meaning: "the lock file `pull`, `path` and `cat` take locked digests from (see [cli.md](cli.md#the-lock-file))",
   },
+  policy: {
+    field: "policyFile",
+    flag: {
+      name: "policy",
+      type: "string",
+      value: "FILE",
+      help: "Hand out only images the signature policy in FILE accepts (containers-policy.json)",
+    },
+    env: "OCICACHE_POLICY",
+    parse: (v: string) => v,
+    default: undefined,
+    defaultDoc: "none (no signature is checked)",
+    meaning:
+      "a signature policy (containers-policy.json) `pull`, `path` and `cat` check before handing out a file " +
+      "(see [signatures.md](signatures.md))",
+  },
 } as const satisfies Record<string, Setting>;
 
 /** A setting's key. */

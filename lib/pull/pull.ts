@@ -10,12 +10,14 @@
  */
 
 import { join } from "node:path";
+import { PolicyError } from "../errors.ts";
 import type { Digest } from "../oci/digest.ts";
 import { layersOf } from "../oci/files.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
 import { type Descriptor, defaultMediaType } from "../oci/manifest.ts";
 import { DERIVED_ANNOTATION, type Role } from "../oci/names.ts";
 import { hostArchitecture, type PlatformWant, platformDirName } from "../oci/platform.ts";
+import type { Policy } from "../oci/policy.ts";
 import type { LayoutSource, Reference } from "../oci/reference.ts";
 import { parseDerived } from "../store/index-file.ts";
 import { type PullMemo, readPullMemo, writePullMemo } from "../store/refs.ts";
@@ -34,6 +36,8 @@ import type { ImageSource } from "./source.ts";
 export interface PullOptions extends ImageChoice, PlaceOptions {
   /** A lock file: a reference it holds is pulled at its locked digest, with no question to the registry. */
   lock?: LockUse;
+  /** A signature policy: nothing of an image it refuses is handed out (`PolicyError`). */
+  policy?: Policy;
 }
 
 /** The result of a pull. */
@@ -74,6 +78,7 @@ export interface PullResult {
  */
 export async function pullImage(cache: Cache, ref: Reference, options: PullOptions = {}): Promise<PullResult> {
   const resolved = await cache.resolve(applyLock(ref, options.lock));
+  await enforcePolicy(cache, ref, resolved, options);
   const remembered = rememberedHit(cache, resolved, options);
   if (remembered !== undefined) {
     // A tag the registry confirmed is stamped as a walk would stamp it.
@@ -110,6 +115,7 @@ export async function pullImage(cache: Cache, ref: Reference, options: PullOptio
  */
 export async function pullAllPlatforms(cache: Cache, ref: Reference, options: PullOptions = {}): Promise<PullResult[]> {
   const resolved = await cache.resolve(applyLock(ref, options.lock));
+  await enforcePolicy(cache, ref, resolved, options);
   const { resolveAllPlatforms } = await import("./image.ts");
   const pulled = await pullImages(
     cache,
@@ -178,6 +184,13 @@ async function pullImages(
   return results;
 }
 
+/** The signature policy, when there is one, before anything of the image is fetched or handed out. */
+async function enforcePolicy(cache: Cache, ref: Reference, resolved: Resolved, options: PullOptions): Promise<void> {
+  if (options.policy === undefined) return;
+  const { checkPolicy } = await import("./signatures.ts");
+  await checkPolicy(cache, ref, resolved.digest, options.policy);
+}
+
 /** Each platform's directory under `outDir`; two platforms that would share a name are told apart by manifest. */
 function platformDirs(outDir: string, images: ResolvedImage[]): string[] {
   const names = images.map((image) => platformDirName(image.platform ?? {}));
@@ -223,6 +236,9 @@ export async function pullLayout(
   layout: LayoutSource,
   options: PullOptions & { verify?: boolean } = {},
 ): Promise<PullResult> {
+  // The signatures of a local layout are not checked: a policy that asks for any is not met.
+  if (options.policy?.default.some((r) => r.type !== "insecureAcceptAnything"))
+    throw new PolicyError(`Cannot accept "oci:${layout.dir}": the policy's default asks for more than a layout gives`);
   const [{ layoutSource }, { resolveImage }, { placeImageFiles }] = await Promise.all([
     import("./layout-source.ts"),
     import("./image.ts"),

@@ -10,7 +10,15 @@ import { HTTPException } from "hono/http-exception";
 import { OcicacheError } from "../errors.ts";
 
 /** HTTP statuses of the error codes. */
-const STATUS_OF = { EUSAGE: 400, ENOTFOUND: 404, EINTEGRITY: 502, EREGISTRY: 502, EAUTH: 502, ESTORE: 500 } as const;
+const STATUS_OF = {
+  EUSAGE: 400,
+  ENOTFOUND: 404,
+  EINTEGRITY: 502,
+  EREGISTRY: 502,
+  EAUTH: 502,
+  ESTORE: 500,
+  EPOLICY: 403,
+} as const;
 
 /**
  * The `onError` handler; `observe` sees every error first (the metrics count upstream failures).

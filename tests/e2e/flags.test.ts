@@ -44,7 +44,7 @@ const BAD_VALUES: Partial<Record<Option, [string, string]>> = {
   progress: ["fancy", '--progress takes auto, plain, json, not "fancy"'],
 };
 /** Value options whose value is a free path or name: the bad form is the option with no value. */
-const FREE_VALUES: Option[] = ["output", "lock-file", "cache-dir", "ca-file", "htpasswd", "plat"];
+const FREE_VALUES: Option[] = ["output", "lock-file", "cache-dir", "ca-file", "htpasswd", "plat", "policy"];
 /** What a command needs besides the flag, to reach the check of its value. */
 const ARGS: Partial<Record<keyof typeof COMMANDS, string[]>> = {
   path: ["127.0.0.1:9/x/y:1", "--role", "kernel"],

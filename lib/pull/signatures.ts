@@ -1,0 +1,170 @@
+/**
+ * The signature policy, checked before any file of an image is handed out
+ * (`--policy`, containers-policy.json(5); `lib/oci/policy.ts`). A
+ * `sigstoreSigned` requirement is met by cosign's "simple signing" form: the
+ * tag `sha256-<hex>.sig` in the image's repository names an image manifest
+ * whose layers are payloads (`application/vnd.dev.cosign.simplesigning.v1+json`)
+ * naming the image's digest and identity, each signed in its annotation
+ * `dev.cosignproject.cosign/signature` (base64 of the signature over the
+ * payload: ECDSA in DER, RSA, or Ed25519, as the key says). One payload that
+ * names this digest and an identity the policy accepts, signed by one of the
+ * policy's keys, is enough; anything else is refused (exit 7) with its reason.
+ *
+ * @module
+ */
+
+import { createPublicKey, type KeyObject, verify } from "node:crypto";
+import { NotFoundError, PolicyError, UsageError } from "../errors.ts";
+import type { Digest } from "../oci/digest.ts";
+import { digestHex, isDigest } from "../oci/digest.ts";
+import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
+import { type Policy, type Requirement, requirementsFor, type SignedIdentity } from "../oci/policy.ts";
+import { describeReadError, readFileBounded } from "../oci/read.ts";
+import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
+import { fetchBlob } from "./blobs.ts";
+import type { Cache } from "./cache.ts";
+
+/** The media type of a cosign simple-signing payload, and the annotation with its signature. */
+const PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json";
+const SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature";
+/** Bounds on what a registry may make us read for one image's signatures. */
+const MAX_SIGNATURES = 16;
+const MAX_PAYLOAD_BYTES = 64 * 1024;
+
+/**
+ * Check `policy` for `ref` (as the user asked for it), which resolved to `digest`.
+ *
+ * @throws {PolicyError} when the policy refuses the image, with the reason.
+ * @throws {UsageError} when a key of the policy cannot be read.
+ */
+export async function checkPolicy(cache: Cache, ref: Reference, digest: Digest, policy: Policy): Promise<void> {
+  const name = formatReference(ref);
+  for (const requirement of requirementsFor(policy, ref)) {
+    if (requirement.type === "insecureAcceptAnything") continue;
+    if (requirement.type === "reject") throw new PolicyError(`Cannot accept "${name}": the policy rejects it`);
+    await checkSigned(cache, ref, digest, requirement);
+  }
+}
+
+async function checkSigned(
+  cache: Cache,
+  ref: Reference,
+  digest: Digest,
+  requirement: Extract<Requirement, { type: "sigstoreSigned" }>,
+): Promise<void> {
+  const name = formatReference(ref);
+  const keys = requirement.keys.map(loadKey);
+  const tag = `sha256-${digestHex(digest)}.sig`;
+  if (cache.options.offline)
+    throw new PolicyError(
+      `Cannot accept "${name}": offline, and its signatures are not cached (ocicache keeps none yet)`,
+    );
+  const repo = { ...ref, tag, digest: undefined };
+  let manifest: { layers?: unknown };
+  try {
+    const fetched = await (await cache.client()).getManifest(repo, tag);
+    manifest = JSON.parse(new TextDecoder().decode(fetched.bytes)) as { layers?: unknown };
+  } catch (error) {
+    if (error instanceof NotFoundError) throw new PolicyError(`Cannot accept "${name}": it has no signature (${tag})`);
+    if (error instanceof SyntaxError)
+      throw new PolicyError(`Cannot accept "${name}": its signature manifest is not JSON`);
+    throw error;
+  }
+  const layers = Array.isArray(manifest.layers) ? manifest.layers : [];
+  if (layers.length === 0 || layers.length > MAX_SIGNATURES)
+    throw new PolicyError(`Cannot accept "${name}": its signature manifest has ${layers.length} payloads`);
+  const reasons: string[] = [];
+  for (const layer of layers) {
+    const reason = await checkPayload(cache, repo, layer, { ref, digest, keys, identity: requirement.signedIdentity });
+    if (reason === undefined) return;
+    reasons.push(reason);
+  }
+  throw new PolicyError(`Cannot accept "${name}": ${[...new Set(reasons)].join("; ")}`);
+}
+
+/** Why one payload does not vouch for the image, or `undefined` when it does. */
+async function checkPayload(
+  cache: Cache,
+  repo: Reference,
+  layer: unknown,
+  want: { ref: Reference; digest: Digest; keys: KeyObject[]; identity: SignedIdentity },
+): Promise<string | undefined> {
+  const descriptor = layer as { mediaType?: unknown; digest?: unknown; size?: unknown; annotations?: unknown };
+  if (descriptor.mediaType !== PAYLOAD_TYPE || !isDigest(descriptor.digest)) return "a payload is not a signature";
+  if (!Number.isSafeInteger(descriptor.size) || (descriptor.size as number) > MAX_PAYLOAD_BYTES)
+    return "a payload is over 64 KiB";
+  const annotations = (descriptor.annotations ?? {}) as Record<string, unknown>;
+  const signature = annotations[SIGNATURE_ANNOTATION];
+  if (typeof signature !== "string") return "a payload has no signature";
+  const blob = await fetchBlob(cache, repo, {
+    mediaType: PAYLOAD_TYPE,
+    digest: descriptor.digest,
+    size: descriptor.size as number,
+  });
+  const payload = blob.path === undefined ? undefined : readFileBounded(blob.path, MAX_PAYLOAD_BYTES);
+  if (payload === undefined) return "a payload could not be kept";
+  const signed = Buffer.from(signature, "base64");
+  if (!want.keys.some((key) => verifies(key, payload, signed))) return "no signature by a key of the policy";
+  let claims: { critical?: { image?: Record<string, unknown>; identity?: Record<string, unknown> } };
+  try {
+    claims = JSON.parse(payload.toString("utf8"));
+  } catch {
+    return "a signed payload is not JSON";
+  }
+  if (claims.critical?.image?.["docker-manifest-digest"] !== want.digest) return `a signature is for another digest`;
+  const identity = claims.critical?.identity?.["docker-reference"];
+  if (typeof identity !== "string" || !identityMatches(identity, want.ref, want.identity))
+    return (
+      `a signature names "${String(identity).slice(0, 200)}", ` +
+      `which the policy's ${want.identity.type} does not accept`
+    );
+  return undefined;
+}
+
+function verifies(key: KeyObject, payload: Uint8Array, signature: Uint8Array): boolean {
+  try {
+    return verify(key.asymmetricKeyType === "ed25519" ? null : "sha256", payload, key, signature);
+  } catch {
+    return false;
+  }
+}
+
+/** Whether a signature's `docker-reference` is one the identity rule accepts for the image asked for as `ref`. */
+export function identityMatches(signed: string, ref: Reference, rule: SignedIdentity): boolean {
+  let named: Reference;
+  try {
+    named = parseReference(signed);
+  } catch {
+    return false;
+  }
+  const repository = (r: Reference) => `${r.registry}/${r.repository}`;
+  const hasTagOrDigest = /@|:[^/]*$/.test(signed);
+  switch (rule.type) {
+    case "matchRepoDigestOrExact":
+      // Asked for by digest: the repository must match; by tag: the signature must name that very tag.
+      if (ref.digest !== undefined) return repository(named) === repository(ref);
+      return hasTagOrDigest && named.digest === undefined && formatReference(named) === formatReference(ref);
+    case "matchRepository":
+      return repository(named) === repository(ref);
+    case "exactRepository":
+      return repository(named) === repository(parseReference(rule.dockerRepository));
+    case "exactReference":
+      return hasTagOrDigest && formatReference(named) === formatReference(parseReference(rule.dockerReference));
+  }
+}
+
+function loadKey(key: { path?: string; data?: string }): KeyObject {
+  let pem: string;
+  if (key.path !== undefined) {
+    try {
+      pem = readFileBounded(key.path, MAX_USER_FILE_BYTES, { follow: true }).toString("utf8");
+    } catch (error) {
+      throw new UsageError(`Cannot read the policy's key "${key.path}": ${describeReadError(error)}`);
+    }
+  } else pem = Buffer.from(key.data!, "base64").toString("utf8");
+  try {
+    return createPublicKey(pem);
+  } catch {
+    throw new UsageError(`Cannot use the policy's key ${key.path ?? "(keyData)"}: it is not a PEM public key`);
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * The signature policy (`--policy`, containers-policy.json), against the real registry, with signatures made by
+ * openssl in cosign's simple-signing form: an image is handed out only when the policy accepts it, and a refusal is
+ * exit 7 with its reason, nothing written to the output directory.
+ */
+import { beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runCli } from "../helpers/cli.ts";
+import { makeKey, pushSignature } from "../helpers/cosign.ts";
+import { HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
+import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
+import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
+
+const tmp = useTempDir("signatures");
+let registry: RegistryHandle;
+let keys: string;
+let signed: SampleImage;
+let unsigned: SampleImage;
+let otherDigest: SampleImage;
+let tagIdentity: SampleImage;
+let good: { key: string; pub: string };
+let other: { key: string; pub: string };
+const repoOf = (image: SampleImage) => image.name.slice(image.name.indexOf("/") + 1);
+
+beforeAll(async () => {
+  registry = await sharedRegistry();
+  keys = mkdtempSync(join(tmpdir(), "ocicache-keys-"));
+  good = makeKey(keys, "good");
+  other = makeKey(keys, "other");
+  const push = (name: string) => pushSampleImage(registry.url, `sig-${run}/${name}`, "1", { format: "kraftkit" });
+  [signed, unsigned, otherDigest, tagIdentity] = await Promise.all([
+    push("signed"),
+    push("unsigned"),
+    push("moved"),
+    push("tagged"),
+  ]);
+  // cosign signs the repository by default: an identity without a tag.
+  await pushSignature(registry.url, repoOf(signed), signed.indexDigest, signed.name, good.key, keys);
+  await pushSignature(
+    registry.url,
+    repoOf(otherDigest),
+    otherDigest.indexDigest,
+    otherDigest.name,
+    good.key,
+    keys,
+    unsigned.indexDigest,
+  );
+  await pushSignature(registry.url, repoOf(tagIdentity), tagIdentity.indexDigest, tagIdentity.ref, good.key, keys);
+});
+
+const ocicache = (args: string[]) => runCli(args, { OCICACHE_DIR: join(tmp.path, "cache") });
+function policy(requirement: object, scope?: string): string {
+  const path = join(tmp.path, "policy.json");
+  const body =
+    scope === undefined
+      ? { default: [requirement] }
+      : { default: [{ type: "reject" }], transports: { docker: { [scope]: [requirement] } } };
+  writeFileSync(path, JSON.stringify(body));
+  return path;
+}
+const byKey = (pub: string, signedIdentity?: object) => ({
+  type: "sigstoreSigned",
+  keyPath: pub,
+  ...(signedIdentity && { signedIdentity }),
+});
+
+describe("a sigstoreSigned policy", () => {
+  test("accepts an image signed by its key for its repository, by digest or (matchRepository) by tag", async () => {
+    const byDigest = await ocicache([
+      "pull",
+      `${signed.name}@${signed.indexDigest}`,
+      "--policy",
+      policy(byKey(good.pub)),
+      "-o",
+      join(tmp.path, "a"),
+      "-q",
+    ]);
+    expect([byDigest.code, byDigest.stderr]).toEqual([0, ""]);
+    expect(readFileSync(join(tmp.path, "a", "kernel"))).toEqual(Buffer.from(signed.manifests[host].files.kernel));
+    const byTag = await ocicache([
+      "pull",
+      signed.ref,
+      "--policy",
+      policy(byKey(good.pub, { type: "matchRepository" })),
+      "-q",
+    ]);
+    expect([byTag.code, byTag.stderr]).toEqual([0, ""]);
+  });
+
+  test("matchRepoDigestOrExact (the default) refuses a repository-only identity asked for by tag", async () => {
+    const out = join(tmp.path, "refused");
+    const ran = await ocicache(["pull", signed.ref, "--policy", policy(byKey(good.pub)), "-o", out]);
+    expect(ran.code).toBe(7);
+    expect(ran.messages).toContain(`which the policy's matchRepoDigestOrExact does not accept`);
+    expect(existsSync(out)).toBe(false);
+    const exact = await ocicache(["pull", tagIdentity.ref, "--policy", policy(byKey(good.pub)), "-q"]);
+    expect([exact.code, exact.stderr]).toEqual([0, ""]);
+  });
+
+  test("refuses an unsigned image, another key's signature, a signature for another digest: exit 7", async () => {
+    const unsignedRun = await ocicache([
+      "path",
+      unsigned.ref,
+      "--role",
+      "kernel",
+      "--policy",
+      policy(byKey(good.pub, { type: "matchRepository" })),
+    ]);
+    expect([unsignedRun.code, unsignedRun.stdout]).toEqual([7, ""]);
+    expect(unsignedRun.messages).toContain("it has no signature");
+    const wrongKey = await ocicache([
+      "cat",
+      signed.ref,
+      "--role",
+      "kernel",
+      "--policy",
+      policy(byKey(other.pub, { type: "matchRepository" })),
+    ]);
+    expect([wrongKey.code, wrongKey.bytes.length]).toEqual([7, 0]);
+    expect(wrongKey.messages).toContain("no signature by a key of the policy");
+    const moved = await ocicache([
+      "pull",
+      otherDigest.ref,
+      "--policy",
+      policy(byKey(good.pub, { type: "matchRepository" })),
+    ]);
+    expect(moved.code).toBe(7);
+    expect(moved.messages).toContain("a signature is for another digest");
+  });
+
+  test("scopes: the most specific wins; reject and insecureAcceptAnything mean what they say", async () => {
+    const scoped = policy({ type: "insecureAcceptAnything" }, `${registry.host}/sig-${run}/unsigned`);
+    expect((await ocicache(["pull", unsigned.ref, "--policy", scoped, "-q"])).code).toBe(0);
+    const rejected = await ocicache(["pull", signed.ref, "--policy", scoped]);
+    expect(rejected.code).toBe(7);
+    expect(rejected.messages).toContain("the policy rejects it");
+    const blob = await ocicache([
+      "path",
+      `${signed.name}@${signed.manifests[host].layers[0]!.digest}`,
+      "--policy",
+      scoped,
+    ]);
+    expect(blob.code).toBe(7);
+  });
+
+  test("a policy ocicache does not implement anywhere is exit 2 naming it; no --policy, no change", async () => {
+    const path = join(tmp.path, "gpg.json");
+    writeFileSync(
+      path,
+      JSON.stringify({
+        default: [{ type: "insecureAcceptAnything" }],
+        transports: { docker: { x: [{ type: "signedBy", keyType: "GPGKeys" }] } },
+      }),
+    );
+    const gpg = await ocicache(["pull", unsigned.ref, "--policy", path]);
+    expect(gpg.code).toBe(2);
+    expect(gpg.messages).toContain('$.transports.docker["x"][0].type: "signedBy" is not implemented');
+    expect((await ocicache(["pull", unsigned.ref, "-q"])).code).toBe(0);
+  });
+});
