@@ -15,7 +15,7 @@ import type { Digest } from "../oci/digest.ts";
 import { layersOf } from "../oci/files.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
 import { type Descriptor, defaultMediaType } from "../oci/manifest.ts";
-import { DERIVED_ANNOTATION, type Role } from "../oci/names.ts";
+import { DERIVED_ANNOTATION, type Role, SIGNATURES_ANNOTATION } from "../oci/names.ts";
 import { hostArchitecture, type PlatformWant, platformDirName } from "../oci/platform.ts";
 import type { Policy } from "../oci/policy.ts";
 import type { LayoutSource, Reference } from "../oci/reference.ts";
@@ -78,17 +78,19 @@ export interface PullResult {
  */
 export async function pullImage(cache: Cache, ref: Reference, options: PullOptions = {}): Promise<PullResult> {
   const resolved = await cache.resolve(applyLock(ref, options.lock));
-  await enforcePolicy(cache, ref, resolved, options);
+  const signed = await enforcePolicy(cache, ref, resolved, options);
   const remembered = rememberedHit(cache, resolved, options);
   if (remembered !== undefined) {
-    // A tag the registry confirmed is stamped as a walk would stamp it.
+    // A tag the registry confirmed is stamped as a walk would stamp it (and signatures found now are kept).
     const { entry } = resolved;
-    if (resolved.checked)
-      await cache.record(resolved, { mediaType: entry!.mediaType, digest: entry!.digest, size: entry!.size }, {});
+    const fresh = Object.entries(signed).some(([key, value]) => entry!.annotations[key] !== value);
+    if (resolved.checked || fresh)
+      await cache.record(resolved, { mediaType: entry!.mediaType, digest: entry!.digest, size: entry!.size }, signed);
     return remembered;
   }
   const { resolveImage } = await import("./image.ts");
-  const [pulled] = await pullImages(cache, ref, resolved, options, (s) => resolveImage(s, options).then((i) => [i]));
+  const walk = (s: ImageSource) => resolveImage(s, options).then((i) => [i]);
+  const [pulled] = await pullImages(cache, ref, resolved, options, walk, { annotations: signed });
   const { result, image } = pulled!;
   remember(cache, resolved, options, image, result);
   return result;
@@ -115,16 +117,10 @@ export async function pullImage(cache: Cache, ref: Reference, options: PullOptio
  */
 export async function pullAllPlatforms(cache: Cache, ref: Reference, options: PullOptions = {}): Promise<PullResult[]> {
   const resolved = await cache.resolve(applyLock(ref, options.lock));
-  await enforcePolicy(cache, ref, resolved, options);
+  const annotations = await enforcePolicy(cache, ref, resolved, options);
   const { resolveAllPlatforms } = await import("./image.ts");
-  const pulled = await pullImages(
-    cache,
-    ref,
-    resolved,
-    options,
-    (source) => resolveAllPlatforms(source, options),
-    true,
-  );
+  const walk = (source: ImageSource) => resolveAllPlatforms(source, options);
+  const pulled = await pullImages(cache, ref, resolved, options, walk, { annotations, perPlatform: true });
   return pulled.map((p) => p.result);
 }
 
@@ -134,7 +130,7 @@ async function pullImages(
   resolved: Resolved,
   options: PullOptions,
   resolve: (source: ImageSource) => Promise<ResolvedImage[]>,
-  perPlatform = false,
+  extra: { annotations?: Record<string, string>; perPlatform?: boolean } = {},
 ): Promise<Array<{ result: PullResult; image: ResolvedImage }>> {
   const [{ registrySource }, { checkRoom, placeImageFiles }] = await Promise.all([
     import("./source.ts"),
@@ -155,7 +151,7 @@ async function pullImages(
       source,
       images.flatMap((i) => i.files),
     );
-  const outDirs = perPlatform && options.outDir !== undefined ? platformDirs(options.outDir, images) : undefined;
+  const outDirs = extra.perPlatform && options.outDir !== undefined ? platformDirs(options.outDir, images) : undefined;
   for (const [i, image] of images.entries()) {
     cache.store.touch(image.image.digest);
     // The config blob is fetched beside the files; a failed pull still waits for it, so nothing runs on after.
@@ -174,8 +170,10 @@ async function pullImages(
       await config;
     }
   }
-  const annotations: Record<string, string> =
-    Object.keys(derived).length > 0 ? { [DERIVED_ANNOTATION]: JSON.stringify(derived) } : {};
+  const annotations: Record<string, string> = {
+    ...extra.annotations,
+    ...(Object.keys(derived).length > 0 && { [DERIVED_ANNOTATION]: JSON.stringify(derived) }),
+  };
   await cache.record(
     resolved,
     { mediaType: defaultMediaType(top.manifest), digest: resolved.digest, size: top.bytes.byteLength },
@@ -184,11 +182,20 @@ async function pullImages(
   return results;
 }
 
-/** The signature policy, when there is one, before anything of the image is fetched or handed out. */
-async function enforcePolicy(cache: Cache, ref: Reference, resolved: Resolved, options: PullOptions): Promise<void> {
-  if (options.policy === undefined) return;
+/**
+ * The signature policy, when there is one, before anything of the image is fetched or handed out; the annotation
+ * that keeps the signatures that met it with the image (none without a policy).
+ */
+async function enforcePolicy(
+  cache: Cache,
+  ref: Reference,
+  resolved: Resolved,
+  options: PullOptions,
+): Promise<Record<string, string>> {
+  if (options.policy === undefined) return {};
   const { checkPolicy } = await import("./signatures.ts");
-  await checkPolicy(cache, ref, resolved.digest, options.policy);
+  const signatures = await checkPolicy(cache, ref, resolved, options.policy);
+  return signatures.length === 0 ? {} : { [SIGNATURES_ANNOTATION]: JSON.stringify(signatures) };
 }
 
 /** Each platform's directory under `outDir`; two platforms that would share a name are told apart by manifest. */

@@ -16,13 +16,14 @@
 import { createPublicKey, type KeyObject, verify } from "node:crypto";
 import { NotFoundError, PolicyError, UsageError } from "../errors.ts";
 import type { Digest } from "../oci/digest.ts";
-import { digestHex, isDigest } from "../oci/digest.ts";
-import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
+import { digestHex, digestOf, isDigest } from "../oci/digest.ts";
+import { MAX_MANIFEST_BYTES, MAX_USER_FILE_BYTES } from "../oci/limits.ts";
+import { SIGNATURES_ANNOTATION } from "../oci/names.ts";
 import { type Policy, type Requirement, requirementsFor, type SignedIdentity } from "../oci/policy.ts";
 import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
 import { fetchBlob } from "./blobs.ts";
-import type { Cache } from "./cache.ts";
+import type { Cache, Resolved } from "./cache.ts";
 
 /** The media type of a cosign simple-signing payload, and the annotation with its signature. */
 const PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -32,63 +33,106 @@ const MAX_SIGNATURES = 16;
 const MAX_PAYLOAD_BYTES = 64 * 1024;
 
 /**
- * Check `policy` for `ref` (as the user asked for it), which resolved to `digest`.
+ * Check `policy` for `ref` (as the user asked for it), resolved as `resolved`. The signatures that met it before,
+ * kept with the image (`io.ocicache.signatures` on its entry, their manifests and payloads in `blobs/`), are checked
+ * first, from the cache alone: offline, and for a warm hit, no request is made. Returns the digests of the signature
+ * manifests that met it, to keep with the image.
  *
  * @throws {PolicyError} when the policy refuses the image, with the reason.
  * @throws {UsageError} when a key of the policy cannot be read.
  */
-export async function checkPolicy(cache: Cache, ref: Reference, digest: Digest, policy: Policy): Promise<void> {
+export async function checkPolicy(cache: Cache, ref: Reference, resolved: Resolved, policy: Policy): Promise<Digest[]> {
   const name = formatReference(ref);
+  const met = new Set<Digest>();
   for (const requirement of requirementsFor(policy, ref)) {
     if (requirement.type === "insecureAcceptAnything") continue;
     if (requirement.type === "reject") throw new PolicyError(`Cannot accept "${name}": the policy rejects it`);
-    await checkSigned(cache, ref, digest, requirement);
+    met.add(await checkSigned(cache, ref, resolved, requirement));
   }
+  return [...met];
 }
+
+type Want = { ref: Reference; digest: Digest; keys: KeyObject[]; identity: SignedIdentity };
 
 async function checkSigned(
   cache: Cache,
   ref: Reference,
-  digest: Digest,
+  resolved: Resolved,
   requirement: Extract<Requirement, { type: "sigstoreSigned" }>,
-): Promise<void> {
+): Promise<Digest> {
   const name = formatReference(ref);
-  const keys = requirement.keys.map(loadKey);
-  const tag = `sha256-${digestHex(digest)}.sig`;
-  if (cache.options.offline)
-    throw new PolicyError(
-      `Cannot accept "${name}": offline, and its signatures are not cached (ocicache keeps none yet)`,
-    );
+  const want: Want = {
+    ref,
+    digest: resolved.digest,
+    keys: requirement.keys.map(loadKey),
+    identity: requirement.signedIdentity,
+  };
+  const tag = `sha256-${digestHex(resolved.digest)}.sig`;
   const repo = { ...ref, tag, digest: undefined };
-  let manifest: { layers?: unknown };
+  const reasons: string[] = [];
+  for (const digest of keptSignatures(resolved)) {
+    const bytes = cache.store.readBytes(digest, MAX_MANIFEST_BYTES);
+    if (bytes === undefined || digestOf(bytes) !== digest) continue;
+    const reason = await checkManifest(cache, repo, bytes, want);
+    if (reason === undefined) return digest;
+    reasons.push(reason);
+  }
+  if (cache.options.offline) {
+    const why = reasons.length > 0 ? reasons.join("; ") : "no signature of it is cached";
+    throw new PolicyError(`Cannot accept "${name}" offline: ${why}`);
+  }
+  let fetched: { digest: Digest; bytes: Uint8Array };
   try {
-    const fetched = await (await cache.client()).getManifest(repo, tag);
-    manifest = JSON.parse(new TextDecoder().decode(fetched.bytes)) as { layers?: unknown };
+    fetched = await (await cache.client()).getManifest(repo, tag);
   } catch (error) {
     if (error instanceof NotFoundError) throw new PolicyError(`Cannot accept "${name}": it has no signature (${tag})`);
-    if (error instanceof SyntaxError)
-      throw new PolicyError(`Cannot accept "${name}": its signature manifest is not JSON`);
     throw error;
+  }
+  const reason = await checkManifest(cache, repo, fetched.bytes, want);
+  if (reason !== undefined) throw new PolicyError(`Cannot accept "${name}": ${reason}`);
+  if (cache.writable) cache.store.putBytes({ digest: fetched.digest, size: fetched.bytes.byteLength }, fetched.bytes);
+  return fetched.digest;
+}
+
+/** The signature manifests kept with the image's entry (only for the digest it names). */
+function keptSignatures(resolved: Resolved): Digest[] {
+  const entry = resolved.entry;
+  if (entry?.digest !== resolved.digest) return [];
+  try {
+    const list = JSON.parse(entry.annotations[SIGNATURES_ANNOTATION] ?? "[]") as unknown;
+    return Array.isArray(list) ? list.filter(isDigest).slice(0, MAX_SIGNATURES) : [];
+  } catch {
+    return [];
+  }
+}
+
+/** Why a signature manifest does not vouch for the image, or `undefined` when one of its payloads does. */
+async function checkManifest(
+  cache: Cache,
+  repo: Reference,
+  bytes: Uint8Array,
+  want: Want,
+): Promise<string | undefined> {
+  let manifest: { layers?: unknown };
+  try {
+    manifest = JSON.parse(new TextDecoder().decode(bytes)) as { layers?: unknown };
+  } catch {
+    return "its signature manifest is not JSON";
   }
   const layers = Array.isArray(manifest.layers) ? manifest.layers : [];
   if (layers.length === 0 || layers.length > MAX_SIGNATURES)
-    throw new PolicyError(`Cannot accept "${name}": its signature manifest has ${layers.length} payloads`);
+    return `its signature manifest has ${layers.length} payloads`;
   const reasons: string[] = [];
   for (const layer of layers) {
-    const reason = await checkPayload(cache, repo, layer, { ref, digest, keys, identity: requirement.signedIdentity });
-    if (reason === undefined) return;
+    const reason = await checkPayload(cache, repo, layer, want);
+    if (reason === undefined) return undefined;
     reasons.push(reason);
   }
-  throw new PolicyError(`Cannot accept "${name}": ${[...new Set(reasons)].join("; ")}`);
+  return [...new Set(reasons)].join("; ");
 }
 
 /** Why one payload does not vouch for the image, or `undefined` when it does. */
-async function checkPayload(
-  cache: Cache,
-  repo: Reference,
-  layer: unknown,
-  want: { ref: Reference; digest: Digest; keys: KeyObject[]; identity: SignedIdentity },
-): Promise<string | undefined> {
+async function checkPayload(cache: Cache, repo: Reference, layer: unknown, want: Want): Promise<string | undefined> {
   const descriptor = layer as { mediaType?: unknown; digest?: unknown; size?: unknown; annotations?: unknown };
   if (descriptor.mediaType !== PAYLOAD_TYPE || !isDigest(descriptor.digest)) return "a payload is not a signature";
   if (!Number.isSafeInteger(descriptor.size) || (descriptor.size as number) > MAX_PAYLOAD_BYTES)

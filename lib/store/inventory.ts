@@ -10,10 +10,10 @@
  * @module
  */
 
-import type { Digest } from "../oci/digest.ts";
+import { type Digest, isDigest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
 import { type Manifest, parseManifest } from "../oci/manifest.ts";
-import { REF_NAME_ANNOTATION } from "../oci/names.ts";
+import { REF_NAME_ANNOTATION, SIGNATURES_ANNOTATION } from "../oci/names.ts";
 import { describe, type PlatformWant } from "../oci/platform.ts";
 import { type IndexEntry, parseDerived, readIndex } from "./index-file.ts";
 import type { Store } from "./store.ts";
@@ -143,6 +143,8 @@ function referenceUnit(store: Store, blobs: Map<Digest, BlobInfo>, entry: IndexE
     return manifest.layers.map((layer) => visit(layer.digest, 2)).some(Boolean);
   };
   visit(entry.digest, 0);
+  // The signatures that met a policy are kept with their image: their manifests, and through them the payloads.
+  for (const digest of signatureManifests(entry)) visit(digest, 1);
   const derived = new Set<Digest>();
   for (const file of Object.values(parseDerived(entry))) {
     if (!blobs.has(file.digest) || reached.has(file.digest)) continue;
@@ -168,6 +170,15 @@ function referenceUnit(store: Store, blobs: Map<Digest, BlobInfo>, entry: IndexE
     size,
     entry,
   };
+}
+
+function signatureManifests(entry: IndexEntry): Digest[] {
+  try {
+    const list = JSON.parse(entry.annotations[SIGNATURES_ANNOTATION] ?? "[]") as unknown;
+    return Array.isArray(list) ? list.filter(isDigest).slice(0, 16) : [];
+  } catch {
+    return [];
+  }
 }
 
 function isManifestType(mediaType: string): boolean {

@@ -130,6 +130,25 @@ describe("a sigstoreSigned policy", () => {
     expect(moved.messages).toContain("a signature is for another digest");
   });
 
+  test("the signatures that met the policy are kept with the image: offline and warm, no request", async () => {
+    const accept = policy(byKey(good.pub, { type: "matchRepository" }));
+    // The image cached, its signature never looked at: offline, refused (not "not found").
+    expect((await ocicache(["pull", signed.ref, "-q"])).code).toBe(0);
+    const never = await ocicache(["pull", signed.ref, "--policy", accept, "--offline"]);
+    expect(never.code).toBe(7);
+    expect(never.messages).toContain("no signature of it is cached");
+    expect((await ocicache(["pull", signed.ref, "--policy", accept, "-q"])).code).toBe(0);
+    const offline = await ocicache(["path", signed.ref, "--role", "kernel", "--policy", accept, "--offline", "-q"]);
+    expect([offline.code, offline.stderr]).toEqual([0, ""]);
+    // Kept as the image's own blobs: cleanup takes them with it, never before; another key still refuses offline.
+    const blobs = JSON.parse((await ocicache(["ls", "--blobs", "--json"])).stdout) as Array<{ references: string[] }>;
+    expect(blobs.filter((b) => b.references.length === 0)).toEqual([]);
+    const wrong = policy(byKey(other.pub, { type: "matchRepository" }));
+    const refused = await ocicache(["path", signed.ref, "--role", "kernel", "--policy", wrong, "--offline"]);
+    expect(refused.code).toBe(7);
+    expect(refused.messages).toContain("no signature by a key of the policy");
+  });
+
   test("scopes: the most specific wins; reject and insecureAcceptAnything mean what they say", async () => {
     const scoped = policy({ type: "insecureAcceptAnything" }, `${registry.host}/sig-${run}/unsigned`);
     expect((await ocicache(["pull", unsigned.ref, "--policy", scoped, "-q"])).code).toBe(0);
