@@ -18,10 +18,10 @@ import { NotFoundError, PolicyError, UsageError } from "../errors.ts";
 import type { Digest } from "../oci/digest.ts";
 import { digestHex, digestOf, isDigest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES, MAX_USER_FILE_BYTES } from "../oci/limits.ts";
-import { SIGNATURES_ANNOTATION } from "../oci/names.ts";
 import { type Policy, type Requirement, requirementsFor, type SignedIdentity } from "../oci/policy.ts";
 import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
+import { parseSignatures } from "../store/index-file.ts";
 import { fetchBlob } from "./blobs.ts";
 import type { Cache, Resolved } from "./cache.ts";
 
@@ -96,14 +96,7 @@ async function checkSigned(
 
 /** The signature manifests kept with the image's entry (only for the digest it names). */
 function keptSignatures(resolved: Resolved): Digest[] {
-  const entry = resolved.entry;
-  if (entry?.digest !== resolved.digest) return [];
-  try {
-    const list = JSON.parse(entry.annotations[SIGNATURES_ANNOTATION] ?? "[]") as unknown;
-    return Array.isArray(list) ? list.filter(isDigest).slice(0, MAX_SIGNATURES) : [];
-  } catch {
-    return [];
-  }
+  return resolved.entry?.digest === resolved.digest ? parseSignatures(resolved.entry) : [];
 }
 
 /** Why a signature manifest does not vouch for the image, or `undefined` when one of its payloads does. */

@@ -8,7 +8,7 @@
 
 import { type Digest, isDigest } from "../oci/digest.ts";
 import { MAX_INDEX_BYTES } from "../oci/limits.ts";
-import { DERIVED_ANNOTATION, OCI_INDEX, REF_NAME_ANNOTATION } from "../oci/names.ts";
+import { DERIVED_ANNOTATION, OCI_INDEX, REF_NAME_ANNOTATION, SIGNATURES_ANNOTATION } from "../oci/names.ts";
 import { readFileBounded } from "../oci/read.ts";
 import { acquireLock } from "./lock.ts";
 import { cachePaths } from "./paths.ts";
@@ -101,6 +101,16 @@ export function parseDerived(entry: IndexEntry): Record<string, DerivedFile> {
     return out;
   } catch {
     return {};
+  }
+}
+
+/** The signature manifests an entry keeps (`io.ocicache.signatures`): at most 16 digests; none when malformed. */
+export function parseSignatures(entry: IndexEntry): Digest[] {
+  try {
+    const list = JSON.parse(entry.annotations[SIGNATURES_ANNOTATION] ?? "[]") as unknown;
+    return Array.isArray(list) ? list.filter(isDigest).slice(0, 16) : [];
+  } catch {
+    return [];
   }
 }
 

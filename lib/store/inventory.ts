@@ -10,12 +10,12 @@
  * @module
  */
 
-import { type Digest, isDigest } from "../oci/digest.ts";
+import type { Digest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/limits.ts";
 import { type Manifest, parseManifest } from "../oci/manifest.ts";
-import { REF_NAME_ANNOTATION, SIGNATURES_ANNOTATION } from "../oci/names.ts";
+import { REF_NAME_ANNOTATION } from "../oci/names.ts";
 import { describe, type PlatformWant } from "../oci/platform.ts";
-import { type IndexEntry, parseDerived, readIndex } from "./index-file.ts";
+import { type IndexEntry, parseDerived, parseSignatures, readIndex } from "./index-file.ts";
 import type { Store } from "./store.ts";
 
 /** One blob on disk. */
@@ -144,7 +144,7 @@ function referenceUnit(store: Store, blobs: Map<Digest, BlobInfo>, entry: IndexE
   };
   visit(entry.digest, 0);
   // The signatures that met a policy are kept with their image: their manifests, and through them the payloads.
-  for (const digest of signatureManifests(entry)) visit(digest, 1);
+  for (const digest of parseSignatures(entry)) visit(digest, 1);
   const derived = new Set<Digest>();
   for (const file of Object.values(parseDerived(entry))) {
     if (!blobs.has(file.digest) || reached.has(file.digest)) continue;
@@ -170,15 +170,6 @@ function referenceUnit(store: Store, blobs: Map<Digest, BlobInfo>, entry: IndexE
     size,
     entry,
   };
-}
-
-function signatureManifests(entry: IndexEntry): Digest[] {
-  try {
-    const list = JSON.parse(entry.annotations[SIGNATURES_ANNOTATION] ?? "[]") as unknown;
-    return Array.isArray(list) ? list.filter(isDigest).slice(0, 16) : [];
-  } catch {
-    return [];
-  }
 }
 
 function isManifestType(mediaType: string): boolean {

@@ -29,6 +29,7 @@ import {
   openSync,
   readSync,
   renameSync,
+  type Stats,
   statfsSync,
   unlinkSync,
   writeSync,
@@ -247,9 +248,7 @@ export class BlobWriter {
       const own = fstatSync(this.#fd);
       closeSync(this.#fd);
       this.#fd = undefined;
-      const atPath = lstatSync(this.path);
-      if (atPath.dev !== own.dev || atPath.ino !== own.ino)
-        throw new IntegrityError(`Cannot write "${dest}": another file took the place of "${this.path}"`);
+      checkOwnFile(own, this.path, dest);
       renameSync(this.path, dest);
       UNFINISHED.delete(this.path);
       const placed = lstatSync(dest);
@@ -415,6 +414,18 @@ export function stampFile(path: string, now: number): void {
 }
 
 /**
+ * Before a rename: what is at `temp` must be the file written through the descriptor whose stat is `own`, not one
+ * swapped in meanwhile.
+ *
+ * @throws {IntegrityError} naming both paths when it is not.
+ */
+function checkOwnFile(own: Stats, temp: string, dest: string): void {
+  const atPath = lstatSync(temp);
+  if (own.dev !== atPath.dev || own.ino !== atPath.ino)
+    throw new IntegrityError(`Cannot write "${dest}": another file took the place of "${temp}"`);
+}
+
+/**
  * Put a copy of the regular file `source` at `dest` (mode 0644): a copy-on-write clone where the file system can,
  * else a copy; with `link`, a hardlink to `source` itself. Made under a random name beside `dest`, then renamed.
  *
@@ -430,9 +441,7 @@ export function copyFileAtomic(source: string, dest: string, options: { link?: b
       const fd = openSync(temp, constants.O_RDONLY | constants.O_NOFOLLOW);
       try {
         fchmodSync(fd, 0o644);
-        const [own, atPath] = [fstatSync(fd), lstatSync(temp)];
-        if (own.dev !== atPath.dev || own.ino !== atPath.ino)
-          throw new IntegrityError(`Cannot write "${dest}": another file took the place of "${temp}"`);
+        checkOwnFile(fstatSync(fd), temp, dest);
       } finally {
         closeSync(fd);
       }
@@ -478,9 +487,7 @@ export function cloneRangeAtomic(source: string, offset: number, length: number,
       throw new IntegrityError(`Cannot write "${dest}": "${source}" ends before byte ${offset + length}`);
     for (let at = 0; at < tail.length; ) at += writeSync(fd, tail, at, tail.length - at, head + at);
     fchmodSync(fd, 0o644);
-    const [own, atPath] = [fstatSync(fd), lstatSync(temp)];
-    if (own.dev !== atPath.dev || own.ino !== atPath.ino)
-      throw new IntegrityError(`Cannot write "${dest}": another file took the place of "${temp}"`);
+    checkOwnFile(fstatSync(fd), temp, dest);
     closeSync(fd);
     fd = undefined;
     renameSync(temp, dest);
