@@ -47,6 +47,8 @@ export const JSON_KEYS: Readonly<Record<string, ValueKind>> = {
   reason: "text",
   step: "text",
   event: "text",
+  tag: "text",
+  identity: "text",
   subject: "text",
   detail: "text",
   fix: "text",
@@ -60,6 +62,7 @@ export const JSON_KEYS: Readonly<Record<string, ValueKind>> = {
   hit: "boolean",
   cached: "boolean",
   cloned: "boolean",
+  accepted: "boolean",
   moved: "boolean",
   ok: "boolean",
   dryRun: "boolean",
@@ -75,6 +78,8 @@ export const JSON_KEYS: Readonly<Record<string, ValueKind>> = {
   wrongFiles: "list",
   missing: "list",
   blobs: "list",
+  signatures: "list",
+  payloads: "list",
 };
 
 const SUFFIXES: Array<[RegExp, ValueKind]> = [

@@ -7,6 +7,9 @@
 
 import type { Config } from "../config/config.ts";
 import { UsageError } from "../errors.ts";
+import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
+import { type Policy, parsePolicy } from "../oci/policy.ts";
+import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { Cache, type CacheOptions } from "../pull/cache.ts";
 import type { RegistryClientOptions } from "../registry/client.ts";
 import type { Flags } from "./options.ts";
@@ -64,4 +67,17 @@ export function one(context: Context, what = "reference"): string {
   if (context.args.length !== 1)
     throw new UsageError(`Cannot run this command: expected one ${what}, got ${context.args.length}`);
   return context.args[0]!;
+}
+
+/** The signature policy, when one is set (`--policy`, `OCICACHE_POLICY`, `policy`): read and checked whole. */
+export function loadPolicy(context: Context): Policy | undefined {
+  const path = context.config.policyFile;
+  if (path === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileBounded(path, MAX_USER_FILE_BYTES, { follow: true }).toString("utf8");
+  } catch (error) {
+    throw new UsageError(`Cannot read the policy "${path}": ${describeReadError(error)}`);
+  }
+  return parsePolicy(text, path);
 }

@@ -9,7 +9,7 @@ import { EXIT_CODES, UsageError } from "../errors.ts";
 import { formatPlatform } from "../oci/platform.ts";
 import { type Inspection, inspectImage, listRepositoryTags } from "../pull/inspect.ts";
 import { formatBytes } from "../units.ts";
-import { type Context, one, openCache } from "./context.ts";
+import { type Context, loadPolicy, one, openCache } from "./context.ts";
 import { parseRegistryInput } from "./inputs.ts";
 import { ellipsis, escapeControl, fitReference, terminalWidth } from "./text.ts";
 
@@ -18,7 +18,8 @@ export const INSPECT_COMMANDS = { inspect: runInspect, tags: runTags };
 
 async function runInspect(context: Context): Promise<number> {
   const ref = parseRegistryInput("inspect", one(context));
-  const inspection = await inspectImage(openCache(context, { refresh: context.flags.refresh === true }), ref);
+  const cache = openCache(context, { refresh: context.flags.refresh === true });
+  const inspection = await inspectImage(cache, ref, loadPolicy(context));
   context.print(context.flags.json ? JSON.stringify(inspection, null, 2) : describeInspection(inspection));
   return EXIT_CODES.ok;
 }
@@ -68,6 +69,26 @@ function describeInspection(inspection: Inspection, width = terminalWidth() ?? I
       );
     }
   }
+  for (const signature of inspection.signatures) {
+    const verdict =
+      signature.accepted === undefined
+        ? ""
+        : signature.accepted
+          ? "  accepted by the policy"
+          : "  refused by the policy";
+    lines.push(
+      "",
+      fit(
+        `signatures  ${signature.tag}  ${short(signature.manifest)}  ${signature.payloads.length} payloads${verdict}`,
+      ),
+    );
+    for (const payload of signature.payloads)
+      lines.push(
+        fit(`  ${short(payload.digest)}  names ${payload.identity ?? "?"} for ${payload.signedDigest ?? "?"}`),
+      );
+    if (signature.reason !== undefined) lines.push(fit(`  ${signature.reason}`));
+  }
+  if (inspection.signatures.length === 0) lines.push("", "signatures  none");
   return lines.join("\n");
 }
 

@@ -153,8 +153,8 @@ export const COMMANDS = {
   },
   inspect: {
     usage: "inspect REF",
-    summary: "Show what REF offers: its platforms, and each one's files, sizes and whether cached",
-    options: ["json", "fresh-for", "refresh", ...REGISTRY],
+    summary: "Show what REF offers: its platforms, each one's files, sizes and whether cached, and its signatures",
+    options: ["json", "policy", "fresh-for", "refresh", ...REGISTRY],
     example: "ocicache inspect unikraft.org/nginx:1.25",
   },
   tags: {

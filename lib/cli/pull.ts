@@ -7,11 +7,10 @@
 
 import { writeSync } from "node:fs";
 import { EXIT_CODES, PolicyError, UsageError } from "../errors.ts";
-import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
 import type { Role } from "../oci/names.ts";
 import { formatPlatform, parsePlatform } from "../oci/platform.ts";
-import { type Policy, parsePolicy, requirementsFor } from "../oci/policy.ts";
-import { describeReadError, fileBody, readFileBounded } from "../oci/read.ts";
+import { requirementsFor } from "../oci/policy.ts";
+import { fileBody } from "../oci/read.ts";
 import { parseLayoutSource, parseReference, type Reference } from "../oci/reference.ts";
 import type { Cache, CacheOptions } from "../pull/cache.ts";
 import { DEFAULT_LOCK_FILE, type LockUse, readLock } from "../pull/lock.ts";
@@ -24,7 +23,7 @@ import {
   pullJson,
   pullLayout,
 } from "../pull/pull.ts";
-import { type Context, cleanupLimits, one, openCache } from "./context.ts";
+import { type Context, cleanupLimits, loadPolicy, one, openCache } from "./context.ts";
 import { type Input, parseInput } from "./inputs.ts";
 import { Progress, type ProgressMode, type ProgressSink } from "./progress.ts";
 import { escapeControl, isTerminal } from "./text.ts";
@@ -183,19 +182,6 @@ function printResults(context: Context, results: PullResult[], several: boolean)
 }
 
 /** The lock file the pull commands use, if one is set (`--lock-file`, `OCICACHE_LOCK_FILE`, `lockFile`). */
-/** The signature policy, when one is set (`--policy`, `OCICACHE_POLICY`, `policy`): read and checked whole. */
-function loadPolicy(context: Context): Policy | undefined {
-  const path = context.config.policyFile;
-  if (path === undefined) return undefined;
-  let text: string;
-  try {
-    text = readFileBounded(path, MAX_USER_FILE_BYTES, { follow: true }).toString("utf8");
-  } catch (error) {
-    throw new UsageError(`Cannot read the policy "${path}": ${describeReadError(error)}`);
-  }
-  return parsePolicy(text, path);
-}
-
 /**
  * A blob named by its digest has no image whose signature could be checked: under a policy that asks for more than
  * `insecureAcceptAnything` for its repository, it is refused.

@@ -14,10 +14,12 @@ import { MAX_MANIFEST_REQUESTS } from "../oci/limits.ts";
 import { type Descriptor, defaultMediaType, parseManifest } from "../oci/manifest.ts";
 import type { Role } from "../oci/names.ts";
 import { describe, type PlatformWant } from "../oci/platform.ts";
+import type { Policy } from "../oci/policy.ts";
 import type { Reference } from "../oci/reference.ts";
 import { cachedTags, type DerivedFile, parseDerived } from "../store/index-file.ts";
 import type { Cache } from "./cache.ts";
 import { mapLimit } from "./map-limit.ts";
+import type { InspectedSignatures } from "./signatures.ts";
 import { type ImageSource, registrySource, type SourceManifest } from "./source.ts";
 
 /** One file of a manifest. */
@@ -48,6 +50,8 @@ export interface Inspection {
   digest: Digest;
   mediaType: string;
   manifests: InspectedManifest[];
+  /** Its cosign signatures, with `accepted` when a policy was given. */
+  signatures: InspectedSignatures[];
 }
 
 /**
@@ -65,7 +69,7 @@ export interface Inspection {
  * await assert.rejects(inspectImage(cache, parseReference("127.0.0.1:5000/unikraft/nginx:1.25")), NotFoundError);
  * ```
  */
-export async function inspectImage(cache: Cache, ref: Reference): Promise<Inspection> {
+export async function inspectImage(cache: Cache, ref: Reference, policy?: Policy): Promise<Inspection> {
   const resolved = await cache.resolve(ref);
   const source = registrySource(cache, ref, resolved);
   const top = await source.top();
@@ -77,7 +81,15 @@ export async function inspectImage(cache: Cache, ref: Reference): Promise<Inspec
     manifest.kind === "index"
       ? await mapLimit(manifest.manifests, MAX_MANIFEST_REQUESTS, (child) => inspect(child, describe(child)))
       : [await inspect({ mediaType: top.mediaType, digest: top.digest, size: top.bytes.byteLength })];
-  return { reference: resolved.name, digest: resolved.digest, mediaType: defaultMediaType(manifest), manifests };
+  const { listSignatures } = await import("./signatures.ts");
+  const signatures = await listSignatures(cache, ref, resolved, policy);
+  return {
+    reference: resolved.name,
+    digest: resolved.digest,
+    mediaType: defaultMediaType(manifest),
+    manifests,
+    signatures,
+  };
 }
 
 async function inspectManifest(

@@ -205,3 +205,91 @@ function loadKey(key: { path?: string; data?: string }): KeyObject {
     throw new UsageError(`Cannot use the policy's key ${key.path ?? "(keyData)"}: it is not a PEM public key`);
   }
 }
+
+/** An image's cosign signatures, as `inspect` shows them: the signature manifest, what each payload claims. */
+export interface InspectedSignatures {
+  /** The tag they are found under: `sha256-<hex>.sig`. */
+  tag: string;
+  /** The signature manifest's digest. */
+  manifest: Digest;
+  /** Each payload: its digest, and the image digest and name it claims (not verified here). */
+  payloads: Array<{ digest: Digest; signedDigest?: string; identity?: string }>;
+  /** With a policy: whether it accepts the image, and if not, why. */
+  accepted?: boolean;
+  reason?: string;
+}
+
+/**
+ * The image's simple-signing signatures, for `inspect`: the manifest kept with the image, else the registry's (none
+ * when it has none), each payload's claims, and with `policy` whether it accepts the image (the same check as a pull).
+ */
+export async function listSignatures(
+  cache: Cache,
+  ref: Reference,
+  resolved: Resolved,
+  policy: Policy | undefined,
+): Promise<InspectedSignatures[]> {
+  const tag = `sha256-${digestHex(resolved.digest)}.sig`;
+  const repo = { ...ref, tag, digest: undefined };
+  let found: { digest: Digest; bytes: Uint8Array } | undefined;
+  for (const digest of keptSignatures(resolved)) {
+    const bytes = cache.store.readBytes(digest, MAX_MANIFEST_BYTES);
+    if (bytes !== undefined && digestOf(bytes) === digest) found ??= { digest, bytes };
+  }
+  if (found === undefined && !cache.options.offline) {
+    try {
+      found = await (await cache.client()).getManifest(repo, tag);
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) throw error;
+    }
+  }
+  if (found === undefined) return [];
+  let layers: unknown;
+  try {
+    layers = (JSON.parse(new TextDecoder().decode(found.bytes)) as { layers?: unknown }).layers;
+  } catch {
+    layers = [];
+  }
+  const payloads = await Promise.all(
+    (Array.isArray(layers) ? layers.slice(0, MAX_SIGNATURES) : []).map((layer) => claims(cache, repo, layer)),
+  );
+  const entry: InspectedSignatures = { tag, manifest: found.digest, payloads: payloads.flatMap((p) => p ?? []) };
+  if (policy === undefined) return [entry];
+  try {
+    await checkPolicy(cache, ref, resolved, policy);
+    return [{ ...entry, accepted: true }];
+  } catch (error) {
+    if (!(error instanceof PolicyError)) throw error;
+    return [{ ...entry, accepted: false, reason: error.message }];
+  }
+}
+
+/** What one payload claims (not verified); `undefined` for a layer that is not a payload of a bounded size. */
+async function claims(
+  cache: Cache,
+  repo: Reference,
+  layer: unknown,
+): Promise<InspectedSignatures["payloads"][0] | undefined> {
+  const descriptor = layer as { mediaType?: unknown; digest?: unknown; size?: unknown };
+  if (descriptor.mediaType !== PAYLOAD_TYPE || !isDigest(descriptor.digest)) return undefined;
+  if (!Number.isSafeInteger(descriptor.size) || (descriptor.size as number) > MAX_PAYLOAD_BYTES) return undefined;
+  const blob = await fetchBlob(cache, repo, {
+    mediaType: PAYLOAD_TYPE,
+    digest: descriptor.digest,
+    size: descriptor.size as number,
+  });
+  try {
+    const payload = JSON.parse(readFileBounded(blob.path!, MAX_PAYLOAD_BYTES).toString("utf8")) as {
+      critical?: { image?: Record<string, unknown>; identity?: Record<string, unknown> };
+    };
+    const signedDigest = payload.critical?.image?.["docker-manifest-digest"];
+    const identity = payload.critical?.identity?.["docker-reference"];
+    return {
+      digest: descriptor.digest,
+      ...(typeof signedDigest === "string" && { signedDigest: signedDigest.slice(0, 200) }),
+      ...(typeof identity === "string" && { identity: identity.slice(0, 200) }),
+    };
+  } catch {
+    return { digest: descriptor.digest };
+  }
+}

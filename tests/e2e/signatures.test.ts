@@ -149,6 +149,26 @@ describe("a sigstoreSigned policy", () => {
     expect(refused.messages).toContain("no signature by a key of the policy");
   });
 
+  test("inspect lists an image's signatures, and with --policy whether the policy accepts them", async () => {
+    type Shown = { signatures: Array<{ tag: string; accepted?: boolean; reason?: string; payloads: object[] }> };
+    const inspect = async (args: string[]) =>
+      JSON.parse((await ocicache(["inspect", "--json", ...args])).stdout) as Shown;
+    const plain = await inspect([signed.ref]);
+    expect(plain.signatures).toHaveLength(1);
+    expect(plain.signatures[0]!.tag).toBe(`sha256-${signed.indexDigest.slice(7)}.sig`);
+    expect(plain.signatures[0]!.payloads).toEqual([
+      expect.objectContaining({ identity: signed.name, signedDigest: signed.indexDigest }),
+    ]);
+    expect(plain.signatures[0]!.accepted).toBeUndefined();
+    const accepted = await inspect([signed.ref, "--policy", policy(byKey(good.pub, { type: "matchRepository" }))]);
+    expect(accepted.signatures[0]!.accepted).toBe(true);
+    const refused = await inspect([signed.ref, "--policy", policy(byKey(other.pub, { type: "matchRepository" }))]);
+    expect(refused.signatures[0]).toMatchObject({ accepted: false });
+    expect(refused.signatures[0]!.reason).toContain("no signature by a key of the policy");
+    expect((await inspect([unsigned.ref])).signatures).toEqual([]);
+    expect((await ocicache(["inspect", unsigned.ref])).stdout).toContain("\nsignatures  none\n");
+  });
+
   test("scopes: the most specific wins; reject and insecureAcceptAnything mean what they say", async () => {
     const scoped = policy({ type: "insecureAcceptAnything" }, `${registry.host}/sig-${run}/unsigned`);
     expect((await ocicache(["pull", unsigned.ref, "--policy", scoped, "-q"])).code).toBe(0);
