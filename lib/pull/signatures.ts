@@ -23,7 +23,7 @@ import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
 import { parseSignatures } from "../store/index-file.ts";
 import { fetchBlob } from "./blobs.ts";
-import type { Cache, Resolved } from "./cache.ts";
+import type { BlobResult, Cache, Resolved } from "./cache.ts";
 
 /** The media type of a cosign simple-signing payload, and the annotation with its signature. */
 const PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -133,11 +133,18 @@ async function checkPayload(cache: Cache, repo: Reference, layer: unknown, want:
   const annotations = (descriptor.annotations ?? {}) as Record<string, unknown>;
   const signature = annotations[SIGNATURE_ANNOTATION];
   if (typeof signature !== "string") return "a payload has no signature";
-  const blob = await fetchBlob(cache, repo, {
-    mediaType: PAYLOAD_TYPE,
-    digest: descriptor.digest,
-    size: descriptor.size as number,
-  });
+  let blob: BlobResult;
+  try {
+    blob = await fetchBlob(cache, repo, {
+      mediaType: PAYLOAD_TYPE,
+      digest: descriptor.digest,
+      size: descriptor.size as number,
+    });
+  } catch (error) {
+    // Offline, a payload removed from the cache: the image is refused, not "not found".
+    if (error instanceof NotFoundError) return "a payload is not cached";
+    throw error;
+  }
   const payload = blob.path === undefined ? undefined : readFileBounded(blob.path, MAX_PAYLOAD_BYTES);
   if (payload === undefined) return "a payload could not be kept";
   const signed = Buffer.from(signature, "base64");
