@@ -63,6 +63,8 @@ export const JSON_KEYS: Readonly<Record<string, ValueKind>> = {
   cached: "boolean",
   cloned: "boolean",
   accepted: "boolean",
+  signatureMoved: "boolean",
+  signature: "digest",
   moved: "boolean",
   ok: "boolean",
   dryRun: "boolean",

@@ -8,15 +8,17 @@
  */
 
 import { existsSync } from "node:fs";
-import { EXIT_CODES, UsageError } from "../errors.ts";
-import type { Digest } from "../oci/digest.ts";
+import { EXIT_CODES, NotFoundError, UsageError } from "../errors.ts";
+import { type Digest, digestHex } from "../oci/digest.ts";
 import { type PlatformWant, parsePlatform } from "../oci/platform.ts";
+import type { Policy } from "../oci/policy.ts";
 import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
 import type { Cache } from "../pull/cache.ts";
 import { DEFAULT_LOCK_FILE, emptyLock, type LockFile, lockEntry, readLock, writeLock } from "../pull/lock.ts";
 import { pullAllPlatforms, pullImage } from "../pull/pull.ts";
+import { parseSignatures } from "../store/index-file.ts";
 import { lookupEntry } from "../store/refs.ts";
-import { type Context, openCache } from "./context.ts";
+import { type Context, loadPolicy, openCache } from "./context.ts";
 import { parseRegistryInput } from "./inputs.ts";
 import { withCache } from "./pull.ts";
 import { escapeControl, plural } from "./text.ts";
@@ -43,6 +45,7 @@ export async function runLock(context: Context): Promise<number> {
     if (missing !== undefined) throw new UsageError(`Cannot update "${missing}": it is not in "${path}"`);
   }
   const before = new Map(names.map((name) => [name, lock.references[name]?.digest]));
+  const policy = loadPolicy(context);
   // Resolved anew: a tag the cache knows is asked about again (unless offline, where the cache is all there is).
   const label = names.length === 1 ? names[0]! : `${names.length} references`;
   await withCache(context, label, { refresh: !context.config.offline }, (cache) =>
@@ -50,6 +53,7 @@ export async function runLock(context: Context): Promise<number> {
       concurrency: context.config.concurrency,
       update: flags.update === true,
       ...(want !== undefined && { want }),
+      ...(policy !== undefined && { policy }),
     }),
   );
   writeLock(path, lock);
@@ -84,18 +88,22 @@ async function lockAll(
   cache: Cache,
   lock: LockFile,
   names: string[],
-  options: { concurrency: number; want?: PlatformWant; update: boolean },
+  options: { concurrency: number; want?: PlatformWant; update: boolean; policy?: Policy },
 ): Promise<{ hit: boolean }> {
   let hit = true;
   for (const name of names) {
     const ref = parseReference(name);
     const locked = options.update ? lock.references[name]?.platforms.map((p) => p.platform) : undefined;
     const wants = options.want !== undefined ? [options.want] : locked;
-    const { concurrency } = options;
-    const results = wants === undefined ? await pullAllPlatforms(cache, ref, { concurrency }) : [];
+    const pull = { concurrency: options.concurrency, ...(options.policy !== undefined && { policy: options.policy }) };
+    const results = wants === undefined ? await pullAllPlatforms(cache, ref, pull) : [];
     for (const want of wants ?? [])
-      results.push(await pullImage(cache, ref, { concurrency, ...(want !== undefined && { platform: want }) }));
-    lock.references[name] = lockEntry(results);
+      results.push(await pullImage(cache, ref, { ...pull, ...(want !== undefined && { platform: want }) }));
+    const entry = lockEntry(results);
+    // Under a policy, the signature that met it, as the pull kept it with the image.
+    const kept = lookupEntry(cache.store, name);
+    const signature = kept?.digest === entry.digest ? parseSignatures(kept)[0] : undefined;
+    lock.references[name] = signature === undefined ? entry : { ...entry, signature };
     hit &&= results.every((r) => r.hit);
   }
   return { hit };
@@ -103,7 +111,8 @@ async function lockAll(
 
 /**
  * Ask the registry where each locked tag points now (offline, the cache: what it last knew, no request); exit 1
- * when one moved. Offline, a tag the cache never saw is unknown, and said so.
+ * when one moved. Offline, a tag the cache never saw is unknown, and said so. A reference locked with its signature
+ * (`lock --policy`) is checked too: its signature gone, or another in its place, counts as moved (online only).
  */
 async function checkLock(context: Context, path: string, lock: LockFile): Promise<number> {
   const offline = context.config.offline;
@@ -112,21 +121,32 @@ async function checkLock(context: Context, path: string, lock: LockFile): Promis
     if (!offline) return (await (await cache.client()).headManifest(ref, ref.tag!)).digest;
     return lookupEntry(cache.store, formatReference(ref))?.digest;
   };
-  const rows: Array<{ reference: string; lockedDigest: Digest; currentDigest?: Digest; moved: boolean }> = [];
+  const rows: CheckRow[] = [];
   for (const [name, entry] of Object.entries(lock.references)) {
     const ref: Reference = parseReference(name);
-    if (ref.digest !== undefined || ref.tag === undefined) continue;
-    const now = await current(ref);
-    const row = { reference: name, lockedDigest: entry.digest, moved: now !== undefined && now !== entry.digest };
-    rows.push(now === undefined ? row : { ...row, currentDigest: now });
+    const tag = ref.digest === undefined && ref.tag !== undefined;
+    if (!tag && entry.signature === undefined) continue;
+    const now = tag ? await current(ref) : entry.digest;
+    const row: CheckRow = {
+      reference: name,
+      lockedDigest: entry.digest,
+      moved: now !== undefined && now !== entry.digest,
+    };
+    if (now !== undefined) row.currentDigest = now;
+    if (entry.signature !== undefined && !offline) Object.assign(row, await signatureNow(cache, ref, entry));
+    rows.push(row);
   }
-  const moved = rows.filter((r) => r.moved);
+  const moved = rows.filter((r) => r.moved || r.signatureMoved);
   const unknown = rows.filter((r) => r.currentDigest === undefined);
   if (context.flags.json) context.print(JSON.stringify(rows, null, 2));
   else
     context.print(
       [
-        ...moved.map((r) => `moved ${r.reference}: ${r.lockedDigest} -> ${r.currentDigest}`),
+        ...moved.map((r) =>
+          r.moved
+            ? `moved ${r.reference}: ${r.lockedDigest} -> ${r.currentDigest}`
+            : `moved ${r.reference}: its signature ${r.lockedSignatureDigest} -> ${r.currentSignatureDigest ?? "gone"}`,
+        ),
         ...unknown.map((r) => `unknown ${r.reference}: the cache has never resolved it (--offline)`),
         `${plural(rows.length, "locked tag")} in ${path}: ${moved.length} moved` +
           `${offline ? ", as the cache last knew them" : ""}`,
@@ -135,4 +155,35 @@ async function checkLock(context: Context, path: string, lock: LockFile): Promis
         .join("\n"),
     );
   return moved.length > 0 ? EXIT_CODES.other : EXIT_CODES.ok;
+}
+
+/** One row of `lock --check`. */
+interface CheckRow {
+  reference: string;
+  lockedDigest: Digest;
+  currentDigest?: Digest;
+  moved: boolean;
+  lockedSignatureDigest?: Digest;
+  currentSignatureDigest?: Digest;
+  signatureMoved?: boolean;
+}
+
+/** The signature of the locked digest as the registry has it now: the same manifest, another, or none. */
+async function signatureNow(
+  cache: Cache,
+  ref: Reference,
+  entry: { digest: Digest; signature?: Digest },
+): Promise<Partial<CheckRow>> {
+  const tag = `sha256-${digestHex(entry.digest)}.sig`;
+  let now: Digest | undefined;
+  try {
+    now = (await (await cache.client()).headManifest({ ...ref, tag, digest: undefined }, tag)).digest;
+  } catch (error) {
+    if (!(error instanceof NotFoundError)) throw error;
+  }
+  return {
+    lockedSignatureDigest: entry.signature!,
+    ...(now !== undefined && { currentSignatureDigest: now }),
+    signatureMoved: now !== entry.signature,
+  };
 }

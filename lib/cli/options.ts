@@ -143,6 +143,7 @@ export const COMMANDS = {
       "check",
       "json",
       "progress",
+      "policy",
       "concurrency",
       "platform",
       "plat",

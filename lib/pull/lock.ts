@@ -32,6 +32,8 @@ export interface LockFile {
 export interface LockedReference {
   /** The index (or manifest) the reference resolved to. */
   digest: Digest;
+  /** The signature manifest that met the policy when it was locked (`lock --policy`). */
+  signature?: Digest;
   platforms: LockedPlatform[];
 }
 
@@ -114,6 +116,7 @@ export function writeLock(path: string, lock: LockFile): void {
     const entry = lock.references[name]!;
     references[name] = {
       digest: entry.digest,
+      ...(entry.signature !== undefined && { signature: entry.signature }),
       platforms: entry.platforms.map((p) => ({
         ...(p.platform !== undefined && { platform: orderPlatform(p.platform) }),
         manifest: p.manifest,
@@ -193,6 +196,8 @@ function lockProblem(json: unknown): string | undefined {
   for (const [name, entry] of Object.entries(json.references)) {
     if (!isReferenceName(name)) return `"${name}" is not a reference as ocicache writes one`;
     if (!isObject(entry) || !isDigest(entry.digest)) return `"${name}" has no digest`;
+    if (entry.signature !== undefined && !isDigest(entry.signature))
+      return `"${name}" has a "signature" that is not a digest`;
     if (!Array.isArray(entry.platforms)) return `"${name}" has no list of platforms`;
     for (const platform of entry.platforms) {
       const problem = platformProblem(platform);

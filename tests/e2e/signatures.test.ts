@@ -169,6 +169,26 @@ describe("a sigstoreSigned policy", () => {
     expect((await ocicache(["inspect", unsigned.ref])).stdout).toContain("\nsignatures  none\n");
   });
 
+  test("lock --policy records the signature that met it; lock --check reports another in its place", async () => {
+    const lockFile = join(tmp.path, "ocicache.lock");
+    const accept = policy(byKey(good.pub, { type: "matchRepository" }));
+    expect((await ocicache(["lock", tagIdentity.ref, "--policy", accept, "--lock-file", lockFile])).code).toBe(0);
+    const sigTag = `sha256-${tagIdentity.indexDigest.slice(7)}.sig`;
+    const head = await fetch(`${registry.url}/v2/${repoOf(tagIdentity)}/manifests/${sigTag}`, {
+      method: "HEAD",
+      headers: { Accept: "application/vnd.oci.image.manifest.v1+json" },
+    });
+    const signature = head.headers.get("docker-content-digest");
+    const locked = JSON.parse(readFileSync(lockFile, "utf8")).references[tagIdentity.ref];
+    expect(locked.signature).toBe(signature);
+    expect((await ocicache(["lock", "--check", "--lock-file", lockFile])).code).toBe(0);
+    // Signed again (another payload, another manifest under the same tag): the lock no longer holds.
+    await pushSignature(registry.url, repoOf(tagIdentity), tagIdentity.indexDigest, tagIdentity.name, good.key, keys);
+    const check = await ocicache(["lock", "--check", "--lock-file", lockFile]);
+    expect(check.code).toBe(1);
+    expect(check.stdout).toContain(`moved ${tagIdentity.ref}: its signature ${signature} -> sha256:`);
+  });
+
   test("scopes: the most specific wins; reject and insecureAcceptAnything mean what they say", async () => {
     const scoped = policy({ type: "insecureAcceptAnything" }, `${registry.host}/sig-${run}/unsigned`);
     expect((await ocicache(["pull", unsigned.ref, "--policy", scoped, "-q"])).code).toBe(0);
