@@ -9,7 +9,8 @@
 
 import { existsSync } from "node:fs";
 import { EXIT_CODES, NotFoundError, UsageError } from "../errors.ts";
-import { type Digest, digestHex } from "../oci/digest.ts";
+import type { Digest } from "../oci/digest.ts";
+import { signatureTag } from "../oci/names.ts";
 import { type PlatformWant, parsePlatform } from "../oci/platform.ts";
 import type { Policy } from "../oci/policy.ts";
 import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
@@ -174,7 +175,7 @@ async function signatureNow(
   ref: Reference,
   entry: { digest: Digest; signature?: Digest },
 ): Promise<Partial<CheckRow>> {
-  const tag = `sha256-${digestHex(entry.digest)}.sig`;
+  const tag = signatureTag(entry.digest);
   let now: Digest | undefined;
   try {
     now = (await (await cache.client()).headManifest({ ...ref, tag, digest: undefined }, tag)).digest;

@@ -68,5 +68,10 @@ export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
 export const CHECKED_ANNOTATION = "io.ocicache.checked";
 /** Files taken out of tar layers: JSON `{"<layer digest>:<path>": {digest, size}}`. */
 export const DERIVED_ANNOTATION = "io.ocicache.derived";
+/** The tag cosign keeps an image's signatures under, in its repository: `sha256-<hex>.sig`. */
+export function signatureTag(digest: string): string {
+  return `sha256-${digest.slice("sha256:".length)}.sig`;
+}
+
 /** On a cached reference's entry: the digests of the signature manifests that met the policy (a JSON list). */
 export const SIGNATURES_ANNOTATION = "io.ocicache.signatures";

@@ -16,8 +16,9 @@
 import { createPublicKey, type KeyObject, verify } from "node:crypto";
 import { NotFoundError, PolicyError, UsageError } from "../errors.ts";
 import type { Digest } from "../oci/digest.ts";
-import { digestHex, digestOf, isDigest } from "../oci/digest.ts";
+import { digestOf, isDigest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES, MAX_USER_FILE_BYTES } from "../oci/limits.ts";
+import { signatureTag } from "../oci/names.ts";
 import { type Policy, type Requirement, requirementsFor, type SignedIdentity } from "../oci/policy.ts";
 import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
@@ -67,7 +68,7 @@ async function checkSigned(
     keys: requirement.keys.map(loadKey),
     identity: requirement.signedIdentity,
   };
-  const tag = `sha256-${digestHex(resolved.digest)}.sig`;
+  const tag = signatureTag(resolved.digest);
   const repo = { ...ref, tag, digest: undefined };
   const reasons: string[] = [];
   for (const digest of keptSignatures(resolved)) {
@@ -236,7 +237,7 @@ export async function listSignatures(
   resolved: Resolved,
   policy: Policy | undefined,
 ): Promise<InspectedSignatures[]> {
-  const tag = `sha256-${digestHex(resolved.digest)}.sig`;
+  const tag = signatureTag(resolved.digest);
   const repo = { ...ref, tag, digest: undefined };
   let found: { digest: Digest; bytes: Uint8Array } | undefined;
   for (const digest of keptSignatures(resolved)) {
