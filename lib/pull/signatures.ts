@@ -125,15 +125,24 @@ async function checkManifest(
   return [...new Set(reasons)].join("; ");
 }
 
-/** Why one payload does not vouch for the image, or `undefined` when it does. */
-async function checkPayload(cache: Cache, repo: Reference, layer: unknown, want: Want): Promise<string | undefined> {
+/** One payload of a signature manifest, read from the cache (fetched into it when missing), with what it claims. */
+interface Payload {
+  digest: Digest;
+  bytes: Buffer;
+  /** The annotation's signature, when there is one. */
+  signature?: string;
+  /** Whether it is JSON; the image digest and name it claims, when it names them. */
+  json: boolean;
+  signedDigest?: string;
+  identity?: string;
+}
+
+/** A layer of a signature manifest as a payload, or why it is not one: bounded, verified by its digest. */
+async function readPayload(cache: Cache, repo: Reference, layer: unknown): Promise<Payload | string> {
   const descriptor = layer as { mediaType?: unknown; digest?: unknown; size?: unknown; annotations?: unknown };
   if (descriptor.mediaType !== PAYLOAD_TYPE || !isDigest(descriptor.digest)) return "a payload is not a signature";
   if (!Number.isSafeInteger(descriptor.size) || (descriptor.size as number) > MAX_PAYLOAD_BYTES)
     return "a payload is over 64 KiB";
-  const annotations = (descriptor.annotations ?? {}) as Record<string, unknown>;
-  const signature = annotations[SIGNATURE_ANNOTATION];
-  if (typeof signature !== "string") return "a payload has no signature";
   let blob: BlobResult;
   try {
     blob = await fetchBlob(cache, repo, {
@@ -146,19 +155,41 @@ async function checkPayload(cache: Cache, repo: Reference, layer: unknown, want:
     if (error instanceof NotFoundError) return "a payload is not cached";
     throw error;
   }
-  const payload = blob.path === undefined ? undefined : readFileBounded(blob.path, MAX_PAYLOAD_BYTES);
-  if (payload === undefined) return "a payload could not be kept";
-  const signed = Buffer.from(signature, "base64");
-  if (!want.keys.some((key) => verifies(key, payload, signed))) return "no signature by a key of the policy";
-  let claims: { critical?: { image?: Record<string, unknown>; identity?: Record<string, unknown> } };
+  if (blob.path === undefined) return "a payload could not be kept";
+  const bytes = readFileBounded(blob.path, MAX_PAYLOAD_BYTES);
+  const signature = ((descriptor.annotations ?? {}) as Record<string, unknown>)[SIGNATURE_ANNOTATION];
+  const payload: Payload = {
+    digest: descriptor.digest,
+    bytes,
+    json: false,
+    ...(typeof signature === "string" && { signature }),
+  };
   try {
-    claims = JSON.parse(payload.toString("utf8"));
+    const claims = JSON.parse(bytes.toString("utf8")) as {
+      critical?: { image?: Record<string, unknown>; identity?: Record<string, unknown> };
+    };
+    const signedDigest = claims.critical?.image?.["docker-manifest-digest"];
+    const identity = claims.critical?.identity?.["docker-reference"];
+    payload.json = true;
+    if (typeof signedDigest === "string") payload.signedDigest = signedDigest;
+    if (typeof identity === "string") payload.identity = identity;
   } catch {
-    return "a signed payload is not JSON";
+    // Not JSON: it claims nothing.
   }
-  if (claims.critical?.image?.["docker-manifest-digest"] !== want.digest) return `a signature is for another digest`;
-  const identity = claims.critical?.identity?.["docker-reference"];
-  if (typeof identity !== "string" || !identityMatches(identity, want.ref, want.identity))
+  return payload;
+}
+
+/** Why one payload does not vouch for the image, or `undefined` when it does. */
+async function checkPayload(cache: Cache, repo: Reference, layer: unknown, want: Want): Promise<string | undefined> {
+  const payload = await readPayload(cache, repo, layer);
+  if (typeof payload === "string") return payload;
+  if (payload.signature === undefined) return "a payload has no signature";
+  const signed = Buffer.from(payload.signature, "base64");
+  if (!want.keys.some((key) => verifies(key, payload.bytes, signed))) return "no signature by a key of the policy";
+  if (!payload.json) return "a signed payload is not JSON";
+  if (payload.signedDigest !== want.digest) return "a signature is for another digest";
+  const identity = payload.identity;
+  if (identity === undefined || !identityMatches(identity, want.ref, want.identity))
     return (
       `a signature names "${String(identity).slice(0, 200)}", ` +
       `which the policy's ${want.identity.type} does not accept`
@@ -272,32 +303,17 @@ export async function listSignatures(
   }
 }
 
-/** What one payload claims (not verified); `undefined` for a layer that is not a payload of a bounded size. */
+/** What one payload claims (not verified); `undefined` for a layer that is not a payload it can read. */
 async function claims(
   cache: Cache,
   repo: Reference,
   layer: unknown,
 ): Promise<InspectedSignatures["payloads"][0] | undefined> {
-  const descriptor = layer as { mediaType?: unknown; digest?: unknown; size?: unknown };
-  if (descriptor.mediaType !== PAYLOAD_TYPE || !isDigest(descriptor.digest)) return undefined;
-  if (!Number.isSafeInteger(descriptor.size) || (descriptor.size as number) > MAX_PAYLOAD_BYTES) return undefined;
-  const blob = await fetchBlob(cache, repo, {
-    mediaType: PAYLOAD_TYPE,
-    digest: descriptor.digest,
-    size: descriptor.size as number,
-  });
-  try {
-    const payload = JSON.parse(readFileBounded(blob.path!, MAX_PAYLOAD_BYTES).toString("utf8")) as {
-      critical?: { image?: Record<string, unknown>; identity?: Record<string, unknown> };
-    };
-    const signedDigest = payload.critical?.image?.["docker-manifest-digest"];
-    const identity = payload.critical?.identity?.["docker-reference"];
-    return {
-      digest: descriptor.digest,
-      ...(typeof signedDigest === "string" && { signedDigest: signedDigest.slice(0, 200) }),
-      ...(typeof identity === "string" && { identity: identity.slice(0, 200) }),
-    };
-  } catch {
-    return { digest: descriptor.digest };
-  }
+  const payload = await readPayload(cache, repo, layer);
+  if (typeof payload === "string") return undefined;
+  return {
+    digest: payload.digest,
+    ...(payload.signedDigest !== undefined && { signedDigest: payload.signedDigest.slice(0, 200) }),
+    ...(payload.identity !== undefined && { identity: payload.identity.slice(0, 200) }),
+  };
 }
