@@ -70,25 +70,17 @@ function describeInspection(inspection: Inspection, width = terminalWidth() ?? I
     }
   }
   for (const signature of inspection.signatures) {
-    const verdict =
-      signature.accepted === undefined
-        ? ""
-        : signature.accepted
-          ? "  accepted by the policy"
-          : "  refused by the policy";
-    lines.push(
-      "",
-      fit(
-        `signatures  ${signature.tag}  ${short(signature.manifest)}  ${signature.payloads.length} payloads${verdict}`,
-      ),
-    );
+    const what = signature.form === "bundle" ? `bundle ${signature.predicateType ?? "?"}` : "simple signing";
+    const met = signature.met === true ? "  met the policy" : "";
+    lines.push("", fit(`signature  ${what}  ${signature.tag}  ${short(signature.manifest)}${met}`));
     for (const payload of signature.payloads)
       lines.push(
         fit(`  ${short(payload.digest)}  names ${payload.identity ?? "?"} for ${payload.signedDigest ?? "?"}`),
       );
-    if (signature.reason !== undefined) lines.push(fit(`  ${signature.reason}`));
   }
   if (inspection.signatures.length === 0) lines.push("", "signatures  none");
+  if (inspection.accepted !== undefined)
+    lines.push("", fit(inspection.accepted ? "policy  accepts it" : `policy  refuses it: ${inspection.reason}`));
   return lines.join("\n");
 }
 

@@ -8,9 +8,8 @@
  */
 
 import { existsSync } from "node:fs";
-import { EXIT_CODES, NotFoundError, UsageError } from "../errors.ts";
+import { EXIT_CODES, UsageError } from "../errors.ts";
 import type { Digest } from "../oci/digest.ts";
-import { signatureTag } from "../oci/names.ts";
 import { type PlatformWant, parsePlatform } from "../oci/platform.ts";
 import type { Policy } from "../oci/policy.ts";
 import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
@@ -169,22 +168,21 @@ interface CheckRow {
   signatureMoved?: boolean;
 }
 
-/** The signature of the locked digest as the registry has it now: the same manifest, another, or none. */
+/**
+ * The signature of the locked digest as the registry has it now: the locked one still there (a simple-signing
+ * manifest under its tag, or a bundle among the image's referrers), another in its place, or none.
+ */
 async function signatureNow(
   cache: Cache,
   ref: Reference,
   entry: { digest: Digest; signature?: Digest },
 ): Promise<Partial<CheckRow>> {
-  const tag = signatureTag(entry.digest);
-  let now: Digest | undefined;
-  try {
-    now = (await (await cache.client()).headManifest({ ...ref, tag, digest: undefined }, tag)).digest;
-  } catch (error) {
-    if (!(error instanceof NotFoundError)) throw error;
-  }
+  const { signaturesNow } = await import("../pull/signatures.ts");
+  const now = await signaturesNow(cache, ref, entry.digest);
+  const current = now.includes(entry.signature!) ? entry.signature : now[0];
   return {
     lockedSignatureDigest: entry.signature!,
-    ...(now !== undefined && { currentSignatureDigest: now }),
-    signatureMoved: now !== entry.signature,
+    ...(current !== undefined && { currentSignatureDigest: current }),
+    signatureMoved: current !== entry.signature,
   };
 }

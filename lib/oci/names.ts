@@ -73,5 +73,13 @@ export function signatureTag(digest: string): string {
   return `sha256-${digest.slice("sha256:".length)}.sig`;
 }
 
+/**
+ * The referrers tag schema's tag for `digest` (distribution spec v1.1): an image index listing the manifests whose
+ * `subject` is that digest, for a registry without the referrers API.
+ */
+export function referrersTag(digest: string): string {
+  return `sha256-${digest.slice("sha256:".length)}`;
+}
+
 /** On a cached reference's entry: the digests of the signature manifests that met the policy (a JSON list). */
 export const SIGNATURES_ANNOTATION = "io.ocicache.signatures";

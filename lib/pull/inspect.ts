@@ -19,7 +19,7 @@ import type { Reference } from "../oci/reference.ts";
 import { cachedTags, type DerivedFile, parseDerived } from "../store/index-file.ts";
 import type { Cache } from "./cache.ts";
 import { mapLimit } from "./map-limit.ts";
-import type { InspectedSignatures } from "./signatures.ts";
+import type { InspectedSignature } from "./signatures.ts";
 import { type ImageSource, registrySource, type SourceManifest } from "./source.ts";
 
 /** One file of a manifest. */
@@ -50,8 +50,11 @@ export interface Inspection {
   digest: Digest;
   mediaType: string;
   manifests: InspectedManifest[];
-  /** Its cosign signatures, with `accepted` when a policy was given. */
-  signatures: InspectedSignatures[];
+  /** Its signatures: cosign's simple-signing manifest and Sigstore bundles, each with what it claims. */
+  signatures: InspectedSignature[];
+  /** With a policy: whether it accepts the image, and if not, why. */
+  accepted?: boolean;
+  reason?: string;
 }
 
 /**
@@ -82,13 +85,15 @@ export async function inspectImage(cache: Cache, ref: Reference, policy?: Policy
       ? await mapLimit(manifest.manifests, MAX_MANIFEST_REQUESTS, (child) => inspect(child, describe(child)))
       : [await inspect({ mediaType: top.mediaType, digest: top.digest, size: top.bytes.byteLength })];
   const { listSignatures } = await import("./signatures.ts");
-  const signatures = await listSignatures(cache, ref, resolved, policy);
+  const { signatures, accepted, reason } = await listSignatures(cache, ref, resolved, policy);
   return {
     reference: resolved.name,
     digest: resolved.digest,
     mediaType: defaultMediaType(manifest),
     manifests,
     signatures,
+    ...(accepted !== undefined && { accepted }),
+    ...(reason !== undefined && { reason }),
   };
 }
 

@@ -1,30 +1,35 @@
 /**
  * The signature policy, checked before any file of an image is handed out
  * (`--policy`, containers-policy.json(5); `lib/oci/policy.ts`). A
- * `sigstoreSigned` requirement is met by cosign's "simple signing" form: the
- * tag `sha256-<hex>.sig` in the image's repository names an image manifest
- * whose layers are payloads (`application/vnd.dev.cosign.simplesigning.v1+json`)
- * naming the image's digest and identity, each signed in its annotation
- * `dev.cosignproject.cosign/signature` (base64 of the signature over the
- * payload: ECDSA in DER, RSA, or Ed25519, as the key says). One payload that
- * names this digest and an identity the policy accepts, signed by one of the
- * policy's keys, is enough; anything else is refused (exit 7) with its reason.
+ * `sigstoreSigned` requirement is met by one signature, in either form found
+ * on registries: cosign's "simple signing" (the tag `sha256-<hex>.sig` in the
+ * image's repository names an image manifest whose layers are payloads,
+ * `application/vnd.dev.cosign.simplesigning.v1+json`, naming the image's
+ * digest and identity, each signed in its annotation
+ * `dev.cosignproject.cosign/signature`: ECDSA in DER, RSA, or Ed25519, as the
+ * key says), or a Sigstore bundle among the image's referrers (`bundles.ts`).
+ * It must be signed by one of the policy's keys and name this digest and an
+ * identity the policy accepts; anything else is refused (exit 7) with its
+ * reason. The signatures that met it are kept with the image and checked
+ * again from the cache.
  *
  * @module
  */
 
 import { createPublicKey, type KeyObject, verify } from "node:crypto";
-import { NotFoundError, PolicyError, UsageError } from "../errors.ts";
+import { IntegrityError, NotFoundError, PolicyError, UsageError } from "../errors.ts";
 import type { Digest } from "../oci/digest.ts";
 import { digestOf, isDigest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES, MAX_USER_FILE_BYTES } from "../oci/limits.ts";
-import { signatureTag } from "../oci/names.ts";
+import type { Descriptor } from "../oci/manifest.ts";
+import { referrersTag, signatureTag } from "../oci/names.ts";
 import { type Policy, type Requirement, requirementsFor, type SignedIdentity } from "../oci/policy.ts";
 import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
 import { parseSignatures } from "../store/index-file.ts";
 import { fetchBlob } from "./blobs.ts";
-import type { BlobResult, Cache, Resolved } from "./cache.ts";
+import { bundleSignedBy, isBundleManifest, listBundleReferrers, readBundle } from "./bundles.ts";
+import type { Cache, Resolved } from "./cache.ts";
 
 /** The media type of a cosign simple-signing payload, and the annotation with its signature. */
 const PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -35,9 +40,9 @@ const MAX_PAYLOAD_BYTES = 64 * 1024;
 
 /**
  * Check `policy` for `ref` (as the user asked for it), resolved as `resolved`. The signatures that met it before,
- * kept with the image (`io.ocicache.signatures` on its entry, their manifests and payloads in `blobs/`), are checked
- * first, from the cache alone: offline, and for a warm hit, no request is made. Returns the digests of the signature
- * manifests that met it, to keep with the image.
+ * kept with the image (`io.ocicache.signatures` on its entry, their manifests and payloads or bundles in `blobs/`),
+ * are checked first, from the cache alone: offline, and for a warm hit, no request is made; with `--verify`, the
+ * registry is asked again. Returns the digests of the signature manifests that met it, to keep with the image.
  *
  * @throws {PolicyError} when the policy refuses the image, with the reason.
  * @throws {UsageError} when a key of the policy cannot be read.
@@ -68,40 +73,73 @@ async function checkSigned(
     keys: requirement.keys.map(loadKey),
     identity: requirement.signedIdentity,
   };
-  const tag = signatureTag(resolved.digest);
-  const repo = { ...ref, tag, digest: undefined };
+  const repo = repositoryOf(ref, resolved.digest);
   const reasons: string[] = [];
-  for (const digest of keptSignatures(resolved)) {
-    const bytes = cache.store.readBytes(digest, MAX_MANIFEST_BYTES);
-    if (bytes === undefined || digestOf(bytes) !== digest) continue;
-    const reason = await checkManifest(cache, repo, bytes, want);
-    if (reason === undefined) return digest;
+  const askAgain = cache.options.verify === true && !cache.options.offline;
+  for (const kept of askAgain ? [] : keptSignatures(cache, resolved)) {
+    const reason = await checkSignature(cache, repo, kept.bytes, want);
+    if (reason === undefined) return kept.digest;
     reasons.push(reason);
   }
   if (cache.options.offline) {
     const why = reasons.length > 0 ? reasons.join("; ") : "no signature of it is cached";
     throw new PolicyError(`Cannot accept "${name}" offline: ${why}`);
   }
-  let fetched: { digest: Digest; bytes: Uint8Array };
-  try {
-    fetched = await (await cache.client()).getManifest(repo, tag);
-  } catch (error) {
-    if (error instanceof NotFoundError) throw new PolicyError(`Cannot accept "${name}": it has no signature (${tag})`);
-    throw error;
+  reasons.length = 0;
+  for await (const fetched of registrySignatures(cache, repo, resolved.digest)) {
+    const reason = await checkSignature(cache, repo, fetched.bytes, want);
+    if (reason === undefined) {
+      if (cache.writable)
+        cache.store.putBytes({ digest: fetched.digest, size: fetched.bytes.byteLength }, fetched.bytes);
+      return fetched.digest;
+    }
+    reasons.push(reason);
   }
-  const reason = await checkManifest(cache, repo, fetched.bytes, want);
-  if (reason !== undefined) throw new PolicyError(`Cannot accept "${name}": ${reason}`);
-  if (cache.writable) cache.store.putBytes({ digest: fetched.digest, size: fetched.bytes.byteLength }, fetched.bytes);
-  return fetched.digest;
+  if (reasons.length === 0)
+    throw new PolicyError(
+      `Cannot accept "${name}": it has no signature (no ${repo.tag}, no Sigstore bundle among its referrers)`,
+    );
+  throw new PolicyError(`Cannot accept "${name}": ${[...new Set(reasons)].join("; ")}`);
 }
 
-/** The signature manifests kept with the image's entry (only for the digest it names). */
-function keptSignatures(resolved: Resolved): Digest[] {
-  return resolved.entry?.digest === resolved.digest ? parseSignatures(resolved.entry) : [];
+/** Where an image's signatures are looked for: its repository, under cosign's tag for its digest. */
+function repositoryOf(ref: Reference, digest: Digest): Reference & { tag: string } {
+  return { ...ref, tag: signatureTag(digest), digest: undefined };
 }
 
-/** Why a signature manifest does not vouch for the image, or `undefined` when one of its payloads does. */
-async function checkManifest(
+/** The signature manifests kept with the image's entry (only for the digest it names) that are in the cache. */
+function keptSignatures(cache: Cache, resolved: Resolved): Array<{ digest: Digest; bytes: Uint8Array }> {
+  if (resolved.entry?.digest !== resolved.digest) return [];
+  return parseSignatures(resolved.entry).flatMap((digest) => {
+    const bytes = cache.store.readBytes(digest, MAX_MANIFEST_BYTES);
+    return bytes !== undefined && digestOf(bytes) === digest ? [{ digest, bytes }] : [];
+  });
+}
+
+/**
+ * The image's signature manifests on the registry, verified by their digests: cosign's simple-signing manifest
+ * under `sha256-<hex>.sig`, then each Sigstore bundle among its referrers (asked for only when needed).
+ */
+async function* registrySignatures(cache: Cache, repo: Reference & { tag: string }, digest: Digest) {
+  const client = await cache.client();
+  const get = async (tagOrDigest: string) => {
+    try {
+      return await client.getManifest(repo, tagOrDigest);
+    } catch (error) {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
+    }
+  };
+  const simple = await get(repo.tag);
+  if (simple !== undefined) yield simple;
+  for (const referrer of await listBundleReferrers(cache, repo, digest)) {
+    const bundle = await get(referrer.digest);
+    if (bundle !== undefined) yield bundle;
+  }
+}
+
+/** Why a signature manifest (either form) does not vouch for the image, or `undefined` when it does. */
+async function checkSignature(
   cache: Cache,
   repo: Reference,
   bytes: Uint8Array,
@@ -111,8 +149,9 @@ async function checkManifest(
   try {
     manifest = JSON.parse(new TextDecoder().decode(bytes)) as { layers?: unknown };
   } catch {
-    return "its signature manifest is not JSON";
+    return "a signature manifest is not JSON";
   }
+  if (isBundleManifest(manifest)) return checkBundle(cache, repo, manifest, want);
   const layers = Array.isArray(manifest.layers) ? manifest.layers : [];
   if (layers.length === 0 || layers.length > MAX_SIGNATURES)
     return `its signature manifest has ${layers.length} payloads`;
@@ -143,20 +182,13 @@ async function readPayload(cache: Cache, repo: Reference, layer: unknown): Promi
   if (descriptor.mediaType !== PAYLOAD_TYPE || !isDigest(descriptor.digest)) return "a payload is not a signature";
   if (!Number.isSafeInteger(descriptor.size) || (descriptor.size as number) > MAX_PAYLOAD_BYTES)
     return "a payload is over 64 KiB";
-  let blob: BlobResult;
-  try {
-    blob = await fetchBlob(cache, repo, {
-      mediaType: PAYLOAD_TYPE,
-      digest: descriptor.digest,
-      size: descriptor.size as number,
-    });
-  } catch (error) {
-    // Offline, a payload removed from the cache: the image is refused, not "not found".
-    if (error instanceof NotFoundError) return "a payload is not cached";
-    throw error;
-  }
-  if (blob.path === undefined) return "a payload could not be kept";
-  const bytes = readFileBounded(blob.path, MAX_PAYLOAD_BYTES);
+  const kept = await keptBlob(cache, repo, {
+    mediaType: PAYLOAD_TYPE,
+    digest: descriptor.digest,
+    size: descriptor.size as number,
+  });
+  if (typeof kept === "string") return kept;
+  const bytes = readFileBounded(kept.path, MAX_PAYLOAD_BYTES);
   const signature = ((descriptor.annotations ?? {}) as Record<string, unknown>)[SIGNATURE_ANNOTATION];
   const payload: Payload = {
     digest: descriptor.digest,
@@ -179,6 +211,22 @@ async function readPayload(cache: Cache, repo: Reference, layer: unknown): Promi
   return payload;
 }
 
+/**
+ * A payload's or a bundle's path in the cache, fetched into it when missing; or why it cannot be had: offline and
+ * not cached (the image is refused, not "not found"), or its bytes are not what its descriptor says.
+ */
+async function keptBlob(cache: Cache, repo: Reference, descriptor: Descriptor): Promise<string | { path: string }> {
+  const what = descriptor.mediaType === PAYLOAD_TYPE ? "a payload" : "a bundle";
+  try {
+    const { path } = await fetchBlob(cache, repo, descriptor);
+    return path === undefined ? `${what} could not be kept` : { path };
+  } catch (error) {
+    if (error instanceof NotFoundError) return `${what} is not cached`;
+    if (error instanceof IntegrityError) return `${what} is not the blob its descriptor names`;
+    throw error;
+  }
+}
+
 /** Why one payload does not vouch for the image, or `undefined` when it does. */
 async function checkPayload(cache: Cache, repo: Reference, layer: unknown, want: Want): Promise<string | undefined> {
   const payload = await readPayload(cache, repo, layer);
@@ -188,13 +236,32 @@ async function checkPayload(cache: Cache, repo: Reference, layer: unknown, want:
   if (!want.keys.some((key) => verifies(key, payload.bytes, signed))) return "no signature by a key of the policy";
   if (!payload.json) return "a signed payload is not JSON";
   if (payload.signedDigest !== want.digest) return "a signature is for another digest";
-  const identity = payload.identity;
-  if (identity === undefined || !identityMatches(identity, want.ref, want.identity))
+  return identityReason(payload.identity, want);
+}
+
+/** Why one Sigstore bundle referrer does not vouch for the image, or `undefined` when it does. */
+async function checkBundle(cache: Cache, repo: Reference, manifest: unknown, want: Want): Promise<string | undefined> {
+  const referrers = { ...repo, tag: referrersTag(want.digest) };
+  const bundle = await readBundle(manifest, want.digest, (descriptor) => keptBlob(cache, referrers, descriptor));
+  if (typeof bundle === "string") return bundle;
+  const signed = await bundleSignedBy(bundle, want.keys);
+  if (typeof signed === "string") return signed;
+  if (!signed) return "no signature by a key of the policy";
+  const subject = bundle.subjects.find((s) => s.digest === want.digest);
+  if (subject === undefined) return "a signature is for another digest";
+  if (subject.name === undefined)
     return (
-      `a signature names "${String(identity).slice(0, 200)}", ` +
-      `which the policy's ${want.identity.type} does not accept`
+      "a bundle names no image (its statement's subject has no name), " +
+      `so the policy's ${want.identity.type} cannot hold`
     );
-  return undefined;
+  return identityReason(subject.name, want);
+}
+
+/** Why the name a signature gives does not meet the policy's `signedIdentity`, or `undefined` when it does. */
+function identityReason(identity: string | undefined, want: Want): string | undefined {
+  if (identity !== undefined && identityMatches(identity, want.ref, want.identity)) return undefined;
+  const named = String(identity).slice(0, 200);
+  return `a signature names "${named}", which the policy's ${want.identity.type} does not accept`;
 }
 
 function verifies(key: KeyObject, payload: Uint8Array, signature: Uint8Array): boolean {
@@ -245,75 +312,122 @@ function loadKey(key: { path?: string; data?: string }): KeyObject {
   }
 }
 
-/** An image's cosign signatures, as `inspect` shows them: the signature manifest, what each payload claims. */
-export interface InspectedSignatures {
-  /** The tag they are found under: `sha256-<hex>.sig`. */
+/** One signature manifest of an image, as `inspect` shows it: where it is, and what it claims (not verified). */
+export interface InspectedSignature {
+  /** cosign's simple-signing manifest, or a Sigstore bundle attached as a referrer. */
+  form: "simple-signing" | "bundle";
+  /** The tag it is found under: `sha256-<hex>.sig`, or the referrers tag schema's `sha256-<hex>` for a bundle. */
   tag: string;
   /** The signature manifest's digest. */
   manifest: Digest;
-  /** Each payload: its digest, and the image digest and name it claims (not verified here). */
+  /** A bundle's predicate type (`https://sigstore.dev/cosign/sign/v1` for cosign's signatures). */
+  predicateType?: string;
+  /** Each payload, or a bundle and each subject of its statement: the image digest and name it claims. */
   payloads: Array<{ digest: Digest; signedDigest?: string; identity?: string }>;
-  /** With a policy: whether it accepts the image, and if not, why. */
+  /** With a policy: whether this is a signature that met it. */
+  met?: boolean;
+}
+
+/** An image's signatures for `inspect`, and with a policy whether it accepts the image and, if not, why. */
+export interface InspectedSignatures {
+  signatures: InspectedSignature[];
   accepted?: boolean;
   reason?: string;
 }
 
 /**
- * The image's simple-signing signatures, for `inspect`: the manifest kept with the image, else the registry's (none
- * when it has none), each payload's claims, and with `policy` whether it accepts the image (the same check as a pull).
+ * The image's signatures, for `inspect`: those kept with the image, and unless offline the registry's (its
+ * simple-signing manifest and its bundle referrers), each with what it claims; with `policy`, whether it accepts the
+ * image (the same check as a pull) and which signatures met it.
  */
 export async function listSignatures(
   cache: Cache,
   ref: Reference,
   resolved: Resolved,
   policy: Policy | undefined,
-): Promise<InspectedSignatures[]> {
-  const tag = signatureTag(resolved.digest);
-  const repo = { ...ref, tag, digest: undefined };
-  let found: { digest: Digest; bytes: Uint8Array } | undefined;
-  for (const digest of keptSignatures(resolved)) {
-    const bytes = cache.store.readBytes(digest, MAX_MANIFEST_BYTES);
-    if (bytes !== undefined && digestOf(bytes) === digest) found ??= { digest, bytes };
+): Promise<InspectedSignatures> {
+  const repo = repositoryOf(ref, resolved.digest);
+  const found = new Map(keptSignatures(cache, resolved).map((kept) => [kept.digest, kept.bytes]));
+  if (!cache.options.offline)
+    for await (const fetched of registrySignatures(cache, repo, resolved.digest))
+      found.set(fetched.digest, fetched.bytes);
+  const signatures: InspectedSignature[] = [];
+  for (const [digest, bytes] of found) {
+    const listed = await describeSignature(cache, repo, digest, bytes, resolved.digest);
+    if (listed !== undefined) signatures.push(listed);
   }
-  if (found === undefined && !cache.options.offline) {
-    try {
-      found = await (await cache.client()).getManifest(repo, tag);
-    } catch (error) {
-      if (!(error instanceof NotFoundError)) throw error;
-    }
-  }
-  if (found === undefined) return [];
-  let layers: unknown;
+  if (policy === undefined) return { signatures };
   try {
-    layers = (JSON.parse(new TextDecoder().decode(found.bytes)) as { layers?: unknown }).layers;
-  } catch {
-    layers = [];
-  }
-  const payloads = await Promise.all(
-    (Array.isArray(layers) ? layers.slice(0, MAX_SIGNATURES) : []).map((layer) => claims(cache, repo, layer)),
-  );
-  const entry: InspectedSignatures = { tag, manifest: found.digest, payloads: payloads.flatMap((p) => p ?? []) };
-  if (policy === undefined) return [entry];
-  try {
-    await checkPolicy(cache, ref, resolved, policy);
-    return [{ ...entry, accepted: true }];
+    const met = new Set(await checkPolicy(cache, ref, resolved, policy));
+    return { signatures: signatures.map((s) => ({ ...s, met: met.has(s.manifest) })), accepted: true };
   } catch (error) {
     if (!(error instanceof PolicyError)) throw error;
-    return [{ ...entry, accepted: false, reason: error.message }];
+    return { signatures: signatures.map((s) => ({ ...s, met: false })), accepted: false, reason: error.message };
   }
 }
 
-/** What one payload claims (not verified); `undefined` for a layer that is not a payload it can read. */
-async function claims(
+/** What one signature manifest claims (not verified); `undefined` for one that is not JSON. */
+async function describeSignature(
   cache: Cache,
-  repo: Reference,
-  layer: unknown,
-): Promise<InspectedSignatures["payloads"][0] | undefined> {
-  const payload = await readPayload(cache, repo, layer);
-  if (typeof payload === "string") return undefined;
+  repo: Reference & { tag: string },
+  digest: Digest,
+  bytes: Uint8Array,
+  image: Digest,
+): Promise<InspectedSignature | undefined> {
+  let manifest: { layers?: unknown };
+  try {
+    manifest = JSON.parse(new TextDecoder().decode(bytes)) as { layers?: unknown };
+  } catch {
+    return undefined;
+  }
+  if (isBundleManifest(manifest)) {
+    const referrers = { ...repo, tag: referrersTag(image) };
+    const bundle = await readBundle(manifest, image, (descriptor) => keptBlob(cache, referrers, descriptor));
+    const read = typeof bundle === "string" ? undefined : bundle;
+    return {
+      form: "bundle",
+      tag: referrers.tag,
+      manifest: digest,
+      ...(read !== undefined && { predicateType: read.predicateType }),
+      payloads: (read?.subjects ?? []).map((subject) => ({
+        digest: read!.digest,
+        ...(subject.digest !== undefined && { signedDigest: subject.digest }),
+        ...(subject.name !== undefined && { identity: subject.name.slice(0, 200) }),
+      })),
+    };
+  }
+  const layers = Array.isArray(manifest.layers) ? manifest.layers.slice(0, MAX_SIGNATURES) : [];
+  const payloads = await Promise.all(layers.map((layer) => readPayload(cache, repo, layer)));
   return {
-    digest: payload.digest,
-    ...(payload.signedDigest !== undefined && { signedDigest: payload.signedDigest.slice(0, 200) }),
-    ...(payload.identity !== undefined && { identity: payload.identity.slice(0, 200) }),
+    form: "simple-signing",
+    tag: repo.tag,
+    manifest: digest,
+    payloads: payloads.flatMap((payload) =>
+      typeof payload === "string"
+        ? []
+        : [
+            {
+              digest: payload.digest,
+              ...(isDigest(payload.signedDigest) && { signedDigest: payload.signedDigest }),
+              ...(payload.identity !== undefined && { identity: payload.identity.slice(0, 200) }),
+            },
+          ],
+    ),
   };
+}
+
+/**
+ * The digests of the signature manifests the registry has for `digest` in `ref`'s repository now: its
+ * simple-signing manifest and its bundle referrers. For `lock --check`, which reports a locked one gone.
+ */
+export async function signaturesNow(cache: Cache, ref: Reference, digest: Digest): Promise<Digest[]> {
+  const repo = repositoryOf(ref, digest);
+  const now: Digest[] = [];
+  try {
+    now.push((await (await cache.client()).headManifest(repo, repo.tag)).digest);
+  } catch (error) {
+    if (!(error instanceof NotFoundError)) throw error;
+  }
+  for (const referrer of await listBundleReferrers(cache, repo, digest)) now.push(referrer.digest);
+  return now;
 }

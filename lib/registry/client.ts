@@ -24,7 +24,7 @@ import {
   MAX_TAG_LIST_BYTES,
   MAX_TAGS,
 } from "../oci/limits.ts";
-import { MANIFEST_MEDIA_TYPES } from "../oci/names.ts";
+import { MANIFEST_MEDIA_TYPES, OCI_INDEX, referrersTag } from "../oci/names.ts";
 import { formatReference, type Reference, TAG_RE } from "../oci/reference.ts";
 import { type BodyLimits, readBounded } from "./body.ts";
 import { answerChallenge } from "./challenge.ts";
@@ -186,6 +186,30 @@ export class RegistryClient {
         if (!(error instanceof IntegrityError) || !endpoint.mirror) throw error;
         this.markFailed(endpoint, ref.registry, error.message);
       }
+    }
+  }
+
+  /**
+   * The manifests that name `digest` as their `subject` (distribution spec v1.1, "Listing Referrers"): the image
+   * index the referrers API answers, bounded to `MAX_MANIFEST_BYTES`; from a registry without that API (it answers
+   * 404), the index under the referrers tag schema's tag. The list is not content-addressed: each manifest it names
+   * is fetched by its digest and verified.
+   *
+   * @returns the index's bytes, or `undefined` when nothing refers to `digest`.
+   */
+  async getReferrers(ref: Reference, digest: Digest): Promise<Uint8Array | undefined> {
+    const what = `referrers of "${digest}"`;
+    const { response } = await this.#request(ref, "GET", `referrers/${digest}`, { Accept: OCI_INDEX }, "resolve");
+    if (response.status !== 404) {
+      await check(response, ref, what, this.#bodyLimits);
+      return readBounded(response, MAX_MANIFEST_BYTES, `${what} of "${formatReference(ref)}"`, this.#bodyLimits);
+    }
+    await response.body?.cancel();
+    try {
+      return (await this.getManifest(ref, referrersTag(digest))).bytes;
+    } catch (error) {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
     }
   }
 

@@ -130,6 +130,22 @@ describe("a sigstoreSigned policy", () => {
     expect(moved.messages).toContain("a signature is for another digest");
   });
 
+  test("a hostile signature manifest: too many payloads, one oversized, one not its bytes: exit 7", async () => {
+    type Layers = Array<Record<string, unknown>>;
+    const cases: Array<[string, (layers: Layers) => Layers, string]> = [
+      ["many", (layers) => Array(17).fill(layers[0]), "its signature manifest has 17 payloads"],
+      ["huge", (layers) => [{ ...layers[0], size: 65 * 1024 }], "a payload is over 64 KiB"],
+      ["short", (layers) => [{ ...layers[0], size: 10 }], "a payload is not the blob its descriptor names"],
+    ];
+    for (const [name, alter, reason] of cases) {
+      const image = await pushSampleImage(registry.url, `sig-${run}/${name}`, "1", { format: "kraftkit" });
+      await pushSignature(registry.url, repoOf(image), image.indexDigest, image.name, good.key, keys, undefined, alter);
+      const ran = await ocicache(["pull", image.ref, "--policy", policy(byKey(good.pub, { type: "matchRepository" }))]);
+      expect([ran.code, ran.messages.trim()]).toEqual([7, expect.stringContaining(reason)]);
+      expect(ran.messages.trim().split("\n")).toHaveLength(1);
+    }
+  });
+
   test("the signatures that met the policy are kept with the image: offline and warm, no request", async () => {
     const accept = policy(byKey(good.pub, { type: "matchRepository" }));
     // The image cached, its signature never looked at: offline, refused (not "not found").
@@ -149,22 +165,46 @@ describe("a sigstoreSigned policy", () => {
     expect(refused.messages).toContain("no signature by a key of the policy");
   });
 
+  test("--verify asks the registry again: a signature replaced there no longer passes from the cache", async () => {
+    const image = await pushSampleImage(registry.url, `sig-${run}/resigned`, "1", { format: "kraftkit" });
+    await pushSignature(registry.url, repoOf(image), image.indexDigest, image.name, good.key, keys);
+    const accept = policy(byKey(good.pub, { type: "matchRepository" }));
+    const path = ["path", image.ref, "--role", "kernel", "--policy", accept];
+    expect((await ocicache(path)).code).toBe(0);
+    // Signed over by another key: the kept signature still passes, until --verify asks the registry.
+    await pushSignature(registry.url, repoOf(image), image.indexDigest, image.name, other.key, keys);
+    expect((await ocicache(path)).code).toBe(0);
+    const verified = await ocicache([...path, "--verify"]);
+    expect([verified.code, verified.stdout]).toEqual([7, ""]);
+    expect(verified.messages).toContain("no signature by a key of the policy");
+  });
+
   test("inspect lists an image's signatures, and with --policy whether the policy accepts them", async () => {
-    type Shown = { signatures: Array<{ tag: string; accepted?: boolean; reason?: string; payloads: object[] }> };
+    type Shown = {
+      signatures: Array<{ form: string; tag: string; manifest: string; met?: boolean; payloads: object[] }>;
+      accepted?: boolean;
+      reason?: string;
+    };
     const inspect = async (args: string[]) =>
       JSON.parse((await ocicache(["inspect", "--json", ...args])).stdout) as Shown;
     const plain = await inspect([signed.ref]);
     expect(plain.signatures).toHaveLength(1);
-    expect(plain.signatures[0]!.tag).toBe(`sha256-${signed.indexDigest.slice(7)}.sig`);
+    expect(plain.signatures[0]).toMatchObject({
+      form: "simple-signing",
+      tag: `sha256-${signed.indexDigest.slice(7)}.sig`,
+    });
     expect(plain.signatures[0]!.payloads).toEqual([
       expect.objectContaining({ identity: signed.name, signedDigest: signed.indexDigest }),
     ]);
-    expect(plain.signatures[0]!.accepted).toBeUndefined();
+    expect([plain.accepted, plain.signatures[0]!.met]).toEqual([undefined, undefined]);
     const accepted = await inspect([signed.ref, "--policy", policy(byKey(good.pub, { type: "matchRepository" }))]);
-    expect(accepted.signatures[0]!.accepted).toBe(true);
+    expect([accepted.accepted, accepted.signatures[0]!.met]).toEqual([true, true]);
     const refused = await inspect([signed.ref, "--policy", policy(byKey(other.pub, { type: "matchRepository" }))]);
-    expect(refused.signatures[0]).toMatchObject({ accepted: false });
-    expect(refused.signatures[0]!.reason).toContain("no signature by a key of the policy");
+    expect([refused.accepted, refused.signatures[0]!.met]).toEqual([false, false]);
+    expect(refused.reason).toContain("no signature by a key of the policy");
+    const text = await ocicache(["inspect", signed.ref, "--policy", policy(byKey(other.pub))]);
+    expect(text.stdout).toContain(`signature  simple signing  sha256-${signed.indexDigest.slice(7, 19)}`);
+    expect(text.stdout).toMatch(/\npolicy {2}refuses it: .*no signature by a key of the policy/);
     expect((await inspect([unsigned.ref])).signatures).toEqual([]);
     expect((await ocicache(["inspect", unsigned.ref])).stdout).toContain("\nsignatures  none\n");
   });

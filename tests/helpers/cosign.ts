@@ -21,7 +21,8 @@ export function makeKey(dir: string, name: string): { key: string; pub: string }
 
 /**
  * Sign `digest` of `repo` as `identity` with the private key `key`, and push the signature manifest. `signedDigest`
- * puts another digest in the payload (a signature made for another image).
+ * puts another digest in the payload (a signature made for another image); `alter` changes its layers (a hostile
+ * signature manifest).
  */
 export async function pushSignature(
   url: string,
@@ -31,6 +32,7 @@ export async function pushSignature(
   key: string,
   dir: string,
   signedDigest = digest,
+  alter?: (layers: Array<Record<string, unknown>>) => Array<Record<string, unknown>>,
 ): Promise<void> {
   const payload = JSON.stringify({
     critical: {
@@ -61,7 +63,9 @@ export async function pushSignature(
       },
     ],
   };
-  await pushManifest(url, repo, `sha256-${digest.slice(7)}.sig`, mediaType, JSON.stringify(manifest));
+  const layers = alter === undefined ? manifest.layers : alter(manifest.layers);
+  const body = JSON.stringify({ ...manifest, layers });
+  await pushManifest(url, repo, `sha256-${digest.slice(7)}.sig`, mediaType, body);
 }
 
 function run(argv: string[]): Buffer {
