@@ -220,6 +220,7 @@ export const COMMANDS = {
       "allowed-host",
       "htpasswd",
       "public-mirror",
+      "policy",
       "max-downloads",
       "max-connections",
       "client-buffer",

@@ -24,7 +24,7 @@ import { Metrics } from "../server/metrics.ts";
 import { Upkeep } from "../server/upkeep.ts";
 import { writeFileAtomic } from "../store/files.ts";
 import { formatBytes } from "../units.ts";
-import { type Context, cleanupLimits, openCache } from "./context.ts";
+import { type Context, cleanupLimits, loadPolicy, openCache } from "./context.ts";
 
 /**
  * A server others can reach needs an admin token of the user's own, and a mirror others can reach needs client
@@ -76,6 +76,7 @@ export async function runServe(context: Context): Promise<number> {
   const fromEnv = process.env.OCICACHE_ADMIN_TOKEN;
   checkExposure(config, loopback, fromEnv);
   const htpasswd = config.htpasswd === undefined ? undefined : readHtpasswd(config.htpasswd);
+  const policy = loadPolicy(context);
   const generated = fromEnv !== undefined && fromEnv !== "" ? undefined : generateToken();
   const token = generated?.value ?? fromEnv!;
   const metrics = new Metrics();
@@ -105,6 +106,7 @@ export async function runServe(context: Context): Promise<number> {
     allowedHosts: [hostname, ...config.allowedHosts],
     ...(config.upstream !== undefined && { upstream: config.upstream }),
     ...(htpasswd !== undefined && { htpasswd }),
+    ...(policy !== undefined && { policy }),
   });
   const stopped = new Promise<string>((resolve) => {
     process.once("SIGTERM", () => resolve("SIGTERM"));

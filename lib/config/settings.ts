@@ -317,8 +317,8 @@ export const KEYS = {
     default: undefined,
     defaultDoc: "none (no signature is checked)",
     meaning:
-      "a signature policy (containers-policy.json) `pull`, `path` and `cat` check before handing out a file " +
-      "(see [signatures.md](signatures.md))",
+      "a signature policy (containers-policy.json) `pull`, `path` and `cat` check before handing out a file, " +
+      "and `serve`'s mirror before serving a manifest (see [signatures.md](signatures.md))",
   },
 } as const satisfies Record<string, Setting>;
 

@@ -6,7 +6,7 @@
  */
 
 import type { Context } from "hono";
-import { AuthError, IntegrityError, NotFoundError, UsageError } from "../errors.ts";
+import { AuthError, IntegrityError, NotFoundError, PolicyError, UsageError } from "../errors.ts";
 import type { ListPage } from "./tags.ts";
 
 /** The header every answer of the registry API carries. */
@@ -22,7 +22,7 @@ export function listResponse(c: Context, path: string, body: object, page: ListP
 /** An error in the distribution spec's JSON format. */
 export function registryError(
   c: Context,
-  status: 400 | 404 | 405 | 416 | 500 | 502 | 503,
+  status: 400 | 403 | 404 | 405 | 416 | 500 | 502 | 503,
   code: string,
   message: string,
 ): Response {
@@ -39,6 +39,7 @@ export function mirrorError(c: Context, error: unknown, kind: "manifests" | "blo
       message,
     );
   if (error instanceof UsageError) return registryError(c, 400, "NAME_INVALID", message);
+  if (error instanceof PolicyError) return registryError(c, 403, "DENIED", message);
   if (error instanceof AuthError) return registryError(c, 502, "UNAUTHORIZED", message);
   if (error instanceof IntegrityError)
     return registryError(c, 502, kind === "manifests" ? "MANIFEST_INVALID" : "BLOB_UNKNOWN", message);

@@ -10,6 +10,7 @@
 import { Hono } from "hono";
 import { secureHeaders } from "hono/secure-headers";
 import type { Config } from "../config/config.ts";
+import type { Policy } from "../oci/policy.ts";
 import type { Cache } from "../pull/cache.ts";
 import { adminRoutes } from "./admin.ts";
 import { errorResponse, noRoute } from "./errors.ts";
@@ -20,6 +21,7 @@ import { hostCheck, hostName } from "./middleware/host.ts";
 import { timing } from "./middleware/timing.ts";
 import { mirrorRoutes } from "./mirror.ts";
 import { pages } from "./pages.ts";
+import { PolicyGate } from "./policy-gate.ts";
 
 /** What the admin app works with. */
 export interface AdminDeps {
@@ -34,6 +36,8 @@ export interface AdminDeps {
   allowedHosts?: string[];
   /** Every route but health needs Basic credentials from these users (or the admin token). */
   htpasswd?: Htpasswd;
+  /** The mirror serves only manifests this signature policy accepts (`serve --policy`). */
+  policy?: Policy;
 }
 
 /**
@@ -61,7 +65,8 @@ export function createAdminApp(deps: AdminDeps): Hono {
       maxConnections: config.maxConnections,
       chunkBytes: config.clientBufferBytes,
     };
-    app.route("/v2", mirrorRoutes({ cache, metrics, upstream: deps.upstream, limits }));
+    const gate = deps.policy === undefined ? undefined : new PolicyGate(deps.policy);
+    app.route("/v2", mirrorRoutes({ cache, metrics, upstream: deps.upstream, limits, ...(gate && { gate }) }));
   }
   app.notFound(noRoute);
   app.onError(errorResponse((error) => metrics.upstreamError(error)));

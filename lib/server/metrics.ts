@@ -55,6 +55,8 @@ export class Metrics {
   bufferedBytes = 0;
   /** Mirror: blob requests refused with 429 past `maxConnections`. */
   refusedTotal = 0;
+  /** Mirror: manifests refused by the signature policy (`serve --policy`). */
+  policyRefusals = 0;
   /** Tags answered from their last known digest because the upstream could not be asked. */
   staleTags = 0;
   /** The last of those, for the status page. */
@@ -146,6 +148,7 @@ export class Metrics {
       this.damagedBlobsDropped,
     );
     metric("mirror_refused_total", "counter", "Blob requests refused (429) past maxConnections.", this.refusedTotal);
+    metric("mirror_policy_refused_total", "counter", "Manifests the signature policy refused.", this.policyRefusals);
     metric(
       "stale_tags_total",
       "counter",

@@ -6,6 +6,7 @@
 
 import type { Cache } from "../pull/cache.ts";
 import type { Metrics } from "./metrics.ts";
+import type { PolicyGate } from "./policy-gate.ts";
 
 /** What the mirror needs. */
 export interface MirrorDeps {
@@ -18,6 +19,8 @@ export interface MirrorDeps {
   upstream: string;
   /** How much the mirror takes on at once. */
   limits: MirrorLimits;
+  /** With a signature policy (`serve --policy`): what checks each manifest before it is served. */
+  gate?: PolicyGate;
 }
 
 /** The mirror's bounds: memory is at most `maxConnections` × 2 × `chunkBytes` for blob bodies. */

@@ -9,15 +9,17 @@
  */
 
 import { type Context, Hono } from "hono";
-import { NotFoundError, OcicacheError, UsageError } from "../errors.ts";
+import { NotFoundError, OcicacheError, PolicyError, UsageError } from "../errors.ts";
 import { type Digest, isDigest } from "../oci/digest.ts";
 import { defaultMediaType, type Manifest, parseManifest } from "../oci/manifest.ts";
 import { parseReference, type Reference } from "../oci/reference.ts";
+import type { Resolved } from "../pull/cache.ts";
 import { pullBlob } from "../pull/pull.ts";
 import { API_HEADER, listResponse, mirrorError, registryError } from "./answers.ts";
 import { FileResponse } from "./listener.ts";
 import type { MirrorDeps } from "./mirror-deps.ts";
 import { type Downloads, streamMiss, streamUncached } from "./misses.ts";
+import type { PolicyGate } from "./policy-gate.ts";
 import { parseRange } from "./range.ts";
 import { Slots } from "./slots.ts";
 import { cachedRepositories, paginate, TagMemory } from "./tags.ts";
@@ -93,8 +95,9 @@ async function serveManifest(c: Context, deps: MirrorDeps, name: string, referen
     throw new NotFoundError(`Cannot serve "${resolved.digest}" as a manifest: it is not one`);
   }
   const mediaType = defaultMediaType(manifest);
+  const kept = deps.gate === undefined ? {} : await policed(deps, deps.gate, ref, resolved, manifest);
   if (ref.digest === undefined && resolved.checked)
-    await deps.cache.record(resolved, { mediaType, digest: resolved.digest, size: bytes.byteLength }, {});
+    await deps.cache.record(resolved, { mediaType, digest: resolved.digest, size: bytes.byteLength }, kept);
   const headers = {
     ...API_HEADER,
     "Content-Type": mediaType,
@@ -103,6 +106,22 @@ async function serveManifest(c: Context, deps: MirrorDeps, name: string, referen
     ETag: `"${resolved.digest}"`,
   };
   return new Response(c.req.method === "HEAD" ? null : bytes, { status: 200, headers });
+}
+
+/** The policy's answer for a manifest: the annotations that keep its signatures, or a refusal counted. */
+async function policed(
+  deps: MirrorDeps,
+  gate: PolicyGate,
+  ref: Reference,
+  resolved: Resolved,
+  manifest: Manifest,
+): Promise<Record<string, string>> {
+  try {
+    return await gate.admit(deps.cache, ref, resolved, manifest);
+  } catch (error) {
+    if (error instanceof PolicyError) deps.metrics.policyRefusals++;
+    throw error;
+  }
 }
 
 async function serveBlob(

@@ -8,10 +8,12 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCli } from "../helpers/cli.ts";
+import { startContainerd } from "../helpers/containerd.ts";
 import { makeKey, pushSignature } from "../helpers/cosign.ts";
 import { HOST_ARCH as host, RUN_ID as run, useTempDir } from "../helpers/env.ts";
 import { pushSampleImage, type SampleImage } from "../helpers/images.ts";
 import { type RegistryHandle, sharedRegistry } from "../helpers/registry.ts";
+import { startServe } from "../helpers/serve.ts";
 
 const tmp = useTempDir("signatures");
 let registry: RegistryHandle;
@@ -227,6 +229,46 @@ describe("a sigstoreSigned policy", () => {
     const check = await ocicache(["lock", "--check", "--lock-file", lockFile]);
     expect(check.code).toBe(1);
     expect(check.stdout).toContain(`moved ${tagIdentity.ref}: its signature ${signature} -> sha256:`);
+  });
+
+  test("serve --policy: a manifest refused is DENIED (403) to fetch and ctr; an accepted index is served", async () => {
+    const accept = policy(byKey(good.pub, { type: "matchRepository" }));
+    const serve = await startServe(join(tmp.path, "serve"), registry.host, ["--policy", accept]);
+    const manifest = (repo: string, reference: string) =>
+      fetch(`http://${serve.host}/v2/${repo}/manifests/${reference}`, {
+        headers: { Accept: "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json" },
+      });
+    try {
+      const index = await manifest(repoOf(signed), "1");
+      expect([index.status, index.headers.get("docker-content-digest")]).toEqual([200, signed.indexDigest]);
+      const platform = await manifest(repoOf(signed), signed.manifests[host].digest);
+      expect(platform.status).toBe(200);
+      expect(platform.headers.get("docker-content-digest")).toBe(signed.manifests[host].digest);
+      expect(new Bun.CryptoHasher("sha256").update(await platform.arrayBuffer()).digest("hex")).toBe(
+        signed.manifests[host].digest.slice(7),
+      );
+      for (const reference of ["1", unsigned.indexDigest, unsigned.manifests[host].digest]) {
+        const refused = await manifest(repoOf(unsigned), reference);
+        expect(refused.status).toBe(403);
+        const body = (await refused.json()) as { errors: Array<{ code: string; message: string }> };
+        expect(body.errors[0]!.code).toBe("DENIED");
+        expect(body.errors[0]!.message).toContain("it has no signature");
+      }
+      const metrics = await (await fetch(`http://${serve.host}/metrics`)).text();
+      expect(metrics).toContain("\nocicache_mirror_policy_refused_total 3\n");
+      if (Bun.which("containerd") !== null && Bun.which("ctr") !== null) {
+        const containerd = await startContainerd(join(tmp.path, "containerd"));
+        try {
+          const fetched = containerd.ctr("content", "fetch", "--plain-http", `${serve.host}/${repoOf(unsigned)}:1`);
+          expect(fetched.exitCode).not.toBe(0);
+          expect(fetched.stderr).toContain("403 Forbidden");
+        } finally {
+          await containerd.stop();
+        }
+      }
+    } finally {
+      await serve.stop();
+    }
   });
 
   test("scopes: the most specific wins; reject and insecureAcceptAnything mean what they say", async () => {
