@@ -231,7 +231,7 @@ describe("a sigstoreSigned policy", () => {
     expect(check.stdout).toContain(`moved ${tagIdentity.ref}: its signature ${signature} -> sha256:`);
   });
 
-  test("serve --policy: a manifest refused is DENIED (403) to fetch and ctr; an accepted index is served", async () => {
+  test("serve --policy: a refused manifest is 403 DENIED to fetch, podman, ctr; an accepted one is served", async () => {
     const accept = policy(byKey(good.pub, { type: "matchRepository" }));
     const serve = await startServe(join(tmp.path, "serve"), registry.host, ["--policy", accept]);
     const manifest = (repo: string, reference: string) =>
@@ -256,10 +256,26 @@ describe("a sigstoreSigned policy", () => {
       }
       const metrics = await (await fetch(`http://${serve.host}/metrics`)).text();
       expect(metrics).toContain("\nocicache_mirror_policy_refused_total 3\n");
+      // The real clients, asking the mirror as their registry, say why.
+      const unsignedThere = `${serve.host}/${repoOf(unsigned)}:1`;
+      if (Bun.which("podman") !== null) {
+        const store = join(tmp.path, "podman");
+        const podman = ["podman", "--root", join(store, "graph"), "--runroot", join(store, "run")];
+        const pulled = Bun.spawnSync([
+          ...podman,
+          "--storage-driver",
+          "vfs",
+          "pull",
+          "--tls-verify=false",
+          unsignedThere,
+        ]);
+        expect(pulled.exitCode).not.toBe(0);
+        expect(pulled.stderr.toString()).toContain(`denied: Cannot accept "${unsigned.ref}": it has no signature`);
+      }
       if (Bun.which("containerd") !== null && Bun.which("ctr") !== null) {
         const containerd = await startContainerd(join(tmp.path, "containerd"));
         try {
-          const fetched = containerd.ctr("content", "fetch", "--plain-http", `${serve.host}/${repoOf(unsigned)}:1`);
+          const fetched = containerd.ctr("content", "fetch", "--plain-http", unsignedThere);
           expect(fetched.exitCode).not.toBe(0);
           expect(fetched.stderr).toContain("403 Forbidden");
         } finally {
