@@ -8,7 +8,7 @@
  */
 
 import { existsSync } from "node:fs";
-import { EXIT_CODES, UsageError } from "../errors.ts";
+import { EXIT_CODES, PolicyError, UsageError } from "../errors.ts";
 import type { Digest } from "../oci/digest.ts";
 import { type PlatformWant, parsePlatform } from "../oci/platform.ts";
 import type { Policy } from "../oci/policy.ts";
@@ -113,6 +113,7 @@ async function lockAll(
  * Ask the registry where each locked tag points now (offline, the cache: what it last knew, no request); exit 1
  * when one moved. Offline, a tag the cache never saw is unknown, and said so. A reference locked with its signature
  * (`lock --policy`) is checked too: its signature gone, or another in its place, counts as moved (online only).
+ * With a policy, each locked digest must still be accepted by it (exit 7 for one that is not).
  */
 async function checkLock(context: Context, path: string, lock: LockFile): Promise<number> {
   const offline = context.config.offline;
@@ -121,11 +122,12 @@ async function checkLock(context: Context, path: string, lock: LockFile): Promis
     if (!offline) return (await (await cache.client()).headManifest(ref, ref.tag!)).digest;
     return lookupEntry(cache.store, formatReference(ref))?.digest;
   };
+  const policy = loadPolicy(context);
   const rows: CheckRow[] = [];
   for (const [name, entry] of Object.entries(lock.references)) {
     const ref: Reference = parseReference(name);
     const tag = ref.digest === undefined && ref.tag !== undefined;
-    if (!tag && entry.signature === undefined) continue;
+    if (!tag && entry.signature === undefined && policy === undefined) continue;
     const now = tag ? await current(ref) : entry.digest;
     const row: CheckRow = {
       reference: name,
@@ -134,9 +136,11 @@ async function checkLock(context: Context, path: string, lock: LockFile): Promis
     };
     if (now !== undefined) row.currentDigest = now;
     if (entry.signature !== undefined && !offline) Object.assign(row, await signatureNow(cache, ref, entry));
+    if (policy !== undefined) Object.assign(row, await policyNow(cache, ref, entry.digest, policy));
     rows.push(row);
   }
   const moved = rows.filter((r) => r.moved || r.signatureMoved);
+  const refused = rows.filter((r) => r.accepted === false);
   const unknown = rows.filter((r) => r.currentDigest === undefined);
   if (context.flags.json) context.print(JSON.stringify(rows, null, 2));
   else
@@ -147,6 +151,7 @@ async function checkLock(context: Context, path: string, lock: LockFile): Promis
             ? `moved ${r.reference}: ${r.lockedDigest} -> ${r.currentDigest}`
             : `moved ${r.reference}: its signature ${r.lockedSignatureDigest} -> ${r.currentSignatureDigest ?? "gone"}`,
         ),
+        ...refused.map((r) => `refused ${r.reference}: ${r.reason}`),
         ...unknown.map((r) => `unknown ${r.reference}: the cache has never resolved it (--offline)`),
         `${plural(rows.length, "locked tag")} in ${path}: ${moved.length} moved` +
           `${offline ? ", as the cache last knew them" : ""}`,
@@ -154,7 +159,25 @@ async function checkLock(context: Context, path: string, lock: LockFile): Promis
         .map(escapeControl)
         .join("\n"),
     );
+  if (refused.length > 0) return EXIT_CODES.policy;
   return moved.length > 0 ? EXIT_CODES.other : EXIT_CODES.ok;
+}
+
+/**
+ * Whether the policy accepts the locked digest of `ref` now: its signatures asked for anew from the registry, or
+ * offline those the cache kept with it.
+ */
+async function policyNow(cache: Cache, ref: Reference, digest: Digest, policy: Policy): Promise<Partial<CheckRow>> {
+  const { checkPolicy } = await import("../pull/signatures.ts");
+  const name = formatReference(ref);
+  const kept = cache.options.offline ? lookupEntry(cache.store, name) : undefined;
+  try {
+    await checkPolicy(cache, ref, { name, digest, images: {}, checked: false, ...(kept && { entry: kept }) }, policy);
+    return { accepted: true };
+  } catch (error) {
+    if (!(error instanceof PolicyError)) throw error;
+    return { accepted: false, reason: error.message };
+  }
 }
 
 /** One row of `lock --check`. */
@@ -166,6 +189,9 @@ interface CheckRow {
   lockedSignatureDigest?: Digest;
   currentSignatureDigest?: Digest;
   signatureMoved?: boolean;
+  /** With `--policy`: whether it accepts the locked digest now, and if not, why. */
+  accepted?: boolean;
+  reason?: string;
 }
 
 /**

@@ -40,7 +40,7 @@ export const OPTIONS = {
     type: "boolean",
     help: "A reference not in the lock file (default ./ocicache.lock) is not found (exit 3)",
   },
-  check: { type: "boolean", help: "Exit 1 when a locked tag points elsewhere now, naming it" },
+  check: { type: "boolean", help: "Exit 1 when a locked tag points elsewhere now (7 when --policy refuses a digest)" },
   update: { type: "boolean", help: "Resolve the locked references again (or the ones named)" },
   config: {
     type: "string",

@@ -27,7 +27,6 @@ import { type Policy, type Requirement, requirementsFor, type SignedIdentity } f
 import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
 import { parseSignatures } from "../store/index-file.ts";
-import { fetchBlob } from "./blobs.ts";
 import { bundleSignedBy, isBundleManifest, listBundleReferrers, readBundle } from "./bundles.ts";
 import type { Cache, Resolved } from "./cache.ts";
 
@@ -217,7 +216,11 @@ async function readPayload(cache: Cache, repo: Reference, layer: unknown): Promi
  */
 async function keptBlob(cache: Cache, repo: Reference, descriptor: Descriptor): Promise<string | { path: string }> {
   const what = descriptor.mediaType === PAYLOAD_TYPE ? "a payload" : "a bundle";
+  // Cached: read as it is (what it says is checked against its signature), without loading the download path.
+  if (cache.store.stat(descriptor.digest)?.size === descriptor.size)
+    return { path: cache.store.blobPath(descriptor.digest) };
   try {
+    const { fetchBlob } = await import("./blobs.ts");
     const { path } = await fetchBlob(cache, repo, descriptor);
     return path === undefined ? `${what} could not be kept` : { path };
   } catch (error) {

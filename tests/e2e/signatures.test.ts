@@ -229,9 +229,18 @@ describe("a sigstoreSigned policy", () => {
     const check = await ocicache(["lock", "--check", "--lock-file", lockFile]);
     expect(check.code).toBe(1);
     expect(check.stdout).toContain(`moved ${tagIdentity.ref}: its signature ${signature} -> sha256:`);
+    // With --policy, each locked digest must still be accepted: by the registry's signatures, or offline the kept ones.
+    const checkWith = (pub: string, ...more: string[]) =>
+      ocicache(["lock", "--check", "--lock-file", lockFile, "--policy", policy(byKey(pub)), ...more]);
+    const refused = await checkWith(other.pub);
+    expect(refused.code).toBe(7);
+    expect(refused.stdout).toContain(`refused ${tagIdentity.ref}: Cannot accept "${tagIdentity.ref}": no signature by`);
+    const offline = await checkWith(good.pub, "--offline");
+    expect([offline.code, offline.stdout]).toEqual([0, expect.not.stringContaining("refused")]);
+    expect((await checkWith(other.pub, "--offline")).code).toBe(7);
   });
 
-  test("serve --policy: a refused manifest is 403 DENIED to fetch, podman, ctr; an accepted one is served", async () => {
+  test("serve --policy: a refused manifest is 403 DENIED to fetch, podman, ctr; an accepted one served", async () => {
     const accept = policy(byKey(good.pub, { type: "matchRepository" }));
     const serve = await startServe(join(tmp.path, "serve"), registry.host, ["--policy", accept]);
     const manifest = (repo: string, reference: string) =>
