@@ -4,8 +4,8 @@
  * compiled `path` against a compiled hello-world, `bun mod.ts path` against
  * `bun hello.ts`, a warm `path` with 10,000 more references cached
  * against the same with one, and a warm `path` under a signature policy
- * (`sigstoreSigned`, the image signed by openssl as cosign signs) against
- * the same with none. Each command runs RUNS times, interleaved;
+ * (`sigstoreSigned`, the image signed by openssl as cosign signs, or by a
+ * Sigstore bundle from `@sigstore/sign`) against the same with none. Each command runs RUNS times, interleaved;
  * medians and their ratios, each target marked met or not.
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { makeKey, pushSignature } from "../tests/helpers/cosign.ts";
 import { pushSampleImage } from "../tests/helpers/images.ts";
 import { startRegistry } from "../tests/helpers/registry.ts";
+import { pushBundle } from "../tests/helpers/sigstore.ts";
 
 const RUNS = Number(Bun.argv[2] ?? 30);
 const HELLO = "hello-world (compiled)";
@@ -36,12 +37,17 @@ try {
   await pushSignature(registry.url, "bench/startup", image.indexDigest, image.name, key.key, work);
   const policy = join(work, "policy.json");
   writeFileSync(policy, JSON.stringify({ default: [{ type: "sigstoreSigned", keyPath: key.pub }] }));
+  const bundled = await pushSampleImage(registry.url, "bench/bundled", "1", { format: "kraftkit" });
+  const bundledPinned = `${bundled.name}@${bundled.indexDigest}`;
+  await pushBundle(registry.url, "bench/bundled", bundled.indexDigest, key.key, { name: bundled.name });
   const one = join(work, "one");
   const many = join(work, "many");
-  const pulled = Bun.spawnSync([BIN, "pull", pinned, "-q", "--policy", policy], {
-    env: { ...process.env, OCICACHE_DIR: one },
-  });
-  if (pulled.exitCode !== 0) throw new Error("bench-startup: the first pull failed");
+  for (const ref of [pinned, bundledPinned]) {
+    const pulled = Bun.spawnSync([BIN, "pull", ref, "-q", "--policy", policy], {
+      env: { ...process.env, OCICACHE_DIR: one },
+    });
+    if (pulled.exitCode !== 0) throw new Error(`bench-startup: the first pull of ${ref} failed`);
+  }
   cpSync(one, many, { recursive: true });
   const index = JSON.parse(readFileSync(join(many, "index.json"), "utf8"));
   const entry = index.manifests[0];
@@ -54,8 +60,8 @@ try {
   }
   writeFileSync(join(many, "index.json"), JSON.stringify(index));
 
-  const path = (cache: string, argv: string[], more: string[] = []) => ({
-    argv: [...argv, "path", pinned, "--role", "kernel", ...more],
+  const path = (cache: string, argv: string[], more: string[] = [], ref = pinned) => ({
+    argv: [...argv, "path", ref, "--role", "kernel", ...more],
     cache,
   });
   const commands: Record<string, { argv: string[]; cache?: string }> = {
@@ -64,6 +70,12 @@ try {
     "ocicache path, warm (compiled)": path(one, [BIN]),
     "ocicache path, warm, 10,000 more references (compiled)": path(many, [BIN]),
     "ocicache path, warm, under a sigstoreSigned policy (compiled)": path(one, [BIN], ["--policy", policy]),
+    "ocicache path, warm, under the policy, met by a kept bundle (compiled)": path(
+      one,
+      [BIN],
+      ["--policy", policy],
+      bundledPinned,
+    ),
     "bun hello.ts": { argv: ["bun", join(work, "hello.ts")] },
     "bun mod.ts path, warm": path(one, ["bun", join(root, "mod.ts")]),
   };
@@ -106,6 +118,12 @@ try {
     [
       "warm path under a sigstoreSigned policy ≤ 1.2 × with none",
       "ocicache path, warm, under a sigstoreSigned policy (compiled)",
+      "ocicache path, warm (compiled)",
+      1.2,
+    ],
+    [
+      "warm path under the policy, met by a Sigstore bundle, ≤ 1.2 × with none",
+      "ocicache path, warm, under the policy, met by a kept bundle (compiled)",
       "ocicache path, warm (compiled)",
       1.2,
     ],
