@@ -27,7 +27,7 @@ import { type Policy, type Requirement, requirementsFor, type SignedIdentity } f
 import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
 import { parseSignatures } from "../store/index-file.ts";
-import { bundleSignedBy, isBundleManifest, listBundleReferrers, readBundle } from "./bundles.ts";
+import { bundleSignedBy, isBundleManifest, listBundleReferrers, type Referrer, readBundle } from "./bundles.ts";
 import type { Cache, Resolved } from "./cache.ts";
 
 /** The media type of a cosign simple-signing payload, and the annotation with its signature. */
@@ -86,6 +86,10 @@ async function checkSigned(
   }
   reasons.length = 0;
   for await (const fetched of registrySignatures(cache, repo, resolved.digest)) {
+    if ("reason" in fetched) {
+      reasons.push(fetched.reason);
+      continue;
+    }
     const reason = await checkSignature(cache, repo, fetched.bytes, want);
     if (reason === undefined) {
       if (cache.writable)
@@ -115,24 +119,38 @@ function keptSignatures(cache: Cache, resolved: Resolved): Array<{ digest: Diges
   });
 }
 
+/** A signature manifest the registry gave, verified by its digest; or why what it gave cannot be used. */
+type Found = { digest: Digest; bytes: Uint8Array } | { reason: string };
+
 /**
  * The image's signature manifests on the registry, verified by their digests: cosign's simple-signing manifest
- * under `sha256-<hex>.sig`, then each Sigstore bundle among its referrers (asked for only when needed).
+ * under `sha256-<hex>.sig`, then each Sigstore bundle among its referrers (asked for only when needed). A manifest
+ * or a referrers list that is oversized or not what its digest says is a reason, not an error of the pull.
  */
-async function* registrySignatures(cache: Cache, repo: Reference & { tag: string }, digest: Digest) {
+async function* registrySignatures(
+  cache: Cache,
+  repo: Reference & { tag: string },
+  digest: Digest,
+): AsyncGenerator<Found> {
   const client = await cache.client();
-  const get = async (tagOrDigest: string) => {
-    try {
-      return await client.getManifest(repo, tagOrDigest);
-    } catch (error) {
-      if (error instanceof NotFoundError) return undefined;
-      throw error;
-    }
+  const unusable = (what: string, error: unknown): Found | undefined => {
+    if (error instanceof NotFoundError) return undefined;
+    if (error instanceof IntegrityError) return { reason: `${what} cannot be used (${error.message.slice(0, 200)})` };
+    throw error;
   };
-  const simple = await get(repo.tag);
+  const get = (tagOrDigest: string, what: string) =>
+    client.getManifest(repo, tagOrDigest).catch((error: unknown) => unusable(what, error));
+  const simple = await get(repo.tag, "its signature manifest");
   if (simple !== undefined) yield simple;
-  for (const referrer of await listBundleReferrers(cache, repo, digest)) {
-    const bundle = await get(referrer.digest);
+  let referrers: Referrer[] = [];
+  try {
+    referrers = await listBundleReferrers(cache, repo, digest);
+  } catch (error) {
+    const found = unusable("its referrers list", error);
+    if (found !== undefined) yield found;
+  }
+  for (const referrer of referrers) {
+    const bundle = await get(referrer.digest, "a bundle's manifest");
     if (bundle !== undefined) yield bundle;
   }
 }
@@ -353,7 +371,7 @@ export async function listSignatures(
   const found = new Map(keptSignatures(cache, resolved).map((kept) => [kept.digest, kept.bytes]));
   if (!cache.options.offline)
     for await (const fetched of registrySignatures(cache, repo, resolved.digest))
-      found.set(fetched.digest, fetched.bytes);
+      if (!("reason" in fetched)) found.set(fetched.digest, fetched.bytes);
   const signatures: InspectedSignature[] = [];
   for (const [digest, bytes] of found) {
     const listed = await describeSignature(cache, repo, digest, bytes, resolved.digest);

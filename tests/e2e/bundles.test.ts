@@ -164,6 +164,26 @@ describe("a Sigstore bundle attached as a referrer", () => {
     }
   });
 
+  test("a hostile referrers list (oversized, not JSON) refuses the image with its reason, exit 7", async () => {
+    const image = await pushSampleImage(registry.url, `bundle-${run}/hostile-list`, "1", { format: "kraftkit" });
+    let listing = "";
+    const proxy = startProxy(registry.url, (request, forward) =>
+      new URL(request.url).pathname.includes("/referrers/") ? new Response(listing) : forward(),
+    );
+    try {
+      const pull = () =>
+        ocicache(["pull", `${proxy.host}/${repoOf(image)}:1`, "--policy", policy({ type: "matchRepository" })]);
+      listing = "x".repeat(5 * 1024 * 1024);
+      const oversized = await pull();
+      expect([oversized.code, oversized.messages]).toEqual([7, expect.stringContaining("its referrers list cannot")]);
+      listing = "{not json";
+      const junk = await pull();
+      expect([junk.code, junk.messages]).toEqual([7, expect.stringContaining("it has no signature")]);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test("a statement that names no image (cosign 3) cannot meet a signedIdentity: refused, saying why", async () => {
     const ran = await ocicache(["pull", `${unnamed.name}@${unnamed.indexDigest}`, "--policy", policy()]);
     expect(ran.code).toBe(7);
