@@ -155,6 +155,16 @@ async function* registrySignatures(
   }
 }
 
+/** A signature manifest's JSON (either form), or `undefined` when it is not a JSON object. */
+function parseSignatureManifest(bytes: Uint8Array): { layers?: unknown } | undefined {
+  try {
+    const parsed: unknown = JSON.parse(new TextDecoder().decode(bytes));
+    return typeof parsed === "object" && parsed !== null ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Why a signature manifest (either form) does not vouch for the image, or `undefined` when it does. */
 async function checkSignature(
   cache: Cache,
@@ -162,12 +172,8 @@ async function checkSignature(
   bytes: Uint8Array,
   want: Want,
 ): Promise<string | undefined> {
-  let manifest: { layers?: unknown };
-  try {
-    manifest = JSON.parse(new TextDecoder().decode(bytes)) as { layers?: unknown };
-  } catch {
-    return "a signature manifest is not JSON";
-  }
+  const manifest = parseSignatureManifest(bytes);
+  if (manifest === undefined) return "a signature manifest is not JSON";
   if (isBundleManifest(manifest)) return checkBundle(cache, repo, manifest, want);
   const layers = Array.isArray(manifest.layers) ? manifest.layers : [];
   if (layers.length === 0 || layers.length > MAX_SIGNATURES)
@@ -395,12 +401,8 @@ async function describeSignature(
   bytes: Uint8Array,
   image: Digest,
 ): Promise<InspectedSignature | undefined> {
-  let manifest: { layers?: unknown };
-  try {
-    manifest = JSON.parse(new TextDecoder().decode(bytes)) as { layers?: unknown };
-  } catch {
-    return undefined;
-  }
+  const manifest = parseSignatureManifest(bytes);
+  if (manifest === undefined) return undefined;
   if (isBundleManifest(manifest)) {
     const referrers = { ...repo, tag: referrersTag(image) };
     const bundle = await readBundle(manifest, image, (descriptor) => keptBlob(cache, referrers, descriptor));
