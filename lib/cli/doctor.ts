@@ -10,7 +10,9 @@
 
 import { statfsSync } from "node:fs";
 import type { Config } from "../config/config.ts";
-import { AuthError, NotFoundError, RegistryError } from "../errors.ts";
+import { AuthError, NotFoundError, RegistryError, UsageError } from "../errors.ts";
+import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
+import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { formatReference, type Reference } from "../oci/reference.ts";
 import { RegistryClient, type RegistryClientOptions } from "../registry/client.ts";
 import { endpointsFor } from "../registry/hosts.ts";
@@ -66,7 +68,7 @@ export async function runDoctor(
   configFile = config.configFile,
   named: { hosts: string[]; references: Reference[] } = { hosts: [], references: [] },
 ): Promise<Check[]> {
-  const checks = [checkCache(config), ...(await checkConfig(configFile))];
+  const checks = [checkCache(config), ...(await checkConfig(configFile)), ...(await checkPolicyFile(config))];
   const client = new RegistryClient({ ...registry, retries: 0 });
   const asked = named.hosts.length + named.references.length > 0;
   const hosts = new Set<string>(
@@ -146,6 +148,27 @@ async function checkConfig(configFile: string | undefined): Promise<Check[]> {
     detail: `${configFile}: ${problem}`,
     fix: "correct it (docs/configuration.md); until then ocicache refuses to run, and these checks ignore the file",
   }));
+}
+
+/** The signature policy, when one is set: read and checked whole, and each of its keys read. */
+async function checkPolicyFile(config: Config): Promise<Check[]> {
+  const path = config.policyFile;
+  if (path === undefined) return [];
+  const fix = "correct it (docs/signatures.md); until then every command that checks it stops with exit 2";
+  const [{ parsePolicy }, { unusableKeys }] = await Promise.all([
+    import("../oci/policy.ts"),
+    import("../pull/signatures.ts"),
+  ]);
+  let problems: string[];
+  try {
+    problems = unusableKeys(parsePolicy(readFileBounded(path, MAX_USER_FILE_BYTES, { follow: true }).toString(), path));
+  } catch (error) {
+    const why =
+      error instanceof UsageError ? error.message : `Cannot read the policy "${path}": ${describeReadError(error)}`;
+    problems = [why];
+  }
+  if (problems.length === 0) return [{ subject: "policy", ok: true, detail: `${path} is valid, and its keys load` }];
+  return problems.map((problem) => ({ subject: "policy", ok: false, detail: problem, fix }));
 }
 
 async function checkRegistry(client: RegistryClient, host: string): Promise<Check> {

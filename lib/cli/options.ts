@@ -207,8 +207,8 @@ export const COMMANDS = {
   },
   doctor: {
     usage: "doctor [REF|HOST…]",
-    summary: "Check the cache, the config and each configured registry (or the ones named, and each REF)",
-    options: ["json", ...REGISTRY],
+    summary: "Check the cache, the config, the policy and each configured registry (or the ones named, and each REF)",
+    options: ["json", "policy", ...REGISTRY],
     example: "ocicache doctor 127.0.0.1:5000/unikraft/nginx:1.25",
   },
   serve: {

@@ -318,7 +318,7 @@ export const KEYS = {
     defaultDoc: "none (no signature is checked)",
     meaning:
       "a signature policy (containers-policy.json) `pull`, `path` and `cat` check before handing out a file, " +
-      "and `serve`'s mirror before serving a manifest (see [signatures.md](signatures.md))",
+      "and `serve`'s mirror before serving a manifest; `doctor` checks it (see [signatures.md](signatures.md))",
   },
 } as const satisfies Record<string, Setting>;
 

@@ -323,6 +323,25 @@ export function identityMatches(signed: string, ref: Reference, rule: SignedIden
   }
 }
 
+/**
+ * Why each key a policy names cannot be used (none when all can), for `doctor`: a pull reads a key only when an image
+ * needs it.
+ */
+export function unusableKeys(policy: Policy): string[] {
+  const problems = new Set<string>();
+  for (const requirements of [policy.default, ...policy.docker.values()])
+    for (const requirement of requirements)
+      if (requirement.type === "sigstoreSigned")
+        for (const key of requirement.keys) {
+          try {
+            loadKey(key);
+          } catch (error) {
+            problems.add((error as Error).message);
+          }
+        }
+  return [...problems];
+}
+
 function loadKey(key: { path?: string; data?: string }): KeyObject {
   let pem: string;
   if (key.path !== undefined) {

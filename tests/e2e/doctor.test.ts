@@ -144,6 +144,41 @@ describe("ocicache doctor", () => {
     expect(broken.checks[1]!.detail).toContain("it is not valid JSON: line 3, column 14: unexpected");
   });
 
+  test("the signature policy of the config is read whole and each key loaded: each problem is reported", async () => {
+    const key = join(dir, "cosign.pub");
+    const made = Bun.spawnSync([
+      "openssl",
+      "ecparam",
+      "-genkey",
+      "-name",
+      "prime256v1",
+      "-noout",
+      "-out",
+      `${key}.key`,
+    ]);
+    expect(made.exitCode).toBe(0);
+    expect(Bun.spawnSync(["openssl", "ec", "-in", `${key}.key`, "-pubout", "-out", key]).exitCode).toBe(0);
+    const policy = (body: object) => {
+      const path = join(dir, `policy-${Math.random()}.json`);
+      writeFileSync(path, JSON.stringify(body));
+      return path;
+    };
+    const signed = (keyPath: string) => ({ type: "sigstoreSigned", keyPath });
+    const good = await doctor({ policy: policy({ default: [signed(key)] }) });
+    expect(good.checks.find((c) => c.subject === "policy")).toMatchObject({ ok: true });
+    expect(good.code).toBe(0);
+    const missing = policy({ default: [signed(key)], transports: { docker: { x: [signed(join(dir, "gone.pub"))] } } });
+    const keyGone = await doctor({ policy: missing });
+    expect(keyGone.code).toBe(1);
+    expect(keyGone.checks.filter((c) => c.subject === "policy")).toEqual([
+      expect.objectContaining({ ok: false, detail: expect.stringContaining(`Cannot read the policy's key "${dir}`) }),
+    ]);
+    const gpg = await doctor({ policy: policy({ default: [{ type: "signedBy", keyType: "GPGKeys" }] }) });
+    expect(gpg.checks.find((c) => c.subject === "policy")!.detail).toContain('"signedBy" is not implemented');
+    const absent = await doctor({}, {}, ["--policy", join(dir, "nowhere.json")]);
+    expect(absent.checks.find((c) => c.subject === "policy")!.detail).toContain("Cannot read the policy");
+  });
+
   test("doctor REF checks its registry and that it resolves; doctor HOST checks that registry only", async () => {
     const image = await pushSampleImage(registry.url, `doctor-${RUN_ID}/app`, "1", { format: "kraftkit" });
     const found = await doctor({ registries: { [secured.host]: {} } }, {}, [image.ref]);
