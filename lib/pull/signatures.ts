@@ -239,13 +239,15 @@ async function readPayload(cache: Cache, repo: Reference, layer: unknown): Promi
  * not cached (the image is refused, not "not found"), or its bytes are not what its descriptor says.
  */
 async function keptBlob(cache: Cache, repo: Reference, descriptor: Descriptor): Promise<string | { path: string }> {
-  const what = descriptor.mediaType === PAYLOAD_TYPE ? "a payload" : "a bundle";
+  const payload = descriptor.mediaType === PAYLOAD_TYPE;
+  const what = payload ? "a payload" : "a bundle";
   // Cached: read as it is (what it says is checked against its signature), without loading the download path.
   if (cache.store.stat(descriptor.digest)?.size === descriptor.size)
     return { path: cache.store.blobPath(descriptor.digest) };
   try {
     const { fetchBlob } = await import("./blobs.ts");
-    const { path } = await fetchBlob(cache, repo, descriptor);
+    // Progress names it: "fetching REPO:sha256-<hex>.sig signature (…)".
+    const { path } = await fetchBlob(cache, repo, descriptor, { files: [payload ? "signature" : "bundle"] });
     return path === undefined ? `${what} could not be kept` : { path };
   } catch (error) {
     if (error instanceof NotFoundError) return `${what} is not cached`;

@@ -212,6 +212,8 @@ describe("a Sigstore bundle attached as a referrer", () => {
     ])
       expect(ran.messages).toContain(reason);
     expect(ran.messages.split("\n").filter(Boolean)).toHaveLength(1);
+    // The progress says what each download is.
+    expect(ran.stderr).toMatch(/fetching \S+:sha256-[0-9a-f]{64} bundle \(sha256:/);
     expect(existsSync(out)).toBe(false);
   });
 });
