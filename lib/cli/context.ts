@@ -72,7 +72,15 @@ export function one(context: Context, what = "reference"): string {
 /** The signature policy, when one is set (`--policy`, `OCICACHE_POLICY`, `policy`): read and checked whole. */
 export function loadPolicy(context: Context): Policy | undefined {
   const path = context.config.policyFile;
-  if (path === undefined) return undefined;
+  return path === undefined ? undefined : readPolicy(path);
+}
+
+/**
+ * Read and check a policy file whole.
+ *
+ * @throws {UsageError} naming the file and what is wrong with it.
+ */
+export function readPolicy(path: string): Policy {
   let text: string;
   try {
     text = readFileBounded(path, MAX_USER_FILE_BYTES, { follow: true }).toString("utf8");

@@ -11,8 +11,6 @@
 import { statfsSync } from "node:fs";
 import type { Config } from "../config/config.ts";
 import { AuthError, NotFoundError, RegistryError, UsageError } from "../errors.ts";
-import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
-import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { formatReference, type Reference } from "../oci/reference.ts";
 import { RegistryClient, type RegistryClientOptions } from "../registry/client.ts";
 import { endpointsFor } from "../registry/hosts.ts";
@@ -155,17 +153,16 @@ async function checkPolicyFile(config: Config): Promise<Check[]> {
   const path = config.policyFile;
   if (path === undefined) return [];
   const fix = "correct it (docs/signatures.md); until then every command that checks it stops with exit 2";
-  const [{ parsePolicy }, { unusableKeys }] = await Promise.all([
-    import("../oci/policy.ts"),
+  const [{ readPolicy }, { unusableKeys }] = await Promise.all([
+    import("./context.ts"),
     import("../pull/signatures.ts"),
   ]);
   let problems: string[];
   try {
-    problems = unusableKeys(parsePolicy(readFileBounded(path, MAX_USER_FILE_BYTES, { follow: true }).toString(), path));
+    problems = unusableKeys(readPolicy(path));
   } catch (error) {
-    const why =
-      error instanceof UsageError ? error.message : `Cannot read the policy "${path}": ${describeReadError(error)}`;
-    problems = [why];
+    if (!(error instanceof UsageError)) throw error;
+    problems = [error.message];
   }
   if (problems.length === 0) return [{ subject: "policy", ok: true, detail: `${path} is valid, and its keys load` }];
   return problems.map((problem) => ({ subject: "policy", ok: false, detail: problem, fix }));
