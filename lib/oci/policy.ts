@@ -15,6 +15,7 @@
  */
 
 import { UsageError } from "../errors.ts";
+import { isObject } from "./json.ts";
 import type { Reference } from "./reference.ts";
 
 /** What an identity in a signature must be, for the image asked for. */
@@ -166,8 +167,4 @@ function identity(value: unknown, at: string, fail: Fail): SignedIdentity {
     default:
       throw fail(`${here}.type`, `"${String(value.type).slice(0, 40)}" is not implemented`);
   }
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

@@ -12,6 +12,7 @@
 import type { KeyObject } from "node:crypto";
 import type { Digest } from "../oci/digest.ts";
 import { isDigest } from "../oci/digest.ts";
+import { isObject, parseObject } from "../oci/json.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { readFileBounded } from "../oci/read.ts";
 import type { Reference } from "../oci/reference.ts";
@@ -26,35 +27,20 @@ const BUNDLE_MEDIA_TYPES = new Set([
 const IN_TOTO = "application/vnd.in-toto+json";
 const STATEMENT_TYPES = new Set(["https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1"]);
 /** Bounds on what a registry may make us read for one image's bundles. */
-export const MAX_BUNDLES = 16;
+const MAX_BUNDLES = 16;
 const MAX_BUNDLE_BYTES = 256 * 1024;
 
-/** A bundle referrer the registry lists for an image: its manifest, and the predicate type it announces. */
-export interface Referrer {
-  digest: Digest;
-  predicateType?: string;
-}
-
-/** One image's bundle referrers as the registry lists them now (none when it lists none); at most `MAX_BUNDLES`. */
-export async function listBundleReferrers(cache: Cache, repo: Reference, digest: Digest): Promise<Referrer[]> {
+/**
+ * The manifests of one image's bundle referrers as the registry lists them now (none when it lists none, or sends no
+ * list it can read); at most `MAX_BUNDLES`.
+ */
+export async function listBundleReferrers(cache: Cache, repo: Reference, digest: Digest): Promise<Digest[]> {
   const bytes = await (await cache.client()).getReferrers(repo, digest);
-  if (bytes === undefined) return [];
-  let index: { manifests?: unknown };
-  try {
-    index = JSON.parse(new TextDecoder().decode(bytes)) as { manifests?: unknown };
-  } catch {
-    return [];
-  }
-  const referrers: Referrer[] = [];
-  for (const item of Array.isArray(index.manifests) ? index.manifests : []) {
-    const descriptor = item as { digest?: unknown; artifactType?: unknown; annotations?: unknown };
-    if (!isDigest(descriptor.digest) || !BUNDLE_MEDIA_TYPES.has(String(descriptor.artifactType))) continue;
-    const annotations = (descriptor.annotations ?? {}) as Record<string, unknown>;
-    const predicateType = annotations["dev.sigstore.bundle.predicateType"];
-    referrers.push({
-      digest: descriptor.digest,
-      ...(typeof predicateType === "string" && { predicateType: predicateType.slice(0, 200) }),
-    });
+  const index = bytes === undefined ? undefined : parseObject(bytes);
+  const referrers: Digest[] = [];
+  for (const item of Array.isArray(index?.manifests) ? index.manifests : []) {
+    if (!isObject(item) || !isDigest(item.digest) || !BUNDLE_MEDIA_TYPES.has(String(item.artifactType))) continue;
+    referrers.push(item.digest);
     if (referrers.length === MAX_BUNDLES) break;
   }
   return referrers;
@@ -99,31 +85,22 @@ export async function readBundle(
 }
 
 function parseBundle(bytes: Buffer, digest: Digest): ReadBundle | string {
-  let json: {
-    verificationMaterial?: { publicKey?: unknown };
-    dsseEnvelope?: { payloadType?: unknown; payload?: unknown };
-  };
-  try {
-    json = JSON.parse(bytes.toString("utf8"));
-  } catch {
-    return "a bundle is not JSON";
-  }
+  const json = parseObject(bytes) as
+    | { verificationMaterial?: { publicKey?: unknown }; dsseEnvelope?: { payloadType?: unknown; payload?: unknown } }
+    | undefined;
+  if (json === undefined) return "a bundle is not a JSON object";
   const envelope = json.dsseEnvelope;
-  if (envelope === undefined) return "a bundle signs a message, not a statement about the image";
-  if (json.verificationMaterial?.publicKey === undefined)
+  if (!isObject(envelope)) return "a bundle signs a message, not a statement about the image";
+  if (!isObject(json.verificationMaterial) || json.verificationMaterial.publicKey === undefined)
     return "a bundle is signed by a certificate (keyless), which ocicache does not verify";
   if (envelope.payloadType !== IN_TOTO || typeof envelope.payload !== "string")
     return "a bundle's envelope is not an in-toto statement";
-  let statement: { _type?: unknown; subject?: unknown; predicateType?: unknown };
-  try {
-    statement = JSON.parse(Buffer.from(envelope.payload, "base64").toString("utf8"));
-  } catch {
-    return "a bundle's statement is not JSON";
-  }
+  const statement = parseObject(Buffer.from(envelope.payload, "base64"));
+  if (statement === undefined) return "a bundle's statement is not a JSON object";
   if (!STATEMENT_TYPES.has(String(statement._type)) || !Array.isArray(statement.subject))
     return "a bundle's statement is not an in-toto statement";
   const subjects = statement.subject.slice(0, MAX_BUNDLES).map((item) => {
-    const { name, digest: digests } = (item ?? {}) as { name?: unknown; digest?: { sha256?: unknown } };
+    const { name, digest: digests } = (isObject(item) ? item : {}) as { name?: unknown; digest?: { sha256?: unknown } };
     const sha256 = `sha256:${String(digests?.sha256)}`;
     return {
       ...(typeof name === "string" && { name: name.slice(0, 400) }),

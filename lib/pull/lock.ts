@@ -11,6 +11,7 @@
 import { NotFoundError, UsageError } from "../errors.ts";
 import { type Digest, isDigest } from "../oci/digest.ts";
 import { isImageFileName } from "../oci/files.ts";
+import { isObject } from "../oci/json.ts";
 import { MAX_USER_FILE_BYTES } from "../oci/limits.ts";
 import type { Role } from "../oci/names.ts";
 import type { PlatformWant } from "../oci/platform.ts";
@@ -225,10 +226,6 @@ function platformProblem(platform: unknown): string | undefined {
 }
 
 const PLATFORM_KEYS = ["os", "architecture", "variant", "plat"];
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 function isReferenceName(name: string): boolean {
   try {

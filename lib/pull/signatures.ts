@@ -20,6 +20,7 @@ import { createPublicKey, type KeyObject, verify } from "node:crypto";
 import { IntegrityError, NotFoundError, PolicyError, UsageError } from "../errors.ts";
 import type { Digest } from "../oci/digest.ts";
 import { digestOf, isDigest } from "../oci/digest.ts";
+import { parseObject } from "../oci/json.ts";
 import { MAX_MANIFEST_BYTES, MAX_USER_FILE_BYTES } from "../oci/limits.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { referrersTag, signatureTag } from "../oci/names.ts";
@@ -27,7 +28,7 @@ import { type Policy, type Requirement, requirementsFor, type SignedIdentity } f
 import { describeReadError, readFileBounded } from "../oci/read.ts";
 import { formatReference, parseReference, type Reference } from "../oci/reference.ts";
 import { parseSignatures } from "../store/index-file.ts";
-import { bundleSignedBy, isBundleManifest, listBundleReferrers, type Referrer, readBundle } from "./bundles.ts";
+import { bundleSignedBy, isBundleManifest, listBundleReferrers, readBundle } from "./bundles.ts";
 import type { Cache, Resolved } from "./cache.ts";
 
 /** The media type of a cosign simple-signing payload, and the annotation with its signature. */
@@ -142,7 +143,7 @@ async function* registrySignatures(
     client.getManifest(repo, tagOrDigest).catch((error: unknown) => unusable(what, error));
   const simple = await get(repo.tag, "its signature manifest");
   if (simple !== undefined) yield simple;
-  let referrers: Referrer[] = [];
+  let referrers: Digest[] = [];
   try {
     referrers = await listBundleReferrers(cache, repo, digest);
   } catch (error) {
@@ -150,18 +151,8 @@ async function* registrySignatures(
     if (found !== undefined) yield found;
   }
   for (const referrer of referrers) {
-    const bundle = await get(referrer.digest, "a bundle's manifest");
+    const bundle = await get(referrer, "a bundle's manifest");
     if (bundle !== undefined) yield bundle;
-  }
-}
-
-/** A signature manifest's JSON (either form), or `undefined` when it is not a JSON object. */
-function parseSignatureManifest(bytes: Uint8Array): { layers?: unknown } | undefined {
-  try {
-    const parsed: unknown = JSON.parse(new TextDecoder().decode(bytes));
-    return typeof parsed === "object" && parsed !== null ? parsed : undefined;
-  } catch {
-    return undefined;
   }
 }
 
@@ -172,7 +163,7 @@ async function checkSignature(
   bytes: Uint8Array,
   want: Want,
 ): Promise<string | undefined> {
-  const manifest = parseSignatureManifest(bytes);
+  const manifest = parseObject(bytes);
   if (manifest === undefined) return "a signature manifest is not JSON";
   if (isBundleManifest(manifest)) return checkBundle(cache, repo, manifest, want);
   const layers = Array.isArray(manifest.layers) ? manifest.layers : [];
@@ -193,7 +184,7 @@ interface Payload {
   bytes: Buffer;
   /** The annotation's signature, when there is one. */
   signature?: string;
-  /** Whether it is JSON; the image digest and name it claims, when it names them. */
+  /** Whether it is a JSON object; the image digest and name it claims, when it names them. */
   json: boolean;
   signedDigest?: string;
   identity?: string;
@@ -213,24 +204,20 @@ async function readPayload(cache: Cache, repo: Reference, layer: unknown): Promi
   if (typeof kept === "string") return kept;
   const bytes = readFileBounded(kept.path, MAX_PAYLOAD_BYTES);
   const signature = ((descriptor.annotations ?? {}) as Record<string, unknown>)[SIGNATURE_ANNOTATION];
+  // Not a JSON object: it claims nothing.
+  const claims = parseObject(bytes) as
+    | { critical?: { image?: Record<string, unknown>; identity?: Record<string, unknown> } }
+    | undefined;
+  const signedDigest = claims?.critical?.image?.["docker-manifest-digest"];
+  const identity = claims?.critical?.identity?.["docker-reference"];
   const payload: Payload = {
     digest: descriptor.digest,
     bytes,
-    json: false,
+    json: claims !== undefined,
     ...(typeof signature === "string" && { signature }),
+    ...(typeof signedDigest === "string" && { signedDigest }),
+    ...(typeof identity === "string" && { identity }),
   };
-  try {
-    const claims = JSON.parse(bytes.toString("utf8")) as {
-      critical?: { image?: Record<string, unknown>; identity?: Record<string, unknown> };
-    };
-    const signedDigest = claims.critical?.image?.["docker-manifest-digest"];
-    const identity = claims.critical?.identity?.["docker-reference"];
-    payload.json = true;
-    if (typeof signedDigest === "string") payload.signedDigest = signedDigest;
-    if (typeof identity === "string") payload.identity = identity;
-  } catch {
-    // Not JSON: it claims nothing.
-  }
   return payload;
 }
 
@@ -263,7 +250,7 @@ async function checkPayload(cache: Cache, repo: Reference, layer: unknown, want:
   if (payload.signature === undefined) return "a payload has no signature";
   const signed = Buffer.from(payload.signature, "base64");
   if (!want.keys.some((key) => verifies(key, payload.bytes, signed))) return "no signature by a key of the policy";
-  if (!payload.json) return "a signed payload is not JSON";
+  if (!payload.json) return "a signed payload is not a JSON object";
   if (payload.signedDigest !== want.digest) return "a signature is for another digest";
   return identityReason(payload.identity, want);
 }
@@ -422,7 +409,7 @@ async function describeSignature(
   bytes: Uint8Array,
   image: Digest,
 ): Promise<InspectedSignature | undefined> {
-  const manifest = parseSignatureManifest(bytes);
+  const manifest = parseObject(bytes);
   if (manifest === undefined) return undefined;
   if (isBundleManifest(manifest)) {
     const referrers = { ...repo, tag: referrersTag(image) };
@@ -472,6 +459,6 @@ export async function signaturesNow(cache: Cache, ref: Reference, digest: Digest
   } catch (error) {
     if (!(error instanceof NotFoundError)) throw error;
   }
-  for (const referrer of await listBundleReferrers(cache, repo, digest)) now.push(referrer.digest);
+  now.push(...(await listBundleReferrers(cache, repo, digest)));
   return now;
 }

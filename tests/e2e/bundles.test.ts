@@ -66,6 +66,20 @@ beforeAll(async () => {
     },
   });
   await pushBundle(registry.url, repo, target, good.key, { name, attachedTo: attested.indexDigest });
+  // JSON that is not an object, as a bundle and as its statement: a reason each, never a crash.
+  await attachReferrer(
+    registry.url,
+    repo,
+    target,
+    new TextEncoder().encode("null"),
+    "https://sigstore.dev/cosign/sign/v1",
+  );
+  await pushBundle(registry.url, repo, target, good.key, {
+    name,
+    tamper: (bundle) => {
+      (bundle.dsseEnvelope as { payload: string }).payload = Buffer.from("null").toString("base64");
+    },
+  });
   const big = new TextEncoder().encode(JSON.stringify({ padding: "x".repeat(300 * 1024) }));
   await attachReferrer(registry.url, repo, target, big, "https://sigstore.dev/cosign/sign/v1");
 });
@@ -176,9 +190,11 @@ describe("a Sigstore bundle attached as a referrer", () => {
       listing = "x".repeat(5 * 1024 * 1024);
       const oversized = await pull();
       expect([oversized.code, oversized.messages]).toEqual([7, expect.stringContaining("its referrers list cannot")]);
-      listing = "{not json";
-      const junk = await pull();
-      expect([junk.code, junk.messages]).toEqual([7, expect.stringContaining("it has no signature")]);
+      for (const junk of ["{not json", "null", '{"manifests":[null,7,"x"]}']) {
+        listing = junk;
+        const ran = await pull();
+        expect([ran.code, ran.messages]).toEqual([7, expect.stringContaining("it has no signature")]);
+      }
     } finally {
       await proxy.stop();
     }
@@ -209,6 +225,8 @@ describe("a Sigstore bundle attached as a referrer", () => {
       "a bundle is malformed",
       "a bundle is attached to another image",
       "a bundle is over 256 KiB",
+      "a bundle is not a JSON object",
+      "a bundle's statement is not a JSON object",
     ])
       expect(ran.messages).toContain(reason);
     expect(ran.messages.split("\n").filter(Boolean)).toHaveLength(1);
